@@ -1,0 +1,42 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "EdgeLM",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "EdgeLM", targets: ["EdgeLM"]),
+        .executable(name: "edgelm", targets: ["edgelm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]
+        ),
+        .target(
+            name: "CEdgeKernels",
+            cSettings: [.unsafeFlags(["-O3"])]
+        ),
+        .target(
+            name: "EdgeLM",
+            dependencies: ["CZstd", "CEdgeKernels"]
+        ),
+        .executableTarget(
+            name: "edgelm",
+            dependencies: [
+                "EdgeLM",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/edgelm"
+        ),
+        .testTarget(
+            name: "EdgeLMTests",
+            dependencies: ["EdgeLM", "CEdgeKernels"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,51 @@
+// Integer dot-product kernels for EdgeLM with run-time CPU dispatch.
+//
+// Layouts (see docs/FORMAT.md):
+//  - Quantized rows are split into blocks of 32 weights. A q8 block is 32 int8 codes in [-127, 127];
+//    a q4 block is 16 bytes, byte j holding element j in its low nibble and element j + 16 in its high
+//    nibble, each stored as code + 8 (codes in [-8, 7]).
+//  - Weight scales are IEEE half floats, one per group of `gblocks` consecutive blocks of a row
+//    (`ngroups = ceil(nblocks / gblocks)` scales per row, row-major).
+//  - Activations are quantized per block of 32 to int8 codes in [-127, 127] with one f32 scale per block.
+#ifndef EDGE_KERNELS_H
+#define EDGE_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Instruction-set levels the kernels can run at.
+typedef enum {
+    EDGE_ISA_GENERIC = 0,
+    EDGE_ISA_AVX2 = 1,
+    EDGE_ISA_AVX512_VNNI = 2,
+} edge_isa;
+
+/// The best level this CPU supports (cpuid + OS register-state check).
+int edge_detect_isa(void);
+
+/// Quantizes `nblocks` blocks of 32 floats to int8 codes and one f32 scale per block.
+/// Rounds to nearest, ties to even; the scale is max|x| / 127.
+void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales);
+
+/// out[r * out_stride + t] for rows [row_begin, row_end) and tokens [0, ntok):
+/// dot(weight row r, activation t), where weights are q8 blocks.
+/// Activation t has codes at x + t * nblocks * 32 and scales at xs + t * nblocks.
+void edge_matmul_q8(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                    int64_t row_begin, int64_t row_end,
+                    const int8_t *x, const float *xs, int64_t ntok,
+                    float *out, int64_t out_stride);
+
+/// Same as `edge_matmul_q8` for q4 weight blocks (16 bytes per block).
+void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                    int64_t row_begin, int64_t row_end,
+                    const int8_t *x, const float *xs, int64_t ntok,
+                    float *out, int64_t out_stride);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

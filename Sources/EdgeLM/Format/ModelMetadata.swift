@@ -1,0 +1,80 @@
+/// How a tensor payload is encoded on disk.
+public enum PayloadEncoding: String, Codable, Sendable {
+    /// The bytes are the tensor layout itself, usable in place from a memory map.
+    case raw
+    /// Independent zstd frames, one per chunk of `chunkBytes` decoded bytes.
+    case zstd
+}
+
+/// One row of the tensor directory.
+public struct TensorEntry: Codable, Sendable, Equatable {
+    /// Canonical name ("token_embd", "blk.0.attn_q", ...).
+    public var name: String
+    /// Shape: [rows, cols] for matrices, [n] for vectors.
+    public var shape: [Int]
+    /// Storage scheme.
+    public var scheme: TensorScheme
+    /// Weights per scale group along a row (0: one scale per row; unused for float schemes).
+    public var groupSize: Int
+    /// Payload offset from the start of the data section.
+    public var offset: Int
+    /// Stored payload bytes.
+    public var length: Int
+    /// Payload encoding.
+    public var encoding: PayloadEncoding
+    /// Decoded chunk size for zstd payloads.
+    public var chunkBytes: Int?
+    /// Stored byte length of each zstd frame, in order.
+    public var chunks: [Int]?
+    /// xxHash64 (hex) of the stored bytes.
+    public var checksum: String
+    /// xxHash64 (hex) of the decoded bytes (zstd payloads).
+    public var rawChecksum: String?
+
+    /// The decoded byte layout.
+    public func layout() throws(EdgeLMError) -> TensorLayout {
+        try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
+    }
+}
+
+/// Where a converted model came from and how it was converted.
+public struct Provenance: Codable, Sendable, Equatable {
+    /// File name of the source checkpoint.
+    public var sourceFile: String
+    /// SHA-256 of the source checkpoint (hex).
+    public var sourceSHA256: String
+    /// Source format ("gguf v3", "llama2.c", ...).
+    public var sourceFormat: String
+    /// EdgeLM version that wrote the file.
+    public var converterVersion: String
+    /// ISO-8601 time of conversion.
+    public var created: String
+}
+
+/// The quantization options a file was written with.
+public struct QuantizationSettings: Codable, Sendable, Equatable {
+    /// Scheme of the attention and FFN matrices.
+    public var type: TensorScheme
+    /// Group size along rows (0: per channel).
+    public var groupSize: Int
+    /// Scheme of the token embedding and output head.
+    public var embeddingType: TensorScheme
+    /// Payload encoding.
+    public var compression: PayloadEncoding
+    /// zstd level, when compressed.
+    public var zstdLevel: Int?
+}
+
+/// Everything in a model file except the payloads.
+public struct ModelMetadata: Codable, Sendable, Equatable {
+    /// Architecture hyper-parameters.
+    public var config: ModelConfig
+    /// Vocabulary and tokenizer settings.
+    public var tokenizer: TokenizerData
+    /// Source of the checkpoint.
+    public var provenance: Provenance
+    /// Conversion options.
+    public var quantization: QuantizationSettings
+    /// The tensor directory.
+    public var tensors: [TensorEntry]
+}

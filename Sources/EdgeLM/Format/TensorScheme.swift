@@ -1,0 +1,79 @@
+/// How a tensor's values are stored.
+public enum TensorScheme: String, Codable, Sendable, CaseIterable {
+    /// IEEE single precision.
+    case f32
+    /// IEEE half precision.
+    case f16
+    /// Symmetric int8 in [-127, 127] with f16 scales per group of weights along a row.
+    case q8
+    /// Symmetric int4 in [-8, 7] packed two per byte, with f16 scales per group along a row.
+    case q4
+
+    /// True for the integer schemes.
+    public var isQuantized: Bool { self == .q8 || self == .q4 }
+}
+
+/// The exact byte layout of one stored tensor, derived from its shape and scheme. Quantized rows are
+/// padded with zero codes to whole blocks of 32 so every kernel works on whole blocks.
+public struct TensorLayout: Equatable, Sendable {
+    /// Values per quantization block.
+    public static let blockSize = 32
+    /// Alignment of every payload and of the scale array inside a quantized payload.
+    public static let alignment = 64
+
+    /// Rows (the output dimension of a matrix; 1 for a vector).
+    public let rows: Int
+    /// Values per row.
+    public let cols: Int
+    /// Storage scheme.
+    public let scheme: TensorScheme
+    /// Blocks of 32 per row (quantized schemes).
+    public let blocksPerRow: Int
+    /// Blocks sharing one scale (quantized schemes); `blocksPerRow` for per-channel scales.
+    public let blocksPerGroup: Int
+
+    /// Creates the layout; `groupSize` 0 means one scale per row. Throws for group sizes that are not
+    /// positive multiples of 32 and for sizes that would overflow.
+    public init(shape: [Int], scheme: TensorScheme, groupSize: Int) throws(EdgeLMError) {
+        guard !shape.isEmpty, shape.count <= 2, shape.allSatisfy({ $0 > 0 && $0 <= 1 << 31 }) else {
+            throw .invalidArgument("tensor shape \(shape) must have 1 or 2 positive dimensions below 2^31")
+        }
+        rows = shape.count == 2 ? shape[0] : 1
+        cols = shape.last!
+        self.scheme = scheme
+        blocksPerRow = (cols + Self.blockSize - 1) / Self.blockSize
+        if scheme.isQuantized {
+            guard groupSize >= 0, groupSize % Self.blockSize == 0 else {
+                throw .invalidArgument("group size \(groupSize) must be 0 (per channel) or a positive multiple of \(Self.blockSize)")
+            }
+            blocksPerGroup = groupSize == 0 ? blocksPerRow : min(blocksPerRow, groupSize / Self.blockSize)
+        } else {
+            blocksPerGroup = 0
+        }
+        let (_, overflow) = rows.multipliedReportingOverflow(by: blocksPerRow * Self.blockSize * 4)
+        guard !overflow, byteCount < 1 << 46 else { throw .invalidArgument("tensor shape \(shape) is too large") }
+    }
+
+    /// Number of values.
+    public var count: Int { rows * cols }
+    /// Scale groups per row.
+    public var groupsPerRow: Int { blocksPerGroup == 0 ? 0 : (blocksPerRow + blocksPerGroup - 1) / blocksPerGroup }
+    /// Bytes of one stored block of 32 codes.
+    public var blockBytes: Int { scheme == .q4 ? 16 : 32 }
+    /// Bytes of the code array (quantized) or of all values (float).
+    public var codeBytes: Int {
+        switch scheme {
+        case .f32: return count * 4
+        case .f16: return count * 2
+        case .q8, .q4: return rows * blocksPerRow * blockBytes
+        }
+    }
+    /// Offset of the f16 scale array inside the payload.
+    public var scalesOffset: Int { (codeBytes + Self.alignment - 1) / Self.alignment * Self.alignment }
+    /// Total payload bytes.
+    public var byteCount: Int { scheme.isQuantized ? scalesOffset + rows * groupsPerRow * 2 : codeBytes }
+    /// Bits per weight counting codes and scales over the logical (unpadded) values.
+    public var bitsPerWeight: Double {
+        scheme.isQuantized ? Double((codeBytes + rows * groupsPerRow * 2) * 8) / Double(count) : Double(codeBytes * 8) / Double(count)
+    }
+}

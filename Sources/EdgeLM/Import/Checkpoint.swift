@@ -1,0 +1,130 @@
+/// Element types of float source tensors.
+public enum SourceDType: String, Sendable {
+    case f32, f16, bf16
+
+    /// Bytes per element.
+    public var size: Int { self == .f32 ? 4 : 2 }
+}
+
+/// One float tensor of a source checkpoint, viewed in place in the input file's mapping.
+public struct SourceTensor: @unchecked Sendable {
+    /// Canonical name ("blk.0.attn_q", ...).
+    public let name: String
+    /// [rows, cols] or [n].
+    public let shape: [Int]
+    /// Element type.
+    public let dtype: SourceDType
+    /// The raw little-endian elements.
+    public let bytes: UnsafeRawBufferPointer
+
+    /// Number of elements.
+    public var count: Int { shape.reduce(1, *) }
+
+    /// Converts the elements to f32, rejecting NaN and infinities.
+    /// - Parameter path: the file name for errors.
+    public func floats(path: String) throws(EdgeLMError) -> [Float] {
+        let n = count
+        let out = [Float](unsafeUninitializedCapacity: n) { buf, initialized in
+            switch dtype {
+            case .f32:
+                for i in 0..<n { buf[i] = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
+            case .f16:
+                for i in 0..<n { buf[i] = HalfFloat.toFloat(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+            case .bf16:
+                for i in 0..<n {
+                    buf[i] = Float(bitPattern: UInt32(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16)
+                }
+            }
+            initialized = n
+        }
+        if let bad = out.firstIndex(where: { !$0.isFinite }) { throw .nonFiniteWeight(path: path, tensor: name, index: bad) }
+        return out
+    }
+}
+
+/// A float checkpoint read from some source format: configuration, vocabulary and tensors.
+public struct Checkpoint: @unchecked Sendable {
+    /// The main input file.
+    public let path: String
+    /// Human-readable format ("gguf v3", "llama2.c").
+    public let format: String
+    /// Model hyper-parameters.
+    public let config: ModelConfig
+    /// Vocabulary.
+    public let tokenizer: TokenizerData
+    /// Tensors by canonical name (a tied model has no "output").
+    public let tensors: [String: SourceTensor]
+    /// Files backing the tensor views (kept alive with the checkpoint).
+    let mappings: [MappedFile]
+
+    /// Opens a checkpoint, detecting GGUF or llama2.c by content.
+    /// - Parameters:
+    ///   - path: the checkpoint file.
+    ///   - tokenizerPath: llama2.c tokenizer (`tokenizer.bin`), required for llama2.c input.
+    public static func open(path: String, tokenizerPath: String?) throws(EdgeLMError) -> Checkpoint {
+        let file = try MappedFile(path: path)
+        if file.bytes.count >= 4, Array(file.bytes[0..<4]) == Array("GGUF".utf8) {
+            return try GGUFReader.checkpoint(file: file)
+        }
+        guard let tokenizerPath else {
+            throw .invalidArgument("\(path): not a GGUF file; a llama2.c checkpoint needs --tokenizer tokenizer.bin")
+        }
+        return try Llama2CReader.checkpoint(file: file, tokenizerPath: tokenizerPath)
+    }
+
+    /// Checks that every tensor the configuration needs is present with the right shape.
+    func validateTensors() throws(EdgeLMError) {
+        for (name, shape) in config.tensorShapes {
+            guard let t = tensors[name] else { throw .missingTensor(path: path, tensor: name) }
+            guard t.shape == shape else { throw .shapeMismatch(path: path, tensor: name, expected: shape, actual: t.shape) }
+        }
+    }
+
+    /// SHA-256 of the main input file.
+    public func sha256() -> String { SHA256.hex(mappings[0].bytes) }
+}
+
+/// IEEE half-precision conversions that are exact and do not depend on the platform's Float16 support.
+public enum HalfFloat {
+    /// Half bits to Float.
+    @inline(__always)
+    public static func toFloat(_ h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16
+        let exp = UInt32(h >> 10) & 0x1F
+        var man = UInt32(h & 0x3FF)
+        if exp == 0 {
+            if man == 0 { return Float(bitPattern: sign) }
+            var e: UInt32 = 0
+            while man & 0x400 == 0 { man <<= 1; e += 1 }
+            return Float(bitPattern: sign | ((113 - e) << 23) | ((man & 0x3FF) << 13))
+        }
+        if exp == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (man << 13)) }
+        return Float(bitPattern: sign | ((exp + 112) << 23) | (man << 13))
+    }
+
+    /// Float to half bits, rounding to nearest even; overflow gives infinity.
+    @inline(__always)
+    public static func fromFloat(_ f: Float) -> UInt16 {
+        let bits = f.bitPattern
+        let sign = UInt16((bits >> 16) & 0x8000)
+        let exp = Int((bits >> 23) & 0xFF)
+        let man = bits & 0x7F_FFFF
+        if exp == 0xFF { return sign | 0x7C00 | (man != 0 ? 0x200 : 0) }
+        let e = exp - 127 + 15
+        if e >= 31 { return sign | 0x7C00 }
+        if e <= 0 {
+            if e < -10 { return sign }
+            let m = man | 0x80_0000
+            let shift = UInt32(14 - e)
+            var half = m >> shift
+            let rem = m & ((1 << shift) - 1)
+            let midpoint = UInt32(1) << (shift - 1)
+            if rem > midpoint || (rem == midpoint && half & 1 == 1) { half += 1 }
+            return sign | UInt16(half)
+        }
+        var half = UInt32(e) << 10 | (man >> 13)
+        let rem = man & 0x1FFF
+        if rem > 0x1000 || (rem == 0x1000 && half & 1 == 1) { half += 1 }
+        return sign | UInt16(half)
+    }
+}

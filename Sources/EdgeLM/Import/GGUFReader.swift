@@ -1,0 +1,307 @@
+/// A GGUF metadata value.
+enum GGUFValue {
+    case int(Int64)
+    case uint(UInt64)
+    case float(Double)
+    case bool(Bool)
+    case string(String)
+    case array([GGUFValue], elementType: UInt32)
+
+    var asInt: Int? {
+        switch self {
+        case let .int(v): return Int(exactly: v)
+        case let .uint(v): return Int(exactly: v)
+        default: return nil
+        }
+    }
+
+    var asDouble: Double? {
+        switch self {
+        case let .float(v): return v
+        case let .int(v): return Double(v)
+        case let .uint(v): return Double(v)
+        default: return nil
+        }
+    }
+
+    var asString: String? {
+        if case let .string(s) = self { return s }
+        return nil
+    }
+}
+
+/// Reads GGUF versions 1, 2 and 3 (F32, F16 and BF16 tensors) into a `Checkpoint`. Every count, length
+/// and offset is checked against the bytes that remain before anything is allocated for it.
+enum GGUFReader {
+    /// Limits on untrusted GGUF headers.
+    enum Limits {
+        static let maxTensors = 1 << 16
+        static let maxKeyValues = 1 << 16
+        static let maxStringBytes = 64 << 20
+        static let maxDims = 4
+        static let maxAlignment = 1 << 16
+    }
+
+    static let typeNames: [UInt32: String] = [
+        0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K",
+        12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 30: "BF16",
+    ]
+
+    private struct Parser {
+        let path: String
+        var c: ByteCursor
+        let version: Int
+
+        func fail(_ field: String, _ message: String) -> EdgeLMError {
+            .invalidField(path: path, field: field, message: message)
+        }
+
+        mutating func count(_ field: String) throws(EdgeLMError) -> Int {
+            do {
+                let v: UInt64 = version == 1 ? UInt64(try c.read(UInt32.self)) : try c.read(UInt64.self)
+                guard v <= UInt64(c.bytes.count) else { throw fail(field, "\(v) is larger than the file") }
+                return Int(v)
+            } catch let e as ByteCursor.Error {
+                throw e.edgeError(path: path, field: field)
+            } catch let e as EdgeLMError {
+                throw e
+            } catch {
+                throw fail(field, "\(error)")
+            }
+        }
+
+        mutating func u32(_ field: String) throws(EdgeLMError) -> UInt32 {
+            do { return try c.read(UInt32.self) } catch { throw error.edgeError(path: path, field: field) }
+        }
+
+        mutating func string(_ field: String) throws(EdgeLMError) -> String {
+            let n = try count(field + " length")
+            guard n <= Limits.maxStringBytes else { throw fail(field, "string of \(n) bytes exceeds \(Limits.maxStringBytes)") }
+            let raw: UnsafeRawBufferPointer
+            do { raw = try c.readBytes(n) } catch { throw error.edgeError(path: path, field: field) }
+            guard let s = String(validating: raw, as: UTF8.self) else { throw fail(field, "string is not valid UTF-8") }
+            return s
+        }
+
+        mutating func value(type: UInt32, field: String, allowArray: Bool) throws(EdgeLMError) -> GGUFValue {
+            do {
+                switch type {
+                case 0: return .uint(UInt64(try c.read(UInt8.self)))
+                case 1: return .int(Int64(try c.read(Int8.self)))
+                case 2: return .uint(UInt64(try c.read(UInt16.self)))
+                case 3: return .int(Int64(try c.read(Int16.self)))
+                case 4: return .uint(UInt64(try c.read(UInt32.self)))
+                case 5: return .int(Int64(try c.read(Int32.self)))
+                case 6: return .float(Double(try c.readFloat()))
+                case 7:
+                    let b = try c.read(UInt8.self)
+                    guard b <= 1 else { throw fail(field, "bool byte \(b)") }
+                    return .bool(b == 1)
+                case 8: return .string(try string(field))
+                case 9:
+                    guard allowArray else { throw fail(field, "nested arrays are not supported") }
+                    let et = try c.read(UInt32.self)
+                    let n = try count(field + " count")
+                    let minSize = [0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 8: version == 1 ? 4 : 8, 10: 8, 11: 8, 12: 8][Int(et)]
+                    guard let minSize else { throw fail(field, "array element type \(et) is not supported") }
+                    guard n <= c.remaining / minSize else { throw fail(field, "array of \(n) elements is larger than the file") }
+                    var items: [GGUFValue] = []
+                    items.reserveCapacity(n)
+                    for _ in 0..<n { items.append(try value(type: et, field: field, allowArray: false)) }
+                    return .array(items, elementType: et)
+                case 10: return .uint(try c.read(UInt64.self))
+                case 11: return .int(try c.read(Int64.self))
+                case 12: return .float(try c.readDouble())
+                default: throw fail(field, "unknown value type \(type)")
+                }
+            } catch let e as ByteCursor.Error {
+                throw e.edgeError(path: path, field: field)
+            } catch let e as EdgeLMError {
+                throw e
+            } catch {
+                throw fail(field, "\(error)")
+            }
+        }
+    }
+
+    static func checkpoint(file: MappedFile) throws(EdgeLMError) -> Checkpoint {
+        let path = file.path
+        var c = ByteCursor(file.bytes, offset: 4)
+        let version: Int
+        do { version = Int(try c.read(UInt32.self)) } catch { throw error.edgeError(path: path, field: "GGUF version") }
+        guard (1...3).contains(version) else { throw .unsupportedVersion(path: path, version: version, supported: "GGUF 1, 2 and 3") }
+        var p = Parser(path: path, c: c, version: version)
+        let tensorCount = try p.count("tensor count")
+        guard tensorCount <= Limits.maxTensors else { throw p.fail("tensor count", "\(tensorCount) exceeds \(Limits.maxTensors)") }
+        let kvCount = try p.count("metadata count")
+        guard kvCount <= Limits.maxKeyValues else { throw p.fail("metadata count", "\(kvCount) exceeds \(Limits.maxKeyValues)") }
+
+        var kv: [String: GGUFValue] = [:]
+        for _ in 0..<kvCount {
+            let key = try p.string("metadata key")
+            let type = try p.u32("metadata '\(key)' type")
+            kv[key] = try p.value(type: type, field: "metadata '\(key)'", allowArray: true)
+        }
+        var alignment = 32
+        if let a = kv["general.alignment"] {
+            guard let v = a.asInt, v > 0, v <= Limits.maxAlignment, v & (v - 1) == 0 else {
+                throw p.fail("general.alignment", "must be a power of two up to \(Limits.maxAlignment)")
+            }
+            alignment = v
+        }
+
+        struct Info { let name: String; let dims: [Int]; let type: UInt32; let offset: Int }
+        var infos: [Info] = []
+        for i in 0..<tensorCount {
+            let name = try p.string("tensor \(i) name")
+            let nd = Int(try p.u32("tensor '\(name)' n_dims"))
+            guard (1...Limits.maxDims).contains(nd) else { throw p.fail("tensor '\(name)' n_dims", "\(nd) is outside 1...\(Limits.maxDims)") }
+            var dims: [Int] = []
+            var elements = 1
+            for _ in 0..<nd {
+                let d = try p.count("tensor '\(name)' dims")
+                guard d > 0 else { throw p.fail("tensor '\(name)' dims", "dimension 0") }
+                let (m, o) = elements.multipliedReportingOverflow(by: d)
+                guard !o, m <= file.bytes.count else { throw p.fail("tensor '\(name)' dims", "\(dims + [d]) holds more elements than the file has bytes") }
+                elements = m
+                dims.append(d)
+            }
+            let type = try p.u32("tensor '\(name)' type")
+            let offset: UInt64
+            do { offset = try p.c.read(UInt64.self) } catch { throw error.edgeError(path: path, field: "tensor '\(name)' offset") }
+            guard offset < UInt64(file.bytes.count), Int(offset) % alignment == 0 else {
+                throw p.fail("tensor '\(name)' offset", "\(offset) is past the end or not \(alignment)-aligned")
+            }
+            infos.append(Info(name: name, dims: dims, type: type, offset: Int(offset)))
+        }
+        let dataStart = (p.c.offset + alignment - 1) / alignment * alignment
+        guard dataStart <= file.bytes.count else {
+            throw .truncated(path: path, field: "tensor data", offset: dataStart, needed: 0, available: 0)
+        }
+        let dataBytes = file.bytes.count - dataStart
+
+        var tensors: [String: SourceTensor] = [:]
+        var ranges: [(Int, Int, String)] = []
+        for info in infos {
+            let dtype: SourceDType
+            switch info.type {
+            case 0: dtype = .f32
+            case 1: dtype = .f16
+            case 30: dtype = .bf16
+            default:
+                throw .unsupportedTensorType(path: path, tensor: info.name,
+                                             type: "GGML \(typeNames[info.type] ?? "type \(info.type)") (convert from an F32, F16 or BF16 file)")
+            }
+            let length = info.dims.reduce(1, *) * dtype.size
+            guard info.offset <= dataBytes, length <= dataBytes - info.offset else {
+                throw .tensorOutOfBounds(path: path, tensor: info.name, offset: dataStart + info.offset, length: length, fileSize: file.bytes.count)
+            }
+            ranges.append((info.offset, length, info.name))
+            let canonical = info.name.hasSuffix(".weight") ? String(info.name.dropLast(7)) : info.name
+            let shape = info.dims.count == 2 ? [info.dims[1], info.dims[0]] : info.dims.reversed()
+            let start = dataStart + info.offset
+            guard tensors[canonical] == nil else { throw p.fail("tensor '\(info.name)'", "appears twice") }
+            tensors[canonical] = SourceTensor(name: canonical, shape: Array(shape), dtype: dtype,
+                                              bytes: UnsafeRawBufferPointer(rebasing: file.bytes[start..<(start + length)]))
+        }
+        ranges.sort { $0.0 < $1.0 }
+        for (a, b) in zip(ranges, ranges.dropFirst()) where a.0 + a.1 > b.0 {
+            throw .tensorsOverlap(path: path, first: a.2, second: b.2)
+        }
+
+        let config = try makeConfig(kv: kv, tensors: &tensors, path: path)
+        let tokenizer = try makeTokenizer(kv: kv, path: path)
+        try tokenizer.validate(source: path, vocabSize: config.vocabSize)
+        let checkpoint = Checkpoint(path: path, format: "gguf v\(version)", config: config, tokenizer: tokenizer,
+                                    tensors: tensors, mappings: [file])
+        try checkpoint.validateTensors()
+        return checkpoint
+    }
+
+    private static func makeConfig(kv: [String: GGUFValue], tensors: inout [String: SourceTensor],
+                                   path: String) throws(EdgeLMError) -> ModelConfig {
+        func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
+        guard let arch = kv["general.architecture"]?.asString else { throw fail("general.architecture", "missing") }
+        guard arch == "llama" else { throw fail("general.architecture", "'\(arch)' is not supported (only llama)") }
+        func int(_ key: String, default value: Int? = nil) throws(EdgeLMError) -> Int {
+            if let v = kv["llama.\(key)"] {
+                guard let i = v.asInt else { throw fail("llama.\(key)", "not an integer") }
+                return i
+            }
+            guard let value else { throw fail("llama.\(key)", "missing") }
+            return value
+        }
+        func float(_ key: String, default value: Float) throws(EdgeLMError) -> Float {
+            guard let v = kv["llama.\(key)"] else { return value }
+            guard let d = v.asDouble else { throw fail("llama.\(key)", "not a number") }
+            return Float(d)
+        }
+        if let scaling = kv["llama.rope.scaling.type"]?.asString, scaling != "none" {
+            throw fail("llama.rope.scaling.type", "'\(scaling)' RoPE scaling is not supported")
+        }
+        guard let embedding = tensors["token_embd"] else { throw .missingTensor(path: path, tensor: "token_embd.weight") }
+        let heads = try int("attention.head_count")
+        let dim = try int("embedding_length")
+        var tied = tensors["output"] == nil
+        if let output = tensors["output"], output.shape == embedding.shape, output.dtype == embedding.dtype,
+           output.bytes.elementsEqual(embedding.bytes) {
+            tied = true
+            tensors["output"] = nil
+        }
+        if let rd = kv["llama.rope.dimension_count"]?.asInt, heads > 0, rd != dim / heads {
+            throw fail("llama.rope.dimension_count", "partial rotary embedding (\(rd) of \(dim / heads) dims) is not supported")
+        }
+        let config = ModelConfig(
+            dim: dim, layers: try int("block_count"), heads: heads,
+            kvHeads: try int("attention.head_count_kv", default: heads), ffnDim: try int("feed_forward_length"),
+            vocabSize: embedding.shape[0], contextLength: try int("context_length"),
+            ropeTheta: try float("rope.freq_base", default: 10000), ropeLayout: .interleaved,
+            normEpsilon: try float("attention.layer_norm_rms_epsilon", default: 1e-5), tiedOutput: tied)
+        try config.validate(source: path)
+        return config
+    }
+
+    private static func makeTokenizer(kv: [String: GGUFValue], path: String) throws(EdgeLMError) -> TokenizerData {
+        func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
+        let model = kv["tokenizer.ggml.model"]?.asString ?? "missing"
+        guard model == "llama" else {
+            throw fail("tokenizer.ggml.model", "'\(model)' is not supported (only the SentencePiece 'llama' vocabulary)")
+        }
+        guard case let .array(tokenValues, 8)? = kv["tokenizer.ggml.tokens"] else {
+            throw fail("tokenizer.ggml.tokens", "missing or not an array of strings")
+        }
+        let pieces = tokenValues.compactMap(\.asString)
+        var scores = [Float](repeating: 0, count: pieces.count)
+        if let v = kv["tokenizer.ggml.scores"] {
+            guard case let .array(items, 6) = v, items.count == pieces.count else {
+                throw fail("tokenizer.ggml.scores", "must be an array of \(pieces.count) f32 values")
+            }
+            scores = items.map { Float($0.asDouble ?? 0) }
+        }
+        var types = [TokenType](repeating: .normal, count: pieces.count)
+        if let v = kv["tokenizer.ggml.token_type"] {
+            guard case let .array(items, et) = v, [4, 5].contains(et), items.count == pieces.count else {
+                throw fail("tokenizer.ggml.token_type", "must be an array of \(pieces.count) int32 values")
+            }
+            for (i, item) in items.enumerated() {
+                guard let raw = item.asInt, let t = TokenType(rawValue: raw) else {
+                    throw fail("tokenizer.ggml.token_type", "token \(i) has unknown type \(item.asInt ?? -1)")
+                }
+                types[i] = t
+            }
+        }
+        func id(_ key: String) throws(EdgeLMError) -> Int? {
+            guard let v = kv["tokenizer.ggml.\(key)"] else { return nil }
+            guard let i = v.asInt else { throw fail("tokenizer.ggml.\(key)", "not an integer") }
+            return i
+        }
+        var addPrefix = true
+        if case let .bool(b)? = kv["tokenizer.ggml.add_space_prefix"] { addPrefix = b }
+        var removeSpaces = false
+        if case let .bool(b)? = kv["tokenizer.ggml.remove_extra_whitespaces"] { removeSpaces = b }
+        return TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
+                             bos: try id("bos_token_id"), eos: try id("eos_token_id"), unk: try id("unknown_token_id") ?? types.firstIndex(of: .unknown),
+                             pad: try id("padding_token_id"), addDummyPrefix: addPrefix,
+                             removeExtraWhitespaces: removeSpaces, byteFallback: types.contains(.byte))
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+
+/// Options of `edgelm quantize`.
+public struct ConversionOptions: Sendable {
+    /// Scheme of the attention and FFN matrices.
+    public var type: TensorScheme
+    /// Weights per scale group (0: per channel); nil picks the scheme's default (q8: 0, q4: 32).
+    public var groupSize: Int?
+    /// Scheme of the token embedding and output head; nil picks the default (see `defaultEmbeddingType`).
+    public var embeddingType: TensorScheme?
+    /// zstd level, or nil for raw payloads.
+    public var zstdLevel: Int?
+    /// Replace an existing output file.
+    public var overwrite: Bool
+
+    /// Creates options.
+    public init(type: TensorScheme, groupSize: Int? = nil, embeddingType: TensorScheme? = nil, zstdLevel: Int? = nil,
+                overwrite: Bool = false) {
+        self.type = type
+        self.groupSize = groupSize
+        self.embeddingType = embeddingType
+        self.zstdLevel = zstdLevel
+        self.overwrite = overwrite
+    }
+
+    /// Default group size of a scheme: per channel for q8, 32 for q4.
+    public static func defaultGroupSize(_ scheme: TensorScheme) -> Int { scheme == .q4 ? 32 : 0 }
+
+    /// Default embedding/output scheme: the matrices' scheme, except that q4 files keep the embedding and
+    /// output head at q8 (see docs/QUANTIZATION.md for the measured error behind this choice).
+    public static func defaultEmbeddingType(_ scheme: TensorScheme) -> TensorScheme { scheme == .q4 ? .q8 : scheme }
+
+    /// Resolved group size of the matrices.
+    public var resolvedGroupSize: Int { groupSize ?? Self.defaultGroupSize(type) }
+    /// Resolved embedding scheme.
+    public var resolvedEmbeddingType: TensorScheme { embeddingType ?? Self.defaultEmbeddingType(type) }
+
+    /// Scheme and group size of a canonical tensor.
+    public func plan(for name: String) -> (scheme: TensorScheme, groupSize: Int) {
+        switch TensorRole(name: name) {
+        case .norm: return (.f32, 0)
+        case .embedding, .output:
+            let s = resolvedEmbeddingType
+            return (s, s == type ? resolvedGroupSize : Self.defaultGroupSize(s))
+        case .attention, .ffn: return (type, resolvedGroupSize)
+        }
+    }
+
+    /// Checks option values.
+    public func validate() throws(EdgeLMError) {
+        let g = resolvedGroupSize
+        guard g >= 0, g % TensorLayout.blockSize == 0, g <= 1 << 20 else {
+            throw .invalidArgument("--group-size \(g): must be 0 (per channel) or a multiple of \(TensorLayout.blockSize)")
+        }
+        if let level = zstdLevel, !Zstd.levels.contains(level) {
+            throw .invalidArgument("--zstd-level \(level): must be in \(Zstd.levels.lowerBound)...\(Zstd.levels.upperBound)")
+        }
+    }
+}
+
+/// One converted tensor, as reported to the user.
+public struct TensorReport: Sendable {
+    /// Canonical name.
+    public let name: String
+    /// Shape.
+    public let shape: [Int]
+    /// Stored scheme.
+    public let scheme: TensorScheme
+    /// Decoded payload bytes.
+    public let rawBytes: Int
+    /// Stored bytes (differs from raw when compressed).
+    public let storedBytes: Int
+    /// Error against the source floats (nil for f32 tensors, which are exact).
+    public let error: QuantizationError?
+}
+
+/// Progress events during conversion.
+public struct ConversionProgress: Sendable {
+    /// Index of the tensor just finished (1-based).
+    public let done: Int
+    /// Number of tensors.
+    public let total: Int
+    /// The tensor just finished.
+    public let tensor: TensorReport
+}
+
+/// Summary of a conversion.
+public struct ConversionReport: Sendable {
+    /// Per-tensor results in file order.
+    public let tensors: [TensorReport]
+    /// Parameters written.
+    public let parameters: Int
+    /// Size of the input checkpoint.
+    public let inputBytes: Int
+    /// Size of the output file.
+    public let outputBytes: Int
+    /// Wall time in seconds.
+    public let seconds: Double
+    /// Bits per weight over the attention and FFN matrices (codes + scales).
+    public let matrixBitsPerWeight: Double
+    /// Bits per weight over all tensors, from decoded payload bytes.
+    public let bitsPerWeight: Double
+    /// Decoded payload bytes over stored payload bytes.
+    public let compressionRatio: Double
+    /// True when the source's output head was identical to its embedding and stored once.
+    public let tiedOutput: Bool
+}
+
+/// Converts float checkpoints into `.edgelm` files.
+public enum Converter {
+    /// Converts `checkpoint` into `outputPath`. The output appears atomically at the end; on any error
+    /// nothing is left at `outputPath` (an existing file there is untouched).
+    public static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
+                               progress: (ConversionProgress) -> Void = { _ in }) throws(EdgeLMError) -> ConversionReport {
+        try options.validate()
+        let start = Date()
+        let writer = try ModelWriter(path: outputPath, overwrite: options.overwrite)
+        let shapes = checkpoint.config.tensorShapes
+        var reports: [TensorReport] = []
+        for (i, (name, shape)) in shapes.enumerated() {
+            guard let source = checkpoint.tensors[name] else { throw .missingTensor(path: checkpoint.path, tensor: name) }
+            let (scheme, groupSize) = options.plan(for: name)
+            let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
+            let values = try source.floats(path: checkpoint.path)
+            let payload = Quantizer.encode(values, layout: layout)
+            if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
+                throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
+            }
+            if scheme.isQuantized, let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.rows * layout.groupsPerRow) }) {
+                throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
+            }
+            let entry = try withPayload(payload) { (buf) throws(EdgeLMError) in
+                try writer.append(name: name, shape: shape, scheme: scheme, groupSize: groupSize, payload: buf,
+                                  zstdLevel: options.zstdLevel)
+            }
+            let report = TensorReport(name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
+                                      error: scheme == .f32 ? nil : Quantizer.error(of: values, layout: layout, payload: payload))
+            reports.append(report)
+            progress(ConversionProgress(done: i + 1, total: shapes.count, tensor: report))
+        }
+        let provenance = Provenance(sourceFile: (checkpoint.path as NSString).lastPathComponent, sourceSHA256: checkpoint.sha256(),
+                                    sourceFormat: checkpoint.format, converterVersion: EdgeLMVersion.string,
+                                    created: ISO8601DateFormatter().string(from: Date()))
+        let settings = QuantizationSettings(type: options.type, groupSize: options.resolvedGroupSize,
+                                            embeddingType: options.resolvedEmbeddingType,
+                                            compression: options.zstdLevel == nil ? .raw : .zstd, zstdLevel: options.zstdLevel)
+        try writer.finish(config: checkpoint.config, tokenizer: checkpoint.tokenizer, provenance: provenance, quantization: settings)
+        let outputBytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? 0
+        let matrices = reports.filter { [.attention, .ffn].contains(TensorRole(name: $0.name)) }
+        let matrixParams = matrices.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        let params = reports.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        let raw = reports.reduce(0) { $0 + $1.rawBytes }
+        let stored = reports.reduce(0) { $0 + $1.storedBytes }
+        return ConversionReport(
+            tensors: reports, parameters: params, inputBytes: checkpoint.mappings[0].bytes.count, outputBytes: outputBytes,
+            seconds: Date().timeIntervalSince(start),
+            matrixBitsPerWeight: Double(matrices.reduce(0) { $0 + $1.rawBytes } * 8) / Double(max(1, matrixParams)),
+            bitsPerWeight: Double(raw * 8) / Double(max(1, params)),
+            compressionRatio: Double(raw) / Double(max(1, stored)), tiedOutput: checkpoint.config.tiedOutput)
+    }
+
+    private static func withPayload(_ payload: [UInt8], _ body: (UnsafeRawBufferPointer) throws(EdgeLMError) -> TensorEntry) throws(EdgeLMError) -> TensorEntry {
+        var entry: TensorEntry?
+        try withBytes(of: payload) { (buf) throws(EdgeLMError) in entry = try body(buf) }
+        return entry!
+    }
+
+    /// Index of the first infinite half value among `count` halves, if any.
+    private static func firstOverflowingHalf(_ bytes: UnsafeRawBufferPointer, count: Int) -> Int? {
+        for i in 0..<count where bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self) & 0x7C00 == 0x7C00 { return i }
+        return nil
+    }
+}

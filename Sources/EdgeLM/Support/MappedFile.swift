@@ -1,0 +1,54 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A read-only memory mapping of a whole file. Pages are loaded lazily by the kernel and stay
+/// file-backed (they count as shared, not anonymous, memory), so weights can be used in place.
+public final class MappedFile: @unchecked Sendable {
+    /// Path the file was opened from.
+    public let path: String
+    /// The mapped bytes (empty for an empty file).
+    public let bytes: UnsafeRawBufferPointer
+    private let base: UnsafeMutableRawPointer?
+
+    /// Maps `path` read-only.
+    public init(path: String) throws(EdgeLMError) {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(path: path, message: "cannot open: \(Errno.describe(errno))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .io(path: path, message: "cannot stat: \(Errno.describe(errno))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .io(path: path, message: "not a regular file") }
+        let size = Int(st.st_size)
+        if size == 0 {
+            base = nil
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw .io(path: path, message: "cannot map \(size) bytes: \(Errno.describe(errno))")
+        }
+        base = p
+        bytes = UnsafeRawBufferPointer(start: p, count: size)
+    }
+
+    deinit {
+        if let base { munmap(base, bytes.count) }
+    }
+
+    /// Asks the kernel to read the mapping ahead (a hint: sequential use of all pages soon).
+    public func adviseWillNeed() {
+        if let base { _ = madvise(base, bytes.count, MADV_WILLNEED) }
+    }
+}
+
+/// Formats `errno` values.
+enum Errno {
+    static func describe(_ code: Int32) -> String {
+        guard let s = strerror(code) else { return "errno \(code)" }
+        return String(cString: s)
+    }
+}

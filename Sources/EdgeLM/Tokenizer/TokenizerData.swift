@@ -1,0 +1,85 @@
+/// SentencePiece token types (the values GGUF's `tokenizer.ggml.token_type` uses).
+public enum TokenType: Int, Codable, Sendable {
+    case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
+}
+
+/// Which algorithm encodes text with the vocabulary.
+public enum TokenizerKind: String, Codable, Sendable {
+    /// SentencePiece BPE: merge the adjacent pair whose result has the highest score.
+    case sentencePieceBPE
+    /// Merge-list BPE (Hugging Face `tokenizer.json`): merge the pair with the lowest merge rank.
+    case mergesBPE
+}
+
+/// Everything needed to tokenize and detokenize, as stored in the model file.
+public struct TokenizerData: Codable, Sendable, Equatable {
+    /// Encoding algorithm.
+    public var kind: TokenizerKind
+    /// Token strings; SentencePiece marks spaces with U+2581.
+    public var pieces: [String]
+    /// Merge priorities for `sentencePieceBPE` (higher merges first).
+    public var scores: [Float]
+    /// Token types.
+    public var types: [TokenType]
+    /// Merge rules "left right" in priority order, for `mergesBPE`.
+    public var merges: [String]?
+    /// Beginning-of-sequence id.
+    public var bos: Int?
+    /// End-of-sequence id.
+    public var eos: Int?
+    /// Unknown-token id.
+    public var unk: Int?
+    /// Padding id.
+    public var pad: Int?
+    /// Prepend U+2581 to non-empty input (SentencePiece `add_dummy_prefix`).
+    public var addDummyPrefix: Bool
+    /// Strip leading/trailing spaces and collapse runs of spaces (SentencePiece `remove_extra_whitespaces`).
+    public var removeExtraWhitespaces: Bool
+    /// Characters outside the vocabulary become `<0xXX>` byte tokens.
+    public var byteFallback: Bool
+
+    /// Creates tokenizer data.
+    public init(kind: TokenizerKind, pieces: [String], scores: [Float], types: [TokenType], merges: [String]? = nil,
+                bos: Int?, eos: Int?, unk: Int?, pad: Int?, addDummyPrefix: Bool, removeExtraWhitespaces: Bool,
+                byteFallback: Bool) {
+        self.kind = kind
+        self.pieces = pieces
+        self.scores = scores
+        self.types = types
+        self.merges = merges
+        self.bos = bos
+        self.eos = eos
+        self.unk = unk
+        self.pad = pad
+        self.addDummyPrefix = addDummyPrefix
+        self.removeExtraWhitespaces = removeExtraWhitespaces
+        self.byteFallback = byteFallback
+    }
+
+    /// Limits applied when reading untrusted files.
+    public enum Limits {
+        public static let maxPieceBytes = 4_096
+        public static let maxMerges = 4 << 20
+    }
+
+    /// Checks sizes, ids and lengths.
+    public func validate(source: String, vocabSize: Int) throws(EdgeLMError) {
+        func bad(_ field: String, _ message: String) -> EdgeLMError {
+            .invalidField(path: source, field: "tokenizer.\(field)", message: message)
+        }
+        guard pieces.count == vocabSize else {
+            throw bad("pieces", "\(pieces.count) pieces, the model's vocabulary has \(vocabSize)")
+        }
+        guard scores.count == pieces.count else { throw bad("scores", "\(scores.count) scores for \(pieces.count) pieces") }
+        guard types.count == pieces.count else { throw bad("types", "\(types.count) types for \(pieces.count) pieces") }
+        if let i = pieces.firstIndex(where: { $0.utf8.count > Limits.maxPieceBytes }) {
+            throw bad("pieces", "piece \(i) is longer than \(Limits.maxPieceBytes) bytes")
+        }
+        if let i = scores.firstIndex(where: { !$0.isFinite }) { throw bad("scores", "score \(i) is not finite") }
+        for (field, id) in [("bos", bos), ("eos", eos), ("unk", unk), ("pad", pad)] {
+            if let id, !(0..<vocabSize).contains(id) { throw bad(field, "id \(id) is outside the vocabulary 0..<\(vocabSize)") }
+        }
+        if let merges, merges.count > Limits.maxMerges { throw bad("merges", "\(merges.count) merges exceed \(Limits.maxMerges)") }
+        if kind == .mergesBPE, merges == nil { throw bad("merges", "a merges-BPE tokenizer needs a merge list") }
+    }
+}

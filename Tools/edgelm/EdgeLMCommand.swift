@@ -1,0 +1,28 @@
+import ArgumentParser
+import EdgeLM
+
+@main
+struct EdgeLMCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edgelm",
+        abstract: "Quantized Llama-family inference on the CPU.",
+        version: EdgeLMVersion.string,
+        subcommands: [Quantize.self, Inspect.self, Generate.self]
+    )
+}
+
+extension TensorScheme: ExpressibleByArgument {}
+
+/// Turns library errors into clean exit messages.
+func runReportingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as EdgeLMError {
+        throw ValidationErrorMessage(error.description)
+    }
+}
+
+struct ValidationErrorMessage: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = "error: " + d }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import EdgeLM
+
+struct Quantize: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a float checkpoint (GGUF v1-v3, llama2.c .bin) into an EdgeLM model file.")
+
+    @Argument(help: "Input checkpoint: a GGUF file, or a llama2.c .bin with --tokenizer.")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Output .edgelm file.")
+    var output: String
+
+    @Option(name: .long, help: "Weight type of the attention and FFN matrices: f32, f16, q8, q4.")
+    var type: TensorScheme
+
+    @Option(name: .long, help: "Weights per scale group along a row; 0 = one scale per row. Default: q8 0, q4 32.")
+    var groupSize: Int?
+
+    @Option(name: .long, help: "Type of the token embedding and output head. Default: same as --type, q8 for q4 files.")
+    var embeddingType: TensorScheme?
+
+    @Option(name: .long, help: "llama2.c tokenizer.bin (needed for llama2.c checkpoints).")
+    var tokenizer: String?
+
+    @Option(name: .long, help: "Payload compression: none or zstd.")
+    var compress: Compression = .none
+
+    @Option(name: .long, help: "zstd level (1-22).")
+    var zstdLevel: Int = 10
+
+    @Flag(name: .long, help: "Overwrite an existing output file.")
+    var force = false
+
+    @Flag(name: .long, help: "Print nothing but errors.")
+    var quiet = false
+
+    @Flag(name: .long, help: "Print each tensor's quantization error.")
+    var verbose = false
+
+    enum Compression: String, ExpressibleByArgument { case none, zstd }
+
+    func run() async throws {
+        try await runReportingErrors {
+            Terminal.installInterruptCleanup()
+            let checkpoint = try Checkpoint.open(path: input, tokenizerPath: tokenizer)
+            let options = ConversionOptions(type: type, groupSize: groupSize, embeddingType: embeddingType,
+                                            zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force)
+            let tty = Terminal.isTTY
+            let report = try Converter.convert(checkpoint, to: output, options: options) { p in
+                guard !quiet else { return }
+                if verbose {
+                    let e = p.tensor.error.map { "max abs err \(format(Double($0.maxAbs), 6))  rel RMS err \(format($0.relativeRMS * 100, 3))%" } ?? "exact"
+                    Terminal.error("\(p.tensor.name.padding(toLength: 18)) \(p.tensor.shape) \(p.tensor.scheme.rawValue)  \(e)")
+                } else if tty {
+                    Terminal.progress(p.done, p.total, p.tensor.name)
+                } else {
+                    Terminal.error("[\(p.done)/\(p.total)] \(p.tensor.name) \(p.tensor.shape) \(p.tensor.scheme.rawValue)")
+                }
+            }
+            guard !quiet else { return }
+            let mbps = Double(report.inputBytes) / 1e6 / max(report.seconds, 1e-9)
+            Terminal.error("""
+                wrote \(output): \(report.tensors.count) tensors, \(report.parameters) parameters\(report.tiedOutput ? " (tied output head stored once)" : "")
+                  \(formatBytes(report.inputBytes)) -> \(formatBytes(report.outputBytes)), \(format(report.bitsPerWeight, 2)) bits/weight overall, \
+                \(format(report.matrixBitsPerWeight, 3)) bits/weight in attention+FFN matrices
+                  type \(type.rawValue), group size \(options.resolvedGroupSize == 0 ? "per channel" : String(options.resolvedGroupSize)), \
+                embedding/output \(options.resolvedEmbeddingType.rawValue)\(compress == .zstd ? ", zstd level \(zstdLevel) ratio \(format(report.compressionRatio, 3))" : "")
+                  \(format(report.seconds, 2)) s, \(format(mbps, 1)) MB/s
+                """)
+        }
+    }
+}
