@@ -64,7 +64,7 @@ static inline int32_t dot32_q4(const uint8_t *w, const int8_t *x) {
 
 #define EDGE_GENERIC_MATMUL(NAME, WTYPE, BLOCKBYTES, DOT)                                              \
     static void NAME(const WTYPE *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, \
-                     int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t os) { \
+                     int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) { \
         int64_t ngroups = (nblocks + gblocks - 1) / gblocks;                                           \
         for (int64_t r = r0; r < r1; r++) {                                                            \
             const WTYPE *wr = w + r * nblocks * BLOCKBYTES;                                            \
@@ -78,7 +78,7 @@ static inline int32_t dot32_q4(const uint8_t *w, const int8_t *x) {
                     for (int64_t b = g * gblocks; b < bend; b++)                                       \
                         acc += (float)DOT(wr + b * BLOCKBYTES, xt + b * 32) * (st[b] * wsg);           \
                 }                                                                                      \
-                out[r * os + t] = acc;                                                                 \
+                out[r * ors + t * ots] = acc;                                                                 \
             }                                                                                          \
         }                                                                                              \
     }
@@ -123,7 +123,7 @@ EDGE_AVX2 static inline float hsum_avx2(__m256 v) {
 #define EDGE_SIMD_MATMUL(NAME, ATTR, WTYPE, BLOCKBYTES, LOAD, DOT, HSUM)                               \
     ATTR static void NAME(const WTYPE *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,        \
                           int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,      \
-                          float *out, int64_t os) {                                                    \
+                          float *out, int64_t ors, int64_t ots) {                                                    \
         int64_t ngroups = (nblocks + gblocks - 1) / gblocks;                                           \
         for (int64_t r = r0; r < r1; r++) {                                                            \
             const WTYPE *wr = w + r * nblocks * BLOCKBYTES;                                            \
@@ -139,7 +139,7 @@ EDGE_AVX2 static inline float hsum_avx2(__m256 v) {
                         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(st[b] * wsg), acc); \
                     }                                                                                  \
                 }                                                                                      \
-                out[r * os + t] = HSUM(acc);                                                           \
+                out[r * ors + t * ots] = HSUM(acc);                                                           \
             }                                                                                          \
         }                                                                                              \
     }
@@ -188,22 +188,22 @@ void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *c
 
 void edge_matmul_q8(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t os) {
+                    float *out, int64_t ors, int64_t ots) {
 #if defined(__x86_64__) || defined(_M_X64)
-    if (isa >= EDGE_ISA_AVX512_VNNI) { matmul_q8_vnni(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, os); return; }
-    if (isa >= EDGE_ISA_AVX2) { matmul_q8_avx2(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, os); return; }
+    if (isa >= EDGE_ISA_AVX512_VNNI) { matmul_q8_vnni(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; }
+    if (isa >= EDGE_ISA_AVX2) { matmul_q8_avx2(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; }
 #endif
     (void)isa;
-    matmul_q8_generic(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, os);
+    matmul_q8_generic(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t os) {
+                    float *out, int64_t ors, int64_t ots) {
 #if defined(__x86_64__) || defined(_M_X64)
-    if (isa >= EDGE_ISA_AVX512_VNNI) { matmul_q4_vnni(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, os); return; }
-    if (isa >= EDGE_ISA_AVX2) { matmul_q4_avx2(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, os); return; }
+    if (isa >= EDGE_ISA_AVX512_VNNI) { matmul_q4_vnni(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; }
+    if (isa >= EDGE_ISA_AVX2) { matmul_q4_avx2(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; }
 #endif
     (void)isa;
-    matmul_q4_generic(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, os);
+    matmul_q4_generic(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }

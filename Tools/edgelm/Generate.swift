@@ -1,7 +1,104 @@
 import ArgumentParser
 import EdgeLM
+import Foundation
 
 struct Generate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Generate text from a prompt.")
-    func run() async throws {}
+    static let configuration = CommandConfiguration(abstract: "Generate text from a prompt, streaming it to stdout.")
+
+    @Option(name: .shortAndLong, help: "The .edgelm model file.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "The prompt text.")
+    var prompt: String?
+
+    @Option(name: [.customShort("f"), .long], help: "Read the prompt from a UTF-8 file instead.")
+    var promptFile: String?
+
+    @Option(name: .short, help: "Most tokens to generate (0: evaluate the prompt only).")
+    var n: Int = 256
+
+    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0.8
+
+    @Option(name: .long, help: "Keep the k most likely tokens (0: off).")
+    var topK: Int = 40
+
+    @Option(name: .long, help: "Nucleus sampling threshold in (0, 1] (1: off).")
+    var topP: Float = 0.95
+
+    @Option(name: .long, help: "Drop tokens below min-p times the top probability (0: off).")
+    var minP: Float = 0.05
+
+    @Option(name: .long, help: "Repetition penalty (1: off).")
+    var repeatPenalty: Float = 1.0
+
+    @Option(name: .long, help: "Tokens the repetition penalty looks back over.")
+    var repeatWindow: Int = 64
+
+    @Option(name: .long, help: "Random seed (default: from the clock).")
+    var seed: UInt64?
+
+    @Option(name: .shortAndLong, help: "Worker threads (default: physical cores).")
+    var threads: Int?
+
+    @Flag(name: .long, help: "Verify tensor checksums before generating.")
+    var verify = false
+
+    @Flag(name: .long, help: "Print only the generated text: no prompt echo, no statistics.")
+    var quiet = false
+
+    func run() async throws {
+        try await runReportingErrors {
+            let text = try promptText()
+            var params = GenerateParameters()
+            params.maxTokens = n
+            params.sampling.temperature = temperature
+            params.sampling.topK = topK
+            params.sampling.topP = topP
+            params.sampling.minP = minP
+            params.sampling.repetitionPenalty = repeatPenalty
+            params.sampling.repetitionWindow = repeatWindow
+            params.sampling.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1e6)
+            try params.validate()
+            if let threads, threads > ProcessInfo.processInfo.activeProcessorCount, !quiet {
+                Terminal.error("warning: \(threads) threads on \(ProcessInfo.processInfo.activeProcessorCount) CPUs will oversubscribe them")
+            }
+            let lm = try LanguageModel(path: model, threads: threads, verify: verify)
+            let tokens = lm.encode(text, addBOS: params.addBOS)
+            let stdout = FileHandle.standardOutput
+            if !quiet { stdout.write(Data(text.utf8)) }
+            let info = try lm.generate(promptTokens: tokens, parameters: params) { _, piece in
+                stdout.write(Data(piece.utf8))
+                return true
+            }
+            stdout.write(Data("\n".utf8))
+            guard !quiet else { return }
+            if info.stopReason == .contextFull {
+                Terminal.error("stopped: the context of \(lm.config.contextLength) tokens is full")
+            }
+            let mem = MemoryUsage.current()
+            Terminal.error("""
+                prompt: \(info.promptTokens) tokens, \(format(info.promptTokensPerSecond, 1)) t/s
+                generated: \(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s (stop: \(info.stopReason.rawValue))
+                load: \(format(lm.model.loadSeconds * 1000, 1)) ms\(lm.model.decodedBytes > 0 ? ", \(formatBytes(lm.model.decodedBytes)) decoded to the heap" : ""); \
+                kernels: \(lm.session.level), \(lm.session.pool.threadCount) threads
+                memory: \(mem.map { "anonymous \(formatBytes($0.anonymousBytes)), file-backed \(formatBytes($0.fileBackedBytes))" } ?? "n/a") \
+                (KV cache \(formatBytes(lm.session.kvCacheBytes)))
+                """)
+        }
+    }
+
+    private func promptText() throws -> String {
+        switch (prompt, promptFile) {
+        case (let p?, nil): return p
+        case (nil, let path?):
+            guard let data = FileManager.default.contents(atPath: path) else { throw EdgeLMError.io(path: path, message: "cannot read the prompt file") }
+            guard let s = String(validating: data, as: UTF8.self) else {
+                throw EdgeLMError.invalidInput("\(path): the prompt file is not valid UTF-8")
+            }
+            return s
+        case (nil, nil): throw EdgeLMError.invalidArgument("give a prompt with -p TEXT or -f FILE")
+        default: throw EdgeLMError.invalidArgument("give either -p or -f, not both")
+        }
+    }
 }

@@ -30,19 +30,19 @@ int edge_detect_isa(void);
 /// Rounds to nearest, ties to even; the scale is max|x| / 127.
 void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales);
 
-/// out[r * out_stride + t] for rows [row_begin, row_end) and tokens [0, ntok):
+/// out[r * out_row_stride + t * out_tok_stride] for rows [row_begin, row_end) and tokens [0, ntok):
 /// dot(weight row r, activation t), where weights are q8 blocks.
 /// Activation t has codes at x + t * nblocks * 32 and scales at xs + t * nblocks.
 void edge_matmul_q8(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                     int64_t row_begin, int64_t row_end,
                     const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t out_stride);
+                    float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
 /// Same as `edge_matmul_q8` for q4 weight blocks (16 bytes per block).
 void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                     int64_t row_begin, int64_t row_end,
                     const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t out_stride);
+                    float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
 #ifdef __cplusplus
 }

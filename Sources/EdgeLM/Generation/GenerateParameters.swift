@@ -1,0 +1,69 @@
+/// Everything that controls one generation.
+public struct GenerateParameters: Sendable, Equatable {
+    /// Most tokens to generate (0: only evaluate the prompt).
+    public var maxTokens: Int = 256
+    /// Token choice.
+    public var sampling = SamplingParameters()
+    /// Prepend the model's BOS token to the prompt.
+    public var addBOS = true
+    /// Stop when the model produces its EOS token.
+    public var stopAtEOS = true
+
+    /// Default parameters.
+    public init() {}
+
+    /// Greedy decoding of up to `maxTokens` tokens.
+    public static func greedy(maxTokens: Int) -> GenerateParameters {
+        var p = GenerateParameters()
+        p.maxTokens = maxTokens
+        p.sampling.temperature = 0
+        return p
+    }
+
+    /// Checks every field.
+    public func validate() throws(EdgeLMError) {
+        guard maxTokens >= 0 else { throw .invalidArgument("-n \(maxTokens): must be >= 0") }
+        try sampling.validate()
+    }
+}
+
+/// Why generation stopped.
+public enum StopReason: String, Sendable, Codable {
+    /// The model produced EOS.
+    case endOfSequence
+    /// `maxTokens` were generated.
+    case maxTokens
+    /// The KV cache is full.
+    case contextFull
+    /// The consumer stopped listening (task cancelled).
+    case cancelled
+}
+
+/// Statistics of a finished generation.
+public struct GenerationInfo: Sendable {
+    /// Prompt tokens (BOS included).
+    public let promptTokens: Int
+    /// Seconds spent on the prompt.
+    public let promptSeconds: Double
+    /// Tokens generated.
+    public let generatedTokens: Int
+    /// Seconds spent generating them.
+    public let generateSeconds: Double
+    /// Why it stopped.
+    public let stopReason: StopReason
+    /// The generated ids.
+    public let tokens: [Int]
+
+    /// Prompt tokens per second.
+    public var promptTokensPerSecond: Double { Double(promptTokens) / max(promptSeconds, 1e-9) }
+    /// Generated tokens per second.
+    public var tokensPerSecond: Double { Double(generatedTokens) / max(generateSeconds, 1e-9) }
+}
+
+/// What a generation stream yields.
+public enum Generation: Sendable {
+    /// Newly complete text (never half a UTF-8 character).
+    case text(String)
+    /// The final statistics, yielded once at the end.
+    case info(GenerationInfo)
+}

@@ -1,0 +1,127 @@
+import Foundation
+
+/// The public entry point: a model file opened for tokenization and generation.
+///
+/// ```swift
+/// let lm = try LanguageModel(path: "stories260K-q8.edgelm")
+/// var params = GenerateParameters()
+/// params.maxTokens = 64
+/// for try await event in lm.generate(prompt: "Once upon a time", parameters: params) {
+///     if case .text(let piece) = event { print(piece, terminator: "") }
+/// }
+/// ```
+public final class LanguageModel: @unchecked Sendable {
+    /// The loaded weights.
+    public let model: LlamaModel
+    /// The tokenizer built from the file's vocabulary.
+    public let tokenizer: Tokenizer
+    /// The forward-pass state (one sequence at a time).
+    public let session: InferenceSession
+    private let lock = NSLock()
+
+    /// Opens `path` with `threads` workers (default: physical cores); `verify` checks checksums first.
+    public init(path: String, threads: Int? = nil, verify: Bool = false) throws(EdgeLMError) {
+        if let threads, threads < 1 { throw .invalidArgument("--threads \(threads): must be at least 1") }
+        model = try LlamaModel(path: path, verify: verify)
+        tokenizer = try Tokenizer(data: model.tokenizerData)
+        session = InferenceSession(model: model, threads: threads)
+    }
+
+    /// Hyper-parameters.
+    public var config: ModelConfig { model.config }
+
+    /// Token ids of `text`, with BOS first when `addBOS`.
+    public func encode(_ text: String, addBOS: Bool = true) -> [Int] {
+        (addBOS ? tokenizer.bos.map { [$0] } ?? [] : []) + tokenizer.encode(text)
+    }
+
+    /// Text of `ids`.
+    public func decode(_ ids: [Int]) -> String { tokenizer.decode(ids) }
+
+    /// Generates synchronously, calling `onToken` with each new id and its text; return false to stop.
+    public func generate(promptTokens: [Int], parameters: GenerateParameters,
+                         onToken: (Int, String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
+        try parameters.validate()
+        let context = config.contextLength
+        guard !promptTokens.isEmpty else { throw .invalidInput("the prompt is empty and the model has no BOS token to start from") }
+        guard promptTokens.count <= context else {
+            throw .invalidInput("the prompt is \(promptTokens.count) tokens, longer than the model's context of \(context) tokens")
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        var sampler = Sampler(parameters: parameters.sampling)
+        var decoder = StreamingDecoder(tokenizer: tokenizer, atSequenceStart: promptTokens.allSatisfy { tokenizer.bytes(of: $0).isEmpty })
+        session.reset()
+        let start = Date()
+        var logits = try session.forward(promptTokens)
+        let promptSeconds = Date().timeIntervalSince(start)
+        var history = promptTokens
+        var generated: [Int] = []
+        var reason = StopReason.maxTokens
+        let genStart = Date()
+        while generated.count < parameters.maxTokens {
+            let next = sampler.sample(logits, history: history)
+            if parameters.stopAtEOS, next == tokenizer.eos {
+                reason = .endOfSequence
+                break
+            }
+            generated.append(next)
+            history.append(next)
+            guard onToken(next, decoder.append(next)) else {
+                reason = .cancelled
+                break
+            }
+            if generated.count == parameters.maxTokens { break }
+            if session.position >= context {
+                reason = .contextFull
+                break
+            }
+            logits = try session.forward([next])
+        }
+        let tail = decoder.flush()
+        if !tail.isEmpty { _ = onToken(-1, tail) }
+        return GenerationInfo(promptTokens: promptTokens.count, promptSeconds: promptSeconds, generatedTokens: generated.count,
+                              generateSeconds: Date().timeIntervalSince(genStart), stopReason: reason, tokens: generated)
+    }
+
+    /// Generates from `prompt` as an asynchronous stream of text pieces, ending with `.info`. Cancelling the
+    /// consuming task stops generation after the current token.
+    public func generate(prompt: String, parameters: GenerateParameters) -> AsyncThrowingStream<Generation, Error> {
+        let tokens = encode(prompt, addBOS: parameters.addBOS)
+        return AsyncThrowingStream { continuation in
+            let cancelled = CancellationFlag()
+            continuation.onTermination = { _ in cancelled.set() }
+            let thread = Thread {
+                do {
+                    let info = try self.generate(promptTokens: tokens, parameters: parameters) { _, text in
+                        if !text.isEmpty { continuation.yield(.text(text)) }
+                        return !cancelled.isSet
+                    }
+                    continuation.yield(.info(info))
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            thread.start()
+        }
+    }
+}
+
+/// A flag set from one thread and read from another.
+final class CancellationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
+    }
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+}

@@ -1,0 +1,118 @@
+/// Options for choosing the next token, as `GenerateParameters` carries them.
+public struct SamplingParameters: Sendable, Equatable {
+    /// 0 means greedy (argmax).
+    public var temperature: Float = 0.8
+    /// Keep only the k most likely tokens (0: off).
+    public var topK: Int = 40
+    /// Keep the smallest set of tokens whose probability reaches p (1: off).
+    public var topP: Float = 0.95
+    /// Drop tokens less likely than minP times the most likely one (0: off).
+    public var minP: Float = 0.05
+    /// Divide positive logits (multiply negative ones) of recently seen tokens by this (1: off).
+    public var repetitionPenalty: Float = 1.0
+    /// How many recent tokens the repetition penalty looks at.
+    public var repetitionWindow: Int = 64
+    /// Seed of the random generator, for reproducible runs.
+    public var seed: UInt64 = 0
+
+    /// Default sampling.
+    public init() {}
+
+    /// Checks the ranges; the error names the option.
+    public func validate() throws(EdgeLMError) {
+        guard temperature.isFinite, temperature >= 0 else { throw .invalidArgument("--temperature \(temperature): must be >= 0 (0 = greedy)") }
+        guard topK >= 0 else { throw .invalidArgument("--top-k \(topK): must be >= 0 (0 = off)") }
+        guard topP > 0, topP <= 1 else { throw .invalidArgument("--top-p \(topP): must be in (0, 1]") }
+        guard minP >= 0, minP < 1 else { throw .invalidArgument("--min-p \(minP): must be in [0, 1)") }
+        guard repetitionPenalty.isFinite, repetitionPenalty > 0 else {
+            throw .invalidArgument("--repeat-penalty \(repetitionPenalty): must be > 0 (1 = off)")
+        }
+        guard repetitionWindow >= 0 else { throw .invalidArgument("--repeat-window \(repetitionWindow): must be >= 0") }
+    }
+}
+
+/// Chooses tokens from logits. A value type: copying a sampler copies its random state.
+public struct Sampler: Sendable {
+    /// The options.
+    public let parameters: SamplingParameters
+    private var rng: SplitMix64
+
+    /// A sampler seeded from `parameters.seed`.
+    public init(parameters: SamplingParameters) {
+        self.parameters = parameters
+        rng = SplitMix64(seed: parameters.seed)
+    }
+
+    /// Picks the next token from `logits`, given the tokens so far (for the repetition penalty).
+    public mutating func sample(_ logits: UnsafeBufferPointer<Float>, history: [Int]) -> Int {
+        var values = Array(logits)
+        let p = parameters
+        if p.repetitionPenalty != 1, p.repetitionWindow > 0 {
+            for id in Set(history.suffix(p.repetitionWindow)) where values.indices.contains(id) {
+                values[id] = values[id] > 0 ? values[id] / p.repetitionPenalty : values[id] * p.repetitionPenalty
+            }
+        }
+        if p.temperature == 0 { return Self.argmax(values) }
+        // Candidates sorted by logit, descending (ties by id).
+        var order = Array(values.indices)
+        order.sort { values[$0] != values[$1] ? values[$0] > values[$1] : $0 < $1 }
+        if p.topK > 0, p.topK < order.count { order.removeSubrange(p.topK...) }
+        let top = values[order[0]]
+        var probs = order.map { expf((values[$0] - top) / p.temperature) }
+        let total = probs.reduce(0, +)
+        for i in probs.indices { probs[i] /= total }
+        var keep = probs.count
+        if p.minP > 0 {
+            let floor = probs[0] * p.minP
+            keep = max(1, probs.firstIndex { $0 < floor } ?? probs.count)
+        }
+        if p.topP < 1 {
+            var cumulative: Float = 0
+            for i in 0..<keep {
+                cumulative += probs[i]
+                if cumulative >= p.topP {
+                    keep = i + 1
+                    break
+                }
+            }
+        }
+        let mass = probs[0..<keep].reduce(0, +)
+        var r = rng.nextUnitFloat() * mass
+        for i in 0..<keep {
+            r -= probs[i]
+            if r < 0 { return order[i] }
+        }
+        return order[keep - 1]
+    }
+
+    /// Index of the largest value (the first on ties).
+    public static func argmax<C: Collection>(_ values: C) -> Int where C.Element == Float, C.Index == Int {
+        var best = values.startIndex
+        for i in values.indices where values[i] > values[best] { best = i }
+        return best
+    }
+}
+
+/// A small, fast, seedable generator (SplitMix64).
+struct SplitMix64: Sendable {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    mutating func nextUnitFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

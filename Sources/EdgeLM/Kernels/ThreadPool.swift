@@ -1,0 +1,124 @@
+import Foundation
+import Synchronization
+
+/// A persistent pool of worker threads that run one parallel job at a time, the calling thread taking
+/// part as worker 0. Workers spin briefly waiting for the next job (a decode step issues hundreds of
+/// small jobs per token, so waking through the kernel each time would dominate), then sleep on a
+/// condition variable so an idle pool costs no CPU.
+public final class ThreadPool: @unchecked Sendable {
+    /// Number of threads taking part in a job, the caller included.
+    public let threadCount: Int
+    private let generation = Atomic<Int>(0)
+    private let remaining = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    private let sleepers = Atomic<Int>(0)
+    private let condition = NSCondition()
+    private var job: UnsafeRawPointer?
+    private var threads: [Thread] = []
+
+    /// Spin iterations before a waiting worker sleeps (about 50-100 µs).
+    private static let spinLimit = 20_000
+
+    /// Starts `threads - 1` workers (at least one thread in all).
+    public init(threads: Int) {
+        threadCount = max(1, threads)
+        for index in 1..<threadCount {
+            // unowned(unsafe): deinit waits for every worker to leave its loop before the memory goes away.
+            let t = Thread { [unowned(unsafe) self] in self.workerLoop(index) }
+            t.stackSize = 1 << 20
+            t.start()
+            self.threads.append(t)
+        }
+    }
+
+    deinit {
+        stopping.store(true, ordering: .releasing)
+        generation.add(1, ordering: .releasing)
+        condition.lock()
+        condition.broadcast()
+        condition.unlock()
+        while remaining.load(ordering: .acquiring) > -(threadCount - 1) { sched_yield() }
+    }
+
+    /// Runs `body(worker, workers)` on every thread and returns when all have finished.
+    public func run(_ body: (Int, Int) -> Void) {
+        if threadCount == 1 {
+            body(0, 1)
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            var closure = escapable
+            withUnsafePointer(to: &closure) { pointer in
+                job = UnsafeRawPointer(pointer)
+                remaining.store(threadCount - 1, ordering: .relaxed)
+                generation.add(1, ordering: .releasing)
+                if sleepers.load(ordering: .acquiring) > 0 {
+                    condition.lock()
+                    condition.broadcast()
+                    condition.unlock()
+                }
+                escapable(0, threadCount)
+                while remaining.load(ordering: .acquiring) > 0 {}
+                job = nil
+            }
+        }
+    }
+
+    /// Splits `0..<count` into one contiguous range per thread and runs `body(range)` in parallel.
+    public func parallelFor(_ count: Int, _ body: (Range<Int>) -> Void) {
+        if threadCount == 1 || count < 2 {
+            body(0..<count)
+            return
+        }
+        run { worker, workers in
+            let lo = count * worker / workers, hi = count * (worker + 1) / workers
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+
+    private func workerLoop(_ index: Int) {
+        var seen = 0
+        while true {
+            var spins = 0
+            var current = generation.load(ordering: .acquiring)
+            while current == seen {
+                spins += 1
+                if spins > Self.spinLimit {
+                    condition.lock()
+                    sleepers.add(1, ordering: .relaxed)
+                    while generation.load(ordering: .acquiring) == seen { condition.wait() }
+                    sleepers.subtract(1, ordering: .relaxed)
+                    condition.unlock()
+                    spins = 0
+                }
+                current = generation.load(ordering: .acquiring)
+            }
+            seen = current
+            if stopping.load(ordering: .acquiring) {
+                remaining.subtract(1, ordering: .releasing)
+                return
+            }
+            let body = job!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee
+            body(index, threadCount)
+            remaining.subtract(1, ordering: .releasing)
+        }
+    }
+
+    /// Physical cores of this machine (logical CPUs when the topology cannot be read).
+    public static var physicalCores: Int {
+        #if os(Linux)
+        if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
+            var cores = Set<String>()
+            var physical = "0"
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2 else { continue }
+                if parts[0] == "physical id" { physical = parts[1] }
+                if parts[0] == "core id" { cores.insert(physical + "/" + parts[1]) }
+            }
+            if !cores.isEmpty { return min(cores.count, ProcessInfo.processInfo.activeProcessorCount) }
+        }
+        #endif
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+}

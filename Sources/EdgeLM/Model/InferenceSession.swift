@@ -1,0 +1,260 @@
+import Foundation
+
+/// Which positions of a forward batch produce logits.
+public enum LogitsSelection: Sendable {
+    /// Only the last token (generation).
+    case last
+    /// Every token (perplexity).
+    case all
+}
+
+/// One sequence being evaluated: the KV cache, every scratch buffer (allocated once, here), and the
+/// forward pass. Not thread-safe: one session serves one sequence at a time.
+public final class InferenceSession: @unchecked Sendable {
+    /// The model.
+    public let model: LlamaModel
+    /// Worker threads.
+    public let pool: ThreadPool
+    /// Integer kernel level in use.
+    public let level: KernelLevel
+    /// Tokens per forward batch.
+    public let maxBatch: Int
+    /// Tokens already in the KV cache.
+    public private(set) var position = 0
+
+    private let c: ModelConfig
+    private let x: UnsafeMutablePointer<Float>  // [maxBatch, dim] residual stream
+    private let xb: UnsafeMutablePointer<Float>  // [maxBatch, dim] normed input of a sublayer
+    private let q: UnsafeMutablePointer<Float>  // [maxBatch, dim] queries
+    private let k: UnsafeMutablePointer<Float>  // [maxBatch, kvDim] keys of the batch
+    private let v: UnsafeMutablePointer<Float>  // [maxBatch, kvDim] values of the batch
+    private let attnOut: UnsafeMutablePointer<Float>  // [maxBatch, dim] attention output before wo
+    private let delta: UnsafeMutablePointer<Float>  // [maxBatch, dim] sublayer output added to x
+    private let hb: UnsafeMutablePointer<Float>  // [maxBatch, ffn] gate, then SwiGLU
+    private let hb2: UnsafeMutablePointer<Float>  // [maxBatch, ffn] up
+    private let logitsBuffer: UnsafeMutablePointer<Float>  // [maxBatch, vocab]
+    private let scores: UnsafeMutablePointer<Float>  // [threads, context] attention scores per worker
+    private let xq: UnsafeMutablePointer<Int8>  // [maxBatch, maxBlocks * 32] quantized activations
+    private let xs: UnsafeMutablePointer<Float>  // [maxBatch, maxBlocks] activation block scales
+    private let keyCache: UnsafeMutablePointer<Float>  // [layers, context, kvDim]
+    private let valueCache: UnsafeMutablePointer<Float>  // [layers, context, kvDim]
+    private let ropeCos: UnsafeMutablePointer<Float>  // [context, headDim / 2]
+    private let ropeSin: UnsafeMutablePointer<Float>  // [context, headDim / 2]
+    private let maxBlocks: Int
+    private var allocations: [(UnsafeMutableRawPointer, Int)] = []
+
+    /// Bytes of the KV cache.
+    public var kvCacheBytes: Int { 2 * c.layers * c.contextLength * c.kvDim * 4 }
+    /// Bytes of every buffer of this session, the KV cache included.
+    public var allocatedBytes: Int { allocations.reduce(0) { $0 + $1.1 } }
+
+    /// Creates a session with `threads` workers (default: physical cores).
+    public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected) {
+        self.model = model
+        c = model.config
+        pool = ThreadPool(threads: threads ?? ThreadPool.physicalCores)
+        self.level = level
+        self.maxBatch = max(1, maxBatch)
+        let b = self.maxBatch
+        maxBlocks = (max(c.dim, c.ffnDim) + 31) / 32
+        var allocations: [(UnsafeMutableRawPointer, Int)] = []
+        func buffer<T>(_ count: Int, _: T.Type = Float.self) -> UnsafeMutablePointer<T> {
+            let bytes = max(1, count) * MemoryLayout<T>.stride
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            allocations.append((raw, bytes))
+            return raw.bindMemory(to: T.self, capacity: max(1, count))
+        }
+        x = buffer(b * c.dim)
+        xb = buffer(b * c.dim)
+        q = buffer(b * c.dim)
+        k = buffer(b * c.kvDim)
+        v = buffer(b * c.kvDim)
+        attnOut = buffer(b * c.dim)
+        delta = buffer(b * c.dim)
+        hb = buffer(b * c.ffnDim)
+        hb2 = buffer(b * c.ffnDim)
+        logitsBuffer = buffer(b * c.vocabSize)
+        scores = buffer(pool.threadCount * c.contextLength)
+        xq = buffer(b * maxBlocks * 32, Int8.self)
+        xs = buffer(b * maxBlocks)
+        keyCache = buffer(c.layers * c.contextLength * c.kvDim)
+        valueCache = buffer(c.layers * c.contextLength * c.kvDim)
+        let half = c.headDim / 2
+        ropeCos = buffer(c.contextLength * half)
+        ropeSin = buffer(c.contextLength * half)
+        for pos in 0..<c.contextLength {
+            for i in 0..<half {
+                let freq = pow(Double(c.ropeTheta), -2.0 * Double(i) / Double(c.headDim))
+                let angle = Double(pos) * freq
+                ropeCos[pos * half + i] = Float(cos(angle))
+                ropeSin[pos * half + i] = Float(sin(angle))
+            }
+        }
+        self.allocations = allocations
+    }
+
+    deinit {
+        for (p, _) in allocations { p.deallocate() }
+    }
+
+    /// Forgets the sequence (the KV cache is simply overwritten later).
+    public func reset() { position = 0 }
+
+    /// Rewinds the sequence to `position` tokens, keeping the cache before it.
+    public func rewind(to newPosition: Int) {
+        position = max(0, min(position, newPosition))
+    }
+
+    /// Feeds `tokens` at the current position and returns their logits: [vocab] for `.last`, or
+    /// [tokens.count, vocab] for `.all`. The buffer is valid until the next call.
+    public func forward(_ tokens: [Int], logits selection: LogitsSelection = .last) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {
+        guard !tokens.isEmpty else { throw .invalidInput("forward needs at least one token") }
+        guard position + tokens.count <= c.contextLength else {
+            throw .invalidInput("\(position + tokens.count) tokens exceed the context length \(c.contextLength)")
+        }
+        if let bad = tokens.first(where: { !(0..<c.vocabSize).contains($0) }) {
+            throw .invalidInput("token id \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
+        }
+        if selection == .all, tokens.count > maxBatch {
+            throw .invalidInput("logits for every token need batches of at most \(maxBatch) tokens, got \(tokens.count)")
+        }
+        var start = 0
+        while start < tokens.count {
+            let n = min(maxBatch, tokens.count - start)
+            forwardBatch(Array(tokens[start..<(start + n)]))
+            start += n
+        }
+        let n = tokens.count - (tokens.count - 1) / maxBatch * maxBatch
+        if selection == .all {
+            computeLogits(tokens: n, first: 0)
+            return UnsafeBufferPointer(start: logitsBuffer, count: n * c.vocabSize)
+        }
+        computeLogits(tokens: 1, first: n - 1)
+        return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
+    }
+
+    // MARK: - The forward pass
+
+    /// Runs `tokens` (at most maxBatch) through every layer, leaving the final hidden states in x.
+    private func forwardBatch(_ tokens: [Int]) {
+        let n = tokens.count, dim = c.dim, kvDim = c.kvDim, ffn = c.ffnDim
+        let pos0 = position
+        for (t, token) in tokens.enumerated() { model.embedding.row(token, into: x + t * dim) }
+        for (l, layer) in model.layers.enumerated() {
+            // Attention: x -> xb = norm(x) -> q, k, v -> RoPE -> cache -> attnOut -> delta = wo attnOut -> x += delta
+            for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.attnNorm, count: dim, epsilon: c.normEpsilon) }
+            let quantizedInput = quantizeIfNeeded(xb, cols: dim, tokens: n, for: layer.wq)
+            linear(layer.wq, input: xb, quantized: quantizedInput, tokens: n, out: q)
+            linear(layer.wk, input: xb, quantized: quantizedInput, tokens: n, out: k)
+            linear(layer.wv, input: xb, quantized: quantizedInput, tokens: n, out: v)
+            for t in 0..<n {
+                rope(q + t * dim, heads: c.heads, position: pos0 + t)
+                rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t)
+                let slot = (l * c.contextLength + pos0 + t) * kvDim
+                (keyCache + slot).update(from: k + t * kvDim, count: kvDim)
+                (valueCache + slot).update(from: v + t * kvDim, count: kvDim)
+            }
+            attention(layer: l, tokens: n, firstPosition: pos0)
+            linear(layer.wo, input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: dim, tokens: n, for: layer.wo), tokens: n, out: delta)
+            for i in 0..<(n * dim) { x[i] += delta[i] }
+
+            // FFN: xb = norm(x) -> hb = gate xb, hb2 = up xb -> hb = silu(hb) * hb2 -> delta = down hb -> x += delta
+            for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.ffnNorm, count: dim, epsilon: c.normEpsilon) }
+            let quantizedFFN = quantizeIfNeeded(xb, cols: dim, tokens: n, for: layer.gate)
+            linear(layer.gate, input: xb, quantized: quantizedFFN, tokens: n, out: hb)
+            linear(layer.up, input: xb, quantized: quantizedFFN, tokens: n, out: hb2)
+            FloatKernels.swiglu(hb, hb2, count: n * ffn)
+            linear(layer.down, input: hb, quantized: quantizeIfNeeded(hb, cols: ffn, tokens: n, for: layer.down), tokens: n, out: delta)
+            for i in 0..<(n * dim) { x[i] += delta[i] }
+        }
+        position += n
+    }
+
+    /// logits[t] = output · norm(x[first + t]) for `tokens` tokens.
+    private func computeLogits(tokens n: Int, first: Int) {
+        let dim = c.dim
+        for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + (first + t) * dim, weight: model.outputNorm, count: dim, epsilon: c.normEpsilon) }
+        linear(model.output, input: xb, quantized: quantizeIfNeeded(xb, cols: dim, tokens: n, for: model.output), tokens: n, out: logitsBuffer)
+    }
+
+    /// Quantizes `tokens` rows of `cols` activations to int8 blocks when `weight` is quantized.
+    private func quantizeIfNeeded(_ input: UnsafeMutablePointer<Float>, cols: Int, tokens: Int, for weight: LinearWeight) -> Bool {
+        guard weight.scheme.isQuantized else { return false }
+        let blocks = (cols + 31) / 32, full = cols / 32
+        let level = self.level, xq = self.xq, xs = self.xs
+        for t in 0..<tokens {
+            let row = input + t * cols
+            IntegerKernels.quantizeQ8Blocks(level, row, nblocks: full, codes: xq + t * blocks * 32, scales: xs + t * blocks)
+            if full < blocks {
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { tail in
+                    tail.initialize(repeating: 0)
+                    for i in 0..<(cols - full * 32) { tail[i] = row[full * 32 + i] }
+                    IntegerKernels.quantizeQ8Blocks(level, tail.baseAddress!, nblocks: 1, codes: xq + t * blocks * 32 + full * 32, scales: xs + t * blocks + full)
+                }
+            }
+        }
+        return true
+    }
+
+    /// out[t, r] = weight[r] · input[t] for `tokens` tokens, rows split across the pool.
+    private func linear(_ w: LinearWeight, input: UnsafeMutablePointer<Float>, quantized: Bool, tokens: Int,
+                        out: UnsafeMutablePointer<Float>) {
+        let rows = w.rows, cols = w.cols, level = self.level, xq = self.xq, xs = self.xs
+        if w.scheme.isQuantized {
+            precondition(quantized)
+            let codes = w.codes, scales = w.scales, scheme = w.scheme
+            let bpr = w.layout.blocksPerRow, bpg = w.layout.blocksPerGroup
+            pool.parallelFor(rows) { range in
+                IntegerKernels.matmul(level, scheme: scheme, weights: codes, scales: scales, blocksPerRow: bpr, blocksPerGroup: bpg,
+                                      rows: range, x: xq, xs: xs, tokens: tokens, out: out, rowStride: 1, tokenStride: rows)
+            }
+        } else {
+            let floats = w.floats
+            pool.parallelFor(rows) { range in
+                FloatKernels.matmul(weights: floats, cols: cols, rows: range, x: input, tokens: tokens, out: out, rowStride: 1, tokenStride: rows)
+            }
+        }
+    }
+
+    /// Rotates `heads` heads of `vec` for `position`, in the model's RoPE layout.
+    private func rope(_ vec: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let hd = c.headDim, half = hd / 2
+        let cosRow = ropeCos + position * half, sinRow = ropeSin + position * half
+        let interleaved = c.ropeLayout == .interleaved
+        for h in 0..<heads {
+            let head = vec + h * hd
+            for i in 0..<half {
+                let (a, b) = interleaved ? (2 * i, 2 * i + 1) : (i, i + half)
+                let x0 = head[a], x1 = head[b]
+                head[a] = x0 * cosRow[i] - x1 * sinRow[i]
+                head[b] = x0 * sinRow[i] + x1 * cosRow[i]
+            }
+        }
+    }
+
+    /// Causal grouped-query attention of the batch against the cache, (token, head) pairs across the pool.
+    private func attention(layer l: Int, tokens n: Int, firstPosition pos0: Int) {
+        let hd = c.headDim, dim = c.dim, kvDim = c.kvDim, group = c.heads / c.kvHeads, context = c.contextLength
+        let heads = c.heads
+        let q = self.q, attnOut = self.attnOut, scores = self.scores
+        let keys = keyCache + l * context * kvDim, values = valueCache + l * context * kvDim
+        let scale = 1 / Float(hd).squareRoot()
+        pool.run { worker, workers in
+            let att = scores + worker * context
+            var job = worker
+            while job < n * heads {
+                let t = job / heads, h = job % heads
+                let last = pos0 + t
+                let qh = q + t * dim + h * hd
+                let kvOffset = (h / group) * hd
+                for j in 0...last { att[j] = FloatKernels.dot(qh, keys + j * kvDim + kvOffset, count: hd) * scale }
+                FloatKernels.softmax(att, count: last + 1)
+                let out = attnOut + t * dim + h * hd
+                out.initialize(repeating: 0, count: hd)
+                for j in 0...last { FloatKernels.addScaled(out, values + j * kvDim + kvOffset, att[j], count: hd) }
+                job += workers
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+
+/// Weights of one transformer block.
+struct LayerWeights: @unchecked Sendable {
+    let attnNorm: UnsafePointer<Float>  // [dim]
+    let wq: LinearWeight  // [dim, dim]
+    let wk: LinearWeight  // [kvDim, dim]
+    let wv: LinearWeight  // [kvDim, dim]
+    let wo: LinearWeight  // [dim, dim]
+    let ffnNorm: UnsafePointer<Float>  // [dim]
+    let gate: LinearWeight  // [ffn, dim]
+    let up: LinearWeight  // [ffn, dim]
+    let down: LinearWeight  // [dim, ffn]
+}
+
+/// A Llama-family model opened from an `.edgelm` file. Raw payloads are used in place from the memory
+/// map (loading costs O(metadata)); zstd payloads are decoded once, and f16 weights widened to f32.
+public final class LlamaModel: @unchecked Sendable {
+    /// The opened file.
+    public let file: ModelFile
+    /// Hyper-parameters.
+    public var config: ModelConfig { file.metadata.config }
+    /// Vocabulary data.
+    public var tokenizerData: TokenizerData { file.metadata.tokenizer }
+    let embedding: LinearWeight  // [vocab, dim]
+    let output: LinearWeight  // [vocab, dim] (the embedding when tied)
+    let outputNorm: UnsafePointer<Float>  // [dim]
+    let layers: [LayerWeights]
+    private var storages: [TensorStorage] = []
+    /// Seconds spent opening, validating and decoding.
+    public let loadSeconds: Double
+    /// Heap bytes holding decoded (zstd) or widened (f16) weights; 0 for a raw quantized or f32 file.
+    public let decodedBytes: Int
+
+    /// Opens `path`; `verify` checks every tensor checksum first.
+    public init(path: String, verify: Bool = false) throws(EdgeLMError) {
+        let start = Date()
+        let file = try ModelFile(path: path, verify: verify)
+        self.file = file
+        var storages: [TensorStorage] = []
+        var decoded = 0
+        func linear(_ name: String) throws(EdgeLMError) -> LinearWeight {
+            let entry = try file.entry(name)
+            let storage = try file.tensor(name)
+            let weight = LinearWeight(storage: storage, layout: try entry.layout())
+            if !weight.storage.isMapped { decoded += weight.storage.bytes.count }
+            return weight
+        }
+        func vector(_ name: String) throws(EdgeLMError) -> UnsafePointer<Float> {
+            let storage = try file.tensor(name)
+            if !storage.isMapped { decoded += storage.bytes.count }
+            storages.append(storage)
+            return storage.bytes.baseAddress!.assumingMemoryBound(to: Float.self)
+        }
+        let config = file.metadata.config
+        let embedding = try linear("token_embd")
+        self.embedding = embedding
+        output = config.tiedOutput ? embedding : try linear("output")
+        outputNorm = try vector("output_norm")
+        var layers: [LayerWeights] = []
+        for l in 0..<config.layers {
+            let p = "blk.\(l)."
+            layers.append(LayerWeights(
+                attnNorm: try vector(p + "attn_norm"), wq: try linear(p + "attn_q"), wk: try linear(p + "attn_k"),
+                wv: try linear(p + "attn_v"), wo: try linear(p + "attn_output"), ffnNorm: try vector(p + "ffn_norm"),
+                gate: try linear(p + "ffn_gate"), up: try linear(p + "ffn_up"), down: try linear(p + "ffn_down")))
+        }
+        self.layers = layers
+        self.storages = storages
+        decodedBytes = decoded
+        loadSeconds = Date().timeIntervalSince(start)
+    }
+
+    /// Weight bytes read to produce one token (every matrix once, plus one embedding row).
+    public var weightBytesPerToken: Int {
+        let perLayer = layers.first.map { l in [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down].reduce(0) { $0 + $1.byteCount } } ?? 0
+        return perLayer * layers.count + output.byteCount + embedding.byteCount / max(1, config.vocabSize)
+    }
+}
