@@ -40,8 +40,9 @@ public struct ConversionOptions: Sendable {
         switch TensorRole(name: name) {
         case .norm: return (.f32, 0)
         case .embedding, .output:
+            // The output head decides every logit: it always gets 32-weight groups when quantized.
             let s = resolvedEmbeddingType
-            return (s, s == type ? resolvedGroupSize : Self.defaultGroupSize(s))
+            return (s, s.isQuantized ? 32 : 0)
         case .attention, .ffn: return (type, resolvedGroupSize)
         }
     }

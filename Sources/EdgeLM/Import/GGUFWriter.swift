@@ -1,0 +1,120 @@
+import Foundation
+
+/// Writes float GGUF files (versions 1-3): the format any engine reads, used for synthetic checkpoints
+/// (benchmarks, tests) so that EdgeLM and other engines can be fed the very same weights.
+public struct GGUFWriter {
+    /// A metadata value.
+    public enum Value {
+        case u32(UInt32)
+        case i32(Int32)
+        case f32(Float)
+        case bool(Bool)
+        case string(String)
+        case strings([String])
+        case f32s([Float])
+        case i32s([Int32])
+    }
+
+    /// Tensor element type.
+    public enum TensorType: UInt32 {
+        case f32 = 0
+        case f16 = 1
+    }
+
+    private var metadata: [(String, Value)] = []
+    private var tensors: [(name: String, shape: [Int], type: TensorType, values: [Float])] = []
+    /// GGUF version to write (1 uses 32-bit counts).
+    public var version: Int
+    /// Data alignment.
+    public var alignment = 32
+
+    /// An empty file of `version`.
+    public init(version: Int = 3) { self.version = version }
+
+    /// Adds a metadata key.
+    public mutating func set(_ key: String, _ value: Value) { metadata.append((key, value)) }
+
+    /// Adds a tensor with its row-major shape ([rows, cols] or [n]); GGUF stores dims fastest first.
+    public mutating func addTensor(_ name: String, shape: [Int], type: TensorType, values: [Float]) {
+        precondition(values.count == shape.reduce(1, *))
+        tensors.append((name, shape, type, values))
+    }
+
+    /// Metadata and tensors of a Llama model with a SentencePiece vocabulary.
+    public mutating func setLlama(_ c: ModelConfig, tokenizer t: TokenizerData) {
+        set("general.architecture", .string("llama"))
+        set("llama.context_length", .u32(UInt32(c.contextLength)))
+        set("llama.embedding_length", .u32(UInt32(c.dim)))
+        set("llama.block_count", .u32(UInt32(c.layers)))
+        set("llama.feed_forward_length", .u32(UInt32(c.ffnDim)))
+        set("llama.rope.dimension_count", .u32(UInt32(c.headDim)))
+        set("llama.attention.head_count", .u32(UInt32(c.heads)))
+        set("llama.attention.head_count_kv", .u32(UInt32(c.kvHeads)))
+        set("llama.rope.freq_base", .f32(c.ropeTheta))
+        set("llama.attention.layer_norm_rms_epsilon", .f32(c.normEpsilon))
+        set("tokenizer.ggml.model", .string("llama"))
+        set("tokenizer.ggml.tokens", .strings(t.pieces))
+        set("tokenizer.ggml.scores", .f32s(t.scores))
+        set("tokenizer.ggml.token_type", .i32s(t.types.map { Int32($0.rawValue) }))
+        if let bos = t.bos { set("tokenizer.ggml.bos_token_id", .u32(UInt32(bos))) }
+        if let eos = t.eos { set("tokenizer.ggml.eos_token_id", .u32(UInt32(eos))) }
+        if let unk = t.unk { set("tokenizer.ggml.unknown_token_id", .u32(UInt32(unk))) }
+    }
+
+    /// The file's bytes.
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = Array("GGUF".utf8)
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        func count(_ n: Int) { if version == 1 { put(UInt32(n)) } else { put(UInt64(n)) } }
+        func string(_ s: String) {
+            count(s.utf8.count)
+            out.append(contentsOf: s.utf8)
+        }
+        put(UInt32(version))
+        count(tensors.count)
+        count(metadata.count)
+        for (key, value) in metadata {
+            string(key)
+            switch value {
+            case let .u32(v): put(UInt32(4)); put(v)
+            case let .i32(v): put(UInt32(5)); put(v)
+            case let .f32(v): put(UInt32(6)); put(v.bitPattern)
+            case let .bool(v): put(UInt32(7)); put(UInt8(v ? 1 : 0))
+            case let .string(v): put(UInt32(8)); string(v)
+            case let .strings(v): put(UInt32(9)); put(UInt32(8)); count(v.count); v.forEach(string)
+            case let .f32s(v): put(UInt32(9)); put(UInt32(6)); count(v.count); v.forEach { put($0.bitPattern) }
+            case let .i32s(v): put(UInt32(9)); put(UInt32(5)); count(v.count); v.forEach { put($0) }
+            }
+        }
+        var offset = 0
+        var offsets: [Int] = []
+        for t in tensors {
+            string(t.name)
+            put(UInt32(t.shape.count))
+            for d in t.shape.reversed() { count(d) }
+            put(t.type.rawValue)
+            offsets.append(offset)
+            put(UInt64(offset))
+            let bytes = t.values.count * (t.type == .f32 ? 4 : 2)
+            offset = (offset + bytes + alignment - 1) / alignment * alignment
+        }
+        while out.count % alignment != 0 { out.append(0) }
+        let dataStart = out.count
+        for (i, t) in tensors.enumerated() {
+            while out.count < dataStart + offsets[i] { out.append(0) }
+            for v in t.values {
+                if t.type == .f32 { put(v.bitPattern) } else { put(HalfFloat.fromFloat(v)) }
+            }
+        }
+        return out
+    }
+
+    /// Writes the file to `path`.
+    public func write(to path: String) throws(EdgeLMError) {
+        do {
+            try Data(encoded()).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw .io(path: path, message: "cannot write: \(error.localizedDescription)")
+        }
+    }
+}
