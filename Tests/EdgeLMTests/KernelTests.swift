@@ -1,0 +1,143 @@
+import Foundation
+import Testing
+@testable import EdgeLM
+
+/// Every SIMD level available on this CPU against the scalar Swift references.
+@Suite struct KernelTests {
+    enum Pattern: CaseIterable { case random, extremes, zeros, alternating }
+
+    func weights(_ scheme: TensorScheme, rows: Int, blocks: Int, pattern: Pattern, rng: inout TestRandom) -> [UInt8] {
+        let bytes = rows * blocks * (scheme == .q4 ? 16 : 32)
+        return (0..<bytes).map { i in
+            switch (pattern, scheme) {
+            case (.random, .q4): return UInt8(truncatingIfNeeded: rng.next())
+            case (.random, _): return UInt8(bitPattern: Int8(Int(rng.next() % 255) - 127))
+            case (.extremes, .q4): return 0x00  // both nibbles -8
+            case (.extremes, _): return UInt8(bitPattern: i % 3 == 0 ? -127 : 127)
+            case (.zeros, .q4): return 0x88
+            case (.zeros, _): return 0
+            case (.alternating, .q4): return 0xF0  // 7 and -8
+            case (.alternating, _): return UInt8(bitPattern: i % 2 == 0 ? 127 : -127)
+            }
+        }
+    }
+
+    func activations(tokens: Int, blocks: Int, pattern: Pattern, rng: inout TestRandom) -> ([Int8], [Float]) {
+        let codes: [Int8] = (0..<(tokens * blocks * 32)).map { i in
+            switch pattern {
+            case .random: return Int8(Int(rng.next() % 255) - 127)
+            case .extremes: return i % 5 == 0 ? 127 : -127
+            case .zeros: return 0
+            case .alternating: return i % 2 == 0 ? -127 : 127
+            }
+        }
+        return (codes, (0..<(tokens * blocks)).map { _ in rng.uniform() * 0.1 + 1e-3 })
+    }
+
+    @Test(arguments: [TensorScheme.q8, .q4], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0)])
+    func matmulMatchesReference(scheme: TensorScheme, shape: (rows: Int, blocks: Int, tokens: Int)) throws {
+        var rng = TestRandom(seed: UInt64(shape.rows * 131 + shape.blocks))
+        let tokens = max(1, shape.tokens)
+        for pattern in Pattern.allCases {
+            for groupBlocks in Set([1, 2, shape.blocks]) {
+                let w = weights(scheme, rows: shape.rows, blocks: shape.blocks, pattern: pattern, rng: &rng)
+                let groups = (shape.blocks + groupBlocks - 1) / groupBlocks
+                let scales = (0..<(shape.rows * groups)).map { _ in HalfFloat.fromFloat(rng.uniform() * 0.05 + 1e-3) }
+                let (x, xs) = activations(tokens: tokens, blocks: shape.blocks, pattern: pattern, rng: &rng)
+                var expected = [Float](repeating: 0, count: shape.rows * tokens)
+                w.withUnsafeBytes { wp in
+                    ReferenceKernels.matmulQuantized(scheme: scheme, weights: wp.baseAddress!, scales: scales, blocksPerRow: shape.blocks,
+                                                     blocksPerGroup: groupBlocks, rows: 0..<shape.rows, x: x, xs: xs, tokens: tokens,
+                                                     out: &expected, rowStride: 1, tokenStride: shape.rows)
+                }
+                for level in KernelLevel.supported {
+                    var out = [Float](repeating: .nan, count: shape.rows * tokens)
+                    w.withUnsafeBytes { wp in
+                        IntegerKernels.matmul(level, scheme: scheme, weights: wp.baseAddress!, scales: scales, blocksPerRow: shape.blocks,
+                                              blocksPerGroup: groupBlocks, rows: 0..<shape.rows, x: x, xs: xs, tokens: tokens,
+                                              out: &out, rowStride: 1, tokenStride: shape.rows)
+                    }
+                    for i in 0..<out.count {
+                        // Only the order of float additions differs: allow a few ulps of the magnitude summed.
+                        let tolerance = 1e-5 * max(1, abs(expected[i])) * Float(shape.blocks)
+                        #expect(abs(out[i] - expected[i]) <= tolerance, "\(level) \(pattern) group \(groupBlocks) element \(i)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func rowRangesWriteOnlyTheirRows() {
+        var rng = TestRandom(seed: 5)
+        let rows = 10, blocks = 2
+        let w = weights(.q8, rows: rows, blocks: blocks, pattern: .random, rng: &rng)
+        let scales = [UInt16](repeating: HalfFloat.fromFloat(0.01), count: rows)
+        let (x, xs) = activations(tokens: 1, blocks: blocks, pattern: .random, rng: &rng)
+        for level in KernelLevel.supported {
+            var out = [Float](repeating: -1, count: rows)
+            w.withUnsafeBytes { wp in
+                IntegerKernels.matmul(level, scheme: .q8, weights: wp.baseAddress!, scales: scales, blocksPerRow: blocks, blocksPerGroup: blocks,
+                                      rows: 3..<7, x: x, xs: xs, tokens: 1, out: &out, rowStride: 1, tokenStride: rows)
+            }
+            #expect(out[0..<3].allSatisfy { $0 == -1 } && out[7...].allSatisfy { $0 == -1 } && out[3..<7].allSatisfy { $0 != -1 })
+        }
+    }
+
+    @Test func activationQuantizationIsBitExact() {
+        var rng = TestRandom(seed: 6)
+        var inputs: [[Float]] = [rng.normals(32 * 9), [Float](repeating: 0, count: 64), (0..<64).map { Float($0) - 31.5 }]
+        inputs.append((0..<32).map { $0 % 2 == 0 ? 1e-30 : -3e38 })
+        inputs.append((0..<32).map { Float($0) * 0.5 / 127 * 127 })  // exact .5 ties
+        for x in inputs {
+            let blocks = x.count / 32
+            var refCodes = [Int8](repeating: 0, count: x.count), refScales = [Float](repeating: 0, count: blocks)
+            ReferenceKernels.quantizeQ8Blocks(x, nblocks: blocks, codes: &refCodes, scales: &refScales)
+            #expect(refCodes.allSatisfy { $0 >= -127 })
+            for level in KernelLevel.supported {
+                var codes = [Int8](repeating: 99, count: x.count), scales = [Float](repeating: -1, count: blocks)
+                IntegerKernels.quantizeQ8Blocks(level, x, nblocks: blocks, codes: &codes, scales: &scales)
+                #expect(codes == refCodes, "\(level)")
+                #expect(scales == refScales, "\(level)")
+            }
+        }
+    }
+
+    @Test(arguments: [1, 7, 16, 31, 32, 33, 100, 1000])
+    func floatDotAndMatmulMatchReference(n: Int) {
+        var rng = TestRandom(seed: UInt64(n))
+        let a = rng.normals(n), b = rng.normals(n)
+        let ref = ReferenceKernels.dot(a, b, count: n)
+        let magnitude = zip(a, b).reduce(Float(0)) { $0 + abs($1.0 * $1.1) }
+        #expect(abs(FloatKernels.dot(a, b, count: n) - ref) <= 1e-6 * magnitude + 1e-7)
+        let rows = 3
+        let w = rng.normals(rows * n), x = rng.normals(2 * n)
+        var simd = [Float](repeating: 0, count: rows * 2), scalar = simd
+        FloatKernels.matmul(weights: w, cols: n, rows: 0..<rows, x: x, tokens: 2, out: &simd, rowStride: 1, tokenStride: rows)
+        ReferenceKernels.matmulFloat(weights: w, cols: n, rows: 0..<rows, x: x, tokens: 2, out: &scalar, rowStride: 1, tokenStride: rows)
+        for i in 0..<simd.count { #expect(abs(simd[i] - scalar[i]) <= 1e-5 * Float(n).squareRoot() * 4) }
+    }
+
+    @Test func detectsTheBestLevelOfThisMachine() {
+        #if arch(x86_64)
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let expected: KernelLevel = flags.contains("avx512_vnni") && flags.contains("avx512bw") ? .avx512vnni
+            : flags.contains("avx2") && flags.contains("fma") ? .avx2 : .generic
+        #expect(KernelLevel.detected == expected)
+        #else
+        #expect(KernelLevel.detected == .generic)
+        #endif
+    }
+
+    @Test func threadPoolCoversEveryIndexOnce() {
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool(threads: threads)
+            for count in [0, 1, 5, 1000] {
+                let hits = UnsafeMutablePointer<Int>.allocate(capacity: max(1, count))
+                hits.initialize(repeating: 0, count: max(1, count))
+                pool.parallelFor(count) { range in for i in range { hits[i] += 1 } }
+                #expect((0..<count).allSatisfy { hits[$0] == 1 }, "\(threads) threads, \(count) items")
+                hits.deallocate()
+            }
+        }
+    }
+}
