@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+@testable import EdgeLM
+
+/// The forward pass against the independent float64 reference in shared/fixtures/forward-stories260K.json.
+@Suite struct ForwardTests {
+    struct Golden {
+        let prompt: [Int]
+        let greedy: [Int]
+        let positions: [(pos: Int, logits: [Float], logsumexp: Float, top10: [Int])]
+    }
+
+    func golden() throws -> Golden {
+        let d = try Fixtures.json("fixtures/forward-stories260K.json") as! [String: Any]
+        let positions = (d["positions"] as! [[String: Any]]).map { p in
+            (pos: p["pos"] as! Int, logits: (p["logits"] as! [Double]).map(Float.init), logsumexp: Float(p["logsumexp"] as! Double),
+             top10: (p["top10"] as! [[Double]]).map { Int($0[0]) })
+        }
+        return Golden(prompt: d["prompt_ids"] as! [Int], greedy: (d["greedy"] as! [String: Any])["ids"] as! [Int], positions: positions)
+    }
+
+    var fixturesPresent: Bool { Fixtures.available("fixtures/forward-stories260K.json") && Fixtures.available(Fixtures.stories + "stories260K.gguf") }
+
+    /// Max |Δlogit| over the fixture positions, relative to max |logit|, and the leading greedy agreement.
+    func measure(_ path: String, threads: Int = 2) throws -> (relativeError: Float, agreement: Int, ids: [Int]) {
+        let g = try golden()
+        let lm = try LanguageModel(path: path, threads: threads)
+        #expect(lm.encode("Once upon a time") == g.prompt)
+        let info = try lm.generate(promptTokens: g.prompt, parameters: .greedy(maxTokens: g.greedy.count)) { _, _ in true }
+        let agreement = zip(info.tokens, g.greedy).prefix { $0 == $1 }.count
+        lm.session.reset()
+        let logits = try lm.session.forward(g.prompt + g.greedy, logits: .all)
+        let vocab = lm.config.vocabSize
+        var worst: Float = 0
+        for p in g.positions {
+            let row = Array(logits[(p.pos * vocab)..<((p.pos + 1) * vocab)])
+            let scale = p.logits.map(abs).max()!
+            worst = max(worst, zip(row, p.logits).map { abs($0 - $1) }.max()! / scale)
+        }
+        return (worst, agreement, info.tokens)
+    }
+
+    @Test func f32MatchesGoldenGreedyAndLogits() throws {
+        guard fixturesPresent else { return }
+        let path = try ConvertedModels.stories("f32", ConversionOptions(type: .f32))
+        let g = try golden()
+        let (error, _, ids) = try measure(path)
+        #expect(ids == g.greedy)
+        #expect(error <= 1e-4, "max relative logit error \(error)")
+        // logsumexp and top-10 order at every recorded position.
+        let lm = try LanguageModel(path: path, threads: 1)
+        let logits = try lm.session.forward(g.prompt + g.greedy, logits: .all)
+        for p in g.positions {
+            let row = Array(logits[(p.pos * 512)..<((p.pos + 1) * 512)])
+            let m = row.max()!
+            let lse = m + log(row.reduce(Float(0)) { $0 + exp($1 - m) })
+            #expect(abs(lse - p.logsumexp) <= 1e-4 * p.logits.map(abs).max()!)
+            let top = row.indices.sorted { row[$0] > row[$1] }.prefix(10)
+            #expect(Array(top) == p.top10, "position \(p.pos)")
+        }
+    }
+
+    @Test func f16FileMatchesGoldenGreedy() throws {
+        guard fixturesPresent else { return }
+        let (error, agreement, _) = try measure(try ConvertedModels.stories("f16", ConversionOptions(type: .f16)))
+        #expect(agreement == 48)
+        #expect(error < 2e-3)
+    }
+
+    /// Quantized agreement with the float reference (logits compared on the golden sequence). Measured:
+    /// q8 per-channel 48/48 tokens, max |Δlogit| 0.0196 of max |logit|; q4 g32 23/48 tokens, 0.203.
+    @Test(arguments: [("q8", TensorScheme.q8, 48, Float(0.025)), ("q4", .q4, 20, Float(0.25))])
+    func quantizedAgreement(key: String, scheme: TensorScheme, minAgreement: Int, maxError: Float) throws {
+        guard fixturesPresent else { return }
+        let (error, agreement, _) = try measure(try ConvertedModels.stories(key, ConversionOptions(type: scheme)))
+        print("\(key): greedy agreement \(agreement)/48, max relative logit error \(error)")
+        #expect(agreement >= minAgreement)
+        #expect(error <= maxError)
+    }
+
+    /// Token-at-a-time decoding, batched prompt processing and any thread count give the same logits.
+    @Test(arguments: ["f32", "q8", "q4"])
+    func incrementalEqualsBatched(key: String) throws {
+        guard fixturesPresent else { return }
+        let scheme = TensorScheme(rawValue: key)!
+        let path = try ConvertedModels.stories(key, ConversionOptions(type: scheme))
+        let tokens = [1, 403, 407, 261, 378, 432, 383, 286, 261]
+        let batched = try LanguageModel(path: path, threads: 2)
+        let all = Array(try batched.session.forward(tokens, logits: .all))
+        let single = try LanguageModel(path: path, threads: 1)
+        for (t, token) in tokens.enumerated() {
+            let row = Array(try single.session.forward([token]))
+            let ref = Array(all[(t * 512)..<((t + 1) * 512)])
+            #expect(zip(row, ref).map { abs($0 - $1) }.max()! <= 1e-4, "token \(t)")
+        }
+    }
+
+    @Test func rejectsBadRequests() throws {
+        guard fixturesPresent else { return }
+        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 1)
+        #expect(throws: EdgeLMError.self) { try lm.session.forward([]) }
+        #expect(throws: EdgeLMError.self) { try lm.session.forward([512]) }
+        let long = [Int](repeating: 1, count: 513)
+        #expect { try lm.generate(promptTokens: long, parameters: .greedy(maxTokens: 1)) { _, _ in true } } throws: {
+            ($0 as? EdgeLMError)?.description.contains("longer than the model's context of 512") ?? false
+        }
+        var bad = GenerateParameters.greedy(maxTokens: 4)
+        bad.sampling.topP = 0
+        #expect(throws: EdgeLMError.self) { try lm.generate(promptTokens: [1], parameters: bad) { _, _ in true } }
+        #expect(throws: EdgeLMError.self) { try LanguageModel(path: "/nonexistent.edgelm") }
+        #expect(throws: EdgeLMError.self) { try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 0) }
+    }
+
+    @Test func stopsAtContextAndAtZeroTokens() throws {
+        guard fixturesPresent else { return }
+        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 1)
+        let full = try lm.generate(promptTokens: [Int](repeating: 1, count: 510), parameters: .greedy(maxTokens: 10)) { _, _ in true }
+        // 510 + 2 fill the cache; the third token is predicted from the full context, then there is no room.
+        #expect(full.generatedTokens == 3 && full.stopReason == .contextFull)
+        let none = try lm.generate(promptTokens: [1, 403], parameters: .greedy(maxTokens: 0)) { _, _ in true }
+        #expect(none.generatedTokens == 0 && none.stopReason == .maxTokens)
+    }
+
+    @Test func asyncStreamYieldsTextThenInfoAndStopsOnCancel() async throws {
+        guard fixturesPresent else { return }
+        let lm = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)), threads: 1)
+        var text = ""
+        var info: GenerationInfo?
+        for try await event in lm.generate(prompt: "Once upon a time", parameters: .greedy(maxTokens: 48)) {
+            switch event {
+            case let .text(piece): text += piece
+            case let .info(i): info = i
+            }
+        }
+        let g = try golden()
+        #expect("Once upon a time" + text == (try Fixtures.json("fixtures/forward-stories260K.json") as! [String: Any]).greedyText)
+        #expect(info?.tokens == g.greedy)
+        // Breaking out of the loop cancels generation.
+        var pieces = 0
+        for try await event in lm.generate(prompt: "Once", parameters: .greedy(maxTokens: 400)) {
+            if case .text = event { pieces += 1 }
+            if pieces == 3 { break }
+        }
+        let after = try lm.generate(promptTokens: [1], parameters: .greedy(maxTokens: 1)) { _, _ in true }
+        #expect(after.generatedTokens == 1)
+    }
+
+    /// Generating 64 tokens from a raw q8 file grows anonymous memory by no more than the session's
+    /// buffers (KV cache and scratch) plus 4 MiB; the weights stay file-backed.
+    @Test func memoryStaysFileBacked() throws {
+        guard fixturesPresent, let before = MemoryUsage.current() else { return }
+        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 2)
+        _ = try lm.generate(promptTokens: [1, 403, 407], parameters: .greedy(maxTokens: 64)) { _, _ in true }
+        let after = MemoryUsage.current()!
+        #expect(lm.model.decodedBytes == 0)
+        #expect(after.anonymousBytes - before.anonymousBytes <= lm.session.allocatedBytes + 4 << 20)
+    }
+}
+
+extension Dictionary where Key == String, Value == Any {
+    var greedyText: String { (self["greedy"] as! [String: Any])["full_text"] as! String }
+}
