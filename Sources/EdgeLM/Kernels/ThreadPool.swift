@@ -98,10 +98,16 @@ public final class ThreadPool: @unchecked Sendable {
                 remaining.subtract(1, ordering: .releasing)
                 return
             }
-            let body = job!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee
-            body(index, threadCount)
+            invokeJob(index)
             remaining.subtract(1, ordering: .releasing)
         }
+    }
+
+    /// Calls the current job. A separate, non-inlined function so that every reference the worker took
+    /// to the caller's closure is released before it reports completion (the closure must not outlive `run`).
+    @inline(never)
+    private func invokeJob(_ index: Int) {
+        job!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(index, threadCount)
     }
 
     /// Physical cores of this machine (logical CPUs when the topology cannot be read).
