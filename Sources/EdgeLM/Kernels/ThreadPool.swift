@@ -64,9 +64,11 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Splits `0..<count` into one contiguous range per thread and runs `body(range)` in parallel.
-    public func parallelFor(_ count: Int, _ body: (Range<Int>) -> Void) {
-        if threadCount == 1 || count < 2 {
+    /// Splits `0..<count` into one contiguous range per thread and runs `body(range)` in parallel, unless
+    /// `work` (in any unit, e.g. multiply-adds) is below `serialBelow`: waking workers for tiny jobs
+    /// costs more than it saves.
+    public func parallelFor(_ count: Int, work: Int = .max, serialBelow: Int = 1 << 17, _ body: (Range<Int>) -> Void) {
+        if threadCount == 1 || count < 2 || work < serialBelow {
             body(0..<count)
             return
         }

@@ -205,13 +205,13 @@ public final class InferenceSession: @unchecked Sendable {
             precondition(quantized)
             let codes = w.codes, scales = w.scales, scheme = w.scheme
             let bpr = w.layout.blocksPerRow, bpg = w.layout.blocksPerGroup
-            pool.parallelFor(rows) { range in
+            pool.parallelFor(rows, work: rows * cols * tokens) { range in
                 IntegerKernels.matmul(level, scheme: scheme, weights: codes, scales: scales, blocksPerRow: bpr, blocksPerGroup: bpg,
                                       rows: range, x: xq, xs: xs, tokens: tokens, out: out, rowStride: 1, tokenStride: rows)
             }
         } else {
             let floats = w.floats
-            pool.parallelFor(rows) { range in
+            pool.parallelFor(rows, work: rows * cols * tokens) { range in
                 FloatKernels.matmul(weights: floats, cols: cols, rows: range, x: input, tokens: tokens, out: out, rowStride: 1, tokenStride: rows)
             }
         }
@@ -240,10 +240,11 @@ public final class InferenceSession: @unchecked Sendable {
         let q = self.q, attnOut = self.attnOut, scores = self.scores
         let keys = keyCache + l * context * kvDim, values = valueCache + l * context * kvDim
         let scale = 1 / Float(hd).squareRoot()
-        pool.run { worker, workers in
+        let jobs = n * heads
+        let attend = { (worker: Int, workers: Int) in
             let att = scores + worker * context
             var job = worker
-            while job < n * heads {
+            while job < jobs {
                 let t = job / heads, h = job % heads
                 let last = pos0 + t
                 let qh = q + t * dim + h * hd
@@ -256,5 +257,7 @@ public final class InferenceSession: @unchecked Sendable {
                 job += workers
             }
         }
+        // Multiply-adds of scores and weighted values; small batches stay on this thread.
+        if jobs * (pos0 + n) * hd * 2 >= 1 << 17 { pool.run(attend) } else { attend(0, 1) }
     }
 }
