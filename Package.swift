@@ -23,7 +23,10 @@ let package = Package(
         ),
         .target(
             name: "EdgeLM",
-            dependencies: ["CZstd", "CEdgeKernels"]
+            dependencies: ["CZstd", "CEdgeKernels"],
+            // Kernels and the forward pass are unusably slow unoptimised; debug builds (and so
+            // `swift test`) optimise this target too, keeping -enable-testing for @testable imports.
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
         .executableTarget(
             name: "edgelm",

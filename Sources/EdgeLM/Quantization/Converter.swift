@@ -113,6 +113,13 @@ public enum Converter {
     /// nothing is left at `outputPath` (an existing file there is untouched).
     public static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
                                progress: (ConversionProgress) -> Void = { _ in }) throws(EdgeLMError) -> ConversionReport {
+        try convert(checkpoint, to: outputPath, options: options, encoder: { Quantizer.encode($0, layout: $1) }, progress: progress)
+    }
+
+    /// Converts with a given payload encoder (tests substitute deliberately degraded quantizers).
+    static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
+                        encoder: ([Float], TensorLayout) -> [UInt8],
+                        progress: (ConversionProgress) -> Void) throws(EdgeLMError) -> ConversionReport {
         try options.validate()
         let start = Date()
         let writer = try ModelWriter(path: outputPath, overwrite: options.overwrite)
@@ -123,7 +130,7 @@ public enum Converter {
             let (scheme, groupSize) = options.plan(for: name)
             let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
             let values = try source.floats(path: checkpoint.path)
-            let payload = Quantizer.encode(values, layout: layout)
+            let payload = encoder(values, layout)
             if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
                 throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
             }

@@ -12,7 +12,9 @@ import Foundation
 /// - All-zero groups get scale 0 and zero codes. Rounding is to nearest, ties to even.
 public enum Quantizer {
     /// Encodes `values` (row-major, `layout.count` elements) into the layout's payload bytes.
-    public static func encode(_ values: [Float], layout: TensorLayout) -> [UInt8] {
+    /// - Parameter rounding: how codes are rounded (only tests use anything but the default).
+    public static func encode(_ values: [Float], layout: TensorLayout,
+                              rounding: FloatingPointRoundingRule = .toNearestOrEven) -> [UInt8] {
         precondition(values.count == layout.count)
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         values.withUnsafeBufferPointer { src in
@@ -22,7 +24,7 @@ public enum Quantizer {
                 let chunks = (layout.rows + chunk - 1) / chunk
                 DispatchQueue.concurrentPerform(iterations: chunks) { c in
                     let lo = c * chunk, hi = min(layout.rows, lo + chunk)
-                    encodeRows(lo..<hi, values: s.value, layout: layout, out: d.value)
+                    encodeRows(lo..<hi, values: s.value, layout: layout, rounding: rounding, out: d.value)
                 }
             }
         }
@@ -65,7 +67,7 @@ public enum Quantizer {
     }
 
     static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, layout: TensorLayout,
-                           out: UnsafeMutableRawBufferPointer) {
+                           rounding: FloatingPointRoundingRule, out: UnsafeMutableRawBufferPointer) {
         let cols = layout.cols
         switch layout.scheme {
         case .f32:
@@ -82,7 +84,8 @@ public enum Quantizer {
                 for g in 0..<layout.groupsPerRow {
                     let lo = g * groupValues, hi = min(cols, lo + groupValues)
                     let group = UnsafeBufferPointer(rebasing: row[lo..<hi])
-                    let scale = layout.scheme == .q8 ? fitQ8(group, codes: &codes) : fitQ4(group, codes: &codes)
+                    let scale = layout.scheme == .q8 ? fitQ8(group, codes: &codes, rounding: rounding)
+                        : fitQ4(group, codes: &codes, rounding: rounding)
                     out.storeBytes(of: scale, toByteOffset: layout.scalesOffset + (r * layout.groupsPerRow + g) * 2, as: UInt16.self)
                     let rowBase = r * layout.blocksPerRow * layout.blockBytes
                     for i in 0..<(hi - lo) {
@@ -107,25 +110,25 @@ public enum Quantizer {
         }
     }
 
-    /// Rounds `x / scale` to nearest even and clamps to `lo...hi`.
+    /// Rounds `x / scale` and clamps to `lo...hi`.
     @inline(__always)
-    static func code(_ x: Float, _ inverse: Float, _ lo: Float, _ hi: Float) -> Int8 {
-        Int8(min(hi, max(lo, (x * inverse).rounded(.toNearestOrEven))))
+    static func code(_ x: Float, _ inverse: Float, _ lo: Float, _ hi: Float, _ rounding: FloatingPointRoundingRule) -> Int8 {
+        Int8(min(hi, max(lo, (x * inverse).rounded(rounding))))
     }
 
     /// Fits one q8 group; returns the f16 scale bits and writes `group.count` codes.
-    static func fitQ8(_ group: UnsafeBufferPointer<Float>, codes: inout [Int8]) -> UInt16 {
+    static func fitQ8(_ group: UnsafeBufferPointer<Float>, codes: inout [Int8], rounding: FloatingPointRoundingRule) -> UInt16 {
         var amax: Float = 0
         for x in group { amax = max(amax, abs(x)) }
         let half = HalfFloat.fromFloat(amax / 127)
         let scale = HalfFloat.toFloat(half)
         let inverse: Float = scale > 0 ? 1 / scale : 0
-        for (i, x) in group.enumerated() { codes[i] = code(x, inverse, -127, 127) }
+        for (i, x) in group.enumerated() { codes[i] = code(x, inverse, -127, 127, rounding) }
         return half
     }
 
     /// Fits one q4 group by scale search; returns the f16 scale bits and writes `group.count` codes.
-    static func fitQ4(_ group: UnsafeBufferPointer<Float>, codes: inout [Int8]) -> UInt16 {
+    static func fitQ4(_ group: UnsafeBufferPointer<Float>, codes: inout [Int8], rounding: FloatingPointRoundingRule) -> UInt16 {
         var peak: Float = 0
         for x in group where abs(x) > abs(peak) { peak = x }
         if peak == 0 {
@@ -142,7 +145,7 @@ public enum Quantizer {
             let inverse = 1 / scale
             var err: Float = 0
             for (i, x) in group.enumerated() {
-                let q = code(x, inverse, -8, 7)
+                let q = code(x, inverse, -8, 7, rounding)
                 trial[i] = q
                 let e = x - Float(q) * scale
                 err += e * e

@@ -1,0 +1,189 @@
+import Foundation
+
+/// Options of a perplexity run.
+public struct PerplexityOptions: Sendable {
+    /// Tokens per window, BOS included (windows do not overlap).
+    public var context = 256
+    /// Most windows to evaluate (nil: as many as the text fills).
+    public var chunks: Int?
+
+    /// Default options.
+    public init(context: Int = 256, chunks: Int? = nil) {
+        self.context = context
+        self.chunks = chunks
+    }
+}
+
+/// A value with its standard uncertainty.
+public struct Estimate: Codable, Sendable {
+    public let value: Double
+    public let uncertainty: Double
+}
+
+/// Perplexity of a model, and (with a reference) how far it drifted from it, as llama-perplexity
+/// `--kl-divergence` reports it.
+public struct PerplexityReport: Codable, Sendable {
+    /// Scored tokens.
+    public let tokens: Int
+    /// Windows evaluated.
+    public let windows: Int
+    /// Tokens per window.
+    public let context: Int
+    /// Mean negative log-likelihood (nats).
+    public let meanNLL: Estimate
+    /// exp(mean NLL).
+    public let ppl: Estimate
+    /// Mean NLL of each window.
+    public let perWindowMeanNLL: [Double]
+    /// The comparison with the reference model, when one was given.
+    public let reference: ReferenceComparison?
+
+    /// Drift from the reference.
+    public struct ReferenceComparison: Codable, Sendable {
+        public let ppl: Estimate
+        public let pplRatio: Estimate
+        public let lnPPLRatio: Estimate
+        public let pplDifference: Estimate
+        /// Mean KL(ref || model) per token.
+        public let kldMean: Estimate
+        public let kldMax: Double
+        /// KLD percentiles: 99.9, 99, 95, 90, 50, 10, 5, 1.
+        public let kldPercentiles: [String: Double]
+        /// Mean of p_model(correct) - p_ref(correct).
+        public let deltaPMean: Estimate
+        /// RMS of that difference.
+        public let deltaPRMS: Double
+        /// Fraction of positions where both models' top-1 tokens agree (0...1).
+        public let sameTop1: Double
+    }
+}
+
+/// Evaluates perplexity over non-overlapping windows: window w is [BOS] + tokens[(c-1)w ..< (c-1)(w+1)],
+/// one fresh causal pass per window, every text token scored (the first one predicted from BOS alone).
+/// Logits are consumed batch by batch, so memory does not grow with the text.
+public enum PerplexityEvaluator {
+    /// Runs the evaluation. `progress(done, total)` is called after each window.
+    public static func run(model: LanguageModel, reference: LanguageModel?, tokens: [Int], options: PerplexityOptions,
+                           progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws(EdgeLMError) -> PerplexityReport {
+        let c = options.context
+        guard c >= 2 else { throw .invalidArgument("--context \(c): must be at least 2") }
+        guard c <= model.config.contextLength else {
+            throw .invalidArgument("--context \(c) exceeds the model's context length \(model.config.contextLength)")
+        }
+        guard let bos = model.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start windows with") }
+        if let reference {
+            guard reference.tokenizer.data.pieces == model.tokenizer.data.pieces else {
+                throw .invalidArgument("the reference model has a different vocabulary: KL divergence needs the same tokens")
+            }
+            guard c <= reference.config.contextLength else {
+                throw .invalidArgument("--context \(c) exceeds the reference model's context length \(reference.config.contextLength)")
+            }
+        }
+        let available = tokens.count / (c - 1)
+        let windows = min(available, options.chunks ?? available)
+        guard windows >= 1 else {
+            throw .invalidInput("the text has \(tokens.count) tokens, fewer than one window of \(c - 1) text tokens")
+        }
+        let vocab = model.config.vocabSize
+        var nll = RunningStats(), refNLL = RunningStats(), pair = RunningCovariance()
+        var lnRatio = RunningStats(), kld = RunningStats(), deltaP = RunningStats()
+        var kldValues: [Double] = []
+        var deltaPSquares = 0.0
+        var sameTop1 = 0
+        var perWindow: [Double] = []
+        let start = Date()
+        for w in 0..<windows {
+            let window = [bos] + tokens[((c - 1) * w)..<((c - 1) * (w + 1))]
+            model.session.reset()
+            reference?.session.reset()
+            var windowNLL = RunningStats()
+            var offset = 0
+            while offset < c - 1 {
+                // Positions offset..<end of the window produce logits for tokens offset+1...end.
+                let batch = min(model.session.maxBatch, reference?.session.maxBatch ?? model.session.maxBatch)
+                let end = min(c - 1, offset + batch)
+                let chunk = Array(window[offset..<end])
+                let logits = try model.session.forward(chunk, logits: .all)
+                let refLogits = try reference?.session.forward(chunk, logits: .all)
+                for i in 0..<chunk.count {
+                    let target = window[offset + i + 1]
+                    let row = UnsafeBufferPointer(rebasing: logits[(i * vocab)..<((i + 1) * vocab)])
+                    let q = LogSoftmax(row)
+                    let value = q.logSumExp - Double(row[target])
+                    nll.add(value)
+                    windowNLL.add(value)
+                    guard let refLogits else { continue }
+                    let refRow = UnsafeBufferPointer(rebasing: refLogits[(i * vocab)..<((i + 1) * vocab)])
+                    let r = LogSoftmax(refRow)
+                    let refValue = r.logSumExp - Double(refRow[target])
+                    refNLL.add(refValue)
+                    pair.add(value, refValue)
+                    lnRatio.add(value - refValue)
+                    let k = LogSoftmax.klDivergence(reference: refRow, r, model: row, q)
+                    kld.add(k)
+                    kldValues.append(k)
+                    let dp = exp(-value) - exp(-refValue)
+                    deltaP.add(dp)
+                    deltaPSquares += dp * dp
+                    if q.argmax == r.argmax { sameTop1 += 1 }
+                }
+                offset = end
+            }
+            perWindow.append(windowNLL.mean)
+            progress(w + 1, windows, Date().timeIntervalSince(start))
+        }
+        func pplEstimate(_ s: RunningStats) -> Estimate {
+            let p = exp(s.mean)
+            return Estimate(value: p, uncertainty: p * s.standardError)
+        }
+        var comparison: PerplexityReport.ReferenceComparison?
+        if reference != nil {
+            kldValues.sort()
+            let pq = exp(nll.mean), pr = exp(refNLL.mean), n = Double(nll.count)
+            let diffVariance = (pq * pq * nll.variance + pr * pr * refNLL.variance - 2 * pq * pr * pair.covariance) / n
+            let ratio = exp(lnRatio.mean)
+            comparison = .init(
+                ppl: pplEstimate(refNLL),
+                pplRatio: Estimate(value: ratio, uncertainty: ratio * lnRatio.standardError),
+                lnPPLRatio: Estimate(value: lnRatio.mean, uncertainty: lnRatio.standardError),
+                pplDifference: Estimate(value: pq - pr, uncertainty: max(0, diffVariance).squareRoot()),
+                kldMean: Estimate(value: kld.mean, uncertainty: kld.standardError), kldMax: kldValues.last ?? 0,
+                kldPercentiles: Dictionary(uniqueKeysWithValues: [99.9, 99, 95, 90, 50, 10, 5, 1].map { (String($0), percentile(kldValues, $0)) }),
+                deltaPMean: Estimate(value: deltaP.mean, uncertainty: deltaP.standardError),
+                deltaPRMS: (deltaPSquares / n).squareRoot(), sameTop1: Double(sameTop1) / n)
+        }
+        return PerplexityReport(tokens: nll.count, windows: windows, context: c,
+                                meanNLL: Estimate(value: nll.mean, uncertainty: nll.standardError), ppl: pplEstimate(nll),
+                                perWindowMeanNLL: perWindow, reference: comparison)
+    }
+}
+
+/// log-softmax facts of one logits row, computed in Double.
+struct LogSoftmax {
+    let logSumExp: Double
+    let argmax: Int
+
+    init(_ row: UnsafeBufferPointer<Float>) {
+        var m = row[0]
+        var best = 0
+        for i in 1..<row.count where row[i] > m {
+            m = row[i]
+            best = i
+        }
+        var sum = 0.0
+        for x in row { sum += exp(Double(x - m)) }
+        logSumExp = Double(m) + log(sum)
+        argmax = best
+    }
+
+    /// KL(reference || model) = Σ p_ref (log p_ref - log p_model).
+    static func klDivergence(reference: UnsafeBufferPointer<Float>, _ r: LogSoftmax, model: UnsafeBufferPointer<Float>,
+                             _ q: LogSoftmax) -> Double {
+        var sum = 0.0
+        for i in 0..<reference.count {
+            let lr = Double(reference[i]) - r.logSumExp
+            sum += exp(lr) * (lr - (Double(model[i]) - q.logSumExp))
+        }
+        return max(0, sum)
+    }
+}
