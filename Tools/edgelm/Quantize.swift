@@ -40,6 +40,14 @@ struct Quantize: AsyncParsableCommand {
 
     enum Compression: String, ExpressibleByArgument { case none, zstd }
 
+    private func describe(_ options: ConversionOptions) -> String {
+        func scheme(_ s: TensorScheme, _ group: Int) -> String {
+            s.isQuantized ? "\(s.rawValue) (\(group == 0 ? "one scale per row" : "groups of \(group)"))" : s.rawValue
+        }
+        let embedding = options.plan(for: "token_embd")
+        return "matrices \(scheme(type, options.resolvedGroupSize)), embedding/output \(scheme(embedding.scheme, embedding.groupSize))"
+    }
+
     func run() async throws {
         try await runReportingErrors {
             Terminal.installInterruptCleanup()
@@ -64,8 +72,7 @@ struct Quantize: AsyncParsableCommand {
                 wrote \(output): \(report.tensors.count) tensors, \(report.parameters) parameters\(report.tiedOutput ? " (tied output head stored once)" : "")
                   \(formatBytes(report.inputBytes)) -> \(formatBytes(report.outputBytes)), \(format(report.bitsPerWeight, 2)) bits/weight overall, \
                 \(format(report.matrixBitsPerWeight, 3)) bits/weight in attention+FFN matrices
-                  type \(type.rawValue), group size \(options.resolvedGroupSize == 0 ? "per channel" : String(options.resolvedGroupSize)), \
-                embedding/output \(options.resolvedEmbeddingType.rawValue)\(compress == .zstd ? ", zstd level \(zstdLevel) ratio \(format(report.compressionRatio, 3))" : "")
+                  \(describe(options))\(compress == .zstd ? ", zstd level \(zstdLevel) ratio \(format(report.compressionRatio, 3))" : "")
                   \(format(report.seconds, 2)) s, \(format(mbps, 1)) MB/s
                 """)
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Element types of float source tensors.
 public enum SourceDType: String, Sendable {
     case f32, f16, bf16
@@ -57,11 +59,16 @@ public struct Checkpoint: @unchecked Sendable {
     /// Files backing the tensor views (kept alive with the checkpoint).
     let mappings: [MappedFile]
 
-    /// Opens a checkpoint, detecting GGUF or llama2.c by content.
+    /// Opens a checkpoint: a Hugging Face folder (or its config.json), else GGUF or llama2.c by content.
     /// - Parameters:
-    ///   - path: the checkpoint file.
+    ///   - path: the checkpoint file or folder.
     ///   - tokenizerPath: llama2.c tokenizer (`tokenizer.bin`), required for llama2.c input.
     public static func open(path: String, tokenizerPath: String?) throws(EdgeLMError) -> Checkpoint {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw .io(path: path, message: "no such file or directory") }
+        if isDir.boolValue || (path as NSString).lastPathComponent == "config.json" {
+            return try HuggingFaceReader.checkpoint(path: path)
+        }
         let file = try MappedFile(path: path)
         if file.bytes.count >= 4, Array(file.bytes[0..<4]) == Array("GGUF".utf8) {
             return try GGUFReader.checkpoint(file: file)
@@ -80,8 +87,15 @@ public struct Checkpoint: @unchecked Sendable {
         }
     }
 
-    /// SHA-256 of the main input file.
-    public func sha256() -> String { SHA256.hex(mappings[0].bytes) }
+    /// SHA-256 of the weight files, in order (the single input file for GGUF and llama2.c).
+    public func sha256() -> String {
+        var hash = SHA256()
+        for m in mappings { hash.update(m.bytes) }
+        return hash.finalizeHex()
+    }
+
+    /// Total bytes of the weight files.
+    public var inputBytes: Int { mappings.reduce(0) { $0 + $1.bytes.count } }
 }
 
 /// IEEE half-precision conversions that are exact and do not depend on the platform's Float16 support.

@@ -160,7 +160,7 @@ public enum Converter {
         let raw = reports.reduce(0) { $0 + $1.rawBytes }
         let stored = reports.reduce(0) { $0 + $1.storedBytes }
         return ConversionReport(
-            tensors: reports, parameters: params, inputBytes: checkpoint.mappings[0].bytes.count, outputBytes: outputBytes,
+            tensors: reports, parameters: params, inputBytes: checkpoint.inputBytes, outputBytes: outputBytes,
             seconds: Date().timeIntervalSince(start),
             matrixBitsPerWeight: Double(matrices.reduce(0) { $0 + $1.rawBytes } * 8) / Double(max(1, matrixParams)),
             bitsPerWeight: Double(raw * 8) / Double(max(1, params)),

@@ -1,30 +1,35 @@
-/// SentencePiece-compatible BPE tokenizer over a model's vocabulary.
+import Foundation
+
+/// BPE tokenizer over a model's vocabulary, compatible with sentencepiece (score-ordered merges) and with
+/// Hugging Face `tokenizers` (rank-ordered merge lists, with SentencePiece-style or byte-level input).
 ///
-/// Encoding follows sentencepiece's BPE model: optional whitespace clean-up, spaces to U+2581, a dummy-prefix
-/// U+2581, then repeatedly merging the adjacent pair whose concatenation is the highest-scoring vocabulary
-/// piece (leftmost first on ties). Symbols left that are not pieces become `<0xXX>` byte tokens (or unk).
-/// Control, unknown and byte pieces are never produced by merging, so "<s>" in text is ordinary text.
+/// Encoding: optional special-token matching, then normalisation (SentencePiece: optional whitespace
+/// clean-up, spaces to U+2581, a dummy-prefix U+2581; byte-level: a regex split and the GPT-2 byte-to-unicode
+/// mapping), then repeatedly merging the best adjacent pair (highest piece score, or lowest merge rank;
+/// leftmost on ties). Symbols that are not pieces become `<0xXX>` byte tokens, or unk (fused when asked).
 public struct Tokenizer: Sendable {
     /// The vocabulary data.
     public let data: TokenizerData
     private let pieceIDs: [String: Int]
+    private let mergeRanks: [String: Int]  // "left right" -> rank (merges-BPE)
     private let byteIDs: [Int?]  // [256]
     private let pieceBytes: [[UInt8]]  // decoded bytes of each id
+    private let specialTokens: [(text: String, id: Int)]
+    private let splitter: ByteLevelSplitter?
 
     /// Builds lookup tables from `data`.
     public init(data: TokenizerData) throws(EdgeLMError) {
-        guard data.kind == .sentencePieceBPE else {
-            throw .invalidArgument("tokenizer kind \(data.kind.rawValue) is not supported by this build")
-        }
         self.data = data
+        let byteLevel = data.preTokenizer != nil
         var ids: [String: Int] = [:]
         var bytes = [Int?](repeating: nil, count: 256)
         var decoded: [[UInt8]] = []
+        var specials: [(String, Int)] = []
         for (i, piece) in data.pieces.enumerated() {
             switch data.types[i] {
             case .normal, .userDefined:
                 if ids[piece] == nil { ids[piece] = i }
-                decoded.append(Array(piece.replacingOccurrences(of: "\u{2581}", with: " ").utf8))
+                decoded.append(byteLevel ? ByteLevelSplitter.bytes(of: piece) : Array(piece.replacingOccurrences(of: "\u{2581}", with: " ").utf8))
             case .byte:
                 let value = piece.isByteToken ? UInt8(String(piece.dropFirst(3).prefix(2)), radix: 16) : nil
                 if let value {
@@ -34,14 +39,23 @@ public struct Tokenizer: Sendable {
                     decoded.append([])
                 }
             case .control, .unused:
+                if data.types[i] == .control, !piece.isEmpty { specials.append((piece, i)) }
                 decoded.append([])
             case .unknown:
+                if data.kind == .mergesBPE { ids[piece] = ids[piece] ?? i }
                 decoded.append(Array(" \u{2047} ".utf8))
             }
         }
+        var ranks: [String: Int] = [:]
+        if data.kind == .mergesBPE {
+            for (rank, merge) in (data.merges ?? []).enumerated() where ranks[merge] == nil { ranks[merge] = rank }
+        }
         pieceIDs = ids
+        mergeRanks = ranks
         byteIDs = bytes
         pieceBytes = decoded
+        specialTokens = data.matchesSpecialTokens == true ? specials.sorted { $0.0.utf8.count > $1.0.utf8.count } : []
+        splitter = try data.preTokenizer.map { (p) throws(EdgeLMError) in try ByteLevelSplitter(p) }
     }
 
     /// Vocabulary size.
@@ -53,31 +67,79 @@ public struct Tokenizer: Sendable {
 
     /// Encodes `text` (without BOS/EOS).
     public func encode(_ text: String) -> [Int] {
+        var ids: [Int] = []
+        for segment in splitSpecialTokens(text) {
+            switch segment {
+            case let .special(id): ids.append(id)
+            case let .text(t): ids += encodeSegment(t)
+            }
+        }
+        return ids
+    }
+
+    private enum Segment {
+        case text(String)
+        case special(Int)
+    }
+
+    /// Splits out literal special tokens (only when the vocabulary asks for it).
+    private func splitSpecialTokens(_ text: String) -> [Segment] {
+        guard !specialTokens.isEmpty else { return [.text(text)] }
+        var segments: [Segment] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            var earliest: (range: Range<Substring.Index>, id: Int)?
+            for (token, id) in specialTokens {
+                if let r = rest.range(of: token), r.lowerBound < (earliest?.range.lowerBound ?? rest.endIndex) { earliest = (r, id) }
+            }
+            guard let found = earliest else {
+                segments.append(.text(String(rest)))
+                break
+            }
+            if found.range.lowerBound > rest.startIndex { segments.append(.text(String(rest[..<found.range.lowerBound]))) }
+            segments.append(.special(found.id))
+            rest = rest[found.range.upperBound...]
+        }
+        return segments
+    }
+
+    private func encodeSegment(_ text: String) -> [Int] {
+        if let splitter {
+            return splitter.words(text).flatMap { merge($0.map { String($0) }) }
+        }
         var normalized = text
         if data.removeExtraWhitespaces {
             normalized = text.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
         }
         guard !normalized.isEmpty else { return [] }
-        let marker: Character = "\u{2581}"
-        var chars: [String] = data.addDummyPrefix ? [String(marker)] : []
+        let marker = "\u{2581}"
+        var chars: [String] = data.addDummyPrefix ? [marker] : []
         chars.reserveCapacity(normalized.unicodeScalars.count + 1)
-        for scalar in normalized.unicodeScalars { chars.append(scalar == " " ? String(marker) : String(scalar)) }
+        for scalar in normalized.unicodeScalars { chars.append(scalar == " " ? marker : String(scalar)) }
         return merge(chars)
     }
 
-    /// Merges symbols with a priority queue of candidate pairs (score desc, position asc).
+    /// Priority of merging `left` and `right` (higher first), or nil when they do not merge.
+    private func priority(_ left: String, _ right: String) -> Float? {
+        if data.kind == .mergesBPE {
+            guard let rank = mergeRanks[left + " " + right], pieceIDs[left + right] != nil else { return nil }
+            return -Float(rank)
+        }
+        guard let id = pieceIDs[left + right] else { return nil }
+        return data.scores[id]
+    }
+
+    /// Merges symbols with a priority queue of candidate pairs (priority desc, position asc).
     private func merge(_ initial: [String]) -> [Int] {
         var text = initial
         let n = text.count
+        guard n > 0 else { return [] }
         var prev = Array(-1..<(n - 1)), next = Array(1...n)
         var alive = [Bool](repeating: true, count: n)
         var heap = PairHeap()
         func consider(_ left: Int, _ right: Int) {
-            guard left >= 0, right < n else { return }
-            let merged = text[left] + text[right]
-            if let id = pieceIDs[merged] {
-                heap.push(PairCandidate(score: data.scores[id], left: left, right: right, length: merged.utf8.count))
-            }
+            guard left >= 0, right < n, let p = priority(text[left], text[right]) else { return }
+            heap.push(PairCandidate(score: p, left: left, right: right, length: text[left].utf8.count + text[right].utf8.count))
         }
         for i in 0..<(n - 1) { consider(i, i + 1) }
         while let top = heap.pop() {
@@ -92,15 +154,19 @@ public struct Tokenizer: Sendable {
             consider(l, next[l])
         }
         var ids: [Int] = []
+        var previousWasUnknown = false
         var i = 0
         while i < n {
             let symbol = text[i]
             if let id = pieceIDs[symbol] {
                 ids.append(id)
+                previousWasUnknown = false
             } else if data.byteFallback, symbol.utf8.allSatisfy({ byteIDs[Int($0)] != nil }) {
                 for byte in symbol.utf8 { ids.append(byteIDs[Int(byte)]!) }
+                previousWasUnknown = false
             } else if let unk = data.unk {
-                ids.append(unk)
+                if !(previousWasUnknown && data.fuseUnknown == true) { ids.append(unk) }
+                previousWasUnknown = true
             }
             i = next[i]
         }
@@ -111,6 +177,9 @@ public struct Tokenizer: Sendable {
     public func bytes(of id: Int) -> [UInt8] {
         (0..<pieceBytes.count).contains(id) ? pieceBytes[id] : []
     }
+
+    /// True when decoding drops one leading space of a sequence (the SentencePiece dummy prefix).
+    var stripsLeadingSpace: Bool { data.preTokenizer == nil && data.addDummyPrefix }
 
     /// Decodes `ids` to text; the dummy-prefix space of the first token is removed, invalid UTF-8 becomes U+FFFD.
     public func decode(_ ids: [Int]) -> String {
@@ -138,7 +207,7 @@ public struct StreamingDecoder: Sendable {
     public mutating func append(_ id: Int) -> String {
         var bytes = tokenizer.bytes(of: id)
         if atStart, !bytes.isEmpty {
-            if tokenizer.data.addDummyPrefix, bytes.first == 0x20 { bytes.removeFirst() }
+            if tokenizer.stripsLeadingSpace, bytes.first == 0x20 { bytes.removeFirst() }
             atStart = false
         }
         pending += bytes
@@ -168,6 +237,51 @@ public struct StreamingDecoder: Sendable {
         let needed: Int
         if lead & 0xE0 == 0xC0 { needed = 1 } else if lead & 0xF0 == 0xE0 { needed = 2 } else if lead & 0xF8 == 0xF0 { needed = 3 } else { return n }
         return continuation < needed ? i : n
+    }
+}
+
+/// GPT-2 style byte-level pre-tokenization: regex split, then bytes mapped to printable characters.
+struct ByteLevelSplitter: @unchecked Sendable {
+    private let regex: NSRegularExpression
+    private let addPrefixSpace: Bool
+
+    init(_ p: PreTokenizer) throws(EdgeLMError) {
+        do {
+            regex = try NSRegularExpression(pattern: p.pattern)
+        } catch {
+            throw .invalidField(path: "tokenizer", field: "pre-tokenizer pattern", message: "not a valid regular expression: \(p.pattern)")
+        }
+        addPrefixSpace = p.addPrefixSpace
+    }
+
+    /// The GPT-2 table: printable bytes map to themselves, the rest to U+0100 onwards.
+    static let byteToChar: [Character] = {
+        var table = [Character](repeating: " ", count: 256)
+        var extra = 0
+        for b in 0..<256 {
+            let printable = (0x21...0x7E).contains(b) || (0xA1...0xAC).contains(b) || (0xAE...0xFF).contains(b)
+            table[b] = Character(Unicode.Scalar(UInt32(printable ? b : 256 + extra))!)
+            if !printable { extra += 1 }
+        }
+        return table
+    }()
+
+    static let charToByte: [Character: UInt8] = {
+        var map: [Character: UInt8] = [:]
+        for (b, c) in byteToChar.enumerated() { map[c] = UInt8(b) }
+        return map
+    }()
+
+    /// The bytes a byte-level piece stands for.
+    static func bytes(of piece: String) -> [UInt8] { piece.compactMap { charToByte[$0] } }
+
+    /// Splits `text` into words, each as its byte-mapped characters.
+    func words(_ text: String) -> [[Character]] {
+        let input = addPrefixSpace && !text.hasPrefix(" ") ? " " + text : text
+        let ns = input as NSString
+        return regex.matches(in: input, range: NSRange(location: 0, length: ns.length)).map { match in
+            ns.substring(with: match.range).utf8.map { Self.byteToChar[Int($0)] }
+        }
     }
 }
 

@@ -11,6 +11,24 @@ public enum TokenizerKind: String, Codable, Sendable {
     case mergesBPE
 }
 
+/// A byte-level pre-tokenizer (GPT-2 / Llama 3): split text with a regular expression, then map every byte
+/// to a printable character (the GPT-2 byte-to-unicode table) before merging.
+public struct PreTokenizer: Codable, Sendable, Equatable {
+    /// The splitting pattern (ICU regular expression).
+    public var pattern: String
+    /// Prepend a space to the text (ByteLevel `add_prefix_space`).
+    public var addPrefixSpace: Bool
+
+    /// GPT-2's pattern, the ByteLevel default.
+    public static let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+
+    /// Creates a byte-level pre-tokenizer.
+    public init(pattern: String = gpt2Pattern, addPrefixSpace: Bool = false) {
+        self.pattern = pattern
+        self.addPrefixSpace = addPrefixSpace
+    }
+}
+
 /// Everything needed to tokenize and detokenize, as stored in the model file.
 public struct TokenizerData: Codable, Sendable, Equatable {
     /// Encoding algorithm.
@@ -37,11 +55,19 @@ public struct TokenizerData: Codable, Sendable, Equatable {
     public var removeExtraWhitespaces: Bool
     /// Characters outside the vocabulary become `<0xXX>` byte tokens.
     public var byteFallback: Bool
+    /// How text is split and mapped before merging; nil means SentencePiece-style (no split, spaces to U+2581).
+    public var preTokenizer: PreTokenizer?
+    /// Consecutive unknown characters become a single unknown token (Hugging Face `fuse_unk`).
+    public var fuseUnknown: Bool?
+    /// Control tokens written literally in the text (e.g. "<|start_story|>") are recognised as those tokens,
+    /// as Hugging Face tokenizers do with added special tokens.
+    public var matchesSpecialTokens: Bool?
 
     /// Creates tokenizer data.
     public init(kind: TokenizerKind, pieces: [String], scores: [Float], types: [TokenType], merges: [String]? = nil,
                 bos: Int?, eos: Int?, unk: Int?, pad: Int?, addDummyPrefix: Bool, removeExtraWhitespaces: Bool,
-                byteFallback: Bool) {
+                byteFallback: Bool, preTokenizer: PreTokenizer? = nil, fuseUnknown: Bool? = nil,
+                matchesSpecialTokens: Bool? = nil) {
         self.kind = kind
         self.pieces = pieces
         self.scores = scores
@@ -54,6 +80,9 @@ public struct TokenizerData: Codable, Sendable, Equatable {
         self.addDummyPrefix = addDummyPrefix
         self.removeExtraWhitespaces = removeExtraWhitespaces
         self.byteFallback = byteFallback
+        self.preTokenizer = preTokenizer
+        self.fuseUnknown = fuseUnknown
+        self.matchesSpecialTokens = matchesSpecialTokens
     }
 
     /// Limits applied when reading untrusted files.
