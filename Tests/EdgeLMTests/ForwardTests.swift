@@ -4,67 +4,25 @@ import Testing
 
 /// The forward pass against the independent float64 reference in shared/fixtures/forward-stories260K.json.
 @Suite struct ForwardTests {
-    struct Golden {
-        let prompt: [Int]
-        let greedy: [Int]
-        let positions: [(pos: Int, logits: [Float], logsumexp: Float, top10: [Int])]
-    }
-
-    func golden() throws -> Golden {
-        let d = try Fixtures.json("fixtures/forward-stories260K.json") as! [String: Any]
-        let positions = (d["positions"] as! [[String: Any]]).map { p in
-            (pos: p["pos"] as! Int, logits: (p["logits"] as! [Double]).map(Float.init), logsumexp: Float(p["logsumexp"] as! Double),
-             top10: (p["top10"] as! [[Double]]).map { Int($0[0]) })
-        }
-        return Golden(prompt: d["prompt_ids"] as! [Int], greedy: (d["greedy"] as! [String: Any])["ids"] as! [Int], positions: positions)
-    }
-
     var fixturesPresent: Bool { Fixtures.available("fixtures/forward-stories260K.json") && Fixtures.available(Fixtures.stories + "stories260K.gguf") }
 
-    /// Max |Δlogit| over the fixture positions, relative to max |logit|, and the leading greedy agreement.
-    func measure(_ path: String, threads: Int = 2) throws -> (relativeError: Float, agreement: Int, ids: [Int]) {
-        let g = try golden()
-        let lm = try LanguageModel(path: path, threads: threads)
-        #expect(lm.encode("Once upon a time") == g.prompt)
-        let info = try lm.generate(promptTokens: g.prompt, parameters: .greedy(maxTokens: g.greedy.count)) { _, _ in true }
-        let agreement = zip(info.tokens, g.greedy).prefix { $0 == $1 }.count
-        lm.session.reset()
-        let logits = try lm.session.forward(g.prompt + g.greedy, logits: .all)
-        let vocab = lm.config.vocabSize
-        var worst: Float = 0
-        for p in g.positions {
-            let row = Array(logits[(p.pos * vocab)..<((p.pos + 1) * vocab)])
-            let scale = p.logits.map(abs).max()!
-            worst = max(worst, zip(row, p.logits).map { abs($0 - $1) }.max()! / scale)
-        }
-        return (worst, agreement, info.tokens)
-    }
+    func golden() throws -> GoldenForward { try GoldenForward("fixtures/forward-stories260K.json") }
 
     @Test func f32MatchesGoldenGreedyAndLogits() throws {
         guard fixturesPresent else { return }
-        let path = try ConvertedModels.stories("f32", ConversionOptions(type: .f32))
         let g = try golden()
-        let (error, _, ids) = try measure(path)
-        #expect(ids == g.greedy)
-        #expect(error <= 1e-4, "max relative logit error \(error)")
-        // logsumexp and top-10 order at every recorded position.
-        let lm = try LanguageModel(path: path, threads: 1)
-        let logits = try lm.session.forward(g.prompt + g.greedy, logits: .all)
-        for p in g.positions {
-            let row = Array(logits[(p.pos * 512)..<((p.pos + 1) * 512)])
-            let m = row.max()!
-            let lse = m + log(row.reduce(Float(0)) { $0 + exp($1 - m) })
-            #expect(abs(lse - p.logsumexp) <= 1e-4 * p.logits.map(abs).max()!)
-            let top = row.indices.sorted { row[$0] > row[$1] }.prefix(10)
-            #expect(Array(top) == p.top10, "position \(p.pos)")
-        }
+        let m = try g.measure(try ConvertedModels.stories("f32", ConversionOptions(type: .f32)))
+        #expect(m.ids == g.greedy)
+        #expect(m.relativeError <= 1e-4, "max relative logit error \(m.relativeError)")
+        #expect(m.logsumexpError <= 1e-4)
+        #expect(m.top10Matches)
     }
 
     @Test func f16FileMatchesGoldenGreedy() throws {
         guard fixturesPresent else { return }
-        let (error, agreement, _) = try measure(try ConvertedModels.stories("f16", ConversionOptions(type: .f16)))
-        #expect(agreement == 48)
-        #expect(error < 2e-3)
+        let m = try golden().measure(try ConvertedModels.stories("f16", ConversionOptions(type: .f16)))
+        #expect(m.agreement == 48)
+        #expect(m.relativeError < 2e-3)
     }
 
     /// Quantized agreement with the float reference (logits compared on the golden sequence). Measured:
@@ -72,10 +30,10 @@ import Testing
     @Test(arguments: [("q8", TensorScheme.q8, 48, Float(0.025)), ("q4", .q4, 20, Float(0.25))])
     func quantizedAgreement(key: String, scheme: TensorScheme, minAgreement: Int, maxError: Float) throws {
         guard fixturesPresent else { return }
-        let (error, agreement, _) = try measure(try ConvertedModels.stories(key, ConversionOptions(type: scheme)))
-        print("\(key): greedy agreement \(agreement)/48, max relative logit error \(error)")
-        #expect(agreement >= minAgreement)
-        #expect(error <= maxError)
+        let m = try golden().measure(try ConvertedModels.stories(key, ConversionOptions(type: scheme)))
+        print("\(key): greedy agreement \(m.agreement)/48, max relative logit error \(m.relativeError)")
+        #expect(m.agreement >= minAgreement)
+        #expect(m.relativeError <= maxError)
     }
 
     /// Token-at-a-time decoding, batched prompt processing and any thread count give the same logits.
@@ -133,7 +91,7 @@ import Testing
             }
         }
         let g = try golden()
-        #expect("Once upon a time" + text == (try Fixtures.json("fixtures/forward-stories260K.json") as! [String: Any]).greedyText)
+        #expect("Once upon a time" + text == g.text)
         #expect(info?.tokens == g.greedy)
         // Breaking out of the loop cancels generation.
         var pieces = 0
@@ -155,8 +113,4 @@ import Testing
         #expect(lm.model.decodedBytes == 0)
         #expect(after.anonymousBytes - before.anonymousBytes <= lm.session.allocatedBytes + 4 << 20)
     }
-}
-
-extension Dictionary where Key == String, Value == Any {
-    var greedyText: String { (self["greedy"] as! [String: Any])["full_text"] as! String }
 }

@@ -25,36 +25,43 @@ import Testing
         for (w, nll) in report.perWindowMeanNLL.enumerated() { #expect(abs(nll - windows[w]) < 1e-3, "window \(w)") }
     }
 
-    /// Drift of a converted model from the f32 file over the first `windows` windows of 256.
-    func drift(_ key: String, _ options: ConversionOptions, encoder: (([Float], TensorLayout) -> [UInt8])? = nil,
-               windows: Int = 10) throws -> PerplexityReport.ReferenceComparison {
-        let path: String
-        if let encoder {
-            let dir = TemporaryDirectory()
-            path = dir.file("\(key).edgelm")
-            let checkpoint = try Checkpoint.open(path: Fixtures.storiesGGUF, tokenizerPath: nil)
-            _ = try Converter.convert(checkpoint, to: path, options: options, encoder: encoder, progress: { _ in })
-            return try compare(path, windows: windows, keepAlive: dir)
+    enum Model: String, Sendable {
+        case stories260K, tinyStories656K
+
+        var source: String { self == .stories260K ? Fixtures.storiesGGUF : Fixtures.path(Fixtures.tiny656k) }
+        var required: String { self == .stories260K ? Fixtures.stories + "stories260K.gguf" : Fixtures.tiny656k + "/model.safetensors" }
+
+        func converted(_ key: String, _ options: ConversionOptions) throws -> String {
+            try ConvertedModels.convert(source, key: rawValue + "-" + key, options)
         }
-        path = try ConvertedModels.stories(key, options)
-        return try compare(path, windows: windows, keepAlive: nil)
     }
 
-    private func compare(_ path: String, windows: Int, keepAlive: TemporaryDirectory?) throws -> PerplexityReport.ReferenceComparison {
+    /// Drift of a converted model from the f32 file of the same checkpoint over the first `windows` windows of 256.
+    func drift(_ model: Model, _ key: String, _ options: ConversionOptions, encoder: (([Float], TensorLayout) -> [UInt8])? = nil,
+               windows: Int = 10) throws -> PerplexityReport.ReferenceComparison {
+        let dir = TemporaryDirectory()
+        var path = dir.file("\(key).edgelm")
+        if let encoder {
+            let checkpoint = try Checkpoint.open(path: model.source, tokenizerPath: nil)
+            _ = try Converter.convert(checkpoint, to: path, options: options, encoder: encoder, progress: { _ in })
+        } else {
+            path = try model.converted(key, options)
+        }
         let lm = try LanguageModel(path: path)
-        let ref = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)))
+        let ref = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)))
         let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: try textTokens(lm),
                                                  options: PerplexityOptions(context: 256, chunks: windows))
         return report.reference!
     }
 
     struct Limits: Sendable, CustomTestStringConvertible {
+        let model: Model
         let key: String
         let options: ConversionOptions
         let kld: Double
         let ratio: Double
         let top1: Double
-        var testDescription: String { key }
+        var testDescription: String { "\(model.rawValue) \(key)" }
     }
 
     /// Thresholds set from measurement on the first 10 windows (2,550 tokens) of tinystories-dev.txt. The
@@ -62,19 +69,25 @@ import Testing
     /// margins can be tight: 25% on KLD for q8 (whose degraded variants land 2-4x higher), 3% on KLD and on
     /// the PPL excess for q4, whose halved-precision scales cost only +5% KLD. Measured:
     /// q8 0.001087 / 0.99917 / 0.9851, q8 g32 0.000975 / 1.00035 / 0.9843,
-    /// q4 g32 0.09078 / 1.07900 / 0.8400, q4 per-channel 0.11773 / 1.11085 / 0.8416 (KLD / PPL ratio / top-1).
+    /// q4 g32 0.09078 / 1.07900 / 0.8400, q4 per-channel 0.11773 / 1.11085 / 0.8416 (KLD / PPL ratio / top-1);
+    /// TinyStories-656K: q8 0.000949 / 0.99983 / 0.9816, q8 g32 0.000848 / 0.99960 / 0.9827,
+    /// q4 g32 0.05817 / 1.04198 / 0.8184, q4 per-channel 0.09114 / 1.06584 / 0.7588.
     static let limits: [Limits] = [
-        Limits(key: "q8", options: ConversionOptions(type: .q8), kld: 0.00136, ratio: 1.0025, top1: 0.978),
-        Limits(key: "q8g32", options: ConversionOptions(type: .q8, groupSize: 32), kld: 0.00122, ratio: 1.0025, top1: 0.978),
-        Limits(key: "q4", options: ConversionOptions(type: .q4), kld: 0.0935, ratio: 1.0815, top1: 0.83),
-        Limits(key: "q4pc", options: ConversionOptions(type: .q4, groupSize: 0), kld: 0.1213, ratio: 1.1142, top1: 0.83),
+        Limits(model: .stories260K, key: "q8", options: ConversionOptions(type: .q8), kld: 0.00136, ratio: 1.0025, top1: 0.978),
+        Limits(model: .stories260K, key: "q8g32", options: ConversionOptions(type: .q8, groupSize: 32), kld: 0.00122, ratio: 1.0025, top1: 0.978),
+        Limits(model: .stories260K, key: "q4", options: ConversionOptions(type: .q4), kld: 0.0935, ratio: 1.0815, top1: 0.83),
+        Limits(model: .stories260K, key: "q4pc", options: ConversionOptions(type: .q4, groupSize: 0), kld: 0.1213, ratio: 1.1142, top1: 0.83),
+        Limits(model: .tinyStories656K, key: "q8", options: ConversionOptions(type: .q8), kld: 0.00119, ratio: 1.0025, top1: 0.975),
+        Limits(model: .tinyStories656K, key: "q8g32", options: ConversionOptions(type: .q8, groupSize: 32), kld: 0.00106, ratio: 1.0025, top1: 0.975),
+        Limits(model: .tinyStories656K, key: "q4", options: ConversionOptions(type: .q4), kld: 0.0599, ratio: 1.0433, top1: 0.81),
+        Limits(model: .tinyStories656K, key: "q4pc", options: ConversionOptions(type: .q4, groupSize: 0), kld: 0.0939, ratio: 1.0678, top1: 0.75),
     ]
 
     @Test(arguments: limits)
     func driftStaysWithinLimits(limit: Limits) throws {
-        guard present else { return }
-        let d = try drift(limit.key, limit.options)
-        print("drift \(limit.key): kld \(d.kldMean.value) ratio \(d.pplRatio.value) top1 \(d.sameTop1)")
+        guard present, Fixtures.available(limit.model.required) else { return }
+        let d = try drift(limit.model, limit.key, limit.options)
+        print("drift \(limit.testDescription): kld \(d.kldMean.value) ratio \(d.pplRatio.value) top1 \(d.sameTop1)")
         #expect(d.kldMean.value <= limit.kld)
         #expect(d.pplRatio.value <= limit.ratio)
         #expect(d.sameTop1 >= limit.top1)
@@ -85,8 +98,8 @@ import Testing
     @Test(arguments: [limits[0], limits[2]])
     func degradedQuantizersFail(limit: Limits) throws {
         guard present else { return }
-        let truncated = try drift(limit.key + "-trunc", limit.options) { Quantizer.encode($0, layout: $1, rounding: .towardZero) }
-        let coarseScales = try drift(limit.key + "-scales", limit.options) { values, layout in
+        let truncated = try drift(limit.model, limit.key + "-trunc", limit.options) { Quantizer.encode($0, layout: $1, rounding: .towardZero) }
+        let coarseScales = try drift(limit.model, limit.key + "-scales", limit.options) { values, layout in
             var payload = Quantizer.encode(values, layout: layout)
             if layout.scheme.isQuantized {
                 for i in stride(from: layout.scalesOffset, to: layout.byteCount, by: 2) { payload[i] &= 0xE0 }

@@ -25,6 +25,7 @@ enum Fixtures {
 
     static let stories = "models/stories260K/"
     static var storiesGGUF: String { path(stories + "stories260K.gguf") }
+    static let tiny656k = "models/tinystories-656k"
 
     static func json(_ relative: String) throws -> Any {
         try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path(relative))))
@@ -53,11 +54,20 @@ enum ConvertedModels {
 
     /// Path of stories260K converted with `options` (keyed by `key`).
     static func stories(_ key: String, _ options: ConversionOptions) throws -> String {
+        try convert(Fixtures.storiesGGUF, key: "stories-" + key, options)
+    }
+
+    /// Path of TinyStories-656K converted with `options` (keyed by `key`).
+    static func tiny656k(_ key: String, _ options: ConversionOptions) throws -> String {
+        try convert(Fixtures.path(Fixtures.tiny656k), key: "656k-" + key, options)
+    }
+
+    static func convert(_ source: String, key: String, _ options: ConversionOptions) throws -> String {
         lock.lock()
         defer { lock.unlock() }
         if let p = cache[key] { return p }
-        let checkpoint = try Checkpoint.open(path: Fixtures.storiesGGUF, tokenizerPath: nil)
-        let out = directory.file("stories-\(key).edgelm")
+        let checkpoint = try Checkpoint.open(path: source, tokenizerPath: nil)
+        let out = directory.file("\(key).edgelm")
         _ = try Converter.convert(checkpoint, to: out, options: options)
         cache[key] = out
         return out
