@@ -48,6 +48,22 @@ import Testing
         #expect(packed.storedPayloadBytes < raw.storedPayloadBytes)
     }
 
+    @Test func unpackGivesTheRawFile() throws {
+        let dir = TemporaryDirectory()
+        let packed = try tinyFile(dir, scheme: .q4, zstd: 9)
+        let raw = try tinyFile(dir, scheme: .q4)
+        try Unpacker.unpack(try ModelFile(path: packed), to: dir.file("unpacked.edgelm"), overwrite: false)
+        let unpacked = try ModelFile(path: dir.file("unpacked.edgelm"), verify: true)
+        let reference = try ModelFile(path: raw)
+        #expect(unpacked.metadata.quantization.compression == .raw)
+        for entry in reference.metadata.tensors {
+            let u = try unpacked.entry(entry.name)
+            #expect(u.encoding == .raw && u.checksum == entry.checksum && u.offset == entry.offset)
+            #expect(try unpacked.tensor(entry.name).isMapped)
+        }
+        #expect(throws: EdgeLMError.self) { try Unpacker.unpack(try ModelFile(path: packed), to: dir.file("unpacked.edgelm"), overwrite: false) }
+    }
+
     @Test func layoutSizesAreExact() throws {
         let q4 = try TensorLayout(shape: [64, 172], scheme: .q4, groupSize: 32)
         #expect(q4.blocksPerRow == 6 && q4.groupsPerRow == 6)

@@ -111,4 +111,20 @@ import Testing
             #expect(d.kldMean.value > limit.kld || d.pplRatio.value > limit.ratio || d.sameTop1 < limit.top1, "\(name) passed the \(limit.key) limits")
         }
     }
+
+    /// Why activations get one scale per 32 values rather than one per row: measured drift of q8 files.
+    @Test(arguments: [Model.stories260K, .tinyStories656K])
+    func perBlockActivationScalesBeatPerRow(model: Model) throws {
+        guard present, Fixtures.available(model.required) else { return }
+        let ref = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)))
+        let path = try model.converted("q8", ConversionOptions(type: .q8))
+        var kld: [Double] = []
+        for granularity in [ActivationGranularity.block32, .row] {
+            let lm = try LanguageModel(path: path, activationGranularity: granularity)
+            let r = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: try textTokens(lm), options: PerplexityOptions(context: 256, chunks: 10))
+            kld.append(r.reference!.kldMean.value)
+        }
+        print("activation granularity \(model.rawValue) q8: per-block KLD \(kld[0]), per-row KLD \(kld[1])")
+        #expect(kld[0] < kld[1])
+    }
 }

@@ -20,11 +20,12 @@ public final class LanguageModel: @unchecked Sendable {
     private let lock = NSLock()
 
     /// Opens `path` with `threads` workers (default: physical cores); `verify` checks checksums first.
-    public init(path: String, threads: Int? = nil, verify: Bool = false) throws(EdgeLMError) {
+    public init(path: String, threads: Int? = nil, verify: Bool = false,
+                activationGranularity: ActivationGranularity = .block32) throws(EdgeLMError) {
         if let threads, threads < 1 { throw .invalidArgument("--threads \(threads): must be at least 1") }
         model = try LlamaModel(path: path, verify: verify)
         tokenizer = try Tokenizer(data: model.tokenizerData)
-        session = InferenceSession(model: model, threads: threads)
+        session = InferenceSession(model: model, threads: threads, activationGranularity: activationGranularity)
     }
 
     /// Hyper-parameters.

@@ -8,6 +8,14 @@ public enum LogitsSelection: Sendable {
     case all
 }
 
+/// How activations are quantized for the integer kernels.
+public enum ActivationGranularity: Sendable {
+    /// One scale per block of 32 values (the default: see docs/QUANTIZATION.md for the measured drift).
+    case block32
+    /// One scale per row (vector); kept to measure what per-block scales buy.
+    case row
+}
+
 /// One sequence being evaluated: the KV cache, every scratch buffer (allocated once, here), and the
 /// forward pass. Not thread-safe: one session serves one sequence at a time.
 public final class InferenceSession: @unchecked Sendable {
@@ -19,6 +27,8 @@ public final class InferenceSession: @unchecked Sendable {
     public let level: KernelLevel
     /// Tokens per forward batch.
     public let maxBatch: Int
+    /// Activation quantization granularity.
+    public let activationGranularity: ActivationGranularity
     /// Tokens already in the KV cache.
     public private(set) var position = 0
 
@@ -49,7 +59,9 @@ public final class InferenceSession: @unchecked Sendable {
     public var allocatedBytes: Int { allocations.reduce(0) { $0 + $1.1 } }
 
     /// Creates a session with `threads` workers (default: physical cores).
-    public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected) {
+    public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected,
+                activationGranularity: ActivationGranularity = .block32) {
+        self.activationGranularity = activationGranularity
         self.model = model
         c = model.config
         pool = ThreadPool(threads: threads ?? ThreadPool.physicalCores)
@@ -193,8 +205,19 @@ public final class InferenceSession: @unchecked Sendable {
                     IntegerKernels.quantizeQ8Blocks(level, tail.baseAddress!, nblocks: 1, codes: xq + t * blocks * 32 + full * 32, scales: xs + t * blocks + full)
                 }
             }
+            if activationGranularity == .row { requantizePerRow(row, cols: cols, codes: xq + t * blocks * 32, scales: xs + t * blocks) }
         }
         return true
+    }
+
+    /// Replaces per-block codes by codes sharing one scale for the whole row.
+    private func requantizePerRow(_ row: UnsafeMutablePointer<Float>, cols: Int, codes: UnsafeMutablePointer<Int8>,
+                                  scales: UnsafeMutablePointer<Float>) {
+        var amax: Float = 0
+        for i in 0..<cols { amax = max(amax, abs(row[i])) }
+        let d = amax / 127, inverse: Float = d != 0 ? 1 / d : 0
+        for i in 0..<cols { codes[i] = Int8((row[i] * inverse).rounded(.toNearestOrEven)) }
+        for b in 0..<((cols + 31) / 32) { scales[b] = d }
     }
 
     /// out[t, r] = weight[r] · input[t] for `tokens` tokens, rows split across the pool.
