@@ -22,7 +22,7 @@ public struct GGUFWriter {
     }
 
     private var metadata: [(String, Value)] = []
-    private var tensors: [(name: String, shape: [Int], type: TensorType, values: [Float])] = []
+    private var tensors: [(name: String, shape: [Int], type: TensorType, values: () -> [Float])] = []
     /// GGUF version to write (1 uses 32-bit counts).
     public var version: Int
     /// Data alignment.
@@ -37,7 +37,12 @@ public struct GGUFWriter {
     /// Adds a tensor with its row-major shape ([rows, cols] or [n]); GGUF stores dims fastest first.
     public mutating func addTensor(_ name: String, shape: [Int], type: TensorType, values: [Float]) {
         precondition(values.count == shape.reduce(1, *))
-        tensors.append((name, shape, type, values))
+        tensors.append((name, shape, type, { values }))
+    }
+
+    /// Adds a tensor whose values are produced only when the file is written (large synthetic models).
+    public mutating func addTensor(_ name: String, shape: [Int], type: TensorType, generator: @escaping () -> [Float]) {
+        tensors.append((name, shape, type, generator))
     }
 
     /// Metadata and tensors of a Llama model with a SentencePiece vocabulary.
@@ -63,6 +68,15 @@ public struct GGUFWriter {
 
     /// The file's bytes.
     public func encoded() -> [UInt8] {
+        var out = header()
+        for (i, t) in tensors.enumerated() {
+            out += tensorBytes(i, t.values())
+        }
+        return out
+    }
+
+    /// Header, metadata, tensor directory and the padding before the first tensor.
+    private func header() -> [UInt8] {
         var out: [UInt8] = Array("GGUF".utf8)
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         func count(_ n: Int) { if version == 1 { put(UInt32(n)) } else { put(UInt64(n)) } }
@@ -87,33 +101,53 @@ public struct GGUFWriter {
             }
         }
         var offset = 0
-        var offsets: [Int] = []
         for t in tensors {
             string(t.name)
             put(UInt32(t.shape.count))
             for d in t.shape.reversed() { count(d) }
             put(t.type.rawValue)
-            offsets.append(offset)
             put(UInt64(offset))
-            let bytes = t.values.count * (t.type == .f32 ? 4 : 2)
-            offset = (offset + bytes + alignment - 1) / alignment * alignment
+            offset += paddedSize(t.shape.reduce(1, *) * (t.type == .f32 ? 4 : 2))
         }
         while out.count % alignment != 0 { out.append(0) }
-        let dataStart = out.count
-        for (i, t) in tensors.enumerated() {
-            while out.count < dataStart + offsets[i] { out.append(0) }
-            for v in t.values {
-                if t.type == .f32 { put(v.bitPattern) } else { put(HalfFloat.fromFloat(v)) }
+        return out
+    }
+
+    private func paddedSize(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
+
+    /// Tensor `i`'s payload with its alignment padding.
+    private func tensorBytes(_ i: Int, _ values: [Float]) -> [UInt8] {
+        let t = tensors[i]
+        precondition(values.count == t.shape.reduce(1, *), "tensor \(t.name) has \(values.count) values for shape \(t.shape)")
+        let size = t.type == .f32 ? 4 : 2
+        var out = [UInt8](repeating: 0, count: paddedSize(values.count * size))
+        out.withUnsafeMutableBytes { buf in
+            for (j, v) in values.enumerated() {
+                if t.type == .f32 {
+                    buf.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: j * 4, as: UInt32.self)
+                } else {
+                    buf.storeBytes(of: HalfFloat.fromFloat(v).littleEndian, toByteOffset: j * 2, as: UInt16.self)
+                }
             }
         }
         return out
     }
 
-    /// Writes the file to `path`.
+    /// Writes the file to `path`, one tensor at a time (atomically: a temporary file renamed into place).
     public func write(to path: String) throws(EdgeLMError) {
+        let temporary = path + ".tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
+            throw .io(path: path, message: "cannot create the output file")
+        }
         do {
-            try Data(encoded()).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try handle.write(contentsOf: header())
+            for (i, t) in tensors.enumerated() { try handle.write(contentsOf: tensorBytes(i, t.values())) }
+            try handle.synchronize()
+            try handle.close()
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
         } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
             throw .io(path: path, message: "cannot write: \(error.localizedDescription)")
         }
     }

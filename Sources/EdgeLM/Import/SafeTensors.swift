@@ -57,7 +57,7 @@ enum SafeTensors {
             guard end - begin == count * dtype.size else {
                 throw .tensorSizeMismatch(path: path, tensor: name, expected: count * dtype.size, actual: end - begin)
             }
-            ranges.append((begin, end, name))
+            if end > begin { ranges.append((begin, end, name)) }
             tensors[name] = SourceTensor(name: name, shape: shape, dtype: dtype,
                                          bytes: UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + begin)..<(dataStart + end)]))
         }

@@ -1,0 +1,130 @@
+import Foundation
+
+/// Options of `edgelm bench`.
+public struct BenchOptions: Sendable {
+    /// Prompt-processing batch (pp test); 0 skips it.
+    public var promptTokens = 128
+    /// Tokens generated one at a time (tg test); 0 skips it.
+    public var generatedTokens = 64
+    /// Timed repetitions after one warm-up run.
+    public var repetitions = 5
+
+    /// Default options.
+    public init() {}
+}
+
+/// One benchmark test (`pp128`, `tg64`, ...).
+public struct BenchResult: Codable, Sendable {
+    /// Test name.
+    public let test: String
+    /// Tokens per second of each repetition.
+    public let samples: [Double]
+    /// Mean tokens per second.
+    public let tpsMean: Double
+    /// Standard deviation of tokens per second.
+    public let tpsStddev: Double
+    /// For tg: weight bytes read per token times tokens per second, in GB/s.
+    public let weightGBps: Double?
+    /// For tg: `weightGBps` over the memory bandwidth probe of the same run.
+    public let bandwidthRatio: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case test, samples
+        case tpsMean = "tps_mean", tpsStddev = "tps_stddev", weightGBps = "weight_gbps", bandwidthRatio = "bandwidth_ratio"
+    }
+}
+
+/// llama-bench style measurements: prompt processing as one forward batch, generation one token at a time,
+/// tokenization and sampling excluded, each repeated after a warm-up; plus a memory bandwidth probe so the
+/// decode speed can be read as a fraction of what the machine can stream.
+public enum Benchmark {
+    /// Runs the tests on `lm`'s session. `bandwidthGBps` is the probe result to relate tg to.
+    public static func run(_ lm: LanguageModel, options: BenchOptions, bandwidthGBps: Double,
+                           progress: (String) -> Void = { _ in }) throws(EdgeLMError) -> [BenchResult] {
+        guard options.repetitions >= 1 else { throw .invalidArgument("-r \(options.repetitions): must be at least 1") }
+        guard options.promptTokens >= 0, options.generatedTokens >= 0 else { throw .invalidArgument("-p and -n must be >= 0") }
+        let context = lm.config.contextLength
+        guard options.promptTokens <= context, options.generatedTokens <= context else {
+            throw .invalidArgument("tests longer than the model's context of \(context) tokens")
+        }
+        let session = lm.session
+        var rng = SplitMix64(seed: 7)
+        let vocab = lm.config.vocabSize
+        func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in 3 + Int(rng.next() % UInt64(max(1, vocab - 3))) } }
+        var results: [BenchResult] = []
+        if options.promptTokens > 0 {
+            let tokens = randomTokens(options.promptTokens)
+            let samples = try measure(options.repetitions, progress: { progress("pp\(options.promptTokens) \($0)") }) { () throws(EdgeLMError) in
+                session.reset()
+                _ = try session.forward(tokens)
+                return Double(tokens.count)
+            }
+            results.append(result("pp\(options.promptTokens)", samples, bytesPerToken: nil, bandwidth: bandwidthGBps))
+        }
+        if options.generatedTokens > 0 {
+            let tokens = randomTokens(options.generatedTokens)
+            let samples = try measure(options.repetitions, progress: { progress("tg\(options.generatedTokens) \($0)") }) { () throws(EdgeLMError) in
+                session.reset()
+                for t in tokens { _ = try session.forward([t]) }
+                return Double(tokens.count)
+            }
+            results.append(result("tg\(options.generatedTokens)", samples, bytesPerToken: lm.model.weightBytesPerToken, bandwidth: bandwidthGBps))
+        }
+        return results
+    }
+
+    private static func measure(_ repetitions: Int, progress: (String) -> Void,
+                                _ body: () throws(EdgeLMError) -> Double) throws(EdgeLMError) -> [Double] {
+        _ = try body()
+        var samples: [Double] = []
+        for r in 0..<repetitions {
+            progress("\(r + 1)/\(repetitions)")
+            let start = DispatchTime.now().uptimeNanoseconds
+            let tokens = try body()
+            samples.append(tokens / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+        }
+        return samples
+    }
+
+    private static func result(_ test: String, _ samples: [Double], bytesPerToken: Int?, bandwidth: Double) -> BenchResult {
+        var stats = RunningStats()
+        samples.forEach { stats.add($0) }
+        let gbps = bytesPerToken.map { Double($0) * stats.mean / 1e9 }
+        return BenchResult(test: test, samples: samples, tpsMean: stats.mean, tpsStddev: stats.variance.squareRoot(), weightGBps: gbps,
+                           bandwidthRatio: gbps.map { $0 / bandwidth })
+    }
+
+    /// Streaming-read bandwidth of this machine in GB/s: `threads` threads summing a 1 GiB buffer (best of
+    /// `repetitions` passes after a warm-up pass that also faults the pages in).
+    public static func memoryBandwidth(pool: ThreadPool, bytes: Int = 1 << 30, repetitions: Int = 3) -> Double {
+        let count = bytes / 64
+        let buffer = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        pool.parallelFor(count) { range in for i in range { buffer[i] = SIMD16(repeating: Float(i & 7)) } }
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: pool.threadCount)
+        defer { sums.deallocate() }
+        var best = 0.0
+        for _ in 0...repetitions {
+            let start = DispatchTime.now().uptimeNanoseconds
+            pool.run { worker, workers in
+                let lo = count * worker / workers, hi = count * (worker + 1) / workers
+                var a = SIMD16<Float>(), b = SIMD16<Float>(), c = SIMD16<Float>(), d = SIMD16<Float>()
+                var i = lo
+                while i + 4 <= hi {
+                    a += buffer[i]
+                    b += buffer[i + 1]
+                    c += buffer[i + 2]
+                    d += buffer[i + 3]
+                    i += 4
+                }
+                while i < hi {
+                    a += buffer[i]
+                    i += 1
+                }
+                sums[worker] = (a + b + c + d).sum()
+            }
+            best = max(best, Double(bytes) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) / 1e9)
+        }
+        return best
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+
+/// Random-weight Llama checkpoints of real shapes, written as GGUF so that any engine can read the same
+/// weights: normal(0, 0.02) matrices, norms of 1, a 32,000-piece SentencePiece-style vocabulary.
+public enum SyntheticCheckpoint {
+    /// The benchmark shapes (vocabulary 32,000, the Llama-2 size).
+    public enum Shape: String, CaseIterable, Sendable {
+        case s15m, s110m, tl1b
+
+        /// Hyper-parameters of the shape.
+        public var config: ModelConfig {
+            switch self {
+            case .s15m:
+                return ModelConfig(dim: 288, layers: 6, heads: 6, kvHeads: 6, ffnDim: 768, vocabSize: 32000, contextLength: 256,
+                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+            case .s110m:
+                return ModelConfig(dim: 768, layers: 12, heads: 12, kvHeads: 12, ffnDim: 2048, vocabSize: 32000, contextLength: 1024,
+                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+            case .tl1b:
+                return ModelConfig(dim: 2048, layers: 22, heads: 32, kvHeads: 4, ffnDim: 5632, vocabSize: 32000, contextLength: 2048,
+                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+            }
+        }
+    }
+
+    /// A vocabulary of `size` pieces: unk/bos/eos, the 256 byte tokens, printable ASCII, then filler words.
+    public static func tokenizer(size: Int) -> TokenizerData {
+        var pieces = ["<unk>", "<s>", "</s>"]
+        var types: [TokenType] = [.unknown, .control, .control]
+        for b in 0..<256 {
+            pieces.append(String(format: "<0x%02X>", b))
+            types.append(.byte)
+        }
+        for c in 0x21...0x7E { pieces.append(String(UnicodeScalar(UInt8(c)))); types.append(.normal) }
+        pieces.append("\u{2581}")
+        types.append(.normal)
+        var i = 0
+        while pieces.count < size {
+            pieces.append("\u{2581}w\(i)")
+            types.append(.normal)
+            i += 1
+        }
+        return TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: (0..<size).map { -Float($0) }, types: types,
+                             bos: 1, eos: 2, unk: 0, pad: nil, addDummyPrefix: true, removeExtraWhitespaces: false, byteFallback: true)
+    }
+
+    /// Writes `shape` as a GGUF file of `type` (f16 or f32) to `path`.
+    public static func write(_ shape: Shape, type: GGUFWriter.TensorType, seed: UInt64 = 1, to path: String) throws(EdgeLMError) {
+        let config = shape.config
+        var writer = GGUFWriter()
+        writer.setLlama(config, tokenizer: tokenizer(size: config.vocabSize))
+        for (index, (name, dims)) in config.tensorShapes.enumerated() {
+            let count = dims.reduce(1, *)
+            let norm = name.hasSuffix("_norm")
+            writer.addTensor(name + ".weight", shape: dims, type: norm ? .f32 : type) {
+                norm ? [Float](repeating: 1, count: count) : normals(count, std: 0.02, seed: seed &* 1_000_003 &+ UInt64(index))
+            }
+        }
+        try writer.write(to: path)
+    }
+
+    /// `count` normal(0, std) values (Box-Muller over SplitMix64), generated in parallel chunks.
+    static func normals(_ count: Int, std: Float, seed: UInt64) -> [Float] {
+        let chunk = 1 << 20
+        let chunks = (count + chunk - 1) / chunk
+        var out = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBufferPointer { buffer in
+            let dst = UncheckedSendable(buffer)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                var rng = SplitMix64(seed: seed ^ (UInt64(c) &* 0x9E37_79B9_7F4A_7C15))
+                let lo = c * chunk, hi = min(count, lo + chunk)
+                var i = lo
+                while i < hi {
+                    let u1 = max(Float(rng.next() >> 40) / Float(1 << 24), 1e-7), u2 = Float(rng.next() >> 40) / Float(1 << 24)
+                    let r = (-2 * log(u1)).squareRoot() * std
+                    dst.value[i] = r * cos(2 * .pi * u2)
+                    if i + 1 < hi { dst.value[i + 1] = r * sin(2 * .pi * u2) }
+                    i += 2
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,83 @@
+import ArgumentParser
+import EdgeLM
+import Foundation
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure prompt processing (pp) and generation (tg) speed, llama-bench style.")
+
+    @Option(name: .shortAndLong, help: "The .edgelm model.")
+    var model: String
+
+    @Option(name: .short, help: "Prompt tokens processed as one batch (0 skips pp).")
+    var p = 128
+
+    @Option(name: .short, help: "Tokens generated one at a time (0 skips tg).")
+    var n = 64
+
+    @Option(name: .short, help: "Timed repetitions (after one warm-up).")
+    var r = 5
+
+    @Option(name: .shortAndLong, help: "Worker threads (default: physical cores).")
+    var threads: Int?
+
+    @Flag(name: .long, help: "Print JSON with every sample.")
+    var json = false
+
+    func run() async throws {
+        try await runReportingErrors {
+            let lm = try LanguageModel(path: model, threads: threads)
+            var options = BenchOptions()
+            options.promptTokens = p
+            options.generatedTokens = n
+            options.repetitions = r
+            let bandwidth = Benchmark.memoryBandwidth(pool: lm.session.pool)
+            let results = try Benchmark.run(lm, options: options, bandwidthGBps: bandwidth) { stage in
+                if Terminal.isTTY, !json { Terminal.write("\r\(stage)        ") }
+            }
+            if Terminal.isTTY, !json { Terminal.write("\r                          \r") }
+            let summary = ModelSummary(file: lm.model.file, verified: false)
+            let name = (model as NSString).lastPathComponent
+            if json {
+                let out = BenchJSON(model: name, fileBytes: summary.fileBytes, parameters: summary.parameters,
+                                    type: lm.model.file.metadata.quantization.type.rawValue, bitsPerWeight: summary.bitsPerWeight,
+                                    threads: lm.session.pool.threadCount, kernels: lm.session.level.description,
+                                    memoryBandwidthGBps: bandwidth, weightBytesPerToken: lm.model.weightBytesPerToken, results: results)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(out), as: UTF8.self))
+                return
+            }
+            print("| model | size | params | type | bits/w | threads | test | t/s | weights GB/s | of bandwidth |")
+            print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|")
+            for res in results {
+                let gb = res.weightGBps.map { format($0, 2) } ?? ""
+                let ratio = res.bandwidthRatio.map { format($0 * 100, 1) + "%" } ?? ""
+                print("| \(name) | \(formatBytes(summary.fileBytes)) | \(format(Double(summary.parameters) / 1e6, 2)) M | "
+                      + "\(lm.model.file.metadata.quantization.type.rawValue) | \(format(summary.bitsPerWeight, 2)) | "
+                      + "\(lm.session.pool.threadCount) | \(res.test) | \(format(res.tpsMean, 2)) ± \(format(res.tpsStddev, 2)) | \(gb) | \(ratio) |")
+            }
+            Terminal.error("memory read bandwidth (probe, \(lm.session.pool.threadCount) threads): \(format(bandwidth, 1)) GB/s; "
+                           + "weights per token \(formatBytes(lm.model.weightBytesPerToken)); kernels \(lm.session.level)")
+        }
+    }
+}
+
+struct BenchJSON: Encodable {
+    let model: String
+    let fileBytes: Int
+    let parameters: Int
+    let type: String
+    let bitsPerWeight: Double
+    let threads: Int
+    let kernels: String
+    let memoryBandwidthGBps: Double
+    let weightBytesPerToken: Int
+    let results: [BenchResult]
+
+    enum CodingKeys: String, CodingKey {
+        case model, parameters, type, threads, kernels, results
+        case fileBytes = "file_bytes", bitsPerWeight = "bits_per_weight", memoryBandwidthGBps = "memory_bandwidth_gbps"
+        case weightBytesPerToken = "weight_bytes_per_token"
+    }
+}
