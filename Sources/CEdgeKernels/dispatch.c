@@ -28,3 +28,11 @@ int edge_detect_isa(void) {
 #else
 int edge_detect_isa(void) { return EDGE_ISA_GENERIC; }
 #endif
+
+void edge_cpu_relax(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}

@@ -39,7 +39,7 @@ import Testing
         var rng = TestRandom(seed: UInt64(shape.rows * 131 + shape.blocks))
         let tokens = max(1, shape.tokens)
         for pattern in Pattern.allCases {
-            for groupBlocks in Set([1, 2, shape.blocks]) {
+            for groupBlocks in Set([1, 2, 3, shape.blocks]) {
                 let w = weights(scheme, rows: shape.rows, blocks: shape.blocks, pattern: pattern, rng: &rng)
                 let groups = (shape.blocks + groupBlocks - 1) / groupBlocks
                 let scales = (0..<(shape.rows * groups)).map { _ in HalfFloat.fromFloat(rng.uniform() * 0.05 + 1e-3) }

@@ -26,6 +26,9 @@ typedef enum {
 /// The best level this CPU supports (cpuid + OS register-state check).
 int edge_detect_isa(void);
 
+/// A spin-wait hint to the CPU (`pause` on x86, `yield` on arm64).
+void edge_cpu_relax(void);
+
 /// Quantizes `nblocks` blocks of 32 floats to int8 codes and one f32 scale per block.
 /// Rounds to nearest, ties to even; the scale is max|x| / 127.
 void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales);

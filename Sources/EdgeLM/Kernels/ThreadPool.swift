@@ -1,3 +1,4 @@
+import CEdgeKernels
 import Foundation
 import Synchronization
 
@@ -16,8 +17,10 @@ public final class ThreadPool: @unchecked Sendable {
     private var job: UnsafeRawPointer?
     private var threads: [Thread] = []
 
-    /// Spin iterations before a waiting worker sleeps (about 50-100 µs).
-    private static let spinLimit = 20_000
+    /// How long a waiting worker spins before it sleeps. A decode step leaves workers idle for tens of
+    /// microseconds between jobs (norms, attention on one thread); waking a sleeping thread costs about as
+    /// much again, so workers spin through such gaps and only sleep when the pool is really idle.
+    private static let spinNanoseconds: UInt64 = 2_000_000
 
     /// Starts `threads - 1` workers (at least one thread in all).
     public init(threads: Int) {
@@ -82,16 +85,18 @@ public final class ThreadPool: @unchecked Sendable {
         var seen = 0
         while true {
             var spins = 0
+            var spinStart = DispatchTime.now().uptimeNanoseconds
             var current = generation.load(ordering: .acquiring)
             while current == seen {
                 spins += 1
-                if spins > Self.spinLimit {
+                edge_cpu_relax()
+                if spins & 1023 == 0, DispatchTime.now().uptimeNanoseconds - spinStart > Self.spinNanoseconds {
                     condition.lock()
                     sleepers.add(1, ordering: .relaxed)
                     while generation.load(ordering: .acquiring) == seen { condition.wait() }
                     sleepers.subtract(1, ordering: .relaxed)
                     condition.unlock()
-                    spins = 0
+                    spinStart = DispatchTime.now().uptimeNanoseconds
                 }
                 current = generation.load(ordering: .acquiring)
             }
