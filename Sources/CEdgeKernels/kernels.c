@@ -152,24 +152,38 @@ EDGE_SIMD_MATMUL(matmul_q4_vnni256, EDGE_VNNI, uint8_t, 16, load_q4_avx2, dot_vn
 // 512-bit VNNI kernels: two blocks per instruction. Lanes 0-7 of a dot product belong to the first block,
 // lanes 8-15 to the second; the scale vector repeats each block's scale over its eight lanes.
 
-// q8 pair: |w| (unsigned) times x with w's sign, 64 bytes at once.
-EDGE_VNNI static inline __m512i dot_pair_q8(const int8_t *w, const int8_t *x) {
-    __m512i wv = _mm512_loadu_si512((const void *)w), xv = _mm512_loadu_si512((const void *)x);
-    __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), sx);
+// A weight block pair prepared once and applied to several tokens.
+// q8: |w| (unsigned) and w's sign mask, applied to x by negating x where w < 0.
+typedef struct { __m512i magnitude; __mmask64 negative; } q8_pair;
+
+EDGE_VNNI static inline q8_pair prep_pair_q8(const int8_t *w) {
+    __m512i wv = _mm512_loadu_si512((const void *)w);
+    q8_pair p = { _mm512_abs_epi8(wv), _mm512_movepi8_mask(wv) };
+    return p;
 }
 
-// q4 pair: nibbles n = code + 8 are unsigned, so dot = dpbusd(n, x) - 8 * sum(x); the correction is a
-// dpbusd of the constant 8 with x, used as the accumulator's starting value (negated).
-EDGE_VNNI static inline __m512i dot_pair_q4(const uint8_t *w, const int8_t *x) {
-    const __m512i nibble = _mm512_set1_epi8(0x0F);
+EDGE_VNNI static inline __m512i dot_pair_q8(q8_pair w, const int8_t *x) {
+    __m512i xv = _mm512_loadu_si512((const void *)x);
+    __m512i sx = _mm512_mask_sub_epi8(xv, w.negative, _mm512_setzero_si512(), xv);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.magnitude, sx);
+}
+
+// q4: nibbles n = code + 8 are unsigned, so dot = dpbusd(n, x) - 8 * sum(x); the correction is a dpbusd
+// of the constant 8 with x, negated and used as the accumulator's starting value.
+typedef struct { __m512i nibbles; } q4_pair;
+
+EDGE_VNNI static inline q4_pair prep_pair_q4(const uint8_t *w) {
     __m256i packed = _mm256_loadu_si256((const __m256i *)w);  // [b.bytes 16 | b1.bytes 16]
     __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1);
-    both = _mm512_and_si512(both, nibble);  // [b.lo | b1.lo | b.hi | b1.hi] in 128-bit lanes
-    __m512i n = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), both);  // [b.lo b.hi | b1.lo b1.hi]
+    both = _mm512_and_si512(both, _mm512_set1_epi8(0x0F));  // [b.lo | b1.lo | b.hi | b1.hi] in 128-bit lanes
+    q4_pair p = { _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), both) };  // [b.lo b.hi | b1.lo b1.hi]
+    return p;
+}
+
+EDGE_VNNI static inline __m512i dot_pair_q4(q4_pair w, const int8_t *x) {
     __m512i xv = _mm512_loadu_si512((const void *)x);
     __m512i correction = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), xv);
-    return _mm512_dpbusd_epi32(_mm512_sub_epi32(_mm512_setzero_si512(), correction), n, xv);
+    return _mm512_dpbusd_epi32(_mm512_sub_epi32(_mm512_setzero_si512(), correction), w.nibbles, xv);
 }
 
 // Scales of blocks b, b+1 over lanes 0-7 and 8-15.
@@ -177,7 +191,36 @@ EDGE_VNNI static inline __m512 pair_scales(__m128 two) {
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), _mm512_castps128_ps512(two));
 }
 
-#define EDGE_AVX512_MATMUL(NAME, FALLBACK, WTYPE, BLOCKBYTES, PAIR_DOT, LOAD, DOT)                       \
+// One row against TILE tokens: each weight pair is prepared once and used for every token of the tile.
+#define EDGE_AVX512_ROW_TILE(TILE, PAIR, PREP, PAIR_DOT, BLOCKBYTES, LOAD, DOT)                             \
+    {                                                                                                     \
+        __m512 acc[TILE];                                                                                 \
+        for (int k = 0; k < TILE; k++) acc[k] = _mm512_setzero_ps();                                      \
+        for (int64_t p = 0; p < pairs; p++) {                                                             \
+            int64_t b = 2 * p;                                                                            \
+            __m128 wsc = _mm_set1_ps(1.0f);                                                               \
+            if (single) wsc = _mm_cvtph_ps(_mm_cvtsi32_si128(*(const int32_t *)(wsr + b)));               \
+            else if (!per_channel) wsc = _mm_set1_ps(_cvtsh_ss(wsr[b / gblocks]));                        \
+            PAIR wp = PREP(wr + b * BLOCKBYTES);                                                          \
+            for (int k = 0; k < TILE; k++) {                                                              \
+                __m128 s = _mm_mul_ps(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xs + (t + k) * nblocks + b))), wsc); \
+                __m512i d = PAIR_DOT(wp, x + (t + k) * nblocks * 32 + b * 32);                            \
+                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(s), acc[k]);                  \
+            }                                                                                             \
+        }                                                                                                 \
+        for (int k = 0; k < TILE; k++) {                                                                  \
+            float total = _mm512_reduce_add_ps(acc[k]);                                                   \
+            if (nblocks & 1) {                                                                            \
+                int64_t b = nblocks - 1;                                                                  \
+                float sb = xs[(t + k) * nblocks + b] * (per_channel ? 1.0f : _cvtsh_ss(wsr[b / gblocks])); \
+                __m256i d = DOT(LOAD(wr + b * BLOCKBYTES), _mm256_loadu_si256((const __m256i *)(x + (t + k) * nblocks * 32 + b * 32))); \
+                total += hsum_avx2(_mm256_cvtepi32_ps(d)) * sb;                                           \
+            }                                                                                             \
+            out[r * ors + (t + k) * ots] = per_channel ? total * _cvtsh_ss(wsr[0]) : total;               \
+        }                                                                                                 \
+    }
+
+#define EDGE_AVX512_MATMUL(NAME, FALLBACK, WTYPE, BLOCKBYTES, PAIR, PREP, PAIR_DOT, LOAD, DOT)              \
     EDGE_VNNI static void NAME(const WTYPE *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,     \
                                int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,   \
                                float *out, int64_t ors, int64_t ots) {                                    \
@@ -190,36 +233,14 @@ EDGE_VNNI static inline __m512 pair_scales(__m128 two) {
         for (int64_t r = r0; r < r1; r++) {                                                              \
             const WTYPE *wr = w + r * nblocks * BLOCKBYTES;                                              \
             const uint16_t *wsr = ws + r * ngroups;                                                      \
-            for (int64_t t = 0; t < ntok; t++) {                                                         \
-                const int8_t *xt = x + t * nblocks * 32;                                                 \
-                const float *st = xs + t * nblocks;                                                      \
-                __m512 acc = _mm512_setzero_ps();                                                        \
-                for (int64_t p = 0; p < pairs; p++) {                                                    \
-                    int64_t b = 2 * p;                                                                   \
-                    __m128 s = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(st + b)));             \
-                    if (single) {                                                                        \
-                        __m128i h = _mm_cvtsi32_si128(*(const int32_t *)(wsr + b));                      \
-                        s = _mm_mul_ps(s, _mm_cvtph_ps(h));                                              \
-                    } else if (!per_channel) {                                                           \
-                        s = _mm_mul_ps(s, _mm_set1_ps(_cvtsh_ss(wsr[b / gblocks])));                     \
-                    }                                                                                    \
-                    __m512i d = PAIR_DOT(wr + b * BLOCKBYTES, xt + b * 32);                              \
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(s), acc);                   \
-                }                                                                                        \
-                float total = _mm512_reduce_add_ps(acc);                                                 \
-                if (nblocks & 1) {                                                                       \
-                    int64_t b = nblocks - 1;                                                             \
-                    float sb = st[b] * (per_channel ? 1.0f : _cvtsh_ss(wsr[b / gblocks]));               \
-                    __m256i d = DOT(LOAD(wr + b * BLOCKBYTES), _mm256_loadu_si256((const __m256i *)(xt + b * 32))); \
-                    total += hsum_avx2(_mm256_cvtepi32_ps(d)) * sb;                                      \
-                }                                                                                        \
-                out[r * ors + t * ots] = per_channel ? total * _cvtsh_ss(wsr[0]) : total;                \
-            }                                                                                            \
+            int64_t t = 0;                                                                               \
+            for (; t + 4 <= ntok; t += 4) EDGE_AVX512_ROW_TILE(4, PAIR, PREP, PAIR_DOT, BLOCKBYTES, LOAD, DOT) \
+            for (; t < ntok; t++) EDGE_AVX512_ROW_TILE(1, PAIR, PREP, PAIR_DOT, BLOCKBYTES, LOAD, DOT)   \
         }                                                                                                \
     }
 
-EDGE_AVX512_MATMUL(matmul_q8_vnni, matmul_q8_vnni256, int8_t, 32, dot_pair_q8, load_q8_avx2, dot_vnni)
-EDGE_AVX512_MATMUL(matmul_q4_vnni, matmul_q4_vnni256, uint8_t, 16, dot_pair_q4, load_q4_avx2, dot_vnni)
+EDGE_AVX512_MATMUL(matmul_q8_vnni, matmul_q8_vnni256, int8_t, 32, q8_pair, prep_pair_q8, dot_pair_q8, load_q8_avx2, dot_vnni)
+EDGE_AVX512_MATMUL(matmul_q4_vnni, matmul_q4_vnni256, uint8_t, 16, q4_pair, prep_pair_q4, dot_pair_q4, load_q4_avx2, dot_vnni)
 
 EDGE_AVX2 static void quantize_avx2(const float *x, int64_t nblocks, int8_t *q, float *s) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
