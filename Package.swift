@@ -38,7 +38,8 @@ let package = Package(
         ),
         .testTarget(
             name: "EdgeLMTests",
-            dependencies: ["EdgeLM", "CEdgeKernels"]
+            // edgelm: the CLI tests run the built binary.
+            dependencies: ["EdgeLM", "CEdgeKernels", "edgelm"]
         ),
     ],
     swiftLanguageModes: [.v6]

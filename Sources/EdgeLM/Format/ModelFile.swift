@@ -56,9 +56,15 @@ public final class ModelFile: @unchecked Sendable {
     private let index: [String: Int]
 
     /// Opens and validates `path`; with `verify`, also checks every tensor checksum.
-    public init(path: String, verify: Bool = false) throws(EdgeLMError) {
+    public convenience init(path: String, verify: Bool = false) throws(EdgeLMError) {
+        try self.init(mapping: try MappedFile(path: path), verify: verify)
+    }
+
+    /// Validates an already mapped (or in-memory) file.
+    public init(mapping: MappedFile, verify: Bool = false) throws(EdgeLMError) {
+        let path = mapping.path
         self.path = path
-        mapping = try MappedFile(path: path)
+        self.mapping = mapping
         let file = mapping.bytes
         header = try FileHeader.decode(file, path: path)
         let metaBytes = UnsafeRawBufferPointer(rebasing: file[header.metadataOffset..<(header.metadataOffset + header.metadataLength)])

@@ -25,7 +25,7 @@ public final class LanguageModel: @unchecked Sendable {
         if let threads, threads < 1 { throw .invalidArgument("--threads \(threads): must be at least 1") }
         model = try LlamaModel(path: path, verify: verify)
         tokenizer = try Tokenizer(data: model.tokenizerData)
-        session = InferenceSession(model: model, threads: threads, activationGranularity: activationGranularity)
+        session = try InferenceSession(model: model, threads: threads, activationGranularity: activationGranularity)
     }
 
     /// Hyper-parameters.

@@ -126,6 +126,9 @@ enum GGUFReader {
 
     static func checkpoint(file: MappedFile) throws(EdgeLMError) -> Checkpoint {
         let path = file.path
+        guard file.bytes.count >= 4, Array(file.bytes[0..<4]) == Array("GGUF".utf8) else {
+            throw .badMagic(path: path, found: file.bytes.prefix(4).map { String($0, radix: 16) }.joined(separator: " "))
+        }
         var c = ByteCursor(file.bytes, offset: 4)
         let version: Int
         do { version = Int(try c.read(UInt32.self)) } catch { throw error.edgeError(path: path, field: "GGUF version") }

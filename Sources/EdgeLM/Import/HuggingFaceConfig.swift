@@ -52,6 +52,11 @@ struct HuggingFaceConfig: Decodable {
     /// Reads and checks `config.json`.
     static func load(path: String) throws(EdgeLMError) -> HuggingFaceConfig {
         guard let data = FileManager.default.contents(atPath: path) else { throw .io(path: path, message: "cannot read config.json") }
+        return try parse(data, path: path)
+    }
+
+    /// Parses and checks config.json bytes; `path` names the file in errors.
+    static func parse(_ data: Data, path: String) throws(EdgeLMError) -> HuggingFaceConfig {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         let config: HuggingFaceConfig

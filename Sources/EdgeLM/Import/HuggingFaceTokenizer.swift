@@ -7,6 +7,13 @@ import Foundation
 enum HuggingFaceTokenizer {
     static func load(path: String, configPath: String?, vocabSize: Int, bosId: Int?, eosId: Int?) throws(EdgeLMError) -> TokenizerData {
         guard let data = FileManager.default.contents(atPath: path) else { throw .io(path: path, message: "cannot read tokenizer.json") }
+        let config = configPath.flatMap { FileManager.default.contents(atPath: $0) }
+        return try parse(data, path: path, tokenizerConfig: config, vocabSize: vocabSize, bosId: bosId, eosId: eosId)
+    }
+
+    /// Parses tokenizer.json bytes (and tokenizer_config.json bytes, if any); `path` names the file in errors.
+    static func parse(_ data: Data, path: String, tokenizerConfig: Data?, vocabSize: Int, bosId: Int?,
+                      eosId: Int?) throws(EdgeLMError) -> TokenizerData {
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw .invalidField(path: path, field: "tokenizer.json", message: "not a JSON object")
         }
@@ -42,7 +49,7 @@ enum HuggingFaceTokenizer {
             }
         }
         let (addPrefix, preTokenizer) = try pipeline(json, bad: bad)
-        let special = try specialIds(configPath: configPath, vocab: vocab, pieces: pieces.map { $0! })
+        let special = specialIds(tokenizerConfig, vocab: vocab, pieces: pieces.map { $0! })
         return TokenizerData(kind: .mergesBPE, pieces: pieces.map { $0! }, scores: [Float](repeating: 0, count: vocabSize), types: types,
                              merges: merges, bos: special.bos ?? bosId, eos: special.eos ?? eosId, unk: unk, pad: nil,
                              addDummyPrefix: addPrefix, removeExtraWhitespaces: false,
@@ -95,9 +102,8 @@ enum HuggingFaceTokenizer {
     }
 
     /// BOS/EOS ids named in tokenizer_config.json (as strings or {content: ...} objects).
-    private static func specialIds(configPath: String?, vocab: [String: Int], pieces: [String]) throws(EdgeLMError) -> (bos: Int?, eos: Int?) {
-        guard let configPath, let data = FileManager.default.contents(atPath: configPath),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, nil) }
+    private static func specialIds(_ data: Data?, vocab: [String: Int], pieces: [String]) -> (bos: Int?, eos: Int?) {
+        guard let data, let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, nil) }
         func id(_ key: String) -> Int? {
             let name = (json[key] as? String) ?? ((json[key] as? [String: Any])?["content"] as? String)
             return name.flatMap { n in vocab[n] ?? pieces.firstIndex(of: n) }

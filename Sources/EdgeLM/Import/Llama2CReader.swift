@@ -5,6 +5,16 @@
 /// FFN norms, w1 (gate), w2 (down), w3 (up), final norm, the legacy RoPE tables, and the classifier if untied.
 enum Llama2CReader {
     static func checkpoint(file: MappedFile, tokenizerPath: String) throws(EdgeLMError) -> Checkpoint {
+        let (config, tensors) = try parseModel(file)
+        let tokenizer = try readTokenizer(try MappedFile(path: tokenizerPath), vocabSize: config.vocabSize)
+        let checkpoint = Checkpoint(path: file.path, format: "llama2.c", config: config, tokenizer: tokenizer, tensors: tensors,
+                                    mappings: [file])
+        try checkpoint.validateTensors()
+        return checkpoint
+    }
+
+    /// The configuration and tensor views of a checkpoint file.
+    static func parseModel(_ file: MappedFile) throws(EdgeLMError) -> (ModelConfig, [String: SourceTensor]) {
         let path = file.path
         var c = ByteCursor(file.bytes)
         var h: [Int] = []
@@ -54,18 +64,14 @@ enum Llama2CReader {
                 offset += bytes
             }
         }
-        let tokenizer = try readTokenizer(path: tokenizerPath, vocabSize: vocab)
-        let checkpoint = Checkpoint(path: path, format: "llama2.c", config: config, tokenizer: tokenizer, tensors: tensors,
-                                    mappings: [file])
-        try checkpoint.validateTensors()
-        return checkpoint
+        return (config, tensors)
     }
 
     /// Reads a llama2.c `tokenizer.bin`: int32 max token length, then per token an f32 score, an int32
     /// length and the bytes. Spaces are mapped back to SentencePiece's U+2581 and the `<s>`/`</s>` pieces
     /// (exported as "\n<s>\n") to their plain names; token types are inferred.
-    static func readTokenizer(path: String, vocabSize: Int) throws(EdgeLMError) -> TokenizerData {
-        let file = try MappedFile(path: path)
+    static func readTokenizer(_ file: MappedFile, vocabSize: Int) throws(EdgeLMError) -> TokenizerData {
+        let path = file.path
         var c = ByteCursor(file.bytes)
         var pieces: [String] = [], scores: [Float] = [], types: [TokenType] = []
         do {

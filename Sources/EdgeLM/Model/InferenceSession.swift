@@ -59,15 +59,25 @@ public final class InferenceSession: @unchecked Sendable {
     public var allocatedBytes: Int { allocations.reduce(0) { $0 + $1.1 } }
 
     /// Creates a session with `threads` workers (default: physical cores).
+    /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory.
     public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected,
-                activationGranularity: ActivationGranularity = .block32) {
+                activationGranularity: ActivationGranularity = .block32) throws(EdgeLMError) {
+        let c = model.config
+        let b = max(1, maxBatch)
+        let floats = 2 * c.layers * c.contextLength * c.kvDim + b * (5 * c.dim + 2 * c.kvDim + 2 * c.ffnDim + c.vocabSize)
+            + c.contextLength * c.headDim
+        let needed = floats * 4 + b * (max(c.dim, c.ffnDim) + 32) * 5
+        let available = Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.8)
+        guard needed <= available else {
+            throw .invalidInput("\(model.file.path): a session needs \(needed >> 20) MiB (KV cache for \(c.layers) layers x \(c.contextLength) "
+                                + "positions), more than 80% of this machine's \(ProcessInfo.processInfo.physicalMemory >> 20) MiB")
+        }
         self.activationGranularity = activationGranularity
         self.model = model
-        c = model.config
+        self.c = c
         pool = ThreadPool(threads: threads ?? ThreadPool.physicalCores)
         self.level = level
-        self.maxBatch = max(1, maxBatch)
-        let b = self.maxBatch
+        self.maxBatch = b
         maxBlocks = (max(c.dim, c.ffnDim) + 31) / 32
         var allocations: [(UnsafeMutableRawPointer, Int)] = []
         func buffer<T>(_ count: Int, _: T.Type = Float.self) -> UnsafeMutablePointer<T> {

@@ -12,6 +12,7 @@ public final class MappedFile: @unchecked Sendable {
     /// The mapped bytes (empty for an empty file).
     public let bytes: UnsafeRawBufferPointer
     private let base: UnsafeMutableRawPointer?
+    private let isHeapCopy: Bool
 
     /// Maps `path` read-only.
     public init(path: String) throws(EdgeLMError) {
@@ -23,6 +24,7 @@ public final class MappedFile: @unchecked Sendable {
         guard fstat(fd, &st) == 0 else { throw .io(path: path, message: "cannot stat: \(Errno.describe(errno))") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw .io(path: path, message: "not a regular file") }
         let size = Int(st.st_size)
+        isHeapCopy = false
         if size == 0 {
             base = nil
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -35,8 +37,19 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: p, count: size)
     }
 
+    /// An in-memory "file" holding a copy of `data` (for parsing bytes that are not on disk, e.g. fuzzing).
+    public init(copying data: UnsafeRawBufferPointer, name: String) {
+        path = name
+        isHeapCopy = true
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(1, data.count), alignment: 4096)
+        if let src = data.baseAddress { p.copyMemory(from: src, byteCount: data.count) }
+        base = p
+        bytes = UnsafeRawBufferPointer(start: p, count: data.count)
+    }
+
     deinit {
-        if let base { munmap(base, bytes.count) }
+        guard let base else { return }
+        if isHeapCopy { base.deallocate() } else { munmap(base, bytes.count) }
     }
 
     /// Asks the kernel to read the mapping ahead (a hint: sequential use of all pages soon).
