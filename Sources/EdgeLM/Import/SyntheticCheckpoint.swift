@@ -3,13 +3,16 @@ import Foundation
 /// Random-weight Llama checkpoints of real shapes, written as GGUF so that any engine can read the same
 /// weights: normal(0, 0.02) matrices, norms of 1, a 32,000-piece SentencePiece-style vocabulary.
 public enum SyntheticCheckpoint {
-    /// The benchmark shapes (vocabulary 32,000, the Llama-2 size).
+    /// The benchmark shapes (vocabulary 32,000, the Llama-2 size), and a tiny one for tests and fuzzing seeds.
     public enum Shape: String, CaseIterable, Sendable {
-        case s15m, s110m, tl1b
+        case tiny, s15m, s110m, tl1b
 
         /// Hyper-parameters of the shape.
         public var config: ModelConfig {
             switch self {
+            case .tiny:
+                return ModelConfig(dim: 64, layers: 2, heads: 4, kvHeads: 2, ffnDim: 96, vocabSize: 384, contextLength: 64,
+                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
             case .s15m:
                 return ModelConfig(dim: 288, layers: 6, heads: 6, kvHeads: 6, ffnDim: 768, vocabSize: 32000, contextLength: 256,
                                    ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)

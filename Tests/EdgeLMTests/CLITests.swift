@@ -1,0 +1,143 @@
+import Foundation
+import Testing
+@testable import EdgeLM
+
+/// The `edgelm` binary as users run it: conversion under failure and runtime edge cases.
+@Suite struct CLITests {
+    /// The edgelm binary built beside the test bundle.
+    static var binary: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("edgelm").path
+    }
+
+    struct Run {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    /// Runs `bash -c script` with EDGELM set to the binary.
+    @discardableResult
+    static func sh(_ script: String) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", script]
+        p.environment = ProcessInfo.processInfo.environment.merging(["EDGELM": binary]) { $1 }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    var available: Bool { FileManager.default.isExecutableFile(atPath: Self.binary) && Fixtures.available(Fixtures.stories + "stories260K.gguf") }
+
+    func model() throws -> String { try ConvertedModels.stories("q8", ConversionOptions(type: .q8)) }
+
+    /// SIGKILL in the middle of writing leaves the previous output untouched and no file under the target name.
+    @Test func killedConversionLeavesPreviousOutput() throws {
+        guard available else { return }
+        let dir = TemporaryDirectory()
+        try SyntheticCheckpoint.write(.s15m, type: .f16, to: dir.file("s15m.gguf"))
+        try Data("previous".utf8).write(to: URL(fileURLWithPath: dir.file("out.edgelm")))
+        let r = try Self.sh("""
+            cd '\(dir.path)'
+            "$EDGELM" quantize s15m.gguf -o out.edgelm --type q4 --force --quiet & pid=$!
+            for i in $(seq 1 4000); do
+                f=$(ls -a | grep '^\\.out\\.edgelm\\.tmp-' | head -1)
+                if [ -n "$f" ] && [ "$(stat -c %s "$f")" -gt 2000000 ]; then break; fi
+                sleep 0.001
+            done
+            kill -9 $pid; wait $pid; echo "killed with $?"; ls -a
+            """)
+        #expect(r.stdout.contains("killed with 137"), "\(r.stdout) \(r.stderr)")
+        #expect(try String(contentsOfFile: dir.file("out.edgelm"), encoding: .utf8) == "previous")
+    }
+
+    /// A full disk (RLIMIT_FSIZE, the write fails with EFBIG) gives a clear error and no output file.
+    @Test func failedWriteLeavesNoFile() throws {
+        guard available else { return }
+        let dir = TemporaryDirectory()
+        let r = try Self.sh("""
+            cd '\(dir.path)'
+            trap '' XFSZ; ulimit -f 100
+            "$EDGELM" quantize '\(Fixtures.storiesGGUF)' -o out.edgelm --type f32
+            """)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("write failed"), "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
+    }
+
+    @Test func refusesToOverwriteWithoutForce() throws {
+        guard available else { return }
+        let dir = TemporaryDirectory()
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: dir.file("o.edgelm")))
+        let r = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(dir.file("o.edgelm"))' --type q8")
+        #expect(r.status != 0 && r.stderr.contains("--force"))
+        #expect(try String(contentsOfFile: dir.file("o.edgelm"), encoding: .utf8) == "keep")
+        let missing = try Self.sh("\"$EDGELM\" quantize /nonexistent.gguf -o '\(dir.file("x.edgelm"))' --type q8")
+        #expect(missing.status != 0 && missing.stderr.contains("/nonexistent.gguf"))
+    }
+
+    @Test func generateEdgeCases() throws {
+        guard available else { return }
+        let m = try model()
+        let dir = TemporaryDirectory()
+        try Data([0x4F, 0x6E, 0xC3, 0x28]).write(to: URL(fileURLWithPath: dir.file("bad.txt")))
+        try String(repeating: "Once upon a time ", count: 200).write(toFile: dir.file("long.txt"), atomically: true, encoding: .utf8)
+        let cases: [(String, Bool, String)] = [
+            ("-p '' -n 4 --temperature 0", true, "prompt: 1 tokens"),  // empty prompt: BOS only
+            ("-p '<s></s>' -n 4 --temperature 0", true, "generated: 4 tokens"),  // written as text, not control tokens
+            ("-p 'Once' -n 0", true, "generated: 0 tokens"),
+            ("-f '\(dir.file("long.txt"))' -n 4", false, "longer than the model's context of 512"),
+            ("-f '\(dir.file("bad.txt"))'", false, "not valid UTF-8"),
+            ("-p x -t 0", false, "--threads 0"),
+            ("-p x --temperature -1", false, "--temperature"),
+            ("-p x --top-p 0", false, "--top-p"),
+            ("-p x --top-p 1.5", false, "--top-p"),
+            ("-p x -n -3", false, "'-n <n>'"),
+            ("-p x -t 64 -n 2 --temperature 0", true, "warning: 64 threads"),
+            ("-p x -f '\(dir.file("long.txt"))'", false, "either -p or -f"),
+        ]
+        for (args, ok, expected) in cases {
+            let r = try Self.sh("\"$EDGELM\" generate -m '\(m)' \(args)")
+            #expect((r.status == 0) == ok, "\(args): status \(r.status) \(r.stderr)")
+            #expect(r.stderr.contains(expected), "\(args): \(r.stderr)")
+        }
+    }
+
+    @Test func inspectVerifyNamesTheCorruptTensor() throws {
+        guard available else { return }
+        let dir = TemporaryDirectory()
+        let file = try ModelFile(path: try model())
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file.path)))
+        let e = try file.entry("blk.2.attn_v")
+        bytes[file.header.dataOffset + e.offset + 5] ^= 0x04
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.file("c.edgelm")))
+        let r = try Self.sh("\"$EDGELM\" inspect '\(dir.file("c.edgelm"))' --verify")
+        #expect(r.status != 0 && r.stderr.contains("blk.2.attn_v"))
+        let ok = try Self.sh("\"$EDGELM\" inspect '\(file.path)' --verify --json")
+        let json = try JSONSerialization.jsonObject(with: Data(ok.stdout.utf8)) as? [String: Any]
+        #expect(json?["checksums_verified"] as? Bool == true)
+        #expect((json?["tensors"] as? [Any])?.count == 47)
+        #expect(json?["parameters"] as? Int == 260_032)
+        let gen = try Self.sh("\"$EDGELM\" generate -m '\(dir.file("c.edgelm"))' -p x --verify")
+        #expect(gen.status != 0 && gen.stderr.contains("blk.2.attn_v"))
+    }
+
+    @Test func perplexityAndBenchJSON() throws {
+        guard available, Fixtures.available("text/tinystories-dev.txt") else { return }
+        let f32 = try ConvertedModels.stories("f32", ConversionOptions(type: .f32))
+        let p = try Self.sh("\"$EDGELM\" perplexity -m '\(try model())' --reference '\(f32)' -f '\(Fixtures.path("text/tinystories-dev.txt"))' --chunks 2 --json")
+        let j = try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any]
+        #expect(j?["tokens"] as? Int == 510)
+        for key in ["ppl", "reference_ppl", "kld_mean", "kld_p99", "same_top1"] { #expect(j?[key] is Double, "\(key)") }
+        let b = try Self.sh("\"$EDGELM\" bench -m '\(try model())' -p 16 -n 8 -r 2 --json")
+        let bj = try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [String: Any]
+        let results = bj?["results"] as? [[String: Any]] ?? []
+        #expect(results.map { $0["test"] as? String } == ["pp16", "tg8"])
+        #expect((results.last?["samples"] as? [Double])?.count == 2)
+        #expect(results.last?["bandwidth_ratio"] is Double)
+    }
+}
