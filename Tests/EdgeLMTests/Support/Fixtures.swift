@@ -14,6 +14,13 @@ enum Fixtures {
 
     static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
 
+    /// True under AddressSanitizer or ThreadSanitizer, whose shadow memory and quarantine make RSS meaningless.
+    static var underSanitizer: Bool {
+        let handle = dlopen(nil, RTLD_NOW)
+        defer { if let handle { dlclose(handle) } }
+        return dlsym(handle, "__asan_init") != nil || dlsym(handle, "__tsan_init") != nil
+    }
+
     static func path(_ relative: String) -> String { shared + "/" + relative }
 
     /// True when the file exists; otherwise records a failure in CI.
