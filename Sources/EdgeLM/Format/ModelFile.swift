@@ -187,6 +187,12 @@ public final class ModelFile: @unchecked Sendable {
             }
             try validatePayload(t, header: header, path: path)
         }
+        // zstd payloads are decoded to the heap: a small file must not be able to demand unbounded memory.
+        let decoded = meta.tensors.filter { $0.encoding == .zstd }.reduce(0) { $0 + ((try? $1.layout().byteCount) ?? 0) }
+        let budget = Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.8)
+        guard decoded <= budget else {
+            throw .invalidField(path: path, field: "tensors", message: "zstd payloads decode to \(decoded >> 20) MiB, more than 80% of this machine's memory")
+        }
         let sorted = meta.tensors.sorted { $0.offset < $1.offset }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.offset + a.length > b.offset {
             throw .tensorsOverlap(path: path, first: a.name, second: b.name)
