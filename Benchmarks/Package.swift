@@ -7,19 +7,19 @@ let package = Package(
     name: "EdgeLMBenchmarks",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(path: ".."),
+        .package(name: "EdgeLM", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
         .executableTarget(
             name: "KernelBenchmarks",
-            dependencies: [.product(name: "EdgeLM", package: "main"), .product(name: "Benchmark", package: "benchmark")],
+            dependencies: [.product(name: "EdgeLM", package: "EdgeLM"), .product(name: "Benchmark", package: "benchmark")],
             path: "Benchmarks/KernelBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .executableTarget(
             name: "ModelBenchmarks",
-            dependencies: [.product(name: "EdgeLM", package: "main"), .product(name: "Benchmark", package: "benchmark")],
+            dependencies: [.product(name: "EdgeLM", package: "EdgeLM"), .product(name: "Benchmark", package: "benchmark")],
             path: "Benchmarks/ModelBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),

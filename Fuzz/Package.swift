@@ -6,11 +6,11 @@ import PackageDescription
 let package = Package(
     name: "EdgeLMFuzz",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: "..")],
+    dependencies: [.package(name: "EdgeLM", path: "..")],
     targets: [
         .executableTarget(
             name: "EdgeLMFuzz",
-            dependencies: [.product(name: "EdgeLM", package: "main")]
+            dependencies: [.product(name: "EdgeLM", package: "EdgeLM")]
         ),
     ]
 )

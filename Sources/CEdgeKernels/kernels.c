@@ -279,24 +279,24 @@ void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *c
     quantize_generic(x, nblocks, codes, scales);
 }
 
+// Public entry points: the best kernel the requested level allows.
+#if defined(__x86_64__) || defined(_M_X64)
+#define EDGE_DISPATCH(VNNI, AVX2, GENERIC, ...)                                   \
+    if (isa >= EDGE_ISA_AVX512_VNNI) { VNNI(__VA_ARGS__); return; }               \
+    if (isa >= EDGE_ISA_AVX2) { AVX2(__VA_ARGS__); return; }                      \
+    GENERIC(__VA_ARGS__);
+#else
+#define EDGE_DISPATCH(VNNI, AVX2, GENERIC, ...) (void)isa; GENERIC(__VA_ARGS__);
+#endif
+
 void edge_matmul_q8(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
                     float *out, int64_t ors, int64_t ots) {
-#if defined(__x86_64__) || defined(_M_X64)
-    if (isa >= EDGE_ISA_AVX512_VNNI) { matmul_q8_vnni(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; }
-    if (isa >= EDGE_ISA_AVX2) { matmul_q8_avx2(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; }
-#endif
-    (void)isa;
-    matmul_q8_generic(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    EDGE_DISPATCH(matmul_q8_vnni, matmul_q8_avx2, matmul_q8_generic, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots)
 }
 
 void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
                     float *out, int64_t ors, int64_t ots) {
-#if defined(__x86_64__) || defined(_M_X64)
-    if (isa >= EDGE_ISA_AVX512_VNNI) { matmul_q4_vnni(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; }
-    if (isa >= EDGE_ISA_AVX2) { matmul_q4_avx2(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; }
-#endif
-    (void)isa;
-    matmul_q4_generic(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    EDGE_DISPATCH(matmul_q4_vnni, matmul_q4_avx2, matmul_q4_generic, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots)
 }

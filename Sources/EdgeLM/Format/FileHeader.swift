@@ -64,7 +64,7 @@ public struct FileHeader: Equatable, Sendable {
         guard found == magic else {
             throw .badMagic(path: path, found: found.map { String($0, radix: 16) }.joined(separator: " "))
         }
-        do {
+        return try parsing(path: path, field: "header") {
             try c.skip(magic.count)
             let version = Int(try c.read(UInt32.self))
             guard version == currentVersion else {
@@ -90,12 +90,6 @@ public struct FileHeader: Equatable, Sendable {
                                metadataOffset: Int(fields[2]), metadataLength: Int(fields[3]), metadataChecksum: fields[4])
             try h.validate(fileSize: file.count, path: path)
             return h
-        } catch let error as ByteCursor.Error {
-            throw error.edgeError(path: path, field: "header")
-        } catch let error as EdgeLMError {
-            throw error
-        } catch {
-            throw .invalidField(path: path, field: "header", message: "\(error)")
         }
     }
 

@@ -57,16 +57,10 @@ enum GGUFReader {
         }
 
         mutating func count(_ field: String) throws(EdgeLMError) -> Int {
-            do {
+            try parsing(path: path, field: field) {
                 let v: UInt64 = version == 1 ? UInt64(try c.read(UInt32.self)) : try c.read(UInt64.self)
                 guard v <= UInt64(c.bytes.count) else { throw fail(field, "\(v) is larger than the file") }
                 return Int(v)
-            } catch let e as ByteCursor.Error {
-                throw e.edgeError(path: path, field: field)
-            } catch let e as EdgeLMError {
-                throw e
-            } catch {
-                throw fail(field, "\(error)")
             }
         }
 
@@ -84,7 +78,7 @@ enum GGUFReader {
         }
 
         mutating func value(type: UInt32, field: String, allowArray: Bool) throws(EdgeLMError) -> GGUFValue {
-            do {
+            try parsing(path: path, field: field) {
                 switch type {
                 case 0: return .uint(UInt64(try c.read(UInt8.self)))
                 case 1: return .int(Int64(try c.read(Int8.self)))
@@ -114,12 +108,6 @@ enum GGUFReader {
                 case 12: return .float(try c.readDouble())
                 default: throw fail(field, "unknown value type \(type)")
                 }
-            } catch let e as ByteCursor.Error {
-                throw e.edgeError(path: path, field: field)
-            } catch let e as EdgeLMError {
-                throw e
-            } catch {
-                throw fail(field, "\(error)")
             }
         }
     }

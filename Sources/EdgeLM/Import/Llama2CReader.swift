@@ -74,7 +74,7 @@ enum Llama2CReader {
         let path = file.path
         var c = ByteCursor(file.bytes)
         var pieces: [String] = [], scores: [Float] = [], types: [TokenType] = []
-        do {
+        try parsing(path: path, field: "tokenizer entry \(pieces.count)") {
             let maxLen = Int(try c.read(Int32.self))
             guard (1...TokenizerData.Limits.maxPieceBytes).contains(maxLen) else {
                 throw EdgeLMError.invalidField(path: path, field: "max token length", message: "\(maxLen)")
@@ -98,12 +98,6 @@ enum Llama2CReader {
                 scores.append(score)
                 types.append(type)
             }
-        } catch let e as ByteCursor.Error {
-            throw e.edgeError(path: path, field: "tokenizer entry \(pieces.count)")
-        } catch let e as EdgeLMError {
-            throw e
-        } catch {
-            throw .invalidField(path: path, field: "tokenizer", message: "\(error)")
         }
         guard c.remaining == 0 else {
             throw .invalidField(path: path, field: "tokenizer", message: "\(c.remaining) bytes after \(vocabSize) tokens: vocabulary size mismatch")

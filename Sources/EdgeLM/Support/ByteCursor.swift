@@ -64,3 +64,17 @@ public struct ByteCursor {
         offset += count
     }
 }
+
+/// Runs parsing code that may throw cursor overruns or `EdgeLMError`: an overrun becomes `truncated` naming
+/// `field`, anything else unexpected becomes `invalidField`.
+func parsing<T>(path: String, field: @autoclosure () -> String, _ body: () throws -> T) throws(EdgeLMError) -> T {
+    do {
+        return try body()
+    } catch let e as ByteCursor.Error {
+        throw e.edgeError(path: path, field: field())
+    } catch let e as EdgeLMError {
+        throw e
+    } catch {
+        throw .invalidField(path: path, field: field(), message: "\(error)")
+    }
+}
