@@ -6,8 +6,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure prompt processing (pp) and generation (tg) speed, llama-bench style.")
 
-    @Option(name: .shortAndLong, help: "The .edgelm model.")
-    var model: String
+    @OptionGroup var modelOptions: ModelOptions
 
     @Option(name: .short, help: "Prompt tokens processed as one batch (0 skips pp).")
     var p = 128
@@ -18,15 +17,12 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .short, help: "Timed repetitions (after one warm-up).")
     var r = 5
 
-    @Option(name: .shortAndLong, help: "Worker threads (default: physical cores).")
-    var threads: Int?
-
     @Flag(name: .long, help: "Print JSON with every sample.")
     var json = false
 
     func run() async throws {
         try await runReportingErrors {
-            let lm = try LanguageModel(path: model, threads: threads)
+            let lm = try modelOptions.open()
             var options = BenchOptions()
             options.promptTokens = p
             options.generatedTokens = n
@@ -37,7 +33,7 @@ struct Bench: AsyncParsableCommand {
             }
             if Terminal.isTTY, !json { Terminal.write("\r                          \r") }
             let summary = ModelSummary(file: lm.model.file, verified: false)
-            let name = (model as NSString).lastPathComponent
+            let name = (modelOptions.model as NSString).lastPathComponent
             if json {
                 let out = BenchJSON(model: name, fileBytes: summary.fileBytes, parameters: summary.parameters,
                                     type: lm.model.file.metadata.quantization.type.rawValue, bitsPerWeight: summary.bitsPerWeight,

@@ -5,8 +5,7 @@ import Foundation
 struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a prompt, streaming it to stdout.")
 
-    @Option(name: .shortAndLong, help: "The .edgelm model file.")
-    var model: String
+    @OptionGroup var options: ModelOptions
 
     @Option(name: .shortAndLong, help: "The prompt text.")
     var prompt: String?
@@ -38,9 +37,6 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .long, help: "Random seed (default: from the clock).")
     var seed: UInt64?
 
-    @Option(name: .shortAndLong, help: "Worker threads (default: physical cores).")
-    var threads: Int?
-
     @Flag(name: .long, help: "Verify tensor checksums before generating.")
     var verify = false
 
@@ -60,10 +56,10 @@ struct Generate: AsyncParsableCommand {
             params.sampling.repetitionWindow = repeatWindow
             params.sampling.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1e6)
             try params.validate()
-            if let threads, threads > ProcessInfo.processInfo.activeProcessorCount, !quiet {
+            if let threads = options.threads, threads > ProcessInfo.processInfo.activeProcessorCount, !quiet {
                 Terminal.error("warning: \(threads) threads on \(ProcessInfo.processInfo.activeProcessorCount) CPUs will oversubscribe them")
             }
-            let lm = try LanguageModel(path: model, threads: threads, verify: verify)
+            let lm = try options.open(verify: verify)
             let tokens = lm.encode(text, addBOS: params.addBOS)
             let stdout = FileHandle.standardOutput
             if !quiet { stdout.write(Data(text.utf8)) }

@@ -6,8 +6,7 @@ struct Perplexity: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Perplexity of a model on a text, and with --reference its KL divergence from a float model.")
 
-    @Option(name: .shortAndLong, help: "The .edgelm model to evaluate.")
-    var model: String
+    @OptionGroup var options: ModelOptions
 
     @Option(name: .shortAndLong, help: "UTF-8 text file.")
     var file: String
@@ -21,9 +20,6 @@ struct Perplexity: AsyncParsableCommand {
     @Option(name: .long, help: "Reference model (normally the f32 file of the same checkpoint) for KL divergence.")
     var reference: String?
 
-    @Option(name: .shortAndLong, help: "Worker threads (default: physical cores).")
-    var threads: Int?
-
     @Flag(name: .long, help: "Print the report as JSON on stdout.")
     var json = false
 
@@ -32,8 +28,8 @@ struct Perplexity: AsyncParsableCommand {
             if let chunks, chunks < 1 { throw EdgeLMError.invalidArgument("--chunks \(chunks): must be at least 1") }
             guard let data = FileManager.default.contents(atPath: file) else { throw EdgeLMError.io(path: file, message: "cannot read the text file") }
             guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(file): not valid UTF-8") }
-            let lm = try LanguageModel(path: model, threads: threads)
-            let ref = try reference.map { try LanguageModel(path: $0, threads: threads) }
+            let lm = try options.open()
+            let ref = try reference.map { try LanguageModel(path: $0, threads: options.threads) }
             let tokens = lm.tokenizer.encode(text)
             if !json { Terminal.error("\(file): \(data.count) bytes, \(tokens.count) tokens; windows of \(context)") }
             let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: tokens,
