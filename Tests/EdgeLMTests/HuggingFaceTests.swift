@@ -18,6 +18,8 @@ import Testing
         #expect(c.tensors["output"] == nil && c.tensors["token_embd"]?.shape == [2048, 128])
         #expect(c.tokenizer.kind == .mergesBPE && c.tokenizer.merges?.count == 1967)
         #expect(c.tokenizer.bos == 1 && c.tokenizer.eos == 2 && c.tokenizer.unk == 0)
+        let files = ((try Fixtures.json("fixtures/forward-tinystories656k.json") as! [String: Any])["_header"] as! [String: Any])["files"] as! [String: String]
+        #expect(c.sha256() == files["model.safetensors"])
         // The same folder opens through its config.json.
         let viaConfig = try Checkpoint.open(path: Fixtures.path(Fixtures.tiny656k + "/config.json"), tokenizerPath: nil)
         #expect(viaConfig.config == c.config)
