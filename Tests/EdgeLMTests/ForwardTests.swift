@@ -13,6 +13,7 @@ import Testing
         let g = try golden()
         let m = try g.measure(try ConvertedModels.stories("f32", ConversionOptions(type: .f32)))
         #expect(m.ids == g.greedy)
+        print("stories260K f32: max relative logit error \(m.relativeError)")
         #expect(m.relativeError <= 1e-4, "max relative logit error \(m.relativeError)")
         #expect(m.logsumexpError <= 1e-4)
         #expect(m.top10Matches)

@@ -44,6 +44,7 @@ import Testing
         let g = try GoldenForward("fixtures/forward-tinystories656k.json")
         let m = try g.measure(try ConvertedModels.tiny656k("f32", ConversionOptions(type: .f32)))
         #expect(m.ids == g.greedy)
+        print("656K f32: max relative logit error \(m.relativeError)")
         #expect(m.relativeError <= 1e-4, "max relative logit error \(m.relativeError)")
         #expect(m.logsumexpError <= 1e-4)
         #expect(m.top10Matches)
