@@ -123,11 +123,6 @@ public final class InferenceSession: @unchecked Sendable {
     /// Forgets the sequence (the KV cache is simply overwritten later).
     public func reset() { position = 0 }
 
-    /// Rewinds the sequence to `position` tokens, keeping the cache before it.
-    public func rewind(to newPosition: Int) {
-        position = max(0, min(position, newPosition))
-    }
-
     /// Feeds `tokens` at the current position and returns their logits: [vocab] for `.last`, or
     /// [tokens.count, vocab] for `.all`. The buffer is valid until the next call.
     public func forward(_ tokens: [Int], logits selection: LogitsSelection = .last) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {

@@ -51,11 +51,6 @@ public final class MappedFile: @unchecked Sendable {
         guard let base else { return }
         if isHeapCopy { base.deallocate() } else { munmap(base, bytes.count) }
     }
-
-    /// Asks the kernel to read the mapping ahead (a hint: sequential use of all pages soon).
-    public func adviseWillNeed() {
-        if let base { _ = madvise(base, bytes.count, MADV_WILLNEED) }
-    }
 }
 
 /// Formats `errno` values.
