@@ -152,18 +152,22 @@ EDGE_SIMD_MATMUL(matmul_q4_vnni256, EDGE_VNNI, uint8_t, 16, load_q4_avx2, dot_vn
 // 512-bit VNNI kernels: two blocks per instruction. Lanes 0-7 of a dot product belong to the first block,
 // lanes 8-15 to the second; the scale vector repeats each block's scale over its eight lanes.
 
-// A weight block pair prepared once and applied to several tokens.
+// A weight block pair prepared once and applied to several tokens. A row with an odd number of blocks
+// ends with a half pair: its loads are masked to the first block, the second reads as zeros.
+#define EDGE_FULL_PAIR (~0ULL)
+#define EDGE_HALF_PAIR 0xFFFFFFFFULL
+
 // q8: |w| (unsigned) and w's sign mask, applied to x by negating x where w < 0.
 typedef struct { __m512i magnitude; __mmask64 negative; } q8_pair;
 
-EDGE_VNNI static inline q8_pair prep_pair_q8(const int8_t *w) {
-    __m512i wv = _mm512_loadu_si512((const void *)w);
+EDGE_VNNI static inline q8_pair prep_pair_q8(const int8_t *w, __mmask64 blocks) {
+    __m512i wv = _mm512_maskz_loadu_epi8(blocks, (const void *)w);
     q8_pair p = { _mm512_abs_epi8(wv), _mm512_movepi8_mask(wv) };
     return p;
 }
 
-EDGE_VNNI static inline __m512i dot_pair_q8(q8_pair w, const int8_t *x) {
-    __m512i xv = _mm512_loadu_si512((const void *)x);
+EDGE_VNNI static inline __m512i dot_pair_q8(q8_pair w, const int8_t *x, __mmask64 blocks) {
+    __m512i xv = _mm512_maskz_loadu_epi8(blocks, (const void *)x);
     __m512i sx = _mm512_mask_sub_epi8(xv, w.negative, _mm512_setzero_si512(), xv);
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.magnitude, sx);
 }
@@ -172,16 +176,18 @@ EDGE_VNNI static inline __m512i dot_pair_q8(q8_pair w, const int8_t *x) {
 // of the constant 8 with x, negated and used as the accumulator's starting value.
 typedef struct { __m512i nibbles; } q4_pair;
 
-EDGE_VNNI static inline q4_pair prep_pair_q4(const uint8_t *w) {
-    __m256i packed = _mm256_loadu_si256((const __m256i *)w);  // [b.bytes 16 | b1.bytes 16]
+EDGE_VNNI static inline q4_pair prep_pair_q4(const uint8_t *w, __mmask64 blocks) {
+    __m256i packed = _mm256_maskz_loadu_epi8((__mmask32)blocks, (const void *)w);  // [b.bytes 16 | b1.bytes 16]
     __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1);
     both = _mm512_and_si512(both, _mm512_set1_epi8(0x0F));  // [b.lo | b1.lo | b.hi | b1.hi] in 128-bit lanes
-    q4_pair p = { _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), both) };  // [b.lo b.hi | b1.lo b1.hi]
+    // [b.lo b.hi | b1.lo b1.hi]; for a half pair the b1 half must be zero, not the nibble 0.
+    __m512i n = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), both);
+    q4_pair p = { _mm512_maskz_mov_epi8(blocks, n) };
     return p;
 }
 
-EDGE_VNNI static inline __m512i dot_pair_q4(q4_pair w, const int8_t *x) {
-    __m512i xv = _mm512_loadu_si512((const void *)x);
+EDGE_VNNI static inline __m512i dot_pair_q4(q4_pair w, const int8_t *x, __mmask64 blocks) {
+    __m512i xv = _mm512_maskz_loadu_epi8(blocks, (const void *)x);
     __m512i correction = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), xv);
     return _mm512_dpbusd_epi32(_mm512_sub_epi32(_mm512_setzero_si512(), correction), w.nibbles, xv);
 }
@@ -191,56 +197,57 @@ EDGE_VNNI static inline __m512 pair_scales(__m128 two) {
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), _mm512_castps128_ps512(two));
 }
 
+// The weight-scale pair of blocks b, b+1 (1 for per-channel rows, applied once at the end).
+EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int64_t gblocks, int single, int per_channel, int half) {
+    if (single) return _mm_cvtph_ps(half ? _mm_cvtsi32_si128(wsr[b]) : _mm_cvtsi32_si128(*(const int32_t *)(wsr + b)));
+    if (!per_channel) return _mm_set1_ps(_cvtsh_ss(wsr[b / gblocks]));
+    return _mm_set1_ps(1.0f);
+}
+
 // One row against TILE tokens: each weight pair is prepared once and used for every token of the tile.
-#define EDGE_AVX512_ROW_TILE(TILE, PAIR, PREP, PAIR_DOT, BLOCKBYTES, LOAD, DOT)                             \
+#define EDGE_AVX512_ROW_TILE(TILE, PAIR, PREP, PAIR_DOT, BLOCKBYTES)                                        \
     {                                                                                                     \
         __m512 acc[TILE];                                                                                 \
         for (int k = 0; k < TILE; k++) acc[k] = _mm512_setzero_ps();                                      \
-        for (int64_t p = 0; p < pairs; p++) {                                                             \
-            int64_t b = 2 * p;                                                                            \
-            __m128 wsc = _mm_set1_ps(1.0f);                                                               \
-            if (single) wsc = _mm_cvtph_ps(_mm_cvtsi32_si128(*(const int32_t *)(wsr + b)));               \
-            else if (!per_channel) wsc = _mm_set1_ps(_cvtsh_ss(wsr[b / gblocks]));                        \
-            PAIR wp = PREP(wr + b * BLOCKBYTES);                                                          \
+        for (int64_t b = 0; b < nblocks; b += 2) {                                                        \
+            int half = b + 1 == nblocks;                                                                  \
+            __mmask64 blocks = half ? EDGE_HALF_PAIR : EDGE_FULL_PAIR;                                    \
+            __m128 wsc = weight_scales(wsr, b, gblocks, single, per_channel, half);                       \
+            PAIR wp = PREP(wr + b * BLOCKBYTES, blocks);                                                  \
             for (int k = 0; k < TILE; k++) {                                                              \
-                __m128 s = _mm_mul_ps(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xs + (t + k) * nblocks + b))), wsc); \
-                __m512i d = PAIR_DOT(wp, x + (t + k) * nblocks * 32 + b * 32);                            \
-                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(s), acc[k]);                  \
+                const float *sx = xs + (t + k) * nblocks + b;                                             \
+                __m128 s = half ? _mm_load_ss(sx) : _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)sx)); \
+                __m512i d = PAIR_DOT(wp, x + (t + k) * nblocks * 32 + b * 32, blocks);                    \
+                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(_mm_mul_ps(s, wsc)), acc[k]); \
             }                                                                                             \
         }                                                                                                 \
         for (int k = 0; k < TILE; k++) {                                                                  \
             float total = _mm512_reduce_add_ps(acc[k]);                                                   \
-            if (nblocks & 1) {                                                                            \
-                int64_t b = nblocks - 1;                                                                  \
-                float sb = xs[(t + k) * nblocks + b] * (per_channel ? 1.0f : _cvtsh_ss(wsr[b / gblocks])); \
-                __m256i d = DOT(LOAD(wr + b * BLOCKBYTES), _mm256_loadu_si256((const __m256i *)(x + (t + k) * nblocks * 32 + b * 32))); \
-                total += hsum_avx2(_mm256_cvtepi32_ps(d)) * sb;                                           \
-            }                                                                                             \
             out[r * ors + (t + k) * ots] = per_channel ? total * _cvtsh_ss(wsr[0]) : total;               \
         }                                                                                                 \
     }
 
-#define EDGE_AVX512_MATMUL(NAME, FALLBACK, WTYPE, BLOCKBYTES, PAIR, PREP, PAIR_DOT, LOAD, DOT)              \
+#define EDGE_AVX512_MATMUL(NAME, FALLBACK, WTYPE, BLOCKBYTES, PAIR, PREP, PAIR_DOT)                          \
     EDGE_VNNI static void NAME(const WTYPE *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,     \
                                int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,   \
                                float *out, int64_t ors, int64_t ots) {                                    \
-        int per_channel = gblocks >= nblocks, single = gblocks == 1;                                     \
+        int per_channel = gblocks >= nblocks, single = gblocks == 1 && !per_channel;                   \
         if (!per_channel && !single && (gblocks & 1)) {                                                  \
             FALLBACK(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);                       \
             return;                                                                                      \
         }                                                                                                \
-        int64_t ngroups = (nblocks + gblocks - 1) / gblocks, pairs = nblocks / 2;                        \
+        int64_t ngroups = (nblocks + gblocks - 1) / gblocks;                                             \
         for (int64_t r = r0; r < r1; r++) {                                                              \
             const WTYPE *wr = w + r * nblocks * BLOCKBYTES;                                              \
             const uint16_t *wsr = ws + r * ngroups;                                                      \
             int64_t t = 0;                                                                               \
-            for (; t + 4 <= ntok; t += 4) EDGE_AVX512_ROW_TILE(4, PAIR, PREP, PAIR_DOT, BLOCKBYTES, LOAD, DOT) \
-            for (; t < ntok; t++) EDGE_AVX512_ROW_TILE(1, PAIR, PREP, PAIR_DOT, BLOCKBYTES, LOAD, DOT)   \
+            for (; t + 4 <= ntok; t += 4) EDGE_AVX512_ROW_TILE(4, PAIR, PREP, PAIR_DOT, BLOCKBYTES)      \
+            for (; t < ntok; t++) EDGE_AVX512_ROW_TILE(1, PAIR, PREP, PAIR_DOT, BLOCKBYTES)              \
         }                                                                                                \
     }
 
-EDGE_AVX512_MATMUL(matmul_q8_vnni, matmul_q8_vnni256, int8_t, 32, q8_pair, prep_pair_q8, dot_pair_q8, load_q8_avx2, dot_vnni)
-EDGE_AVX512_MATMUL(matmul_q4_vnni, matmul_q4_vnni256, uint8_t, 16, q4_pair, prep_pair_q4, dot_pair_q4, load_q4_avx2, dot_vnni)
+EDGE_AVX512_MATMUL(matmul_q8_vnni, matmul_q8_vnni256, int8_t, 32, q8_pair, prep_pair_q8, dot_pair_q8)
+EDGE_AVX512_MATMUL(matmul_q4_vnni, matmul_q4_vnni256, uint8_t, 16, q4_pair, prep_pair_q4, dot_pair_q4)
 
 EDGE_AVX2 static void quantize_avx2(const float *x, int64_t nblocks, int8_t *q, float *s) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
