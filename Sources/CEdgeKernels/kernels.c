@@ -177,7 +177,8 @@ EDGE_VNNI static inline __m512i dot_pair_q8(q8_pair w, const int8_t *x, __mmask6
 typedef struct { __m512i nibbles; } q4_pair;
 
 EDGE_VNNI static inline q4_pair prep_pair_q4(const uint8_t *w, __mmask64 blocks) {
-    __m256i packed = _mm256_maskz_loadu_epi8((__mmask32)blocks, (const void *)w);  // [b.bytes 16 | b1.bytes 16]
+    // [b.bytes 16 | b1.bytes 16]; a half pair reads only b's 16 bytes.
+    __m256i packed = _mm256_maskz_loadu_epi8(blocks == EDGE_FULL_PAIR ? 0xFFFFFFFFu : 0xFFFFu, (const void *)w);
     __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1);
     both = _mm512_and_si512(both, _mm512_set1_epi8(0x0F));  // [b.lo | b1.lo | b.hi | b1.hi] in 128-bit lanes
     // [b.lo b.hi | b1.lo b1.hi]; for a half pair the b1 half must be zero, not the nibble 0.
