@@ -67,6 +67,46 @@ import Testing
         }
     }
 
+    /// Bytes placed so that they end exactly where an inaccessible page begins: any read past the end faults.
+    final class GuardedBuffer {
+        let base: UnsafeMutableRawPointer
+        let mapped: Int
+        let pointer: UnsafeMutableRawPointer
+
+        init(_ bytes: [UInt8]) {
+            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+            let dataPages = (bytes.count + page - 1) / page
+            mapped = (dataPages + 1) * page
+            base = mmap(nil, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+            mprotect(base + dataPages * page, page, PROT_NONE)
+            pointer = base + dataPages * page - bytes.count
+            bytes.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        }
+
+        deinit { munmap(base, mapped) }
+    }
+
+    /// The kernels never read past the last weight block or the last activation block (odd block counts
+    /// exercise the masked half pair).
+    @Test(arguments: [TensorScheme.q8, .q4], [1, 3, 9])
+    func kernelsStayInsideTheirBuffers(scheme: TensorScheme, blocks: Int) {
+        var rng = TestRandom(seed: 17)
+        let rows = 3
+        let w = GuardedBuffer(weights(scheme, rows: rows, blocks: blocks, pattern: .random, rng: &rng))
+        let (x, xs) = activations(tokens: 5, blocks: blocks, pattern: .random, rng: &rng)
+        let gx = GuardedBuffer(x.map { UInt8(bitPattern: $0) })
+        let scales = [UInt16](repeating: HalfFloat.fromFloat(0.01), count: rows * blocks)
+        for level in KernelLevel.supported {
+            for group in [1, blocks] {
+                var out = [Float](repeating: 0, count: rows * 5)
+                IntegerKernels.matmul(level, scheme: scheme, weights: w.pointer, scales: scales, blocksPerRow: blocks, blocksPerGroup: group,
+                                      rows: 0..<rows, x: gx.pointer.assumingMemoryBound(to: Int8.self), xs: xs, tokens: 5,
+                                      out: &out, rowStride: 1, tokenStride: rows)
+                #expect(out.allSatisfy { $0.isFinite })
+            }
+        }
+    }
+
     @Test func rowRangesWriteOnlyTheirRows() {
         var rng = TestRandom(seed: 5)
         let rows = 10, blocks = 2
