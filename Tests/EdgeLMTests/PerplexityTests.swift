@@ -112,6 +112,21 @@ import Testing
         }
     }
 
+    @Test func rejectsMismatchedReferenceAndBadOptions() throws {
+        guard present, Fixtures.available(Model.tinyStories656K.required) else { return }
+        let lm = try LanguageModel(path: try Model.stories260K.converted("q8", ConversionOptions(type: .q8)))
+        let other = try LanguageModel(path: try Model.tinyStories656K.converted("f32", ConversionOptions(type: .f32)))
+        let tokens = Array(1...600)
+        #expect { try PerplexityEvaluator.run(model: lm, reference: other, tokens: tokens, options: PerplexityOptions()) } throws: {
+            ($0 as? EdgeLMError)?.description.contains("different vocabulary") ?? false
+        }
+        #expect(throws: EdgeLMError.self) { try PerplexityEvaluator.run(model: lm, reference: nil, tokens: tokens, options: PerplexityOptions(context: 1024)) }
+        #expect(throws: EdgeLMError.self) { try PerplexityEvaluator.run(model: lm, reference: nil, tokens: Array(1...100), options: PerplexityOptions()) }
+        // Windows are scored independently: two windows of 256 score 510 tokens.
+        let r = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: tokens.map { $0 % 500 + 3 }, options: PerplexityOptions(chunks: 2))
+        #expect(r.tokens == 510 && r.windows == 2 && r.perWindowMeanNLL.count == 2)
+    }
+
     /// Why activations get one scale per 32 values rather than one per row: measured drift of q8 files.
     @Test(arguments: [Model.stories260K, .tinyStories656K])
     func perBlockActivationScalesBeatPerRow(model: Model) throws {
