@@ -101,7 +101,8 @@ public enum Benchmark {
         let count = bytes / 64
         let buffer = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: count)
         defer { buffer.deallocate() }
-        pool.parallelFor(count) { range in for i in range { buffer[i] = SIMD16(repeating: Float(i & 7)) } }
+        // Every 64-byte line differs: identical pages could be merged by the host and read from cache.
+        pool.parallelFor(count) { range in for i in range { buffer[i] = SIMD16(repeating: Float(i)) } }
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: pool.threadCount)
         defer { sums.deallocate() }
         var passes: [Double] = []
