@@ -251,6 +251,7 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
             const WTYPE *wr = w + r * nblocks * BLOCKBYTES;                                              \
             const uint16_t *wsr = ws + r * ngroups;                                                      \
             int64_t t = 0;                                                                               \
+            for (; t + 8 <= ntok; t += 8) EDGE_AVX512_ROW_TILE(8, PAIR, PREP, PAIR_DOT, BLOCKBYTES)      \
             for (; t + 4 <= ntok; t += 4) EDGE_AVX512_ROW_TILE(4, PAIR, PREP, PAIR_DOT, BLOCKBYTES)      \
             for (; t < ntok; t++) EDGE_AVX512_ROW_TILE(1, PAIR, PREP, PAIR_DOT, BLOCKBYTES)              \
         }                                                                                                \
