@@ -133,7 +133,7 @@ public final class ModelFile: @unchecked Sendable {
         var offsets = [Int](repeating: 0, count: chunks.count)
         for i in chunks.indices.dropFirst() { offsets[i] = offsets[i - 1] + chunks[i - 1] }
         let starts = offsets
-        let failures = ErrorSlots(count: chunks.count)
+        let failures = ConcurrentSlots<String>(count: chunks.count)
         let src = UncheckedSendable(stored), dstAll = UncheckedSendable(out)
         DispatchQueue.concurrentPerform(iterations: chunks.count) { i in
             let stored = src.value, out = dstAll.value
@@ -142,7 +142,7 @@ public final class ModelFile: @unchecked Sendable {
             let dst = UnsafeMutableRawBufferPointer(rebasing: out[lo..<min(out.count, lo + chunkBytes)])
             if let message = Zstd.decompress(src, into: dst) { failures.set(i, "frame \(i): \(message)") }
         }
-        if let message = failures.first {
+        if let message = failures.values.compactMap({ $0 }).first {
             throw .corruptCompression(path: path, tensor: entry.name, message: message)
         }
         if let expected = entry.rawChecksum {
@@ -189,8 +189,7 @@ public final class ModelFile: @unchecked Sendable {
         }
         // zstd payloads are decoded to the heap: a small file must not be able to demand unbounded memory.
         let decoded = meta.tensors.filter { $0.encoding == .zstd }.reduce(0) { $0 + ((try? $1.layout().byteCount) ?? 0) }
-        let budget = Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.8)
-        guard decoded <= budget else {
+        guard decoded <= MemoryUsage.budgetBytes else {
             throw .invalidField(path: path, field: "tensors", message: "zstd payloads decode to \(decoded >> 20) MiB, more than 80% of this machine's memory")
         }
         let sorted = meta.tensors.sorted { $0.offset < $1.offset }
@@ -242,25 +241,5 @@ public final class ModelFile: @unchecked Sendable {
                 throw .invalidField(path: path, field: "tensor '\(t.name)' chunks", message: "frames cover \(total) of \(t.length) payload bytes")
             }
         }
-    }
-}
-
-/// Collects the first error message from concurrent workers.
-final class ErrorSlots: @unchecked Sendable {
-    private var slots: [String?]
-    private let lock = NSLock()
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func set(_ i: Int, _ message: String) {
-        lock.lock()
-        slots[i] = message
-        lock.unlock()
-    }
-
-    var first: String? {
-        lock.lock()
-        defer { lock.unlock() }
-        return slots.compactMap { $0 }.first
     }
 }

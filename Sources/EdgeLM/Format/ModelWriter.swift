@@ -80,7 +80,7 @@ public final class ModelWriter {
 
     private static func compressChunks(_ payload: UnsafeRawBufferPointer, starts: [Int], chunkBytes: Int,
                                        level: Int) throws(EdgeLMError) -> [[UInt8]] {
-        let results = CompressionResults(count: starts.count)
+        let results = ConcurrentSlots<Result<[UInt8], EdgeLMError>>(count: starts.count)
         let source = UncheckedSendable(payload)
         DispatchQueue.concurrentPerform(iterations: starts.count) { i in
             let payload = source.value
@@ -88,7 +88,7 @@ public final class ModelWriter {
             let chunk = UnsafeRawBufferPointer(rebasing: payload[lo..<min(payload.count, lo + chunkBytes)])
             results.set(i, Result { () throws(EdgeLMError) in try Zstd.compress(chunk, level: level) })
         }
-        return try results.values()
+        return try results.values.map { (r) throws(EdgeLMError) in try r!.get() }
     }
 
     /// Writes the metadata (with the tensor directory) and header, syncs and renames into place.
@@ -146,24 +146,6 @@ public final class ModelWriter {
             }
             done += n
         }
-    }
-}
-
-/// Results of concurrent compression, in chunk order.
-private final class CompressionResults: @unchecked Sendable {
-    private var results: [Result<[UInt8], EdgeLMError>?]
-    private let lock = NSLock()
-
-    init(count: Int) { results = Array(repeating: nil, count: count) }
-
-    func set(_ i: Int, _ r: Result<[UInt8], EdgeLMError>) {
-        lock.lock()
-        results[i] = r
-        lock.unlock()
-    }
-
-    func values() throws(EdgeLMError) -> [[UInt8]] {
-        try results.map { (r) throws(EdgeLMError) in try r!.get() }
     }
 }
 

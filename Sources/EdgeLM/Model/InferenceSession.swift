@@ -67,8 +67,7 @@ public final class InferenceSession: @unchecked Sendable {
         let floats = 2 * c.layers * c.contextLength * c.kvDim + b * (5 * c.dim + 2 * c.kvDim + 2 * c.ffnDim + c.vocabSize)
             + c.contextLength * c.headDim
         let needed = floats * 4 + b * (max(c.dim, c.ffnDim) + 32) * 5
-        let available = Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.8)
-        guard needed <= available else {
+        guard needed <= MemoryUsage.budgetBytes else {
             throw .invalidInput("\(model.file.path): a session needs \(needed >> 20) MiB (KV cache for \(c.layers) layers x \(c.contextLength) "
                                 + "positions), more than 80% of this machine's \(ProcessInfo.processInfo.physicalMemory >> 20) MiB")
         }

@@ -8,6 +8,10 @@ public struct MemoryUsage: Sendable, Equatable {
     /// Resident file-backed bytes (RssFile + RssShmem).
     public let fileBackedBytes: Int
 
+    /// The most memory EdgeLM lets one file or session claim: 80% of physical memory. Decoded zstd
+    /// payloads and session buffers above it are rejected before anything is allocated.
+    public static var budgetBytes: Int { Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.8) }
+
     /// The current usage, or nil where `/proc/self/status` is unavailable.
     public static func current() -> MemoryUsage? {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
