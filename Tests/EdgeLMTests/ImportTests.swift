@@ -86,6 +86,18 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["nan.gguf"])
     }
 
+    @Test func quantizationErrorIsReportedOnRequest() throws {
+        let dir = TemporaryDirectory()
+        try TinyModel.gguf().write(to: dir.file("t.gguf"))
+        let c = try Checkpoint.open(path: dir.file("t.gguf"), tokenizerPath: nil)
+        let quiet = try Converter.convert(c, to: dir.file("a.edgelm"), options: ConversionOptions(type: .q4))
+        #expect(quiet.tensors.allSatisfy { $0.error == nil })
+        let measured = try Converter.convert(c, to: dir.file("b.edgelm"), options: ConversionOptions(type: .q4, measureError: true))
+        let q = measured.tensors.first { $0.name == "blk.0.attn_q" }?.error
+        #expect((q?.relativeRMS ?? 0) > 0.05 && (q?.relativeRMS ?? 1) < 0.15)
+        #expect(measured.tensors.first { $0.name == "output_norm" }?.error == nil)
+    }
+
     @Test func refusesToOverwriteWithoutForce() throws {
         let dir = TemporaryDirectory()
         try TinyModel.gguf().write(to: dir.file("t.gguf"))

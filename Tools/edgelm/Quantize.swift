@@ -53,7 +53,8 @@ struct Quantize: AsyncParsableCommand {
             Terminal.installInterruptCleanup()
             let checkpoint = try Checkpoint.open(path: input, tokenizerPath: tokenizer)
             let options = ConversionOptions(type: type, groupSize: groupSize, embeddingType: embeddingType,
-                                            zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force)
+                                            zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force,
+                                            measureError: verbose)
             let tty = Terminal.isTTY
             let report = try Converter.convert(checkpoint, to: output, options: options) { p in
                 guard !quiet else { return }

@@ -12,15 +12,19 @@ public struct ConversionOptions: Sendable {
     public var zstdLevel: Int?
     /// Replace an existing output file.
     public var overwrite: Bool
+    /// Decode every quantized tensor again to report its error (`TensorReport.error`); costs a second
+    /// pass over the weights, so it is off unless asked for (`edgelm quantize --verbose`).
+    public var measureError: Bool
 
     /// Creates options.
     public init(type: TensorScheme, groupSize: Int? = nil, embeddingType: TensorScheme? = nil, zstdLevel: Int? = nil,
-                overwrite: Bool = false) {
+                overwrite: Bool = false, measureError: Bool = false) {
         self.type = type
         self.groupSize = groupSize
         self.embeddingType = embeddingType
         self.zstdLevel = zstdLevel
         self.overwrite = overwrite
+        self.measureError = measureError
     }
 
     /// Default group size of a scheme: per channel for q8, 32 for q4.
@@ -71,7 +75,8 @@ public struct TensorReport: Sendable {
     public let rawBytes: Int
     /// Stored bytes (differs from raw when compressed).
     public let storedBytes: Int
-    /// Error against the source floats (nil for f32 tensors, which are exact).
+    /// Error against the source floats (nil for f32 tensors, which are exact, and unless
+    /// `ConversionOptions.measureError` is set).
     public let error: QuantizationError?
 }
 
@@ -142,7 +147,7 @@ public enum Converter {
                                   zstdLevel: options.zstdLevel)
             }
             let report = TensorReport(name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
-                                      error: scheme == .f32 ? nil : Quantizer.error(of: values, layout: layout, payload: payload))
+                                      error: scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: values, layout: layout, payload: payload))
             reports.append(report)
             progress(ConversionProgress(done: i + 1, total: shapes.count, tensor: report))
         }
