@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Options for choosing the next token, as `GenerateParameters` carries them.
 public struct SamplingParameters: Sendable, Equatable {
     /// 0 means greedy (argmax).
@@ -110,9 +116,3 @@ struct SplitMix64: Sendable {
     /// Uniform in [0, 1).
     mutating func nextUnitFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -1,8 +1,14 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Float kernels in Swift SIMD: explicit 16-lane accumulators, because float reductions are never
 /// auto-vectorised without fast-math. Each has a scalar twin in `ReferenceKernels` or is simple enough
 /// (element-wise) to be its own reference.
 public enum FloatKernels {
-    /// Dot product with four independent 16-lane accumulators.
+    /// Dot product with two independent 16-lane accumulators.
     @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
         var s0 = SIMD16<Float>(), s1 = SIMD16<Float>()
@@ -70,9 +76,3 @@ public enum FloatKernels {
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
