@@ -108,22 +108,10 @@ enum Llama2CReader {
     }
 }
 
-extension String {
+private extension String {
     /// "\n<s>\n" -> "<s>" for the given names; other strings unchanged.
     func trimmingNewlines(ifWrapping names: String...) -> String {
         for n in names where self == "\n\(n)\n" { return n }
         return self
-    }
-
-    /// True for SentencePiece byte pieces "<0xXX>".
-    var isByteToken: Bool {
-        let u = Array(utf8)
-        return u.count == 6 && u[0] == 0x3C && u[1] == 0x30 && u[2] == 0x78 && u[5] == 0x3E
-            && UInt8(String(decoding: u[3...4], as: UTF8.self), radix: 16) != nil
-    }
-
-    /// Replaces every occurrence of `target` (small, allocation-light helper without Foundation).
-    func replacingOccurrences(of target: Character, with replacement: Character) -> String {
-        String(map { $0 == target ? replacement : $0 })
     }
 }

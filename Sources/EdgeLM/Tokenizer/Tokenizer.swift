@@ -31,8 +31,7 @@ public struct Tokenizer: Sendable {
                 if ids[piece] == nil { ids[piece] = i }
                 decoded.append(byteLevel ? ByteLevelSplitter.bytes(of: piece) : Array(piece.replacingOccurrences(of: "\u{2581}", with: " ").utf8))
             case .byte:
-                let value = piece.isByteToken ? UInt8(String(piece.dropFirst(3).prefix(2)), radix: 16) : nil
-                if let value {
+                if let value = piece.byteTokenValue {
                     if bytes[Int(value)] == nil { bytes[Int(value)] = i }
                     decoded.append([value])
                 } else {
