@@ -31,7 +31,13 @@ import Testing
         return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
     }
 
-    var available: Bool { FileManager.default.isExecutableFile(atPath: Self.binary) && Fixtures.available(Fixtures.stories + "stories260K.gguf") }
+    var available: Bool {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            if Fixtures.isCI { Issue.record("the edgelm binary is missing at \(Self.binary)") }
+            return false
+        }
+        return Fixtures.available(Fixtures.stories + "stories260K.gguf")
+    }
 
     func model() throws -> String { try ConvertedModels.stories("q8", ConversionOptions(type: .q8)) }
 
