@@ -160,12 +160,37 @@ import Testing
     @Test func detectsTheBestLevelOfThisMachine() {
         #if arch(x86_64)
         let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let expected: KernelLevel = flags.contains("avx512_vnni") && flags.contains("avx512bw") ? .avx512vnni
-            : flags.contains("avx2") && flags.contains("fma") ? .avx2 : .generic
-        #expect(KernelLevel.detected == expected)
+        let has = { (flag: String) in flags.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).contains { $0 == flag } }
+        let avx2 = has("avx2") && has("fma") && has("f16c")
+        let avx512 = avx2 && has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512_vnni")
+        let avxVNNI = avx2 && has("avx_vnni")
+        #expect(KernelLevel.detected == (avx512 ? .avx512vnni : avxVNNI ? .avxVNNI : avx2 ? .avx2 : .generic))
+        #expect(KernelLevel.avx2.isSupported == avx2 && KernelLevel.avxVNNI.isSupported == avxVNNI
+                && KernelLevel.avx512vnni.isSupported == avx512)
+        #expect(!KernelLevel.neon.isSupported && !KernelLevel.dotprod.isSupported && !KernelLevel.i8mm.isSupported)
+        #elseif arch(arm64)
+        #expect(KernelLevel.neon.isSupported && [.neon, .dotprod, .i8mm].contains(KernelLevel.detected))
+        #expect(!KernelLevel.avx2.isSupported)
         #else
         #expect(KernelLevel.detected == .generic)
         #endif
+    }
+
+    @Test func environmentForcesOrRefusesALevel() throws {
+        #expect(try KernelLevel.selected(environment: [:]) == .detected)
+        #expect(try KernelLevel.selected(environment: ["EDGELM_KERNELS": ""]) == .detected)
+        for level in KernelLevel.supported {
+            #expect(try KernelLevel.selected(environment: ["EDGELM_KERNELS": level.name]) == level)
+        }
+        #expect(throws: EdgeLMError.invalidArgument("EDGELM_KERNELS: unknown kernel level 'sse9' (one of: generic, avx2, avx-vnni, avx512, neon, dotprod, i8mm)")) {
+            try KernelLevel.selected(environment: ["EDGELM_KERNELS": "sse9"])
+        }
+        let missing = try #require(KernelLevel.allCases.first { !$0.isSupported })
+        #expect {
+            try KernelLevel.selected(environment: ["EDGELM_KERNELS": missing.name])
+        } throws: { error in
+            "\(error)".contains("'\(missing.name)' is not supported by this CPU")
+        }
     }
 
     @Test func threadPoolCoversEveryIndexOnce() {

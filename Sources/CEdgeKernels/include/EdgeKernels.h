@@ -1,4 +1,4 @@
-// Integer dot-product kernels for EdgeLM with run-time CPU dispatch.
+// Integer dot-product kernels for EdgeLM with run-time CPU dispatch: the kernel contract.
 //
 // Layouts (see docs/FORMAT.md):
 //  - Quantized rows are split into blocks of 32 weights. A q8 block is 32 int8 codes in [-127, 127];
@@ -7,6 +7,9 @@
 //  - Weight scales are IEEE half floats, one per group of `gblocks` consecutive blocks of a row
 //    (`ngroups = ceil(nblocks / gblocks)` scales per row, row-major).
 //  - Activations are quantized per block of 32 to int8 codes in [-127, 127] with one f32 scale per block.
+//
+// Every level computes each block's integer dot product exactly (int32) and differs from the generic
+// reference (generic.c) only in the order of the float additions that apply the scales.
 #ifndef EDGE_KERNELS_H
 #define EDGE_KERNELS_H
 
@@ -16,21 +19,44 @@
 extern "C" {
 #endif
 
-/// Instruction-set levels the kernels can run at.
+/// Instruction-set levels the kernels can run at. A CPU supports a set of them (not an order: an
+/// AVX-512 VNNI server part may lack AVX-VNNI); `edge_detect_isa` picks the fastest one it has.
 typedef enum {
+    /// Portable C.
     EDGE_ISA_GENERIC = 0,
+    /// x86-64 AVX2 + FMA + F16C (`vpmaddubsw`/`vpmaddwd`).
     EDGE_ISA_AVX2 = 1,
-    EDGE_ISA_AVX512_VNNI = 2,
+    /// x86-64 AVX-VNNI: VEX `vpdpbusd` on 256-bit registers (client CPUs without AVX-512).
+    EDGE_ISA_AVX_VNNI = 2,
+    /// x86-64 AVX-512 F/BW/VL + VNNI (`vpdpbusd` on 512-bit registers).
+    EDGE_ISA_AVX512_VNNI = 3,
+    /// arm64 Advanced SIMD without the dot-product extension (`smull`/`sadalp`).
+    EDGE_ISA_NEON = 4,
+    /// arm64 FEAT_DotProd (`sdot`).
+    EDGE_ISA_DOTPROD = 5,
+    /// arm64 FEAT_I8MM (`smmla` for prompt batches, `sdot` otherwise).
+    EDGE_ISA_I8MM = 6,
+    EDGE_ISA_COUNT = 7,
 } edge_isa;
 
-/// The best level this CPU supports (cpuid + OS register-state check).
+/// The fastest level this CPU supports (cpuid + OS register state on x86; HWCAP or sysctl on arm64).
 int edge_detect_isa(void);
+
+/// 1 when this CPU (and this build) can run `isa`, else 0.
+int edge_isa_supported(int isa);
+
+/// The level's name as `EDGELM_KERNELS` spells it (`generic`, `avx2`, `avx-vnni`, `avx512`, `neon`,
+/// `dotprod`, `i8mm`), or NULL for an unknown value.
+const char *edge_isa_name(int isa);
+
+/// The level named `name` (as `edge_isa_name` spells it), or -1 when no level has that name.
+int edge_isa_from_name(const char *name);
 
 /// A spin-wait hint to the CPU (`pause` on x86, `yield` on arm64).
 void edge_cpu_relax(void);
 
 /// Quantizes `nblocks` blocks of 32 floats to int8 codes and one f32 scale per block.
-/// Rounds to nearest, ties to even; the scale is max|x| / 127.
+/// Rounds to nearest, ties to even; the scale is max|x| / 127. Bit-exact at every level.
 void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales);
 
 /// out[r * out_row_stride + t * out_tok_stride] for rows [row_begin, row_end) and tokens [0, ntok):

@@ -58,10 +58,17 @@ public final class InferenceSession: @unchecked Sendable {
     /// Bytes of every buffer of this session, the KV cache included.
     public var allocatedBytes: Int { allocations.reduce(0) { $0 + $1.1 } }
 
-    /// Creates a session with `threads` workers (default: physical cores).
-    /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory.
-    public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected,
+    /// Creates a session with `threads` workers (default: physical cores) whose integer kernels run at
+    /// `level` (default: `KernelLevel.selected()`, the CPU's best unless `EDGELM_KERNELS` forces one).
+    /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory,
+    /// or when `EDGELM_KERNELS` names a level this CPU cannot run.
+    public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil,
                 activationGranularity: ActivationGranularity = .block32) throws(EdgeLMError) {
+        if let level {
+            self.level = level
+        } else {
+            self.level = try KernelLevel.selected()
+        }
         let c = model.config
         let b = max(1, maxBatch)
         let floats = 2 * c.layers * c.contextLength * c.kvDim + b * (5 * c.dim + 2 * c.kvDim + 2 * c.ffnDim + c.vocabSize)
@@ -75,7 +82,6 @@ public final class InferenceSession: @unchecked Sendable {
         self.model = model
         self.c = c
         pool = ThreadPool(threads: threads ?? ThreadPool.physicalCores)
-        self.level = level
         self.maxBatch = b
         maxBlocks = (max(c.dim, c.ffnDim) + 31) / 32
         var allocations: [(UnsafeMutableRawPointer, Int)] = []

@@ -1,0 +1,69 @@
+// What the per-ISA kernel files share: half-float decoding and the signatures dispatch.c calls.
+#ifndef EDGE_KERNELS_INTERNAL_H
+#define EDGE_KERNELS_INTERNAL_H
+
+#include "EdgeKernels.h"
+#include <string.h>
+
+/// A matrix kernel: rows [r0, r1) of a quantized matrix times `ntok` quantized activations.
+#define EDGE_MATMUL_ARGS(WTYPE)                                                                         \
+    const WTYPE *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,      \
+        const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots
+
+/// Declares one kernel family's q8 and q4 matrix kernels.
+#define EDGE_DECLARE_MATMUL(PREFIX)                                                                     \
+    void PREFIX##_matmul_q8(EDGE_MATMUL_ARGS(int8_t));                                                  \
+    void PREFIX##_matmul_q4(EDGE_MATMUL_ARGS(uint8_t));
+
+/// An activation quantizer (see `edge_quantize_q8_blocks`).
+#define EDGE_DECLARE_QUANTIZE(PREFIX) void PREFIX##_quantize(const float *x, int64_t nblocks, int8_t *q, float *s);
+
+EDGE_DECLARE_MATMUL(edge_generic)
+EDGE_DECLARE_QUANTIZE(edge_generic)
+#if defined(__x86_64__)
+EDGE_DECLARE_MATMUL(edge_avx2)
+EDGE_DECLARE_MATMUL(edge_avxvnni)
+EDGE_DECLARE_MATMUL(edge_avx512)
+/// 256-bit EVEX `vpdpbusd` kernels: the AVX-512 level's path for group sizes its block pairs cannot split.
+EDGE_DECLARE_MATMUL(edge_vnni256)
+/// The AVX2 quantizer serves every x86 SIMD level.
+EDGE_DECLARE_QUANTIZE(edge_avx2)
+#endif
+#if defined(__aarch64__)
+EDGE_DECLARE_MATMUL(edge_neon)
+EDGE_DECLARE_MATMUL(edge_dotprod)
+EDGE_DECLARE_MATMUL(edge_i8mm)
+/// The NEON quantizer serves every arm64 level.
+EDGE_DECLARE_QUANTIZE(edge_neon)
+#endif
+
+/// IEEE half to float, for scalar code (the SIMD files convert with their own instructions).
+static inline float edge_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1F;
+    uint32_t man = h & 0x3FF;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {
+            int e = -1;
+            do { e++; man <<= 1; } while ((man & 0x400) == 0);
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3FF) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/// The scale index range of group g: blocks [g * gblocks, min((g + 1) * gblocks, nblocks)).
+static inline int64_t edge_group_end(int64_t g, int64_t gblocks, int64_t nblocks) {
+    return (g + 1) * gblocks < nblocks ? (g + 1) * gblocks : nblocks;
+}
+
+#endif

@@ -1,0 +1,11 @@
+// The AVX-VNNI level: VEX-encoded `vpdpbusd` on 256-bit registers (Intel Alder Lake and later client
+// CPUs, which lack AVX-512; AMD Zen 5). q8 moves w's sign onto x as the AVX2 level does; q4 starts each
+// row's accumulator at -(8 . x) and adds nibbles . x.
+#if defined(__x86_64__)
+#define K256_ATTR __attribute__((target("avx2,fma,f16c,avxvnni")))
+#define K256_NAME(x) edge_avxvnni_##x
+#define K256_Q8_DOT(a, w, x) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), (a), _mm256_sign_epi8((x), (w)))
+#define K256_Q4_CORR(x) _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), (x)))
+#define K256_Q4_DOT(n, x, c) _mm256_dpbusd_avx_epi32((c), (n), (x))
+#include "kernels256.h"
+#endif

@@ -1,0 +1,110 @@
+// 256-bit x86 matrix kernels, instantiated once per dot-product flavour: x86/avx2.c (`vpmaddubsw`),
+// x86/avxvnni.c (VEX `vpdpbusd`) and x86/vnni256.c (EVEX `vpdpbusd`). The including file defines
+//   K256_ATTR               the functions' target attribute,
+//   K256_NAME(x)            the exported name of kernel x,
+//   K256_Q8_DOT(a, w, x)    int32 x8 partial dot of a q8 block: a = |w|, w = codes, x = activation codes,
+//   K256_Q4_CORR(x)         what every row's q4 dot with x subtracts (the -8 * x part), computed once per
+//                           activation block and shared by the rows of a tile,
+//   K256_Q4_DOT(n, x, c)    int32 x8 partial dot of a q4 block: n = unsigned nibbles (code + 8), c = the
+//                           correction of x.
+// Every partial dot is exact: the lanes add up to the block's integer dot product.
+//
+// Structure: R rows x T tokens per tile (register-blocked GEMM for prompt batches, one row x one token
+// for decode). Each weight block is loaded and unpacked once per tile, each activation block and its
+// q4 correction once per tile and shared by its rows; per row-token pair a float accumulator of 8 lanes
+// takes the block's dot times activation scale x weight scale. Per-channel rows apply the weight scale
+// once at the end. Weights stream with plain loads and a software prefetch 4 KiB ahead.
+#include "../internal.h"
+#include <immintrin.h>
+
+#define K256_INLINE static inline __attribute__((always_inline)) K256_ATTR
+
+/// One weight block of one row, prepared for every token of a tile: q8 keeps |w| and w, q4 the nibbles.
+typedef struct { __m256i a, w; } k256_block;
+
+K256_INLINE k256_block prep_q8(const uint8_t *p) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    k256_block b = { _mm256_sign_epi8(v, v), v };
+    return b;
+}
+
+K256_INLINE k256_block prep_q4(const uint8_t *p) {
+    __m128i packed = _mm_loadu_si128((const __m128i *)p);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+    k256_block b = { _mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_setzero_si256() };
+    return b;
+}
+
+K256_INLINE float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// Rows [r, r + R) times tokens [t, t + T), every block of the rows.
+K256_INLINE void k256_tile(const int q4, const int R, const int T, const int per_channel, const uint8_t *w,
+                           const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t ngroups, int64_t r,
+                           const int8_t *x, const float *xs, int64_t t, float *out, int64_t ors, int64_t ots) {
+    const int64_t block_bytes = q4 ? 16 : 32, row_bytes = nblocks * block_bytes;
+    __m256 acc[2][4];
+    for (int i = 0; i < R; i++)
+        for (int k = 0; k < T; k++) acc[i][k] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ngroups; g++) {
+        __m256 wscale[2];
+        for (int i = 0; i < R; i++)
+            wscale[i] = per_channel ? _mm256_set1_ps(1.0f) : _mm256_set1_ps(_cvtsh_ss(ws[(r + i) * ngroups + g]));
+        for (int64_t b = g * gblocks, bend = edge_group_end(g, gblocks, nblocks); b < bend; b++) {
+            k256_block wb[2];
+            for (int i = 0; i < R; i++) {
+                const uint8_t *p = w + (r + i) * row_bytes + b * block_bytes;
+                if (((b * block_bytes) & 63) == 0) _mm_prefetch((const char *)p + 4096, _MM_HINT_T0);
+                wb[i] = q4 ? prep_q4(p) : prep_q8(p);
+            }
+            for (int k = 0; k < T; k++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (t + k) * nblocks * 32 + b * 32));
+                __m256 xscale = _mm256_broadcast_ss(xs + (t + k) * nblocks + b);
+                __m256i corr = q4 ? K256_Q4_CORR(xv) : _mm256_setzero_si256();
+                for (int i = 0; i < R; i++) {
+                    __m256i d = q4 ? K256_Q4_DOT(wb[i].a, xv, corr) : K256_Q8_DOT(wb[i].a, wb[i].w, xv);
+                    __m256 scale = per_channel ? xscale : _mm256_mul_ps(xscale, wscale[i]);
+                    acc[i][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, acc[i][k]);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < R; i++) {
+        float row_scale = per_channel ? _cvtsh_ss(ws[r + i]) : 1.0f;
+        for (int k = 0; k < T; k++) out[(r + i) * ors + (t + k) * ots] = hsum256(acc[i][k]) * row_scale;
+    }
+}
+
+/// Rows [r, r + R) against every token: tiles of 4 tokens, then single tokens.
+K256_INLINE void k256_rows(const int q4, const int R, const int per_channel, const uint8_t *w, const uint16_t *ws,
+                           int64_t nblocks, int64_t gblocks, int64_t ngroups, int64_t r, const int8_t *x,
+                           const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    int64_t t = 0;
+    for (; t + 4 <= ntok; t += 4) k256_tile(q4, R, 4, per_channel, w, ws, nblocks, gblocks, ngroups, r, x, xs, t, out, ors, ots);
+    for (; t < ntok; t++) k256_tile(q4, R, 1, per_channel, w, ws, nblocks, gblocks, ngroups, r, x, xs, t, out, ors, ots);
+}
+
+/// Decode (one token) takes rows one at a time, the weight stream's best pattern; batches take row pairs.
+K256_INLINE void k256_matmul(const int q4, const int per_channel, const uint8_t *w, const uint16_t *ws,
+                             int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1, const int8_t *x,
+                             const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    int64_t ngroups = (nblocks + gblocks - 1) / gblocks, r = r0;
+    if (ntok > 1)
+        for (; r + 2 <= r1; r += 2) k256_rows(q4, 2, per_channel, w, ws, nblocks, gblocks, ngroups, r, x, xs, ntok, out, ors, ots);
+    for (; r < r1; r++) k256_rows(q4, 1, per_channel, w, ws, nblocks, gblocks, ngroups, r, x, xs, ntok, out, ors, ots);
+}
+
+K256_ATTR void K256_NAME(matmul_q8)(EDGE_MATMUL_ARGS(int8_t)) {
+    const uint8_t *wb = (const uint8_t *)w;
+    if (gblocks >= nblocks) k256_matmul(0, 1, wb, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    else k256_matmul(0, 0, wb, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
+
+K256_ATTR void K256_NAME(matmul_q4)(EDGE_MATMUL_ARGS(uint8_t)) {
+    if (gblocks >= nblocks) k256_matmul(1, 1, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    else k256_matmul(1, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}

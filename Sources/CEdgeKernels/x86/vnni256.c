@@ -1,0 +1,10 @@
+// 256-bit kernels with the EVEX `vpdpbusd` of AVX-512 VNNI + VL: the AVX-512 level's path for group
+// sizes that split its block pairs (odd groups other than 1). Same arithmetic as x86/avxvnni.c.
+#if defined(__x86_64__)
+#define K256_ATTR __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define K256_NAME(x) edge_vnni256_##x
+#define K256_Q8_DOT(a, w, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (a), _mm256_sign_epi8((x), (w)))
+#define K256_Q4_CORR(x) _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), (x)))
+#define K256_Q4_DOT(n, x, c) _mm256_dpbusd_epi32((c), (n), (x))
+#include "kernels256.h"
+#endif

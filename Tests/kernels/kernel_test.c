@@ -1,0 +1,223 @@
+// Standalone test of the C kernel library: every level this CPU supports (or only the one named by
+// EDGELM_KERNELS) against the generic reference. Built natively and, cross-compiled, run under
+// qemu-aarch64 by scripts/test-kernels.
+//  - activation quantizer: codes and scales bit-identical;
+//  - matrix kernels, q8 and q4, on random and edge inputs (+-127 corners, zeros, alternating signs,
+//    nibbles 0 and 15), odd block counts, group sizes 1/2/3/whole row, tiles of 1..13 tokens, row ranges:
+//    with unit scales every output is an exact integer sum and must be bit-identical; with random scales
+//    within 4 * (nblocks + 8) float epsilons of the sum of |w_i * x_i| * scale;
+//  - no read past the end of the weights or activations (buffers end at an inaccessible page);
+//  - only the requested rows are written.
+#include "EdgeKernels.h"
+#include "../../Sources/CEdgeKernels/internal.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+static void check(int ok, const char *what, int isa, const char *detail) {
+    if (ok) { passed++; return; }
+    failed++;
+    if (failed <= 20) fprintf(stderr, "FAIL [%s] %s: %s\n", edge_isa_name(isa), what, detail);
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t next_random(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float uniform(void) { return (float)(next_random() >> 40) / (float)(1u << 24); }
+
+/// IEEE half of a positive normal float (truncating), enough for test scales.
+static uint16_t to_half(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    int exp = (int)((bits >> 23) & 0xFF) - 127 + 15;
+    return (uint16_t)((exp << 10) | ((bits >> 13) & 0x3FF));
+}
+
+/// Memory whose last byte sits just before a PROT_NONE page.
+typedef struct { void *base; size_t mapped; uint8_t *data; } guarded;
+
+static guarded guarded_alloc(size_t bytes) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = (bytes + page - 1) / page;
+    guarded g;
+    g.mapped = (pages + 1) * page;
+    g.base = mmap(NULL, g.mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (g.base == MAP_FAILED) { perror("mmap"); exit(2); }
+    mprotect((uint8_t *)g.base + pages * page, page, PROT_NONE);
+    g.data = (uint8_t *)g.base + pages * page - bytes;
+    return g;
+}
+static void guarded_free(guarded g) { munmap(g.base, g.mapped); }
+
+enum { RANDOM, EXTREMES, ZEROS, ALTERNATING, PATTERNS };
+static const char *const pattern_names[] = { "random", "extremes", "zeros", "alternating" };
+
+static void fill_weights(uint8_t *w, size_t bytes, int q4, int pattern) {
+    for (size_t i = 0; i < bytes; i++) {
+        switch (pattern) {
+        case RANDOM: w[i] = q4 ? (uint8_t)next_random() : (uint8_t)(int8_t)((int)(next_random() % 255) - 127); break;
+        case EXTREMES: w[i] = q4 ? (i % 3 ? 0x00 : 0xFF) : (uint8_t)(int8_t)(i % 3 == 0 ? -127 : 127); break;
+        case ZEROS: w[i] = q4 ? 0x88 : 0; break;
+        default: w[i] = q4 ? 0xF0 : (uint8_t)(int8_t)(i % 2 == 0 ? 127 : -127); break;
+        }
+    }
+}
+
+static void fill_activations(int8_t *x, size_t n, int pattern) {
+    for (size_t i = 0; i < n; i++) {
+        switch (pattern) {
+        case RANDOM: x[i] = (int8_t)((int)(next_random() % 255) - 127); break;
+        case EXTREMES: x[i] = (int8_t)(i % 5 == 0 ? 127 : -127); break;
+        case ZEROS: x[i] = 0; break;
+        default: x[i] = (int8_t)(i % 2 == 0 ? -127 : 127); break;
+        }
+    }
+}
+
+/// Sum of |w_i * x_i| over one block: what bounds the rounding of a block's partial sums, whichever
+/// lanes a level splits them into.
+static int32_t block_abs_dot(int q4, const uint8_t *w, const int8_t *x) {
+    int32_t sum = 0;
+    for (int i = 0; i < 32; i++) {
+        int32_t c = q4 ? (int32_t)((i < 16 ? w[i] & 0x0F : w[i - 16] >> 4)) - 8 : (int32_t)(int8_t)w[i];
+        sum += abs(c * x[i]);
+    }
+    return sum;
+}
+
+static void matmul(int isa, int q4, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0,
+                   int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    if (q4) edge_matmul_q4(isa, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    else edge_matmul_q8(isa, (const int8_t *)w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
+
+/// One shape, every pattern and group size, unit and random scales; out is [rows, ntok] token-major.
+static void test_matmul(int isa, int q4, int rows, int nblocks, int ntok) {
+    int64_t block_bytes = q4 ? 16 : 32, wbytes = rows * nblocks * block_bytes, xbytes = (int64_t)ntok * nblocks * 32;
+    int groups_list[4] = { 1, 2, 3, nblocks };
+    for (int pattern = 0; pattern < PATTERNS; pattern++) {
+        for (int gi = 0; gi < 4; gi++) {
+            int gblocks = groups_list[gi], ngroups = (nblocks + gblocks - 1) / gblocks;
+            guarded gw = guarded_alloc((size_t)wbytes), gx = guarded_alloc((size_t)xbytes);
+            fill_weights(gw.data, (size_t)wbytes, q4, pattern);
+            fill_activations((int8_t *)gx.data, (size_t)xbytes, pattern);
+            uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
+            float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks));
+            float *expected = malloc(sizeof(float) * (size_t)(rows * ntok)), *got = malloc(sizeof(float) * (size_t)(rows * ntok));
+            for (int unit = 1; unit >= 0; unit--) {
+                for (int i = 0; i < rows * ngroups; i++) ws[i] = unit ? 0x3C00 : to_half(uniform() * 0.05f + 1e-3f);
+                for (int i = 0; i < ntok * nblocks; i++) xs[i] = unit ? 1.0f : uniform() * 0.1f + 1e-3f;
+                // Exact integer sums need |sum| < 2^24: at most 32 blocks of +-127 x +-127.
+                if (unit && nblocks > 32) continue;
+                matmul(EDGE_ISA_GENERIC, q4, gw.data, ws, nblocks, gblocks, 0, rows, (const int8_t *)gx.data, xs, ntok, expected, 1, rows);
+                for (int i = 0; i < rows * ntok; i++) got[i] = NAN;
+                matmul(isa, q4, gw.data, ws, nblocks, gblocks, 0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+                for (int r = 0; r < rows; r++) {
+                    for (int t = 0; t < ntok; t++) {
+                        float e = expected[t * rows + r], o = got[t * rows + r];
+                        int ok;
+                        if (unit) {
+                            ok = memcmp(&e, &o, sizeof e) == 0;
+                        } else {
+                            double magnitude = 0;
+                            for (int b = 0; b < nblocks; b++) {
+                                int32_t d = block_abs_dot(q4, gw.data + (r * nblocks + b) * block_bytes, (const int8_t *)gx.data + (t * nblocks + b) * 32);
+                                magnitude += ((double)d * xs[t * nblocks + b] * edge_half_to_float(ws[r * ngroups + b / gblocks]));
+                            }
+                            ok = fabs((double)o - (double)e) <= 4.0 * (nblocks + 8) * 1.2e-7 * magnitude + 1e-30;
+                        }
+                        char detail[200];
+                        snprintf(detail, sizeof detail, "%s rows %d blocks %d tokens %d group %d %s scales: row %d token %d: %.9g vs %.9g",
+                                 q4 ? "q4" : "q8", rows, nblocks, ntok, gblocks, unit ? "unit" : "random", r, t, o, e);
+                        check(ok, pattern_names[pattern], isa, detail);
+                    }
+                }
+            }
+            free(ws); free(xs); free(expected); free(got);
+            guarded_free(gw); guarded_free(gx);
+        }
+    }
+}
+
+/// Rows outside [r0, r1) keep their sentinel.
+static void test_row_range(int isa, int q4) {
+    int rows = 11, nblocks = 3, ntok = 3;
+    int64_t block_bytes = q4 ? 16 : 32;
+    uint8_t *w = malloc((size_t)(rows * nblocks * block_bytes));
+    int8_t x[3 * 3 * 32];
+    float xs[9], out[11 * 3];
+    uint16_t ws[11 * 3];
+    fill_weights(w, (size_t)(rows * nblocks * block_bytes), q4, RANDOM);
+    fill_activations(x, sizeof x, RANDOM);
+    for (int i = 0; i < 9; i++) xs[i] = 0.01f;
+    for (int i = 0; i < 33; i++) ws[i] = to_half(0.01f);
+    for (int i = 0; i < 33; i++) out[i] = -1.0f;
+    matmul(isa, q4, w, ws, nblocks, 1, 3, 8, x, xs, ntok, out, 1, rows);
+    int ok = 1;
+    for (int t = 0; t < ntok; t++)
+        for (int r = 0; r < rows; r++) ok &= (r >= 3 && r < 8) ? out[t * rows + r] != -1.0f : out[t * rows + r] == -1.0f;
+    check(ok, "row range", isa, q4 ? "q4" : "q8");
+    free(w);
+}
+
+static void test_quantizer(int isa) {
+    enum { N = 32 * 9 };
+    float inputs[6][N];
+    for (int i = 0; i < N; i++) {
+        inputs[0][i] = (uniform() - 0.5f) * 6.0f;
+        inputs[1][i] = 0.0f;
+        inputs[2][i] = (float)(i % 64) - 31.5f;
+        inputs[3][i] = i % 2 == 0 ? 1e-30f : -3e38f;
+        inputs[4][i] = (float)(i % 32) * 0.5f;  // exact .5 ties after scaling
+        inputs[5][i] = (uniform() - 0.5f) * 1e-3f;
+    }
+    for (int k = 0; k < 6; k++) {
+        int8_t q0[N], q1[N];
+        float s0[9], s1[9];
+        memset(q1, 99, sizeof q1);
+        edge_quantize_q8_blocks(EDGE_ISA_GENERIC, inputs[k], 9, q0, s0);
+        edge_quantize_q8_blocks(isa, inputs[k], 9, q1, s1);
+        char detail[64];
+        snprintf(detail, sizeof detail, "input %d", k);
+        check(memcmp(q0, q1, sizeof q0) == 0 && memcmp(s0, s1, sizeof s0) == 0, "quantizer", isa, detail);
+    }
+}
+
+static void test_level(int isa) {
+    int before = failed;
+    test_quantizer(isa);
+    int shapes[][2] = { { 1, 1 }, { 2, 2 }, { 3, 3 }, { 5, 9 }, { 8, 4 }, { 7, 32 }, { 4, 64 }, { 33, 5 } };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ntok = 1; ntok <= 13; ntok++)
+            for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);
+    test_row_range(isa, 0);
+    test_row_range(isa, 1);
+    printf("%-8s %s\n", edge_isa_name(isa), failed == before ? "ok" : "FAILED");
+}
+
+int main(void) {
+    check(edge_isa_from_name("avx2") == EDGE_ISA_AVX2 && edge_isa_from_name("i8mm") == EDGE_ISA_I8MM
+              && edge_isa_from_name("sse9") == -1 && edge_isa_name(EDGE_ISA_COUNT) == NULL,
+          "level names", EDGE_ISA_GENERIC, "round trip");
+    check(edge_isa_supported(edge_detect_isa()), "detected level is supported", EDGE_ISA_GENERIC, "");
+    const char *forced = getenv("EDGELM_KERNELS");
+    if (forced && *forced) {
+        int isa = edge_isa_from_name(forced);
+        if (isa < 0) { fprintf(stderr, "EDGELM_KERNELS=%s: no such kernel level\n", forced); return 2; }
+        if (!edge_isa_supported(isa)) { fprintf(stderr, "EDGELM_KERNELS=%s: this CPU cannot run it\n", forced); return 3; }
+        test_level(isa);
+    } else {
+        printf("detected: %s\n", edge_isa_name(edge_detect_isa()));
+        for (int isa = 0; isa < EDGE_ISA_COUNT; isa++)
+            if (edge_isa_supported(isa)) test_level(isa);
+    }
+    printf("kernels: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
