@@ -147,4 +147,21 @@ import Testing
         #expect((results.last?["samples"] as? [Double])?.count == 2)
         #expect(results.last?["bandwidth_ratio"] is Double)
     }
+
+    /// `EDGELM_KERNELS` forces each level this CPU has (bench names it) and refuses unknown or missing ones.
+    @Test func kernelLevelIsForcedOrRefused() throws {
+        guard available else { return }
+        let m = try model()
+        for level in KernelLevel.supported {
+            let b = try Self.sh("EDGELM_KERNELS=\(level.name) \"$EDGELM\" bench -m '\(m)' -p 8 -n 4 -r 1 --json")
+            let bj = try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [String: Any]
+            #expect(bj?["kernels"] as? String == level.name, "\(b.stderr)")
+        }
+        let unknown = try Self.sh("EDGELM_KERNELS=sse9 \"$EDGELM\" generate -m '\(m)' -p hi -n 2")
+        #expect(unknown.status != 0 && unknown.stderr.contains("EDGELM_KERNELS: unknown kernel level 'sse9'"), "\(unknown.stderr)")
+        if let missing = KernelLevel.allCases.first(where: { !$0.isSupported }) {
+            let r = try Self.sh("EDGELM_KERNELS=\(missing.name) \"$EDGELM\" generate -m '\(m)' -p hi -n 2")
+            #expect(r.status != 0 && r.stderr.contains("'\(missing.name)' is not supported by this CPU"), "\(r.stderr)")
+        }
+    }
 }

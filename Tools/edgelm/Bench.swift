@@ -37,21 +37,21 @@ struct Bench: AsyncParsableCommand {
             if json {
                 let out = BenchJSON(model: name, fileBytes: summary.fileBytes, parameters: summary.parameters,
                                     type: lm.model.file.metadata.quantization.type.rawValue, bitsPerWeight: summary.bitsPerWeight,
-                                    threads: lm.session.pool.threadCount, kernels: lm.session.level.description,
+                                    threads: lm.session.pool.threadCount, kernels: lm.session.level.name,
                                     memoryBandwidthGBps: bandwidth, weightBytesPerToken: lm.model.weightBytesPerToken, results: results)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 print(String(decoding: try encoder.encode(out), as: UTF8.self))
                 return
             }
-            print("| model | size | params | type | bits/w | threads | test | t/s | weights GB/s | of bandwidth |")
-            print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|")
+            print("| model | size | params | type | bits/w | kernels | threads | test | t/s | weights GB/s | of bandwidth |")
+            print("|---|---:|---:|---|---:|---|---:|---|---:|---:|---:|")
             for res in results {
                 let gb = res.weightGBps.map { format($0, 2) } ?? ""
                 let ratio = res.bandwidthRatio.map { format($0 * 100, 1) + "%" } ?? ""
                 print("| \(name) | \(formatBytes(summary.fileBytes)) | \(format(Double(summary.parameters) / 1e6, 2)) M | "
                       + "\(lm.model.file.metadata.quantization.type.rawValue) | \(format(summary.bitsPerWeight, 2)) | "
-                      + "\(lm.session.pool.threadCount) | \(res.test) | \(format(res.tpsMean, 2)) ± \(format(res.tpsStddev, 2)) | \(gb) | \(ratio) |")
+                      + "\(lm.session.level.name) | \(lm.session.pool.threadCount) | \(res.test) | \(format(res.tpsMean, 2)) ± \(format(res.tpsStddev, 2)) | \(gb) | \(ratio) |")
             }
             Terminal.error("memory read bandwidth (probe, \(lm.session.pool.threadCount) threads): \(format(bandwidth, 1)) GB/s; "
                            + "weights per token \(formatBytes(lm.model.weightBytesPerToken)); kernels \(lm.session.level)")

@@ -4,6 +4,13 @@
 #include "../internal.h"
 #include <arm_neon.h>
 
+/// IEEE half to float with the hardware conversion (`fcvt`).
+static inline __attribute__((always_inline)) float k128_half(uint16_t h) {
+    __fp16 f;
+    memcpy(&f, &h, sizeof f);
+    return (float)f;
+}
+
 /// One weight block as signed codes: elements 0-15 and 16-31.
 typedef struct { int8x16_t lo, hi; } k128_block;
 

@@ -34,8 +34,8 @@ I8MM_INLINE void i8mm_tile(const int q4, const int RP, const int TP, const int p
     for (int64_t g = 0; g < ngroups; g++) {
         float32x4_t wscale[2];
         for (int i = 0; i < RP; i++) {
-            float s0 = per_channel ? 1.0f : edge_half_to_float(ws[(r + 2 * i) * ngroups + g]);
-            float s1 = per_channel ? 1.0f : edge_half_to_float(ws[(r + 2 * i + 1) * ngroups + g]);
+            float s0 = per_channel ? 1.0f : k128_half(ws[(r + 2 * i) * ngroups + g]);
+            float s1 = per_channel ? 1.0f : k128_half(ws[(r + 2 * i + 1) * ngroups + g]);
             float32x4_t v = { s0, s0, s1, s1 };
             wscale[i] = v;
         }
@@ -60,8 +60,8 @@ I8MM_INLINE void i8mm_tile(const int q4, const int RP, const int TP, const int p
         }
     }
     for (int i = 0; i < RP; i++) {
-        float s0 = per_channel ? edge_half_to_float(ws[r + 2 * i]) : 1.0f;
-        float s1 = per_channel ? edge_half_to_float(ws[r + 2 * i + 1]) : 1.0f;
+        float s0 = per_channel ? k128_half(ws[r + 2 * i]) : 1.0f;
+        float s1 = per_channel ? k128_half(ws[r + 2 * i + 1]) : 1.0f;
         for (int k = 0; k < TP; k++) {
             float lanes[4];
             vst1q_f32(lanes, acc[i][k]);

@@ -23,7 +23,7 @@ K128_INLINE void k128_tile(const int q4, const int R, const int T, const int per
         for (int k = 0; k < T; k++) acc[i][k] = vdupq_n_f32(0.0f);
     for (int64_t g = 0; g < ngroups; g++) {
         float wscale[2];
-        for (int i = 0; i < R; i++) wscale[i] = per_channel ? 1.0f : edge_half_to_float(ws[(r + i) * ngroups + g]);
+        for (int i = 0; i < R; i++) wscale[i] = per_channel ? 1.0f : k128_half(ws[(r + i) * ngroups + g]);
         for (int64_t b = g * gblocks, bend = edge_group_end(g, gblocks, nblocks); b < bend; b++) {
             k128_block wb[2];
             for (int i = 0; i < R; i++) wb[i] = k128_load(q4, w + (r + i) * row_bytes + b * block_bytes);
@@ -39,7 +39,7 @@ K128_INLINE void k128_tile(const int q4, const int R, const int T, const int per
         }
     }
     for (int i = 0; i < R; i++) {
-        float row_scale = per_channel ? edge_half_to_float(ws[r + i]) : 1.0f;
+        float row_scale = per_channel ? k128_half(ws[r + i]) : 1.0f;
         for (int k = 0; k < T; k++) out[(r + i) * ors + (t + k) * ots] = vaddvq_f32(acc[i][k]) * row_scale;
     }
 }

@@ -8,7 +8,11 @@
 #define K256_NAME(x) edge_avx2_##x
 #define K256_Q8_DOT(a, w, x) _mm256_madd_epi16(_mm256_maddubs_epi16((a), _mm256_sign_epi8((x), (w))), _mm256_set1_epi16(1))
 #define K256_Q4_CORR(x) _mm256_maddubs_epi16(_mm256_set1_epi8(8), (x))
-#define K256_Q4_DOT(n, x, c) _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16((n), (x)), (c)), _mm256_set1_epi16(1))
+// A q4 part is int16 x16, each lane a pair of (code * x) products: |lane| <= 2 * 8 * 127 = 2032, so two
+// blocks' parts add pairwise (`vphaddw`) before one `vpmaddwd` widens both.
+#define K256_Q4_PART(n, x, c) _mm256_sub_epi16(_mm256_maddubs_epi16((n), (x)), (c))
+#define K256_Q4_WIDEN(p) _mm256_madd_epi16((p), _mm256_set1_epi16(1))
+#define K256_Q4_PAIR(p0, p1) _mm256_madd_epi16(_mm256_hadd_epi16((p0), (p1)), _mm256_set1_epi16(1))
 #include "kernels256.h"
 
 K256_ATTR void edge_avx2_quantize(const float *x, int64_t nblocks, int8_t *q, float *s) {

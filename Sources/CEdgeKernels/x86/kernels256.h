@@ -3,17 +3,22 @@
 //   K256_ATTR               the functions' target attribute,
 //   K256_NAME(x)            the exported name of kernel x,
 //   K256_Q8_DOT(a, w, x)    int32 x8 partial dot of a q8 block: a = |w|, w = codes, x = activation codes,
-//   K256_Q4_CORR(x)         what every row's q4 dot with x subtracts (the -8 * x part), computed once per
+//   K256_Q4_CORR(x)         what every row's q4 dot with x subtracts (the 8 * x part), computed once per
 //                           activation block and shared by the rows of a tile,
-//   K256_Q4_DOT(n, x, c)    int32 x8 partial dot of a q4 block: n = unsigned nibbles (code + 8), c = the
-//                           correction of x.
-// Every partial dot is exact: the lanes add up to the block's integer dot product.
+//   K256_Q4_PART(n, x, c)   the q4 block's partial dot before widening: n = unsigned nibbles (code + 8),
+//                           c = the correction of x,
+//   K256_Q4_WIDEN(p)        a part as int32 x8 lanes that add up to the block's dot,
+//   K256_Q4_PAIR(p0, p1)    two blocks' parts as int32 x8: lanes 0, 1, 4, 5 add up to block 0's dot,
+//                           lanes 2, 3, 6, 7 to block 1's (the layout `vphaddd` of two widened parts gives).
+// Every partial dot is exact: no lane overflows, and the lanes add up to the block's integer dot product.
 //
 // Structure: R rows x T tokens per tile (register-blocked GEMM for prompt batches, one row x one token
 // for decode). Each weight block is loaded and unpacked once per tile, each activation block and its
-// q4 correction once per tile and shared by its rows; per row-token pair a float accumulator of 8 lanes
-// takes the block's dot times activation scale x weight scale. Per-channel rows apply the weight scale
-// once at the end. Weights stream with plain loads and a software prefetch 4 KiB ahead.
+// q4 correction once per tile and shared by its rows. With one scale per block (groups of 32) or per row,
+// blocks go in quads: the four dots are reduced into one vector (lane j and j + 4 hold block j), converted
+// once and multiplied by the four blocks' scales in one step; other group sizes and the last blocks of a
+// row go block by block. Per-channel rows apply the weight scale once at the end. Weights stream with
+// plain loads and a software prefetch 4 KiB ahead.
 #include "../internal.h"
 #include <immintrin.h>
 
@@ -42,6 +47,36 @@ K256_INLINE float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/// Prepares block b of rows [r, r + R), prefetching each row's stream 4 KiB ahead once per cache line.
+K256_INLINE void k256_prep(const int q4, const int R, const uint8_t *w, int64_t row_bytes, int64_t r, int64_t b,
+                           k256_block *wb) {
+    const int64_t block_bytes = q4 ? 16 : 32;
+    for (int i = 0; i < R; i++) {
+        const uint8_t *p = w + (r + i) * row_bytes + b * block_bytes;
+        if (((b * block_bytes) & 63) == 0) _mm_prefetch((const char *)p + 4096, _MM_HINT_T0);
+        wb[i] = q4 ? prep_q4(p) : prep_q8(p);
+    }
+}
+
+/// Blocks b, b + 1 of rows [r, r + R) times tokens [t, t + T): pair[i][k] in the K256_Q4_PAIR layout.
+K256_INLINE void k256_pair(const int q4, const int R, const int T, const uint8_t *w, int64_t row_bytes, int64_t nblocks,
+                           int64_t r, int64_t b, const int8_t *x, int64_t t, __m256i pair[2][4]) {
+    k256_block w0[2], w1[2];
+    k256_prep(q4, R, w, row_bytes, r, b, w0);
+    k256_prep(q4, R, w, row_bytes, r, b + 1, w1);
+    for (int k = 0; k < T; k++) {
+        const int8_t *xp = x + (t + k) * nblocks * 32 + b * 32;
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)xp), x1 = _mm256_loadu_si256((const __m256i *)(xp + 32));
+        if (q4) {
+            __m256i c0 = K256_Q4_CORR(x0), c1 = K256_Q4_CORR(x1);
+            for (int i = 0; i < R; i++) pair[i][k] = K256_Q4_PAIR(K256_Q4_PART(w0[i].a, x0, c0), K256_Q4_PART(w1[i].a, x1, c1));
+        } else {
+            for (int i = 0; i < R; i++)
+                pair[i][k] = _mm256_hadd_epi32(K256_Q8_DOT(w0[i].a, w0[i].w, x0), K256_Q8_DOT(w1[i].a, w1[i].w, x1));
+        }
+    }
+}
+
 /// Rows [r, r + R) times tokens [t, t + T), every block of the rows.
 K256_INLINE void k256_tile(const int q4, const int R, const int T, const int per_channel, const uint8_t *w,
                            const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t ngroups, int64_t r,
@@ -50,23 +85,38 @@ K256_INLINE void k256_tile(const int q4, const int R, const int T, const int per
     __m256 acc[2][4];
     for (int i = 0; i < R; i++)
         for (int k = 0; k < T; k++) acc[i][k] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < ngroups; g++) {
+    int64_t done = 0;
+    if ((per_channel || gblocks == 1) && (q4 || T == 1)) {
+        for (; done + 4 <= nblocks; done += 4) {
+            __m256i p01[2][4], p23[2][4];
+            k256_pair(q4, R, T, w, row_bytes, nblocks, r, done, x, t, p01);
+            k256_pair(q4, R, T, w, row_bytes, nblocks, r, done + 2, x, t, p23);
+            __m128 wscale[2];
+            for (int i = 0; i < R; i++)
+                wscale[i] = per_channel ? _mm_set1_ps(1.0f) : _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(ws + (r + i) * ngroups + done)));
+            for (int k = 0; k < T; k++) {
+                __m128 xscale = _mm_loadu_ps(xs + (t + k) * nblocks + done);
+                for (int i = 0; i < R; i++) {
+                    __m128 s4 = per_channel ? xscale : _mm_mul_ps(xscale, wscale[i]);
+                    __m256 quad = _mm256_cvtepi32_ps(_mm256_hadd_epi32(p01[i][k], p23[i][k]));
+                    acc[i][k] = _mm256_fmadd_ps(quad, _mm256_set_m128(s4, s4), acc[i][k]);
+                }
+            }
+        }
+    }
+    for (int64_t g = done / gblocks; g < ngroups; g++) {
         __m256 wscale[2];
         for (int i = 0; i < R; i++)
             wscale[i] = per_channel ? _mm256_set1_ps(1.0f) : _mm256_set1_ps(_cvtsh_ss(ws[(r + i) * ngroups + g]));
-        for (int64_t b = g * gblocks, bend = edge_group_end(g, gblocks, nblocks); b < bend; b++) {
+        for (int64_t b = done > g * gblocks ? done : g * gblocks, bend = edge_group_end(g, gblocks, nblocks); b < bend; b++) {
             k256_block wb[2];
-            for (int i = 0; i < R; i++) {
-                const uint8_t *p = w + (r + i) * row_bytes + b * block_bytes;
-                if (((b * block_bytes) & 63) == 0) _mm_prefetch((const char *)p + 4096, _MM_HINT_T0);
-                wb[i] = q4 ? prep_q4(p) : prep_q8(p);
-            }
+            k256_prep(q4, R, w, row_bytes, r, b, wb);
             for (int k = 0; k < T; k++) {
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (t + k) * nblocks * 32 + b * 32));
                 __m256 xscale = _mm256_broadcast_ss(xs + (t + k) * nblocks + b);
                 __m256i corr = q4 ? K256_Q4_CORR(xv) : _mm256_setzero_si256();
                 for (int i = 0; i < R; i++) {
-                    __m256i d = q4 ? K256_Q4_DOT(wb[i].a, xv, corr) : K256_Q8_DOT(wb[i].a, wb[i].w, xv);
+                    __m256i d = q4 ? K256_Q4_WIDEN(K256_Q4_PART(wb[i].a, xv, corr)) : K256_Q8_DOT(wb[i].a, wb[i].w, xv);
                     __m256 scale = per_channel ? xscale : _mm256_mul_ps(xscale, wscale[i]);
                     acc[i][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, acc[i][k]);
                 }

@@ -5,6 +5,8 @@
 #define K256_NAME(x) edge_vnni256_##x
 #define K256_Q8_DOT(a, w, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (a), _mm256_sign_epi8((x), (w)))
 #define K256_Q4_CORR(x) _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), (x)))
-#define K256_Q4_DOT(n, x, c) _mm256_dpbusd_epi32((c), (n), (x))
+#define K256_Q4_PART(n, x, c) _mm256_dpbusd_epi32((c), (n), (x))
+#define K256_Q4_WIDEN(p) (p)
+#define K256_Q4_PAIR(p0, p1) _mm256_hadd_epi32((p0), (p1))
 #include "kernels256.h"
 #endif
