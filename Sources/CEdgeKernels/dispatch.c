@@ -139,6 +139,38 @@ void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *c
 #define EDGE_DISPATCH(KIND, ...) (void)isa; edge_generic_##KIND(__VA_ARGS__);
 #endif
 
+/// The attention kernels' family: AVX2 for every x86 SIMD level, NEON for every arm64 level.
+#if defined(__x86_64__)
+#define EDGE_ATTENTION(NAME, ...)                                                                         \
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI || isa == EDGE_ISA_AVX512_VNNI) {                \
+        edge_avx2_##NAME(__VA_ARGS__);                                                                  \
+        return;                                                                                         \
+    }                                                                                                   \
+    edge_generic_##NAME(__VA_ARGS__);
+#elif defined(__aarch64__)
+#define EDGE_ATTENTION(NAME, ...)                                                                         \
+    if (isa == EDGE_ISA_NEON || isa == EDGE_ISA_DOTPROD || isa == EDGE_ISA_I8MM) {                        \
+        edge_neon_##NAME(__VA_ARGS__);                                                                  \
+        return;                                                                                         \
+    }                                                                                                   \
+    edge_generic_##NAME(__VA_ARGS__);
+#else
+#define EDGE_ATTENTION(NAME, ...) (void)isa; edge_generic_##NAME(__VA_ARGS__);
+#endif
+
+void edge_attn_values_q8(int isa, const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos, int64_t hd,
+                         float *out) {
+    EDGE_ATTENTION(attn_values_q8, p, v, vscales, npos, hd, out)
+}
+
+void edge_attn_scores_f16(int isa, const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out) {
+    EDGE_ATTENTION(attn_scores_f16, q, k, npos, hd, out)
+}
+
+void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out) {
+    EDGE_ATTENTION(attn_values_f16, p, v, npos, hd, out)
+}
+
 void edge_matmul_q8(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
                     float *out, int64_t ors, int64_t ots) {

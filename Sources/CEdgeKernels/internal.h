@@ -18,23 +18,32 @@
 /// An activation quantizer (see `edge_quantize_q8_blocks`).
 #define EDGE_DECLARE_QUANTIZE(PREFIX) void PREFIX##_quantize(const float *x, int64_t nblocks, int8_t *q, float *s);
 
+/// Declares one kernel family's attention kernels (see EdgeKernels.h).
+#define EDGE_DECLARE_ATTENTION(PREFIX)                                                                  \
+    void PREFIX##_attn_values_q8(const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos, int64_t hd, float *out); \
+    void PREFIX##_attn_scores_f16(const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out); \
+    void PREFIX##_attn_values_f16(const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out);
+
 EDGE_DECLARE_MATMUL(edge_generic)
 EDGE_DECLARE_QUANTIZE(edge_generic)
+EDGE_DECLARE_ATTENTION(edge_generic)
 #if defined(__x86_64__)
 EDGE_DECLARE_MATMUL(edge_avx2)
 EDGE_DECLARE_MATMUL(edge_avxvnni)
 EDGE_DECLARE_MATMUL(edge_avx512)
 /// 256-bit EVEX `vpdpbusd` kernels: the AVX-512 level's path for group sizes its block pairs cannot split.
 EDGE_DECLARE_MATMUL(edge_vnni256)
-/// The AVX2 quantizer serves every x86 SIMD level.
+/// The AVX2 quantizer and attention kernels serve every x86 SIMD level.
 EDGE_DECLARE_QUANTIZE(edge_avx2)
+EDGE_DECLARE_ATTENTION(edge_avx2)
 #endif
 #if defined(__aarch64__)
 EDGE_DECLARE_MATMUL(edge_neon)
 EDGE_DECLARE_MATMUL(edge_dotprod)
 EDGE_DECLARE_MATMUL(edge_i8mm)
-/// The NEON quantizer serves every arm64 level.
+/// The NEON quantizer and attention kernels serve every arm64 level.
 EDGE_DECLARE_QUANTIZE(edge_neon)
+EDGE_DECLARE_ATTENTION(edge_neon)
 #endif
 
 /// IEEE half to float, for scalar code (the SIMD files convert with their own instructions).

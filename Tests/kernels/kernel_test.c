@@ -7,7 +7,8 @@
 //    with unit scales every output is an exact integer sum and must be bit-identical; with random scales
 //    within 4 * (nblocks + 8) float epsilons of the sum of |w_i * x_i| * scale;
 //  - no read past the end of the weights or activations (buffers end at an inaccessible page);
-//  - only the requested rows are written.
+//  - only the requested rows are written;
+//  - attention kernels over f16 and q8 caches (scores, value sums) on head sizes 8-128.
 #include "EdgeKernels.h"
 #include "../../Sources/CEdgeKernels/internal.h"
 #include <math.h>
@@ -190,6 +191,68 @@ static void test_quantizer(int isa) {
     }
 }
 
+/// Attention kernels against generic, relative to the sum of |terms| (only the addition order differs).
+static void test_attention(int isa) {
+    int hds[] = { 8, 13, 32, 64, 96, 128 };
+    int counts[] = { 1, 2, 7, 64, 100 };
+    for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
+        for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+            int hd = hds[h], npos = counts[c], nb = hd / 32;
+            float *q = malloc(sizeof(float) * (size_t)hd), *p = malloc(sizeof(float) * (size_t)npos);
+            guarded gk = guarded_alloc(sizeof(uint16_t) * (size_t)(npos * hd)), gv = guarded_alloc((size_t)(npos * hd));
+            guarded gs = guarded_alloc(sizeof(uint16_t) * (size_t)(npos * (nb ? nb : 1)));
+            uint16_t *k16 = (uint16_t *)gk.data, *s16 = (uint16_t *)gs.data;
+            int8_t *v8 = (int8_t *)gv.data;
+            float *e = malloc(sizeof(float) * (size_t)(npos > hd ? npos : hd)), *o = malloc(sizeof(float) * (size_t)(npos > hd ? npos : hd));
+            for (int d = 0; d < hd; d++) q[d] = uniform() - 0.5f;
+            for (int j = 0; j < npos; j++) p[j] = uniform();
+            for (int i = 0; i < npos * hd; i++) {
+                k16[i] = (uint16_t)(to_half(uniform() * 2.0f + 0.01f) | (next_random() & 1 ? 0x8000 : 0));
+                v8[i] = (int8_t)((int)(next_random() % 255) - 127);
+            }
+            for (int i = 0; i < npos * nb; i++) s16[i] = to_half(uniform() * 0.02f + 1e-3f);
+            char detail[96];
+            snprintf(detail, sizeof detail, "hd %d positions %d", hd, npos);
+            // f16 scores
+            edge_attn_scores_f16(EDGE_ISA_GENERIC, q, k16, npos, hd, e);
+            edge_attn_scores_f16(isa, q, k16, npos, hd, o);
+            int ok = 1;
+            for (int j = 0; j < npos; j++) {
+                double mag = 0;
+                for (int d = 0; d < hd; d++) mag += fabs((double)q[d] * edge_half_to_float(k16[j * hd + d]));
+                ok &= fabs((double)o[j] - e[j]) <= 4.0 * (hd + 8) * 1.2e-7 * mag + 1e-30;
+            }
+            check(ok, "attention scores f16", isa, detail);
+            // f16 values, accumulated onto a non-zero start
+            for (int d = 0; d < hd; d++) e[d] = o[d] = (float)d * 0.25f;
+            edge_attn_values_f16(EDGE_ISA_GENERIC, p, k16, npos, hd, e);
+            edge_attn_values_f16(isa, p, k16, npos, hd, o);
+            ok = 1;
+            for (int d = 0; d < hd; d++) {
+                double mag = (double)d * 0.25;
+                for (int j = 0; j < npos; j++) mag += fabs((double)p[j] * edge_half_to_float(k16[j * hd + d]));
+                ok &= fabs((double)o[d] - e[d]) <= 4.0 * (npos + 8) * 1.2e-7 * mag + 1e-30;
+            }
+            check(ok, "attention values f16", isa, detail);
+            // q8 values (heads of whole blocks only)
+            if (nb > 0 && hd % 32 == 0) {
+                for (int d = 0; d < hd; d++) e[d] = o[d] = 1.0f - (float)d * 0.01f;
+                edge_attn_values_q8(EDGE_ISA_GENERIC, p, v8, s16, npos, hd, e);
+                edge_attn_values_q8(isa, p, v8, s16, npos, hd, o);
+                ok = 1;
+                for (int d = 0; d < hd; d++) {
+                    double mag = fabs(1.0 - d * 0.01);
+                    for (int j = 0; j < npos; j++) mag += fabs((double)p[j] * edge_half_to_float(s16[j * nb + d / 32]) * v8[j * hd + d]);
+                    ok &= fabs((double)o[d] - e[d]) <= 4.0 * (npos + 8) * 1.2e-7 * mag + 1e-30;
+                }
+                check(ok, "attention values q8", isa, detail);
+            }
+            free(q); free(p); free(e); free(o);
+            guarded_free(gk); guarded_free(gv); guarded_free(gs);
+        }
+    }
+}
+
 static void test_level(int isa) {
     int before = failed;
     test_quantizer(isa);
@@ -199,6 +262,7 @@ static void test_level(int isa) {
             for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);
     test_row_range(isa, 0);
     test_row_range(isa, 1);
+    test_attention(isa);
     printf("%-8s %s\n", edge_isa_name(isa), failed == before ? "ok" : "FAILED");
 }
 

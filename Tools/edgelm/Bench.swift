@@ -17,6 +17,9 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .short, help: "Timed repetitions (after one warm-up).")
     var r = 5
 
+    @Option(name: .long, help: "Tokens already in the KV cache when each test starts (llama-bench -d).")
+    var depth = 0
+
     @Flag(name: .long, help: "Print JSON with every sample.")
     var json = false
 
@@ -27,6 +30,7 @@ struct Bench: AsyncParsableCommand {
             options.promptTokens = p
             options.generatedTokens = n
             options.repetitions = r
+            options.depth = depth
             let bandwidth = Benchmark.memoryBandwidth(pool: lm.session.pool)
             let results = try Benchmark.run(lm, options: options, bandwidthGBps: bandwidth) { stage in
                 if Terminal.isTTY, !json { Terminal.write("\r\(stage)        ") }
@@ -38,6 +42,7 @@ struct Bench: AsyncParsableCommand {
                 let out = BenchJSON(model: name, fileBytes: summary.fileBytes, parameters: summary.parameters,
                                     type: lm.model.file.metadata.quantization.type.rawValue, bitsPerWeight: summary.bitsPerWeight,
                                     threads: lm.session.pool.threadCount, kernels: lm.session.level.name,
+                                    kvType: lm.session.kvTypeName, kvBytes: lm.session.kvCacheBytes, context: lm.session.contextLength, depth: depth,
                                     memoryBandwidthGBps: bandwidth, weightBytesPerToken: lm.model.weightBytesPerToken, results: results)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -54,7 +59,8 @@ struct Bench: AsyncParsableCommand {
                       + "\(lm.session.level.name) | \(lm.session.pool.threadCount) | \(res.test) | \(format(res.tpsMean, 2)) ± \(format(res.tpsStddev, 2)) | \(gb) | \(ratio) |")
             }
             Terminal.error("memory read bandwidth (probe, \(lm.session.pool.threadCount) threads): \(format(bandwidth, 1)) GB/s; "
-                           + "weights per token \(formatBytes(lm.model.weightBytesPerToken)); kernels \(lm.session.level)")
+                           + "weights per token \(formatBytes(lm.model.weightBytesPerToken)); kernels \(lm.session.level); "
+                           + "KV cache \(lm.session.kvTypeName), \(lm.session.contextLength) positions, \(formatBytes(lm.session.kvCacheBytes))")
         }
     }
 }
@@ -67,12 +73,17 @@ struct BenchJSON: Encodable {
     let bitsPerWeight: Double
     let threads: Int
     let kernels: String
+    let kvType: String
+    let kvBytes: Int
+    let context: Int
+    let depth: Int
     let memoryBandwidthGBps: Double
     let weightBytesPerToken: Int
     let results: [BenchResult]
 
     enum CodingKeys: String, CodingKey {
-        case model, parameters, type, threads, kernels, results
+        case model, parameters, type, threads, kernels, results, context, depth
+        case kvType = "kv_type", kvBytes = "kv_bytes"
         case fileBytes = "file_bytes", bitsPerWeight = "bits_per_weight", memoryBandwidthGBps = "memory_bandwidth_gbps"
         case weightBytesPerToken = "weight_bytes_per_token"
     }

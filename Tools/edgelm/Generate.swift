@@ -70,7 +70,7 @@ struct Generate: AsyncParsableCommand {
             stdout.write(Data("\n".utf8))
             guard !quiet else { return }
             if info.stopReason == .contextFull {
-                Terminal.error("stopped: the context of \(lm.config.contextLength) tokens is full")
+                Terminal.error("stopped: the context of \(lm.session.contextLength) tokens is full")
             }
             let mem = MemoryUsage.current()
             Terminal.error("""
@@ -79,7 +79,7 @@ struct Generate: AsyncParsableCommand {
                 load: \(format(lm.model.loadSeconds * 1000, 1)) ms\(lm.model.decodedBytes > 0 ? ", \(formatBytes(lm.model.decodedBytes)) decoded to the heap" : ""); \
                 kernels: \(lm.session.level), \(lm.session.pool.threadCount) threads
                 memory: \(mem.map { "anonymous \(formatBytes($0.anonymousBytes)), file-backed \(formatBytes($0.fileBackedBytes))" } ?? "n/a") \
-                (KV cache \(formatBytes(lm.session.kvCacheBytes)))
+                (KV cache \(lm.session.kvTypeName), \(lm.session.contextLength) positions: \(formatBytes(lm.session.kvCacheBytes)))
                 """)
         }
     }

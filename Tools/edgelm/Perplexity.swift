@@ -28,8 +28,10 @@ struct Perplexity: AsyncParsableCommand {
             if let chunks, chunks < 1 { throw EdgeLMError.invalidArgument("--chunks \(chunks): must be at least 1") }
             guard let data = FileManager.default.contents(atPath: file) else { throw EdgeLMError.io(path: file, message: "cannot read the text file") }
             guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(file): not valid UTF-8") }
-            let lm = try options.open()
-            let ref = try reference.map { try LanguageModel(path: $0, threads: options.threads) }
+            let lm = try options.open(context: context, quiet: json)
+            // The reference is the float truth: its KV cache stays f32.
+            let ref = try reference.map { try LanguageModel(path: $0, threads: options.threads, keyType: .f32, valueType: .f32,
+                                                                contextLength: context) }
             let tokens = lm.tokenizer.encode(text)
             if !json { Terminal.error("\(file): \(data.count) bytes, \(tokens.count) tokens; windows of \(context)") }
             let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: tokens,

@@ -41,4 +41,57 @@ void edge_neon_quantize(const float *x, int64_t nblocks, int8_t *q, float *s) {
         s[b] = d;
     }
 }
+
+// Attention over q8/f16 caches: values in chunks of 32 dimensions kept in eight accumulators across
+// every position; f16 scores four dimensions per `fcvtl` + `fmla`, with a scalar tail.
+
+void edge_neon_attn_values_q8(const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos, int64_t hd,
+                              float *out) {
+    int64_t nb = hd / 32;
+    for (int64_t b = 0; b < nb; b++) {
+        float32x4_t acc[8];
+        for (int i = 0; i < 8; i++) acc[i] = vld1q_f32(out + 32 * b + 4 * i);
+        for (int64_t j = 0; j < npos; j++) {
+            float w = p[j] * k128_half(vscales[j * nb + b]);
+            const int8_t *row = v + j * hd + 32 * b;
+            for (int h = 0; h < 2; h++) {
+                int8x16_t codes = vld1q_s8(row + 16 * h);
+                int16x8_t lo = vmovl_s8(vget_low_s8(codes)), hi = vmovl_high_s8(codes);
+                acc[4 * h + 0] = vfmaq_n_f32(acc[4 * h + 0], vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), w);
+                acc[4 * h + 1] = vfmaq_n_f32(acc[4 * h + 1], vcvtq_f32_s32(vmovl_high_s16(lo)), w);
+                acc[4 * h + 2] = vfmaq_n_f32(acc[4 * h + 2], vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), w);
+                acc[4 * h + 3] = vfmaq_n_f32(acc[4 * h + 3], vcvtq_f32_s32(vmovl_high_s16(hi)), w);
+            }
+        }
+        for (int i = 0; i < 8; i++) vst1q_f32(out + 32 * b + 4 * i, acc[i]);
+    }
+}
+
+void edge_neon_attn_scores_f16(const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out) {
+    int64_t vec = hd & ~(int64_t)3;
+    for (int64_t j = 0; j < npos; j++) {
+        const uint16_t *row = k + j * hd;
+        float32x4_t acc = vdupq_n_f32(0.0f);
+        for (int64_t d = 0; d < vec; d += 4)
+            acc = vfmaq_f32(acc, vld1q_f32(q + d), vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(row + d))));
+        float total = vaddvq_f32(acc);
+        for (int64_t d = vec; d < hd; d++) total += q[d] * k128_half(row[d]);
+        out[j] = total;
+    }
+}
+
+void edge_neon_attn_values_f16(const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out) {
+    int64_t vec = hd & ~(int64_t)3;
+    for (int64_t d0 = 0; d0 < vec; d0 += 32) {
+        int n = (int)((vec - d0 < 32 ? vec - d0 : 32) / 4);
+        float32x4_t acc[8];
+        for (int i = 0; i < n; i++) acc[i] = vld1q_f32(out + d0 + 4 * i);
+        for (int64_t j = 0; j < npos; j++)
+            for (int i = 0; i < n; i++)
+                acc[i] = vfmaq_n_f32(acc[i], vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + j * hd + d0 + 4 * i))), p[j]);
+        for (int i = 0; i < n; i++) vst1q_f32(out + d0 + 4 * i, acc[i]);
+    }
+    for (int64_t j = 0; j < npos; j++)
+        for (int64_t d = vec; d < hd; d++) out[d] += p[j] * k128_half(v[j * hd + d]);
+}
 #endif

@@ -73,6 +73,23 @@ void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nbloc
                     const int8_t *x, const float *xs, int64_t ntok,
                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
+// Attention over a KV cache stored per KV head: `npos` rows of `hd` values, row j at j * hd.
+//  - q8 rows: int8 codes in [-127, 127] with one IEEE half scale per block of 32 (hd a multiple of 32;
+//    shorter heads are zero-padded to 32). Scores of a q8 K cache are `edge_matmul_q8` of the keys with
+//    the quantized queries (group heads x tokens as the tokens).
+//  - f16 rows: IEEE halves.
+
+/// out[d] += sum_j p[j] * vscales[j * hd / 32 + d / 32] * v[j * hd + d], d < hd: the value sum of a q8 V
+/// cache, dequantized in registers.
+void edge_attn_values_q8(int isa, const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos, int64_t hd,
+                         float *out);
+
+/// out[j] = sum_d q[d] * k[j * hd + d], j < npos: the scores of one query against an f16 K cache.
+void edge_attn_scores_f16(int isa, const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out);
+
+/// out[d] += sum_j p[j] * v[j * hd + d], d < hd: the value sum of an f16 V cache.
+void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out);
+
 #ifdef __cplusplus
 }
 #endif

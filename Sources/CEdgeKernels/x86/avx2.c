@@ -42,4 +42,59 @@ K256_ATTR void edge_avx2_quantize(const float *x, int64_t nblocks, int8_t *q, fl
         s[b] = d;
     }
 }
+
+// Attention over q8/f16 caches: values in chunks of 64 dimensions kept in eight accumulators across
+// every position; f16 scores eight dimensions per `vcvtph2ps` + `vfmadd`, with a scalar tail.
+
+K256_ATTR void edge_avx2_attn_values_q8(const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos,
+                                        int64_t hd, float *out) {
+    int64_t nb = hd / 32;
+    for (int64_t d0 = 0; d0 < hd; d0 += 64) {
+        int two = d0 + 64 <= hd;
+        __m256 acc[8];
+        for (int i = 0; i < (two ? 8 : 4); i++) acc[i] = _mm256_loadu_ps(out + d0 + 8 * i);
+        for (int64_t j = 0; j < npos; j++) {
+            const int8_t *row = v + j * hd + d0;
+            const uint16_t *sc = vscales + j * nb + d0 / 32;
+            for (int half = 0; half < (two ? 2 : 1); half++) {
+                __m256 w = _mm256_set1_ps(p[j] * _cvtsh_ss(sc[half]));
+                for (int i = 0; i < 4; i++) {
+                    __m256i codes = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 32 * half + 8 * i)));
+                    acc[4 * half + i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), w, acc[4 * half + i]);
+                }
+            }
+        }
+        for (int i = 0; i < (two ? 8 : 4); i++) _mm256_storeu_ps(out + d0 + 8 * i, acc[i]);
+    }
+}
+
+K256_ATTR void edge_avx2_attn_scores_f16(const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out) {
+    int64_t vec = hd & ~(int64_t)7;
+    for (int64_t j = 0; j < npos; j++) {
+        const uint16_t *row = k + j * hd;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t d = 0; d < vec; d += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + d))), acc);
+        float total = hsum256(acc);
+        for (int64_t d = vec; d < hd; d++) total += q[d] * _cvtsh_ss(row[d]);
+        out[j] = total;
+    }
+}
+
+K256_ATTR void edge_avx2_attn_values_f16(const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out) {
+    int64_t vec = hd & ~(int64_t)7;
+    for (int64_t d0 = 0; d0 < vec; d0 += 64) {
+        int n = (int)((vec - d0 < 64 ? vec - d0 : 64) / 8);
+        __m256 acc[8];
+        for (int i = 0; i < n; i++) acc[i] = _mm256_loadu_ps(out + d0 + 8 * i);
+        for (int64_t j = 0; j < npos; j++) {
+            __m256 w = _mm256_set1_ps(p[j]);
+            for (int i = 0; i < n; i++)
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + j * hd + d0 + 8 * i))), w, acc[i]);
+        }
+        for (int i = 0; i < n; i++) _mm256_storeu_ps(out + d0 + 8 * i, acc[i]);
+    }
+    for (int64_t j = 0; j < npos; j++)
+        for (int64_t d = vec; d < hd; d++) out[d] += p[j] * _cvtsh_ss(v[j * hd + d]);
+}
 #endif

@@ -8,6 +8,9 @@ public struct BenchOptions: Sendable {
     public var generatedTokens = 64
     /// Timed repetitions after one warm-up run.
     public var repetitions = 5
+    /// Tokens already in the KV cache when each test starts (llama-bench's `-d`): evaluated once per
+    /// test, then every repetition rewinds to it.
+    public var depth = 0
 
     /// Default options.
     public init() {}
@@ -34,7 +37,7 @@ public struct BenchResult: Codable, Sendable {
     }
 }
 
-/// llama-bench style measurements: prompt processing as one forward batch, generation one token at a time,
+/// llama-bench style measurements (optionally after `depth` tokens in the cache): prompt processing as one forward batch, generation one token at a time,
 /// tokenization and sampling excluded, each repeated after a warm-up; plus a memory bandwidth probe so the
 /// decode speed can be read as a fraction of what the machine can stream.
 public enum Benchmark {
@@ -42,33 +45,49 @@ public enum Benchmark {
     public static func run(_ lm: LanguageModel, options: BenchOptions, bandwidthGBps: Double,
                            progress: (String) -> Void = { _ in }) throws(EdgeLMError) -> [BenchResult] {
         guard options.repetitions >= 1 else { throw .invalidArgument("-r \(options.repetitions): must be at least 1") }
-        guard options.promptTokens >= 0, options.generatedTokens >= 0 else { throw .invalidArgument("-p and -n must be >= 0") }
-        let context = lm.config.contextLength
-        guard options.promptTokens <= context, options.generatedTokens <= context else {
-            throw .invalidArgument("tests longer than the model's context of \(context) tokens")
+        guard options.promptTokens >= 0, options.generatedTokens >= 0, options.depth >= 0 else {
+            throw .invalidArgument("-p, -n and --depth must be >= 0")
+        }
+        let context = lm.session.contextLength, longest = options.depth + max(options.promptTokens, options.generatedTokens)
+        guard longest <= context else {
+            throw .invalidArgument("--depth \(options.depth) plus the longest test needs \(longest) positions, more than the context of \(context) "
+                                   + "(set --ctx \(longest))")
         }
         let session = lm.session
         var rng = SplitMix64(seed: 7)
         let vocab = lm.config.vocabSize
         func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in 3 + Int(rng.next() % UInt64(max(1, vocab - 3))) } }
+        let prefix = randomTokens(options.depth)
+        let suffix = options.depth > 0 ? " @ d\(options.depth)" : ""
+        /// Fills the cache to the depth once; each repetition then starts from it.
+        func fillDepth() throws(EdgeLMError) {
+            session.reset()
+            if !prefix.isEmpty {
+                progress("depth \(options.depth)")
+                _ = try session.forward(prefix)
+            }
+        }
         var results: [BenchResult] = []
         if options.promptTokens > 0 {
             let tokens = randomTokens(options.promptTokens)
+            try fillDepth()
             let samples = try measure(options.repetitions, progress: { progress("pp\(options.promptTokens) \($0)") }) { () throws(EdgeLMError) in
-                session.reset()
+                try session.rewind(to: prefix.count)
                 _ = try session.forward(tokens)
                 return Double(tokens.count)
             }
-            results.append(result("pp\(options.promptTokens)", samples, bytesPerToken: nil, bandwidth: bandwidthGBps))
+            results.append(result("pp\(options.promptTokens)\(suffix)", samples, bytesPerToken: nil, bandwidth: bandwidthGBps))
         }
         if options.generatedTokens > 0 {
             let tokens = randomTokens(options.generatedTokens)
+            try fillDepth()
             let samples = try measure(options.repetitions, progress: { progress("tg\(options.generatedTokens) \($0)") }) { () throws(EdgeLMError) in
-                session.reset()
+                try session.rewind(to: prefix.count)
                 for t in tokens { _ = try session.forward([t]) }
                 return Double(tokens.count)
             }
-            results.append(result("tg\(options.generatedTokens)", samples, bytesPerToken: lm.model.weightBytesPerToken, bandwidth: bandwidthGBps))
+            results.append(result("tg\(options.generatedTokens)\(suffix)", samples, bytesPerToken: lm.model.weightBytesPerToken,
+                                  bandwidth: bandwidthGBps))
         }
         return results
     }

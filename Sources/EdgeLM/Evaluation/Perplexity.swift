@@ -67,16 +67,16 @@ public enum PerplexityEvaluator {
                            progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws(EdgeLMError) -> PerplexityReport {
         let c = options.context
         guard c >= 2 else { throw .invalidArgument("--context \(c): must be at least 2") }
-        guard c <= model.config.contextLength else {
-            throw .invalidArgument("--context \(c) exceeds the model's context length \(model.config.contextLength)")
+        guard c <= model.session.contextLength else {
+            throw .invalidArgument("--context \(c) exceeds the context length \(model.session.contextLength)")
         }
         guard let bos = model.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start windows with") }
         if let reference {
             guard reference.tokenizer.data.pieces == model.tokenizer.data.pieces else {
                 throw .invalidArgument("the reference model has a different vocabulary: KL divergence needs the same tokens")
             }
-            guard c <= reference.config.contextLength else {
-                throw .invalidArgument("--context \(c) exceeds the reference model's context length \(reference.config.contextLength)")
+            guard c <= reference.session.contextLength else {
+                throw .invalidArgument("--context \(c) exceeds the reference context length \(reference.session.contextLength)")
             }
         }
         let available = tokens.count / (c - 1)

@@ -20,12 +20,17 @@ public final class LanguageModel: @unchecked Sendable {
     private let lock = NSLock()
 
     /// Opens `path` with `threads` workers (default: physical cores); `verify` checks checksums first.
-    public init(path: String, threads: Int? = nil, verify: Bool = false,
+    /// The session keeps a KV cache of `contextLength` positions (default: the model's context; see
+    /// `InferenceSession.init`) storing keys as `keyType` and values as `valueType`.
+    public init(path: String, threads: Int? = nil, verify: Bool = false, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
+                contextLength: Int? = nil,
                 activationGranularity: ActivationGranularity = .block32) throws(EdgeLMError) {
         if let threads, threads < 1 { throw .invalidArgument("--threads \(threads): must be at least 1") }
         model = try LlamaModel(path: path, verify: verify)
         tokenizer = try Tokenizer(data: model.tokenizerData)
-        session = try InferenceSession(model: model, threads: threads, activationGranularity: activationGranularity)
+        session = try InferenceSession(model: model, threads: threads, keyType: keyType, valueType: valueType,
+                                       contextLength: contextLength,
+                                       activationGranularity: activationGranularity)
     }
 
     /// Hyper-parameters.
@@ -43,10 +48,10 @@ public final class LanguageModel: @unchecked Sendable {
     public func generate(promptTokens: [Int], parameters: GenerateParameters,
                          onToken: (Int, String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
         try parameters.validate()
-        let context = config.contextLength
+        let context = session.contextLength
         guard !promptTokens.isEmpty else { throw .invalidInput("the prompt is empty and the model has no BOS token to start from") }
         guard promptTokens.count <= context else {
-            throw .invalidInput("the prompt is \(promptTokens.count) tokens, longer than the model's context of \(context) tokens")
+            throw .invalidInput("the prompt is \(promptTokens.count) tokens, longer than the context of \(context) tokens")
         }
         lock.lock()
         defer { lock.unlock() }

@@ -31,6 +31,14 @@ public final class InferenceSession: @unchecked Sendable {
     public let activationGranularity: ActivationGranularity
     /// Tokens already in the KV cache.
     public private(set) var position = 0
+    /// Positions the KV cache holds: the model's context unless the session was created with another.
+    public let contextLength: Int
+    /// How the KV cache stores keys.
+    public var keyType: KVCacheType { cache.keys.type }
+    /// How the KV cache stores values.
+    public var valueType: KVCacheType { cache.values.type }
+    /// The cache types as `--kv-type` spells them: one name when K and V agree, else `K/V`.
+    public var kvTypeName: String { keyType == valueType ? keyType.rawValue : "\(keyType)/\(valueType)" }
 
     private let c: ModelConfig
     private let x: UnsafeMutablePointer<Float>  // [maxBatch, dim] residual stream
@@ -43,27 +51,54 @@ public final class InferenceSession: @unchecked Sendable {
     private let hb: UnsafeMutablePointer<Float>  // [maxBatch, ffn] gate, then SwiGLU
     private let hb2: UnsafeMutablePointer<Float>  // [maxBatch, ffn] up
     private let logitsBuffer: UnsafeMutablePointer<Float>  // [maxBatch, vocab]
-    private let scores: UnsafeMutablePointer<Float>  // [threads, context] attention scores per worker
     private let xq: UnsafeMutablePointer<Int8>  // [maxBatch, maxBlocks * 32] quantized activations
     private let xs: UnsafeMutablePointer<Float>  // [maxBatch, maxBlocks] activation block scales
-    private let keyCache: UnsafeMutablePointer<Float>  // [layers, context, kvDim]
-    private let valueCache: UnsafeMutablePointer<Float>  // [layers, context, kvDim]
     private let ropeCos: UnsafeMutablePointer<Float>  // [context, headDim / 2]
     private let ropeSin: UnsafeMutablePointer<Float>  // [context, headDim / 2]
+    private let cache: KVCache  // [layers, kvHeads, context, head] keys and values
+    private let attention: BlockedAttention  // per-worker attention workspaces
     private let maxBlocks: Int
     private var allocations: [(UnsafeMutableRawPointer, Int)] = []
 
     /// Bytes of the KV cache.
-    public var kvCacheBytes: Int { 2 * c.layers * c.contextLength * c.kvDim * 4 }
-    /// Bytes of every buffer of this session, the KV cache included.
-    public var allocatedBytes: Int { allocations.reduce(0) { $0 + $1.1 } }
+    public var kvCacheBytes: Int { cache.bytes }
+    /// Bytes of every buffer of this session, the KV cache included (pages a sequence has not reached
+    /// are not resident: every buffer starts as untouched zero pages).
+    public var allocatedBytes: Int { allocations.reduce(0) { $0 + $1.1 } + cache.bytes + attention.bytes }
+
+    /// Bytes a session of `model` with `context` positions and K/V cache types needs for its KV cache
+    /// and buffers (before the attention workspaces, a few hundred KiB).
+    public static func requiredBytes(_ config: ModelConfig, context: Int, keyType: KVCacheType, valueType: KVCacheType, maxBatch: Int = 64) -> Int {
+        let b = max(1, maxBatch)
+        let floats = b * (5 * config.dim + 2 * config.kvDim + 2 * config.ffnDim + config.vocabSize) + context * config.headDim
+        let cache = (keyType.bytes(config, positions: context) + valueType.bytes(config, positions: context)) / 2
+        return cache + floats * 4 + b * (max(config.dim, config.ffnDim) + 32) * 5
+    }
+
+    /// The largest context (at most the model's) whose session fits the memory budget (80% of RAM).
+    public static func fittingContext(_ config: ModelConfig, keyType: KVCacheType, valueType: KVCacheType, maxBatch: Int = 64) -> Int {
+        var lo = 1, hi = config.contextLength
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if requiredBytes(config, context: mid, keyType: keyType, valueType: valueType, maxBatch: maxBatch) <= MemoryUsage.budgetBytes {
+                lo = mid
+            } else {
+                hi = mid - 1
+            }
+        }
+        return lo
+    }
 
     /// Creates a session with `threads` workers (default: physical cores) whose integer kernels run at
-    /// `level` (default: `KernelLevel.selected()`, the CPU's best unless `EDGELM_KERNELS` forces one).
+    /// `level` (default: `KernelLevel.selected()`, the CPU's best unless `EDGELM_KERNELS` forces one), with a
+    /// KV cache of `contextLength` positions storing keys as `keyType` and values as `valueType` (default: the model's context, capped so that the session
+    /// fits the memory budget; compare `contextLength` with the model's to tell). A context above the
+    /// model's trained context is allowed (RoPE extends past it; what the model does there is the
+    /// caller's risk to take).
     /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory,
     /// or when `EDGELM_KERNELS` names a level this CPU cannot run.
-    public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil,
-                activationGranularity: ActivationGranularity = .block32) throws(EdgeLMError) {
+    public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8,
+                valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32) throws(EdgeLMError) {
         if let level {
             self.level = level
         } else {
@@ -71,24 +106,26 @@ public final class InferenceSession: @unchecked Sendable {
         }
         let c = model.config
         let b = max(1, maxBatch)
-        let floats = 2 * c.layers * c.contextLength * c.kvDim + b * (5 * c.dim + 2 * c.kvDim + 2 * c.ffnDim + c.vocabSize)
-            + c.contextLength * c.headDim
-        let needed = floats * 4 + b * (max(c.dim, c.ffnDim) + 32) * 5
+        let context = contextLength ?? min(c.contextLength, InferenceSession.fittingContext(c, keyType: keyType, valueType: valueType, maxBatch: b))
+        guard (1...ModelConfig.Limits.maxContext).contains(context) else {
+            throw .invalidArgument("context \(context) is outside 1...\(ModelConfig.Limits.maxContext)")
+        }
+        let needed = InferenceSession.requiredBytes(c, context: context, keyType: keyType, valueType: valueType, maxBatch: b)
         guard needed <= MemoryUsage.budgetBytes else {
-            throw .invalidInput("\(model.file.path): a session needs \(needed >> 20) MiB (KV cache for \(c.layers) layers x \(c.contextLength) "
+            throw .invalidInput("\(model.file.path): a session needs \(needed >> 20) MiB (\(keyType)/\(valueType) KV cache for \(c.layers) layers x \(context) "
                                 + "positions), more than 80% of this machine's \(ProcessInfo.processInfo.physicalMemory >> 20) MiB")
         }
         self.activationGranularity = activationGranularity
         self.model = model
         self.c = c
+        self.contextLength = context
         pool = ThreadPool(threads: threads ?? ThreadPool.physicalCores)
         self.maxBatch = b
         maxBlocks = (max(c.dim, c.ffnDim) + 31) / 32
         var allocations: [(UnsafeMutableRawPointer, Int)] = []
         func buffer<T>(_ count: Int, _: T.Type = Float.self) -> UnsafeMutablePointer<T> {
             let bytes = max(1, count) * MemoryLayout<T>.stride
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-            raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            let raw = calloc(bytes, 1)!
             allocations.append((raw, bytes))
             return raw.bindMemory(to: T.self, capacity: max(1, count))
         }
@@ -102,15 +139,12 @@ public final class InferenceSession: @unchecked Sendable {
         hb = buffer(b * c.ffnDim)
         hb2 = buffer(b * c.ffnDim)
         logitsBuffer = buffer(b * c.vocabSize)
-        scores = buffer(pool.threadCount * c.contextLength)
         xq = buffer(b * maxBlocks * 32, Int8.self)
         xs = buffer(b * maxBlocks)
-        keyCache = buffer(c.layers * c.contextLength * c.kvDim)
-        valueCache = buffer(c.layers * c.contextLength * c.kvDim)
         let half = c.headDim / 2
-        ropeCos = buffer(c.contextLength * half)
-        ropeSin = buffer(c.contextLength * half)
-        for pos in 0..<c.contextLength {
+        ropeCos = buffer(context * half)
+        ropeSin = buffer(context * half)
+        for pos in 0..<context {
             for i in 0..<half {
                 let freq = pow(Double(c.ropeTheta), -2.0 * Double(i) / Double(c.headDim))
                 let angle = Double(pos) * freq
@@ -118,22 +152,33 @@ public final class InferenceSession: @unchecked Sendable {
                 ropeSin[pos * half + i] = Float(sin(angle))
             }
         }
+        cache = KVCache(keyType: keyType, valueType: valueType, config: c, context: context)
+        attention = BlockedAttention(config: c, rowLength: max(cache.keys.rowLength, cache.values.rowLength), workers: pool.threadCount)
         self.allocations = allocations
     }
 
     deinit {
-        for (p, _) in allocations { p.deallocate() }
+        for (p, _) in allocations { free(p) }
     }
 
     /// Forgets the sequence (the KV cache is simply overwritten later).
     public func reset() { position = 0 }
 
+    /// Keeps the first `position` tokens of the sequence and forgets the rest: the next `forward` continues
+    /// from there (a shared prompt prefix, or a benchmark's depth, is evaluated once).
+    public func rewind(to position: Int) throws(EdgeLMError) {
+        guard (0...self.position).contains(position) else {
+            throw .invalidArgument("cannot rewind to position \(position): the sequence holds \(self.position) tokens")
+        }
+        self.position = position
+    }
+
     /// Feeds `tokens` at the current position and returns their logits: [vocab] for `.last`, or
     /// [tokens.count, vocab] for `.all`. The buffer is valid until the next call.
     public func forward(_ tokens: [Int], logits selection: LogitsSelection = .last) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {
         guard !tokens.isEmpty else { throw .invalidInput("forward needs at least one token") }
-        guard position + tokens.count <= c.contextLength else {
-            throw .invalidInput("\(position + tokens.count) tokens exceed the context length \(c.contextLength)")
+        guard position + tokens.count <= contextLength else {
+            throw .invalidInput("\(position + tokens.count) tokens exceed the context length \(contextLength)")
         }
         if let bad = tokens.first(where: { !(0..<c.vocabSize).contains($0) }) {
             throw .invalidInput("token id \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
@@ -173,11 +218,9 @@ public final class InferenceSession: @unchecked Sendable {
             for t in 0..<n {
                 rope(q + t * dim, heads: c.heads, position: pos0 + t)
                 rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t)
-                let slot = (l * c.contextLength + pos0 + t) * kvDim
-                (keyCache + slot).update(from: k + t * kvDim, count: kvDim)
-                (valueCache + slot).update(from: v + t * kvDim, count: kvDim)
+                cache.store(layer: l, position: pos0 + t, keys: k + t * kvDim, values: v + t * kvDim, level: level)
             }
-            attention(layer: l, tokens: n, firstPosition: pos0)
+            attention.run(layer: l, tokens: n, firstPosition: pos0, q: q, out: attnOut, cache: cache, pool: pool, level: level)
             linear(layer.wo, input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: dim, tokens: n, for: layer.wo), tokens: n, out: delta)
             for i in 0..<(n * dim) { x[i] += delta[i] }
 
@@ -264,33 +307,5 @@ public final class InferenceSession: @unchecked Sendable {
                 head[b] = x0 * sinRow[i] + x1 * cosRow[i]
             }
         }
-    }
-
-    /// Causal grouped-query attention of the batch against the cache, (token, head) pairs across the pool.
-    private func attention(layer l: Int, tokens n: Int, firstPosition pos0: Int) {
-        let hd = c.headDim, dim = c.dim, kvDim = c.kvDim, group = c.heads / c.kvHeads, context = c.contextLength
-        let heads = c.heads
-        let q = self.q, attnOut = self.attnOut, scores = self.scores
-        let keys = keyCache + l * context * kvDim, values = valueCache + l * context * kvDim
-        let scale = 1 / Float(hd).squareRoot()
-        let jobs = n * heads
-        let attend = { (worker: Int, workers: Int) in
-            let att = scores + worker * context
-            var job = worker
-            while job < jobs {
-                let t = job / heads, h = job % heads
-                let last = pos0 + t
-                let qh = q + t * dim + h * hd
-                let kvOffset = (h / group) * hd
-                for j in 0...last { att[j] = FloatKernels.dot(qh, keys + j * kvDim + kvOffset, count: hd) * scale }
-                FloatKernels.softmax(att, count: last + 1)
-                let out = attnOut + t * dim + h * hd
-                out.initialize(repeating: 0, count: hd)
-                for j in 0...last { FloatKernels.addScaled(out, values + j * kvDim + kvOffset, att[j], count: hd) }
-                job += workers
-            }
-        }
-        // Multiply-adds of scores and weighted values; small batches stay on this thread.
-        if jobs * (pos0 + n) * hd * 2 >= 1 << 17 { pool.run(attend) } else { attend(0, 1) }
     }
 }

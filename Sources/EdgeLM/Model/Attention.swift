@@ -1,0 +1,170 @@
+import CEdgeKernels
+import Foundation
+
+/// Causal grouped-query attention over the KV cache, blocked like flash attention: a job is one KV head
+/// and a block of tokens, whose queries (every query head of the group, for every token of the block)
+/// walk the cache in chunks of positions with an online softmax (running max and sum per query, the
+/// output rescaled when the max grows). Each chunk of keys and values is read once per job — once per
+/// decode step for the whole group — and no token x position score matrix is ever formed: per worker
+/// only [queries, chunk] scores.
+///
+/// Scores of a q8 cache are integer matrix products (`edge_matmul_q8`: the chunk's keys as rows, the
+/// int8-quantized queries as tokens) on the same SIMD kernels as the linear layers; values are summed by
+/// dequantizing V in registers (`edge_attn_values_q8`). f16 caches convert in registers; f32 is the
+/// reference.
+final class BlockedAttention {
+    /// Positions per chunk.
+    static let chunk = 128
+    /// Query vectors per job at most (group heads x tokens of a block).
+    static let maxQueries = 64
+
+    private let config: ModelConfig
+    private let rowLength: Int  // the longest stored head vector (q8 pads to whole blocks)
+    private let workers: Int
+    private let tokensPerJob: Int
+    private let scores: UnsafeMutablePointer<Float>  // [workers, maxQueries, chunk]
+    private let acc: UnsafeMutablePointer<Float>  // [workers, maxQueries, rowLength] unnormalised outputs
+    private let runningMax: UnsafeMutablePointer<Float>  // [workers, maxQueries]
+    private let runningSum: UnsafeMutablePointer<Float>  // [workers, maxQueries]
+    private let queryCodes: UnsafeMutablePointer<Int8>  // [workers, maxQueries, rowLength] q8 queries
+    private let queryScales: UnsafeMutablePointer<Float>  // [workers, maxQueries, rowLength / 32]
+    private let paddedQuery: UnsafeMutablePointer<Float>  // [workers, rowLength]
+
+    /// Bytes of the workspaces.
+    let bytes: Int
+
+    init(config: ModelConfig, rowLength: Int, workers: Int) {
+        self.config = config
+        self.rowLength = rowLength
+        self.workers = workers
+        let group = config.heads / config.kvHeads
+        tokensPerJob = max(1, BlockedAttention.maxQueries / group)
+        let q = BlockedAttention.maxQueries, w = workers
+        func floats(_ n: Int) -> UnsafeMutablePointer<Float> { calloc(max(1, n), 4)!.bindMemory(to: Float.self, capacity: max(1, n)) }
+        scores = floats(w * q * BlockedAttention.chunk)
+        acc = floats(w * q * rowLength)
+        runningMax = floats(w * q)
+        runningSum = floats(w * q)
+        queryCodes = calloc(max(1, w * q * rowLength), 1)!.bindMemory(to: Int8.self, capacity: max(1, w * q * rowLength))
+        queryScales = floats(w * q * max(1, rowLength / 32))
+        paddedQuery = floats(w * rowLength)
+        bytes = 4 * w * q * (BlockedAttention.chunk + rowLength + 2 + max(1, rowLength / 32)) + w * q * rowLength + 4 * w * rowLength
+    }
+
+    deinit {
+        for p: UnsafeMutableRawPointer in [UnsafeMutableRawPointer(scores), UnsafeMutableRawPointer(acc), UnsafeMutableRawPointer(runningMax),
+                                           UnsafeMutableRawPointer(runningSum), UnsafeMutableRawPointer(queryCodes),
+                                           UnsafeMutableRawPointer(queryScales), UnsafeMutableRawPointer(paddedQuery)] { free(p) }
+    }
+
+    /// out[t, head] = softmax(q[t, head] · K[0...pos0 + t] / sqrt(hd)) · V for the batch's `n` tokens;
+    /// q and out are [n, dim].
+    func run(layer l: Int, tokens n: Int, firstPosition pos0: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
+             cache: KVCache, pool: ThreadPool, level: KernelLevel) {
+        let kvHeads = config.kvHeads, tokenBlocks = (n + tokensPerJob - 1) / tokensPerJob
+        let jobs = kvHeads * tokenBlocks
+        let body = { (worker: Int, workers: Int) in
+            var job = worker
+            while job < jobs {
+                self.job(worker: worker, layer: l, head: job % kvHeads, tokens: (job / kvHeads) * self.tokensPerJob..<min(n, (job / kvHeads + 1) * self.tokensPerJob),
+                         firstPosition: pos0, q: q, out: out, cache: cache, level: level)
+                job += workers
+            }
+        }
+        // Multiply-adds of scores and weighted values; small batches stay on this thread.
+        if n * config.heads * (pos0 + n) * config.headDim * 2 >= 1 << 17 { pool.run(body) } else { body(0, 1) }
+    }
+
+    private func job(worker: Int, layer l: Int, head h: Int, tokens: Range<Int>, firstPosition pos0: Int,
+                     q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, cache: KVCache, level: KernelLevel) {
+        let hd = config.headDim, dim = config.dim, group = config.heads / config.kvHeads, rl = rowLength
+        let krl = cache.keys.rowLength, vrl = cache.values.rowLength
+        let chunk = BlockedAttention.chunk, nq = tokens.count * group, kblocks = krl / 32, vblocks = vrl / 32
+        let scale = 1 / Float(hd).squareRoot()
+        let s = scores + worker * BlockedAttention.maxQueries * chunk
+        let a = acc + worker * BlockedAttention.maxQueries * rl
+        let m = runningMax + worker * BlockedAttention.maxQueries, z = runningSum + worker * BlockedAttention.maxQueries
+        let qc = queryCodes + worker * BlockedAttention.maxQueries * rl
+        let qs = queryScales + worker * BlockedAttention.maxQueries * max(1, rl / 32)
+        // Query i is token tokens.lowerBound + i / group, query head h * group + i % group.
+        func query(_ i: Int) -> UnsafeMutablePointer<Float> { q + (tokens.lowerBound + i / group) * dim + (h * group + i % group) * hd }
+        a.initialize(repeating: 0, count: nq * rl)
+        m.initialize(repeating: -.infinity, count: nq)
+        z.initialize(repeating: 0, count: nq)
+        if cache.keys.type == .q8 {
+            let pq = paddedQuery + worker * rl
+            for i in 0..<nq {
+                pq.update(from: query(i), count: hd)
+                for d in hd..<krl { pq[d] = 0 }
+                IntegerKernels.quantizeQ8Blocks(level, pq, nblocks: kblocks, codes: qc + i * krl, scales: qs + i * kblocks)
+            }
+        }
+        let base = cache.row(layer: l, head: h, position: 0)
+        let last = pos0 + tokens.upperBound - 1
+        var c0 = 0
+        while c0 <= last {
+            let c1 = min(c0 + chunk, last + 1), width = c1 - c0
+            // s[i, j] = q_i · k_(c0 + j)
+            let keys = cache.keys
+            switch keys.type {
+            case .f32:
+                let rows = keys.data.assumingMemoryBound(to: Float.self) + (base + c0) * krl
+                for i in 0..<nq {
+                    let qi = query(i)
+                    for j in 0..<width { s[i * chunk + j] = FloatKernels.dot(qi, rows + j * krl, count: hd) }
+                }
+            case .f16:
+                let rows = keys.data.assumingMemoryBound(to: UInt16.self) + (base + c0) * krl
+                for i in 0..<nq { edge_attn_scores_f16(level.rawValue, query(i), rows, Int64(width), Int64(hd), s + i * chunk) }
+            case .q8:
+                IntegerKernels.matmul(level, scheme: .q8, weights: UnsafeRawPointer(keys.data) + (base + c0) * krl, scales: keys.scales + (base + c0) * kblocks,
+                                      blocksPerRow: kblocks, blocksPerGroup: 1, rows: 0..<width, x: qc, xs: qs, tokens: nq,
+                                      out: s, rowStride: 1, tokenStride: chunk)
+            }
+            for i in 0..<nq {
+                // Causal: query i sees positions up to pos0 + its token.
+                let visible = min(c1, pos0 + tokens.lowerBound + i / group + 1) - c0
+                if visible <= 0 { continue }
+                let row = s + i * chunk
+                var chunkMax = -Float.infinity
+                for j in 0..<visible {
+                    row[j] *= scale
+                    chunkMax = max(chunkMax, row[j])
+                }
+                if chunkMax > m[i] {
+                    let correction = exp(m[i] - chunkMax)
+                    if z[i] > 0 {
+                        z[i] *= correction
+                        for d in 0..<hd { a[i * rl + d] *= correction }
+                    }
+                    m[i] = chunkMax
+                }
+                var sum: Float = 0
+                for j in 0..<visible {
+                    row[j] = exp(row[j] - m[i])
+                    sum += row[j]
+                }
+                z[i] += sum
+                let ai = a + i * rl
+                let values = cache.values
+                switch values.type {
+                case .f32:
+                    let rows = values.data.assumingMemoryBound(to: Float.self) + (base + c0) * vrl
+                    for j in 0..<visible { FloatKernels.addScaled(ai, rows + j * vrl, row[j], count: hd) }
+                case .f16:
+                    edge_attn_values_f16(level.rawValue, row, values.data.assumingMemoryBound(to: UInt16.self) + (base + c0) * vrl,
+                                         Int64(visible), Int64(hd), ai)
+                case .q8:
+                    edge_attn_values_q8(level.rawValue, row, values.data.assumingMemoryBound(to: Int8.self) + (base + c0) * vrl,
+                                        values.scales + (base + c0) * vblocks, Int64(visible), Int64(vrl), ai)
+                }
+            }
+            c0 = c1
+        }
+        for i in 0..<nq {
+            let o = out + (tokens.lowerBound + i / group) * dim + (h * group + i % group) * hd
+            let inverse = 1 / z[i]
+            for d in 0..<hd { o[d] = a[i * rl + d] * inverse }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import CEdgeKernels
+import Foundation
+
+/// How the KV cache stores keys and values.
+public enum KVCacheType: String, Sendable, CaseIterable, Codable, CustomStringConvertible {
+    /// 32-bit floats: the reference.
+    case f32
+    /// IEEE half floats (round to nearest even).
+    case f16
+    /// int8 codes with one f16 scale per block of 32 values of a head vector (heads shorter than a
+    /// multiple of 32 are zero-padded). Scores are int8 dot products on the integer matrix kernels.
+    case q8
+
+    /// Bytes of the cache for `positions` positions of `config` (keys and values, scales included).
+    public func bytes(_ config: ModelConfig, positions: Int) -> Int {
+        bytes(layers: config.layers, kvHeads: config.kvHeads, headDim: config.headDim, positions: positions)
+    }
+
+    func bytes(layers: Int, kvHeads: Int, headDim: Int, positions: Int) -> Int {
+        let vectors = 2 * layers * kvHeads * positions
+        switch self {
+        case .f32: return vectors * headDim * 4
+        case .f16: return vectors * headDim * 2
+        case .q8:
+            let padded = KVCache.paddedHeadDim(headDim)
+            return vectors * (padded + padded / 32 * 2)
+        }
+    }
+
+    public var description: String { rawValue }
+}
+
+/// One half of the KV cache (the keys or the values) of one sequence, per layer and KV head:
+/// `[layers, kvHeads, context, rowLength]` of its type, so that the positions of one head are contiguous
+/// rows (the shape the integer matrix kernels take), plus `[layers, kvHeads, context, rowLength / 32]` f16
+/// scales for q8. Zeroed lazily: pages the sequence never reaches stay out of the resident set.
+final class KVStore {
+    let type: KVCacheType
+    /// Stored values per head vector: the head dimension, rounded up to whole blocks of 32 for q8.
+    let rowLength: Int
+    let data: UnsafeMutableRawPointer
+    let scales: UnsafeMutablePointer<UInt16>
+    private let headDim: Int
+    private let rows: Int
+    /// Scratch for quantizing one padded head vector: [rowLength] floats, [rowLength / 32] scales.
+    private let padded: UnsafeMutablePointer<Float>
+    private let blockScales: UnsafeMutablePointer<Float>
+
+    init(type: KVCacheType, headDim: Int, rows: Int) {
+        self.type = type
+        self.headDim = headDim
+        self.rows = rows
+        rowLength = type == .q8 ? KVCache.paddedHeadDim(headDim) : headDim
+        let elementBytes = type == .f32 ? 4 : type == .f16 ? 2 : 1
+        data = calloc(max(1, rows * rowLength), elementBytes)!
+        let scaleCount = type == .q8 ? rows * rowLength / 32 : 1
+        scales = calloc(scaleCount, 2)!.bindMemory(to: UInt16.self, capacity: scaleCount)
+        padded = calloc(rowLength, 4)!.bindMemory(to: Float.self, capacity: rowLength)
+        blockScales = calloc(max(1, rowLength / 32), 4)!.bindMemory(to: Float.self, capacity: max(1, rowLength / 32))
+    }
+
+    deinit {
+        for p in [data, UnsafeMutableRawPointer(scales), UnsafeMutableRawPointer(padded), UnsafeMutableRawPointer(blockScales)] { free(p) }
+    }
+
+    /// Bytes held (codes and scales).
+    var bytes: Int { type.bytes(layers: 1, kvHeads: 1, headDim: headDim, positions: rows) / 2 }
+
+    /// Writes one head vector of `headDim` floats as row `r`.
+    func write(_ src: UnsafePointer<Float>, row r: Int, level: KernelLevel) {
+        switch type {
+        case .f32:
+            (data.assumingMemoryBound(to: Float.self) + r * rowLength).update(from: src, count: headDim)
+        case .f16:
+            let dst = data.assumingMemoryBound(to: UInt16.self) + r * rowLength
+            for i in 0..<headDim { dst[i] = HalfFloat.fromFloat(src[i]) }
+        case .q8:
+            padded.update(from: src, count: headDim)
+            for i in headDim..<rowLength { padded[i] = 0 }
+            let blocks = rowLength / 32
+            IntegerKernels.quantizeQ8Blocks(level, padded, nblocks: blocks, codes: data.assumingMemoryBound(to: Int8.self) + r * rowLength,
+                                            scales: blockScales)
+            for b in 0..<blocks { scales[r * blocks + b] = HalfFloat.fromFloat(blockScales[b]) }
+        }
+    }
+}
+
+/// The keys and values of one sequence; K and V may use different types (keys are the more sensitive).
+final class KVCache {
+    let keys: KVStore
+    let values: KVStore
+    let kvHeads: Int
+    let headDim: Int
+    let context: Int
+
+    static func paddedHeadDim(_ headDim: Int) -> Int { (headDim + 31) / 32 * 32 }
+
+    init(keyType: KVCacheType, valueType: KVCacheType, config: ModelConfig, context: Int) {
+        kvHeads = config.kvHeads
+        headDim = config.headDim
+        self.context = context
+        let rows = config.layers * config.kvHeads * context
+        keys = KVStore(type: keyType, headDim: headDim, rows: rows)
+        values = KVStore(type: valueType, headDim: headDim, rows: rows)
+    }
+
+    /// Bytes held (keys, values and scales).
+    var bytes: Int { keys.bytes + values.bytes }
+
+    /// Row index of (layer, head, position).
+    @inline(__always) func row(layer: Int, head: Int, position: Int) -> Int { (layer * kvHeads + head) * context + position }
+
+    /// Stores one token's keys and values ([kvDim] floats each, head after head) at `position`.
+    func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, level: KernelLevel) {
+        for h in 0..<kvHeads {
+            let r = row(layer: layer, head: h, position: position)
+            keys.write(k + h * headDim, row: r, level: level)
+            values.write(v + h * headDim, row: r, level: level)
+        }
+    }
+}
