@@ -92,9 +92,10 @@ final class BlockedAttention {
         m.initialize(repeating: -.infinity, count: nq)
         z.initialize(repeating: 0, count: nq)
         if cache.keys.type == .q8 {
-            let pq = paddedQuery + worker * rl
+            let pq = paddedQuery + worker * rl, channelScales = cache.keyScales + (l * config.kvHeads + h) * hd
             for i in 0..<nq {
-                pq.update(from: query(i), count: hd)
+                let qi = query(i)
+                for d in 0..<hd { pq[d] = qi[d] * channelScales[d] }
                 for d in hd..<krl { pq[d] = 0 }
                 IntegerKernels.quantizeQ8Blocks(level, pq, nblocks: kblocks, codes: qc + i * krl, scales: qs + i * kblocks)
             }

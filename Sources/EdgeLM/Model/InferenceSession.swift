@@ -218,6 +218,9 @@ public final class InferenceSession: @unchecked Sendable {
             for t in 0..<n {
                 rope(q + t * dim, heads: c.heads, position: pos0 + t)
                 rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t)
+            }
+            if pos0 == 0 { cache.setKeyTransform(layer: l, keys: k, queries: q, heads: c.heads, tokens: n) }
+            for t in 0..<n {
                 cache.store(layer: l, position: pos0 + t, keys: k + t * kvDim, values: v + t * kvDim, level: level)
             }
             attention.run(layer: l, tokens: n, firstPosition: pos0, q: q, out: attnOut, cache: cache, pool: pool, level: level)

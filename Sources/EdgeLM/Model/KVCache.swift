@@ -66,8 +66,10 @@ final class KVStore {
     /// Bytes held (codes and scales).
     var bytes: Int { type.bytes(layers: 1, kvHeads: 1, headDim: headDim, positions: rows) / 2 }
 
-    /// Writes one head vector of `headDim` floats as row `r`.
-    func write(_ src: UnsafePointer<Float>, row r: Int, level: KernelLevel) {
+    /// Writes one head vector of `headDim` floats as row `r`; q8 rows given a `transform` store
+    /// (x - offset) / scale, channel by channel.
+    func write(_ src: UnsafePointer<Float>, row r: Int, transform: (offset: UnsafePointer<Float>, scale: UnsafePointer<Float>)? = nil,
+               level: KernelLevel) {
         switch type {
         case .f32:
             (data.assumingMemoryBound(to: Float.self) + r * rowLength).update(from: src, count: headDim)
@@ -75,7 +77,11 @@ final class KVStore {
             let dst = data.assumingMemoryBound(to: UInt16.self) + r * rowLength
             for i in 0..<headDim { dst[i] = HalfFloat.fromFloat(src[i]) }
         case .q8:
-            padded.update(from: src, count: headDim)
+            if let (offset, scale) = transform {
+                for i in 0..<headDim { padded[i] = (src[i] - offset[i]) / scale[i] }
+            } else {
+                padded.update(from: src, count: headDim)
+            }
             for i in headDim..<rowLength { padded[i] = 0 }
             let blocks = rowLength / 32
             IntegerKernels.quantizeQ8Blocks(level, padded, nblocks: blocks, codes: data.assumingMemoryBound(to: Int8.self) + r * rowLength,
@@ -86,12 +92,26 @@ final class KVStore {
 }
 
 /// The keys and values of one sequence; K and V may use different types (keys are the more sensitive).
+///
+/// q8 keys are stored as (k - offset) / scale per channel, with an offset and a scale per (layer, head,
+/// channel) taken from the sequence's first batch (its first token, usually BOS and an outlier, left out):
+/// - the offset is the mean key. Scores change by q · offset, the same for every position of a query,
+///   which softmax cancels exactly; the int8 grid then covers only what varies between positions (the
+///   channels' common offset is large in the low-frequency RoPE pairs);
+/// - the scale is sqrt(max|k - offset| / max|q|) over the batch, and queries are multiplied by it before
+///   they are quantized, so q · k is unchanged while channels with outlying keys (or queries) no longer
+///   set the int8 step of their whole block (SmoothQuant's balancing, per head).
 final class KVCache {
     let keys: KVStore
     let values: KVStore
     let kvHeads: Int
     let headDim: Int
     let context: Int
+    /// [layers, kvHeads, headDim] offsets subtracted from q8 keys; zero until `setKeyTransform`.
+    private let keyOffsets: UnsafeMutablePointer<Float>
+    /// [layers, kvHeads, headDim] channel scales keys are divided by and queries multiplied by; one until
+    /// `setKeyTransform`.
+    let keyScales: UnsafeMutablePointer<Float>
 
     static func paddedHeadDim(_ headDim: Int) -> Int { (headDim + 31) / 32 * 32 }
 
@@ -102,6 +122,41 @@ final class KVCache {
         let rows = config.layers * config.kvHeads * context
         keys = KVStore(type: keyType, headDim: headDim, rows: rows)
         values = KVStore(type: valueType, headDim: headDim, rows: rows)
+        let count = config.layers * config.kvHeads * headDim
+        keyOffsets = calloc(count, 4)!.bindMemory(to: Float.self, capacity: count)
+        keyScales = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        keyScales.initialize(repeating: 1, count: count)
+    }
+
+    deinit {
+        free(keyOffsets)
+        keyScales.deallocate()
+    }
+
+    /// Sets layer `l`'s key transform from the first batch of a sequence: `n` tokens of [kvDim] keys and
+    /// [heads * headDim] queries (query head g of KV head h is h * group + g).
+    func setKeyTransform(layer l: Int, keys k: UnsafePointer<Float>, queries q: UnsafePointer<Float>, heads: Int, tokens n: Int) {
+        guard keys.type == .q8 else { return }
+        let kvDim = kvHeads * headDim, offsets = keyOffsets + l * kvDim, scales = keyScales + l * kvDim, group = heads / kvHeads
+        offsets.initialize(repeating: 0, count: kvDim)
+        scales.initialize(repeating: 1, count: kvDim)
+        guard n >= 2 else { return }
+        for t in 1..<n {
+            for i in 0..<kvDim { offsets[i] += k[t * kvDim + i] }
+        }
+        let inverse = 1 / Float(n - 1)
+        for i in 0..<kvDim { offsets[i] *= inverse }
+        for h in 0..<kvHeads {
+            for d in 0..<headDim {
+                let i = h * headDim + d
+                var kmax: Float = 0, qmax: Float = 0
+                for t in 1..<n {
+                    kmax = max(kmax, abs(k[t * kvDim + i] - offsets[i]))
+                    for g in 0..<group { qmax = max(qmax, abs(q[t * heads * headDim + (h * group + g) * headDim + d])) }
+                }
+                if kmax > 0, qmax > 0 { scales[i] = (kmax / qmax).squareRoot() }
+            }
+        }
     }
 
     /// Bytes held (keys, values and scales).
@@ -114,7 +169,8 @@ final class KVCache {
     func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, level: KernelLevel) {
         for h in 0..<kvHeads {
             let r = row(layer: layer, head: h, position: position)
-            keys.write(k + h * headDim, row: r, level: level)
+            let channel = (layer * kvHeads + h) * headDim
+            keys.write(k + h * headDim, row: r, transform: (UnsafePointer(keyOffsets + channel), UnsafePointer(keyScales + channel)), level: level)
             values.write(v + h * headDim, row: r, level: level)
         }
     }
