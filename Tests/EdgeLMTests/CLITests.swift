@@ -97,7 +97,7 @@ import Testing
             ("-p '' -n 4 --temperature 0", true, "prompt: 1 tokens"),  // empty prompt: BOS only
             ("-p '<s></s>' -n 4 --temperature 0", true, "generated: 4 tokens"),  // written as text, not control tokens
             ("-p 'Once' -n 0", true, "generated: 0 tokens"),
-            ("-f '\(dir.file("long.txt"))' -n 4", false, "longer than the model's context of 512"),
+            ("-f '\(dir.file("long.txt"))' -n 4", false, "longer than the context of 512"),
             ("-f '\(dir.file("bad.txt"))'", false, "not valid UTF-8"),
             ("-p x -t 0", false, "--threads 0"),
             ("-p x --temperature -1", false, "--temperature"),

@@ -44,9 +44,9 @@ import Testing
         let scheme = TensorScheme(rawValue: key)!
         let path = try ConvertedModels.stories(key, ConversionOptions(type: scheme))
         let tokens = [1, 403, 407, 261, 378, 432, 383, 286, 261]
-        let batched = try LanguageModel(path: path, threads: 2)
+        let batched = try LanguageModel(path: path, threads: 2, keyType: .f32, valueType: .f32)
         let all = Array(try batched.session.forward(tokens, logits: .all))
-        let single = try LanguageModel(path: path, threads: 1)
+        let single = try LanguageModel(path: path, threads: 1, keyType: .f32, valueType: .f32)
         for (t, token) in tokens.enumerated() {
             let row = Array(try single.session.forward([token]))
             let ref = Array(all[(t * 512)..<((t + 1) * 512)])
@@ -56,23 +56,23 @@ import Testing
 
     @Test func rejectsBadRequests() throws {
         guard fixturesPresent else { return }
-        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 1)
+        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 1, keyType: .f32, valueType: .f32)
         #expect(throws: EdgeLMError.self) { try lm.session.forward([]) }
         #expect(throws: EdgeLMError.self) { try lm.session.forward([512]) }
         let long = [Int](repeating: 1, count: 513)
         #expect { try lm.generate(promptTokens: long, parameters: .greedy(maxTokens: 1)) { _, _ in true } } throws: {
-            ($0 as? EdgeLMError)?.description.contains("longer than the model's context of 512") ?? false
+            ($0 as? EdgeLMError)?.description.contains("longer than the context of 512") ?? false
         }
         var bad = GenerateParameters.greedy(maxTokens: 4)
         bad.sampling.topP = 0
         #expect(throws: EdgeLMError.self) { try lm.generate(promptTokens: [1], parameters: bad) { _, _ in true } }
-        #expect(throws: EdgeLMError.self) { try LanguageModel(path: "/nonexistent.edgelm") }
-        #expect(throws: EdgeLMError.self) { try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 0) }
+        #expect(throws: EdgeLMError.self) { try LanguageModel(path: "/nonexistent.edgelm", keyType: .f32, valueType: .f32) }
+        #expect(throws: EdgeLMError.self) { try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 0, keyType: .f32, valueType: .f32) }
     }
 
     @Test func stopsAtContextAndAtZeroTokens() throws {
         guard fixturesPresent else { return }
-        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 1)
+        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 1, keyType: .f32, valueType: .f32)
         let full = try lm.generate(promptTokens: [Int](repeating: 1, count: 510), parameters: .greedy(maxTokens: 10)) { _, _ in true }
         // 510 + 2 fill the cache; the third token is predicted from the full context, then there is no room.
         #expect(full.generatedTokens == 3 && full.stopReason == .contextFull)
@@ -82,7 +82,7 @@ import Testing
 
     @Test func asyncStreamYieldsTextThenInfoAndStopsOnCancel() async throws {
         guard fixturesPresent else { return }
-        let lm = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)), threads: 1)
+        let lm = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)), threads: 1, keyType: .f32, valueType: .f32)
         var text = ""
         var info: GenerationInfo?
         for try await event in lm.generate(prompt: "Once upon a time", parameters: .greedy(maxTokens: 48)) {
@@ -108,7 +108,7 @@ import Testing
     /// buffers (KV cache and scratch) plus 4 MiB; the weights stay file-backed.
     @Test func memoryStaysFileBacked() throws {
         guard fixturesPresent, !Fixtures.underSanitizer, let before = MemoryUsage.current() else { return }
-        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 2)
+        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 2, keyType: .f32, valueType: .f32)
         _ = try lm.generate(promptTokens: [1, 403, 407], parameters: .greedy(maxTokens: 64)) { _, _ in true }
         let after = MemoryUsage.current()!
         #expect(lm.model.decodedBytes == 0)

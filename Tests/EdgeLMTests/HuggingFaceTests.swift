@@ -65,7 +65,7 @@ import Testing
     @Test func perplexityMatchesGolden() throws {
         guard present, Fixtures.available("fixtures/perplexity-tinystories656k.json"), Fixtures.available("text/tinystories-dev.txt") else { return }
         let fixture = try Fixtures.json("fixtures/perplexity-tinystories656k.json") as! [String: Any]
-        let lm = try LanguageModel(path: try ConvertedModels.tiny656k("f32", ConversionOptions(type: .f32)))
+        let lm = try LanguageModel(path: try ConvertedModels.tiny656k("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
         let tokens = lm.tokenizer.encode(try String(contentsOfFile: Fixtures.path("text/tinystories-dev.txt"), encoding: .utf8))
         #expect(tokens.count == fixture["tokens_in_file"] as! Int)
         #expect(Array(tokens.prefix(10_200)) == fixture["scored_text_token_ids"] as! [Int])
@@ -107,7 +107,7 @@ import Testing
         let meta = try Checkpoint.open(path: dir.file("meta.gguf"), tokenizerPath: nil)
         #expect(meta.config.ropeLayout == .interleaved)
         _ = try Converter.convert(meta, to: dir.file("meta.edgelm"), options: ConversionOptions(type: .f32))
-        let a = try LanguageModel(path: dir.file("meta.edgelm")), b = try LanguageModel(path: try ConvertedModels.tiny656k("f32", ConversionOptions(type: .f32)))
+        let a = try LanguageModel(path: dir.file("meta.edgelm"), keyType: .f32, valueType: .f32), b = try LanguageModel(path: try ConvertedModels.tiny656k("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
         let tokens = [1, 80, 147, 201, 282, 57, 9, 80, 64]
         let la = Array(try a.session.forward(tokens, logits: .all)), lb = Array(try b.session.forward(tokens, logits: .all))
         let scale = lb.map(abs).max()!

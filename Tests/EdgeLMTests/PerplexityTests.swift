@@ -16,7 +16,7 @@ import Testing
     @Test func f32MatchesGoldenPerplexity() throws {
         guard present else { return }
         let fixture = try Fixtures.json("fixtures/perplexity-stories260K.json") as! [String: Any]
-        let lm = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)))
+        let lm = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
         let report = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: try textTokens(lm), options: PerplexityOptions(context: 256, chunks: 40))
         #expect(report.tokens == 10_200)
         let golden = fixture["ppl"] as! Double
@@ -47,8 +47,8 @@ import Testing
         } else {
             path = try model.converted(key, options)
         }
-        let lm = try LanguageModel(path: path)
-        let ref = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)))
+        let lm = try LanguageModel(path: path, keyType: .f32, valueType: .f32)
+        let ref = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
         let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: try textTokens(lm),
                                                  options: PerplexityOptions(context: 256, chunks: windows))
         return report.reference!
@@ -114,8 +114,8 @@ import Testing
 
     @Test func rejectsMismatchedReferenceAndBadOptions() throws {
         guard present, Fixtures.available(Model.tinyStories656K.required) else { return }
-        let lm = try LanguageModel(path: try Model.stories260K.converted("q8", ConversionOptions(type: .q8)))
-        let other = try LanguageModel(path: try Model.tinyStories656K.converted("f32", ConversionOptions(type: .f32)))
+        let lm = try LanguageModel(path: try Model.stories260K.converted("q8", ConversionOptions(type: .q8)), keyType: .f32, valueType: .f32)
+        let other = try LanguageModel(path: try Model.tinyStories656K.converted("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
         let tokens = Array(1...600)
         #expect { try PerplexityEvaluator.run(model: lm, reference: other, tokens: tokens, options: PerplexityOptions()) } throws: {
             ($0 as? EdgeLMError)?.description.contains("different vocabulary") ?? false
@@ -131,11 +131,11 @@ import Testing
     @Test(arguments: [Model.stories260K, .tinyStories656K])
     func perBlockActivationScalesBeatPerRow(model: Model) throws {
         guard present, Fixtures.available(model.required) else { return }
-        let ref = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)))
+        let ref = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
         let path = try model.converted("q8", ConversionOptions(type: .q8))
         var kld: [Double] = []
         for granularity in [ActivationGranularity.block32, .row] {
-            let lm = try LanguageModel(path: path, activationGranularity: granularity)
+            let lm = try LanguageModel(path: path, keyType: .f32, valueType: .f32, activationGranularity: granularity)
             let r = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: try textTokens(lm), options: PerplexityOptions(context: 256, chunks: 10))
             kld.append(r.reference!.kldMean.value)
         }

@@ -24,13 +24,13 @@ public final class LanguageModel: @unchecked Sendable {
     /// `InferenceSession.init`) storing keys as `keyType` and values as `valueType`.
     public init(path: String, threads: Int? = nil, verify: Bool = false, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
                 contextLength: Int? = nil,
-                activationGranularity: ActivationGranularity = .block32) throws(EdgeLMError) {
+                activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true) throws(EdgeLMError) {
         if let threads, threads < 1 { throw .invalidArgument("--threads \(threads): must be at least 1") }
         model = try LlamaModel(path: path, verify: verify)
         tokenizer = try Tokenizer(data: model.tokenizerData)
         session = try InferenceSession(model: model, threads: threads, keyType: keyType, valueType: valueType,
                                        contextLength: contextLength,
-                                       activationGranularity: activationGranularity)
+                                       activationGranularity: activationGranularity, keySmoothing: keySmoothing)
     }
 
     /// Hyper-parameters.

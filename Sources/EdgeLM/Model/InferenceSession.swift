@@ -96,9 +96,11 @@ public final class InferenceSession: @unchecked Sendable {
     /// model's trained context is allowed (RoPE extends past it; what the model does there is the
     /// caller's risk to take).
     /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory,
-    /// or when `EDGELM_KERNELS` names a level this CPU cannot run.
+    /// or when `EDGELM_KERNELS` names a level this CPU cannot run. `keySmoothing: false` stores q8 keys
+    /// without their offset and channel scales (see `KVCache`; kept to measure what they buy).
     public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8,
-                valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32) throws(EdgeLMError) {
+                valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32,
+                keySmoothing: Bool = true) throws(EdgeLMError) {
         if let level {
             self.level = level
         } else {
@@ -152,7 +154,7 @@ public final class InferenceSession: @unchecked Sendable {
                 ropeSin[pos * half + i] = Float(sin(angle))
             }
         }
-        cache = KVCache(keyType: keyType, valueType: valueType, config: c, context: context)
+        cache = KVCache(keyType: keyType, valueType: valueType, config: c, context: context, smoothKeys: keySmoothing)
         attention = BlockedAttention(config: c, rowLength: max(cache.keys.rowLength, cache.values.rowLength), workers: pool.threadCount)
         self.allocations = allocations
     }

@@ -115,7 +115,11 @@ final class KVCache {
 
     static func paddedHeadDim(_ headDim: Int) -> Int { (headDim + 31) / 32 * 32 }
 
-    init(keyType: KVCacheType, valueType: KVCacheType, config: ModelConfig, context: Int) {
+    /// Whether q8 keys get their offset and channel scales.
+    private let smoothKeys: Bool
+
+    init(keyType: KVCacheType, valueType: KVCacheType, config: ModelConfig, context: Int, smoothKeys: Bool = true) {
+        self.smoothKeys = smoothKeys
         kvHeads = config.kvHeads
         headDim = config.headDim
         self.context = context
@@ -136,7 +140,7 @@ final class KVCache {
     /// Sets layer `l`'s key transform from the first batch of a sequence: `n` tokens of [kvDim] keys and
     /// [heads * headDim] queries (query head g of KV head h is h * group + g).
     func setKeyTransform(layer l: Int, keys k: UnsafePointer<Float>, queries q: UnsafePointer<Float>, heads: Int, tokens n: Int) {
-        guard keys.type == .q8 else { return }
+        guard keys.type == .q8, smoothKeys else { return }
         let kvDim = kvHeads * headDim, offsets = keyOffsets + l * kvDim, scales = keyScales + l * kvDim, group = heads / kvHeads
         offsets.initialize(repeating: 0, count: kvDim)
         scales.initialize(repeating: 1, count: kvDim)

@@ -34,7 +34,7 @@ struct GoldenForward {
 
     /// Greedy generation and teacher-forced logits of `path` against the fixture.
     func measure(_ path: String, threads: Int = 2) throws -> Measurement {
-        let lm = try LanguageModel(path: path, threads: threads)
+        let lm = try LanguageModel(path: path, threads: threads, keyType: .f32, valueType: .f32)
         #expect(lm.encode(String(text.prefix(16))) == prompt)
         let info = try lm.generate(promptTokens: prompt, parameters: .greedy(maxTokens: greedy.count)) { _, _ in true }
         lm.session.reset()
