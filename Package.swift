@@ -10,6 +10,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -28,10 +29,19 @@ let package = Package(
             // `swift test`) optimise this target too, keeping -enable-testing for @testable imports.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
+        .target(
+            name: "EdgeLMServer",
+            dependencies: [
+                "EdgeLM",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Sources/EdgeLMServer"
+        ),
         .executableTarget(
             name: "edgelm",
             dependencies: [
                 "EdgeLM",
+                "EdgeLMServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/edgelm"

@@ -7,7 +7,7 @@ struct EdgeLMCommand: AsyncParsableCommand {
         commandName: "edgelm",
         abstract: "Quantized Llama-family inference on the CPU.",
         version: EdgeLMVersion.string,
-        subcommands: [Quantize.self, Inspect.self, Generate.self, Perplexity.self, Bench.self, Unpack.self, Synth.self]
+        subcommands: [Quantize.self, Inspect.self, Generate.self, Chat.self, Serve.self, Perplexity.self, Bench.self, Unpack.self, Synth.self]
     )
 }
 

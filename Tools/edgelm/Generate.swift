@@ -16,26 +16,7 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .short, help: "Most tokens to generate (0: evaluate the prompt only).")
     var n: Int = 256
 
-    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
-    var temperature: Float = 0.8
-
-    @Option(name: .long, help: "Keep the k most likely tokens (0: off).")
-    var topK: Int = 40
-
-    @Option(name: .long, help: "Nucleus sampling threshold in (0, 1] (1: off).")
-    var topP: Float = 0.95
-
-    @Option(name: .long, help: "Drop tokens below min-p times the top probability (0: off).")
-    var minP: Float = 0.05
-
-    @Option(name: .long, help: "Repetition penalty (1: off).")
-    var repeatPenalty: Float = 1.0
-
-    @Option(name: .long, help: "Tokens the repetition penalty looks back over.")
-    var repeatWindow: Int = 64
-
-    @Option(name: .long, help: "Random seed (default: from the clock).")
-    var seed: UInt64?
+    @OptionGroup var sampling: SamplingOptions
 
     @Flag(name: .long, help: "Verify tensor checksums before generating.")
     var verify = false
@@ -48,13 +29,7 @@ struct Generate: AsyncParsableCommand {
             let text = try promptText()
             var params = GenerateParameters()
             params.maxTokens = n
-            params.sampling.temperature = temperature
-            params.sampling.topK = topK
-            params.sampling.topP = topP
-            params.sampling.minP = minP
-            params.sampling.repetitionPenalty = repeatPenalty
-            params.sampling.repetitionWindow = repeatWindow
-            params.sampling.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1e6)
+            params.sampling = sampling.parameters
             try params.validate()
             if let threads = options.threads, threads > ProcessInfo.processInfo.activeProcessorCount, !quiet {
                 Terminal.error("warning: \(threads) threads on \(ProcessInfo.processInfo.activeProcessorCount) CPUs will oversubscribe them")

@@ -8,6 +8,8 @@ public struct GenerateParameters: Sendable, Equatable {
     public var addBOS = true
     /// Stop when the model produces its EOS token.
     public var stopAtEOS = true
+    /// Stop before any of these texts (matched across token boundaries; the text is not returned).
+    public var stop: [String] = []
 
     /// Default parameters.
     public init() {}
@@ -23,6 +25,7 @@ public struct GenerateParameters: Sendable, Equatable {
     /// Checks every field.
     public func validate() throws(EdgeLMError) {
         guard maxTokens >= 0 else { throw .invalidArgument("-n \(maxTokens): must be >= 0") }
+        guard !stop.contains("") else { throw .invalidArgument("stop: an empty stop string would stop at once") }
         try sampling.validate()
     }
 }
@@ -31,6 +34,8 @@ public struct GenerateParameters: Sendable, Equatable {
 public enum StopReason: String, Sendable, Codable {
     /// The model produced EOS.
     case endOfSequence
+    /// The text reached one of the stop strings.
+    case stopString
     /// `maxTokens` were generated.
     case maxTokens
     /// The KV cache is full.
@@ -43,6 +48,8 @@ public enum StopReason: String, Sendable, Codable {
 public struct GenerationInfo: Sendable {
     /// Prompt tokens (BOS included).
     public let promptTokens: Int
+    /// Of those, the tokens evaluated (the rest were reused from the KV cache).
+    public let promptTokensEvaluated: Int
     /// Seconds spent on the prompt.
     public let promptSeconds: Double
     /// Tokens generated.
@@ -55,7 +62,7 @@ public struct GenerationInfo: Sendable {
     public let tokens: [Int]
 
     /// Prompt tokens per second.
-    public var promptTokensPerSecond: Double { Double(promptTokens) / max(promptSeconds, 1e-9) }
+    public var promptTokensPerSecond: Double { Double(promptTokensEvaluated) / max(promptSeconds, 1e-9) }
     /// Generated tokens per second.
     public var tokensPerSecond: Double { Double(generatedTokens) / max(generateSeconds, 1e-9) }
 }

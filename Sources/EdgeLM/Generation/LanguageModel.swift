@@ -44,7 +44,9 @@ public final class LanguageModel: @unchecked Sendable {
     /// Text of `ids`.
     public func decode(_ ids: [Int]) -> String { tokenizer.decode(ids) }
 
-    /// Generates synchronously, calling `onToken` with each new id and its text; return false to stop.
+    /// Generates synchronously, calling `onToken` with each new id and its text (id -1 for text that
+    /// comes with no new token at the end); return false to stop. The prompt's longest prefix already in
+    /// the KV cache (from the previous call) is not evaluated again.
     public func generate(promptTokens: [Int], parameters: GenerateParameters,
                          onToken: (Int, String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
         try parameters.validate()
@@ -55,39 +57,29 @@ public final class LanguageModel: @unchecked Sendable {
         }
         lock.lock()
         defer { lock.unlock() }
-        var sampler = Sampler(parameters: parameters.sampling)
-        var decoder = StreamingDecoder(tokenizer: tokenizer, atSequenceStart: promptTokens.allSatisfy { tokenizer.bytes(of: $0).isEmpty })
-        session.reset()
+        var stream = TokenStream(tokenizer: tokenizer, prompt: promptTokens, parameters: parameters)
         let start = Date()
-        var logits = try session.forward(promptTokens)
+        let (promptLogits, evaluated) = try session.prefill(promptTokens)
+        var logits = promptLogits
         let promptSeconds = Date().timeIntervalSince(start)
-        var history = promptTokens
-        var generated: [Int] = []
-        var reason = StopReason.maxTokens
         let genStart = Date()
-        while generated.count < parameters.maxTokens {
-            let next = sampler.sample(logits, history: history)
-            if parameters.stopAtEOS, next == tokenizer.eos {
-                reason = .endOfSequence
+        while true {
+            let step = stream.next(logits)
+            if step.token != nil || !step.text.isEmpty, !onToken(step.token ?? -1, step.text) {
+                _ = stream.finish(.cancelled)
                 break
             }
-            generated.append(next)
-            history.append(next)
-            guard onToken(next, decoder.append(next)) else {
-                reason = .cancelled
-                break
-            }
-            if generated.count == parameters.maxTokens { break }
+            guard step.continues, let next = step.token else { break }
             if session.position >= context {
-                reason = .contextFull
+                let tail = stream.finish(.contextFull)
+                if !tail.isEmpty { _ = onToken(-1, tail) }
                 break
             }
             logits = try session.forward([next])
         }
-        let tail = decoder.flush()
-        if !tail.isEmpty { _ = onToken(-1, tail) }
-        return GenerationInfo(promptTokens: promptTokens.count, promptSeconds: promptSeconds, generatedTokens: generated.count,
-                              generateSeconds: Date().timeIntervalSince(genStart), stopReason: reason, tokens: generated)
+        return GenerationInfo(promptTokens: promptTokens.count, promptTokensEvaluated: evaluated, promptSeconds: promptSeconds,
+                              generatedTokens: stream.generated.count, generateSeconds: Date().timeIntervalSince(genStart),
+                              stopReason: stream.finished ?? .maxTokens, tokens: stream.generated)
     }
 
     /// Generates from `prompt` as an asynchronous stream of text pieces, ending with `.info`. Cancelling the

@@ -290,9 +290,12 @@ enum GGUFReader {
         if case let .bool(b)? = kv["tokenizer.ggml.add_space_prefix"] { addPrefix = b }
         var removeSpaces = false
         if case let .bool(b)? = kv["tokenizer.ggml.remove_extra_whitespaces"] { removeSpaces = b }
-        return TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
-                             bos: try id("bos_token_id"), eos: try id("eos_token_id"), unk: try id("unknown_token_id") ?? types.firstIndex(of: .unknown),
-                             pad: try id("padding_token_id"), addDummyPrefix: addPrefix,
-                             removeExtraWhitespaces: removeSpaces, byteFallback: types.contains(.byte))
+        var data = TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
+                                 bos: try id("bos_token_id"), eos: try id("eos_token_id"),
+                                 unk: try id("unknown_token_id") ?? types.firstIndex(of: .unknown),
+                                 pad: try id("padding_token_id"), addDummyPrefix: addPrefix,
+                                 removeExtraWhitespaces: removeSpaces, byteFallback: types.contains(.byte))
+        data.chatTemplate = kv["tokenizer.chat_template"]?.asString
+        return data
     }
 }

@@ -50,11 +50,23 @@ enum HuggingFaceTokenizer {
         }
         let (addPrefix, preTokenizer) = try pipeline(json, bad: bad)
         let special = specialIds(tokenizerConfig, vocab: vocab, pieces: pieces.map { $0! })
-        return TokenizerData(kind: .mergesBPE, pieces: pieces.map { $0! }, scores: [Float](repeating: 0, count: vocabSize), types: types,
+        var data = TokenizerData(kind: .mergesBPE, pieces: pieces.map { $0! }, scores: [Float](repeating: 0, count: vocabSize), types: types,
                              merges: merges, bos: special.bos ?? bosId, eos: special.eos ?? eosId, unk: unk, pad: nil,
                              addDummyPrefix: addPrefix, removeExtraWhitespaces: false,
                              byteFallback: model["byte_fallback"] as? Bool ?? false, preTokenizer: preTokenizer,
                              fuseUnknown: model["fuse_unk"] as? Bool ?? false, matchesSpecialTokens: true)
+        data.chatTemplate = chatTemplate(tokenizerConfig)
+        return data
+    }
+
+    /// `chat_template` of tokenizer_config.json: a string, or a list of {name, template} whose "default"
+    /// (else first) entry is taken.
+    private static func chatTemplate(_ data: Data?) -> String? {
+        guard let data, let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        if let text = json["chat_template"] as? String { return text }
+        guard let list = json["chat_template"] as? [[String: Any]] else { return nil }
+        let entry = list.first { $0["name"] as? String == "default" } ?? list.first
+        return entry?["template"] as? String
     }
 
     /// (dummy prefix, byte-level pre-tokenizer) from the normalizer and pre-tokenizer.

@@ -31,6 +31,8 @@ public final class InferenceSession: @unchecked Sendable {
     public let activationGranularity: ActivationGranularity
     /// Tokens already in the KV cache.
     public private(set) var position = 0
+    /// The ids of those tokens, in order (what `prefill` compares a new prompt with).
+    public private(set) var tokens: [Int] = []
     /// Positions the KV cache holds: the model's context unless the session was created with another.
     public let contextLength: Int
     /// How the KV cache stores keys.
@@ -97,10 +99,11 @@ public final class InferenceSession: @unchecked Sendable {
     /// caller's risk to take).
     /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory,
     /// or when `EDGELM_KERNELS` names a level this CPU cannot run. `keySmoothing: false` stores q8 keys
-    /// without their offset and channel scales (see `KVCache`; kept to measure what they buy).
+    /// without their offset and channel scales (see `KVCache`; kept to measure what they buy). Sessions
+    /// that never run at the same time (the slots of a server) can share one `pool` of workers.
     public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8,
                 valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32,
-                keySmoothing: Bool = true) throws(EdgeLMError) {
+                keySmoothing: Bool = true, pool: ThreadPool? = nil) throws(EdgeLMError) {
         if let level {
             self.level = level
         } else {
@@ -121,7 +124,7 @@ public final class InferenceSession: @unchecked Sendable {
         self.model = model
         self.c = c
         self.contextLength = context
-        pool = ThreadPool(threads: threads ?? ThreadPool.physicalCores)
+        self.pool = pool ?? ThreadPool(threads: threads ?? ThreadPool.physicalCores)
         self.maxBatch = b
         maxBlocks = (max(c.dim, c.ffnDim) + 31) / 32
         var allocations: [(UnsafeMutableRawPointer, Int)] = []
@@ -155,7 +158,7 @@ public final class InferenceSession: @unchecked Sendable {
             }
         }
         cache = KVCache(keyType: keyType, valueType: valueType, config: c, context: context, smoothKeys: keySmoothing)
-        attention = BlockedAttention(config: c, rowLength: max(cache.keys.rowLength, cache.values.rowLength), workers: pool.threadCount)
+        attention = BlockedAttention(config: c, rowLength: max(cache.keys.rowLength, cache.values.rowLength), workers: self.pool.threadCount)
         self.allocations = allocations
     }
 
@@ -164,7 +167,24 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// Forgets the sequence (the KV cache is simply overwritten later).
-    public func reset() { position = 0 }
+    public func reset() {
+        position = 0
+        tokens.removeAll(keepingCapacity: true)
+    }
+
+    /// Evaluates `prompt` for generation, reusing the longest prefix of it the cache already holds (a
+    /// chat turn that re-sends the conversation evaluates only what is new), and returns the last token's
+    /// logits and how many tokens were evaluated (at least one: the last token is always re-run for its
+    /// logits).
+    public func prefill(_ prompt: [Int]) throws(EdgeLMError) -> (logits: UnsafeBufferPointer<Float>, evaluated: Int) {
+        guard !prompt.isEmpty else { throw .invalidInput("the prompt is empty") }
+        var shared = 0
+        while shared < min(prompt.count, tokens.count), prompt[shared] == tokens[shared] { shared += 1 }
+        shared = min(shared, prompt.count - 1)
+        if shared == 0 { reset() } else { try rewind(to: shared) }
+        let logits = try forward(Array(prompt[shared...]))
+        return (logits, prompt.count - shared)
+    }
 
     /// Keeps the first `position` tokens of the sequence and forgets the rest: the next `forward` continues
     /// from there (a shared prompt prefix, or a benchmark's depth, is evaluated once).
@@ -173,6 +193,7 @@ public final class InferenceSession: @unchecked Sendable {
             throw .invalidArgument("cannot rewind to position \(position): the sequence holds \(self.position) tokens")
         }
         self.position = position
+        tokens.removeLast(tokens.count - position)
     }
 
     /// Feeds `tokens` at the current position and returns their logits: [vocab] for `.last`, or
@@ -191,7 +212,7 @@ public final class InferenceSession: @unchecked Sendable {
         var start = 0
         while start < tokens.count {
             let n = min(maxBatch, tokens.count - start)
-            forwardBatch(Array(tokens[start..<(start + n)]))
+            forwardBatch(Array(tokens[start..<(start + n)]), segments: [Segment(session: self, start: 0, count: n)])
             start += n
         }
         let n = tokens.count - (tokens.count - 1) / maxBatch * maxBatch
@@ -203,12 +224,47 @@ public final class InferenceSession: @unchecked Sendable {
         return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
     }
 
+    /// One decode step of several sequences as one batch: `sessions[i]` gets `tokens[i]`. The linear
+    /// layers run once for all of them on this session's buffers and workers (the weights are read once
+    /// per step, not once per sequence); each token is written to and attends over its own session's KV
+    /// cache at its own position. Returns [sessions.count, vocab] logits, valid until the next call on
+    /// this session. The sessions must be distinct, of the same model and context as this one, and not in
+    /// use elsewhere.
+    public func decodeStep(_ sessions: [InferenceSession], tokens: [Int]) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {
+        guard !sessions.isEmpty, sessions.count == tokens.count else {
+            throw .invalidArgument("a decode step needs one token per session (\(sessions.count) sessions, \(tokens.count) tokens)")
+        }
+        guard sessions.count <= maxBatch else { throw .invalidArgument("\(sessions.count) sessions exceed the batch of \(maxBatch)") }
+        guard Set(sessions.map { ObjectIdentifier($0) }).count == sessions.count else {
+            throw .invalidArgument("a decode step takes each session once")
+        }
+        for s in sessions {
+            guard s.model === model, s.contextLength == contextLength else {
+                throw .invalidArgument("a decode step needs sessions of the same model and context")
+            }
+            guard s.position < s.contextLength else { throw .invalidInput("\(s.position + 1) tokens exceed the context length \(contextLength)") }
+        }
+        if let bad = tokens.first(where: { !(0..<c.vocabSize).contains($0) }) {
+            throw .invalidInput("token id \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
+        }
+        forwardBatch(tokens, segments: sessions.enumerated().map { Segment(session: $0.element, start: $0.offset, count: 1) })
+        computeLogits(tokens: tokens.count, first: 0)
+        return UnsafeBufferPointer(start: logitsBuffer, count: tokens.count * c.vocabSize)
+    }
+
     // MARK: - The forward pass
 
-    /// Runs `tokens` (at most maxBatch) through every layer, leaving the final hidden states in x.
-    private func forwardBatch(_ tokens: [Int]) {
+    /// Consecutive batch tokens [start, start + count) of one sequence: `session`'s cache, from its position.
+    private struct Segment {
+        let session: InferenceSession
+        let start: Int
+        let count: Int
+    }
+
+    /// Runs `tokens` (at most maxBatch) through every layer on this session's buffers, leaving the final
+    /// hidden states in x; each segment's tokens go to its session's KV cache, whose position then advances.
+    private func forwardBatch(_ tokens: [Int], segments: [Segment]) {
         let n = tokens.count, dim = c.dim, kvDim = c.kvDim, ffn = c.ffnDim
-        let pos0 = position
         for (t, token) in tokens.enumerated() { model.embedding.row(token, into: x + t * dim) }
         for (l, layer) in model.layers.enumerated() {
             // Attention: x -> xb = norm(x) -> q, k, v -> RoPE -> cache -> attnOut -> delta = wo attnOut -> x += delta
@@ -217,15 +273,21 @@ public final class InferenceSession: @unchecked Sendable {
             linear(layer.wq, input: xb, quantized: quantizedInput, tokens: n, out: q)
             linear(layer.wk, input: xb, quantized: quantizedInput, tokens: n, out: k)
             linear(layer.wv, input: xb, quantized: quantizedInput, tokens: n, out: v)
-            for t in 0..<n {
-                rope(q + t * dim, heads: c.heads, position: pos0 + t)
-                rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t)
+            for seg in segments {
+                let pos0 = seg.session.position, cache = seg.session.cache
+                for t in seg.start..<(seg.start + seg.count) {
+                    rope(q + t * dim, heads: c.heads, position: pos0 + t - seg.start)
+                    rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t - seg.start)
+                }
+                if pos0 == 0 {
+                    cache.setKeyTransform(layer: l, keys: k + seg.start * kvDim, queries: q + seg.start * dim, heads: c.heads, tokens: seg.count)
+                }
+                for t in seg.start..<(seg.start + seg.count) {
+                    cache.store(layer: l, position: pos0 + t - seg.start, keys: k + t * kvDim, values: v + t * kvDim, level: level)
+                }
+                attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * dim, out: attnOut + seg.start * dim,
+                              cache: cache, pool: pool, level: level)
             }
-            if pos0 == 0 { cache.setKeyTransform(layer: l, keys: k, queries: q, heads: c.heads, tokens: n) }
-            for t in 0..<n {
-                cache.store(layer: l, position: pos0 + t, keys: k + t * kvDim, values: v + t * kvDim, level: level)
-            }
-            attention.run(layer: l, tokens: n, firstPosition: pos0, q: q, out: attnOut, cache: cache, pool: pool, level: level)
             linear(layer.wo, input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: dim, tokens: n, for: layer.wo), tokens: n, out: delta)
             for i in 0..<(n * dim) { x[i] += delta[i] }
 
@@ -238,7 +300,10 @@ public final class InferenceSession: @unchecked Sendable {
             linear(layer.down, input: hb, quantized: quantizeIfNeeded(hb, cols: ffn, tokens: n, for: layer.down), tokens: n, out: delta)
             for i in 0..<(n * dim) { x[i] += delta[i] }
         }
-        position += n
+        for seg in segments {
+            seg.session.position += seg.count
+            seg.session.tokens.append(contentsOf: tokens[seg.start..<(seg.start + seg.count)])
+        }
     }
 
     /// logits[t] = output · norm(x[first + t]) for `tokens` tokens.

@@ -62,6 +62,9 @@ public struct TokenizerData: Codable, Sendable, Equatable {
     /// Control tokens written literally in the text (e.g. "<|start_story|>") are recognised as those tokens,
     /// as Hugging Face tokenizers do with added special tokens.
     public var matchesSpecialTokens: Bool?
+    /// The checkpoint's chat template (Jinja text from `tokenizer_config.json` or the GGUF's
+    /// `tokenizer.chat_template`), kept so `ChatTemplate.recognise` can pick the prompt format.
+    public var chatTemplate: String?
 
     /// Creates tokenizer data.
     public init(kind: TokenizerKind, pieces: [String], scores: [Float], types: [TokenType], merges: [String]? = nil,

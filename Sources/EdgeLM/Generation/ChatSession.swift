@@ -1,0 +1,62 @@
+/// A conversation with a model that keeps the KV cache between turns: each turn formats the whole
+/// history with the chat template, and the session evaluates only what follows the longest prefix the
+/// cache already holds (the new user message and the template's markers around it).
+public final class ChatSession: @unchecked Sendable {
+    /// The model (its session holds the conversation's cache; one chat per model at a time).
+    public let model: LanguageModel
+    /// The prompt format.
+    public let template: ChatTemplate
+    /// The conversation so far.
+    public private(set) var messages: [ChatMessage]
+    private let system: String?
+
+    /// A chat with `template`, or the one recognised from the model file's chat template; fails naming
+    /// the problem when the file has none or it is not recognised.
+    public init(model: LanguageModel, template: ChatTemplate? = nil, system: String? = nil) throws(EdgeLMError) {
+        self.model = model
+        if let template {
+            self.template = template
+        } else {
+            guard let text = model.tokenizer.data.chatTemplate else {
+                throw .invalidArgument("the model file has no chat template: choose one with --chat-template "
+                                       + "(\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            guard let recognised = ChatTemplate.recognise(text) else {
+                throw .invalidArgument("the model's chat template is not one EdgeLM recognises: choose one with --chat-template "
+                                       + "(\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            self.template = recognised
+        }
+        self.system = system
+        messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+    }
+
+    /// Forgets the conversation (the system message stays).
+    public func reset() {
+        messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+    }
+
+    /// The prompt tokens of `messages` in this chat's format.
+    public static func promptTokens(_ messages: [ChatMessage], template: ChatTemplate, model: LanguageModel) throws(EdgeLMError) -> [Int] {
+        model.encode(try template.format(messages), addBOS: true)
+    }
+
+    /// Adds the user's `text`, generates the reply (stopping at EOS or the template's end of turn, plus
+    /// `parameters.stop`), calls `onText` with each piece (return false to stop), and records the reply.
+    public func respond(to text: String, parameters: GenerateParameters, onText: (String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
+        var turn = messages
+        turn.append(ChatMessage(role: "user", content: text))
+        let prompt = try ChatSession.promptTokens(turn, template: template, model: model)
+        var params = parameters
+        params.stop += template.stopStrings
+        params.addBOS = true
+        var reply = ""
+        let info = try model.generate(promptTokens: prompt, parameters: params) { _, piece in
+            reply += piece
+            return onText(piece)
+        }
+        turn.append(ChatMessage(role: "assistant", content: reply))
+        messages = turn
+        return info
+    }
+}

@@ -1,0 +1,100 @@
+/// One generation between steps: picks each next token from the logits, applies the stop conditions
+/// (EOS, the token budget, stop strings matched across token boundaries) and turns tokens into text that
+/// never splits a UTF-8 character nor shows the beginning of a stop string that may still complete.
+/// The caller owns the forward passes, so one loop can drive many streams (a server's slots).
+public struct TokenStream: Sendable {
+    /// Generated ids so far (the one that stopped generation excluded).
+    public private(set) var generated: [Int] = []
+    /// Why it stopped, once it has.
+    public private(set) var finished: StopReason?
+
+    private let parameters: GenerateParameters
+    private let eos: Int?
+    private var sampler: Sampler
+    private var decoder: StreamingDecoder
+    private var history: [Int]
+    /// Decoded text not yet returned because it could be the start of a stop string.
+    private var held = ""
+
+    /// A stream continuing `prompt`.
+    public init(tokenizer: Tokenizer, prompt: [Int], parameters: GenerateParameters) {
+        self.parameters = parameters
+        eos = tokenizer.eos
+        sampler = Sampler(parameters: parameters.sampling)
+        decoder = StreamingDecoder(tokenizer: tokenizer, atSequenceStart: prompt.allSatisfy { tokenizer.bytes(of: $0).isEmpty })
+        history = prompt
+        if parameters.maxTokens == 0 { finished = .maxTokens }
+    }
+
+    /// What one step produced.
+    public struct Step: Sendable {
+        /// The new token (nil when EOS ended the stream).
+        public let token: Int?
+        /// Text that became final (possibly empty).
+        public let text: String
+        /// True when generation goes on: feed `token` and call `next` with the logits after it.
+        public let continues: Bool
+    }
+
+    /// Takes the logits after the last token and samples the next one.
+    public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Step {
+        guard finished == nil else { return Step(token: nil, text: "", continues: false) }
+        let token = sampler.sample(logits, history: history)
+        if parameters.stopAtEOS, token == eos {
+            finished = .endOfSequence
+            return Step(token: nil, text: flushHeld(), continues: false)
+        }
+        generated.append(token)
+        history.append(token)
+        let text = release(decoder.append(token))
+        if finished != nil { return Step(token: token, text: text, continues: false) }
+        if generated.count >= parameters.maxTokens {
+            finished = .maxTokens
+            return Step(token: token, text: text + flushHeld(), continues: false)
+        }
+        return Step(token: token, text: text, continues: true)
+    }
+
+    /// Ends the stream early (`reason`: the context is full, or the consumer left) and returns what is left.
+    public mutating func finish(_ reason: StopReason) -> String {
+        guard finished == nil else { return "" }
+        finished = reason
+        return flushHeld()
+    }
+
+    /// The decoder's remaining bytes and held text, checked for stop strings one last time.
+    private mutating func flushHeld() -> String {
+        let tail = held + decoder.flush()
+        held = ""
+        if let cut = firstStop(in: tail) { return String(tail[..<cut]) }
+        return tail
+    }
+
+    /// Appends `piece` to the held text; returns what can no longer be part of a stop string.
+    private mutating func release(_ piece: String) -> String {
+        held += piece
+        if let cut = firstStop(in: held) {
+            finished = .stopString
+            let text = String(held[..<cut])
+            held = ""
+            return text
+        }
+        // Keep the longest suffix that is a proper prefix of some stop string.
+        var keep = 0
+        for stop in parameters.stop {
+            var n = min(stop.count - 1, held.count)
+            while n > keep {
+                if held.hasSuffix(stop.prefix(n)) { keep = n; break }
+                n -= 1
+            }
+        }
+        let split = held.index(held.endIndex, offsetBy: -keep)
+        let text = String(held[..<split])
+        held = String(held[split...])
+        return text
+    }
+
+    private func firstStop(in text: String) -> String.Index? {
+        parameters.stop.compactMap { text.range(of: $0)?.lowerBound }.min()
+    }
+}

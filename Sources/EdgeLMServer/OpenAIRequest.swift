@@ -1,0 +1,171 @@
+import EdgeLM
+import Foundation
+
+/// A client error answered with an OpenAI-style error object: `{"error": {"message", "type", "param", "code"}}`.
+public struct APIError: Error, Sendable {
+    /// HTTP status.
+    public let status: Int
+    /// What is wrong, naming the field.
+    public let message: String
+    /// The request field at fault, if any.
+    public let param: String?
+    /// OpenAI's error type.
+    public let type: String
+
+    init(_ status: Int, _ message: String, param: String? = nil, type: String = "invalid_request_error") {
+        self.status = status
+        self.message = message
+        self.param = param
+        self.type = type
+    }
+
+    /// The JSON body.
+    var body: Data {
+        let error: [String: Any] = ["message": message, "type": type, "param": param ?? NSNull(), "code": NSNull()]
+        return (try? JSONSerialization.data(withJSONObject: ["error": error], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+    }
+}
+
+/// The fields of `/v1/chat/completions` and `/v1/completions` that EdgeLM reads, parsed from JSON with
+/// an error naming the field for each wrong type or unsupported request. Fields that change nothing here
+/// (`user`, `stream_options`, `metadata`, ...) are accepted and ignored, as real clients send them.
+struct CompletionRequest {
+    enum Kind { case chat, completion }
+
+    var messages: [ChatMessage] = []
+    var prompt = ""
+    var maxTokens: Int?
+    var stream = false
+    var includeUsage = false
+    var stop: [String] = []
+    var sampling = SamplingParameters()
+
+    /// Parses `body` for `kind`.
+    init(json body: Data, kind: Kind) throws(APIError) {
+        guard let object = try? JSONSerialization.jsonObject(with: body) else { throw APIError(400, "the request body is not valid JSON") }
+        guard let json = object as? [String: Any] else { throw APIError(400, "the request body must be a JSON object") }
+        let fields = JSONFields(json)
+        switch kind {
+        case .chat:
+            guard let raw = json["messages"] else { throw APIError(400, "'messages' is required", param: "messages") }
+            guard let list = raw as? [Any], !list.isEmpty else { throw APIError(400, "'messages' must be a non-empty array", param: "messages") }
+            for (i, item) in list.enumerated() { messages.append(try CompletionRequest.message(item, index: i)) }
+        case .completion:
+            guard let raw = json["prompt"] else { throw APIError(400, "'prompt' is required", param: "prompt") }
+            if let text = raw as? String {
+                prompt = text
+            } else if let list = raw as? [Any], list.count == 1, let text = list[0] as? String {
+                prompt = text
+            } else if raw is [Any] {
+                throw APIError(400, "'prompt': only a single prompt per request is supported", param: "prompt")
+            } else {
+                throw APIError(400, "'prompt' must be a string", param: "prompt")
+            }
+        }
+        maxTokens = try fields.int("max_completion_tokens")
+        if maxTokens == nil { maxTokens = try fields.int("max_tokens") }
+        if let m = maxTokens, m < 0 { throw APIError(400, "'max_tokens' must be >= 0", param: "max_tokens") }
+        stream = try fields.bool("stream") ?? false
+        if let options = json["stream_options"] as? [String: Any] { includeUsage = options["include_usage"] as? Bool ?? false }
+        if let raw = json["stop"], !(raw is NSNull) {
+            if let s = raw as? String {
+                stop = [s]
+            } else if let list = raw as? [Any], list.allSatisfy({ $0 is String }), list.count <= 4 {
+                stop = list.map { $0 as! String }
+            } else {
+                throw APIError(400, "'stop' must be a string or an array of at most 4 strings", param: "stop")
+            }
+            if stop.contains("") { throw APIError(400, "'stop' strings must not be empty", param: "stop") }
+        }
+        if let t = try fields.double("temperature") { sampling.temperature = Float(t) }
+        if let p = try fields.double("top_p") { sampling.topP = Float(p) }
+        if let k = try fields.int("top_k") { sampling.topK = k }
+        if let p = try fields.double("min_p") { sampling.minP = Float(p) }
+        if let r = try fields.double("repeat_penalty") { sampling.repetitionPenalty = Float(r) }
+        if let seed = try fields.int("seed") { sampling.seed = UInt64(bitPattern: Int64(seed)) } else { sampling.seed = UInt64.random(in: 1...UInt64.max) }
+        guard sampling.temperature >= 0 else { throw APIError(400, "'temperature' must be >= 0", param: "temperature") }
+        guard sampling.topP > 0, sampling.topP <= 1 else { throw APIError(400, "'top_p' must be in (0, 1]", param: "top_p") }
+        guard sampling.topK >= 0 else { throw APIError(400, "'top_k' must be >= 0", param: "top_k") }
+        guard sampling.minP >= 0, sampling.minP < 1 else { throw APIError(400, "'min_p' must be in [0, 1)", param: "min_p") }
+        guard sampling.repetitionPenalty > 0 else { throw APIError(400, "'repeat_penalty' must be > 0", param: "repeat_penalty") }
+        // Asked for but not implemented: refused by name rather than silently ignored.
+        if let n = try fields.int("n"), n != 1 { throw APIError(400, "'n': only one choice per request is supported", param: "n") }
+        if let best = try fields.int("best_of"), best != 1 { throw APIError(400, "'best_of' is not supported", param: "best_of") }
+        for key in ["presence_penalty", "frequency_penalty"] {
+            if let v = try fields.double(key), v != 0 { throw APIError(400, "'\(key)' is not supported (use repeat_penalty)", param: key) }
+        }
+        for key in ["logprobs", "top_logprobs", "echo"] where fields.isSet(key) {
+            throw APIError(400, "'\(key)' is not supported", param: key)
+        }
+        for key in ["tools", "functions", "tool_choice", "function_call", "logit_bias", "suffix"] where fields.isSet(key) {
+            throw APIError(400, "'\(key)' is not supported", param: key)
+        }
+        if let format = json["response_format"] as? [String: Any], let type = format["type"] as? String, type != "text" {
+            throw APIError(400, "'response_format' \(type) is not supported", param: "response_format")
+        }
+    }
+
+    private static func message(_ item: Any, index i: Int) throws(APIError) -> ChatMessage {
+        let param = "messages[\(i)]"
+        guard let m = item as? [String: Any] else { throw APIError(400, "'\(param)' must be an object", param: param) }
+        guard let role = m["role"] as? String else { throw APIError(400, "'\(param).role' must be a string", param: param + ".role") }
+        guard ["system", "user", "assistant", "developer"].contains(role) else {
+            throw APIError(400, "'\(param).role' \(role) is not supported (system, user, assistant)", param: param + ".role")
+        }
+        let content: String
+        if let text = m["content"] as? String {
+            content = text
+        } else if let parts = m["content"] as? [Any] {
+            var text = ""
+            for part in parts {
+                guard let p = part as? [String: Any], p["type"] as? String == "text", let t = p["text"] as? String else {
+                    throw APIError(400, "'\(param).content': only text parts are supported", param: param + ".content")
+                }
+                text += t
+            }
+            content = text
+        } else {
+            throw APIError(400, "'\(param).content' must be a string or an array of text parts", param: param + ".content")
+        }
+        return ChatMessage(role: role == "developer" ? "system" : role, content: content)
+    }
+}
+
+/// Typed access to optional JSON fields, with errors naming the field.
+private struct JSONFields {
+    let json: [String: Any]
+    init(_ json: [String: Any]) { self.json = json }
+
+    func isSet(_ key: String) -> Bool {
+        guard let v = json[key], !(v is NSNull) else { return false }
+        if let b = v as? Bool, !b, key == "logprobs" || key == "echo" { return false }
+        if let list = v as? [Any], list.isEmpty { return false }
+        return true
+    }
+
+    func int(_ key: String) throws(APIError) -> Int? {
+        guard let v = json[key], !(v is NSNull) else { return nil }
+        guard !isBoolean(v), let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded(),
+              abs(n.doubleValue) < 9e15 else {
+            throw APIError(400, "'\(key)' must be an integer", param: key)
+        }
+        return n.intValue
+    }
+
+    func double(_ key: String) throws(APIError) -> Double? {
+        guard let v = json[key], !(v is NSNull) else { return nil }
+        guard !isBoolean(v), let n = v as? NSNumber, n.doubleValue.isFinite else {
+            throw APIError(400, "'\(key)' must be a number", param: key)
+        }
+        return n.doubleValue
+    }
+
+    func bool(_ key: String) throws(APIError) -> Bool? {
+        guard let v = json[key], !(v is NSNull) else { return nil }
+        guard isBoolean(v), let n = v as? NSNumber else { throw APIError(400, "'\(key)' must be a boolean", param: key) }
+        return n.boolValue
+    }
+}
+
+/// JSONSerialization gives booleans as NSNumber too; only their class tells them from 0 and 1.
+private func isBoolean(_ value: Any) -> Bool { String(describing: type(of: value)).contains("Boolean") }

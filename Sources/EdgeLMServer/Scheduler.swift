@@ -1,0 +1,238 @@
+import EdgeLM
+import Foundation
+
+/// One request as the scheduler runs it.
+struct Job: Sendable {
+    let prompt: [Int]
+    let parameters: GenerateParameters
+    /// Set when the client has gone: the slot is freed at the next token.
+    let cancelled: CancelFlag
+}
+
+/// What a job streams back.
+enum JobEvent: Sendable {
+    /// Text that became final.
+    case text(String)
+    /// The end: why, and the token counts for `usage`.
+    case done(reason: StopReason, promptTokens: Int, evaluated: Int, completionTokens: Int)
+    /// The forward pass failed.
+    case failed(String)
+}
+
+/// A flag set by one thread and read by another.
+final class CancelFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// Counters for `/metrics`, updated by the scheduler and the HTTP handlers.
+final class ServerMetrics: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counters: [String: Double] = [:]
+
+    func add(_ name: String, _ value: Double = 1) { lock.withLock { counters[name, default: 0] += value } }
+    func set(_ name: String, _ value: Double) { lock.withLock { counters[name] = value } }
+    func value(_ name: String) -> Double { lock.withLock { counters[name] ?? 0 } }
+    var snapshot: [String: Double] { lock.withLock { counters } }
+}
+
+/// Runs every forward pass of the server on one thread: `slots` sessions share the memory-mapped model
+/// and one worker pool, each with its own KV cache; requests beyond the slots wait in a bounded queue.
+/// A new request takes the free slot whose cache shares the longest prefix with its prompt and evaluates
+/// only the rest; then all busy slots advance together, one batched forward pass per decode step
+/// (`InferenceSession.decodeStep`), so the weights are read once per step for every client.
+final class Scheduler: @unchecked Sendable {
+    let model: LanguageModel
+    let metrics: ServerMetrics
+    let queueLimit: Int
+    private let slots: [InferenceSession]
+    private let condition = NSCondition()
+    private var queue: [(Job, AsyncStream<JobEvent>.Continuation)] = []
+    private var stopping = false
+    private var thread: Thread?
+
+    /// A running generation in a slot.
+    private struct Active {
+        let slot: Int
+        let job: Job
+        let continuation: AsyncStream<JobEvent>.Continuation
+        var stream: TokenStream
+        var next: Int
+        let evaluated: Int
+    }
+
+    /// `slots` sessions of `contextLength` positions over `model` (whose own session serves as the first).
+    init(model: LanguageModel, slots: Int, queueLimit: Int, keyType: KVCacheType, valueType: KVCacheType, metrics: ServerMetrics) throws(EdgeLMError) {
+        self.model = model
+        self.metrics = metrics
+        self.queueLimit = queueLimit
+        var sessions = [model.session]
+        for _ in 1..<max(1, slots) {
+            sessions.append(try InferenceSession(model: model.model, level: model.session.level, keyType: keyType, valueType: valueType,
+                                                 contextLength: model.session.contextLength, pool: model.session.pool))
+        }
+        self.slots = sessions
+        metrics.set("edgelm_slots_total", Double(sessions.count))
+    }
+
+    /// Context positions of every slot.
+    var contextLength: Int { slots[0].contextLength }
+
+    /// Starts the scheduling thread.
+    func start() {
+        let t = Thread { [self] in self.loop() }
+        t.stackSize = 8 << 20
+        t.start()
+        thread = t
+    }
+
+    /// Stops after the current step; queued and running jobs end with `.failed`.
+    func stop() {
+        condition.withLock {
+            stopping = true
+            condition.broadcast()
+        }
+    }
+
+    /// Queues `job`; nil when the queue is full (the caller answers 503).
+    func submit(_ job: Job) -> AsyncStream<JobEvent>? {
+        var continuation: AsyncStream<JobEvent>.Continuation!
+        let stream = AsyncStream<JobEvent> { continuation = $0 }
+        let accepted: Bool = condition.withLock {
+            guard queue.count < queueLimit, !stopping else { return false }
+            queue.append((job, continuation))
+            metrics.set("edgelm_queue_length", Double(queue.count))
+            condition.signal()
+            return true
+        }
+        if !accepted {
+            continuation.finish()
+            return nil
+        }
+        continuation.onTermination = { _ in job.cancelled.set() }
+        return stream
+    }
+
+    private func loop() {
+        var active: [Active] = []
+        var free = Array(slots.indices)
+        while true {
+            // Admit queued jobs into free slots (waiting when there is nothing to do).
+            var admitted: [(Job, AsyncStream<JobEvent>.Continuation, Int)] = []
+            let stop: Bool = condition.withLock {
+                while queue.isEmpty && active.isEmpty && !stopping { condition.wait() }
+                while !free.isEmpty, !queue.isEmpty {
+                    let (job, continuation) = queue.removeFirst()
+                    let best = free.max { sharedPrefix(slots[$0].tokens, job.prompt) < sharedPrefix(slots[$1].tokens, job.prompt) }!
+                    free.removeAll { $0 == best }
+                    admitted.append((job, continuation, best))
+                }
+                metrics.set("edgelm_queue_length", Double(queue.count))
+                return stopping
+            }
+            if stop {
+                for a in active { a.continuation.yield(.failed("the server is shutting down")); a.continuation.finish() }
+                condition.withLock {
+                    for (_, c) in queue { c.yield(.failed("the server is shutting down")); c.finish() }
+                    queue.removeAll()
+                }
+                return
+            }
+            for (job, continuation, slot) in admitted {
+                if let a = prefill(job, continuation, slot: slot) { active.append(a) } else { free.append(slot) }
+            }
+            metrics.set("edgelm_slots_busy", Double(active.count))
+            // Jobs whose client left, or whose context is full, end here.
+            active.removeAll { a in
+                if a.job.cancelled.isSet {
+                    var s = a.stream
+                    _ = s.finish(.cancelled)
+                    finish(a, s)
+                    free.append(a.slot)
+                    return true
+                }
+                if slots[a.slot].position >= slots[a.slot].contextLength {
+                    var s = a.stream
+                    let tail = s.finish(.contextFull)
+                    if !tail.isEmpty { a.continuation.yield(.text(tail)) }
+                    finish(a, s)
+                    free.append(a.slot)
+                    return true
+                }
+                return false
+            }
+            guard !active.isEmpty else { continue }
+            let start = DispatchTime.now().uptimeNanoseconds
+            let logits: UnsafeBufferPointer<Float>
+            do {
+                logits = try slots[active[0].slot].decodeStep(active.map { slots[$0.slot] }, tokens: active.map(\.next))
+            } catch {
+                for a in active {
+                    a.continuation.yield(.failed("\(error)"))
+                    a.continuation.finish()
+                    free.append(a.slot)
+                }
+                active.removeAll()
+                continue
+            }
+            let vocab = model.config.vocabSize
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            metrics.add("edgelm_generated_tokens_total", Double(active.count))
+            metrics.set("edgelm_decode_tokens_per_second", Double(active.count) / max(seconds, 1e-9))
+            var still: [Active] = []
+            for (i, var a) in active.enumerated() {
+                let step = a.stream.next(UnsafeBufferPointer(rebasing: logits[(i * vocab)..<((i + 1) * vocab)]))
+                if !step.text.isEmpty { a.continuation.yield(.text(step.text)) }
+                if step.continues, let token = step.token {
+                    a.next = token
+                    still.append(a)
+                } else {
+                    finish(a, a.stream)
+                    free.append(a.slot)
+                }
+            }
+            active = still
+            metrics.set("edgelm_slots_busy", Double(active.count))
+        }
+    }
+
+    /// Evaluates the job's prompt in `slot` and takes its first token; nil when it is already finished.
+    private func prefill(_ job: Job, _ continuation: AsyncStream<JobEvent>.Continuation, slot: Int) -> Active? {
+        let session = slots[slot]
+        do {
+            let (logits, evaluated) = try session.prefill(job.prompt)
+            metrics.add("edgelm_prompt_tokens_total", Double(job.prompt.count))
+            metrics.add("edgelm_prompt_tokens_evaluated_total", Double(evaluated))
+            var stream = TokenStream(tokenizer: model.tokenizer, prompt: job.prompt, parameters: job.parameters)
+            let step = stream.next(logits)
+            if !step.text.isEmpty { continuation.yield(.text(step.text)) }
+            let a = Active(slot: slot, job: job, continuation: continuation, stream: stream, next: step.token ?? 0, evaluated: evaluated)
+            guard step.continues else {
+                if step.token != nil { metrics.add("edgelm_generated_tokens_total") }
+                finish(a, stream)
+                return nil
+            }
+            metrics.add("edgelm_generated_tokens_total")
+            return a
+        } catch {
+            continuation.yield(.failed("\(error)"))
+            continuation.finish()
+            return nil
+        }
+    }
+
+    private func finish(_ a: Active, _ stream: TokenStream) {
+        a.continuation.yield(.done(reason: stream.finished ?? .maxTokens, promptTokens: a.job.prompt.count, evaluated: a.evaluated,
+                                   completionTokens: stream.generated.count))
+        a.continuation.finish()
+    }
+}
+
+/// Length of the common prefix of two token lists.
+func sharedPrefix(_ a: [Int], _ b: [Int]) -> Int {
+    var n = 0
+    while n < min(a.count, b.count), a[n] == b[n] { n += 1 }
+    return n
+}

@@ -1,0 +1,274 @@
+import EdgeLM
+import Foundation
+import Hummingbird
+
+/// How `edgelm serve` listens and what it accepts.
+public struct ServerOptions: Sendable {
+    /// Address to bind (loopback by default).
+    public var host = "127.0.0.1"
+    /// Port (0: any free port; the one chosen is printed).
+    public var port = 8080
+    /// Concurrent sequences, each with its own KV cache.
+    public var slots = 4
+    /// Requests waiting for a slot before new ones get 503.
+    public var queueLimit = 64
+    /// When set, requests must send `Authorization: Bearer KEY`.
+    public var apiKey: String?
+    /// Largest request body accepted.
+    public var maxBodyBytes = 1 << 20
+    /// The model id `/v1/models` lists and responses carry.
+    public var modelName = "edgelm"
+    /// The chat format (nil: chat completions are refused with a message saying how to set one).
+    public var chatTemplate: ChatTemplate?
+    /// KV cache types of the slots.
+    public var keyType: KVCacheType = .q8
+    public var valueType: KVCacheType = .q8
+
+    /// Default options.
+    public init() {}
+}
+
+/// The OpenAI-compatible HTTP server: `POST /v1/chat/completions` and `/v1/completions` (streaming as
+/// server-sent events or not), `GET /v1/models`, `/health` and a Prometheus-style `/metrics`.
+public final class OpenAIServer: Sendable {
+    let model: LanguageModel
+    let options: ServerOptions
+    let scheduler: Scheduler
+    let metrics = ServerMetrics()
+    private let ids = IDCounter()
+
+    /// Prepares `options.slots` sessions over `model` (fails before listening if they do not fit).
+    public init(model: LanguageModel, options: ServerOptions) throws(EdgeLMError) {
+        guard options.slots >= 1 else { throw .invalidArgument("--slots \(options.slots): must be at least 1") }
+        guard options.queueLimit >= 0 else { throw .invalidArgument("--queue \(options.queueLimit): must be >= 0") }
+        self.model = model
+        self.options = options
+        scheduler = try Scheduler(model: model, slots: options.slots, queueLimit: options.queueLimit, keyType: options.keyType,
+                                  valueType: options.valueType, metrics: metrics)
+    }
+
+    /// Serves until the task is cancelled; `onListening` gets the bound port.
+    public func run(onListening: @escaping @Sendable (Int) -> Void) async throws {
+        scheduler.start()
+        defer { scheduler.stop() }
+        let router = Router()
+        router.add(middleware: Gate(apiKey: options.apiKey, metrics: metrics))
+        router.get("/health") { _, _ in self.json(200, ["status": "ok", "slots": self.options.slots]) }
+        router.get("/v1/models") { _, _ in
+            self.json(200, ["object": "list", "data": [["id": self.options.modelName, "object": "model", "created": 0, "owned_by": "edgelm"]]])
+        }
+        router.get("/metrics") { _, _ in self.metricsResponse() }
+        router.post("/v1/chat/completions") { request, _ in try await self.complete(request, kind: .chat) }
+        router.post("/v1/completions") { request, _ in try await self.complete(request, kind: .completion) }
+        let app = Application(router: router, configuration: .init(address: .hostname(options.host, port: options.port), serverName: "edgelm"),
+                              onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) })
+        try await app.runService()
+    }
+
+    // MARK: - Completions
+
+    private func complete(_ request: Request, kind: CompletionRequest.Kind) async throws -> Response {
+        let started = Date()
+        let path = request.uri.path
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: options.maxBodyBytes)
+        } catch {
+            return logged(path, started, error: APIError(413, "the request body exceeds \(options.maxBodyBytes) bytes"))
+        }
+        let parsed: CompletionRequest, prompt: [Int]
+        do {
+            parsed = try CompletionRequest(json: Data(buffer: body), kind: kind)
+            prompt = try promptTokens(parsed, kind: kind)
+        } catch {
+            return logged(path, started, error: error)
+        }
+        let context = scheduler.contextLength
+        if prompt.count >= context {
+            return logged(path, started, error: APIError(400, "the prompt is \(prompt.count) tokens; the context is \(context)", param: kind == .chat ? "messages" : "prompt"))
+        }
+        if let m = parsed.maxTokens, prompt.count + m > context {
+            return logged(path, started, error: APIError(400, "'max_tokens' \(m) plus the prompt's \(prompt.count) tokens exceed the context of \(context)",
+                                                         param: "max_tokens"))
+        }
+        var parameters = GenerateParameters()
+        parameters.maxTokens = parsed.maxTokens ?? (context - prompt.count)
+        parameters.sampling = parsed.sampling
+        parameters.stop = parsed.stop + (kind == .chat ? options.chatTemplate?.stopStrings ?? [] : [])
+        let job = Job(prompt: prompt, parameters: parameters, cancelled: CancelFlag())
+        guard let events = scheduler.submit(job) else {
+            metrics.add("edgelm_rejected_busy_total")
+            return logged(path, started, error: APIError(503, "all \(options.slots) slots are busy and \(options.queueLimit) requests are waiting; retry later",
+                                                         type: "server_busy"))
+        }
+        metrics.add("edgelm_requests_total")
+        let id = (kind == .chat ? "chatcmpl-" : "cmpl-") + String(ids.next())
+        let created = Int(Date().timeIntervalSince1970)
+        if parsed.stream {
+            let include = parsed.includeUsage
+            let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                defer { job.cancelled.set() }
+                if kind == .chat {
+                    try await writer.write(self.event(self.chunk(id, created, kind, delta: ["role": "assistant", "content": ""], finish: nil)))
+                }
+                for await event in events {
+                    switch event {
+                    case .text(let text):
+                        try await writer.write(self.event(self.chunk(id, created, kind, delta: ["content": text], finish: nil)))
+                    case let .done(reason, promptTokens, evaluated, completion):
+                        var last = self.chunk(id, created, kind, delta: [:], finish: Self.finishReason(reason))
+                        if include { last["usage"] = Self.usage(promptTokens, completion) }
+                        try await writer.write(self.event(last))
+                        self.log(path, 200, started, "prompt \(promptTokens) (evaluated \(evaluated)), completion \(completion), stream")
+                    case .failed(let message):
+                        try await writer.write(self.event(["error": ["message": message, "type": "server_error"]]))
+                        self.log(path, 500, started, message)
+                    }
+                }
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            })
+        }
+        var text = ""
+        for await event in events {
+            switch event {
+            case .text(let piece): text += piece
+            case let .done(reason, promptTokens, evaluated, completion):
+                let choice: [String: Any] = kind == .chat
+                    ? ["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": Self.finishReason(reason)]
+                    : ["index": 0, "text": text, "logprobs": NSNull(), "finish_reason": Self.finishReason(reason)]
+                log(path, 200, started, "prompt \(promptTokens) (evaluated \(evaluated)), completion \(completion)")
+                return json(200, ["id": id, "object": kind == .chat ? "chat.completion" : "text_completion", "created": created,
+                                  "model": options.modelName, "choices": [choice], "usage": Self.usage(promptTokens, completion)])
+            case .failed(let message):
+                return logged(path, started, error: APIError(500, message, type: "server_error"))
+            }
+        }
+        return logged(path, started, error: APIError(500, "the generation ended without a result", type: "server_error"))
+    }
+
+    private func promptTokens(_ request: CompletionRequest, kind: CompletionRequest.Kind) throws(APIError) -> [Int] {
+        switch kind {
+        case .completion:
+            return model.encode(request.prompt, addBOS: true)
+        case .chat:
+            guard let template = options.chatTemplate else {
+                throw APIError(400, "the model has no recognised chat template: start the server with --chat-template "
+                               + "(\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", "))) or use /v1/completions", param: "messages")
+            }
+            do {
+                return try ChatSession.promptTokens(request.messages, template: template, model: model)
+            } catch {
+                throw APIError(400, "\(error)", param: "messages")
+            }
+        }
+    }
+
+    private static func finishReason(_ reason: StopReason) -> String {
+        switch reason {
+        case .endOfSequence, .stopString, .cancelled: return "stop"
+        case .maxTokens, .contextFull: return "length"
+        }
+    }
+
+    private static func usage(_ prompt: Int, _ completion: Int) -> [String: Int] {
+        ["prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion]
+    }
+
+    private func chunk(_ id: String, _ created: Int, _ kind: CompletionRequest.Kind, delta: [String: String], finish: String?) -> [String: Any] {
+        let choice: [String: Any] = kind == .chat
+            ? ["index": 0, "delta": delta, "finish_reason": finish ?? NSNull()]
+            : ["index": 0, "text": delta["content"] ?? "", "logprobs": NSNull(), "finish_reason": finish ?? NSNull()]
+        return ["id": id, "object": kind == .chat ? "chat.completion.chunk" : "text_completion", "created": created,
+                "model": options.modelName, "choices": [choice]]
+    }
+
+    private func event(_ object: [String: Any]) -> ByteBuffer {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return ByteBuffer(string: "data: " + String(decoding: data, as: UTF8.self) + "\n\n")
+    }
+
+    // MARK: - Responses and logging
+
+    func json(_ status: Int, _ object: [String: Any]) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    private func logged(_ path: String, _ started: Date, error: APIError) -> Response {
+        metrics.add("edgelm_errors_total")
+        log(path, error.status, started, error.message)
+        return Self.errorResponse(error)
+    }
+
+    static func errorResponse(_ error: APIError) -> Response {
+        Response(status: .init(code: error.status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: error.body)))
+    }
+
+    func log(_ path: String, _ status: Int, _ started: Date, _ detail: String) {
+        let ms = Date().timeIntervalSince(started) * 1000
+        FileHandle.standardError.write(Data("POST \(path) \(status) \(String(format: "%.1f", ms)) ms: \(detail)\n".utf8))
+    }
+
+    private func metricsResponse() -> Response {
+        let snapshot = metrics.snapshot
+        let help: [(String, String, String)] = [
+            ("edgelm_requests_total", "counter", "completion requests accepted"),
+            ("edgelm_errors_total", "counter", "requests answered with an error"),
+            ("edgelm_rejected_busy_total", "counter", "requests refused because the queue was full"),
+            ("edgelm_prompt_tokens_total", "counter", "prompt tokens of accepted requests"),
+            ("edgelm_prompt_tokens_evaluated_total", "counter", "prompt tokens evaluated (the rest came from a slot's cache)"),
+            ("edgelm_generated_tokens_total", "counter", "tokens generated"),
+            ("edgelm_queue_length", "gauge", "requests waiting for a slot"),
+            ("edgelm_slots_busy", "gauge", "slots generating"),
+            ("edgelm_slots_total", "gauge", "slots"),
+            ("edgelm_decode_tokens_per_second", "gauge", "tokens per second of the last batched decode step, all slots together"),
+        ]
+        var text = ""
+        for (name, type, doc) in help {
+            text += "# HELP \(name) \(doc)\n# TYPE \(name) \(type)\n\(name) \(Self.number(snapshot[name] ?? 0))\n"
+        }
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    private static func number(_ v: Double) -> String { v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : String(v) }
+}
+
+/// Checks `Authorization` when an API key is set, answers unknown paths with an OpenAI-style 404, and
+/// logs the requests that are not completions.
+struct Gate: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let apiKey: String?
+    let metrics: ServerMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let apiKey, request.uri.path.hasPrefix("/v1/") {
+            guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+                metrics.add("edgelm_errors_total")
+                FileHandle.standardError.write(Data("\(request.method) \(request.uri.path) 401: bad or missing API key\n".utf8))
+                return OpenAIServer.errorResponse(APIError(401, "invalid or missing API key (send Authorization: Bearer KEY)",
+                                                           type: "authentication_error"))
+            }
+        }
+        let response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound || error.status == .methodNotAllowed {
+            response = OpenAIServer.errorResponse(APIError(Int(error.status.code), "no route for \(request.method) \(request.uri.path)"))
+        }
+        // Completions log themselves, with their token counts.
+        if !request.uri.path.hasSuffix("completions") {
+            FileHandle.standardError.write(Data("\(request.method) \(request.uri.path) \(response.status.code)\n".utf8))
+        }
+        return response
+    }
+}
+
+/// Response ids.
+final class IDCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int { lock.withLock { value += 1; return value } }
+}

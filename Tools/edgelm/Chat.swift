@@ -1,0 +1,90 @@
+import ArgumentParser
+import EdgeLM
+import Foundation
+
+extension ChatTemplate: ExpressibleByArgument {}
+
+/// Picks the chat template: the override, or the one recognised from the model file.
+func resolveChatTemplate(_ override: ChatTemplate?, _ lm: LanguageModel) throws -> ChatTemplate {
+    try ChatSession(model: lm, template: override).template
+}
+
+struct Chat: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Chat with a model in the terminal (/reset clears the conversation, Ctrl-C stops an answer, Ctrl-D quits).")
+
+    @OptionGroup var options: ModelOptions
+    @OptionGroup var sampling: SamplingOptions
+
+    @Option(name: .long, help: "Chat format, overriding the model's template (\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var chatTemplate: ChatTemplate?
+
+    @Option(name: .long, help: "System message.")
+    var system: String?
+
+    @Option(name: .short, help: "Most tokens per answer.")
+    var n = 512
+
+    func run() async throws {
+        try await runReportingErrors {
+            var params = GenerateParameters()
+            params.maxTokens = n
+            params.sampling = sampling.parameters
+            try params.validate()
+            let lm = try options.open()
+            let chat = try ChatSession(model: lm, template: chatTemplate, system: system)
+            Terminal.error("chat format \(chat.template.rawValue); /reset clears the conversation, Ctrl-C stops an answer, Ctrl-D quits")
+            let interrupt = InterruptFlag()
+            let stdout = FileHandle.standardOutput
+            while true {
+                stdout.write(Data("> ".utf8))
+                guard let line = readLine() else { break }
+                let text = line.trimmingCharacters(in: .whitespaces)
+                if text.isEmpty { continue }
+                if text == "/reset" {
+                    chat.reset()
+                    Terminal.error("(conversation cleared)")
+                    continue
+                }
+                if text == "/quit" || text == "/exit" { break }
+                interrupt.arm()
+                let info = try chat.respond(to: text, parameters: params) { piece in
+                    stdout.write(Data(piece.utf8))
+                    return !interrupt.fired
+                }
+                interrupt.disarm()
+                stdout.write(Data("\n".utf8))
+                Terminal.error("[\(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s; prompt: \(info.promptTokensEvaluated) "
+                               + "of \(info.promptTokens) tokens evaluated\(info.stopReason == .cancelled ? "; stopped" : "")]")
+            }
+        }
+    }
+}
+
+/// Ctrl-C while an answer streams stops that answer; at the prompt it quits.
+final class InterruptFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var armed = false
+    private var value = false
+    private let source: any DispatchSourceSignal
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { [unowned self] in
+            let quit: Bool = self.lock.withLock {
+                if self.armed { self.value = true }
+                return !self.armed
+            }
+            if quit {
+                FileHandle.standardOutput.write(Data("\n".utf8))
+                exit(0)
+            }
+        }
+        source.resume()
+    }
+
+    func arm() { lock.withLock { armed = true; value = false } }
+    func disarm() { lock.withLock { armed = false } }
+    var fired: Bool { lock.withLock { value } }
+}
