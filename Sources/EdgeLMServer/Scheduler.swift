@@ -163,6 +163,7 @@ final class Scheduler: @unchecked Sendable {
                 }
                 return false
             }
+            metrics.set("edgelm_slots_busy", Double(active.count))
             guard !active.isEmpty else { continue }
             let start = DispatchTime.now().uptimeNanoseconds
             let logits: UnsafeBufferPointer<Float>

@@ -1,0 +1,327 @@
+"""edgelm serve driven by the official openai client and by raw HTTP; edgelm chat driven through a pty.
+
+Usage: python Tests/serve/test_server.py EDGELM_BINARY MODEL.edgelm
+Starts its own servers on free loopback ports and stops them. Prints one line per test and closes with
+'N passed, N failed'; exits non-zero on any failure.
+"""
+import http.client, json, os, pty, re, select, signal, socket, subprocess, sys, threading, time, traceback
+
+import openai
+
+EDGELM, MODEL = sys.argv[1], sys.argv[2]
+results = []
+
+
+class Server:
+    """An `edgelm serve` process on a free port."""
+
+    def __init__(self, *extra):
+        self.proc = subprocess.Popen([EDGELM, "serve", "-m", MODEL, "--port", "0", "--chat-template", "chatml", *extra],
+                                     stderr=subprocess.PIPE, text=True)
+        self.log = []
+        deadline = time.time() + 60
+        while True:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise RuntimeError("server exited: " + "".join(self.log))
+            self.log.append(line)
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+            if time.time() > deadline:
+                raise RuntimeError("server did not start")
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.client = openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=extra[extra.index("--api-key") + 1] if "--api-key" in extra else "none",
+                                    max_retries=0, timeout=60)
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def raw(self, method, path, body=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c.request(method, path, body=body, headers=headers or {"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data
+
+    def metrics(self):
+        _, data = self.raw("GET", "/metrics")
+        return {line.split()[0]: float(line.split()[1]) for line in data.decode().splitlines() if line and not line.startswith("#")}
+
+    def wait_idle(self, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = self.metrics()
+            if m["edgelm_slots_busy"] == 0 and m["edgelm_queue_length"] == 0:
+                return m
+            time.sleep(0.05)
+        raise AssertionError(f"server not idle: {self.metrics()}")
+
+    def stop(self):
+        alive = self.proc.poll() is None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        return alive
+
+
+def test(fn):
+    try:
+        fn()
+        results.append((fn.__name__, None))
+        print(f"PASS {fn.__name__}", flush=True)
+    except Exception:
+        results.append((fn.__name__, traceback.format_exc()))
+        print(f"FAIL {fn.__name__}\n{traceback.format_exc()}", flush=True)
+
+
+def error_of(status_data):
+    status, data = status_data
+    return status, json.loads(data)["error"]
+
+
+server = Server("--slots", "4", "--max-body", "65536")
+c = server.client
+STORY = "Once upon a time, there was a little"
+
+
+@test
+def models_lists_the_model():
+    ids = [m.id for m in c.models.list().data]
+    assert ids == [os.path.splitext(os.path.basename(MODEL))[0]], ids
+
+
+@test
+def completion_stream_equals_non_stream():
+    full = c.completions.create(model="m", prompt=STORY, max_tokens=24, temperature=0)
+    text = full.choices[0].text
+    assert text and full.choices[0].finish_reason == "length", full
+    assert full.usage.completion_tokens == 24 and full.usage.prompt_tokens > 5, full.usage
+    streamed = "".join(ch.choices[0].text for ch in c.completions.create(model="m", prompt=STORY, max_tokens=24, temperature=0, stream=True))
+    assert streamed == text, (streamed, text)
+
+
+@test
+def chat_stream_equals_non_stream():
+    messages = [{"role": "system", "content": "You tell stories."}, {"role": "user", "content": "Tell me about a dog."}]
+    full = c.chat.completions.create(model="m", messages=messages, max_tokens=20, temperature=0)
+    msg = full.choices[0].message
+    assert msg.role == "assistant" and msg.content, full
+    assert full.choices[0].finish_reason in ("stop", "length") and full.usage.total_tokens == full.usage.prompt_tokens + full.usage.completion_tokens
+    chunks = list(c.chat.completions.create(model="m", messages=messages, max_tokens=20, temperature=0, stream=True,
+                                            stream_options={"include_usage": True}, user="tester"))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert streamed == msg.content, (streamed, msg.content)
+    assert chunks[-1].choices[0].finish_reason == full.choices[0].finish_reason
+
+
+@test
+def stop_strings_end_the_text_across_tokens():
+    free = c.completions.create(model="m", prompt=STORY, max_tokens=30, temperature=0).choices[0].text
+    word = "named" if "named" in free else free.split()[2]
+    cut = c.completions.create(model="m", prompt=STORY, max_tokens=30, temperature=0, stop=[word, "zzzz"])
+    assert cut.choices[0].finish_reason == "stop", cut
+    assert cut.choices[0].text == free[:free.index(word)], (cut.choices[0].text, free)
+    streamed = "".join(ch.choices[0].text for ch in c.completions.create(model="m", prompt=STORY, max_tokens=30, temperature=0,
+                                                                          stop=word, stream=True))
+    assert streamed == cut.choices[0].text
+
+
+@test
+def seed_makes_sampling_reproducible():
+    a = c.completions.create(model="m", prompt=STORY, max_tokens=20, temperature=0.9, seed=42).choices[0].text
+    b = c.completions.create(model="m", prompt=STORY, max_tokens=20, temperature=0.9, seed=42, top_p=0.9).choices[0].text
+    a2 = c.completions.create(model="m", prompt=STORY, max_tokens=20, temperature=0.9, seed=42).choices[0].text
+    assert a == a2, (a, a2)
+    assert isinstance(b, str)
+
+
+@test
+def unsupported_fields_are_refused_by_name():
+    for kwargs, param in [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"), ({"presence_penalty": 0.5}, "presence_penalty"),
+                          ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools")]:
+        try:
+            c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=4, **kwargs)
+            raise AssertionError(f"{kwargs} was accepted")
+        except openai.BadRequestError as e:
+            assert e.status_code == 400 and e.body["param"] == param, e.body
+
+
+@test
+def malformed_requests_get_openai_errors():
+    cases = [
+        (("POST", "/v1/completions", b"{not json"), 400, None),
+        (("POST", "/v1/completions", b"[1, 2]"), 400, None),
+        (("POST", "/v1/completions", json.dumps({"prompt": "x", "max_tokens": "ten"})), 400, "max_tokens"),
+        (("POST", "/v1/completions", json.dumps({"prompt": "x", "temperature": -1})), 400, "temperature"),
+        (("POST", "/v1/completions", json.dumps({"prompt": "x", "stream": "yes"})), 400, "stream"),
+        (("POST", "/v1/completions", json.dumps({"prompt": "x", "stop": [1]})), 400, "stop"),
+        (("POST", "/v1/completions", json.dumps({"max_tokens": 3})), 400, "prompt"),
+        (("POST", "/v1/chat/completions", json.dumps({"messages": []})), 400, "messages"),
+        (("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "robot", "content": "x"}]})), 400, "messages[0].role"),
+        (("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": 7}]})), 400, "messages[0].content"),
+        (("POST", "/v1/completions", json.dumps({"prompt": "word " * 2000})), 400, "prompt"),
+        (("POST", "/v1/completions", json.dumps({"prompt": "x", "max_tokens": 100000})), 400, "max_tokens"),
+        (("POST", "/v1/completions", json.dumps({"prompt": "x" * 70000})), 413, None),
+        (("GET", "/v1/nothing", None), 404, None),
+    ]
+    for (method, path, body), status, param in cases:
+        got, err = error_of(server.raw(method, path, body))
+        assert got == status and err["message"], (path, body and body[:60], got, err)
+        assert err.get("param") == param, (body and body[:60], err)
+
+
+@test
+def garbage_http_does_not_hurt_the_server():
+    for junk in [b"NOT HTTP AT ALL\r\n\r\n", b"POST /v1/completions HTTP/1.1\r\nContent-Length: 99999\r\n\r\n{\"prompt\"", b"\x00\xff" * 100]:
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        s.sendall(junk)
+        s.close()
+    status, _ = server.raw("GET", "/health")
+    assert status == 200
+
+
+@test
+def second_chat_turn_evaluates_only_the_new_tokens():
+    history = [{"role": "user", "content": "Tell me a story about a cat named Tom."}]
+    before = server.metrics()
+    first = c.chat.completions.create(model="m", messages=history, max_tokens=24, temperature=0)
+    mid = server.metrics()
+    history += [{"role": "assistant", "content": first.choices[0].message.content}, {"role": "user", "content": "What did Tom eat?"}]
+    second = c.chat.completions.create(model="m", messages=history, max_tokens=8, temperature=0)
+    after = server.metrics()
+    evaluated1 = mid["edgelm_prompt_tokens_evaluated_total"] - before["edgelm_prompt_tokens_evaluated_total"]
+    evaluated2 = after["edgelm_prompt_tokens_evaluated_total"] - mid["edgelm_prompt_tokens_evaluated_total"]
+    p1, p2, r1 = first.usage.prompt_tokens, second.usage.prompt_tokens, first.usage.completion_tokens
+    assert evaluated1 <= p1, (evaluated1, p1)
+    # Reused: the first prompt and the reply; evaluated: the new turn, its markers, and at most a few reply tokens
+    # that tokenize differently once the reply is part of the text.
+    assert evaluated2 <= p2 - p1 - r1 + 12, (evaluated2, p1, r1, p2)
+    print(f"  turn 2: {p2} prompt tokens, {int(evaluated2)} evaluated (turn 1: {p1} prompt + {r1} reply)")
+
+
+@test
+def concurrent_streams_all_complete_and_the_server_returns_to_idle():
+    texts, errors = {}, []
+
+    def run(i):
+        try:
+            texts[i] = "".join(ch.choices[0].text for ch in c.completions.create(model="m", prompt=STORY, max_tokens=40, temperature=0, stream=True))
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors, errors
+    assert len(set(texts.values())) == 1, "greedy streams of the same prompt differ across slots"
+    server.wait_idle()
+
+
+@test
+def a_client_that_disconnects_frees_its_slot():
+    # A context long enough that the request would run for a while if nobody noticed the client leaving.
+    long = Server("--slots", "2", "--ctx", "16384")
+    try:
+        before = long.metrics()["edgelm_generated_tokens_total"]
+        s = socket.create_connection(("127.0.0.1", long.port), timeout=10)
+        body = json.dumps({"prompt": STORY, "max_tokens": 16000, "stream": True}).encode()
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(body), body))
+        s.recv(512)
+        s.close()
+        generated = long.wait_idle()["edgelm_generated_tokens_total"] - before
+        assert 0 < generated < 16000, generated
+        print(f"  disconnected after {int(generated)} of 16000 tokens")
+    finally:
+        assert long.stop(), "the server died"
+
+
+@test
+def api_key_and_full_queue():
+    guarded = Server("--slots", "1", "--queue", "1", "--api-key", "sekrit")
+    try:
+        bad = openai.OpenAI(base_url=f"http://127.0.0.1:{guarded.port}/v1", api_key="wrong", max_retries=0)
+        try:
+            bad.models.list()
+            raise AssertionError("a wrong key was accepted")
+        except openai.AuthenticationError as e:
+            assert e.status_code == 401
+        assert guarded.client.models.list().data
+        statuses = []
+
+        def run():
+            try:
+                guarded.client.completions.create(model="m", prompt=STORY, max_tokens=400, temperature=0)
+                statuses.append(200)
+            except openai.APIStatusError as e:
+                statuses.append(e.status_code)
+                assert e.body["message"], e.body
+
+        threads = [threading.Thread(target=run) for _ in range(6)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert 503 in statuses and 200 in statuses, statuses
+        guarded.wait_idle()
+    finally:
+        assert guarded.stop(), "the server died"
+
+
+def read_until(fd, pattern, timeout=30):
+    data, deadline = b"", time.time() + timeout
+    while time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+            m = re.search(pattern, data.decode(errors="replace"))
+            if m:
+                return m, data.decode(errors="replace")
+    raise AssertionError(f"no {pattern!r} in {data.decode(errors='replace')[-500:]!r}")
+
+
+@test
+def chat_cli_reuses_the_history_and_stops_on_ctrl_c():
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(EDGELM, [EDGELM, "chat", "-m", MODEL, "--chat-template", "chatml", "-n", "24", "--temperature", "0", "--ctx", "512"])
+    try:
+        read_until(fd, r"> ")
+        os.write(fd, b"Tell me a story about a frog.\n")
+        m1, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated")
+        os.write(fd, b"What did the frog do next?\n")
+        m2, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated")
+        e2, p2, p1 = int(m2.group(1)), int(m2.group(2)), int(m1.group(2))
+        assert e2 < p2 - p1, (m1.groups(), m2.groups())
+        os.write(fd, b"/reset\n")
+        read_until(fd, r"conversation cleared")
+        os.write(fd, b"Hello\n")
+        m3, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated")
+        assert int(m3.group(2)) < p2
+        os.write(fd, b"\x03")  # Ctrl-C at the prompt quits
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+alive = server.stop()
+if not alive:
+    results.append(("server_survived", "the server process had died"))
+failed = [r for r in results if r[1]]
+print(f"serve: {len(results) - len(failed)} passed, {len(failed)} failed")
+sys.exit(1 if failed else 0)
