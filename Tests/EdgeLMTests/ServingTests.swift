@@ -137,4 +137,27 @@ import Testing
         chat.reset()
         #expect(chat.messages.map(\.role) == ["system"])
     }
+
+    /// tokenizer_config.json's chat_template (string or named list) is stored in the file and recognised.
+    @Test func chatTemplateTravelsFromTokenizerConfigToTheFile() throws {
+        guard Fixtures.available(Fixtures.tiny656k + "/model.safetensors") else { return }
+        let templates: [Any] = [
+            "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}",
+            [["name": "tool_use", "template": "{{ tools }}"], ["name": "default", "template": "<start_of_turn>user {{ x }}<end_of_turn>"]],
+        ]
+        for (template, expected) in zip(templates, [ChatTemplate.chatml, .gemma]) {
+            let dir = TemporaryDirectory()
+            let source = URL(fileURLWithPath: Fixtures.path(Fixtures.tiny656k))
+            for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+                try FileManager.default.copyItem(at: source.appendingPathComponent(name), to: URL(fileURLWithPath: dir.file(name)))
+            }
+            var config = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("tokenizer_config.json"))) as! [String: Any]
+            config["chat_template"] = template
+            try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir.file("tokenizer_config.json")))
+            _ = try Converter.convert(try Checkpoint.open(path: dir.path, tokenizerPath: nil), to: dir.file("m.edgelm"), options: ConversionOptions(type: .q8))
+            let lm = try LanguageModel(path: dir.file("m.edgelm"))
+            #expect(lm.tokenizer.data.chatTemplate.flatMap(ChatTemplate.recognise) == expected)
+            #expect(try ChatSession(model: lm).template == expected)
+        }
+    }
 }

@@ -53,6 +53,8 @@ public struct ModelSummary: Codable, Sendable {
         public let unk: Int?
         public let addDummyPrefix: Bool
         public let removeExtraWhitespaces: Bool
+        /// The chat format recognised from the stored chat template: a `ChatTemplate` name, "unrecognised", or nil (no template).
+        public let chatTemplate: String?
     }
 
     enum CodingKeys: String, CodingKey {
@@ -71,7 +73,8 @@ public struct ModelSummary: Codable, Sendable {
         tokenizer = TokenizerSummary(kind: t.kind, vocabSize: t.pieces.count, byteTokens: t.types.filter { $0 == .byte }.count,
                                      controlTokens: t.types.filter { $0 == .control }.count, merges: t.merges?.count ?? 0,
                                      bos: t.bos, eos: t.eos, unk: t.unk, addDummyPrefix: t.addDummyPrefix,
-                                     removeExtraWhitespaces: t.removeExtraWhitespaces)
+                                     removeExtraWhitespaces: t.removeExtraWhitespaces,
+                                     chatTemplate: t.chatTemplate.map { ChatTemplate.recognise($0)?.rawValue ?? "unrecognised" })
         provenance = meta.provenance
         quantization = meta.quantization
         var rows: [Tensor] = []
@@ -110,7 +113,7 @@ public struct ModelSummary: Codable, Sendable {
         s += "tokenizer: \(t.kind.rawValue), \(t.vocabSize) pieces (\(t.byteTokens) byte, \(t.controlTokens) control)"
         s += t.merges > 0 ? ", \(t.merges) merges" : ""
         s += ", bos \(t.bos.map(String.init) ?? "-") eos \(t.eos.map(String.init) ?? "-") unk \(t.unk.map(String.init) ?? "-")"
-        s += ", dummy prefix \(t.addDummyPrefix), collapse spaces \(t.removeExtraWhitespaces)\n"
+        s += ", dummy prefix \(t.addDummyPrefix), collapse spaces \(t.removeExtraWhitespaces), chat template \(t.chatTemplate ?? "none")\n"
         let q = quantization
         s += "quantization: \(q.type.rawValue), group \(q.groupSize == 0 ? "per channel" : String(q.groupSize)), embedding/output \(q.embeddingType.rawValue)"
         s += q.compression == .zstd ? ", zstd level \(q.zstdLevel ?? 0)\n" : ", raw payloads\n"
