@@ -158,9 +158,9 @@ void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *c
 #define EDGE_ATTENTION(NAME, ...) (void)isa; edge_generic_##NAME(__VA_ARGS__);
 #endif
 
-void edge_attn_values_q8(int isa, const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos, int64_t hd,
-                         float *out) {
-    EDGE_ATTENTION(attn_values_q8, p, v, vscales, npos, hd, out)
+void edge_attn_values_q8(int isa, const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,
+                         int64_t npos, int64_t hd, float *out, int64_t ostride) {
+    EDGE_ATTENTION(attn_values_q8, p, pstride, nq, v, vscales, npos, hd, out, ostride)
 }
 
 void edge_attn_scores_f16(int isa, const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out) {

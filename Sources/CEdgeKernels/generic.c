@@ -56,14 +56,15 @@ static inline int32_t dot_q4(const uint8_t *w, const int8_t *x) {
 EDGE_GENERIC_MATMUL(edge_generic_matmul_q8, int8_t, 32, dot_q8)
 EDGE_GENERIC_MATMUL(edge_generic_matmul_q4, uint8_t, 16, dot_q4)
 
-void edge_generic_attn_values_q8(const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos, int64_t hd,
-                                 float *out) {
+void edge_generic_attn_values_q8(const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,
+                                 int64_t npos, int64_t hd, float *out, int64_t ostride) {
     int64_t nb = hd / 32;
-    for (int64_t j = 0; j < npos; j++)
-        for (int64_t b = 0; b < nb; b++) {
-            float w = p[j] * edge_half_to_float(vscales[j * nb + b]);
-            for (int64_t d = b * 32; d < b * 32 + 32; d++) out[d] += w * (float)v[j * hd + d];
-        }
+    for (int64_t q = 0; q < nq; q++)
+        for (int64_t j = 0; j < npos; j++)
+            for (int64_t b = 0; b < nb; b++) {
+                float w = p[q * pstride + j] * edge_half_to_float(vscales[j * nb + b]);
+                for (int64_t d = b * 32; d < b * 32 + 32; d++) out[q * ostride + d] += w * (float)v[j * hd + d];
+            }
 }
 
 void edge_generic_attn_scores_f16(const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out) {

@@ -234,18 +234,28 @@ static void test_attention(int isa) {
                 ok &= fabs((double)o[d] - e[d]) <= 4.0 * (npos + 8) * 1.2e-7 * mag + 1e-30;
             }
             check(ok, "attention values f16", isa, detail);
-            // q8 values (heads of whole blocks only)
+            // q8 values for 1, 3 and 9 queries (probability rows of npos, outputs of hd), heads of whole blocks only
             if (nb > 0 && hd % 32 == 0) {
-                for (int d = 0; d < hd; d++) e[d] = o[d] = 1.0f - (float)d * 0.01f;
-                edge_attn_values_q8(EDGE_ISA_GENERIC, p, v8, s16, npos, hd, e);
-                edge_attn_values_q8(isa, p, v8, s16, npos, hd, o);
-                ok = 1;
-                for (int d = 0; d < hd; d++) {
-                    double mag = fabs(1.0 - d * 0.01);
-                    for (int j = 0; j < npos; j++) mag += fabs((double)p[j] * edge_half_to_float(s16[j * nb + d / 32]) * v8[j * hd + d]);
-                    ok &= fabs((double)o[d] - e[d]) <= 4.0 * (npos + 8) * 1.2e-7 * mag + 1e-30;
+                for (int nq = 1; nq <= 9; nq += 4) {
+                    float *pq = malloc(sizeof(float) * (size_t)(nq * npos));
+                    float *eq = malloc(sizeof(float) * (size_t)(nq * hd)), *oq = malloc(sizeof(float) * (size_t)(nq * hd));
+                    for (int i = 0; i < nq * npos; i++) pq[i] = uniform();
+                    for (int i = 0; i < nq * hd; i++) eq[i] = oq[i] = 1.0f - (float)(i % hd) * 0.01f;
+                    edge_attn_values_q8(EDGE_ISA_GENERIC, pq, npos, nq, v8, s16, npos, hd, eq, hd);
+                    edge_attn_values_q8(isa, pq, npos, nq, v8, s16, npos, hd, oq, hd);
+                    ok = 1;
+                    for (int qi = 0; qi < nq; qi++)
+                        for (int d = 0; d < hd; d++) {
+                            double mag = fabs(1.0 - d * 0.01);
+                            for (int j = 0; j < npos; j++)
+                                mag += fabs((double)pq[qi * npos + j] * edge_half_to_float(s16[j * nb + d / 32]) * v8[j * hd + d]);
+                            ok &= fabs((double)oq[qi * hd + d] - eq[qi * hd + d]) <= 4.0 * (npos + 8) * 1.2e-7 * mag + 1e-30;
+                        }
+                    char qdetail[128];
+                    snprintf(qdetail, sizeof qdetail, "%s, %d queries", detail, nq);
+                    check(ok, "attention values q8", isa, qdetail);
+                    free(pq); free(eq); free(oq);
                 }
-                check(ok, "attention values q8", isa, detail);
             }
             free(q); free(p); free(e); free(o);
             guarded_free(gk); guarded_free(gv); guarded_free(gs);

@@ -42,28 +42,44 @@ void edge_neon_quantize(const float *x, int64_t nblocks, int8_t *q, float *s) {
     }
 }
 
-// Attention over q8/f16 caches: values in chunks of 32 dimensions kept in eight accumulators across
-// every position; f16 scores four dimensions per `fcvtl` + `fmla`, with a scalar tail.
+// Attention over q8/f16 caches. f16: values in chunks of 32 dimensions kept in eight accumulators
+// across every position; scores four dimensions per `fcvtl` + `fmla`, with a scalar tail.
 
-void edge_neon_attn_values_q8(const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos, int64_t hd,
-                              float *out) {
+// Values: for 4 dimensions and up to 8 queries at a time, each position's codes are widened and scaled
+// once and added to every query's accumulator with one FMA by its probability.
+void edge_neon_attn_values_q8(const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,
+                              int64_t npos, int64_t hd, float *out, int64_t ostride) {
     int64_t nb = hd / 32;
-    for (int64_t b = 0; b < nb; b++) {
-        float32x4_t acc[8];
-        for (int i = 0; i < 8; i++) acc[i] = vld1q_f32(out + 32 * b + 4 * i);
-        for (int64_t j = 0; j < npos; j++) {
-            float w = p[j] * k128_half(vscales[j * nb + b]);
-            const int8_t *row = v + j * hd + 32 * b;
-            for (int h = 0; h < 2; h++) {
-                int8x16_t codes = vld1q_s8(row + 16 * h);
-                int16x8_t lo = vmovl_s8(vget_low_s8(codes)), hi = vmovl_high_s8(codes);
-                acc[4 * h + 0] = vfmaq_n_f32(acc[4 * h + 0], vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), w);
-                acc[4 * h + 1] = vfmaq_n_f32(acc[4 * h + 1], vcvtq_f32_s32(vmovl_high_s16(lo)), w);
-                acc[4 * h + 2] = vfmaq_n_f32(acc[4 * h + 2], vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), w);
-                acc[4 * h + 3] = vfmaq_n_f32(acc[4 * h + 3], vcvtq_f32_s32(vmovl_high_s16(hi)), w);
+    float scale[128];
+    for (int64_t j0 = 0; j0 < npos; j0 += 128) {
+        int64_t jn = npos - j0 < 128 ? npos - j0 : 128;
+        for (int64_t b = 0; b < nb; b++) {
+            for (int64_t j = 0; j < jn; j++) scale[j] = k128_half(vscales[(j0 + j) * nb + b]);
+            for (int64_t d = b * 32; d < b * 32 + 32; d += 8) {
+                for (int64_t q0 = 0; q0 < nq; q0 += 8) {
+                    int qn = (int)(nq - q0 < 8 ? nq - q0 : 8);
+                    float32x4_t lo[8], hi[8];
+                    for (int i = 0; i < qn; i++) {
+                        lo[i] = vld1q_f32(out + (q0 + i) * ostride + d);
+                        hi[i] = vld1q_f32(out + (q0 + i) * ostride + d + 4);
+                    }
+                    for (int64_t j = 0; j < jn; j++) {
+                        int16x8_t codes = vmovl_s8(vld1_s8(v + (j0 + j) * hd + d));
+                        float32x4_t rlo = vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(codes))), scale[j]);
+                        float32x4_t rhi = vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(codes)), scale[j]);
+                        for (int i = 0; i < qn; i++) {
+                            float w = p[(q0 + i) * pstride + j0 + j];
+                            lo[i] = vfmaq_n_f32(lo[i], rlo, w);
+                            hi[i] = vfmaq_n_f32(hi[i], rhi, w);
+                        }
+                    }
+                    for (int i = 0; i < qn; i++) {
+                        vst1q_f32(out + (q0 + i) * ostride + d, lo[i]);
+                        vst1q_f32(out + (q0 + i) * ostride + d + 4, hi[i]);
+                    }
+                }
             }
         }
-        for (int i = 0; i < 8; i++) vst1q_f32(out + 32 * b + 4 * i, acc[i]);
     }
 }
 

@@ -79,10 +79,11 @@ void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nbloc
 //    the quantized queries (group heads x tokens as the tokens).
 //  - f16 rows: IEEE halves.
 
-/// out[d] += sum_j p[j] * vscales[j * hd / 32 + d / 32] * v[j * hd + d], d < hd: the value sum of a q8 V
-/// cache, dequantized in registers.
-void edge_attn_values_q8(int isa, const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos, int64_t hd,
-                         float *out);
+/// out[q * ostride + d] += sum_j p[q * pstride + j] * vscales[j * hd / 32 + d / 32] * v[j * hd + d] for
+/// q < nq, d < hd: the value sums of `nq` queries (the heads of a GQA group, several tokens) over one q8 V
+/// cache, each value row dequantized in registers once and applied to every query.
+void edge_attn_values_q8(int isa, const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,
+                         int64_t npos, int64_t hd, float *out, int64_t ostride);
 
 /// out[j] = sum_d q[d] * k[j * hd + d], j < npos: the scores of one query against an f16 K cache.
 void edge_attn_scores_f16(int isa, const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out);

@@ -43,28 +43,35 @@ K256_ATTR void edge_avx2_quantize(const float *x, int64_t nblocks, int8_t *q, fl
     }
 }
 
-// Attention over q8/f16 caches: values in chunks of 64 dimensions kept in eight accumulators across
-// every position; f16 scores eight dimensions per `vcvtph2ps` + `vfmadd`, with a scalar tail.
+// Attention over q8/f16 caches. f16: values in chunks of 64 dimensions kept in eight accumulators
+// across every position; scores eight dimensions per `vcvtph2ps` + `vfmadd`, with a scalar tail.
 
-K256_ATTR void edge_avx2_attn_values_q8(const float *p, const int8_t *v, const uint16_t *vscales, int64_t npos,
-                                        int64_t hd, float *out) {
+// Values: for 8 dimensions and up to 8 queries at a time, each position's codes are widened and scaled
+// once (`vpmovsxbd`, `vcvtdq2ps`, one multiply by the row's block scale) and added to every query's
+// accumulator with one FMA by its probability.
+K256_ATTR void edge_avx2_attn_values_q8(const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,
+                                        int64_t npos, int64_t hd, float *out, int64_t ostride) {
     int64_t nb = hd / 32;
-    for (int64_t d0 = 0; d0 < hd; d0 += 64) {
-        int two = d0 + 64 <= hd;
-        __m256 acc[8];
-        for (int i = 0; i < (two ? 8 : 4); i++) acc[i] = _mm256_loadu_ps(out + d0 + 8 * i);
-        for (int64_t j = 0; j < npos; j++) {
-            const int8_t *row = v + j * hd + d0;
-            const uint16_t *sc = vscales + j * nb + d0 / 32;
-            for (int half = 0; half < (two ? 2 : 1); half++) {
-                __m256 w = _mm256_set1_ps(p[j] * _cvtsh_ss(sc[half]));
-                for (int i = 0; i < 4; i++) {
-                    __m256i codes = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 32 * half + 8 * i)));
-                    acc[4 * half + i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), w, acc[4 * half + i]);
+    float scale[128];
+    for (int64_t j0 = 0; j0 < npos; j0 += 128) {
+        int64_t jn = npos - j0 < 128 ? npos - j0 : 128;
+        for (int64_t b = 0; b < nb; b++) {
+            for (int64_t j = 0; j < jn; j++) scale[j] = _cvtsh_ss(vscales[(j0 + j) * nb + b]);
+            for (int64_t d = b * 32; d < b * 32 + 32; d += 8) {
+                for (int64_t q0 = 0; q0 < nq; q0 += 8) {
+                    int qn = (int)(nq - q0 < 8 ? nq - q0 : 8);
+                    __m256 acc[8];
+                    for (int i = 0; i < qn; i++) acc[i] = _mm256_loadu_ps(out + (q0 + i) * ostride + d);
+                    for (int64_t j = 0; j < jn; j++) {
+                        __m256i codes = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + (j0 + j) * hd + d)));
+                        __m256 row = _mm256_mul_ps(_mm256_cvtepi32_ps(codes), _mm256_set1_ps(scale[j]));
+                        for (int i = 0; i < qn; i++)
+                            acc[i] = _mm256_fmadd_ps(row, _mm256_broadcast_ss(p + (q0 + i) * pstride + j0 + j), acc[i]);
+                    }
+                    for (int i = 0; i < qn; i++) _mm256_storeu_ps(out + (q0 + i) * ostride + d, acc[i]);
                 }
             }
         }
-        for (int i = 0; i < (two ? 8 : 4); i++) _mm256_storeu_ps(out + d0 + 8 * i, acc[i]);
     }
 }
 

@@ -10,8 +10,8 @@ import Foundation
 ///
 /// Scores of a q8 cache are integer matrix products (`edge_matmul_q8`: the chunk's keys as rows, the
 /// int8-quantized queries as tokens) on the same SIMD kernels as the linear layers; values are summed by
-/// dequantizing V in registers (`edge_attn_values_q8`). f16 caches convert in registers; f32 is the
-/// reference.
+/// dequantizing V in registers once per chunk for all the job's queries (`edge_attn_values_q8`). f16
+/// caches convert in registers; f32 is the reference.
 final class BlockedAttention {
     /// Positions per chunk.
     static let chunk = 128
@@ -122,11 +122,14 @@ final class BlockedAttention {
                                       blocksPerRow: kblocks, blocksPerGroup: 1, rows: 0..<width, x: qc, xs: qs, tokens: nq,
                                       out: s, rowStride: 1, tokenStride: chunk)
             }
+            // Online softmax: s[i, j] becomes exp(score - running max), zero where the query may not look.
+            let values = cache.values
             for i in 0..<nq {
                 // Causal: query i sees positions up to pos0 + its token.
-                let visible = min(c1, pos0 + tokens.lowerBound + i / group + 1) - c0
-                if visible <= 0 { continue }
+                let visible = max(0, min(c1, pos0 + tokens.lowerBound + i / group + 1) - c0)
                 let row = s + i * chunk
+                for j in visible..<width { row[j] = 0 }
+                if visible == 0 { continue }
                 var chunkMax = -Float.infinity
                 for j in 0..<visible {
                     row[j] *= scale
@@ -147,7 +150,6 @@ final class BlockedAttention {
                 }
                 z[i] += sum
                 let ai = a + i * rl
-                let values = cache.values
                 switch values.type {
                 case .f32:
                     let rows = values.data.assumingMemoryBound(to: Float.self) + (base + c0) * vrl
@@ -156,9 +158,13 @@ final class BlockedAttention {
                     edge_attn_values_f16(level.rawValue, row, values.data.assumingMemoryBound(to: UInt16.self) + (base + c0) * vrl,
                                          Int64(visible), Int64(hd), ai)
                 case .q8:
-                    edge_attn_values_q8(level.rawValue, row, values.data.assumingMemoryBound(to: Int8.self) + (base + c0) * vrl,
-                                        values.scales + (base + c0) * vblocks, Int64(visible), Int64(vrl), ai)
+                    break
                 }
+            }
+            // q8 values: every query of the job at once, so each value row is dequantized once per chunk.
+            if values.type == .q8 {
+                edge_attn_values_q8(level.rawValue, s, Int64(chunk), Int64(nq), values.data.assumingMemoryBound(to: Int8.self) + (base + c0) * vrl,
+                                    values.scales + (base + c0) * vblocks, Int64(width), Int64(vrl), a, Int64(rl))
             }
             c0 = c1
         }
