@@ -44,30 +44,8 @@ K128_INLINE void k128_tile(const int q4, const int R, const int T, const int per
     }
 }
 
-K128_INLINE void k128_rows(const int q4, const int R, const int per_channel, const uint8_t *w, const uint16_t *ws,
-                           int64_t nblocks, int64_t gblocks, int64_t ngroups, int64_t r, const int8_t *x,
-                           const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    int64_t t = 0;
-    for (; t + 4 <= ntok; t += 4) k128_tile(q4, R, 4, per_channel, w, ws, nblocks, gblocks, ngroups, r, x, xs, t, out, ors, ots);
-    for (; t < ntok; t++) k128_tile(q4, R, 1, per_channel, w, ws, nblocks, gblocks, ngroups, r, x, xs, t, out, ors, ots);
-}
-
-K128_INLINE void k128_matmul(const int q4, const int per_channel, const uint8_t *w, const uint16_t *ws,
-                             int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1, const int8_t *x,
-                             const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    int64_t ngroups = (nblocks + gblocks - 1) / gblocks, r = r0;
-    if (ntok > 1)
-        for (; r + 2 <= r1; r += 2) k128_rows(q4, 2, per_channel, w, ws, nblocks, gblocks, ngroups, r, x, xs, ntok, out, ors, ots);
-    for (; r < r1; r++) k128_rows(q4, 1, per_channel, w, ws, nblocks, gblocks, ngroups, r, x, xs, ntok, out, ors, ots);
-}
-
-K128_ATTR void K128_NAME(matmul_q8)(EDGE_MATMUL_ARGS(int8_t)) {
-    const uint8_t *wb = (const uint8_t *)w;
-    if (gblocks >= nblocks) k128_matmul(0, 1, wb, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-    else k128_matmul(0, 0, wb, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-}
-
-K128_ATTR void K128_NAME(matmul_q4)(EDGE_MATMUL_ARGS(uint8_t)) {
-    if (gblocks >= nblocks) k128_matmul(1, 1, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-    else k128_matmul(1, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-}
+#define TILED_INLINE K128_INLINE
+#define TILED_ATTR K128_ATTR
+#define TILED_NAME(x) K128_NAME(x)
+#define TILED_TILE k128_tile
+#include "../tiled.h"
