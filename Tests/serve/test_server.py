@@ -1,6 +1,7 @@
 """edgelm serve driven by the official openai client and by raw HTTP; edgelm chat driven through a pty.
 
-Usage: python Tests/serve/test_server.py EDGELM_BINARY MODEL.edgelm
+Usage: python Tests/serve/test_server.py EDGELM_BINARY MODEL.edgelm LONG_MODEL.edgelm
+(MODEL: a small trained model; LONG_MODEL: one that writes long answers, for Ctrl-C in the middle of one.)
 Starts its own servers on free loopback ports and stops them. Prints one line per test and closes with
 'N passed, N failed'; exits non-zero on any failure.
 """
@@ -8,7 +9,7 @@ import http.client, json, os, pty, re, select, signal, socket, subprocess, sys, 
 
 import openai
 
-EDGELM, MODEL = sys.argv[1], sys.argv[2]
+EDGELM, MODEL, LONG_MODEL = sys.argv[1], sys.argv[2], sys.argv[3]
 results = []
 
 
@@ -310,6 +311,28 @@ def chat_cli_reuses_the_history_and_stops_on_ctrl_c():
         m3, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated")
         assert int(m3.group(2)) < p2
         os.write(fd, b"\x03")  # Ctrl-C at the prompt quits
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Ctrl-C during a long answer stops that answer and the chat goes on. The random-weight model of
+    # LONG_MODEL (edgelm synth s15m) practically never emits EOS, so its answers run for seconds.
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(EDGELM, [EDGELM, "chat", "-m", LONG_MODEL, "--chat-template", "chatml", "-n", "16000", "--ctx", "16384", "--temperature", "0.8"])
+    try:
+        read_until(fd, r"> ")
+        os.write(fd, b"Tell me a very long story.\n")
+        time.sleep(0.3)
+        os.write(fd, b"\x03")
+        m, _ = read_until(fd, r"\[(\d+) tokens, [0-9.]+ t/s; prompt: \d+ of \d+ tokens evaluated; stopped\]")
+        assert int(m.group(1)) < 16000, m.group(0)
+        os.write(fd, b"/reset\n")
+        read_until(fd, r"conversation cleared")
+        os.write(fd, b"/quit\n")
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     finally:

@@ -53,9 +53,9 @@ struct Serve: AsyncParsableCommand {
             }
             let app = try OpenAIServer(model: lm, options: server)
             let (h, s) = (host, slots)
-            let kv = lm.session.kvTypeName, context = lm.session.contextLength
+            let kv = "\(lm.session.kvTypeName) KV cache of \(formatBytes(lm.session.kvCacheBytes)) per slot", context = lm.session.contextLength
             try await app.run { bound in
-                Terminal.error("listening on http://\(h):\(bound) (\(s) slots, \(kv) KV cache, context \(context))")
+                Terminal.error("listening on http://\(h):\(bound) (\(s) slots, \(kv), context \(context))")
             }
         }
     }
