@@ -23,9 +23,17 @@ EDGE_VNNI static inline q8_pair prep_pair_q8(const int8_t *w, __mmask64 blocks) 
     return p;
 }
 
-EDGE_VNNI static inline __m512i dot_pair_q8(q8_pair w, const int8_t *x, __mmask64 blocks) {
-    __m512i xv = _mm512_maskz_loadu_epi8(blocks, (const void *)x);
-    __m512i sx = _mm512_mask_sub_epi8(xv, w.negative, _mm512_setzero_si512(), xv);
+/// A token's activation pair, loaded once per tile step and shared by the tile's rows; for q4 also the
+/// -8 * sum(x) correction every row's dot starts from (unused for q8).
+typedef struct { __m512i x, base; } x_pair;
+
+EDGE_VNNI static inline x_pair load_x_q8(const int8_t *x, __mmask64 blocks) {
+    x_pair p = { _mm512_maskz_loadu_epi8(blocks, (const void *)x), _mm512_setzero_si512() };
+    return p;
+}
+
+EDGE_VNNI static inline __m512i dot_pair_q8(q8_pair w, x_pair x) {
+    __m512i sx = _mm512_mask_sub_epi8(x.x, w.negative, _mm512_setzero_si512(), x.x);
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.magnitude, sx);
 }
 
@@ -44,11 +52,14 @@ EDGE_VNNI static inline q4_pair prep_pair_q4(const uint8_t *w, __mmask64 blocks)
     return p;
 }
 
-EDGE_VNNI static inline __m512i dot_pair_q4(q4_pair w, const int8_t *x, __mmask64 blocks) {
+EDGE_VNNI static inline x_pair load_x_q4(const int8_t *x, __mmask64 blocks) {
     __m512i xv = _mm512_maskz_loadu_epi8(blocks, (const void *)x);
     __m512i correction = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), xv);
-    return _mm512_dpbusd_epi32(_mm512_sub_epi32(_mm512_setzero_si512(), correction), w.nibbles, xv);
+    x_pair p = { xv, _mm512_sub_epi32(_mm512_setzero_si512(), correction) };
+    return p;
 }
+
+EDGE_VNNI static inline __m512i dot_pair_q4(q4_pair w, x_pair x) { return _mm512_dpbusd_epi32(x.base, w.nibbles, x.x); }
 
 // Scales of blocks b, b+1 over lanes 0-7 and 8-15.
 EDGE_VNNI static inline __m512 pair_scales(__m128 two) {
@@ -62,56 +73,76 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
     return _mm_set1_ps(1.0f);
 }
 
-// One block pair (or, with HALF, the last single block) of a row against TILE tokens: the weights are
-// prepared once and used for every token. Full pairs use plain loads: masked loads kept the hardware
-// prefetcher from streaming weights (decode ran 3x slower from DRAM).
-#define EDGE_AVX512_PAIR_STEP(TILE, PAIR, PREP, PAIR_DOT, BLOCKBYTES, HALF)                                  \
+// One block pair (or, with HALF, the last single block) of R rows against TILE tokens: each row's
+// weights are prepared once and used for every token, each token's activations (and q4 correction) once
+// and used for every row. Full pairs use plain loads: masked loads kept the hardware prefetcher from
+// streaming weights (decode ran 3x slower from DRAM).
+#define EDGE_AVX512_PAIR_STEP(R, TILE, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES, HALF)                          \
     {                                                                                                     \
         const __mmask64 blocks = HALF ? EDGE_HALF_PAIR : EDGE_FULL_PAIR;                                  \
-        __m128 wsc = weight_scales(wsr, b, gblocks, single, per_channel, HALF);                           \
-        /* Prefetch 4 KiB ahead in the weight stream (+8-10% decode from DRAM, measured A/B). */          \
-        if (!HALF) _mm_prefetch((const char *)(wr + b * BLOCKBYTES) + 4096, _MM_HINT_T0);                   \
-        PAIR wp = PREP(wr + b * BLOCKBYTES, blocks);                                                      \
+        __m128 wsc[R];                                                                                    \
+        PAIR wp[R];                                                                                       \
+        for (int i = 0; i < R; i++) {                                                                     \
+            wsc[i] = weight_scales(wsr + i * ngroups, b, gblocks, single, per_channel, HALF);             \
+            const WTYPE *wb = wr + i * nblocks * BLOCKBYTES + b * BLOCKBYTES;                             \
+            /* Prefetch 4 KiB ahead in the weight stream (+8-10% decode from DRAM, measured A/B). */      \
+            if (!HALF) _mm_prefetch((const char *)wb + 4096, _MM_HINT_T0);                                \
+            wp[i] = PREP(wb, blocks);                                                                     \
+        }                                                                                                 \
         for (int k = 0; k < TILE; k++) {                                                                  \
             const float *sx = xs + (t + k) * nblocks + b;                                                 \
             __m128 s = HALF ? _mm_load_ss(sx) : _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)sx));   \
-            __m512i d = PAIR_DOT(wp, x + (t + k) * nblocks * 32 + b * 32, blocks);                        \
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(_mm_mul_ps(s, wsc)), acc[k]);     \
+            x_pair xv = XLOAD(x + (t + k) * nblocks * 32 + b * 32, blocks);                               \
+            for (int i = 0; i < R; i++) {                                                                 \
+                __m512i d = PAIR_DOT(wp[i], xv);                                                          \
+                acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(_mm_mul_ps(s, wsc[i])), acc[i][k]); \
+            }                                                                                             \
         }                                                                                                 \
     }
 
-// One row against TILE tokens.
-#define EDGE_AVX512_ROW_TILE(TILE, PAIR, PREP, PAIR_DOT, BLOCKBYTES)                                        \
+// Rows [r, r + R) against TILE tokens.
+#define EDGE_AVX512_ROW_TILE(R, TILE, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)                                \
     {                                                                                                     \
-        __m512 acc[TILE];                                                                                 \
-        for (int k = 0; k < TILE; k++) acc[k] = _mm512_setzero_ps();                                      \
+        __m512 acc[R][TILE];                                                                              \
+        for (int i = 0; i < R; i++)                                                                       \
+            for (int k = 0; k < TILE; k++) acc[i][k] = _mm512_setzero_ps();                               \
         int64_t b = 0;                                                                                    \
-        for (; b + 2 <= nblocks; b += 2) EDGE_AVX512_PAIR_STEP(TILE, PAIR, PREP, PAIR_DOT, BLOCKBYTES, 0) \
-        if (b < nblocks) EDGE_AVX512_PAIR_STEP(TILE, PAIR, PREP, PAIR_DOT, BLOCKBYTES, 1)                 \
-        for (int k = 0; k < TILE; k++) {                                                                  \
-            float total = _mm512_reduce_add_ps(acc[k]);                                                   \
-            out[r * ors + (t + k) * ots] = per_channel ? total * _cvtsh_ss(wsr[0]) : total;               \
-        }                                                                                                 \
+        for (; b + 2 <= nblocks; b += 2) EDGE_AVX512_PAIR_STEP(R, TILE, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES, 0) \
+        if (b < nblocks) EDGE_AVX512_PAIR_STEP(R, TILE, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES, 1)                 \
+        for (int i = 0; i < R; i++)                                                                       \
+            for (int k = 0; k < TILE; k++) {                                                              \
+                float total = _mm512_reduce_add_ps(acc[i][k]);                                            \
+                out[(r + i) * ors + (t + k) * ots] = per_channel ? total * _cvtsh_ss(wsr[i * ngroups]) : total; \
+            }                                                                                             \
     }
 
-#define EDGE_AVX512_MATMUL(NAME, FALLBACK, WTYPE, BLOCKBYTES, PAIR, PREP, PAIR_DOT)                          \
-    EDGE_VNNI void NAME(EDGE_MATMUL_ARGS(WTYPE)) {                                                   \
-        int per_channel = gblocks >= nblocks, single = gblocks == 1 && !per_channel;                   \
+// Rows [r, r + R) against every token: tiles of 8, 4, then 1.
+#define EDGE_AVX512_ROWS(R, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)                                        \
+    {                                                                                                     \
+        const WTYPE *wr = w + r * nblocks * BLOCKBYTES;                                                   \
+        const uint16_t *wsr = ws + r * ngroups;                                                           \
+        int64_t t = 0;                                                                                    \
+        for (; t + 8 <= ntok; t += 8) EDGE_AVX512_ROW_TILE(R, 8, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES) \
+        for (; t + 4 <= ntok; t += 4) EDGE_AVX512_ROW_TILE(R, 4, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES) \
+        for (; t < ntok; t++) EDGE_AVX512_ROW_TILE(R, 1, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)         \
+    }
+
+// Decode (one token) takes rows one at a time, the weight stream's best pattern; batches take row
+// pairs, sharing each activation load (and q4 correction) between the two rows.
+#define EDGE_AVX512_MATMUL(NAME, FALLBACK, WTYPE_, BLOCKBYTES, PAIR, PREP, XLOAD, PAIR_DOT)                    \
+    EDGE_VNNI void NAME(EDGE_MATMUL_ARGS(WTYPE_)) {                                                      \
+        typedef WTYPE_ WTYPE;                                                                            \
+        int per_channel = gblocks >= nblocks, single = gblocks == 1 && !per_channel;                     \
         if (!per_channel && !single && (gblocks & 1)) {                                                  \
             FALLBACK(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);                       \
             return;                                                                                      \
         }                                                                                                \
-        int64_t ngroups = (nblocks + gblocks - 1) / gblocks;                                             \
-        for (int64_t r = r0; r < r1; r++) {                                                              \
-            const WTYPE *wr = w + r * nblocks * BLOCKBYTES;                                              \
-            const uint16_t *wsr = ws + r * ngroups;                                                      \
-            int64_t t = 0;                                                                               \
-            for (; t + 8 <= ntok; t += 8) EDGE_AVX512_ROW_TILE(8, PAIR, PREP, PAIR_DOT, BLOCKBYTES)      \
-            for (; t + 4 <= ntok; t += 4) EDGE_AVX512_ROW_TILE(4, PAIR, PREP, PAIR_DOT, BLOCKBYTES)      \
-            for (; t < ntok; t++) EDGE_AVX512_ROW_TILE(1, PAIR, PREP, PAIR_DOT, BLOCKBYTES)              \
-        }                                                                                                \
+        int64_t ngroups = (nblocks + gblocks - 1) / gblocks, r = r0;                                     \
+        if (ntok > 1)                                                                                    \
+            for (; r + 2 <= r1; r += 2) EDGE_AVX512_ROWS(2, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)    \
+        for (; r < r1; r++) EDGE_AVX512_ROWS(1, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)                \
     }
 
-EDGE_AVX512_MATMUL(edge_avx512_matmul_q8, edge_vnni256_matmul_q8, int8_t, 32, q8_pair, prep_pair_q8, dot_pair_q8)
-EDGE_AVX512_MATMUL(edge_avx512_matmul_q4, edge_vnni256_matmul_q4, uint8_t, 16, q4_pair, prep_pair_q4, dot_pair_q4)
+EDGE_AVX512_MATMUL(edge_avx512_matmul_q8, edge_vnni256_matmul_q8, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
+EDGE_AVX512_MATMUL(edge_avx512_matmul_q4, edge_vnni256_matmul_q4, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
 #endif
