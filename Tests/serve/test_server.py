@@ -292,13 +292,26 @@ def read_until(fd, pattern, timeout=30):
     raise AssertionError(f"no {pattern!r} in {data.decode(errors='replace')[-500:]!r}")
 
 
-@test
-def chat_cli_reuses_the_history_and_stops_on_ctrl_c():
+def chat_session(model, *args, script):
+    """Runs `edgelm chat` on a pseudo-terminal, calls script(fd), then expects a clean exit."""
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(EDGELM, [EDGELM, "chat", "-m", MODEL, "--chat-template", "chatml", "-n", "24", "--temperature", "0", "--ctx", "512"])
+        os.execv(EDGELM, [EDGELM, "chat", "-m", model, "--chat-template", "chatml", *args])
     try:
         read_until(fd, r"> ")
+        script(fd)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@test
+def chat_cli_reuses_the_history_and_stops_on_ctrl_c():
+    def turns(fd):
         os.write(fd, b"Tell me a story about a frog.\n")
         m1, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated")
         os.write(fd, b"What did the frog do next?\n")
@@ -311,20 +324,12 @@ def chat_cli_reuses_the_history_and_stops_on_ctrl_c():
         m3, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated")
         assert int(m3.group(2)) < p2
         os.write(fd, b"\x03")  # Ctrl-C at the prompt quits
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+
+    chat_session(MODEL, "-n", "24", "--temperature", "0", "--ctx", "512", script=turns)
+
     # Ctrl-C during a long answer stops that answer and the chat goes on. The random-weight model of
     # LONG_MODEL (edgelm synth s15m) practically never emits EOS, so its answers run for seconds.
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(EDGELM, [EDGELM, "chat", "-m", LONG_MODEL, "--chat-template", "chatml", "-n", "16000", "--ctx", "16384", "--temperature", "0.8"])
-    try:
-        read_until(fd, r"> ")
+    def interrupt(fd):
         os.write(fd, b"Tell me a very long story.\n")
         time.sleep(0.3)
         os.write(fd, b"\x03")
@@ -333,13 +338,8 @@ def chat_cli_reuses_the_history_and_stops_on_ctrl_c():
         os.write(fd, b"/reset\n")
         read_until(fd, r"conversation cleared")
         os.write(fd, b"/quit\n")
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+
+    chat_session(LONG_MODEL, "-n", "16000", "--ctx", "16384", "--temperature", "0.8", script=interrupt)
 
 
 alive = server.stop()
