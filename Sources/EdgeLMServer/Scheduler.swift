@@ -130,6 +130,8 @@ final class Scheduler: @unchecked Sendable {
                     admitted.append((job, continuation, best))
                 }
                 metrics.set("edgelm_queue_length", Double(queue.count))
+                // Admitted jobs count as busy from here, before their prompts are evaluated.
+                metrics.set("edgelm_slots_busy", Double(active.count + admitted.count))
                 return stopping
             }
             if stop {

@@ -60,8 +60,10 @@ import Testing
         #expect(second.evaluated == b.count - shared)
         let again = try lm.session.prefill(b)
         #expect(again.evaluated == 1, "the same prompt re-runs only its last token")
+        // The same logits as a fresh evaluation, up to the summation order of a batch against a single token.
         let fresh = try InferenceSession(model: lm.model, keyType: .f32, valueType: .f32)
-        #expect(Array(try fresh.prefill(b).logits) == Array(again.logits))
+        let reference = Array(try fresh.prefill(b).logits), reused = Array(again.logits)
+        #expect(zip(reference, reused).map { abs($0 - $1) }.max()! <= 1e-4 * reference.map(abs).max()!)
         #expect(lm.session.tokens == b)
     }
 
