@@ -6,7 +6,7 @@ struct Job: Sendable {
     let prompt: [Int]
     let parameters: GenerateParameters
     /// Set when the client has gone: the slot is freed at the next token.
-    let cancelled: CancelFlag
+    let cancelled: CancellationFlag
 }
 
 /// What a job streams back.
@@ -17,14 +17,6 @@ enum JobEvent: Sendable {
     case done(reason: StopReason, promptTokens: Int, evaluated: Int, completionTokens: Int)
     /// The forward pass failed.
     case failed(String)
-}
-
-/// A flag set by one thread and read by another.
-final class CancelFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
 }
 
 /// Counters for `/metrics`, updated by the scheduler and the HTTP handlers.
@@ -145,25 +137,16 @@ final class Scheduler: @unchecked Sendable {
             for (job, continuation, slot) in admitted {
                 if let a = prefill(job, continuation, slot: slot) { active.append(a) } else { free.append(slot) }
             }
-            metrics.set("edgelm_slots_busy", Double(active.count))
             // Jobs whose client left, or whose context is full, end here.
             active.removeAll { a in
-                if a.job.cancelled.isSet {
-                    var s = a.stream
-                    _ = s.finish(.cancelled)
-                    finish(a, s)
-                    free.append(a.slot)
-                    return true
-                }
-                if slots[a.slot].position >= slots[a.slot].contextLength {
-                    var s = a.stream
-                    let tail = s.finish(.contextFull)
-                    if !tail.isEmpty { a.continuation.yield(.text(tail)) }
-                    finish(a, s)
-                    free.append(a.slot)
-                    return true
-                }
-                return false
+                let full = slots[a.slot].position >= slots[a.slot].contextLength
+                guard a.job.cancelled.isSet || full else { return false }
+                var s = a.stream
+                let tail = s.finish(full ? .contextFull : .cancelled)
+                if !tail.isEmpty { a.continuation.yield(.text(tail)) }
+                finish(a, s)
+                free.append(a.slot)
+                return true
             }
             metrics.set("edgelm_slots_busy", Double(active.count))
             guard !active.isEmpty else { continue }

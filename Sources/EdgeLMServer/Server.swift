@@ -96,7 +96,7 @@ public final class OpenAIServer: Sendable {
         parameters.maxTokens = parsed.maxTokens ?? (context - prompt.count)
         parameters.sampling = parsed.sampling
         parameters.stop = parsed.stop + (kind == .chat ? options.chatTemplate?.stopStrings ?? [] : [])
-        let job = Job(prompt: prompt, parameters: parameters, cancelled: CancelFlag())
+        let job = Job(prompt: prompt, parameters: parameters, cancelled: CancellationFlag())
         guard let events = scheduler.submit(job) else {
             metrics.add("edgelm_rejected_busy_total")
             return logged(path, started, error: APIError(503, "all \(options.slots) slots are busy and \(options.queueLimit) requests are waiting; retry later",
@@ -156,7 +156,7 @@ public final class OpenAIServer: Sendable {
         case .chat:
             guard let template = options.chatTemplate else {
                 throw APIError(400, "the model has no recognised chat template: start the server with --chat-template "
-                               + "(\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", "))) or use /v1/completions", param: "messages")
+                               + "(\(ChatTemplate.names)) or use /v1/completions", param: "messages")
             }
             do {
                 return try ChatSession.promptTokens(request.messages, template: template, model: model)

@@ -14,13 +14,9 @@ import Testing
     /// Mean KLD of the f32 model with `key`/`value` caches against the same model with an f32 cache,
     /// over 40 windows of 256 tokens of the dev text.
     func kvDrift(_ model: Model, key: KVCacheType, value: KVCacheType, smoothing: Bool = true) throws -> PerplexityReport.ReferenceComparison {
-        let path = try model.converted("f32", ConversionOptions(type: .f32))
-        let lm = try LanguageModel(path: path, keyType: key, valueType: value, keySmoothing: smoothing)
-        let ref = try LanguageModel(path: path, keyType: .f32, valueType: .f32)
-        let text = try String(contentsOfFile: Fixtures.path("text/tinystories-dev.txt"), encoding: .utf8)
-        let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: lm.tokenizer.encode(text),
-                                                 options: PerplexityOptions(context: 256, chunks: 40))
-        return report.reference!
+        let lm = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)), keyType: key, valueType: value,
+                                   keySmoothing: smoothing)
+        return try PerplexityTests().compare(lm, with: model, windows: 40)
     }
 
     struct Limit: Sendable, CustomTestStringConvertible {

@@ -47,7 +47,11 @@ import Testing
         } else {
             path = try model.converted(key, options)
         }
-        let lm = try LanguageModel(path: path, keyType: .f32, valueType: .f32)
+        return try compare(try LanguageModel(path: path, keyType: .f32, valueType: .f32), with: model, windows: windows)
+    }
+
+    /// `lm` against the f32 file of `model` (with an f32 KV cache) over the first `windows` windows of 256.
+    func compare(_ lm: LanguageModel, with model: Model, windows: Int) throws -> PerplexityReport.ReferenceComparison {
         let ref = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
         let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: try textTokens(lm),
                                                  options: PerplexityOptions(context: 256, chunks: windows))

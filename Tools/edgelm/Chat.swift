@@ -16,7 +16,7 @@ struct Chat: AsyncParsableCommand {
     @OptionGroup var options: ModelOptions
     @OptionGroup var sampling: SamplingOptions
 
-    @Option(name: .long, help: "Chat format, overriding the model's template (\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", "))).")
+    @Option(name: .long, help: "Chat format, overriding the model's template (\(ChatTemplate.names)).")
     var chatTemplate: ChatTemplate?
 
     @Option(name: .long, help: "System message.")

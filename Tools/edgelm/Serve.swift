@@ -24,7 +24,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Require `Authorization: Bearer KEY` on /v1/ requests.")
     var apiKey: String?
 
-    @Option(name: .long, help: "Chat format, overriding the model's template (\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", "))).")
+    @Option(name: .long, help: "Chat format, overriding the model's template (\(ChatTemplate.names)).")
     var chatTemplate: ChatTemplate?
 
     @Option(name: .long, help: "The model id clients see (default: the file name).")

@@ -19,11 +19,11 @@ public final class ChatSession: @unchecked Sendable {
         } else {
             guard let text = model.tokenizer.data.chatTemplate else {
                 throw .invalidArgument("the model file has no chat template: choose one with --chat-template "
-                                       + "(\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))")
+                                       + "(\(ChatTemplate.names))")
             }
             guard let recognised = ChatTemplate.recognise(text) else {
                 throw .invalidArgument("the model's chat template is not one EdgeLM recognises: choose one with --chat-template "
-                                       + "(\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))")
+                                       + "(\(ChatTemplate.names))")
             }
             self.template = recognised
         }

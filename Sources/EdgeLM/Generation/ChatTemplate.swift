@@ -31,6 +31,9 @@ public enum ChatTemplate: String, CaseIterable, Sendable, Codable {
     /// Zephyr: `<|role|>\ncontent</s>\n`.
     case zephyr
 
+    /// Every format's name, as `--chat-template` takes them.
+    public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
     /// The family whose markers `template` (a Jinja chat template) contains, or nil.
     public static func recognise(_ template: String) -> ChatTemplate? {
         func has(_ s: String) -> Bool { template.contains(s) }

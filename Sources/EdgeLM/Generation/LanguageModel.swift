@@ -106,18 +106,23 @@ public final class LanguageModel: @unchecked Sendable {
     }
 }
 
-/// A flag set from one thread and read from another.
-final class CancellationFlag: @unchecked Sendable {
+/// A flag set from one thread and read from another (a consumer that stopped listening).
+public final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
 
-    func set() {
+    /// A flag not yet set.
+    public init() {}
+
+    /// Sets the flag.
+    public func set() {
         lock.lock()
         value = true
         lock.unlock()
     }
 
-    var isSet: Bool {
+    /// Whether the flag is set.
+    public var isSet: Bool {
         lock.lock()
         defer { lock.unlock() }
         return value

@@ -92,7 +92,7 @@ final class BlockedAttention {
         m.initialize(repeating: -.infinity, count: nq)
         z.initialize(repeating: 0, count: nq)
         if cache.keys.type == .q8 {
-            let pq = paddedQuery + worker * rl, channelScales = cache.keyScales + (l * config.kvHeads + h) * hd
+            let pq = paddedQuery + worker * rl, channelScales = cache.keyChannelScales + (l * config.kvHeads + h) * hd
             for i in 0..<nq {
                 let qi = query(i)
                 for d in 0..<hd { pq[d] = qi[d] * channelScales[d] }

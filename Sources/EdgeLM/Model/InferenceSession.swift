@@ -73,7 +73,7 @@ public final class InferenceSession: @unchecked Sendable {
     public static func requiredBytes(_ config: ModelConfig, context: Int, keyType: KVCacheType, valueType: KVCacheType, maxBatch: Int = 64) -> Int {
         let b = max(1, maxBatch)
         let floats = b * (5 * config.dim + 2 * config.kvDim + 2 * config.ffnDim + config.vocabSize) + context * config.headDim
-        let cache = (keyType.bytes(config, positions: context) + valueType.bytes(config, positions: context)) / 2
+        let cache = keyType.halfBytes(config, positions: context) + valueType.halfBytes(config, positions: context)
         return cache + floats * 4 + b * (max(config.dim, config.ffnDim) + 32) * 5
     }
 
@@ -203,9 +203,7 @@ public final class InferenceSession: @unchecked Sendable {
         guard position + tokens.count <= contextLength else {
             throw .invalidInput("\(position + tokens.count) tokens exceed the context length \(contextLength)")
         }
-        if let bad = tokens.first(where: { !(0..<c.vocabSize).contains($0) }) {
-            throw .invalidInput("token id \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
-        }
+        try checkVocabulary(tokens)
         if selection == .all, tokens.count > maxBatch {
             throw .invalidInput("logits for every token need batches of at most \(maxBatch) tokens, got \(tokens.count)")
         }
@@ -244,12 +242,16 @@ public final class InferenceSession: @unchecked Sendable {
             }
             guard s.position < s.contextLength else { throw .invalidInput("\(s.position + 1) tokens exceed the context length \(contextLength)") }
         }
-        if let bad = tokens.first(where: { !(0..<c.vocabSize).contains($0) }) {
-            throw .invalidInput("token id \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
-        }
+        try checkVocabulary(tokens)
         forwardBatch(tokens, segments: sessions.enumerated().map { Segment(session: $0.element, start: $0.offset, count: 1) })
         computeLogits(tokens: tokens.count, first: 0)
         return UnsafeBufferPointer(start: logitsBuffer, count: tokens.count * c.vocabSize)
+    }
+
+    private func checkVocabulary(_ tokens: [Int]) throws(EdgeLMError) {
+        if let bad = tokens.first(where: { !(0..<c.vocabSize).contains($0) }) {
+            throw .invalidInput("token id \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
+        }
     }
 
     // MARK: - The forward pass

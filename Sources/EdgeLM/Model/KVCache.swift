@@ -12,18 +12,21 @@ public enum KVCacheType: String, Sendable, CaseIterable, Codable, CustomStringCo
     case q8
 
     /// Bytes of the cache for `positions` positions of `config` (keys and values, scales included).
-    public func bytes(_ config: ModelConfig, positions: Int) -> Int {
-        bytes(layers: config.layers, kvHeads: config.kvHeads, headDim: config.headDim, positions: positions)
+    public func bytes(_ config: ModelConfig, positions: Int) -> Int { 2 * halfBytes(config, positions: positions) }
+
+    /// Bytes of the keys alone (or the values alone), scales included.
+    func halfBytes(_ config: ModelConfig, positions: Int) -> Int {
+        storeBytes(headDim: config.headDim, rows: config.layers * config.kvHeads * positions)
     }
 
-    func bytes(layers: Int, kvHeads: Int, headDim: Int, positions: Int) -> Int {
-        let vectors = 2 * layers * kvHeads * positions
+    /// Bytes of `rows` stored head vectors of `headDim` values, scales included.
+    func storeBytes(headDim: Int, rows: Int) -> Int {
         switch self {
-        case .f32: return vectors * headDim * 4
-        case .f16: return vectors * headDim * 2
+        case .f32: return rows * headDim * 4
+        case .f16: return rows * headDim * 2
         case .q8:
             let padded = KVCache.paddedHeadDim(headDim)
-            return vectors * (padded + padded / 32 * 2)
+            return rows * (padded + padded / 32 * 2)
         }
     }
 
@@ -64,7 +67,7 @@ final class KVStore {
     }
 
     /// Bytes held (codes and scales).
-    var bytes: Int { type.bytes(layers: 1, kvHeads: 1, headDim: headDim, positions: rows) / 2 }
+    var bytes: Int { type.storeBytes(headDim: headDim, rows: rows) }
 
     /// Writes one head vector of `headDim` floats as row `r`; q8 rows given a `transform` store
     /// (x - offset) / scale, channel by channel.
@@ -111,7 +114,7 @@ final class KVCache {
     private let keyOffsets: UnsafeMutablePointer<Float>
     /// [layers, kvHeads, headDim] channel scales keys are divided by and queries multiplied by; one until
     /// `setKeyTransform`.
-    let keyScales: UnsafeMutablePointer<Float>
+    let keyChannelScales: UnsafeMutablePointer<Float>
 
     static func paddedHeadDim(_ headDim: Int) -> Int { (headDim + 31) / 32 * 32 }
 
@@ -128,20 +131,20 @@ final class KVCache {
         values = KVStore(type: valueType, headDim: headDim, rows: rows)
         let count = config.layers * config.kvHeads * headDim
         keyOffsets = calloc(count, 4)!.bindMemory(to: Float.self, capacity: count)
-        keyScales = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        keyScales.initialize(repeating: 1, count: count)
+        keyChannelScales = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        keyChannelScales.initialize(repeating: 1, count: count)
     }
 
     deinit {
         free(keyOffsets)
-        keyScales.deallocate()
+        keyChannelScales.deallocate()
     }
 
     /// Sets layer `l`'s key transform from the first batch of a sequence: `n` tokens of [kvDim] keys and
     /// [heads * headDim] queries (query head g of KV head h is h * group + g).
     func setKeyTransform(layer l: Int, keys k: UnsafePointer<Float>, queries q: UnsafePointer<Float>, heads: Int, tokens n: Int) {
         guard keys.type == .q8, smoothKeys else { return }
-        let kvDim = kvHeads * headDim, offsets = keyOffsets + l * kvDim, scales = keyScales + l * kvDim, group = heads / kvHeads
+        let kvDim = kvHeads * headDim, offsets = keyOffsets + l * kvDim, scales = keyChannelScales + l * kvDim, group = heads / kvHeads
         offsets.initialize(repeating: 0, count: kvDim)
         scales.initialize(repeating: 1, count: kvDim)
         guard n >= 2 else { return }
@@ -174,7 +177,7 @@ final class KVCache {
         for h in 0..<kvHeads {
             let r = row(layer: layer, head: h, position: position)
             let channel = (layer * kvHeads + h) * headDim
-            keys.write(k + h * headDim, row: r, transform: (UnsafePointer(keyOffsets + channel), UnsafePointer(keyScales + channel)), level: level)
+            keys.write(k + h * headDim, row: r, transform: (UnsafePointer(keyOffsets + channel), UnsafePointer(keyChannelScales + channel)), level: level)
             values.write(v + h * headDim, row: r, level: level)
         }
     }
