@@ -18,9 +18,33 @@ public struct SourceTensor: @unchecked Sendable {
     public let dtype: SourceDType
     /// The raw little-endian elements.
     public let bytes: UnsafeRawBufferPointer
+    /// Added to every element when read (Gemma stores norm weights w for a scale of 1 + w).
+    public var addend: Float = 0
+
+    /// Creates a view of `bytes` as a tensor.
+    public init(name: String, shape: [Int], dtype: SourceDType, bytes: UnsafeRawBufferPointer) {
+        self.name = name
+        self.shape = shape
+        self.dtype = dtype
+        self.bytes = bytes
+    }
 
     /// Number of elements.
     public var count: Int { shape.reduce(1, *) }
+
+    /// The same data under canonical name `name`.
+    func named(_ name: String) -> SourceTensor {
+        var t = SourceTensor(name: name, shape: shape, dtype: dtype, bytes: bytes)
+        t.addend = addend
+        return t
+    }
+
+    /// Rows `rows` of a matrix as a tensor of its own (a fused projection split at conversion).
+    func rows(_ rows: Range<Int>, name: String) -> SourceTensor {
+        let rowBytes = shape[1] * dtype.size
+        return SourceTensor(name: name, shape: [rows.count, shape[1]], dtype: dtype,
+                            bytes: UnsafeRawBufferPointer(rebasing: bytes[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)]))
+    }
 
     /// Converts the elements to f32, rejecting NaN and infinities.
     /// - Parameter path: the file name for errors.
@@ -40,7 +64,7 @@ public struct SourceTensor: @unchecked Sendable {
             initialized = n
         }
         if let bad = out.firstIndex(where: { !$0.isFinite }) { throw .nonFiniteWeight(path: path, tensor: name, index: bad) }
-        return out
+        return addend == 0 ? out : out.map { $0 + addend }
     }
 }
 

@@ -1,53 +1,22 @@
 import Foundation
 
-/// The fields of a Hugging Face `config.json` that describe a Llama-shaped model. Anything that would change
-/// the computation and that EdgeLM does not implement is rejected by name rather than ignored.
-struct HuggingFaceConfig: Decodable {
-    let architectures: [String]?
-    let modelType: String?
-    let hiddenSize: Int
-    let numHiddenLayers: Int
-    let numAttentionHeads: Int
-    let numKeyValueHeads: Int?
-    let intermediateSize: Int
-    let vocabSize: Int
-    let maxPositionEmbeddings: Int?
-    let rmsNormEps: Double?
-    let ropeTheta: Double?
+/// A Hugging Face `config.json` read into an EdgeLM configuration. The keys every Llama-shaped model has
+/// are read here; the family named by `architectures` reads its own (`ModelFamily.configure`), and any key
+/// nobody read is refused by name (`ConfigReader.finish`). Both config forms are read: transformers 5's
+/// `rope_parameters` and the 4.x `rope_theta` + `rope_scaling`.
+struct HuggingFaceConfig {
+    /// The EdgeLM configuration (`tiedOutput` as the config says; the reader settles it against the tensors).
+    let config: ModelConfig
+    /// The family that read it.
+    let family: any ModelFamily.Type
+    /// `tie_word_embeddings`, when given.
     let tieWordEmbeddings: Bool?
-    let hiddenAct: String?
-    let attentionBias: Bool?
-    let mlpBias: Bool?
-    let headDim: Int?
     let bosTokenId: Int?
-    let eosTokenId: EOS?
-    let ropeScaling: Ignored?
-    let slidingWindow: Int?
+    let eosTokenId: Int?
 
-    /// `eos_token_id` is an integer or a list of integers.
-    enum EOS: Decodable {
-        case one(Int)
-        case many([Int])
-
-        init(from decoder: Decoder) throws {
-            let c = try decoder.singleValueContainer()
-            if let v = try? c.decode(Int.self) { self = .one(v) } else { self = .many(try c.decode([Int].self)) }
-        }
-
-        var first: Int? {
-            switch self {
-            case let .one(v): return v
-            case let .many(v): return v.first
-            }
-        }
-    }
-
-    /// Any JSON value, only checked for presence (null decodes as nil).
-    struct Ignored: Decodable {
-        init(from decoder: Decoder) throws {}
-    }
-
-    static let supportedArchitectures: Set<String> = ["LlamaForCausalLM", "MistralForCausalLM"]
+    /// The families EdgeLM reads, each with its Hugging Face class names.
+    static let families: [any ModelFamily.Type] = [LlamaFamily.self, MistralFamily.self, Qwen2Family.self, Qwen3Family.self,
+                                                   Gemma2Family.self, Gemma3Family.self, Phi3Family.self]
 
     /// Reads and checks `config.json`.
     static func load(path: String) throws(EdgeLMError) -> HuggingFaceConfig {
@@ -57,43 +26,97 @@ struct HuggingFaceConfig: Decodable {
 
     /// Parses and checks config.json bytes; `path` names the file in errors.
     static func parse(_ data: Data, path: String) throws(EdgeLMError) -> HuggingFaceConfig {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        let config: HuggingFaceConfig
-        do {
-            config = try decoder.decode(HuggingFaceConfig.self, from: data)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw .invalidField(path: path, field: key.stringValue, message: "missing")
-        } catch let DecodingError.typeMismatch(_, context) {
-            throw .invalidField(path: path, field: context.codingPath.map(\.stringValue).joined(separator: "."), message: "wrong type")
-        } catch {
-            throw .invalidField(path: path, field: "config", message: "not a valid config.json: \(error)")
+        var r = try ConfigReader(data: data, path: path)
+        let arch = try r.strings("architectures")?.first ?? "missing"
+        guard let family = families.first(where: { $0.architectures.contains(arch) }) else {
+            let names = families.flatMap { $0.architectures }.sorted().joined(separator: ", ")
+            throw r.fail("architectures", "'\(arch)' is not supported (\(names))")
         }
-        try config.check(path: path)
-        return config
+        _ = try r.string("model_type")
+        let dim = try r.requiredInt("hidden_size"), heads = try r.requiredInt("num_attention_heads")
+        var config = ModelConfig(
+            architecture: family.name, dim: dim, layers: try r.requiredInt("num_hidden_layers"), heads: heads,
+            kvHeads: try r.int("num_key_value_heads") ?? heads, ffnDim: try r.requiredInt("intermediate_size"),
+            vocabSize: try r.requiredInt("vocab_size"), contextLength: try r.int("max_position_embeddings") ?? 2048, ropeLayout: .halves,
+            normEpsilon: Float(try r.double("rms_norm_eps") ?? 1e-6), tiedOutput: false)
+        if let h = try r.int("head_dim"), heads > 0, h != dim / heads || dim % heads != 0 { config.headDimension = h }
+        let tie = try r.bool("tie_word_embeddings")
+        let bos = try tokenId(&r, "bos_token_id"), eos = try tokenId(&r, "eos_token_id")
+        let rope = try RopeSettings(&r, dims: config.headDim, contextLength: config.contextLength)
+        try family.configure(&config, &r, rope: rope)
+        if config.ropeTables == nil { config.ropeTables = [try rope.single(r)] }
+        config.ropeTheta = Float(config.ropeTables![0].theta)
+        try r.finish()
+        return HuggingFaceConfig(config: config, family: family, tieWordEmbeddings: tie, bosTokenId: bos, eosTokenId: eos)
     }
 
-    private func check(path: String) throws(EdgeLMError) {
-        func bad(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
-        let arch = architectures?.first ?? "missing"
-        guard Self.supportedArchitectures.contains(arch) else {
-            throw bad("architectures", "'\(arch)' is not supported (\(Self.supportedArchitectures.sorted().joined(separator: ", ")))")
+    /// `bos_token_id` / `eos_token_id`: an integer or a list (its first entry).
+    private static func tokenId(_ r: inout ConfigReader, _ key: String) throws(EdgeLMError) -> Int? {
+        guard let v = r.raw(key) else { return nil }
+        if let n = v as? NSNumber, let i = Int(exactly: n.doubleValue) { return i }
+        if let list = v as? [NSNumber], let first = list.first, let i = Int(exactly: first.doubleValue) { return i }
+        throw r.fail(key, "must be an integer or a list of integers")
+    }
+}
+
+/// The RoPE settings of a config: one set, or one per layer type (Gemma 3's `rope_parameters` with
+/// `full_attention` and `sliding_attention` entries).
+struct RopeSettings {
+    /// Tables by layer type ("" when the config gives one set for every layer).
+    var tables: [String: RopeTable]
+
+    /// The keys each variant may carry besides `rope_type`/`type` and `rope_theta`.
+    static let variantKeys: [RopeKind: Set<String>] = [
+        .default: [], .linear: ["factor"],
+        .llama3: ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
+        .yarn: ["factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "truncate"],
+    ]
+
+    init(_ r: inout ConfigReader, dims: Int, contextLength: Int) throws(EdgeLMError) {
+        let legacyTheta = try r.double("rope_theta")
+        let legacyScaling = try r.object("rope_scaling")
+        if r.has("partial_rotary_factor") {
+            try r.refuse("partial_rotary_factor", unless: { ($0 as? NSNumber)?.doubleValue == 1 }, "partial rotary embeddings are not supported")
         }
-        if ropeScaling != nil { throw bad("rope_scaling", "RoPE scaling is not supported") }
-        if let w = slidingWindow { throw bad("sliding_window", "sliding-window attention (\(w)) is not supported") }
-        if attentionBias == true { throw bad("attention_bias", "attention biases are not supported") }
-        if mlpBias == true { throw bad("mlp_bias", "MLP biases are not supported") }
-        if let act = hiddenAct, act != "silu" { throw bad("hidden_act", "'\(act)' is not supported (only silu)") }
-        if let h = headDim, numAttentionHeads > 0, h != hiddenSize / numAttentionHeads {
-            throw bad("head_dim", "\(h) differs from hidden_size / num_attention_heads")
+        func table(_ p: [String: Any], field: String, theta fallback: Double?) throws(EdgeLMError) -> RopeTable {
+            let kindName = (p["rope_type"] as? String) ?? (p["type"] as? String) ?? "default"
+            guard let kind = RopeKind(rawValue: kindName) else {
+                throw r.fail("\(field).rope_type", "'\(kindName)' is not supported (\(RopeKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            var numbers: [String: Double] = [:]
+            for (key, value) in p where !["rope_type", "type", "rope_theta"].contains(key) {
+                if key == "partial_rotary_factor", (value as? NSNumber)?.doubleValue == 1 { continue }
+                if key == "truncate", value as? Bool == true { continue }
+                guard RopeSettings.variantKeys[kind]!.contains(key), key != "truncate" else {
+                    throw r.fail("\(field).\(key)", "is not supported with rope_type '\(kindName)'")
+                }
+                guard let n = value as? NSNumber, n.doubleValue.isFinite else { throw r.fail("\(field).\(key)", "must be a number") }
+                numbers[key] = n.doubleValue
+            }
+            guard let theta = (p["rope_theta"] as? NSNumber)?.doubleValue ?? fallback, theta.isFinite, theta > 1 else {
+                throw r.fail("\(field).rope_theta", "missing or not a number > 1")
+            }
+            return try RopeTable.compute(kind: kind, theta: theta, dims: dims, parameters: numbers, contextLength: contextLength,
+                                         field: field, path: r.path)
+        }
+        if let params = try r.object("rope_parameters") {
+            if !params.isEmpty, params.values.allSatisfy({ $0 is [String: Any] }) {
+                var tables: [String: RopeTable] = [:]
+                for (type, p) in params { tables[type] = try table(p as! [String: Any], field: "rope_parameters.\(type)", theta: legacyTheta) }
+                self.tables = tables
+            } else {
+                tables = ["": try table(params, field: "rope_parameters", theta: legacyTheta)]
+            }
+        } else {
+            tables = ["": try table(legacyScaling ?? [:], field: "rope_scaling", theta: legacyTheta ?? 10000)]
         }
     }
 
-    /// The EdgeLM configuration (Q/K stay in Hugging Face's rotate-half layout).
-    func modelConfig(tied: Bool) -> ModelConfig {
-        ModelConfig(dim: hiddenSize, layers: numHiddenLayers, heads: numAttentionHeads,
-                    kvHeads: numKeyValueHeads ?? numAttentionHeads, ffnDim: intermediateSize, vocabSize: vocabSize,
-                    contextLength: maxPositionEmbeddings ?? 2048, ropeTheta: Float(ropeTheta ?? 10000), ropeLayout: .halves,
-                    normEpsilon: Float(rmsNormEps ?? 1e-6), tiedOutput: tied)
+    /// The one table of a config without per-layer-type settings.
+    func single(_ r: ConfigReader) throws(EdgeLMError) -> RopeTable {
+        guard let t = tables[""] else {
+            throw r.fail("rope_parameters", "per-layer-type settings (\(tables.keys.sorted().joined(separator: ", "))) are only read for Gemma 3")
+        }
+        return t
     }
 }

@@ -38,25 +38,32 @@ enum HuggingFaceReader {
         }
 
         var tensors: [String: SourceTensor] = [:]
+        let family = hf.family
         for (name, t) in raw {
             if name.hasSuffix("rotary_emb.inv_freq") { continue }
-            guard let canonical = canonicalName(name) else {
-                throw .invalidField(path: folder, field: "tensor '\(name)'", message: "not a weight of a Llama model (biases and extra modules are not supported)")
+            guard let mapped = canonicalTensors(name, t, family: family, config: hf.config) else {
+                throw .invalidField(path: folder, field: "tensor '\(name)'", message: "not a parameter of a \(family.architectures[0]) model EdgeLM reads")
             }
-            tensors[canonical] = SourceTensor(name: canonical, shape: t.shape, dtype: t.dtype, bytes: t.bytes)
+            for (canonical, var tensor) in mapped {
+                guard tensors[canonical] == nil else { throw .invalidField(path: folder, field: "tensor '\(name)'", message: "gives '\(canonical)' twice") }
+                if family.normsAddOne, canonical.hasSuffix("_norm") { tensor.addend = 1 }
+                tensors[canonical] = tensor.named(canonical)
+            }
         }
         var tied = hf.tieWordEmbeddings ?? false
         if tensors["token_embd"] == nil, let output = tensors["output"], tied || hf.tieWordEmbeddings == nil {
-            tensors["token_embd"] = SourceTensor(name: "token_embd", shape: output.shape, dtype: output.dtype, bytes: output.bytes)
+            tensors["token_embd"] = output.named("token_embd")
             tied = true
         }
+        if tensors["output"] == nil, hf.tieWordEmbeddings == nil { tied = true }
         if tied { tensors["output"] = nil }
-        let config = hf.modelConfig(tied: tied)
+        var config = hf.config
+        config.tiedOutput = tied
         try config.validate(source: file("config.json"))
         let tokenizerConfig = file("tokenizer_config.json")
         let tokenizer = try HuggingFaceTokenizer.load(path: file("tokenizer.json"),
                                                       configPath: FileManager.default.fileExists(atPath: tokenizerConfig) ? tokenizerConfig : nil,
-                                                      vocabSize: config.vocabSize, bosId: hf.bosTokenId, eosId: hf.eosTokenId?.first)
+                                                      vocabSize: config.vocabSize, bosId: hf.bosTokenId, eosId: hf.eosTokenId)
         try tokenizer.validate(source: file("tokenizer.json"), vocabSize: config.vocabSize)
         let checkpoint = Checkpoint(path: folder, format: "safetensors (\(mappings.count) file\(mappings.count == 1 ? "" : "s"))",
                                     config: config, tokenizer: tokenizer, tensors: tensors, mappings: mappings)
@@ -64,23 +71,18 @@ enum HuggingFaceReader {
         return checkpoint
     }
 
-    /// Hugging Face Llama parameter name -> canonical name.
-    static func canonicalName(_ name: String) -> String? {
+    /// Canonical tensors of Hugging Face parameter `name` in `family` (nil: not one of its parameters).
+    static func canonicalTensors(_ name: String, _ t: SourceTensor, family: any ModelFamily.Type,
+                                 config: ModelConfig) -> [(String, SourceTensor)]? {
         switch name {
-        case "model.embed_tokens.weight": return "token_embd"
-        case "lm_head.weight": return "output"
-        case "model.norm.weight": return "output_norm"
+        case "model.embed_tokens.weight": return [("token_embd", t)]
+        case "lm_head.weight": return [("output", t)]
+        case "model.norm.weight": return [("output_norm", t)]
         default: break
         }
-        let parts = name.split(separator: ".")
-        guard parts.count == 6 || parts.count == 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]),
-              parts.last == "weight" else { return nil }
-        let module = parts[3...(parts.count - 2)].joined(separator: ".")
-        let map = [
-            "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-            "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-            "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
-        ]
-        return map[module].map { "blk.\(layer).\($0)" }
+        let parts = name.split(separator: ".", maxSplits: 3)
+        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), (0..<config.layers).contains(layer),
+              let mapped = family.layerTensors(String(parts[3]), t, config: config) else { return nil }
+        return mapped.map { ("blk.\(layer).\($0.0)", $0.1) }
     }
 }

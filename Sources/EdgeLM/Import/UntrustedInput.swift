@@ -37,7 +37,7 @@ public enum UntrustedInput: String, CaseIterable, Sendable {
         case .safetensors:
             _ = try SafeTensors.read(file)
         case .config:
-            _ = try HuggingFaceConfig.parse(Data(bytes), path: file.path).modelConfig(tied: true).validate(source: file.path)
+            _ = try HuggingFaceConfig.parse(Data(bytes), path: file.path).config.validate(source: file.path)
         case .tokenizerJSON:
             let data = try HuggingFaceTokenizer.parse(Data(bytes), path: file.path, tokenizerConfig: nil, vocabSize: 2048, bosId: 1, eosId: 2)
             try data.validate(source: file.path, vocabSize: 2048)

@@ -75,4 +75,25 @@ public enum FloatKernels {
             gate[i] = g / (1 + expf(-g)) * up[i]
         }
     }
+
+    /// GeGLU in place with the tanh approximation of GELU: gate[i] = gelu(gate[i]) * up[i].
+    public static func geglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
+        let c: Float = (2 / Float.pi).squareRoot()
+        for i in 0..<n {
+            let g = gate[i]
+            gate[i] = 0.5 * g * (1 + tanhf(c * (g + 0.044715 * g * g * g))) * up[i]
+        }
+    }
+
+    /// out += x over `n` values.
+    @inline(__always)
+    public static func add(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
+        for i in 0..<n { out[i] += x[i] }
+    }
+
+    /// Soft-capping in place: x = cap * tanh(x / cap).
+    public static func softcap(_ x: UnsafeMutablePointer<Float>, count n: Int, cap: Float) {
+        let inverse = 1 / cap
+        for i in 0..<n { x[i] = cap * tanhf(x[i] * inverse) }
+    }
 }

@@ -57,8 +57,9 @@ final class BlockedAttention {
                                            UnsafeMutableRawPointer(queryScales), UnsafeMutableRawPointer(paddedQuery)] { free(p) }
     }
 
-    /// out[t, head] = softmax(q[t, head] · K[0...pos0 + t] / sqrt(hd)) · V for the batch's `n` tokens;
-    /// q and out are [n, dim].
+    /// out[t, head] = softmax(cap(q[t, head] · K[window of pos0 + t] · scale)) · V for the batch's `n` tokens;
+    /// q and out are [n, qDim]. The window is every earlier position, or the layer's sliding window; the
+    /// scale is 1/sqrt(headDim) unless the family sets one; cap is the family's soft-cap, if any.
     func run(layer l: Int, tokens n: Int, firstPosition pos0: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
              cache: KVCache, pool: ThreadPool, level: KernelLevel) {
         let kvHeads = config.kvHeads, tokenBlocks = (n + tokensPerJob - 1) / tokensPerJob
@@ -77,10 +78,11 @@ final class BlockedAttention {
 
     private func job(worker: Int, layer l: Int, head h: Int, tokens: Range<Int>, firstPosition pos0: Int,
                      q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, cache: KVCache, level: KernelLevel) {
-        let hd = config.headDim, dim = config.dim, group = config.heads / config.kvHeads, rl = rowLength
+        let hd = config.headDim, dim = config.qDim, group = config.heads / config.kvHeads, rl = rowLength
         let krl = cache.keys.rowLength, vrl = cache.values.rowLength
         let chunk = BlockedAttention.chunk, nq = tokens.count * group, kblocks = krl / 32, vblocks = vrl / 32
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = config.attentionScale ?? 1 / Float(hd).squareRoot(), softcap = config.attentionSoftcap
+        let window = config.window(layer: l)
         let s = scores + worker * BlockedAttention.maxQueries * chunk
         let a = acc + worker * BlockedAttention.maxQueries * rl
         let m = runningMax + worker * BlockedAttention.maxQueries, z = runningSum + worker * BlockedAttention.maxQueries
@@ -102,7 +104,8 @@ final class BlockedAttention {
         }
         let base = cache.row(layer: l, head: h, position: 0)
         let last = pos0 + tokens.upperBound - 1
-        var c0 = 0
+        // The first position any query of the job sees (its earliest token's window start).
+        var c0 = window.map { max(0, pos0 + tokens.lowerBound - $0 + 1) } ?? 0
         while c0 <= last {
             let c1 = min(c0 + chunk, last + 1), width = c1 - c0
             // s[i, j] = q_i · k_(c0 + j)
@@ -125,14 +128,18 @@ final class BlockedAttention {
             // Online softmax: s[i, j] becomes exp(score - running max), zero where the query may not look.
             let values = cache.values
             for i in 0..<nq {
-                // Causal: query i sees positions up to pos0 + its token.
-                let visible = max(0, min(c1, pos0 + tokens.lowerBound + i / group + 1) - c0)
+                // Causal: query i sees positions up to pos0 + its token, and no further back than its window.
+                let p = pos0 + tokens.lowerBound + i / group
+                let visible = max(0, min(c1, p + 1) - c0)
+                let first = window.map { min(visible, max(0, p - $0 + 1 - c0)) } ?? 0
                 let row = s + i * chunk
+                for j in 0..<first { row[j] = 0 }
                 for j in visible..<width { row[j] = 0 }
-                if visible == 0 { continue }
+                if visible == first { continue }
                 var chunkMax = -Float.infinity
-                for j in 0..<visible {
+                for j in first..<visible {
                     row[j] *= scale
+                    if let softcap { row[j] = softcap * tanhf(row[j] / softcap) }
                     chunkMax = max(chunkMax, row[j])
                 }
                 if chunkMax > m[i] {
@@ -144,7 +151,7 @@ final class BlockedAttention {
                     m[i] = chunkMax
                 }
                 var sum: Float = 0
-                for j in 0..<visible {
+                for j in first..<visible {
                     row[j] = exp(row[j] - m[i])
                     sum += row[j]
                 }
@@ -153,7 +160,7 @@ final class BlockedAttention {
                 switch values.type {
                 case .f32:
                     let rows = values.data.assumingMemoryBound(to: Float.self) + (base + c0) * vrl
-                    for j in 0..<visible { FloatKernels.addScaled(ai, rows + j * vrl, row[j], count: hd) }
+                    for j in first..<visible { FloatKernels.addScaled(ai, rows + j * vrl, row[j], count: hd) }
                 case .f16:
                     edge_attn_values_f16(level.rawValue, row, values.data.assumingMemoryBound(to: UInt16.self) + (base + c0) * vrl,
                                          Int64(visible), Int64(hd), ai)

@@ -45,18 +45,18 @@ public final class InferenceSession: @unchecked Sendable {
     private let c: ModelConfig
     private let x: UnsafeMutablePointer<Float>  // [maxBatch, dim] residual stream
     private let xb: UnsafeMutablePointer<Float>  // [maxBatch, dim] normed input of a sublayer
-    private let q: UnsafeMutablePointer<Float>  // [maxBatch, dim] queries
+    private let q: UnsafeMutablePointer<Float>  // [maxBatch, qDim] queries
     private let k: UnsafeMutablePointer<Float>  // [maxBatch, kvDim] keys of the batch
     private let v: UnsafeMutablePointer<Float>  // [maxBatch, kvDim] values of the batch
-    private let attnOut: UnsafeMutablePointer<Float>  // [maxBatch, dim] attention output before wo
+    private let attnOut: UnsafeMutablePointer<Float>  // [maxBatch, qDim] attention output before wo
     private let delta: UnsafeMutablePointer<Float>  // [maxBatch, dim] sublayer output added to x
     private let hb: UnsafeMutablePointer<Float>  // [maxBatch, ffn] gate, then SwiGLU
     private let hb2: UnsafeMutablePointer<Float>  // [maxBatch, ffn] up
     private let logitsBuffer: UnsafeMutablePointer<Float>  // [maxBatch, vocab]
     private let xq: UnsafeMutablePointer<Int8>  // [maxBatch, maxBlocks * 32] quantized activations
     private let xs: UnsafeMutablePointer<Float>  // [maxBatch, maxBlocks] activation block scales
-    private let ropeCos: UnsafeMutablePointer<Float>  // [context, headDim / 2]
-    private let ropeSin: UnsafeMutablePointer<Float>  // [context, headDim / 2]
+    private let ropeCos: UnsafeMutablePointer<Float>  // [ropeTables, context, headDim / 2]
+    private let ropeSin: UnsafeMutablePointer<Float>  // [ropeTables, context, headDim / 2]
     private let cache: KVCache  // [layers, kvHeads, context, head] keys and values
     private let attention: BlockedAttention  // per-worker attention workspaces
     private let maxBlocks: Int
@@ -72,9 +72,10 @@ public final class InferenceSession: @unchecked Sendable {
     /// and buffers (before the attention workspaces, a few hundred KiB).
     public static func requiredBytes(_ config: ModelConfig, context: Int, keyType: KVCacheType, valueType: KVCacheType, maxBatch: Int = 64) -> Int {
         let b = max(1, maxBatch)
-        let floats = b * (5 * config.dim + 2 * config.kvDim + 2 * config.ffnDim + config.vocabSize) + context * config.headDim
+        let floats = b * (3 * config.dim + 2 * config.qDim + 2 * config.kvDim + 2 * config.ffnDim + config.vocabSize)
+            + context * config.headDim * config.resolvedRopeTables.count
         let cache = keyType.halfBytes(config, positions: context) + valueType.halfBytes(config, positions: context)
-        return cache + floats * 4 + b * (max(config.dim, config.ffnDim) + 32) * 5
+        return cache + floats * 4 + b * (max(config.dim, config.ffnDim, config.qDim) + 32) * 5
     }
 
     /// The largest context (at most the model's) whose session fits the memory budget (80% of RAM).
@@ -126,7 +127,7 @@ public final class InferenceSession: @unchecked Sendable {
         self.contextLength = context
         self.pool = pool ?? ThreadPool(threads: threads ?? ThreadPool.physicalCores)
         self.maxBatch = b
-        maxBlocks = (max(c.dim, c.ffnDim) + 31) / 32
+        maxBlocks = (max(c.dim, c.ffnDim, c.qDim) + 31) / 32
         var allocations: [(UnsafeMutableRawPointer, Int)] = []
         func buffer<T>(_ count: Int, _: T.Type = Float.self) -> UnsafeMutablePointer<T> {
             let bytes = max(1, count) * MemoryLayout<T>.stride
@@ -136,25 +137,26 @@ public final class InferenceSession: @unchecked Sendable {
         }
         x = buffer(b * c.dim)
         xb = buffer(b * c.dim)
-        q = buffer(b * c.dim)
+        q = buffer(b * c.qDim)
         k = buffer(b * c.kvDim)
         v = buffer(b * c.kvDim)
-        attnOut = buffer(b * c.dim)
+        attnOut = buffer(b * c.qDim)
         delta = buffer(b * c.dim)
         hb = buffer(b * c.ffnDim)
         hb2 = buffer(b * c.ffnDim)
         logitsBuffer = buffer(b * c.vocabSize)
         xq = buffer(b * maxBlocks * 32, Int8.self)
         xs = buffer(b * maxBlocks)
-        let half = c.headDim / 2
-        ropeCos = buffer(context * half)
-        ropeSin = buffer(context * half)
-        for pos in 0..<context {
-            for i in 0..<half {
-                let freq = pow(Double(c.ropeTheta), -2.0 * Double(i) / Double(c.headDim))
-                let angle = Double(pos) * freq
-                ropeCos[pos * half + i] = Float(cos(angle))
-                ropeSin[pos * half + i] = Float(sin(angle))
+        let half = c.headDim / 2, tables = c.resolvedRopeTables
+        ropeCos = buffer(tables.count * context * half)
+        ropeSin = buffer(tables.count * context * half)
+        for (ti, table) in tables.enumerated() {
+            for pos in 0..<context {
+                for i in 0..<half {
+                    let angle = Double(pos) * table.inverseFrequencies[i], o = (ti * context + pos) * half + i
+                    ropeCos[o] = Float(cos(angle) * table.attentionFactor)
+                    ropeSin[o] = Float(sin(angle) * table.attentionFactor)
+                }
             }
         }
         cache = KVCache(keyType: keyType, valueType: valueType, config: c, context: context, smoothKeys: keySmoothing)
@@ -266,41 +268,54 @@ public final class InferenceSession: @unchecked Sendable {
     /// Runs `tokens` (at most maxBatch) through every layer on this session's buffers, leaving the final
     /// hidden states in x; each segment's tokens go to its session's KV cache, whose position then advances.
     private func forwardBatch(_ tokens: [Int], segments: [Segment]) {
-        let n = tokens.count, dim = c.dim, kvDim = c.kvDim, ffn = c.ffnDim
+        let n = tokens.count, dim = c.dim, qDim = c.qDim, kvDim = c.kvDim, ffn = c.ffnDim, hd = c.headDim, eps = c.normEpsilon
         for (t, token) in tokens.enumerated() { model.embedding.row(token, into: x + t * dim) }
+        if let s = c.embeddingScale { for i in 0..<(n * dim) { x[i] *= s } }
         for (l, layer) in model.layers.enumerated() {
-            // Attention: x -> xb = norm(x) -> q, k, v -> RoPE -> cache -> attnOut -> delta = wo attnOut -> x += delta
-            for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.attnNorm, count: dim, epsilon: c.normEpsilon) }
+            // Attention: x -> xb = norm(x) -> q, k, v (+ bias, per-head norm) -> RoPE -> cache -> attnOut
+            //   -> delta = wo attnOut (-> post-norm) -> x += delta
+            for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.attnNorm, count: dim, epsilon: eps) }
             let quantizedInput = quantizeIfNeeded(xb, cols: dim, tokens: n, for: layer.wq)
             linear(layer.wq, input: xb, quantized: quantizedInput, tokens: n, out: q)
             linear(layer.wk, input: xb, quantized: quantizedInput, tokens: n, out: k)
             linear(layer.wv, input: xb, quantized: quantizedInput, tokens: n, out: v)
+            for (buffer, width, bias) in [(q, qDim, layer.qBias), (k, kvDim, layer.kBias), (v, kvDim, layer.vBias)] {
+                if let bias { for t in 0..<n { FloatKernels.add(buffer + t * width, bias, count: width) } }
+            }
+            for (buffer, heads, norm) in [(q, c.heads, layer.qNorm), (k, c.kvHeads, layer.kNorm)] {
+                guard let norm else { continue }
+                for h in 0..<(n * heads) { FloatKernels.rmsNorm(buffer + h * hd, buffer + h * hd, weight: norm, count: hd, epsilon: eps) }
+            }
+            let table = c.ropeTableIndex(layer: l)
             for seg in segments {
                 let pos0 = seg.session.position, cache = seg.session.cache
                 for t in seg.start..<(seg.start + seg.count) {
-                    rope(q + t * dim, heads: c.heads, position: pos0 + t - seg.start)
-                    rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t - seg.start)
+                    rope(q + t * qDim, heads: c.heads, position: pos0 + t - seg.start, table: table)
+                    rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t - seg.start, table: table)
                 }
                 if pos0 == 0 {
-                    cache.setKeyTransform(layer: l, keys: k + seg.start * kvDim, queries: q + seg.start * dim, heads: c.heads, tokens: seg.count)
+                    cache.setKeyTransform(layer: l, keys: k + seg.start * kvDim, queries: q + seg.start * qDim, heads: c.heads, tokens: seg.count)
                 }
                 for t in seg.start..<(seg.start + seg.count) {
                     cache.store(layer: l, position: pos0 + t - seg.start, keys: k + t * kvDim, values: v + t * kvDim, level: level)
                 }
-                attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * dim, out: attnOut + seg.start * dim,
+                attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
                               cache: cache, pool: pool, level: level)
             }
-            linear(layer.wo, input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: dim, tokens: n, for: layer.wo), tokens: n, out: delta)
-            for i in 0..<(n * dim) { x[i] += delta[i] }
+            linear(layer.wo, input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo), tokens: n, out: delta)
+            addResidual(delta, tokens: n, postNorm: layer.postAttnNorm)
 
-            // FFN: xb = norm(x) -> hb = gate xb, hb2 = up xb -> hb = silu(hb) * hb2 -> delta = down hb -> x += delta
-            for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.ffnNorm, count: dim, epsilon: c.normEpsilon) }
+            // FFN: xb = norm(x) -> hb = gate xb, hb2 = up xb -> hb = act(hb) * hb2 -> delta = down hb (-> post-norm) -> x += delta
+            for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.ffnNorm, count: dim, epsilon: eps) }
             let quantizedFFN = quantizeIfNeeded(xb, cols: dim, tokens: n, for: layer.gate)
             linear(layer.gate, input: xb, quantized: quantizedFFN, tokens: n, out: hb)
             linear(layer.up, input: xb, quantized: quantizedFFN, tokens: n, out: hb2)
-            FloatKernels.swiglu(hb, hb2, count: n * ffn)
+            switch c.activation ?? .silu {
+            case .silu: FloatKernels.swiglu(hb, hb2, count: n * ffn)
+            case .geluTanh: FloatKernels.geglu(hb, hb2, count: n * ffn)
+            }
             linear(layer.down, input: hb, quantized: quantizeIfNeeded(hb, cols: ffn, tokens: n, for: layer.down), tokens: n, out: delta)
-            for i in 0..<(n * dim) { x[i] += delta[i] }
+            addResidual(delta, tokens: n, postNorm: layer.postFFNNorm)
         }
         for seg in segments {
             seg.session.position += seg.count
@@ -313,6 +328,16 @@ public final class InferenceSession: @unchecked Sendable {
         let dim = c.dim
         for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + (first + t) * dim, weight: model.outputNorm, count: dim, epsilon: c.normEpsilon) }
         linear(model.output, input: xb, quantized: quantizeIfNeeded(xb, cols: dim, tokens: n, for: model.output), tokens: n, out: logitsBuffer)
+        if let cap = c.finalSoftcap { FloatKernels.softcap(logitsBuffer, count: n * c.vocabSize, cap: cap) }
+    }
+
+    /// x += delta for `tokens` tokens, delta first normed by `postNorm` when the family has one.
+    private func addResidual(_ delta: UnsafeMutablePointer<Float>, tokens n: Int, postNorm: UnsafePointer<Float>?) {
+        let dim = c.dim
+        if let postNorm {
+            for t in 0..<n { FloatKernels.rmsNorm(delta + t * dim, delta + t * dim, weight: postNorm, count: dim, epsilon: c.normEpsilon) }
+        }
+        FloatKernels.add(x, delta, count: n * dim)
     }
 
     /// Quantizes `tokens` rows of `cols` activations to int8 blocks when `weight` is quantized.
@@ -365,10 +390,10 @@ public final class InferenceSession: @unchecked Sendable {
         }
     }
 
-    /// Rotates `heads` heads of `vec` for `position`, in the model's RoPE layout.
-    private func rope(_ vec: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
-        let hd = c.headDim, half = hd / 2
-        let cosRow = ropeCos + position * half, sinRow = ropeSin + position * half
+    /// Rotates `heads` heads of `vec` for `position` with rotary table `table`, in the model's RoPE layout.
+    private func rope(_ vec: UnsafeMutablePointer<Float>, heads: Int, position: Int, table: Int) {
+        let hd = c.headDim, half = hd / 2, row = (table * contextLength + position) * half
+        let cosRow = ropeCos + row, sinRow = ropeSin + row
         let interleaved = c.ropeLayout == .interleaved
         for h in 0..<heads {
             let head = vec + h * hd

@@ -1,16 +1,19 @@
 import Foundation
 
-/// Weights of one transformer block.
+/// Weights of one transformer block; the optional ones exist in the families whose config asks for them.
 struct LayerWeights: @unchecked Sendable {
     let attnNorm: UnsafePointer<Float>  // [dim]
-    let wq: LinearWeight  // [dim, dim]
+    let wq: LinearWeight  // [qDim, dim]
     let wk: LinearWeight  // [kvDim, dim]
     let wv: LinearWeight  // [kvDim, dim]
-    let wo: LinearWeight  // [dim, dim]
+    let wo: LinearWeight  // [dim, qDim]
     let ffnNorm: UnsafePointer<Float>  // [dim]
     let gate: LinearWeight  // [ffn, dim]
     let up: LinearWeight  // [ffn, dim]
     let down: LinearWeight  // [dim, ffn]
+    let qBias, kBias, vBias: UnsafePointer<Float>?  // [qDim], [kvDim], [kvDim] (qkvBias)
+    let qNorm, kNorm: UnsafePointer<Float>?  // [headDim] each (qkNorm)
+    let postAttnNorm, postFFNNorm: UnsafePointer<Float>?  // [dim] each (sandwichNorms)
 }
 
 /// A Llama-family model opened from an `.edgelm` file. Raw payloads are used in place from the memory
@@ -58,12 +61,20 @@ public final class LlamaModel: @unchecked Sendable {
         output = config.tiedOutput ? embedding : try linear("output")
         outputNorm = try vector("output_norm")
         var layers: [LayerWeights] = []
+        func optional(_ name: String, _ present: Bool?) throws(EdgeLMError) -> UnsafePointer<Float>? {
+            present == true ? try vector(name) : nil
+        }
         for l in 0..<config.layers {
             let p = "blk.\(l)."
             layers.append(LayerWeights(
                 attnNorm: try vector(p + "attn_norm"), wq: try linear(p + "attn_q"), wk: try linear(p + "attn_k"),
                 wv: try linear(p + "attn_v"), wo: try linear(p + "attn_output"), ffnNorm: try vector(p + "ffn_norm"),
-                gate: try linear(p + "ffn_gate"), up: try linear(p + "ffn_up"), down: try linear(p + "ffn_down")))
+                gate: try linear(p + "ffn_gate"), up: try linear(p + "ffn_up"), down: try linear(p + "ffn_down"),
+                qBias: try optional(p + "attn_q.bias", config.qkvBias), kBias: try optional(p + "attn_k.bias", config.qkvBias),
+                vBias: try optional(p + "attn_v.bias", config.qkvBias),
+                qNorm: try optional(p + "attn_q_norm", config.qkNorm), kNorm: try optional(p + "attn_k_norm", config.qkNorm),
+                postAttnNorm: try optional(p + "post_attention_norm", config.sandwichNorms),
+                postFFNNorm: try optional(p + "post_ffw_norm", config.sandwichNorms)))
         }
         self.layers = layers
         self.storages = storages

@@ -6,9 +6,18 @@ public enum RopeLayout: String, Codable, Sendable {
     case halves
 }
 
-/// Hyper-parameters of a Llama-family transformer.
+/// The non-linearity of the gated feed-forward network.
+public enum FFNActivation: String, Codable, Sendable {
+    /// SwiGLU: silu(gate) * up (Llama, Qwen, Phi-3).
+    case silu
+    /// GeGLU with the tanh approximation of GELU (Gemma's `gelu_pytorch_tanh`).
+    case geluTanh
+}
+
+/// Hyper-parameters of a Llama-family transformer. The optional fields describe what a family adds to the
+/// Llama block (nil: the Llama behaviour); files written before they existed decode with all of them nil.
 public struct ModelConfig: Codable, Sendable, Equatable {
-    /// Architecture name; only "llama" is supported.
+    /// Architecture (family) name: one of `ModelConfig.architectures`.
     public var architecture: String
     /// Model (residual stream) width.
     public var dim: Int
@@ -32,6 +41,32 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var normEpsilon: Float
     /// True when the output head reuses the token embedding matrix.
     public var tiedOutput: Bool
+    /// Width of one attention head when it is not dim / heads (Qwen3, Gemma).
+    public var headDimension: Int?
+    /// Rotary frequency tables (nil: one standard table from `ropeTheta`).
+    public var ropeTables: [RopeTable]?
+    /// Index into `ropeTables` for each layer (nil: table 0 everywhere).
+    public var layerRopeTable: [Int]?
+    /// Q, K and V projections have biases (Qwen2).
+    public var qkvBias: Bool?
+    /// Per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3).
+    public var qkNorm: Bool?
+    /// Norms applied to each sublayer's output before the residual add (Gemma 2/3).
+    public var sandwichNorms: Bool?
+    /// Feed-forward non-linearity (nil: SwiGLU).
+    public var activation: FFNActivation?
+    /// Factor applied to token embeddings (Gemma: sqrt(dim)).
+    public var embeddingScale: Float?
+    /// Attention score scale (nil: 1 / sqrt(headDim); Gemma: query_pre_attn_scalar^-1/2).
+    public var attentionScale: Float?
+    /// Attention scores pass through cap * tanh(score / cap) (Gemma 2).
+    public var attentionSoftcap: Float?
+    /// Logits pass through cap * tanh(logit / cap) (Gemma 2).
+    public var finalSoftcap: Float?
+    /// Positions a query sees in the layers marked by `slidingLayers` (itself included).
+    public var slidingWindow: Int?
+    /// For each layer, true when it attends over the sliding window only.
+    public var slidingLayers: [Bool]?
 
     /// Creates a configuration.
     public init(architecture: String = "llama", dim: Int, layers: Int, heads: Int, kvHeads: Int, ffnDim: Int,
@@ -51,10 +86,21 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.tiedOutput = tiedOutput
     }
 
+    /// The supported architectures.
+    public static let architectures: Set<String> = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"]
+
     /// Width of one attention head.
-    public var headDim: Int { dim / heads }
+    public var headDim: Int { headDimension ?? dim / heads }
+    /// Width of all query heads together (the input width of the attention output matrix).
+    public var qDim: Int { headDim * heads }
     /// Width of all key (or value) heads together.
     public var kvDim: Int { headDim * kvHeads }
+    /// The rotary tables, the standard one when the file stores none.
+    public var resolvedRopeTables: [RopeTable] { ropeTables ?? [.standard(theta: Double(ropeTheta), dims: headDim)] }
+    /// The rotary table of layer `l`.
+    public func ropeTableIndex(layer l: Int) -> Int { layerRopeTable?[l] ?? 0 }
+    /// The attention window of layer `l` (nil: every earlier position).
+    public func window(layer l: Int) -> Int? { slidingLayers?[l] == true ? slidingWindow : nil }
 
     /// Upper bounds on hyper-parameters; anything larger is rejected before allocation.
     public enum Limits {
@@ -72,11 +118,17 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         func bad(_ field: String, _ message: String) -> EdgeLMError {
             .invalidField(path: source, field: field, message: message)
         }
-        guard architecture == "llama" else { throw bad("architecture", "'\(architecture)' is not supported (only llama)") }
+        guard Self.architectures.contains(architecture) else {
+            throw bad("architecture", "'\(architecture)' is not supported (\(Self.architectures.sorted().joined(separator: ", ")))")
+        }
         guard (1...Limits.maxDim).contains(dim) else { throw bad("dim", "\(dim) is outside 1...\(Limits.maxDim)") }
         guard (1...Limits.maxLayers).contains(layers) else { throw bad("layers", "\(layers) is outside 1...\(Limits.maxLayers)") }
         guard (1...Limits.maxHeads).contains(heads) else { throw bad("heads", "\(heads) is outside 1...\(Limits.maxHeads)") }
-        guard dim % heads == 0 else { throw bad("heads", "dim \(dim) is not divisible by \(heads) heads") }
+        if let h = headDimension {
+            guard (2...4096).contains(h) else { throw bad("headDimension", "\(h) is outside 2...4096") }
+        } else {
+            guard dim % heads == 0 else { throw bad("heads", "dim \(dim) is not divisible by \(heads) heads") }
+        }
         guard headDim % 2 == 0 else { throw bad("heads", "head dimension \(headDim) is odd; RoPE needs pairs") }
         guard (1...heads).contains(kvHeads), heads % kvHeads == 0 else {
             throw bad("kvHeads", "\(kvHeads) does not divide \(heads) query heads")
@@ -90,6 +142,31 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         guard normEpsilon.isFinite, normEpsilon > 0, normEpsilon < 1 else {
             throw bad("normEpsilon", "\(normEpsilon) must be in (0, 1)")
         }
+        try validateFamilyFields(bad)
+    }
+
+    private func validateFamilyFields(_ bad: (String, String) -> EdgeLMError) throws(EdgeLMError) {
+        let tables = resolvedRopeTables
+        guard (1...16).contains(tables.count) else { throw bad("ropeTables", "\(tables.count) tables (1...16 allowed)") }
+        for (i, t) in tables.enumerated() {
+            guard t.inverseFrequencies.count == headDim / 2, t.inverseFrequencies.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw bad("ropeTables[\(i)]", "needs \(headDim / 2) positive finite frequencies")
+            }
+            guard t.attentionFactor.isFinite, t.attentionFactor > 0 else { throw bad("ropeTables[\(i)]", "attention factor \(t.attentionFactor)") }
+        }
+        if let map = layerRopeTable {
+            guard map.count == layers, map.allSatisfy({ (0..<tables.count).contains($0) }) else {
+                throw bad("layerRopeTable", "needs one table index per layer, each below \(tables.count)")
+            }
+        }
+        if let s = slidingLayers {
+            guard s.count == layers else { throw bad("slidingLayers", "\(s.count) entries for \(layers) layers") }
+            guard let w = slidingWindow, w >= 1 else { throw bad("slidingWindow", "sliding layers need a window >= 1") }
+        }
+        for (field, v) in [("embeddingScale", embeddingScale), ("attentionScale", attentionScale), ("attentionSoftcap", attentionSoftcap),
+                           ("finalSoftcap", finalSoftcap)] {
+            if let v { guard v.isFinite, v > 0 else { throw bad(field, "\(v) must be a positive finite number") } }
+        }
     }
 
     /// The canonical tensors of this configuration with their shapes ([rows, cols] for matrices, [n] for vectors).
@@ -99,15 +176,18 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             let p = "blk.\(l)."
             list += [
                 (p + "attn_norm", [dim]),
-                (p + "attn_q", [dim, dim]),
+                (p + "attn_q", [qDim, dim]),
                 (p + "attn_k", [kvDim, dim]),
                 (p + "attn_v", [kvDim, dim]),
-                (p + "attn_output", [dim, dim]),
+                (p + "attn_output", [dim, qDim]),
                 (p + "ffn_norm", [dim]),
                 (p + "ffn_gate", [ffnDim, dim]),
                 (p + "ffn_up", [ffnDim, dim]),
                 (p + "ffn_down", [dim, ffnDim]),
             ]
+            if qkvBias == true { list += [(p + "attn_q.bias", [qDim]), (p + "attn_k.bias", [kvDim]), (p + "attn_v.bias", [kvDim])] }
+            if qkNorm == true { list += [(p + "attn_q_norm", [headDim]), (p + "attn_k_norm", [headDim])] }
+            if sandwichNorms == true { list += [(p + "post_attention_norm", [dim]), (p + "post_ffw_norm", [dim])] }
         }
         list.append(("output_norm", [dim]))
         if !tiedOutput { list.append(("output", [vocabSize, dim])) }
@@ -122,11 +202,11 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 public enum TensorRole: Sendable {
     case embedding, output, norm, attention, ffn
 
-    /// The role of the canonical tensor `name`.
+    /// The role of the canonical tensor `name` (biases count as norms: vectors kept in f32).
     public init(name: String) {
         if name == "token_embd" { self = .embedding }
         else if name == "output" { self = .output }
-        else if name.hasSuffix("_norm") { self = .norm }
+        else if name.hasSuffix("_norm") || name.hasSuffix(".bias") { self = .norm }
         else if name.contains(".attn_") { self = .attention }
         else { self = .ffn }
     }

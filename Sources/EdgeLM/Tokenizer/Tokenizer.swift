@@ -39,7 +39,8 @@ public struct Tokenizer: Sendable {
                 }
             case .control, .unused:
                 if data.types[i] == .control, !piece.isEmpty { specials.append((piece, i)) }
-                decoded.append([])
+                // Hugging Face tokenizers render special tokens as their text; SentencePiece renders nothing.
+                decoded.append(data.types[i] == .control && data.matchesSpecialTokens == true ? Array(piece.utf8) : [])
             case .unknown:
                 if data.kind == .mergesBPE { ids[piece] = ids[piece] ?? i }
                 decoded.append(Array(" \u{2047} ".utf8))

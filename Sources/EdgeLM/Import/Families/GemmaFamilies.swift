@@ -1,0 +1,79 @@
+import Foundation
+
+/// Gemma 2 (`Gemma2ForCausalLM`): GeGLU (tanh GELU), RMSNorm scaled by 1 + w (the 1 added at conversion),
+/// embeddings times sqrt(hidden), a norm before and after each sublayer, attention and final logit
+/// soft-capping, a score scale of `query_pre_attn_scalar`^-1/2, and sliding-window layers alternating with
+/// global ones.
+enum Gemma2Family: ModelFamily {
+    static let architectures = ["Gemma2ForCausalLM"]
+    static let name = "gemma2"
+    static let normsAddOne = true
+
+    /// Gemma's layer parameters: its four norms are named differently from Llama's.
+    static let modules: [String: String] = llamaModules.merging([
+        "post_attention_layernorm.weight": "post_attention_norm", "pre_feedforward_layernorm.weight": "ffn_norm",
+        "post_feedforward_layernorm.weight": "post_ffw_norm",
+        "self_attn.q_norm.weight": "attn_q_norm", "self_attn.k_norm.weight": "attn_k_norm",
+    ]) { $1 }
+
+    static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
+        try configureGemma(&config, &r, defaultSliding: { $0 % 2 == 0 })
+        config.attentionSoftcap = try r.double("attn_logit_softcapping").map(Float.init)
+    }
+
+    /// What Gemma 2 and 3 share; `defaultSliding` decides the sliding layers of a config without `layer_types`.
+    static func configureGemma(_ config: inout ModelConfig, _ r: inout ConfigReader, defaultSliding: (Int) -> Bool) throws(EdgeLMError) {
+        config.activation = try FamilyKeys.activation(&r, ["gelu_pytorch_tanh": .geluTanh], default: .geluTanh)
+        config.sandwichNorms = true
+        config.embeddingScale = Float(Double(config.dim).squareRoot())
+        try r.refuseTrue("attention_bias", "biases on the attention projections are not supported for Gemma")
+        try r.refuseTrue("use_bidirectional_attention", "bidirectional attention is not supported")
+        let scalar = try r.double("query_pre_attn_scalar") ?? Double(config.headDim)
+        guard scalar > 0 else { throw r.fail("query_pre_attn_scalar", "\(scalar) must be > 0") }
+        config.attentionScale = Float(1 / scalar.squareRoot())
+        config.finalSoftcap = try r.double("final_logit_softcapping").map(Float.init)
+        let sliding = try FamilyKeys.slidingLayers(&r, layers: config.layers) ?? (0..<config.layers).map(defaultSliding)
+        if sliding.contains(true) {
+            guard let w = try r.int("sliding_window"), w >= 1 else { throw r.fail("sliding_window", "sliding layers need a window >= 1") }
+            config.slidingWindow = w
+            config.slidingLayers = sliding
+        } else {
+            r.harmless(["sliding_window"])
+        }
+    }
+
+    static func layerTensors(_ module: String, _ t: SourceTensor, config: ModelConfig) -> [(String, SourceTensor)]? {
+        modules[module].map { [($0, t)] }
+    }
+}
+
+/// Gemma 3 text (`Gemma3ForCausalLM`): Gemma 2 with q/k RMSNorm, no soft-capping by default, and two RoPE
+/// tables: the local base for sliding layers, the global one (with its scaling) for full ones.
+enum Gemma3Family: ModelFamily {
+    static let architectures = ["Gemma3ForCausalLM"]
+    static let name = "gemma3"
+    static let normsAddOne = true
+
+    static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
+        let pattern = try r.int("sliding_window_pattern") ?? 6
+        r.harmless(["_sliding_window_pattern"])
+        guard pattern >= 1 else { throw r.fail("sliding_window_pattern", "\(pattern) must be >= 1") }
+        try Gemma2Family.configureGemma(&config, &r, defaultSliding: { ($0 + 1) % pattern != 0 })
+        config.qkNorm = true
+        config.attentionSoftcap = try r.double("attn_logit_softcapping").map(Float.init)
+        let global: RopeTable, local: RopeTable
+        if let g = rope.tables["full_attention"], let l = rope.tables["sliding_attention"] {
+            (global, local) = (g, l)
+            r.harmless(["rope_local_base_freq"])
+        } else {
+            global = try rope.single(r)
+            local = .standard(theta: try r.double("rope_local_base_freq") ?? 10000, dims: config.headDim)
+        }
+        config.ropeTables = [global, local]
+        config.layerRopeTable = (0..<config.layers).map { config.slidingLayers?[$0] == true ? 1 : 0 }
+    }
+
+    static func layerTensors(_ module: String, _ t: SourceTensor, config: ModelConfig) -> [(String, SourceTensor)]? {
+        Gemma2Family.layerTensors(module, t, config: config)
+    }
+}

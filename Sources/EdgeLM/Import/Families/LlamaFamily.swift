@@ -1,0 +1,27 @@
+/// Llama 2/3.x and SmolLM2 (`LlamaForCausalLM`): the base block. RoPE variants come from the common
+/// reading; biases are refused.
+enum LlamaFamily: ModelFamily {
+    static let architectures = ["LlamaForCausalLM"]
+    static let name = "llama"
+
+    static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
+        try r.refuseTrue("attention_bias", "biases on the attention projections (q, k, v and o) are not supported for Llama")
+        try r.refuseTrue("mlp_bias", "MLP biases are not supported")
+        config.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
+    }
+}
+
+/// Mistral (`MistralForCausalLM`): Llama with an optional sliding window over every layer.
+enum MistralFamily: ModelFamily {
+    static let architectures = ["MistralForCausalLM"]
+    static let name = "llama"
+
+    static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
+        try LlamaFamily.configure(&config, &r, rope: rope)
+        if let w = try r.int("sliding_window") {
+            guard w >= 1 else { throw r.fail("sliding_window", "\(w) must be >= 1") }
+            config.slidingWindow = w
+            config.slidingLayers = Array(repeating: true, count: config.layers)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+
+/// The RoPE variants EdgeLM computes (Hugging Face `rope_type`).
+public enum RopeKind: String, Codable, Sendable, CaseIterable {
+    /// theta^(-2i/d).
+    case `default`
+    /// Every frequency divided by `factor` (position interpolation).
+    case linear
+    /// Llama 3.1: low frequencies divided by `factor`, high ones kept, a smooth ramp between.
+    case llama3
+    /// YaRN: interpolation blended into extrapolation by a ramp over dimensions, with an attention factor.
+    case yarn
+}
+
+/// One table of rotary frequencies, computed at conversion and stored in the model file: the runtime
+/// only multiplies positions by `inverseFrequencies` (and cos/sin by `attentionFactor`).
+public struct RopeTable: Codable, Sendable, Equatable {
+    /// The variant the table was computed with.
+    public var kind: RopeKind
+    /// Base frequency.
+    public var theta: Double
+    /// The variant's parameters as read from the checkpoint (factor, original context, ...), for `inspect`.
+    public var parameters: [String: Double]
+    /// Angle per position of each rotated pair: [rotated dims / 2].
+    public var inverseFrequencies: [Double]
+    /// Factor applied to cos and sin (YaRN's attention scaling; 1 otherwise).
+    public var attentionFactor: Double
+
+    /// The plain table theta^(-2i/dims) for `dims` rotated dimensions.
+    public static func standard(theta: Double, dims: Int) -> RopeTable {
+        RopeTable(kind: .default, theta: theta, parameters: [:], inverseFrequencies: baseFrequencies(theta: theta, dims: dims), attentionFactor: 1)
+    }
+
+    static func baseFrequencies(theta: Double, dims: Int) -> [Double] {
+        (0..<(dims / 2)).map { 1 / pow(theta, Double(2 * $0) / Double(dims)) }
+    }
+
+    /// Computes a table as Hugging Face transformers does for `kind`.
+    /// - Parameters:
+    ///   - parameters: the variant's settings (`factor`, `original_max_position_embeddings`,
+    ///     `low_freq_factor`, `high_freq_factor`, `beta_fast`, `beta_slow`, `attention_factor`, `mscale`,
+    ///     `mscale_all_dim`).
+    ///   - contextLength: the model's `max_position_embeddings` (YaRN derives its factor from it when the
+    ///     original context is given).
+    ///   - field: the setting's name for errors.
+    public static func compute(kind: RopeKind, theta: Double, dims: Int, parameters: [String: Double], contextLength: Int,
+                               field: String, path: String) throws(EdgeLMError) -> RopeTable {
+        func need(_ key: String) throws(EdgeLMError) -> Double {
+            guard let v = parameters[key], v.isFinite else {
+                throw .invalidField(path: path, field: "\(field).\(key)", message: "missing for rope_type '\(kind.rawValue)'")
+            }
+            return v
+        }
+        let base = baseFrequencies(theta: theta, dims: dims)
+        var table = RopeTable(kind: kind, theta: theta, parameters: parameters, inverseFrequencies: base, attentionFactor: 1)
+        switch kind {
+        case .default:
+            break
+        case .linear:
+            let factor = try need("factor")
+            guard factor >= 1 else { throw .invalidField(path: path, field: "\(field).factor", message: "\(factor) must be >= 1") }
+            table.inverseFrequencies = base.map { $0 / factor }
+        case .llama3:
+            let factor = try need("factor"), low = try need("low_freq_factor"), high = try need("high_freq_factor")
+            let original = try need("original_max_position_embeddings")
+            guard factor >= 1, high > low, original > 0 else {
+                throw .invalidField(path: path, field: field, message: "llama3 needs factor >= 1, high_freq_factor > low_freq_factor, an original context > 0")
+            }
+            let lowWavelength = original / low, highWavelength = original / high
+            table.inverseFrequencies = base.map { f in
+                let wavelength = 2 * Double.pi / f
+                if wavelength < highWavelength { return f }
+                if wavelength > lowWavelength { return f / factor }
+                let smooth = (original / wavelength - low) / (high - low)
+                return (1 - smooth) * f / factor + smooth * f
+            }
+        case .yarn:
+            var factor = try need("factor")
+            let original: Double
+            if let o = parameters["original_max_position_embeddings"] {
+                original = o
+                factor = Double(contextLength) / o
+            } else {
+                original = Double(contextLength)
+            }
+            guard factor >= 1, original > 0 else { throw .invalidField(path: path, field: field, message: "yarn needs factor >= 1 and an original context > 0") }
+            let betaFast = parameters["beta_fast"] ?? 32, betaSlow = parameters["beta_slow"] ?? 1
+            func mscale(_ scale: Double, _ m: Double) -> Double { scale <= 1 ? 1 : 0.1 * m * log(scale) + 1 }
+            if let a = parameters["attention_factor"] {
+                table.attentionFactor = a
+            } else if let m = parameters["mscale"], let all = parameters["mscale_all_dim"] {
+                table.attentionFactor = mscale(factor, m) / mscale(factor, all)
+            } else {
+                table.attentionFactor = mscale(factor, 1)
+            }
+            func correctionDim(_ rotations: Double) -> Double {
+                Double(dims) * log(original / (rotations * 2 * Double.pi)) / (2 * log(theta))
+            }
+            let low = max(floor(correctionDim(betaFast)), 0), high = min(ceil(correctionDim(betaSlow)), Double(dims - 1))
+            let span = low == high ? 0.001 : high - low
+            table.inverseFrequencies = base.enumerated().map { i, f in
+                let ramp = min(1, max(0, (Double(i) - low) / span))
+                let extrapolation = 1 - ramp
+                return f / factor * (1 - extrapolation) + f * extrapolation
+            }
+        }
+        return table
+    }
+}

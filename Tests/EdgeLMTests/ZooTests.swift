@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+@testable import EdgeLM
+
+/// A zoo fixture (shared/fixtures/zoo-<family>.json): float64 transformers goldens of a small trained
+/// checkpoint of each family.
+struct ZooFixture {
+    let family: String
+    let prompt: String
+    let promptIds: [Int]
+    let greedy: [Int]
+    let margins: [Double]
+    let positions: [(position: Int, logits: [Double], logsumexp: Double)]
+    let windowIds: [Int]
+    let meanNLL: Double
+    let tokenizerCases: [(text: String, ids: [Int], decoded: String)]
+
+    static let families = ["llama3", "smollm2", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "llama-k"]
+    /// Families whose folder also holds a GGUF written by llama.cpp's converter.
+    static let ggufFamilies = ["llama3", "smollm2", "qwen2", "llama-k"]
+
+    static func folder(_ family: String) -> String { "models/zoo/\(family)" }
+
+    init(_ family: String) throws {
+        self.family = family
+        let d = try Fixtures.json("fixtures/zoo-\(family).json") as! [String: Any]
+        prompt = d["prompt"] as! String
+        promptIds = d["prompt_ids"] as! [Int]
+        let g = d["greedy"] as! [String: Any]
+        greedy = g["ids"] as! [Int]
+        margins = g["margins"] as! [Double]
+        positions = (d["positions"] as! [[String: Any]]).map { ($0["position"] as! Int, $0["logits"] as! [Double], $0["logsumexp"] as! Double) }
+        let p = d["perplexity"] as! [String: Any]
+        windowIds = p["window_ids"] as! [Int]
+        meanNLL = p["mean_nll"] as! Double
+        tokenizerCases = (d["tokenizer_cases"] as! [[String: Any]]).map { ($0["text"] as! String, $0["ids"] as! [Int], $0["decoded"] as! String) }
+    }
+
+    /// Greedy steps that must agree: up to (not including) the first step whose margin is below 1e-3.
+    var comparableSteps: Int { margins.firstIndex { $0 < 1e-3 } ?? greedy.count }
+
+    struct Result {
+        let promptIds: [Int]
+        let greedy: [Int]
+        /// Max |Δlogit| / max |logit| over positions 0..7.
+        let logitError: Double
+        let logsumexpError: Double
+        let meanNLL: Double
+    }
+
+    /// Runs the fixture's checks on the converted model at `path`.
+    func measure(_ path: String) throws -> Result {
+        let lm = try LanguageModel(path: path, threads: 2, keyType: .f32, valueType: .f32)
+        let ids = lm.encode(prompt)
+        let info = try lm.generate(promptTokens: promptIds, parameters: .greedy(maxTokens: greedy.count)) { _, _ in true }
+        lm.session.reset()
+        let sequence = promptIds + greedy
+        let logits = try lm.session.forward(Array(sequence.prefix(positions.count + 1)), logits: .all)
+        let vocab = lm.config.vocabSize
+        var worst = 0.0, lseWorst = 0.0
+        for p in positions {
+            let row = (0..<vocab).map { Double(logits[p.position * vocab + $0]) }
+            let scale = p.logits.map(abs).max()!
+            worst = max(worst, zip(row, p.logits).map { abs($0 - $1) }.max()! / scale)
+            let m = row.max()!
+            let lse = m + log(row.reduce(0) { $0 + exp($1 - m) })
+            lseWorst = max(lseWorst, abs(lse - p.logsumexp) / abs(p.logsumexp))
+        }
+        let report = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: Array(windowIds.dropFirst()),
+                                                 options: PerplexityOptions(context: windowIds.count, chunks: 1))
+        return Result(promptIds: ids, greedy: info.tokens, logitError: worst, logsumexpError: lseWorst, meanNLL: report.meanNLL.value)
+    }
+}
+
+/// Every zoo family from its Hugging Face folder (and from llama.cpp's GGUF where there is one) against
+/// the transformers float64 goldens: prompt ids, greedy ids, logits, logsumexp, window perplexity,
+/// tokenizer cases; both config forms giving identical files.
+@Suite struct ZooTests {
+    static let converted = TemporaryDirectory()
+
+    func available(_ family: String) -> Bool {
+        Fixtures.available(ZooFixture.folder(family) + "/model.safetensors") && Fixtures.available("fixtures/zoo-\(family).json")
+    }
+
+    func check(_ fixture: ZooFixture, path: String, label: String) throws {
+        let r = try fixture.measure(path)
+        let n = fixture.comparableSteps
+        print("zoo \(label): logits \(r.logitError), lse \(r.logsumexpError), nll \(r.meanNLL) vs \(fixture.meanNLL), greedy \(n) steps compared")
+        #expect(r.promptIds == fixture.promptIds, "\(label) prompt ids")
+        #expect(Array(r.greedy.prefix(n)) == Array(fixture.greedy.prefix(n)), "\(label) greedy ids")
+        #expect(r.logitError <= 1e-4, "\(label) logits: max relative error \(r.logitError)")
+        #expect(r.logsumexpError <= 1e-4, "\(label) logsumexp: relative error \(r.logsumexpError)")
+        // Perplexity exp(mean NLL) within 1e-4 relative.
+        #expect(abs(exp(r.meanNLL - fixture.meanNLL) - 1) <= 1e-4, "\(label) ppl \(exp(r.meanNLL)) vs \(exp(fixture.meanNLL))")
+    }
+
+    @Test(arguments: ZooFixture.families)
+    func huggingFaceFolderMatchesGoldens(family: String) throws {
+        guard available(family) else { return }
+        let fixture = try ZooFixture(family)
+        let out = Self.converted.file("\(family)-hf.edgelm")
+        _ = try Converter.convert(try Checkpoint.open(path: Fixtures.path(ZooFixture.folder(family)), tokenizerPath: nil), to: out,
+                                  options: ConversionOptions(type: .f32, overwrite: true))
+        #expect(try ModelFile(path: out).metadata.config.architecture == ["llama3": "llama", "smollm2": "llama", "llama-k": "llama"][family, default: family])
+        try check(fixture, path: out, label: "\(family) (HF)")
+    }
+
+    @Test(arguments: ZooFixture.ggufFamilies)
+    func ggufMatchesGoldens(family: String) throws {
+        let gguf = ZooFixture.folder(family) + "/\(family)-f32.gguf"
+        guard available(family), Fixtures.available(gguf) else { return }
+        let out = Self.converted.file("\(family)-gguf.edgelm")
+        _ = try Converter.convert(try Checkpoint.open(path: Fixtures.path(gguf), tokenizerPath: nil), to: out,
+                                  options: ConversionOptions(type: .f32, overwrite: true))
+        try check(try ZooFixture(family), path: out, label: "\(family) (GGUF)")
+    }
+
+    @Test(arguments: ZooFixture.families)
+    func tokenizerCasesMatch(family: String) throws {
+        guard available(family) else { return }
+        let fixture = try ZooFixture(family)
+        var sources = [ZooFixture.folder(family)]
+        if ZooFixture.ggufFamilies.contains(family) { sources.append(ZooFixture.folder(family) + "/\(family)-f32.gguf") }
+        for source in sources {
+            let tok = try Tokenizer(data: try Checkpoint.open(path: Fixtures.path(source), tokenizerPath: nil).tokenizer)
+            #expect(fixture.tokenizerCases.count == 20)
+            for c in fixture.tokenizerCases {
+                #expect(tok.encode(c.text) == c.ids, "\(source): \(c.text.debugDescription)")
+                #expect(tok.decode(c.ids) == c.decoded, "\(source): decode \(c.text.debugDescription)")
+            }
+        }
+    }
+
+    /// config.json (transformers 5) and config.v4.json (4.x) of each family give the same settings and
+    /// byte-identical tensor payloads.
+    @Test(arguments: ZooFixture.families)
+    func bothConfigFormsAgree(family: String) throws {
+        guard available(family), Fixtures.available(ZooFixture.folder(family) + "/config.v4.json") else { return }
+        let dir = TemporaryDirectory()
+        let source = Fixtures.path(ZooFixture.folder(family))
+        for name in try FileManager.default.contentsOfDirectory(atPath: source) where name != "config.json" && !name.hasSuffix(".gguf") {
+            try FileManager.default.createSymbolicLink(atPath: dir.file(name == "config.v4.json" ? "config.json" : name), withDestinationPath: source + "/" + name)
+        }
+        let v5 = try Checkpoint.open(path: source, tokenizerPath: nil), v4 = try Checkpoint.open(path: dir.path, tokenizerPath: nil)
+        #expect(v5.config == v4.config)
+        _ = try Converter.convert(v5, to: dir.file("v5.edgelm"), options: ConversionOptions(type: .q8))
+        _ = try Converter.convert(v4, to: dir.file("v4.edgelm"), options: ConversionOptions(type: .q8))
+        let a = try ModelFile(path: dir.file("v5.edgelm")), b = try ModelFile(path: dir.file("v4.edgelm"))
+        #expect(a.metadata.config == b.metadata.config)
+        #expect(a.metadata.tensors.map(\.checksum) == b.metadata.tensors.map(\.checksum))
+    }
+}
