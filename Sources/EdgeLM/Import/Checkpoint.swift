@@ -1,11 +1,32 @@
 import Foundation
 
-/// Element types of float source tensors.
-public enum SourceDType: String, Sendable {
+/// Element types of source tensors: floats, or ggml's quantized blocks (from GGUF files).
+public enum SourceDType: Sendable, Equatable {
     case f32, f16, bf16
+    /// ggml blocks along each row (ne0), dequantized as ggml does.
+    case ggml(GGMLType)
 
-    /// Bytes per element.
-    public var size: Int { self == .f32 ? 4 : 2 }
+    /// Bytes of `count` elements along a row (a whole number of blocks for ggml types).
+    public func bytes(_ count: Int) -> Int {
+        switch self {
+        case .f32: count * 4
+        case .f16, .bf16: count * 2
+        case let .ggml(t): count / t.blockValues * t.blockBytes
+        }
+    }
+
+    /// Bytes per element of the float types.
+    public var size: Int { bytes(1) }
+
+    /// The type's name ("F32", "Q4_K", ...).
+    public var name: String {
+        switch self {
+        case .f32: "F32"
+        case .f16: "F16"
+        case .bf16: "BF16"
+        case let .ggml(t): t.name
+        }
+    }
 }
 
 /// One float tensor of a source checkpoint, viewed in place in the input file's mapping.
@@ -41,7 +62,7 @@ public struct SourceTensor: @unchecked Sendable {
 
     /// Rows `rows` of a matrix as a tensor of its own (a fused projection split at conversion).
     func rows(_ rows: Range<Int>, name: String) -> SourceTensor {
-        let rowBytes = shape[1] * dtype.size
+        let rowBytes = dtype.bytes(shape[1])
         return SourceTensor(name: name, shape: [rows.count, shape[1]], dtype: dtype,
                             bytes: UnsafeRawBufferPointer(rebasing: bytes[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)]))
     }
@@ -60,6 +81,8 @@ public struct SourceTensor: @unchecked Sendable {
                 for i in 0..<n {
                     buf[i] = Float(bitPattern: UInt32(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16)
                 }
+            case let .ggml(t):
+                t.dequantize(bytes, blocks: n / t.blockValues, into: buf.baseAddress!)
             }
             initialized = n
         }

@@ -44,7 +44,8 @@ enum GGUFReader {
 
     static let typeNames: [UInt32: String] = [
         0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K",
-        12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 30: "BF16",
+        12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL",
+        21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 30: "BF16",
     ]
 
     private struct Parser {
@@ -180,10 +181,16 @@ enum GGUFReader {
             case 1: dtype = .f16
             case 30: dtype = .bf16
             default:
-                throw .unsupportedTensorType(path: path, tensor: info.name,
-                                             type: "GGML \(typeNames[info.type] ?? "type \(info.type)") (convert from an F32, F16 or BF16 file)")
+                guard let t = GGMLType(rawValue: info.type) else {
+                    let supported = (["F32", "F16", "BF16"] + GGMLType.allCases.map(\.name)).joined(separator: ", ")
+                    throw .unsupportedTensorType(path: path, tensor: info.name, type: "GGML \(typeNames[info.type] ?? "type \(info.type)") (EdgeLM reads \(supported))")
+                }
+                guard info.dims[0] % t.blockValues == 0 else {
+                    throw p.fail("tensor '\(info.name)'", "rows of \(info.dims[0]) values are not whole \(t.name) blocks of \(t.blockValues)")
+                }
+                dtype = .ggml(t)
             }
-            let length = info.dims.reduce(1, *) * dtype.size
+            let length = dtype.bytes(info.dims[0]) * info.dims.dropFirst().reduce(1, *)
             guard info.offset <= dataBytes, length <= dataBytes - info.offset else {
                 throw .tensorOutOfBounds(path: path, tensor: info.name, offset: dataStart + info.offset, length: length, fileSize: file.bytes.count)
             }
@@ -209,26 +216,37 @@ enum GGUFReader {
         return checkpoint
     }
 
+    /// The architectures read from GGUF, with how llama.cpp's converter stores Q/K for RoPE.
+    static let architectures: [String: RopeLayout] = ["llama": .interleaved, "qwen2": .halves]
+
+    /// `<arch>.` keys that never change the computation.
+    static let harmlessArchKeys: Set<String> = ["rope.scaling.finetuned", "tensor_data_layout"]
+
     private static func makeConfig(kv: [String: GGUFValue], tensors: inout [String: SourceTensor],
                                    path: String) throws(EdgeLMError) -> ModelConfig {
         func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
         guard let arch = kv["general.architecture"]?.asString else { throw fail("general.architecture", "missing") }
-        guard arch == "llama" else { throw fail("general.architecture", "'\(arch)' is not supported (only llama)") }
-        func int(_ key: String, default value: Int? = nil) throws(EdgeLMError) -> Int {
-            if let v = kv["llama.\(key)"] {
-                guard let i = v.asInt else { throw fail("llama.\(key)", "not an integer") }
+        guard let layout = architectures[arch] else {
+            let hint = ["gemma2", "gemma3", "phi3", "qwen3"].contains(arch) ? "; convert this family from its Hugging Face folder" : ""
+            throw fail("general.architecture", "'\(arch)' is not supported (\(architectures.keys.sorted().joined(separator: ", "))\(hint))")
+        }
+        var used = Set<String>()
+        func value(_ key: String) -> GGUFValue? {
+            used.insert("\(arch).\(key)")
+            return kv["\(arch).\(key)"]
+        }
+        func int(_ key: String, default fallback: Int? = nil) throws(EdgeLMError) -> Int {
+            if let v = value(key) {
+                guard let i = v.asInt else { throw fail("\(arch).\(key)", "not an integer") }
                 return i
             }
-            guard let value else { throw fail("llama.\(key)", "missing") }
-            return value
+            guard let fallback else { throw fail("\(arch).\(key)", "missing") }
+            return fallback
         }
-        func float(_ key: String, default value: Float) throws(EdgeLMError) -> Float {
-            guard let v = kv["llama.\(key)"] else { return value }
-            guard let d = v.asDouble else { throw fail("llama.\(key)", "not a number") }
-            return Float(d)
-        }
-        if let scaling = kv["llama.rope.scaling.type"]?.asString, scaling != "none" {
-            throw fail("llama.rope.scaling.type", "'\(scaling)' RoPE scaling is not supported")
+        func float(_ key: String, default fallback: Double) throws(EdgeLMError) -> Double {
+            guard let v = value(key) else { return fallback }
+            guard let d = v.asDouble else { throw fail("\(arch).\(key)", "not a number") }
+            return d
         }
         guard let embedding = tensors["token_embd"] else { throw .missingTensor(path: path, tensor: "token_embd.weight") }
         let heads = try int("attention.head_count")
@@ -239,24 +257,79 @@ enum GGUFReader {
             tied = true
             tensors["output"] = nil
         }
-        if let rd = kv["llama.rope.dimension_count"]?.asInt, heads > 0, rd != dim / heads {
-            throw fail("llama.rope.dimension_count", "partial rotary embedding (\(rd) of \(dim / heads) dims) is not supported")
+        let headDim = try int("attention.key_length", default: heads > 0 ? dim / heads : 0)
+        guard try int("attention.value_length", default: headDim) == headDim else {
+            throw fail("\(arch).attention.value_length", "value heads wider or narrower than key heads are not supported")
         }
-        let config = ModelConfig(
-            dim: dim, layers: try int("block_count"), heads: heads,
+        if try int("rope.dimension_count", default: headDim) != headDim {
+            throw fail("\(arch).rope.dimension_count", "partial rotary embedding (\(try int("rope.dimension_count")) of \(headDim) dims) is not supported")
+        }
+        if try int("expert_count", default: 0) > 0 { throw fail("\(arch).expert_count", "mixture-of-experts models are not supported") }
+        _ = try int("expert_used_count", default: 0)
+        if let v = value("vocab_size"), v.asInt != embedding.shape[0] {
+            throw fail("\(arch).vocab_size", "\(v.asInt ?? -1) differs from the embedding's \(embedding.shape[0]) rows")
+        }
+        var config = ModelConfig(
+            architecture: arch, dim: dim, layers: try int("block_count"), heads: heads,
             kvHeads: try int("attention.head_count_kv", default: heads), ffnDim: try int("feed_forward_length"),
             vocabSize: embedding.shape[0], contextLength: try int("context_length"),
-            ropeTheta: try float("rope.freq_base", default: 10000), ropeLayout: .interleaved,
-            normEpsilon: try float("attention.layer_norm_rms_epsilon", default: 1e-5), tiedOutput: tied)
+            ropeTheta: Float(try float("rope.freq_base", default: 10000)), ropeLayout: layout,
+            normEpsilon: Float(try float("attention.layer_norm_rms_epsilon", default: 1e-5)), tiedOutput: tied)
+        if heads > 0, headDim != dim / heads || dim % heads != 0 { config.headDimension = headDim }
+        config.ropeTables = [try ropeTable(arch: arch, config: config, value: value, float: float, tensors: &tensors, path: path)]
+        if arch == "qwen2" { config.qkvBias = true }
+        for key in kv.keys where key.hasPrefix("\(arch).") && !used.contains(key) && !harmlessArchKeys.contains(String(key.dropFirst(arch.count + 1))) {
+            throw fail(key, "is a setting EdgeLM does not implement for '\(arch)' (it may change the computation)")
+        }
         try config.validate(source: path)
+        let expected = Set(config.tensorShapes.map(\.name))
+        if let extra = tensors.keys.sorted().first(where: { !expected.contains($0) }) {
+            throw fail("tensor '\(extra)'", "is not a tensor of a '\(arch)' model with this configuration (it would be ignored)")
+        }
         return config
+    }
+
+    /// The rotary table: `<arch>.rope.scaling.*` keys, or llama.cpp's `rope_freqs` tensor of per-frequency
+    /// divisors (how its converter stores Llama 3.1 scaling), which is removed from the tensors.
+    private static func ropeTable(arch: String, config: ModelConfig, value: (String) -> GGUFValue?,
+                                  float: (String, Double) throws(EdgeLMError) -> Double, tensors: inout [String: SourceTensor],
+                                  path: String) throws(EdgeLMError) -> RopeTable {
+        let theta = Double(config.ropeTheta), dims = config.headDim
+        var table = RopeTable.standard(theta: theta, dims: dims)
+        let type = value("rope.scaling.type")?.asString ?? "none"
+        switch type {
+        case "none":
+            break
+        case "linear", "yarn":
+            var parameters = ["factor": try float("rope.scaling.factor", 1)]
+            if type == "yarn" {
+                parameters["original_max_position_embeddings"] = try float("rope.scaling.original_context_length", Double(config.contextLength))
+                parameters["attention_factor"] = try float("rope.scaling.attn_factor", 1)
+                parameters["beta_fast"] = try float("rope.scaling.yarn_beta_fast", 32)
+                parameters["beta_slow"] = try float("rope.scaling.yarn_beta_slow", 1)
+            }
+            table = try RopeTable.compute(kind: type == "yarn" ? .yarn : .linear, theta: theta, dims: dims, parameters: parameters,
+                                          contextLength: config.contextLength, field: "\(arch).rope.scaling", path: path)
+        default:
+            throw .invalidField(path: path, field: "\(arch).rope.scaling.type", message: "'\(type)' is not supported (none, linear, yarn)")
+        }
+        if let freqs = tensors.removeValue(forKey: "rope_freqs") {
+            guard type == "none", freqs.shape == [dims / 2] else {
+                throw .invalidField(path: path, field: "tensor 'rope_freqs'", message: "must be \(dims / 2) frequency divisors, without rope.scaling.type")
+            }
+            let divisors = try freqs.floats(path: path)
+            guard divisors.allSatisfy({ $0 > 0 }) else { throw .invalidField(path: path, field: "tensor 'rope_freqs'", message: "divisors must be > 0") }
+            table = RopeTable(kind: .factors, theta: theta, parameters: [:],
+                              inverseFrequencies: zip(table.inverseFrequencies, divisors).map { $0 / Double($1) }, attentionFactor: 1)
+        }
+        return table
     }
 
     private static func makeTokenizer(kv: [String: GGUFValue], path: String) throws(EdgeLMError) -> TokenizerData {
         func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
         let model = kv["tokenizer.ggml.model"]?.asString ?? "missing"
-        guard model == "llama" else {
-            throw fail("tokenizer.ggml.model", "'\(model)' is not supported (only the SentencePiece 'llama' vocabulary)")
+        guard model == "llama" || model == "gpt2" else {
+            throw fail("tokenizer.ggml.model", "'\(model)' is not supported (the SentencePiece 'llama' and byte-level BPE 'gpt2' vocabularies)")
         }
         guard case let .array(tokenValues, 8)? = kv["tokenizer.ggml.tokens"] else {
             throw fail("tokenizer.ggml.tokens", "missing or not an array of strings")
@@ -285,6 +358,21 @@ enum GGUFReader {
             guard let v = kv["tokenizer.ggml.\(key)"] else { return nil }
             guard let i = v.asInt else { throw fail("tokenizer.ggml.\(key)", "not an integer") }
             return i
+        }
+        if model == "gpt2" {
+            let pre = kv["tokenizer.ggml.pre"]?.asString ?? "default"
+            guard let preTokenizer = PreTokenizer.llamaCppPreTokenizers[pre] else {
+                throw fail("tokenizer.ggml.pre", "'\(pre)' is not supported (\(PreTokenizer.llamaCppPreTokenizers.keys.sorted().joined(separator: ", ")))")
+            }
+            guard case let .array(mergeValues, 8)? = kv["tokenizer.ggml.merges"] else {
+                throw fail("tokenizer.ggml.merges", "a byte-level BPE vocabulary needs its merges (an array of strings)")
+            }
+            var data = TokenizerData(kind: .mergesBPE, pieces: pieces, scores: scores, types: types, merges: mergeValues.compactMap(\.asString),
+                                     bos: try id("bos_token_id"), eos: try id("eos_token_id"), unk: try id("unknown_token_id"),
+                                     pad: try id("padding_token_id"), addDummyPrefix: false, removeExtraWhitespaces: false,
+                                     byteFallback: false, preTokenizer: preTokenizer, fuseUnknown: false, matchesSpecialTokens: true)
+            data.chatTemplate = kv["tokenizer.chat_template"]?.asString
+            return data
         }
         var addPrefix = true
         if case let .bool(b)? = kv["tokenizer.ggml.add_space_prefix"] { addPrefix = b }

@@ -67,7 +67,7 @@ struct RopeSettings {
 
     /// The keys each variant may carry besides `rope_type`/`type` and `rope_theta`.
     static let variantKeys: [RopeKind: Set<String>] = [
-        .default: [], .linear: ["factor"],
+        .default: [], .linear: ["factor"], .factors: [],
         .llama3: ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
         .yarn: ["factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "truncate"],
     ]
@@ -80,8 +80,8 @@ struct RopeSettings {
         }
         func table(_ p: [String: Any], field: String, theta fallback: Double?) throws(EdgeLMError) -> RopeTable {
             let kindName = (p["rope_type"] as? String) ?? (p["type"] as? String) ?? "default"
-            guard let kind = RopeKind(rawValue: kindName) else {
-                throw r.fail("\(field).rope_type", "'\(kindName)' is not supported (\(RopeKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+            guard let kind = RopeKind(rawValue: kindName), kind != .factors else {
+                throw r.fail("\(field).rope_type", "'\(kindName)' is not supported (\(RopeKind.allCases.filter { $0 != .factors }.map(\.rawValue).joined(separator: ", ")))")
             }
             var numbers: [String: Double] = [:]
             for (key, value) in p where !["rope_type", "type", "rope_theta"].contains(key) {

@@ -10,6 +10,9 @@ public enum RopeKind: String, Codable, Sendable, CaseIterable {
     case llama3
     /// YaRN: interpolation blended into extrapolation by a ramp over dimensions, with an attention factor.
     case yarn
+    /// Per-frequency divisors given with the weights (llama.cpp's `rope_freqs` tensor, how its converter
+    /// stores Llama 3.1 scaling); not a Hugging Face `rope_type`.
+    case factors = "rope_freqs"
 }
 
 /// One table of rotary frequencies, computed at conversion and stored in the model file: the runtime
@@ -56,6 +59,8 @@ public struct RopeTable: Codable, Sendable, Equatable {
         switch kind {
         case .default:
             break
+        case .factors:
+            throw .invalidField(path: path, field: field, message: "'rope_freqs' divisors come only with GGUF weights")
         case .linear:
             let factor = try need("factor")
             guard factor >= 1 else { throw .invalidField(path: path, field: "\(field).factor", message: "\(factor) must be >= 1") }

@@ -243,14 +243,17 @@ public struct StreamingDecoder: Sendable {
 /// GPT-2 style byte-level pre-tokenization: regex split, then bytes mapped to printable characters.
 struct ByteLevelSplitter: @unchecked Sendable {
     private let regex: NSRegularExpression
+    private let isolate: NSRegularExpression?
     private let addPrefixSpace: Bool
 
     init(_ p: PreTokenizer) throws(EdgeLMError) {
-        do {
-            regex = try NSRegularExpression(pattern: p.pattern)
-        } catch {
-            throw .invalidField(path: "tokenizer", field: "pre-tokenizer pattern", message: "not a valid regular expression: \(p.pattern)")
+        func compile(_ pattern: String) throws(EdgeLMError) -> NSRegularExpression {
+            do { return try NSRegularExpression(pattern: pattern) } catch {
+                throw .invalidField(path: "tokenizer", field: "pre-tokenizer pattern", message: "not a valid regular expression: \(pattern)")
+            }
         }
+        regex = try compile(p.pattern)
+        isolate = try p.isolate.map { (s) throws(EdgeLMError) in try compile(s) }
         addPrefixSpace = p.addPrefixSpace
     }
 
@@ -279,9 +282,21 @@ struct ByteLevelSplitter: @unchecked Sendable {
     func words(_ text: String) -> [[Character]] {
         let input = addPrefixSpace && !text.hasPrefix(" ") ? " " + text : text
         let ns = input as NSString
-        return regex.matches(in: input, range: NSRange(location: 0, length: ns.length)).map { match in
-            ns.substring(with: match.range).utf8.map { Self.byteToChar[Int($0)] }
+        // (range, true when an isolated match that is a word as it is)
+        var pieces: [(NSRange, Bool)] = []
+        if let isolate {
+            var at = 0
+            for m in isolate.matches(in: input, range: NSRange(location: 0, length: ns.length)) where m.range.length > 0 {
+                if m.range.location > at { pieces.append((NSRange(location: at, length: m.range.location - at), false)) }
+                pieces.append((m.range, true))
+                at = m.range.location + m.range.length
+            }
+            if at < ns.length { pieces.append((NSRange(location: at, length: ns.length - at), false)) }
+        } else {
+            pieces = [(NSRange(location: 0, length: ns.length), false)]
         }
+        let words = pieces.flatMap { piece, isolated in isolated ? [piece] : regex.matches(in: input, range: piece).map(\.range) }
+        return words.map { ns.substring(with: $0).utf8.map { Self.byteToChar[Int($0)] } }
     }
 }
 

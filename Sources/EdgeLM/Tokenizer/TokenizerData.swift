@@ -19,13 +19,30 @@ public struct PreTokenizer: Codable, Sendable, Equatable {
     /// Prepend a space to the text (ByteLevel `add_prefix_space`).
     public var addPrefixSpace: Bool
 
+    /// Split out first, each match a word of its own, before `pattern` splits the text between them
+    /// (a Hugging Face Split with Isolated behaviour ahead of the main one).
+    public var isolate: String?
+
     /// GPT-2's pattern, the ByteLevel default.
     public static let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+    /// Llama 3's pattern (contractions case-insensitive, numbers in groups of up to three digits).
+    public static let llama3Pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    /// Qwen2's pattern: Llama 3's with every digit a word of its own.
+    public static let qwen2Pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+
+    /// The byte-level pre-tokenizers of GGUF's `tokenizer.ggml.pre` names that EdgeLM reads, as llama.cpp
+    /// splits them.
+    public static let llamaCppPreTokenizers: [String: PreTokenizer] = [
+        "default": PreTokenizer(), "gpt2": PreTokenizer(), "llama-bpe": PreTokenizer(pattern: llama3Pattern),
+        "llama3": PreTokenizer(pattern: llama3Pattern), "qwen2": PreTokenizer(pattern: qwen2Pattern),
+        "smollm": PreTokenizer(isolate: #"\p{N}"#),
+    ]
 
     /// Creates a byte-level pre-tokenizer.
-    public init(pattern: String = gpt2Pattern, addPrefixSpace: Bool = false) {
+    public init(pattern: String = gpt2Pattern, addPrefixSpace: Bool = false, isolate: String? = nil) {
         self.pattern = pattern
         self.addPrefixSpace = addPrefixSpace
+        self.isolate = isolate
     }
 }
 
