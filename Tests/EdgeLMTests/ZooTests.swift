@@ -184,3 +184,60 @@ struct ZooFixture {
         #expect(a.metadata.tensors.map(\.checksum) == b.metadata.tensors.map(\.checksum))
     }
 }
+
+/// llama-k quantized by llama.cpp's `llama-quantize --pure` into every GGUF type EdgeLM reads: each tensor
+/// dequantizes to gguf-py's exact float32 bytes, the f32 conversion reproduces the dequantized model's
+/// perplexity, and Q8_0 / Q4_0 codes and scales carry over into q8 / q4 g32 bit for bit.
+@Suite struct QuantizedGGUFTests {
+    static let fixture = "fixtures/zoo-llama-k-quantized.json"
+    static let types = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL"]
+
+    func entry(_ type: String) throws -> [String: Any]? {
+        guard Fixtures.available(Self.fixture), Fixtures.available("models/zoo/llama-k/llama-k-\(type).gguf") else { return nil }
+        return ((try Fixtures.json(Self.fixture) as! [String: Any])["types"] as! [String: Any])[type] as? [String: Any]
+    }
+
+    @Test(arguments: types)
+    func dequantizesLikeGGML(type: String) throws {
+        guard let entry = try entry(type) else { return }
+        let checkpoint = try Checkpoint.open(path: Fixtures.path("models/zoo/llama-k/llama-k-\(type).gguf"), tokenizerPath: nil)
+        let tensors = entry["tensors"] as! [String: [String: Any]]
+        #expect(tensors.count == checkpoint.tensors.count)
+        for (name, expected) in tensors {
+            let canonical = String(name.dropLast(".weight".count))
+            let t = try #require(checkpoint.tensors[canonical], "\(name)")
+            #expect(t.dtype.name == expected["type"] as! String, "\(name)")
+            let values = try t.floats(path: "")
+            var hash = SHA256()
+            values.withUnsafeBytes { hash.update($0) }
+            #expect(hash.finalizeHex() == expected["sha256_f32"] as! String, "\(type) \(name)")
+        }
+        let dir = TemporaryDirectory()
+        _ = try Converter.convert(checkpoint, to: dir.file("f32.edgelm"), options: ConversionOptions(type: .f32))
+        let window = try ZooFixture("llama-k").windowIds
+        let lm = try LanguageModel(path: dir.file("f32.edgelm"), keyType: .f32, valueType: .f32)
+        let report = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: Array(window.dropFirst()),
+                                                 options: PerplexityOptions(context: window.count, chunks: 1))
+        let golden = entry["ppl"] as! Double
+        print("llama-k \(type): ppl \(report.ppl.value) vs \(golden)")
+        #expect(abs(report.ppl.value / golden - 1) <= 1e-4, "\(type) ppl \(report.ppl.value) vs \(golden)")
+    }
+
+    @Test(arguments: [("Q8_0", TensorScheme.q8), ("Q4_0", .q4)])
+    func codesCarryOver(type: String, scheme: TensorScheme) throws {
+        guard try entry(type) != nil else { return }
+        let checkpoint = try Checkpoint.open(path: Fixtures.path("models/zoo/llama-k/llama-k-\(type).gguf"), tokenizerPath: nil)
+        let dir = TemporaryDirectory()
+        // q8 from an all-Q8_0 file defaults to groups of 32; q4 has them by default. The embedding and output
+        // head follow the matrices here so that they carry over too.
+        let report = try Converter.convert(checkpoint, to: dir.file("q.edgelm"), options: ConversionOptions(type: scheme, embeddingType: scheme))
+        let file = try ModelFile(path: dir.file("q.edgelm"))
+        for t in report.tensors where TensorRole(name: t.name) != .norm {
+            #expect(t.carriedOver, "\(t.name)")
+            let entry = try file.entry(t.name)
+            #expect(entry.groupSize == 32)
+            let decoded = Quantizer.decode(try file.tensor(t.name).bytes, layout: try entry.layout())
+            #expect(decoded == (try checkpoint.tensors[t.name]!.floats(path: "")), "\(type) \(t.name) dequantizes to the GGUF's values")
+        }
+    }
+}

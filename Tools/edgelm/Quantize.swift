@@ -3,9 +3,15 @@ import EdgeLM
 
 struct Quantize: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a float checkpoint (GGUF v1-v3, llama2.c .bin) into an EdgeLM model file.")
+        abstract: "Convert a checkpoint (Hugging Face folder, GGUF v1-v3 float or quantized, llama2.c .bin) into an EdgeLM model file.",
+        discussion: """
+            Families: Llama 2/3.x, SmolLM2, Mistral, Qwen2/2.5, Qwen3, Gemma 2, Gemma 3 (text), Phi-3 from Hugging Face \
+            folders; llama and qwen2 GGUF files (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL). \
+            Settings EdgeLM does not implement are refused by name. Q8_0 -> q8 and Q4_0 -> q4 keep the GGUF's codes \
+            and scales (q8 from an all-Q8_0 file defaults to groups of 32 for that reason).
+            """)
 
-    @Argument(help: "Input checkpoint: a GGUF file, or a llama2.c .bin with --tokenizer.")
+    @Argument(help: "Input checkpoint: a Hugging Face folder, a GGUF file, or a llama2.c .bin with --tokenizer.")
     var input: String
 
     @Option(name: .shortAndLong, help: "Output .edgelm file.")
@@ -40,6 +46,11 @@ struct Quantize: AsyncParsableCommand {
 
     enum Compression: String, ExpressibleByArgument { case none, zstd }
 
+    private func carried(_ report: ConversionReport) -> String {
+        let n = report.tensors.filter(\.carriedOver).count
+        return n == 0 ? "" : "\n  \(n) tensors keep the GGUF's codes and scales unchanged"
+    }
+
     private func describe(_ options: ConversionOptions) -> String {
         func scheme(_ s: TensorScheme, _ group: Int) -> String {
             s.isQuantized ? "\(s.rawValue) (\(group == 0 ? "one scale per row" : "groups of \(group)"))" : s.rawValue
@@ -54,7 +65,7 @@ struct Quantize: AsyncParsableCommand {
             let checkpoint = try Checkpoint.open(path: input, tokenizerPath: tokenizer)
             let options = ConversionOptions(type: type, groupSize: groupSize, embeddingType: embeddingType,
                                             zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force,
-                                            measureError: verbose)
+                                            measureError: verbose).adapted(to: checkpoint)
             let tty = Terminal.isTTY
             let report = try Converter.convert(checkpoint, to: output, options: options) { p in
                 guard !quiet else { return }
@@ -70,7 +81,7 @@ struct Quantize: AsyncParsableCommand {
             guard !quiet else { return }
             let mbps = Double(report.inputBytes) / 1e6 / max(report.seconds, 1e-9)
             Terminal.error("""
-                wrote \(output): \(report.tensors.count) tensors, \(report.parameters) parameters\(report.tiedOutput ? " (tied output head stored once)" : "")
+                wrote \(output): \(report.tensors.count) tensors, \(report.parameters) parameters\(report.tiedOutput ? " (tied output head stored once)" : "")\(carried(report))
                   \(formatBytes(report.inputBytes)) -> \(formatBytes(report.outputBytes)), \(format(report.bitsPerWeight, 2)) bits/weight overall, \
                 \(format(report.matrixBitsPerWeight, 3)) bits/weight in attention+FFN matrices
                   \(describe(options))\(compress == .zstd ? ", zstd level \(zstdLevel) ratio \(format(report.compressionRatio, 3))" : "")

@@ -51,6 +51,17 @@ public struct ConversionOptions: Sendable {
         }
     }
 
+    /// These options for `checkpoint`: a q8 conversion of a GGUF whose matrices are all Q8_0 defaults to
+    /// groups of 32, where every code and scale carries over unchanged (see `Converter.carriedPayload`).
+    public func adapted(to checkpoint: Checkpoint) -> ConversionOptions {
+        var o = self
+        let matrices = checkpoint.config.tensorShapes.map(\.name).filter { [.attention, .ffn].contains(TensorRole(name: $0)) }
+        if groupSize == nil, type == .q8, !matrices.isEmpty, matrices.allSatisfy({ checkpoint.tensors[$0]?.dtype == .ggml(.q8_0) }) {
+            o.groupSize = 32
+        }
+        return o
+    }
+
     /// Checks option values.
     public func validate() throws(EdgeLMError) {
         let g = resolvedGroupSize
@@ -78,6 +89,9 @@ public struct TensorReport: Sendable {
     /// Error against the source floats (nil for f32 tensors, which are exact, and unless
     /// `ConversionOptions.measureError` is set).
     public let error: QuantizationError?
+    /// True when the source's codes and scales were stored as they were (a GGUF Q8_0 or Q4_0 tensor
+    /// written as q8 or q4 with groups of 32), with no second rounding.
+    public let carriedOver: Bool
 }
 
 /// Progress events during conversion.
@@ -125,6 +139,7 @@ public enum Converter {
     static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
                         encoder: ([Float], TensorLayout) -> [UInt8],
                         progress: (ConversionProgress) -> Void) throws(EdgeLMError) -> ConversionReport {
+        let options = options.adapted(to: checkpoint)
         try options.validate()
         let start = Date()
         let writer = try ModelWriter(path: outputPath, overwrite: options.overwrite)
@@ -135,7 +150,8 @@ public enum Converter {
             let (scheme, groupSize) = options.plan(for: name)
             let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
             let values = try source.floats(path: checkpoint.path)
-            let payload = encoder(values, layout)
+            let carried = carriedPayload(source, layout)
+            let payload = carried ?? encoder(values, layout)
             if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
                 throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
             }
@@ -147,7 +163,8 @@ public enum Converter {
                                   zstdLevel: options.zstdLevel)
             }
             let report = TensorReport(name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
-                                      error: scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: values, layout: layout, payload: payload))
+                                      error: scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: values, layout: layout, payload: payload),
+                                      carriedOver: carried != nil)
             reports.append(report)
             progress(ConversionProgress(done: i + 1, total: shapes.count, tensor: report))
         }
@@ -170,6 +187,27 @@ public enum Converter {
             matrixBitsPerWeight: Double(matrices.reduce(0) { $0 + $1.rawBytes } * 8) / Double(max(1, matrixParams)),
             bitsPerWeight: Double(raw * 8) / Double(max(1, params)),
             compressionRatio: Double(raw) / Double(max(1, stored)), tiedOutput: checkpoint.config.tiedOutput)
+    }
+
+    /// The payload of `source` in `layout` without requantizing, when the GGUF blocks are the layout's own:
+    /// Q8_0 stored as q8 and Q4_0 as q4, both with one f16 scale per 32 weights (ggml's Q4_0 nibble order, low
+    /// nibbles first, is EdgeLM's). nil otherwise, or when a Q8_0 block holds the code -128, which EdgeLM's
+    /// kernels exclude (the tensor is then quantized again from its exact dequantized values).
+    static func carriedPayload(_ source: SourceTensor, _ layout: TensorLayout) -> [UInt8]? {
+        guard case let .ggml(t) = source.dtype, source.addend == 0, layout.blocksPerGroup == 1, layout.cols % 32 == 0,
+              (t == .q8_0 && layout.scheme == .q8) || (t == .q4_0 && layout.scheme == .q4) else { return nil }
+        var out = [UInt8](repeating: 0, count: layout.byteCount)
+        let src = source.bytes, bb = t.blockBytes, codes = layout.blockBytes, blocks = layout.rows * layout.blocksPerRow
+        for b in 0..<blocks {
+            let at = b * bb
+            let d = src.loadUnaligned(fromByteOffset: at, as: UInt16.self)
+            if d & 0x7C00 == 0x7C00 { return nil }
+            if t == .q8_0, src[(at + 2)..<(at + 2 + codes)].contains(0x80) { return nil }
+            for i in 0..<codes { out[b * codes + i] = src[at + 2 + i] }
+            out[layout.scalesOffset + 2 * b] = UInt8(truncatingIfNeeded: d)
+            out[layout.scalesOffset + 2 * b + 1] = UInt8(truncatingIfNeeded: d >> 8)
+        }
+        return out
     }
 
     private static func withPayload(_ payload: [UInt8], _ body: (UnsafeRawBufferPointer) throws(EdgeLMError) -> TensorEntry) throws(EdgeLMError) -> TensorEntry {
