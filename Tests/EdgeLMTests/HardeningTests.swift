@@ -94,10 +94,18 @@ import Testing
 
     @Test func unknownTensorTypeIsNamed() {
         var g = HostileGGUF(tensors: 1, keyValues: 0)
+        g.tensor("token_embd.weight", dims: [256, 4], type: 16)
+        while g.bytes.count % 32 != 0 { g.bytes.append(0) }
+        g.bytes += [UInt8](repeating: 0, count: 4096)
+        expectRejected(g.bytes) { if case let .unsupportedTensorType(_, "token_embd.weight", type) = $0 { type.contains("IQ2_XXS") } else { false } }
+    }
+
+    @Test func partialQuantizedBlocksAreRefused() {
+        var g = HostileGGUF(tensors: 1, keyValues: 0)
         g.tensor("token_embd.weight", dims: [32, 4], type: 12)
         while g.bytes.count % 32 != 0 { g.bytes.append(0) }
         g.bytes += [UInt8](repeating: 0, count: 4096)
-        expectRejected(g.bytes) { if case let .unsupportedTensorType(_, "token_embd.weight", type) = $0 { type.contains("Q4_K") } else { false } }
+        expectRejected(g.bytes) { if case let .invalidField(_, _, message) = $0 { message.contains("not whole Q4_K blocks") } else { false } }
     }
 }
 

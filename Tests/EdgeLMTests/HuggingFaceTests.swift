@@ -182,13 +182,31 @@ import Testing
     }
 
     @Test func rejectsUnsupportedConfigFeatures() throws {
+        // Each setting seen in a real config that EdgeLM does not implement, refused by the name of its key.
+        let gemma: [String: Any] = ["architectures": ["Gemma2ForCausalLM"]], qwen: [String: Any] = ["architectures": ["Qwen2ForCausalLM"]]
         let cases: [(String, [String: Any], String)] = [
-            ("scaling", ["rope_scaling": ["type": "linear", "factor": 2.0]], "rope_scaling"),
-            ("window", ["architectures": ["MistralForCausalLM"], "sliding_window": 4096], "sliding_window"),
+            ("dynamic", ["rope_scaling": ["type": "dynamic", "factor": 2.0]], "rope_scaling.rope_type"),
+            ("longrope", ["architectures": ["Phi3ForCausalLM"], "rope_scaling": ["type": "longrope", "short_factor": [1.0], "long_factor": [2.0]]],
+             "rope_scaling.rope_type"),
+            ("longrope5", ["architectures": ["Phi3ForCausalLM"], "rope_parameters": ["rope_type": "longrope", "rope_theta": 10000.0]],
+             "rope_parameters.rope_type"),
+            ("llama3-nofactor", ["rope_scaling": ["rope_type": "llama3", "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                  "original_max_position_embeddings": 8192]], "rope_scaling.factor"),
+            ("linear-extra", ["rope_scaling": ["rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0]], "rope_scaling.low_freq_factor"),
+            ("partial", ["partial_rotary_factor": 0.75], "partial_rotary_factor"),
+            ("partial5", ["rope_parameters": ["rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5]],
+             "rope_parameters.partial_rotary_factor"),
             ("bias", ["attention_bias": true], "attention_bias"),
+            ("mlpbias", ["mlp_bias": true], "mlp_bias"),
             ("arch", ["architectures": ["GPT2LMHeadModel"]], "architectures"),
             ("act", ["hidden_act": "gelu"], "hidden_act"),
-            ("headdim", ["head_dim": 8], "head_dim"),
+            ("unknown", ["attn_logit_softcapping": 50.0], "attn_logit_softcapping"),
+            ("quantized", ["quantization_config": ["quant_method": "awq", "bits": 4]], "quantization_config"),
+            ("chunked", ["architectures": ["Qwen3ForCausalLM"], "layer_types": ["chunked_attention"]], "layer_types"),
+            ("qwen-window", qwen.merging(["use_sliding_window": true, "sliding_window": 4096]) { $1 }, "use_sliding_window"),
+            ("gemma-gelu", gemma.merging(["hidden_activation": "gelu"]) { $1 }, "hidden_activation"),
+            ("gemma-bidirectional", gemma.merging(["use_bidirectional_attention": true]) { $1 }, "use_bidirectional_attention"),
+            ("gemma-nowindow", gemma.merging(["layer_types": ["sliding_attention"]]) { $1 }, "sliding_window"),
         ]
         for (name, overrides, field) in cases {
             expectError(try folder(name, config: overrides)) { if case .invalidField(_, field, _) = $0 { true } else { false } }
@@ -197,7 +215,13 @@ import Testing
         try JSONSerialization.data(withJSONObject: ["architectures": ["LlamaForCausalLM"]]).write(to: URL(fileURLWithPath: missing + "/config.json"))
         expectError(missing) { if case .invalidField(_, _, "missing") = $0 { true } else { false } }
         missing = try folder("mistral-ok", config: ["architectures": ["MistralForCausalLM"], "sliding_window": NSNull()])
-        #expect(try Checkpoint.open(path: missing, tokenizerPath: nil).config.layers == 1)
+        #expect(try Checkpoint.open(path: missing, tokenizerPath: nil).config.slidingWindow == nil)
+        let window = try Checkpoint.open(path: try folder("window", config: ["architectures": ["MistralForCausalLM"], "sliding_window": 4096]),
+                                         tokenizerPath: nil).config
+        #expect(window.slidingWindow == 4096 && window.window(layer: 0) == 4096)
+        let linear = try Checkpoint.open(path: try folder("linear", config: ["rope_scaling": ["type": "linear", "factor": 2.0]]), tokenizerPath: nil).config
+        #expect(linear.ropeTables?.first?.kind == .linear)
+        #expect(linear.ropeTables?.first?.inverseFrequencies == RopeTable.standard(theta: 10000, dims: 16).inverseFrequencies.map { $0 / 2 })
     }
 
     @Test func rejectsMalformedSafetensors() throws {

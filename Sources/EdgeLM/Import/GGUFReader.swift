@@ -281,6 +281,7 @@ enum GGUFReader {
         for key in kv.keys where key.hasPrefix("\(arch).") && !used.contains(key) && !harmlessArchKeys.contains(String(key.dropFirst(arch.count + 1))) {
             throw fail(key, "is a setting EdgeLM does not implement for '\(arch)' (it may change the computation)")
         }
+        config = config.normalized()
         try config.validate(source: path)
         let expected = Set(config.tensorShapes.map(\.name))
         if let extra = tensors.keys.sorted().first(where: { !expected.contains($0) }) {

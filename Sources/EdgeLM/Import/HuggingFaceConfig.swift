@@ -47,7 +47,7 @@ struct HuggingFaceConfig {
         if config.ropeTables == nil { config.ropeTables = [try rope.single(r)] }
         config.ropeTheta = Float(config.ropeTables![0].theta)
         try r.finish()
-        return HuggingFaceConfig(config: config, family: family, tieWordEmbeddings: tie, bosTokenId: bos, eosTokenId: eos)
+        return HuggingFaceConfig(config: config.normalized(), family: family, tieWordEmbeddings: tie, bosTokenId: bos, eosTokenId: eos)
     }
 
     /// `bos_token_id` / `eos_token_id`: an integer or a list (its first entry).

@@ -86,6 +86,17 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.tiedOutput = tiedOutput
     }
 
+    /// The same configuration with defaults spelled as nil (SwiGLU, one standard RoPE table), so that
+    /// equal models compare equal whichever reader produced them.
+    public func normalized() -> ModelConfig {
+        var c = self
+        if c.activation == .silu { c.activation = nil }
+        if let t = c.ropeTables, t.count == 1, c.layerRopeTable == nil, t[0] == .standard(theta: Double(ropeTheta), dims: headDim) {
+            c.ropeTables = nil
+        }
+        return c
+    }
+
     /// The supported architectures.
     public static let architectures: Set<String> = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"]
 
