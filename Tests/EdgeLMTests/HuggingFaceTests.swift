@@ -300,3 +300,28 @@ import Testing
 extension ByteLevelSplitter {
     static func words(_ s: ByteLevelSplitter, _ text: String) -> [[Character]] { s.words(text) }
 }
+
+/// SentencePiece-style `tokenizer.json` in Gemma's form: spaces replaced by U+2581 with no dummy prefix,
+/// and byte fallback to `<0xXX>` tokens.
+@Suite struct SentencePieceJSONTests {
+    @Test func gemmaFormWithByteFallback() throws {
+        var vocab: [String: Int] = ["<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "a": 4, "b": 5, "\u{2581}": 6, "\u{2581}b": 7]
+        for byte in 0..<256 { vocab[String(format: "<0x%02X>", byte)] = 8 + byte }
+        let json: [String: Any] = [
+            "normalizer": ["type": "Replace", "pattern": ["String": " "], "content": "\u{2581}"],
+            "pre_tokenizer": NSNull(),
+            "model": ["type": "BPE", "vocab": vocab, "merges": ["\u{2581} b"], "unk_token": "<unk>", "byte_fallback": true],
+            "added_tokens": [["id": 0, "content": "<pad>", "special": true], ["id": 1, "content": "<eos>", "special": true],
+                             ["id": 2, "content": "<bos>", "special": true], ["id": 3, "content": "<unk>", "special": true]],
+        ]
+        let data = try HuggingFaceTokenizer.parse(try JSONSerialization.data(withJSONObject: json), path: "tokenizer.json",
+                                                  tokenizerConfig: nil, vocabSize: 264, bosId: 2, eosId: 1)
+        #expect(!data.addDummyPrefix && data.byteFallback)
+        let tok = try Tokenizer(data: data)
+        // No dummy prefix: "a" stays unprefixed; "é" (C3 A9) falls back to its bytes.
+        #expect(tok.encode("a bé") == [4, 7, 8 + 0xC3, 8 + 0xA9])
+        #expect(tok.decode([4, 7, 8 + 0xC3, 8 + 0xA9]) == "a bé")
+        #expect(tok.decode([6, 4]) == " a")
+        #expect(tok.encode("<bos>a") == [2, 4])
+    }
+}

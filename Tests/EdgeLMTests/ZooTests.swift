@@ -264,3 +264,26 @@ struct ZooFixture {
         #expect(zip(batched, single).map { abs($0 - $1) }.max()! <= 2e-3 * scale)
     }
 }
+
+/// q8 and q4 files of every zoo family stay near their f32 file (integer kernels for every family's
+/// extras): 8 windows of held-out text. Measured over 40 windows (README): q8 <= 0.00021, q4 <= 0.0099.
+@Suite struct ZooDriftTests {
+    @Test(arguments: ZooFixture.families)
+    func quantizedFilesStayClose(family: String) throws {
+        guard Fixtures.available(ZooFixture.folder(family) + "/model.safetensors"), Fixtures.available("text/tinystories-dev.txt") else { return }
+        let dir = TemporaryDirectory()
+        let checkpoint = try Checkpoint.open(path: Fixtures.path(ZooFixture.folder(family)), tokenizerPath: nil)
+        let text = String(try String(contentsOfFile: Fixtures.path("text/tinystories-dev.txt"), encoding: .utf8).dropFirst(400_000))
+        _ = try Converter.convert(checkpoint, to: dir.file("f32.edgelm"), options: ConversionOptions(type: .f32))
+        let reference = try LanguageModel(path: dir.file("f32.edgelm"), keyType: .f32, valueType: .f32)
+        let tokens = Array(reference.tokenizer.encode(text).prefix(8 * 255))
+        for (scheme, limit) in [(TensorScheme.q8, 0.0006), (.q4, 0.02)] {
+            _ = try Converter.convert(checkpoint, to: dir.file("\(scheme).edgelm"), options: ConversionOptions(type: scheme))
+            let lm = try LanguageModel(path: dir.file("\(scheme).edgelm"), keyType: .f32, valueType: .f32)
+            let report = try PerplexityEvaluator.run(model: lm, reference: reference, tokens: tokens, options: PerplexityOptions(context: 256, chunks: 8))
+            let kld = try #require(report.reference).kldMean.value
+            print("zoo \(family) \(scheme): mean KLD \(kld)")
+            #expect(kld <= limit && kld > 0, "\(family) \(scheme) KLD \(kld)")
+        }
+    }
+}

@@ -108,7 +108,9 @@ public struct ModelSummary: Codable, Sendable {
         let c = config
         s += "config: \(c.architecture) dim \(c.dim), \(c.layers) layers, \(c.heads) heads / \(c.kvHeads) kv heads (head dim \(c.headDim)), "
         s += "FFN \(c.ffnDim), vocab \(c.vocabSize), context \(c.contextLength)\n"
-        s += "        RoPE \(c.ropeLayout.rawValue) theta \(c.ropeTheta), RMSNorm eps \(c.normEpsilon), output head \(c.tiedOutput ? "tied to embedding" : "separate")\n"
+        s += "        RoPE \(c.ropeLayout.rawValue) \(ropeDescription), RMSNorm eps \(c.normEpsilon), output head \(c.tiedOutput ? "tied to embedding" : "separate")\n"
+        let features = familyFeatures
+        if !features.isEmpty { s += "        \(c.architecture): \(features.joined(separator: ", "))\n" }
         let t = tokenizer
         s += "tokenizer: \(t.kind.rawValue), \(t.vocabSize) pieces (\(t.byteTokens) byte, \(t.controlTokens) control)"
         s += t.merges > 0 ? ", \(t.merges) merges" : ""
@@ -128,6 +130,37 @@ public struct ModelSummary: Codable, Sendable {
         s += "\ntotal: \(parameters) parameters, \(fixed(bitsPerWeight, 3)) bits/weight in attention+FFN matrices, \(fixed(overallBitsPerWeight, 3)) overall"
         s += checksumsVerified ? "\nchecksums: all \(tensors.count) verified" : ""
         return s
+    }
+
+    /// The rotary tables: variant, base and parameters, and which layers use which.
+    var ropeDescription: String {
+        let tables = config.resolvedRopeTables.map { t -> String in
+            let params = t.parameters.sorted { $0.key < $1.key }.map { "\($0.key) \(fixed($0.value, 4))" }
+            let extra = params.isEmpty ? "" : " (\(params.joined(separator: ", ")))"
+            return "\(t.kind.rawValue) theta \(fixed(t.theta, 0))\(extra)\(t.attentionFactor == 1 ? "" : " attention factor \(fixed(t.attentionFactor, 4))")"
+        }
+        guard tables.count > 1, let map = config.layerRopeTable else { return tables.joined(separator: "; ") }
+        return tables.enumerated().map { i, t in "\(t) for layers \(map.indices.filter { map[$0] == i }.map(String.init).joined(separator: ","))" }
+            .joined(separator: "; ")
+    }
+
+    /// What the family adds to the Llama block, in words.
+    var familyFeatures: [String] {
+        let c = config
+        var f: [String] = []
+        if c.headDimension != nil { f.append("head dim \(c.headDim) (q width \(c.qDim))") }
+        if c.qkvBias == true { f.append("q/k/v biases") }
+        if c.qkNorm == true { f.append("q/k RMSNorm") }
+        if c.sandwichNorms == true { f.append("post-attention and post-FFN norms") }
+        if let a = c.activation, a != .silu { f.append(a == .geluTanh ? "GeGLU (tanh GELU)" : a.rawValue) }
+        if let e = c.embeddingScale { f.append("embeddings x \(fixed(Double(e), 4))") }
+        if let a = c.attentionScale { f.append("attention scale \(fixed(Double(a), 4))") }
+        if let s = c.attentionSoftcap { f.append("attention soft-cap \(fixed(Double(s), 1))") }
+        if let s = c.finalSoftcap { f.append("logit soft-cap \(fixed(Double(s), 1))") }
+        if let w = c.slidingWindow, let layers = c.slidingLayers {
+            f.append("sliding window \(w) on layers \(layers.indices.filter { layers[$0] }.map(String.init).joined(separator: ","))")
+        }
+        return f
     }
 
     private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
