@@ -287,3 +287,72 @@ struct ZooFixture {
         }
     }
 }
+
+/// GGUF files of the families whose zoo folder has none, written here the way llama.cpp's converter writes
+/// them (convert_hf_to_gguf.py, b4748), read back.
+@Suite struct FamilyGGUFTests {
+    /// Phi-3 as llama.cpp stores it: fused `attn_qkv`, and `ffn_up` holding gate then up rows.
+    @Test func phi3FusedTensorsGiveTheFolder() throws {
+        let folder = ZooFixture.folder("phi3")
+        guard Fixtures.available(folder + "/model.safetensors") else { return }
+        let hf = try Checkpoint.open(path: Fixtures.path(folder), tokenizerPath: nil)
+        let mapping = try MappedFile(path: Fixtures.path(folder + "/model.safetensors"))
+        let raw = try SafeTensors.read(mapping)
+        var w = GGUFWriter()
+        w.setLlama(hf.config, tokenizer: hf.tokenizer, architecture: "phi3")
+        w.set("phi3.rope.scaling.original_context_length", .u32(4096))
+        w.set("phi3.attention.sliding_window", .u32(0))
+        let names = ["model.embed_tokens.weight": "token_embd", "lm_head.weight": "output", "model.norm.weight": "output_norm"]
+        for (name, t) in raw {
+            var canonical = names[name]
+            if canonical == nil {
+                let parts = name.split(separator: ".")
+                let module = parts[3...].joined(separator: ".")
+                let map = ["input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "ffn_norm",
+                           "self_attn.qkv_proj.weight": "attn_qkv", "self_attn.o_proj.weight": "attn_output",
+                           "mlp.gate_up_proj.weight": "ffn_up", "mlp.down_proj.weight": "ffn_down"]
+                canonical = "blk.\(parts[2]).\(map[module]!)"
+            }
+            w.addTensor(canonical! + ".weight", shape: t.shape, type: .f32, values: try t.floats(path: ""))
+        }
+        let dir = TemporaryDirectory()
+        try w.write(to: dir.file("phi3.gguf"))
+        withExtendedLifetime(mapping) {}
+        let gguf = try Checkpoint.open(path: dir.file("phi3.gguf"), tokenizerPath: nil)
+        #expect(gguf.config == hf.config)
+        _ = try Converter.convert(gguf, to: dir.file("gguf.edgelm"), options: ConversionOptions(type: .q8))
+        _ = try Converter.convert(hf, to: dir.file("hf.edgelm"), options: ConversionOptions(type: .q8))
+        let a = try ModelFile(path: dir.file("gguf.edgelm")), b = try ModelFile(path: dir.file("hf.edgelm"))
+        #expect(a.metadata.tensors.map(\.checksum) == b.metadata.tensors.map(\.checksum))
+    }
+
+    /// A gemma2 GGUF stores neither its query scale nor its layer pattern; llama.cpp implies them from the
+    /// size (26, 42 or 46 layers), and so does EdgeLM. Other sizes are refused by name.
+    @Test func gemma2ScaleComesFromItsSize() throws {
+        var config = ModelConfig(architecture: "gemma2", dim: 32, layers: 2, heads: 2, kvHeads: 1, ffnDim: 64, vocabSize: 300,
+                                 contextLength: 64, ropeLayout: .halves, normEpsilon: 1e-6, tiedOutput: true)
+        func gguf(layers: Int) throws -> String {
+            config.layers = layers
+            var w = GGUFWriter()
+            w.setLlama(config, tokenizer: TinyModel.tokenizer, architecture: "gemma2")
+            w.set("gemma2.attention.sliding_window", .u32(16))
+            var shapes = config.tensorShapes.map { ($0.name, $0.shape) }
+            for l in 0..<layers { shapes += [("blk.\(l).post_attention_norm", [32]), ("blk.\(l).post_ffw_norm", [32])] }
+            for (name, shape) in shapes { w.addTensor(name + ".weight", shape: shape, type: .f32, values: [Float](repeating: 0.01, count: shape.reduce(1, *))) }
+            let path = NSTemporaryDirectory() + "gemma2-\(layers)-\(UUID().uuidString).gguf"
+            try w.write(to: path)
+            return path
+        }
+        let small = try gguf(layers: 2)
+        defer { try? FileManager.default.removeItem(atPath: small) }
+        #expect { try Checkpoint.open(path: small, tokenizerPath: nil) } throws: { e in
+            if case let .invalidField(_, "gemma2.block_count", message) = e as! EdgeLMError { message.contains("query scale") } else { false }
+        }
+        let sized = try gguf(layers: 26)
+        defer { try? FileManager.default.removeItem(atPath: sized) }
+        let c = try Checkpoint.open(path: sized, tokenizerPath: nil).config
+        #expect(c.attentionScale == 1 / Float(16).squareRoot() && c.attentionSoftcap == 50 && c.finalSoftcap == 30)
+        #expect(c.slidingWindow == 16 && c.slidingLayers == (0..<26).map { $0 % 2 == 0 } && c.sandwichNorms == true && c.activation == .geluTanh)
+        #expect(c.embeddingScale == Float(32).squareRoot())
+    }
+}

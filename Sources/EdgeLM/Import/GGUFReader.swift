@@ -30,7 +30,51 @@ enum GGUFValue {
     }
 }
 
-/// Reads GGUF versions 1, 2 and 3 (F32, F16 and BF16 tensors) into a `Checkpoint`. Every count, length
+/// The `<arch>.` metadata keys of a GGUF being read: like `ConfigReader`, every key must be read or declared
+/// harmless, or `finish` refuses it by name.
+struct GGUFKeys {
+    let arch: String
+    let kv: [String: GGUFValue]
+    let path: String
+    private var used = Set<String>()
+
+    init(arch: String, kv: [String: GGUFValue], path: String) {
+        self.arch = arch
+        self.kv = kv
+        self.path = path
+    }
+
+    func fail(_ key: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: "\(arch).\(key)", message: message) }
+
+    /// `<arch>.key`, marking it read.
+    mutating func value(_ key: String) -> GGUFValue? {
+        used.insert("\(arch).\(key)")
+        return kv["\(arch).\(key)"]
+    }
+
+    mutating func int(_ key: String, default fallback: Int? = nil) throws(EdgeLMError) -> Int {
+        if let v = value(key) {
+            guard let i = v.asInt else { throw fail(key, "not an integer") }
+            return i
+        }
+        guard let fallback else { throw fail(key, "missing") }
+        return fallback
+    }
+
+    mutating func float(_ key: String, default fallback: Double) throws(EdgeLMError) -> Double {
+        guard let v = value(key) else { return fallback }
+        guard let d = v.asDouble else { throw fail(key, "not a number") }
+        return d
+    }
+
+    func finish(harmless: Set<String>) throws(EdgeLMError) {
+        for key in kv.keys.sorted() where key.hasPrefix("\(arch).") && !used.contains(key) && !harmless.contains(String(key.dropFirst(arch.count + 1))) {
+            throw .invalidField(path: path, field: key, message: "is a setting EdgeLM does not implement for '\(arch)' (it may change the computation)")
+        }
+    }
+}
+
+/// Reads GGUF versions 1, 2 and 3 (float and ggml-quantized tensors) into a `Checkpoint`. Every count, length
 /// and offset is checked against the bytes that remain before anything is allocated for it.
 enum GGUFReader {
     /// Limits on untrusted GGUF headers.
@@ -216,8 +260,9 @@ enum GGUFReader {
         return checkpoint
     }
 
-    /// The architectures read from GGUF, with how llama.cpp's converter stores Q/K for RoPE.
-    static let architectures: [String: RopeLayout] = ["llama": .interleaved, "qwen2": .halves]
+    /// The families read from GGUF, by `general.architecture`.
+    static let families: [String: any ModelFamily.Type] = Dictionary(
+        uniqueKeysWithValues: HuggingFaceConfig.families.compactMap { f in f.ggufArchitecture.map { ($0, f) } })
 
     /// `<arch>.` keys that never change the computation.
     static let harmlessArchKeys: Set<String> = ["rope.scaling.finetuned", "tensor_data_layout"]
@@ -226,61 +271,41 @@ enum GGUFReader {
                                    path: String) throws(EdgeLMError) -> ModelConfig {
         func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
         guard let arch = kv["general.architecture"]?.asString else { throw fail("general.architecture", "missing") }
-        guard let layout = architectures[arch] else {
-            let hint = ["gemma2", "gemma3", "phi3", "qwen3"].contains(arch) ? "; convert this family from its Hugging Face folder" : ""
-            throw fail("general.architecture", "'\(arch)' is not supported (\(architectures.keys.sorted().joined(separator: ", "))\(hint))")
+        guard let family = families[arch] else {
+            let hint = ["gemma3", "qwen3"].contains(arch) ? "; convert this family from its Hugging Face folder" : ""
+            throw fail("general.architecture", "'\(arch)' is not supported (\(families.keys.sorted().joined(separator: ", "))\(hint))")
         }
-        var used = Set<String>()
-        func value(_ key: String) -> GGUFValue? {
-            used.insert("\(arch).\(key)")
-            return kv["\(arch).\(key)"]
-        }
-        func int(_ key: String, default fallback: Int? = nil) throws(EdgeLMError) -> Int {
-            if let v = value(key) {
-                guard let i = v.asInt else { throw fail("\(arch).\(key)", "not an integer") }
-                return i
-            }
-            guard let fallback else { throw fail("\(arch).\(key)", "missing") }
-            return fallback
-        }
-        func float(_ key: String, default fallback: Double) throws(EdgeLMError) -> Double {
-            guard let v = value(key) else { return fallback }
-            guard let d = v.asDouble else { throw fail("\(arch).\(key)", "not a number") }
-            return d
-        }
+        var keys = GGUFKeys(arch: arch, kv: kv, path: path)
         guard let embedding = tensors["token_embd"] else { throw .missingTensor(path: path, tensor: "token_embd.weight") }
-        let heads = try int("attention.head_count")
-        let dim = try int("embedding_length")
+        let heads = try keys.int("attention.head_count")
+        let dim = try keys.int("embedding_length")
         var tied = tensors["output"] == nil
         if let output = tensors["output"], output.shape == embedding.shape, output.dtype == embedding.dtype,
            output.bytes.elementsEqual(embedding.bytes) {
             tied = true
             tensors["output"] = nil
         }
-        let headDim = try int("attention.key_length", default: heads > 0 ? dim / heads : 0)
-        guard try int("attention.value_length", default: headDim) == headDim else {
-            throw fail("\(arch).attention.value_length", "value heads wider or narrower than key heads are not supported")
+        let headDim = try keys.int("attention.key_length", default: heads > 0 ? dim / heads : 0)
+        guard try keys.int("attention.value_length", default: headDim) == headDim else {
+            throw keys.fail("attention.value_length", "value heads wider or narrower than key heads are not supported")
         }
-        if try int("rope.dimension_count", default: headDim) != headDim {
-            throw fail("\(arch).rope.dimension_count", "partial rotary embedding (\(try int("rope.dimension_count")) of \(headDim) dims) is not supported")
-        }
-        if try int("expert_count", default: 0) > 0 { throw fail("\(arch).expert_count", "mixture-of-experts models are not supported") }
-        _ = try int("expert_used_count", default: 0)
-        if let v = value("vocab_size"), v.asInt != embedding.shape[0] {
-            throw fail("\(arch).vocab_size", "\(v.asInt ?? -1) differs from the embedding's \(embedding.shape[0]) rows")
+        let rotated = try keys.int("rope.dimension_count", default: headDim)
+        if rotated != headDim { throw keys.fail("rope.dimension_count", "partial rotary embedding (\(rotated) of \(headDim) dims) is not supported") }
+        if try keys.int("expert_count", default: 0) > 0 { throw keys.fail("expert_count", "mixture-of-experts models are not supported") }
+        _ = try keys.int("expert_used_count", default: 0)
+        if let v = keys.value("vocab_size"), v.asInt != embedding.shape[0] {
+            throw keys.fail("vocab_size", "\(v.asInt ?? -1) differs from the embedding's \(embedding.shape[0]) rows")
         }
         var config = ModelConfig(
-            architecture: arch, dim: dim, layers: try int("block_count"), heads: heads,
-            kvHeads: try int("attention.head_count_kv", default: heads), ffnDim: try int("feed_forward_length"),
-            vocabSize: embedding.shape[0], contextLength: try int("context_length"),
-            ropeTheta: Float(try float("rope.freq_base", default: 10000)), ropeLayout: layout,
-            normEpsilon: Float(try float("attention.layer_norm_rms_epsilon", default: 1e-5)), tiedOutput: tied)
+            architecture: family.name, dim: dim, layers: try keys.int("block_count"), heads: heads,
+            kvHeads: try keys.int("attention.head_count_kv", default: heads), ffnDim: try keys.int("feed_forward_length"),
+            vocabSize: embedding.shape[0], contextLength: try keys.int("context_length"),
+            ropeTheta: Float(try keys.float("rope.freq_base", default: 10000)), ropeLayout: family.ggufRopeLayout,
+            normEpsilon: Float(try keys.float("attention.layer_norm_rms_epsilon", default: 1e-5)), tiedOutput: tied)
         if heads > 0, headDim != dim / heads || dim % heads != 0 { config.headDimension = headDim }
-        config.ropeTables = [try ropeTable(arch: arch, config: config, value: value, float: float, tensors: &tensors, path: path)]
-        if arch == "qwen2" { config.qkvBias = true }
-        for key in kv.keys where key.hasPrefix("\(arch).") && !used.contains(key) && !harmlessArchKeys.contains(String(key.dropFirst(arch.count + 1))) {
-            throw fail(key, "is a setting EdgeLM does not implement for '\(arch)' (it may change the computation)")
-        }
+        config.ropeTables = [try ropeTable(config: config, keys: &keys, tensors: &tensors)]
+        try family.configureGGUF(&config, &keys, tensors: &tensors)
+        try keys.finish(harmless: harmlessArchKeys)
         config = config.normalized()
         try config.validate(source: path)
         let expected = Set(config.tensorShapes.map(\.name))
@@ -292,27 +317,25 @@ enum GGUFReader {
 
     /// The rotary table: `<arch>.rope.scaling.*` keys, or llama.cpp's `rope_freqs` tensor of per-frequency
     /// divisors (how its converter stores Llama 3.1 scaling), which is removed from the tensors.
-    private static func ropeTable(arch: String, config: ModelConfig, value: (String) -> GGUFValue?,
-                                  float: (String, Double) throws(EdgeLMError) -> Double, tensors: inout [String: SourceTensor],
-                                  path: String) throws(EdgeLMError) -> RopeTable {
-        let theta = Double(config.ropeTheta), dims = config.headDim
+    private static func ropeTable(config: ModelConfig, keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) -> RopeTable {
+        let theta = Double(config.ropeTheta), dims = config.headDim, path = keys.path
         var table = RopeTable.standard(theta: theta, dims: dims)
-        let type = value("rope.scaling.type")?.asString ?? "none"
+        let type = keys.value("rope.scaling.type")?.asString ?? "none"
         switch type {
         case "none":
             break
         case "linear", "yarn":
-            var parameters = ["factor": try float("rope.scaling.factor", 1)]
+            var parameters = ["factor": try keys.float("rope.scaling.factor", default: 1)]
             if type == "yarn" {
-                parameters["original_max_position_embeddings"] = try float("rope.scaling.original_context_length", Double(config.contextLength))
-                parameters["attention_factor"] = try float("rope.scaling.attn_factor", 1)
-                parameters["beta_fast"] = try float("rope.scaling.yarn_beta_fast", 32)
-                parameters["beta_slow"] = try float("rope.scaling.yarn_beta_slow", 1)
+                parameters["original_max_position_embeddings"] = try keys.float("rope.scaling.original_context_length", default: Double(config.contextLength))
+                parameters["attention_factor"] = try keys.float("rope.scaling.attn_factor", default: 1)
+                parameters["beta_fast"] = try keys.float("rope.scaling.yarn_beta_fast", default: 32)
+                parameters["beta_slow"] = try keys.float("rope.scaling.yarn_beta_slow", default: 1)
             }
             table = try RopeTable.compute(kind: type == "yarn" ? .yarn : .linear, theta: theta, dims: dims, parameters: parameters,
-                                          contextLength: config.contextLength, field: "\(arch).rope.scaling", path: path)
+                                          contextLength: config.contextLength, field: "\(keys.arch).rope.scaling", path: path)
         default:
-            throw .invalidField(path: path, field: "\(arch).rope.scaling.type", message: "'\(type)' is not supported (none, linear, yarn)")
+            throw keys.fail("rope.scaling.type", "'\(type)' is not supported (none, linear, yarn)")
         }
         if let freqs = tensors.removeValue(forKey: "rope_freqs") {
             guard type == "none", freqs.shape == [dims / 2] else {

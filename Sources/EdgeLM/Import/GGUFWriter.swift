@@ -45,21 +45,28 @@ public struct GGUFWriter {
         tensors.append((name, shape, type, generator))
     }
 
-    /// Metadata and tensors of a Llama model with a SentencePiece vocabulary.
-    public mutating func setLlama(_ c: ModelConfig, tokenizer t: TokenizerData) {
-        set("general.architecture", .string("llama"))
-        set("llama.context_length", .u32(UInt32(c.contextLength)))
-        set("llama.embedding_length", .u32(UInt32(c.dim)))
-        set("llama.block_count", .u32(UInt32(c.layers)))
-        set("llama.feed_forward_length", .u32(UInt32(c.ffnDim)))
-        set("llama.rope.dimension_count", .u32(UInt32(c.headDim)))
-        set("llama.attention.head_count", .u32(UInt32(c.heads)))
-        set("llama.attention.head_count_kv", .u32(UInt32(c.kvHeads)))
-        set("llama.rope.freq_base", .f32(c.ropeTheta))
-        set("llama.attention.layer_norm_rms_epsilon", .f32(c.normEpsilon))
-        set("tokenizer.ggml.model", .string("llama"))
+    /// Metadata of a Llama-shaped model under architecture name `a`, with its vocabulary: SentencePiece, or
+    /// byte-level BPE (`gpt2`) with merges and the split named `pre`.
+    public mutating func setLlama(_ c: ModelConfig, tokenizer t: TokenizerData, architecture a: String = "llama", pre: String = "llama-bpe") {
+        set("general.architecture", .string(a))
+        set("\(a).context_length", .u32(UInt32(c.contextLength)))
+        set("\(a).embedding_length", .u32(UInt32(c.dim)))
+        set("\(a).block_count", .u32(UInt32(c.layers)))
+        set("\(a).feed_forward_length", .u32(UInt32(c.ffnDim)))
+        set("\(a).rope.dimension_count", .u32(UInt32(c.headDim)))
+        set("\(a).attention.head_count", .u32(UInt32(c.heads)))
+        set("\(a).attention.head_count_kv", .u32(UInt32(c.kvHeads)))
+        set("\(a).rope.freq_base", .f32(c.ropeTheta))
+        set("\(a).attention.layer_norm_rms_epsilon", .f32(c.normEpsilon))
+        if t.kind == .mergesBPE {
+            set("tokenizer.ggml.model", .string("gpt2"))
+            set("tokenizer.ggml.pre", .string(pre))
+            set("tokenizer.ggml.merges", .strings(t.merges ?? []))
+        } else {
+            set("tokenizer.ggml.model", .string("llama"))
+            set("tokenizer.ggml.scores", .f32s(t.scores))
+        }
         set("tokenizer.ggml.tokens", .strings(t.pieces))
-        set("tokenizer.ggml.scores", .f32s(t.scores))
         set("tokenizer.ggml.token_type", .i32s(t.types.map { Int32($0.rawValue) }))
         if let bos = t.bos { set("tokenizer.ggml.bos_token_id", .u32(UInt32(bos))) }
         if let eos = t.eos { set("tokenizer.ggml.eos_token_id", .u32(UInt32(eos))) }

@@ -8,6 +8,28 @@ enum Gemma2Family: ModelFamily {
     static let architectures = ["Gemma2ForCausalLM"]
     static let name = "gemma2"
     static let normsAddOne = true
+    static let ggufArchitecture: String? = "gemma2"
+
+    /// llama.cpp's converter writes norms as 1 + w already, and no `query_pre_attn_scalar` and no layer
+    /// pattern: llama.cpp infers them from the model's size (sliding window on even layers; queries scaled by
+    /// head_dim^-1/2 for the 26- and 42-layer models, (hidden / heads)^-1/2 for the 46-layer one, and no
+    /// other size loads). EdgeLM applies the same rules and refuses other sizes by name.
+    static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) {
+        switch config.layers {
+        case 26, 42: config.attentionScale = 1 / Float(config.headDim).squareRoot()
+        case 46: config.attentionScale = 1 / Float(config.dim / config.heads).squareRoot()
+        default:
+            throw keys.fail("block_count", "\(config.layers) layers: a gemma2 GGUF does not store its query scale, which llama.cpp implies "
+                            + "only for 26, 42 and 46 layers; convert this model from its Hugging Face folder")
+        }
+        config.activation = .geluTanh
+        config.sandwichNorms = true
+        config.embeddingScale = Float(Double(config.dim).squareRoot())
+        config.slidingWindow = try keys.int("attention.sliding_window", default: 4096)
+        config.slidingLayers = (0..<config.layers).map { $0 % 2 == 0 }
+        config.attentionSoftcap = Float(try keys.float("attn_logit_softcapping", default: 50))
+        config.finalSoftcap = Float(try keys.float("final_logit_softcapping", default: 30))
+    }
 
     /// Gemma's layer parameters: its four norms are named differently from Llama's.
     static let modules: [String: String] = llamaModules.merging([

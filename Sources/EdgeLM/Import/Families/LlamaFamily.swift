@@ -3,6 +3,9 @@
 enum LlamaFamily: ModelFamily {
     static let architectures = ["LlamaForCausalLM"]
     static let name = "llama"
+    static let ggufArchitecture: String? = "llama"
+    /// llama.cpp's converter permutes Llama's Q/K rows into Meta's interleaved pairs.
+    static let ggufRopeLayout = RopeLayout.interleaved
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
         try r.refuseTrue("attention_bias", "biases on the attention projections (q, k, v and o) are not supported for Llama")

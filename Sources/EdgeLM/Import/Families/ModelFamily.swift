@@ -16,10 +16,19 @@ protocol ModelFamily: Sendable {
     /// The canonical tensors (name without "blk.N.") of one layer parameter, e.g. "self_attn.q_proj.weight";
     /// nil when the family has no such parameter.
     static func layerTensors(_ module: String, _ t: SourceTensor, config: ModelConfig) -> [(String, SourceTensor)]?
+    /// `general.architecture` of the family's GGUF files as llama.cpp writes them (nil: not read from GGUF).
+    static var ggufArchitecture: String? { get }
+    /// How llama.cpp's converter stores Q/K for RoPE in those files.
+    static var ggufRopeLayout: RopeLayout { get }
+    /// Reads the family's own `<arch>.` keys and tensors (the common ones are read already).
+    static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError)
 }
 
 extension ModelFamily {
     static var normsAddOne: Bool { false }
+    static var ggufArchitecture: String? { nil }
+    static var ggufRopeLayout: RopeLayout { .halves }
+    static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) {}
 
     static func layerTensors(_ module: String, _ t: SourceTensor, config: ModelConfig) -> [(String, SourceTensor)]? {
         llamaModules[module].map { [($0, t)] }

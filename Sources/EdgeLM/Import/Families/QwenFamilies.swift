@@ -2,6 +2,11 @@
 enum Qwen2Family: ModelFamily {
     static let architectures = ["Qwen2ForCausalLM"]
     static let name = "qwen2"
+    static let ggufArchitecture: String? = "qwen2"
+
+    static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) {
+        config.qkvBias = true
+    }
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
         config.qkvBias = true
