@@ -13,6 +13,33 @@ import Testing
         lm.tokenizer.encode(try String(contentsOfFile: Fixtures.path("text/tinystories-dev.txt"), encoding: .utf8))
     }
 
+    /// Second-half scoring uses llama-perplexity's windows ([BOS] + tokens[cw ..< cw + c - 1]) and scores the
+    /// predictions from positions c/2 ..< c - 1 only: recomputed here from the raw logits.
+    @Test func secondHalfScoresLlamaPerplexityWindows() throws {
+        guard present else { return }
+        let lm = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
+        let tokens = try textTokens(lm)
+        let c = 64
+        let report = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: tokens,
+                                                 options: PerplexityOptions(context: c, chunks: 3, scoreSecondHalf: true))
+        #expect(report.tokens == 3 * (c / 2 - 1) && report.windows == 3)
+        var total = 0.0
+        for w in 0..<3 {
+            let window = [lm.tokenizer.bos!] + tokens[(c * w)..<(c * w + c - 1)]
+            lm.session.reset()
+            let logits = try lm.session.forward(Array(window), logits: .all)
+            let vocab = lm.config.vocabSize
+            for p in (c / 2)..<(c - 1) {
+                let row = (0..<vocab).map { Double(logits[p * vocab + $0]) }
+                let m = row.max()!
+                total += m + log(row.reduce(0) { $0 + exp($1 - m) }) - row[window[p + 1]]
+            }
+        }
+        #expect(abs(report.meanNLL.value - total / Double(report.tokens)) < 1e-9)
+        let all = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: tokens, options: PerplexityOptions(context: c, chunks: 3))
+        #expect(all.tokens == 3 * (c - 1) && all.meanNLL.value > report.meanNLL.value)
+    }
+
     @Test func f32MatchesGoldenPerplexity() throws {
         guard present else { return }
         let fixture = try Fixtures.json("fixtures/perplexity-stories260K.json") as! [String: Any]

@@ -20,6 +20,9 @@ struct Perplexity: AsyncParsableCommand {
     @Option(name: .long, help: "Reference model (normally the f32 file of the same checkpoint) for KL divergence.")
     var reference: String?
 
+    @Flag(name: .long, help: "Score only the second half of each window, with llama-perplexity's windows (comparable with its figures).")
+    var scoreSecondHalf = false
+
     @Flag(name: .long, help: "Print the report as JSON on stdout.")
     var json = false
 
@@ -35,7 +38,8 @@ struct Perplexity: AsyncParsableCommand {
             let tokens = lm.tokenizer.encode(text)
             if !json { Terminal.error("\(file): \(data.count) bytes, \(tokens.count) tokens; windows of \(context)") }
             let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: tokens,
-                                                     options: PerplexityOptions(context: context, chunks: chunks)) { done, total, seconds in
+                                                     options: PerplexityOptions(context: context, chunks: chunks,
+                                                                                scoreSecondHalf: scoreSecondHalf)) { done, total, seconds in
                 guard !json, Terminal.isTTY else { return }
                 let eta = seconds / Double(done) * Double(total - done)
                 Terminal.progress(done, total, "ETA \(format(eta, 1)) s")

@@ -6,11 +6,15 @@ public struct PerplexityOptions: Sendable {
     public var context = 256
     /// Most windows to evaluate (nil: as many as the text fills).
     public var chunks: Int?
+    /// Score only the second half of each window, with llama-perplexity's windows (see `PerplexityEvaluator`),
+    /// so that the figures read side by side with llama.cpp's.
+    public var scoreSecondHalf: Bool
 
     /// Default options.
-    public init(context: Int = 256, chunks: Int? = nil) {
+    public init(context: Int = 256, chunks: Int? = nil, scoreSecondHalf: Bool = false) {
         self.context = context
         self.chunks = chunks
+        self.scoreSecondHalf = scoreSecondHalf
     }
 }
 
@@ -58,8 +62,12 @@ public struct PerplexityReport: Codable, Sendable {
     }
 }
 
-/// Evaluates perplexity over non-overlapping windows: window w is [BOS] + tokens[(c-1)w ..< (c-1)(w+1)],
-/// one fresh causal pass per window, every text token scored (the first one predicted from BOS alone).
+/// Evaluates perplexity over non-overlapping windows, one fresh causal pass per window. By default window w
+/// is [BOS] + tokens[(c-1)w ..< (c-1)(w+1)] and every text token is scored (the first one predicted from BOS
+/// alone). With `scoreSecondHalf`, windows are llama-perplexity's: the text with BOS in front is cut into
+/// windows of c tokens and each window's first token becomes BOS, i.e. window w is
+/// [BOS] + tokens[cw ..< cw + c - 1]; only the predictions from positions c/2 ..< c-1 are scored (c/2 - 1
+/// tokens per window, 127 for c = 256), the ones made with at least half a window of context.
 /// Logits are consumed batch by batch, so memory does not grow with the text.
 public enum PerplexityEvaluator {
     /// Runs the evaluation. `progress(done, total)` is called after each window.
@@ -79,7 +87,9 @@ public enum PerplexityEvaluator {
                 throw .invalidArgument("--context \(c) exceeds the reference context length \(reference.session.contextLength)")
             }
         }
-        let available = tokens.count / (c - 1)
+        let half = options.scoreSecondHalf
+        let stride = half ? c : c - 1, firstScored = half ? c / 2 : 0
+        let available = half ? (tokens.count + 1) / c : tokens.count / (c - 1)
         let windows = min(available, options.chunks ?? available)
         guard windows >= 1 else {
             throw .invalidInput("the text has \(tokens.count) tokens, fewer than one window of \(c - 1) text tokens")
@@ -93,7 +103,7 @@ public enum PerplexityEvaluator {
         var perWindow: [Double] = []
         let start = Date()
         for w in 0..<windows {
-            let window = [bos] + tokens[((c - 1) * w)..<((c - 1) * (w + 1))]
+            let window = [bos] + tokens[(stride * w)..<(stride * w + c - 1)]
             model.session.reset()
             reference?.session.reset()
             var windowNLL = RunningStats()
@@ -105,7 +115,7 @@ public enum PerplexityEvaluator {
                 let chunk = Array(window[offset..<end])
                 let logits = try model.session.forward(chunk, logits: .all)
                 let refLogits = try reference?.session.forward(chunk, logits: .all)
-                for i in 0..<chunk.count {
+                for i in 0..<chunk.count where offset + i >= firstScored {
                     let target = window[offset + i + 1]
                     let row = UnsafeBufferPointer(rebasing: logits[(i * vocab)..<((i + 1) * vocab)])
                     let q = LogSoftmax(row)
