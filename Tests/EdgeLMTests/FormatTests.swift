@@ -1,3 +1,4 @@
+import CEdgeKernels
 import Foundation
 import Testing
 @testable import EdgeLM
@@ -82,6 +83,34 @@ import Testing
         #expect(long.withUnsafeBytes { SHA256.hex($0) } == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
         #expect([UInt8]().withUnsafeBytes { XXH64.hash($0) } == 0xEF46_DB37_51D8_E999)
         #expect(Array("abc".utf8).withUnsafeBytes { XXH64.hash($0) } == 0x44BC_2CF5_AD77_0999)
+    }
+
+    /// The SHA-instruction path (where the CPU has one) equals the Swift reference for every length and split.
+    @Test func acceleratedSHA256MatchesReference() {
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<70_000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        for n in Array(0...260) + [4_095, 4_096, 65_537, 70_000] {
+            data.withUnsafeBytes { all in
+                let part = UnsafeRawBufferPointer(rebasing: all[0..<n])
+                var fast = SHA256(), slow = SHA256(accelerated: false)
+                let cut = n / 3
+                fast.update(UnsafeRawBufferPointer(rebasing: part[0..<cut]))
+                fast.update(UnsafeRawBufferPointer(rebasing: part[cut...]))
+                slow.update(part)
+                #expect(fast.finalizeHex() == slow.finalizeHex(), "length \(n)")
+            }
+        }
+    }
+
+    /// Half-to-float conversion (F16C where the CPU has it) is exact for every half, as the Swift reference.
+    @Test func halfConversionIsExactForEveryValue() {
+        let halves = (0...UInt16.max).map { $0 }
+        var out = [Float](repeating: 0, count: halves.count)
+        halves.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { edge_f16_to_f32(src.baseAddress!, $0.baseAddress!, Int64(src.count)) } }
+        for (h, f) in zip(halves, out) {
+            let expected = HalfFloat.toFloat(h)
+            #expect(f.bitPattern == expected.bitPattern || (f.isNaN && expected.isNaN), "half \(h)")
+        }
     }
 
     @Test func halfConversionRoundsToNearestEven() {

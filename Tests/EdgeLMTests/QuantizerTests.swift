@@ -1,3 +1,4 @@
+import CEdgeKernels
 import Foundation
 import Testing
 @testable import EdgeLM
@@ -51,6 +52,27 @@ import Testing
         let baseline = (se / ss).squareRoot()
         #expect(err.relativeRMS <= baseline)
         #expect(err.relativeRMS < (groupSize == 32 ? 0.105 : 0.13))
+    }
+
+    /// The vector q4 fit of every kernel level this CPU has gives the scalar reference's scale and codes exactly: Gaussian groups, constant and
+    /// tied-peak groups, zero padding, tiny (f16-subnormal) and huge weights, both rounding modes.
+    @Test func vectorQ4FitMatchesReference() {
+        var rng = TestRandom(seed: 9)
+        var groups: [[Float]] = (0..<3000).map { i in rng.normals([32, 64, 8, 256][i % 4]) }
+        groups += [[Float](repeating: 0.5, count: 32), [1, -1] + [Float](repeating: 0, count: 30), rng.normals(32).map { $0 * 1e-7 },
+                   rng.normals(32).map { $0 * 3e4 }, Array(rng.normals(20)) + [Float](repeating: 0, count: 12)]
+        for group in groups {
+            for truncate: Int32 in [0, 1] {
+                var b = [Int8](repeating: 0, count: group.count)
+                let slow = edge_fit_q4_reference(group, Int64(group.count), &b, truncate)
+                #expect(b.allSatisfy { (-8...7).contains($0) })
+                for level in KernelLevel.allCases where level.isSupported {
+                    var a = [Int8](repeating: 0, count: group.count)
+                    let fast = edge_fit_q4(level.rawValue, group, Int64(group.count), &a, truncate)
+                    #expect(fast == slow && a == b, "\(level)")
+                }
+            }
+        }
     }
 
     @Test func zeroGroupsAndPaddingDecodeToZero() throws {

@@ -1,3 +1,4 @@
+import CEdgeKernels
 import Foundation
 
 /// Element types of source tensors: floats, or ggml's quantized blocks (from GGUF files).
@@ -67,28 +68,58 @@ public struct SourceTensor: @unchecked Sendable {
                             bytes: UnsafeRawBufferPointer(rebasing: bytes[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)]))
     }
 
-    /// Converts the elements to f32, rejecting NaN and infinities.
+    /// Converts the elements to f32 (in parallel chunks), rejecting NaN and infinities.
     /// - Parameter path: the file name for errors.
     public func floats(path: String) throws(EdgeLMError) -> [Float] {
-        let n = count
+        let n = count, chunk = 1 << 20, chunks = max(1, (n + chunk - 1) / chunk)
+        let bad = ConcurrentSlots<Int>(count: chunks)
         let out = [Float](unsafeUninitializedCapacity: n) { buf, initialized in
-            switch dtype {
-            case .f32:
-                for i in 0..<n { buf[i] = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
-            case .f16:
-                for i in 0..<n { buf[i] = HalfFloat.toFloat(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
-            case .bf16:
-                for i in 0..<n {
-                    buf[i] = Float(bitPattern: UInt32(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16)
-                }
-            case let .ggml(t):
-                t.dequantize(bytes, blocks: n / t.blockValues, into: buf.baseAddress!)
+            let dst = UncheckedSendable(buf.baseAddress!), me = self
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = c * chunk, hi = min(n, lo + chunk)
+                me.convert(lo..<hi, into: dst.value)
+                if let i = firstNonFinite(dst.value, lo..<hi) { bad.set(c, i) }
+                if me.addend != 0 { for i in lo..<hi { dst.value[i] += me.addend } }
             }
             initialized = n
         }
-        if let bad = out.firstIndex(where: { !$0.isFinite }) { throw .nonFiniteWeight(path: path, tensor: name, index: bad) }
-        return addend == 0 ? out : out.map { $0 + addend }
+        if let index = bad.values.compactMap({ $0 }).min() { throw .nonFiniteWeight(path: path, tensor: name, index: index) }
+        return out
     }
+
+    /// Elements `range` as f32 into `out` (at the same indices); ggml ranges are whole blocks.
+    private func convert(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let lo = range.lowerBound, n = range.count
+        switch dtype {
+        case .f32:
+            UnsafeMutableRawPointer(out + lo).copyMemory(from: bytes.baseAddress! + lo * 4, byteCount: n * 4)
+        case .f16:
+            edge_f16_to_f32(bytes.baseAddress!.assumingMemoryBound(to: UInt16.self) + lo, out + lo, Int64(n))
+        case .bf16:
+            for i in range {
+                out[i] = Float(bitPattern: UInt32(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16)
+            }
+        case let .ggml(t):
+            let first = lo / t.blockValues
+            t.dequantize(UnsafeRawBufferPointer(rebasing: bytes[(first * t.blockBytes)...]), blocks: n / t.blockValues, into: out + lo)
+        }
+    }
+}
+
+/// Index of the first NaN or infinity among `values[range]`.
+private func firstNonFinite(_ values: UnsafeMutablePointer<Float>, _ range: Range<Int>) -> Int? {
+    let raw = UnsafeRawPointer(values), exponent = SIMD16<UInt32>(repeating: 0x7F80_0000)
+    var i = range.lowerBound
+    while i + 16 <= range.upperBound {
+        let bits = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self)
+        if any(bits & exponent .== exponent) { break }
+        i += 16
+    }
+    while i < range.upperBound {
+        if !values[i].isFinite { return i }
+        i += 1
+    }
+    return nil
 }
 
 /// A float checkpoint read from some source format: configuration, vocabulary and tensors.

@@ -132,7 +132,8 @@ public enum Converter {
     /// nothing is left at `outputPath` (an existing file there is untouched).
     public static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
                                progress: (ConversionProgress) -> Void = { _ in }) throws(EdgeLMError) -> ConversionReport {
-        try convert(checkpoint, to: outputPath, options: options, encoder: { Quantizer.encode($0, layout: $1) }, progress: progress)
+        let level = try KernelLevel.selected()
+        return try convert(checkpoint, to: outputPath, options: options, encoder: { Quantizer.encode($0, layout: $1, level: level) }, progress: progress)
     }
 
     /// Converts with a given payload encoder (tests substitute deliberately degraded quantizers).
@@ -142,6 +143,9 @@ public enum Converter {
         let options = options.adapted(to: checkpoint)
         try options.validate()
         let start = Date()
+        // The provenance hash reads the whole input once; it runs beside the conversion, not after it.
+        let sourceHash = ConcurrentSlots<String>(count: 1), hashing = DispatchGroup()
+        DispatchQueue.global().async(group: hashing) { sourceHash.set(0, checkpoint.sha256()) }
         let writer = try ModelWriter(path: outputPath, overwrite: options.overwrite)
         let shapes = checkpoint.config.tensorShapes
         var reports: [TensorReport] = []
@@ -168,7 +172,8 @@ public enum Converter {
             reports.append(report)
             progress(ConversionProgress(done: i + 1, total: shapes.count, tensor: report))
         }
-        let provenance = Provenance(sourceFile: (checkpoint.path as NSString).lastPathComponent, sourceSHA256: checkpoint.sha256(),
+        hashing.wait()
+        let provenance = Provenance(sourceFile: (checkpoint.path as NSString).lastPathComponent, sourceSHA256: sourceHash.values[0]!,
                                     sourceFormat: checkpoint.format, converterVersion: EdgeLMVersion.string,
                                     created: ISO8601DateFormatter().string(from: Date()))
         let settings = QuantizationSettings(type: options.type, groupSize: options.resolvedGroupSize,

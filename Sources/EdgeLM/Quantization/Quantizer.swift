@@ -1,3 +1,4 @@
+import CEdgeKernels
 import Foundation
 
 /// The reference quantizer: turns f32 matrices into the stored layouts of `TensorLayout` and back.
@@ -13,8 +14,9 @@ import Foundation
 public enum Quantizer {
     /// Encodes `values` (row-major, `layout.count` elements) into the layout's payload bytes.
     /// - Parameter rounding: how codes are rounded (only tests use anything but the default).
+    /// - Parameter level: the kernel level whose vector code fits q4 groups (every level gives the same bytes).
     public static func encode(_ values: [Float], layout: TensorLayout,
-                              rounding: FloatingPointRoundingRule = .toNearestOrEven) -> [UInt8] {
+                              rounding: FloatingPointRoundingRule = .toNearestOrEven, level: KernelLevel = .detected) -> [UInt8] {
         precondition(values.count == layout.count)
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         values.withUnsafeBufferPointer { src in
@@ -24,7 +26,7 @@ public enum Quantizer {
                 let chunks = (layout.rows + chunk - 1) / chunk
                 DispatchQueue.concurrentPerform(iterations: chunks) { c in
                     let lo = c * chunk, hi = min(layout.rows, lo + chunk)
-                    encodeRows(lo..<hi, values: s.value, layout: layout, rounding: rounding, out: d.value)
+                    encodeRows(lo..<hi, values: s.value, layout: layout, rounding: rounding, level: level, out: d.value)
                 }
             }
         }
@@ -67,7 +69,7 @@ public enum Quantizer {
     }
 
     static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, layout: TensorLayout,
-                           rounding: FloatingPointRoundingRule, out: UnsafeMutableRawBufferPointer) {
+                           rounding: FloatingPointRoundingRule, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
         let cols = layout.cols
         switch layout.scheme {
         case .f32:
@@ -77,94 +79,34 @@ public enum Quantizer {
                 out.storeBytes(of: HalfFloat.fromFloat(values[i]), toByteOffset: i * 2, as: UInt16.self)
             }
         case .q8, .q4:
-            let groupValues = layout.blocksPerGroup * 32
-            var codes = [Int8](repeating: 0, count: groupValues)
+            let groupValues = layout.blocksPerGroup * 32, truncate: Int32 = rounding == .towardZero ? 1 : 0
+            precondition(rounding == .toNearestOrEven || rounding == .towardZero, "codes round to nearest even (or toward zero in tests)")
+            // One group at a time, padded with zeros to whole blocks (zeros cost nothing at any scale).
+            let x = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
+            let codes = UnsafeMutablePointer<Int8>.allocate(capacity: groupValues)
+            defer { x.deallocate(); codes.deallocate() }
             for r in rows {
-                let row = UnsafeBufferPointer(rebasing: values[(r * cols)..<((r + 1) * cols)])
+                let rowBase = r * layout.blocksPerRow * layout.blockBytes
                 for g in 0..<layout.groupsPerRow {
                     let lo = g * groupValues, hi = min(cols, lo + groupValues)
-                    let group = UnsafeBufferPointer(rebasing: row[lo..<hi])
-                    let scale = layout.scheme == .q8 ? fitQ8(group, codes: &codes, rounding: rounding)
-                        : fitQ4(group, codes: &codes, rounding: rounding)
+                    let stored = min(groupValues, layout.blocksPerRow * 32 - lo)
+                    x.update(from: values.baseAddress! + r * cols + lo, count: hi - lo)
+                    (x + (hi - lo)).initialize(repeating: 0, count: stored - (hi - lo))
+                    let scale = layout.scheme == .q8 ? edge_fit_q8(x, Int64(stored), codes, truncate)
+                        : edge_fit_q4(level.rawValue, x, Int64(stored), codes, truncate)
                     out.storeBytes(of: scale, toByteOffset: layout.scalesOffset + (r * layout.groupsPerRow + g) * 2, as: UInt16.self)
-                    let rowBase = r * layout.blocksPerRow * layout.blockBytes
-                    for i in 0..<(hi - lo) {
-                        let col = lo + i
-                        if layout.scheme == .q8 {
-                            out[rowBase + col] = UInt8(bitPattern: codes[i])
-                        } else {
-                            let block = col / 32, j = col % 32
-                            let nibble = UInt8(Int(codes[i]) + 8)
-                            out[rowBase + block * 16 + j % 16] |= j < 16 ? nibble : nibble << 4
-                        }
-                    }
-                    if layout.scheme == .q4 {
-                        // Padding past the last column must decode to 0, i.e. nibble 8.
-                        for col in hi..<(lo + groupValues) where col < layout.blocksPerRow * 32 {
-                            let block = col / 32, j = col % 32
-                            out[rowBase + block * 16 + j % 16] |= j < 16 ? 8 : 8 << 4
+                    // Padding past the last column stores code 0 (nibble 8 for q4), like every zero.
+                    if layout.scheme == .q8 {
+                        for i in 0..<stored { out[rowBase + lo + i] = UInt8(bitPattern: codes[i]) }
+                    } else {
+                        for b in 0..<(stored / 32) {
+                            let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
+                            for j in 0..<16 { out[block + j] = UInt8(Int(c[j]) + 8) | UInt8(Int(c[j + 16]) + 8) << 4 }
                         }
                     }
                 }
             }
         }
-    }
-
-    /// Rounds `x / scale` and clamps to `lo...hi`.
-    @inline(__always)
-    static func code(_ x: Float, _ inverse: Float, _ lo: Float, _ hi: Float, _ rounding: FloatingPointRoundingRule) -> Int8 {
-        Int8(min(hi, max(lo, (x * inverse).rounded(rounding))))
-    }
-
-    /// Fits one q8 group; returns the f16 scale bits and writes `group.count` codes.
-    static func fitQ8(_ group: UnsafeBufferPointer<Float>, codes: inout [Int8], rounding: FloatingPointRoundingRule) -> UInt16 {
-        var amax: Float = 0
-        for x in group { amax = max(amax, abs(x)) }
-        let half = HalfFloat.fromFloat(amax / 127)
-        let scale = HalfFloat.toFloat(half)
-        let inverse: Float = scale > 0 ? 1 / scale : 0
-        for (i, x) in group.enumerated() { codes[i] = code(x, inverse, -127, 127, rounding) }
-        return half
-    }
-
-    /// Fits one q4 group by scale search; returns the f16 scale bits and writes `group.count` codes.
-    static func fitQ4(_ group: UnsafeBufferPointer<Float>, codes: inout [Int8], rounding: FloatingPointRoundingRule) -> UInt16 {
-        var peak: Float = 0
-        for x in group where abs(x) > abs(peak) { peak = x }
-        if peak == 0 {
-            for i in 0..<group.count { codes[i] = 0 }
-            return 0
-        }
-        var bestHalf: UInt16 = 0
-        var bestError = Float.infinity
-        var trial = [Int8](repeating: 0, count: group.count)
-        func evaluate(_ candidate: Float) {
-            let half = HalfFloat.fromFloat(candidate)
-            let scale = HalfFloat.toFloat(half)
-            guard scale != 0, scale.isFinite else { return }
-            let inverse = 1 / scale
-            var err: Float = 0
-            for (i, x) in group.enumerated() {
-                let q = code(x, inverse, -8, 7, rounding)
-                trial[i] = q
-                let e = x - Float(q) * scale
-                err += e * e
-            }
-            if err < bestError {
-                bestError = err
-                bestHalf = half
-                for i in 0..<group.count { codes[i] = trial[i] }
-            }
-        }
-        for step in 0...20 {
-            let k = 6.5 + Float(step) * 0.1
-            evaluate(-peak / k)
-            // Least-squares refit of the scale for the codes this candidate produced.
-            var xq: Float = 0, qq: Float = 0
-            for (i, x) in group.enumerated() { xq += x * Float(trial[i]); qq += Float(trial[i]) * Float(trial[i]) }
-            if qq > 0 { evaluate(xq / qq) }
-        }
-        return bestHalf
     }
 
     /// Quantization error of `values` stored in `layout`.

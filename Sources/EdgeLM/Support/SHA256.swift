@@ -1,4 +1,8 @@
-/// SHA-256 (FIPS 180-4), used to record the provenance of converted checkpoints.
+import CEdgeKernels
+
+/// SHA-256 (FIPS 180-4), used to record the provenance of converted checkpoints. Whole blocks go through
+/// the CPU's SHA instructions when it has them (`edge_sha256_blocks`); this Swift code is the reference
+/// and the fallback.
 public struct SHA256 {
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -17,8 +21,12 @@ public struct SHA256 {
     private var pending: [UInt8] = []
     private var length: UInt64 = 0
 
-    /// An empty hash state.
-    public init() {}
+    private let accelerated: Bool
+
+    /// An empty hash state; `accelerated: false` keeps to the Swift reference.
+    public init(accelerated: Bool = true) {
+        self.accelerated = accelerated
+    }
 
     /// Adds `data` to the hash.
     public mutating func update(_ data: UnsafeRawBufferPointer) {
@@ -32,6 +40,12 @@ public struct SHA256 {
                 pending.withUnsafeBytes { compress($0.baseAddress!) }
                 pending.removeAll(keepingCapacity: true)
             }
+        }
+        let whole = (data.count - i) / 64
+        if whole > 0, accelerated, h.withUnsafeMutableBufferPointer({ state in
+            edge_sha256_blocks(state.baseAddress!, data.baseAddress!.assumingMemoryBound(to: UInt8.self) + i, Int64(whole)) == 1
+        }) {
+            i += whole * 64
         }
         while i + 64 <= data.count {
             compress(data.baseAddress! + i)

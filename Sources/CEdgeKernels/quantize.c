@@ -1,0 +1,289 @@
+// Weight quantizers for conversion: the q8 and q4 group fits of EdgeLM's quantizer
+// (Sources/EdgeLM/Quantization/Quantizer.swift documents the method). The q4 error sums have a plain scalar
+// reference and vector versions (4-lane clang vectors: SSE on x86-64, NEON on arm64; AVX or AVX-512 where
+// the CPU has it) that give identical bytes: the vectors hold candidate scales, not weights, so every lane sums its
+// weights in order exactly as the reference does, and no multiply-add is fused. The tests compare them on
+// random and edge inputs.
+#include "internal.h"
+
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#else
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+// 4-lane vectors (one SSE or NEON register), in the vector extension GCC and clang share.
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef uint32_t v4u __attribute__((vector_size(16)));
+
+static inline v4f splat(float f) { return (v4f){ f, f, f, f }; }
+
+/// Lane-wise a < b ? a : b (min) or a > b ? a : b (max), through the comparison masks.
+static inline v4f vmin(v4f a, v4f b) {
+    const v4i m = a < b;
+    return (v4f)(((v4i)a & m) | ((v4i)b & ~m));
+}
+
+static inline v4f vmax(v4f a, v4f b) {
+    const v4i m = a > b;
+    return (v4f)(((v4i)a & m) | ((v4i)b & ~m));
+}
+
+/// IEEE float to half bits, round to nearest even; overflow gives infinity.
+static uint16_t edge_float_to_half(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
+    int exp = (int)((bits >> 23) & 0xFF);
+    uint32_t man = bits & 0x7FFFFF;
+    if (exp == 0xFF) return sign | 0x7C00 | (man ? 0x200 : 0);
+    int e = exp - 127 + 15;
+    if (e >= 31) return sign | 0x7C00;
+    if (e <= 0) {
+        if (e < -10) return sign;
+        uint32_t m = man | 0x800000, shift = (uint32_t)(14 - e), half = m >> shift, rem = m & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return sign | (uint16_t)half;
+    }
+    uint32_t half = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1FFF;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
+    return sign | (uint16_t)half;
+}
+
+/// The f16 value nearest to f, as a float.
+static float round_half_scalar(float f) { return edge_half_to_float(edge_float_to_half(f)); }
+
+static inline float round_code(float v, float lo, float hi, int truncate) {
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    if (truncate) return (float)(int32_t)v;
+    const float magic = 12582912.0f;
+    return (v + magic) - magic;
+}
+
+static inline v4f round_codes(v4f v, float lo, float hi, int truncate) {
+    v = vmin(vmax(v, splat(lo)), splat(hi));
+    if (truncate) return __builtin_convertvector(__builtin_convertvector(v, v4i), v4f);
+    const v4f magic = splat(12582912.0f);
+    return (v + magic) - magic;
+}
+
+/// The sums x·q and q·q of n weights' codes q at each of 24 candidate scales (the squared error is then
+/// x·x - 2s x·q + s² q·q): the plain reference, one candidate after the other, each sum over the weights in order.
+static void q4_sums_ref(const float *x, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+    for (int k = 0; k < 24; k++) {
+        const float inverse = 1 / scales[k];
+        float sxq = 0, sqq = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const float q = round_code(x[i] * inverse, -8, 7, truncate);
+            sxq += x[i] * q;
+            sqq += q * q;
+        }
+        xq[k] = sxq, qq[k] = sqq;
+    }
+}
+
+/// The same with the candidates in vector lanes (six 4-lane vectors): every lane still sums its weights in
+/// order, so the results are the reference's bit for bit.
+static void q4_sums_vec(const float *x, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+    v4f inverse[6], sxq[6], sqq[6];
+    for (int v = 0; v < 6; v++) {
+        v4f scale;
+        memcpy(&scale, scales + 4 * v, sizeof scale);
+        inverse[v] = splat(1) / scale;
+        sxq[v] = splat(0), sqq[v] = splat(0);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const v4f xi = splat(x[i]);
+        for (int v = 0; v < 6; v++) {
+            const v4f q = round_codes(xi * inverse[v], -8, 7, truncate);
+            sxq[v] += xi * q;
+            sqq[v] += q * q;
+        }
+    }
+    for (int v = 0; v < 6; v++) {
+        memcpy(xq + 4 * v, &sxq[v], sizeof sxq[v]);
+        memcpy(qq + 4 * v, &sqq[v], sizeof sqq[v]);
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/// q4_sums_vec with three 8-lane AVX vectors.
+__attribute__((target("avx")))
+static void q4_sums_avx(const float *x, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+    const __m256 lo = _mm256_set1_ps(-8), hi = _mm256_set1_ps(7), magic = _mm256_set1_ps(12582912.0f);
+    __m256 inverse[3], sxq[3], sqq[3];
+    for (int v = 0; v < 3; v++) {
+        inverse[v] = _mm256_div_ps(_mm256_set1_ps(1), _mm256_loadu_ps(scales + 8 * v));
+        sxq[v] = sqq[v] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const __m256 xi = _mm256_set1_ps(x[i]);
+        for (int v = 0; v < 3; v++) {
+            __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xi, inverse[v]), lo), hi);
+            q = truncate ? _mm256_cvtepi32_ps(_mm256_cvttps_epi32(q)) : _mm256_sub_ps(_mm256_add_ps(q, magic), magic);
+            sxq[v] = _mm256_add_ps(sxq[v], _mm256_mul_ps(xi, q));
+            sqq[v] = _mm256_add_ps(sqq[v], _mm256_mul_ps(q, q));
+        }
+    }
+    for (int v = 0; v < 3; v++) {
+        _mm256_storeu_ps(xq + 8 * v, sxq[v]);
+        _mm256_storeu_ps(qq + 8 * v, sqq[v]);
+    }
+}
+
+/// q4_sums_vec with two 16-lane AVX-512 vectors (lanes 24..31 repeat candidate 23 and are dropped).
+__attribute__((target("avx512f")))
+static void q4_sums_avx512(const float *x, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+    const __m512 lo = _mm512_set1_ps(-8), hi = _mm512_set1_ps(7), magic = _mm512_set1_ps(12582912.0f);
+    float padded[32];
+    memcpy(padded, scales, 24 * sizeof(float));
+    for (int k = 24; k < 32; k++) padded[k] = scales[23];
+    __m512 inverse[2], sxq[2], sqq[2];
+    for (int v = 0; v < 2; v++) {
+        inverse[v] = _mm512_div_ps(_mm512_set1_ps(1), _mm512_loadu_ps(padded + 16 * v));
+        sxq[v] = sqq[v] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const __m512 xi = _mm512_set1_ps(x[i]);
+        for (int v = 0; v < 2; v++) {
+            __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(xi, inverse[v]), lo), hi);
+            q = truncate ? _mm512_cvtepi32_ps(_mm512_cvttps_epi32(q)) : _mm512_sub_ps(_mm512_add_ps(q, magic), magic);
+            sxq[v] = _mm512_add_ps(sxq[v], _mm512_mul_ps(xi, q));
+            sqq[v] = _mm512_add_ps(sqq[v], _mm512_mul_ps(q, q));
+        }
+    }
+    float out[2][32];
+    for (int v = 0; v < 2; v++) {
+        _mm512_storeu_ps(out[0] + 16 * v, sxq[v]);
+        _mm512_storeu_ps(out[1] + 16 * v, sqq[v]);
+    }
+    memcpy(xq, out[0], 24 * sizeof(float));
+    memcpy(qq, out[1], 24 * sizeof(float));
+}
+
+#endif
+
+typedef void (*q4_sums_fn)(const float *, int64_t, const float *, int, float *, float *);
+
+/// Lane-wise round_half_scalar: the f16 rounding done on the bits for normal halves, lane by lane otherwise.
+static inline v4f round_half4(v4f v) {
+    v4u bits;
+    memcpy(&bits, &v, sizeof bits);
+    const v4u magnitude = bits & 0x7FFFFFFFu, sign = bits & 0x80000000u;
+    // |v| in [2^-14, 65520): keep 10 mantissa bits, ties to even (a carry moves into the exponent).
+    const v4u normal = ((magnitude + 0x0FFFu + ((magnitude >> 13) & 1u)) & 0xFFFFE000u) | sign;
+    v4f result;
+    memcpy(&result, &normal, sizeof result);
+    for (int l = 0; l < 4; l++) {
+        if (magnitude[l] < 0x38800000u || magnitude[l] >= 0x477FF000u) result[l] = round_half_scalar(v[l]);
+    }
+    return result;
+}
+
+static void round_half24(float *v) {
+    for (int k = 0; k < 24; k += 4) {
+        v4f r;
+        memcpy(&r, v + k, sizeof r);
+        r = round_half4(r);
+        memcpy(v + k, &r, sizeof r);
+    }
+}
+
+static inline int usable(float scale) { return scale != 0 && __builtin_isfinite(scale); }
+
+/// The first of the largest-magnitude weights (n a multiple of 8).
+static float peak_weight(const float *x, int64_t n) {
+    v4f high = splat(0), low = splat(0);
+    for (int64_t i = 0; i < n; i += 4) {
+        v4f v;
+        memcpy(&v, x + i, sizeof v);
+        high = vmax(high, v);
+        low = vmin(low, v);
+    }
+    float top = 0, bottom = 0;
+    for (int l = 0; l < 4; l++) top = high[l] > top ? high[l] : top, bottom = low[l] < bottom ? low[l] : bottom;
+    if (top != -bottom) return top > -bottom ? top : bottom;
+    int64_t i = 0;
+    while (i < n && x[i] != top && x[i] != bottom) i++;
+    return i < n ? x[i] : 0;
+}
+
+static uint16_t fit_q4(const float *x, int64_t n, int8_t *codes, int truncate, q4_sums_fn sums) {
+    const float peak = peak_weight(x, n);
+    if (peak == 0) {
+        memset(codes, 0, (size_t)n);
+        return 0;
+    }
+    // 21 candidates in 24 lanes (the last three repeat k = 20 and are ignored).
+    // x·x - 2s x·q + s² q·q in double: the cancellation must not hide an exact fit.
+    double xx = 0;
+    for (int64_t i = 0; i < n; i++) xx += (double)x[i] * x[i];
+    float base[24], refit[24], e2[24], xq[24], qq[24], refitError[24];
+    for (int k = 0; k < 24; k++) base[k] = -peak / (6.5f + (float)(k < 20 ? k : 20) * 0.1f);
+    round_half24(base);
+    sums(x, n, base, truncate, xq, qq);
+    for (int k = 0; k < 24; k++) {
+        e2[k] = (float)(xx - 2.0 * base[k] * xq[k] + (double)base[k] * base[k] * qq[k]);
+        refit[k] = usable(base[k]) && qq[k] > 0 ? xq[k] / qq[k] : 0;
+    }
+    round_half24(refit);
+    sums(x, n, refit, truncate, xq, qq);
+    for (int k = 0; k < 24; k++) refitError[k] = (float)(xx - 2.0 * refit[k] * xq[k] + (double)refit[k] * refit[k] * qq[k]);
+    // The first least error in the order base 0, refit 0, base 1, refit 1, ...: the minimum over all, then
+    // the first candidate that has it (unusable scales count as infinitely bad).
+    float eb[24], er[24], least = __builtin_inff();
+    for (int k = 0; k < 24; k++) {
+        eb[k] = k < 21 && usable(base[k]) ? e2[k] : __builtin_inff();
+        er[k] = k < 21 && usable(refit[k]) ? refitError[k] : __builtin_inff();
+        least = eb[k] < least ? eb[k] : least;
+        least = er[k] < least ? er[k] : least;
+    }
+    if (least == __builtin_inff()) {
+        // Weights too small for any f16 scale: all codes 0.
+        memset(codes, 0, (size_t)n);
+        return 0;
+    }
+    float best = 0;
+    for (int k = 0; k < 21; k++) {
+        if (eb[k] == least) { best = base[k]; break; }
+        if (er[k] == least) { best = refit[k]; break; }
+    }
+    const float inverse = 1 / best;
+    for (int64_t i = 0; i < n; i += 4) {
+        v4f v;
+        memcpy(&v, x + i, sizeof v);
+        const v4i q = __builtin_convertvector(round_codes(v * splat(inverse), -8, 7, truncate), v4i);
+        for (int l = 0; l < 4; l++) codes[i + l] = (int8_t)q[l];
+    }
+    return edge_float_to_half(best);
+}
+
+static uint16_t fit_q8(const float *x, int64_t n, int8_t *codes, int truncate) {
+    float amax = 0;
+    for (int64_t i = 0; i < n; i++) amax = __builtin_fabsf(x[i]) > amax ? __builtin_fabsf(x[i]) : amax;
+    const uint16_t half = edge_float_to_half(amax / 127);
+    const float scale = edge_half_to_float(half), inverse = scale > 0 ? 1 / scale : 0;
+    for (int64_t i = 0; i < n; i++) codes[i] = (int8_t)round_code(x[i] * inverse, -127, 127, truncate);
+    return half;
+}
+
+uint16_t edge_fit_q4_reference(const float *x, int64_t n, int8_t *codes, int truncate) {
+    return fit_q4(x, n, codes, truncate, q4_sums_ref);
+}
+
+uint16_t edge_fit_q4(int isa, const float *x, int64_t n, int8_t *codes, int truncate) {
+#if defined(__x86_64__)
+    if (isa == EDGE_ISA_AVX512_VNNI) return fit_q4(x, n, codes, truncate, q4_sums_avx512);
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return fit_q4(x, n, codes, truncate, q4_sums_avx);
+#endif
+    (void)isa;
+    return fit_q4(x, n, codes, truncate, q4_sums_vec);
+}
+
+uint16_t edge_fit_q8(const float *x, int64_t n, int8_t *codes, int truncate) {
+    return fit_q8(x, n, codes, truncate);
+}
