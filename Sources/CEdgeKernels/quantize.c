@@ -69,16 +69,17 @@ static inline v4f round_codes(v4f v, float lo, float hi, int truncate) {
     return (v + magic) - magic;
 }
 
-/// The sums x·q and q·q of n weights' codes q at each of 24 candidate scales (the squared error is then
-/// x·x - 2s x·q + s² q·q): the plain reference, one candidate after the other, each sum over the weights in order.
-static void q4_sums_ref(const float *x, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+/// The importance-weighted sums Σ w·x·q and Σ w·q·q of n weights' codes q at each of 24 candidate scales
+/// (the weighted squared error is then Σ w·x² - 2s Σ w·x·q + s² Σ w·q²): the plain reference, one candidate
+/// after the other, each sum over the weights in order.
+static void q4_sums_ref(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
     for (int k = 0; k < 24; k++) {
         const float inverse = 1 / scales[k];
         float sxq = 0, sqq = 0;
         for (int64_t i = 0; i < n; i++) {
             const float q = round_code(x[i] * inverse, -8, 7, truncate);
-            sxq += x[i] * q;
-            sqq += q * q;
+            sxq += (w[i] * x[i]) * q;
+            sqq += (w[i] * q) * q;
         }
         xq[k] = sxq, qq[k] = sqq;
     }
@@ -86,7 +87,7 @@ static void q4_sums_ref(const float *x, int64_t n, const float *scales, int trun
 
 /// The same with the candidates in vector lanes (six 4-lane vectors): every lane still sums its weights in
 /// order, so the results are the reference's bit for bit.
-static void q4_sums_vec(const float *x, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+static void q4_sums_vec(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
     v4f inverse[6], sxq[6], sqq[6];
     for (int v = 0; v < 6; v++) {
         v4f scale;
@@ -95,11 +96,11 @@ static void q4_sums_vec(const float *x, int64_t n, const float *scales, int trun
         sxq[v] = splat(0), sqq[v] = splat(0);
     }
     for (int64_t i = 0; i < n; i++) {
-        const v4f xi = splat(x[i]);
+        const v4f xi = splat(x[i]), wx = splat(w[i] * x[i]), wi = splat(w[i]);
         for (int v = 0; v < 6; v++) {
             const v4f q = round_codes(xi * inverse[v], -8, 7, truncate);
-            sxq[v] += xi * q;
-            sqq[v] += q * q;
+            sxq[v] += wx * q;
+            sqq[v] += (wi * q) * q;
         }
     }
     for (int v = 0; v < 6; v++) {
@@ -113,7 +114,7 @@ static void q4_sums_vec(const float *x, int64_t n, const float *scales, int trun
 
 /// q4_sums_vec with three 8-lane AVX vectors.
 __attribute__((target("avx")))
-static void q4_sums_avx(const float *x, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+static void q4_sums_avx(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
     const __m256 lo = _mm256_set1_ps(-8), hi = _mm256_set1_ps(7), magic = _mm256_set1_ps(12582912.0f);
     __m256 inverse[3], sxq[3], sqq[3];
     for (int v = 0; v < 3; v++) {
@@ -121,12 +122,12 @@ static void q4_sums_avx(const float *x, int64_t n, const float *scales, int trun
         sxq[v] = sqq[v] = _mm256_setzero_ps();
     }
     for (int64_t i = 0; i < n; i++) {
-        const __m256 xi = _mm256_set1_ps(x[i]);
+        const __m256 xi = _mm256_set1_ps(x[i]), wx = _mm256_set1_ps(w[i] * x[i]), wi = _mm256_set1_ps(w[i]);
         for (int v = 0; v < 3; v++) {
             __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xi, inverse[v]), lo), hi);
             q = truncate ? _mm256_cvtepi32_ps(_mm256_cvttps_epi32(q)) : _mm256_sub_ps(_mm256_add_ps(q, magic), magic);
-            sxq[v] = _mm256_add_ps(sxq[v], _mm256_mul_ps(xi, q));
-            sqq[v] = _mm256_add_ps(sqq[v], _mm256_mul_ps(q, q));
+            sxq[v] = _mm256_add_ps(sxq[v], _mm256_mul_ps(wx, q));
+            sqq[v] = _mm256_add_ps(sqq[v], _mm256_mul_ps(_mm256_mul_ps(wi, q), q));
         }
     }
     for (int v = 0; v < 3; v++) {
@@ -137,7 +138,7 @@ static void q4_sums_avx(const float *x, int64_t n, const float *scales, int trun
 
 /// q4_sums_vec with two 16-lane AVX-512 vectors (lanes 24..31 repeat candidate 23 and are dropped).
 __attribute__((target("avx512f")))
-static void q4_sums_avx512(const float *x, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+static void q4_sums_avx512(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
     const __m512 lo = _mm512_set1_ps(-8), hi = _mm512_set1_ps(7), magic = _mm512_set1_ps(12582912.0f);
     float padded[32];
     memcpy(padded, scales, 24 * sizeof(float));
@@ -148,12 +149,12 @@ static void q4_sums_avx512(const float *x, int64_t n, const float *scales, int t
         sxq[v] = sqq[v] = _mm512_setzero_ps();
     }
     for (int64_t i = 0; i < n; i++) {
-        const __m512 xi = _mm512_set1_ps(x[i]);
+        const __m512 xi = _mm512_set1_ps(x[i]), wx = _mm512_set1_ps(w[i] * x[i]), wi = _mm512_set1_ps(w[i]);
         for (int v = 0; v < 2; v++) {
             __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(xi, inverse[v]), lo), hi);
             q = truncate ? _mm512_cvtepi32_ps(_mm512_cvttps_epi32(q)) : _mm512_sub_ps(_mm512_add_ps(q, magic), magic);
-            sxq[v] = _mm512_add_ps(sxq[v], _mm512_mul_ps(xi, q));
-            sqq[v] = _mm512_add_ps(sqq[v], _mm512_mul_ps(q, q));
+            sxq[v] = _mm512_add_ps(sxq[v], _mm512_mul_ps(wx, q));
+            sqq[v] = _mm512_add_ps(sqq[v], _mm512_mul_ps(_mm512_mul_ps(wi, q), q));
         }
     }
     float out[2][32];
@@ -167,7 +168,7 @@ static void q4_sums_avx512(const float *x, int64_t n, const float *scales, int t
 
 #endif
 
-typedef void (*q4_sums_fn)(const float *, int64_t, const float *, int, float *, float *);
+typedef void (*q4_sums_fn)(const float *, const float *, int64_t, const float *, int, float *, float *);
 
 /// Lane-wise round_half_scalar: the f16 rounding done on the bits for normal halves, lane by lane otherwise.
 static inline v4f round_half4(v4f v) {
@@ -212,7 +213,7 @@ static float peak_weight(const float *x, int64_t n) {
     return i < n ? x[i] : 0;
 }
 
-static uint16_t fit_q4(const float *x, int64_t n, int8_t *codes, int truncate, q4_sums_fn sums) {
+static uint16_t fit_q4(const float *x, const float *w, int64_t n, int8_t *codes, int truncate, q4_sums_fn sums) {
     const float peak = peak_weight(x, n);
     if (peak == 0) {
         memset(codes, 0, (size_t)n);
@@ -221,17 +222,17 @@ static uint16_t fit_q4(const float *x, int64_t n, int8_t *codes, int truncate, q
     // 21 candidates in 24 lanes (the last three repeat k = 20 and are ignored).
     // x·x - 2s x·q + s² q·q in double: the cancellation must not hide an exact fit.
     double xx = 0;
-    for (int64_t i = 0; i < n; i++) xx += (double)x[i] * x[i];
+    for (int64_t i = 0; i < n; i++) xx += (double)(w[i] * x[i]) * x[i];
     float base[24], refit[24], e2[24], xq[24], qq[24], refitError[24];
     for (int k = 0; k < 24; k++) base[k] = -peak / (6.5f + (float)(k < 20 ? k : 20) * 0.1f);
     round_half24(base);
-    sums(x, n, base, truncate, xq, qq);
+    sums(x, w, n, base, truncate, xq, qq);
     for (int k = 0; k < 24; k++) {
         e2[k] = (float)(xx - 2.0 * base[k] * xq[k] + (double)base[k] * base[k] * qq[k]);
         refit[k] = usable(base[k]) && qq[k] > 0 ? xq[k] / qq[k] : 0;
     }
     round_half24(refit);
-    sums(x, n, refit, truncate, xq, qq);
+    sums(x, w, n, refit, truncate, xq, qq);
     for (int k = 0; k < 24; k++) refitError[k] = (float)(xx - 2.0 * refit[k] * xq[k] + (double)refit[k] * refit[k] * qq[k]);
     // The first least error in the order base 0, refit 0, base 1, refit 1, ...: the minimum over all, then
     // the first candidate that has it (unusable scales count as infinitely bad).
@@ -271,17 +272,17 @@ static uint16_t fit_q8(const float *x, int64_t n, int8_t *codes, int truncate) {
     return half;
 }
 
-uint16_t edge_fit_q4_reference(const float *x, int64_t n, int8_t *codes, int truncate) {
-    return fit_q4(x, n, codes, truncate, q4_sums_ref);
+uint16_t edge_fit_q4_reference(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    return fit_q4(x, w, n, codes, truncate, q4_sums_ref);
 }
 
-uint16_t edge_fit_q4(int isa, const float *x, int64_t n, int8_t *codes, int truncate) {
+uint16_t edge_fit_q4(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
 #if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) return fit_q4(x, n, codes, truncate, q4_sums_avx512);
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return fit_q4(x, n, codes, truncate, q4_sums_avx);
+    if (isa == EDGE_ISA_AVX512_VNNI) return fit_q4(x, w, n, codes, truncate, q4_sums_avx512);
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return fit_q4(x, w, n, codes, truncate, q4_sums_avx);
 #endif
     (void)isa;
-    return fit_q4(x, n, codes, truncate, q4_sums_vec);
+    return fit_q4(x, w, n, codes, truncate, q4_sums_vec);
 }
 
 uint16_t edge_fit_q8(const float *x, int64_t n, int8_t *codes, int truncate) {

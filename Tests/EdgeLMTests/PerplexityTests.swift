@@ -64,7 +64,7 @@ import Testing
     }
 
     /// Drift of a converted model from the f32 file of the same checkpoint over the first `windows` windows of 256.
-    func drift(_ model: Model, _ key: String, _ options: ConversionOptions, encoder: (([Float], TensorLayout) -> [UInt8])? = nil,
+    func drift(_ model: Model, _ key: String, _ options: ConversionOptions, encoder: ((String, [Float], TensorLayout) -> [UInt8])? = nil,
                windows: Int = 10) throws -> PerplexityReport.ReferenceComparison {
         let dir = TemporaryDirectory()
         var path = dir.file("\(key).edgelm")
@@ -129,8 +129,8 @@ import Testing
     @Test(arguments: [limits[0], limits[2]])
     func degradedQuantizersFail(limit: Limits) throws {
         guard present else { return }
-        let truncated = try drift(limit.model, limit.key + "-trunc", limit.options) { Quantizer.encode($0, layout: $1, rounding: .towardZero) }
-        let coarseScales = try drift(limit.model, limit.key + "-scales", limit.options) { values, layout in
+        let truncated = try drift(limit.model, limit.key + "-trunc", limit.options) { Quantizer.encode($1, layout: $2, rounding: .towardZero) }
+        let coarseScales = try drift(limit.model, limit.key + "-scales", limit.options) { _, values, layout in
             var payload = Quantizer.encode(values, layout: layout)
             if layout.scheme.isQuantized {
                 for i in stride(from: layout.scalesOffset, to: layout.byteCount, by: 2) { payload[i] &= 0xE0 }

@@ -64,11 +64,12 @@ import Testing
         for group in groups {
             for truncate: Int32 in [0, 1] {
                 var b = [Int8](repeating: 0, count: group.count)
-                let slow = edge_fit_q4_reference(group, Int64(group.count), &b, truncate)
+                let ones = [Float](repeating: 1, count: group.count)
+                let slow = edge_fit_q4_reference(group, ones, Int64(group.count), &b, truncate)
                 #expect(b.allSatisfy { (-8...7).contains($0) })
                 for level in KernelLevel.allCases where level.isSupported {
                     var a = [Int8](repeating: 0, count: group.count)
-                    let fast = edge_fit_q4(level.rawValue, group, Int64(group.count), &a, truncate)
+                    let fast = edge_fit_q4(level.rawValue, group, ones, Int64(group.count), &a, truncate)
                     #expect(fast == slow && a == b, "\(level)")
                 }
             }

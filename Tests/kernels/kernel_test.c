@@ -265,18 +265,21 @@ static void test_attention(int isa) {
 
 /// The q4 group fit of this level against the scalar reference: identical scale and codes.
 static void test_q4_fit(int isa) {
-    float x[256];
+    float x[256], w[256];
     int8_t a[256], b[256];
     int ok = 1;
     for (int trial = 0; trial < 400; trial++) {
         const int n = (int[]){ 8, 32, 64, 256 }[trial % 4];
         const float scale = (float[]){ 1.0f, 1e-3f, 3e4f, 1e-7f }[(trial / 4) % 4];
-        for (int i = 0; i < n; i++) x[i] = (uniform() - 0.5f) * scale * (trial % 7 == 0 && i > n / 2 ? 0.0f : 1.0f);
+        for (int i = 0; i < n; i++) {
+            x[i] = (uniform() - 0.5f) * scale * (trial % 7 == 0 && i > n / 2 ? 0.0f : 1.0f);
+            w[i] = trial % 2 ? 1.0f : uniform() * 4.0f;
+        }
         for (int truncate = 0; truncate <= 1; truncate++) {
-            ok &= edge_fit_q4(isa, x, n, a, truncate) == edge_fit_q4_reference(x, n, b, truncate) && memcmp(a, b, (size_t)n) == 0;
+            ok &= edge_fit_q4(isa, x, w, n, a, truncate) == edge_fit_q4_reference(x, w, n, b, truncate) && memcmp(a, b, (size_t)n) == 0;
         }
     }
-    check(ok, "q4 group fit", isa, "400 groups, both roundings");
+    check(ok, "q4 group fit", isa, "400 groups, plain and weighted, both roundings");
 }
 
 static void test_level(int isa) {

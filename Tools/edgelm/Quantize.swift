@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import EdgeLM
 
@@ -28,6 +29,12 @@ struct Quantize: AsyncParsableCommand {
 
     @Option(name: .long, help: "llama2.c tokenizer.bin (needed for llama2.c checkpoints).")
     var tokenizer: String?
+
+    @Option(name: .long, help: "UTF-8 text to calibrate q4 scales on: the float model's activations weigh each weight's error. Never the text you evaluate on.")
+    var calibrate: String?
+
+    @Option(name: .long, help: "Tokens of the calibration text to use (windows of 256).")
+    var calibrationTokens = 16_384
 
     @Option(name: .long, help: "Payload compression: none or zstd.")
     var compress: Compression = .none
@@ -63,9 +70,23 @@ struct Quantize: AsyncParsableCommand {
         try await runReportingErrors {
             Terminal.installInterruptCleanup()
             let checkpoint = try Checkpoint.open(path: input, tokenizerPath: tokenizer)
-            let options = ConversionOptions(type: type, groupSize: groupSize, embeddingType: embeddingType,
+            var options = ConversionOptions(type: type, groupSize: groupSize, embeddingType: embeddingType,
                                             zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force,
                                             measureError: verbose).adapted(to: checkpoint)
+            if let calibrate {
+                guard type == .q4 else { throw EdgeLMError.invalidArgument("--calibrate applies to q4 (q8 scales follow each group's largest weight)") }
+                guard let text = FileManager.default.contents(atPath: calibrate) else { throw EdgeLMError.io(path: calibrate, message: "cannot read the calibration text") }
+                let start = Date()
+                options.calibration = try Calibration.collect(checkpoint: checkpoint, text: text, maxTokens: calibrationTokens) { done, total in
+                    guard !quiet else { return }
+                    if Terminal.isTTY { Terminal.progress(done, total, "calibrating") } else if done == total || done % 16 == 0 {
+                        Terminal.error("calibration: \(done)/\(total) windows")
+                    }
+                }
+                if !quiet, let c = options.calibration {
+                    Terminal.error("calibrated on \(c.provenance.tokens) tokens of \(calibrate) in \(format(Date().timeIntervalSince(start), 1)) s")
+                }
+            }
             let tty = Terminal.isTTY
             let report = try Converter.convert(checkpoint, to: output, options: options) { p in
                 guard !quiet else { return }

@@ -91,15 +91,15 @@ void edge_attn_scores_f16(int isa, const float *q, const uint16_t *k, int64_t np
 /// out[d] += sum_j p[j] * v[j * hd + d], d < hd: the value sum of an f16 V cache.
 void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out);
 
-/// Fits one q4 group of `n` weights (a multiple of 8; padding zeros cost nothing): returns the f16 scale bits
-/// and writes n codes in [-8, 7]. The scale search of EdgeLM's quantizer: the largest-magnitude weight mapped
-/// to -k for k = 6.5, 6.6, ..., 8.5 (f16-rounded), each followed by the least-squares refit of its codes; the
-/// first candidate with the least squared error wins. Codes round to nearest even, or toward zero when
-/// `truncate` (only tests use that). The vector version for level `isa` (AVX-512, AVX for the 256-bit x86
-/// levels, 4-lane SSE/NEON otherwise); `edge_fit_q4_reference` is the scalar one, and all give identical
-/// results.
-uint16_t edge_fit_q4(int isa, const float *x, int64_t n, int8_t *codes, int truncate);
-uint16_t edge_fit_q4_reference(const float *x, int64_t n, int8_t *codes, int truncate);
+/// Fits one q4 group of `n` weights `x` (a multiple of 8; padding zeros cost nothing) with importance `w`
+/// (n values >= 0; all 1 for a plain fit): returns the f16 scale bits and writes n codes in [-8, 7]. The scale
+/// search of EdgeLM's quantizer minimises Σ w (x - s q)²: candidates are the largest-magnitude weight mapped to
+/// -k for k = 6.5, 6.6, ..., 8.5 (f16-rounded), each followed by the weighted least-squares refit of its codes;
+/// the first candidate with the least error wins. Codes round to nearest even, or toward zero when `truncate`
+/// (only tests use that). The vector version for level `isa` (AVX-512, AVX for the 256-bit x86 levels, 4-lane
+/// SSE/NEON otherwise); `edge_fit_q4_reference` is the scalar one, and all give identical results.
+uint16_t edge_fit_q4(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate);
+uint16_t edge_fit_q4_reference(const float *x, const float *w, int64_t n, int8_t *codes, int truncate);
 
 /// Fits one q8 group: scale = f16(max|x| / 127), codes = round(x / scale) in [-127, 127].
 uint16_t edge_fit_q8(const float *x, int64_t n, int8_t *codes, int truncate);

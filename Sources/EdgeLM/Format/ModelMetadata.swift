@@ -63,6 +63,20 @@ public struct QuantizationSettings: Codable, Sendable, Equatable {
     public var compression: PayloadEncoding
     /// zstd level, when compressed.
     public var zstdLevel: Int?
+    /// The calibration text the q4 scales were fitted with, if any.
+    public var calibration: CalibrationProvenance?
+}
+
+/// Which text calibrated a conversion.
+public struct CalibrationProvenance: Codable, Sendable, Equatable {
+    /// SHA-256 of the calibration text file's bytes (hex).
+    public var textSHA256: String
+    /// Tokens run through the float model.
+    public var tokens: Int
+    /// Windows (of `context` tokens, BOS first) they were run in.
+    public var windows: Int
+    /// Tokens per window.
+    public var context: Int
 }
 
 /// Everything in a model file except the payloads.

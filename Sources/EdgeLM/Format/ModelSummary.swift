@@ -118,7 +118,11 @@ public struct ModelSummary: Codable, Sendable {
         s += ", dummy prefix \(t.addDummyPrefix), collapse spaces \(t.removeExtraWhitespaces), chat template \(t.chatTemplate ?? "none")\n"
         let q = quantization
         s += "quantization: \(q.type.rawValue), group \(q.groupSize == 0 ? "per channel" : String(q.groupSize)), embedding/output \(q.embeddingType.rawValue)"
-        s += q.compression == .zstd ? ", zstd level \(q.zstdLevel ?? 0)\n" : ", raw payloads\n"
+        s += q.compression == .zstd ? ", zstd level \(q.zstdLevel ?? 0)" : ", raw payloads"
+        if let c = q.calibration {
+            s += ", q4 scales calibrated on \(c.tokens) tokens (\(c.windows) windows of \(c.context); text sha256 \(c.textSHA256))"
+        }
+        s += "\n"
         let p = provenance
         s += "provenance: \(p.sourceFile) (\(p.sourceFormat), sha256 \(p.sourceSHA256)), EdgeLM \(p.converterVersion), \(p.created)\n\n"
         s += "name                 shape          scheme  group   bytes      stored     ratio  bits/w\n"

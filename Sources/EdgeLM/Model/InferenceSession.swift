@@ -16,6 +16,35 @@ public enum ActivationGranularity: Sendable {
     case row
 }
 
+/// The input of a group of linear layers, as `ActivationObserver` sees it.
+public enum LinearInput: Sendable, CaseIterable {
+    /// The normed residual entering attn_q, attn_k and attn_v: [tokens, dim].
+    case attention
+    /// The attention output entering attn_output: [tokens, qDim].
+    case attentionOutput
+    /// The normed residual entering ffn_gate and ffn_up: [tokens, dim].
+    case ffn
+    /// The gated hidden state entering ffn_down: [tokens, ffnDim].
+    case ffnDown
+
+    /// The canonical tensors of layer `l` that read this input.
+    public func tensors(layer l: Int) -> [String] {
+        let p = "blk.\(l)."
+        switch self {
+        case .attention: return [p + "attn_q", p + "attn_k", p + "attn_v"]
+        case .attentionOutput: return [p + "attn_output"]
+        case .ffn: return [p + "ffn_gate", p + "ffn_up"]
+        case .ffnDown: return [p + "ffn_down"]
+        }
+    }
+}
+
+/// Sees the input of every linear layer during a forward pass (calibration statistics).
+public protocol ActivationObserver: AnyObject {
+    /// `values` is [tokens, width], row-major, valid only during the call.
+    func observe(layer: Int, input: LinearInput, values: UnsafePointer<Float>, tokens: Int, width: Int)
+}
+
 /// One sequence being evaluated: the KV cache, every scratch buffer (allocated once, here), and the
 /// forward pass. Not thread-safe: one session serves one sequence at a time.
 public final class InferenceSession: @unchecked Sendable {
@@ -31,6 +60,8 @@ public final class InferenceSession: @unchecked Sendable {
     public let activationGranularity: ActivationGranularity
     /// Tokens already in the KV cache.
     public private(set) var position = 0
+    /// Sees every linear layer's input while set (calibration); nil in normal use.
+    public var observer: ActivationObserver?
     /// The ids of those tokens, in order (what `prefill` compares a new prompt with).
     public private(set) var tokens: [Int] = []
     /// Positions the KV cache holds: the model's context unless the session was created with another.
@@ -275,6 +306,7 @@ public final class InferenceSession: @unchecked Sendable {
             // Attention: x -> xb = norm(x) -> q, k, v (+ bias, per-head norm) -> RoPE -> cache -> attnOut
             //   -> delta = wo attnOut (-> post-norm) -> x += delta
             for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.attnNorm, count: dim, epsilon: eps) }
+            observer?.observe(layer: l, input: .attention, values: xb, tokens: n, width: dim)
             let quantizedInput = quantizeIfNeeded(xb, cols: dim, tokens: n, for: layer.wq)
             linear(layer.wq, input: xb, quantized: quantizedInput, tokens: n, out: q)
             linear(layer.wk, input: xb, quantized: quantizedInput, tokens: n, out: k)
@@ -302,11 +334,13 @@ public final class InferenceSession: @unchecked Sendable {
                 attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
                               cache: cache, pool: pool, level: level)
             }
+            observer?.observe(layer: l, input: .attentionOutput, values: attnOut, tokens: n, width: qDim)
             linear(layer.wo, input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo), tokens: n, out: delta)
             addResidual(delta, tokens: n, postNorm: layer.postAttnNorm)
 
             // FFN: xb = norm(x) -> hb = gate xb, hb2 = up xb -> hb = act(hb) * hb2 -> delta = down hb (-> post-norm) -> x += delta
             for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.ffnNorm, count: dim, epsilon: eps) }
+            observer?.observe(layer: l, input: .ffn, values: xb, tokens: n, width: dim)
             let quantizedFFN = quantizeIfNeeded(xb, cols: dim, tokens: n, for: layer.gate)
             linear(layer.gate, input: xb, quantized: quantizedFFN, tokens: n, out: hb)
             linear(layer.up, input: xb, quantized: quantizedFFN, tokens: n, out: hb2)
@@ -314,6 +348,7 @@ public final class InferenceSession: @unchecked Sendable {
             case .silu: FloatKernels.swiglu(hb, hb2, count: n * ffn)
             case .geluTanh: FloatKernels.geglu(hb, hb2, count: n * ffn)
             }
+            observer?.observe(layer: l, input: .ffnDown, values: hb, tokens: n, width: ffn)
             linear(layer.down, input: hb, quantized: quantizeIfNeeded(hb, cols: ffn, tokens: n, for: layer.down), tokens: n, out: delta)
             addResidual(delta, tokens: n, postNorm: layer.postFFNNorm)
         }

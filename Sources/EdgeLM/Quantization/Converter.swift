@@ -15,6 +15,9 @@ public struct ConversionOptions: Sendable {
     /// Decode every quantized tensor again to report its error (`TensorReport.error`); costs a second
     /// pass over the weights, so it is off unless asked for (`edgelm quantize --verbose`).
     public var measureError: Bool
+    /// Activation statistics from calibration text: q4 scales then minimise the importance-weighted error
+    /// (`Calibration.collect`). Recorded in the file's quantization settings.
+    public var calibration: Calibration?
 
     /// Creates options.
     public init(type: TensorScheme, groupSize: Int? = nil, embeddingType: TensorScheme? = nil, zstdLevel: Int? = nil,
@@ -133,12 +136,15 @@ public enum Converter {
     public static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
                                progress: (ConversionProgress) -> Void = { _ in }) throws(EdgeLMError) -> ConversionReport {
         let level = try KernelLevel.selected()
-        return try convert(checkpoint, to: outputPath, options: options, encoder: { Quantizer.encode($0, layout: $1, level: level) }, progress: progress)
+        let importance = options.calibration?.importance ?? [:]
+        return try convert(checkpoint, to: outputPath, options: options, encoder: { name, values, layout in
+            Quantizer.encode(values, layout: layout, importance: layout.scheme == .q4 ? importance[name] : nil, level: level)
+        }, progress: progress)
     }
 
     /// Converts with a given payload encoder (tests substitute deliberately degraded quantizers).
     static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
-                        encoder: ([Float], TensorLayout) -> [UInt8],
+                        encoder: (String, [Float], TensorLayout) -> [UInt8],
                         progress: (ConversionProgress) -> Void) throws(EdgeLMError) -> ConversionReport {
         let options = options.adapted(to: checkpoint)
         try options.validate()
@@ -149,36 +155,57 @@ public enum Converter {
         let writer = try ModelWriter(path: outputPath, overwrite: options.overwrite)
         let shapes = checkpoint.config.tensorShapes
         var reports: [TensorReport] = []
+        // Tensor i is written (and checksummed) on `writes` while tensor i + 1 is converted; at most one
+        // write is in flight, so two payloads are in memory at most.
+        let writes = DispatchQueue(label: "edgelm.convert.write"), writing = DispatchGroup()
+        let written = ConcurrentSlots<Result<TensorEntry, EdgeLMError>>(count: shapes.count)
+        let out = UncheckedSendable(writer)
+        var pending: (index: Int, report: (TensorEntry) -> TensorReport)?
+        func finishPending() throws(EdgeLMError) {
+            writing.wait()
+            guard let (index, report) = pending else { return }
+            pending = nil
+            let entry = try written.values[index]!.get()
+            reports.append(report(entry))
+            progress(ConversionProgress(done: index + 1, total: shapes.count, tensor: reports[index]))
+        }
         for (i, (name, shape)) in shapes.enumerated() {
             guard let source = checkpoint.tensors[name] else { throw .missingTensor(path: checkpoint.path, tensor: name) }
             let (scheme, groupSize) = options.plan(for: name)
             let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
             let values = try source.floats(path: checkpoint.path)
             let carried = carriedPayload(source, layout)
-            let payload = carried ?? encoder(values, layout)
+            let payload = carried ?? encoder(name, values, layout)
             if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
                 throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
             }
             if scheme.isQuantized, let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.rows * layout.groupsPerRow) }) {
                 throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
             }
-            let entry = try withPayload(payload) { (buf) throws(EdgeLMError) in
-                try writer.append(name: name, shape: shape, scheme: scheme, groupSize: groupSize, payload: buf,
-                                  zstdLevel: options.zstdLevel)
+            let error = scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: values, layout: layout, payload: payload)
+            try finishPending()
+            let zstd = options.zstdLevel
+            writes.async(group: writing) {
+                written.set(i, Result { () throws(EdgeLMError) in
+                    try withPayload(payload) { (buf) throws(EdgeLMError) in
+                        try out.value.append(name: name, shape: shape, scheme: scheme, groupSize: groupSize, payload: buf, zstdLevel: zstd)
+                    }
+                })
             }
-            let report = TensorReport(name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
-                                      error: scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: values, layout: layout, payload: payload),
-                                      carriedOver: carried != nil)
-            reports.append(report)
-            progress(ConversionProgress(done: i + 1, total: shapes.count, tensor: report))
+            pending = (i, { entry in
+                TensorReport(name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
+                             error: error, carriedOver: carried != nil)
+            })
         }
+        try finishPending()
         hashing.wait()
         let provenance = Provenance(sourceFile: (checkpoint.path as NSString).lastPathComponent, sourceSHA256: sourceHash.values[0]!,
                                     sourceFormat: checkpoint.format, converterVersion: EdgeLMVersion.string,
                                     created: ISO8601DateFormatter().string(from: Date()))
-        let settings = QuantizationSettings(type: options.type, groupSize: options.resolvedGroupSize,
+        var settings = QuantizationSettings(type: options.type, groupSize: options.resolvedGroupSize,
                                             embeddingType: options.resolvedEmbeddingType,
                                             compression: options.zstdLevel == nil ? .raw : .zstd, zstdLevel: options.zstdLevel)
+        settings.calibration = options.calibration?.provenance
         try writer.finish(config: checkpoint.config, tokenizer: checkpoint.tokenizer, provenance: provenance, quantization: settings)
         let outputBytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? 0
         let matrices = reports.filter { [.attention, .ffn].contains(TensorRole(name: $0.name)) }

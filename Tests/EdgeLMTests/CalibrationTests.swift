@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+@testable import EdgeLM
+
+/// Calibrated q4 (importance-weighted scale search) against plain q4 on stories260K: calibrated on the
+/// first half of the dev text, scored (second half of each window, as llama-perplexity does) on the other
+/// half. Broken statistics — shuffled channels or all zeros — must do worse than the real ones.
+@Suite struct CalibrationTests {
+    static let halves: (calibration: String, evaluation: String)? = {
+        guard let text = try? String(contentsOfFile: Fixtures.path("text/tinystories-dev.txt"), encoding: .utf8) else { return nil }
+        let cut = text.index(after: text[text.index(text.startIndex, offsetBy: text.count / 2)...].firstIndex(of: "\n")!)
+        return (String(text[..<cut]), String(text[cut...]))
+    }()
+
+    func kld(_ calibration: Calibration?, key: String) throws -> Double {
+        let source = try Checkpoint.open(path: Fixtures.storiesGGUF, tokenizerPath: nil)
+        var options = ConversionOptions(type: .q4)
+        options.calibration = calibration
+        let dir = TemporaryDirectory()
+        _ = try Converter.convert(source, to: dir.file("\(key).edgelm"), options: options)
+        let lm = try LanguageModel(path: dir.file("\(key).edgelm"), keyType: .f32, valueType: .f32)
+        let reference = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
+        let report = try PerplexityEvaluator.run(model: lm, reference: reference, tokens: lm.tokenizer.encode(Self.halves!.evaluation),
+                                                 options: PerplexityOptions(context: 256, chunks: 40, scoreSecondHalf: true))
+        if let c = calibration {
+            #expect(try ModelFile(path: dir.file("\(key).edgelm")).metadata.quantization.calibration == c.provenance)
+        }
+        return try #require(report.reference).kldMean.value
+    }
+
+    /// Measured: plain 0.0903, calibrated 0.0872 (5,080 scored tokens).
+    @Test func calibrationLowersDriftAndBrokenStatisticsDoNot() throws {
+        guard Fixtures.available(Fixtures.stories + "stories260K.gguf"), Fixtures.available("text/tinystories-dev.txt") else { return }
+        let halves = try #require(Self.halves)
+        let source = try Checkpoint.open(path: Fixtures.storiesGGUF, tokenizerPath: nil)
+        let calibration = try Calibration.collect(checkpoint: source, text: Data(halves.calibration.utf8), maxTokens: 16_384)
+        #expect(calibration.provenance.tokens == 16_384 && calibration.provenance.windows == 65)
+        #expect(calibration.importance.count == 7 * 5 && calibration.importance["blk.0.ffn_down"]?.count == 172)
+        let plain = try kld(nil, key: "plain"), calibrated = try kld(calibration, key: "calibrated")
+        print("calibration: plain \(plain), calibrated \(calibrated)")
+        #expect(calibrated <= 0.0885 && calibrated < plain - 0.002)
+        var rng = TestRandom(seed: 11)
+        let shuffled = Calibration(provenance: calibration.provenance, importance: calibration.importance.mapValues { v in
+            var s = v
+            for i in stride(from: s.count - 1, to: 0, by: -1) { s.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            return s
+        })
+        let zero = Calibration(provenance: calibration.provenance, importance: calibration.importance.mapValues { [Float](repeating: 0, count: $0.count) })
+        let broken = [("shuffled channels", try kld(shuffled, key: "shuffled")), ("zero statistics", try kld(zero, key: "zero"))]
+        for (name, value) in broken {
+            print("calibration: \(name) \(value)")
+            #expect(value > calibrated + 0.002, "\(name): \(value)")
+        }
+    }
+}
