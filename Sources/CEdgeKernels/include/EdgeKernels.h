@@ -108,6 +108,9 @@ uint16_t edge_fit_q8(const float *x, int64_t n, int8_t *codes, int truncate);
 /// returns 1, or returns 0 without touching anything when the CPU has none (the caller then hashes itself).
 int edge_sha256_blocks(uint32_t state[8], const uint8_t *data, int64_t blocks);
 
+/// SHA-256's 64 round constants.
+const uint32_t *edge_sha256_constants(void);
+
 /// dst[i] = the IEEE half src[i] as a float, exactly, for i < n (F16C when the CPU has it).
 void edge_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
 
