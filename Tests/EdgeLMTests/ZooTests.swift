@@ -214,6 +214,12 @@ struct ZooFixture {
         }
         let dir = TemporaryDirectory()
         _ = try Converter.convert(checkpoint, to: dir.file("f32.edgelm"), options: ConversionOptions(type: .f32))
+        // The f32 file's payloads are those same bytes.
+        let file = try ModelFile(path: dir.file("f32.edgelm"))
+        for (name, expected) in tensors {
+            let canonical = String(name.dropLast(".weight".count))
+            #expect(SHA256.hex(try file.tensor(canonical).bytes) == expected["sha256_f32"] as! String, "\(type) \(name) in the f32 file")
+        }
         let window = try ZooFixture("llama-k").windowIds
         let lm = try LanguageModel(path: dir.file("f32.edgelm"), keyType: .f32, valueType: .f32)
         let report = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: Array(window.dropFirst()),
