@@ -100,6 +100,13 @@ import Testing
         expectRejected(g.bytes) { if case let .unsupportedTensorType(_, "token_embd.weight", type) = $0 { type.contains("IQ2_XXS") } else { false } }
     }
 
+    @Test func absurdHeadWidthIsRefused() {
+        var w = TinyModel.gguf()
+        w.set("llama.attention.key_length", .u32(1 << 30))
+        w.set("llama.rope.dimension_count", .u32(1 << 30))
+        expectRejected(w.encoded()) { if case .invalidField(_, "llama.attention.key_length", _) = $0 { true } else { false } }
+    }
+
     @Test func partialQuantizedBlocksAreRefused() {
         var g = HostileGGUF(tensors: 1, keyValues: 0)
         g.tensor("token_embd.weight", dims: [32, 4], type: 12)

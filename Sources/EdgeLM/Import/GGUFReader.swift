@@ -303,6 +303,9 @@ enum GGUFReader {
             ropeTheta: Float(try keys.float("rope.freq_base", default: 10000)), ropeLayout: family.ggufRopeLayout,
             normEpsilon: Float(try keys.float("attention.layer_norm_rms_epsilon", default: 1e-5)), tiedOutput: tied)
         if heads > 0, headDim != dim / heads || dim % heads != 0 { config.headDimension = headDim }
+        guard (2...4096).contains(config.headDim), config.headDim % 2 == 0 else {
+            throw keys.fail("attention.key_length", "head width \(config.headDim) must be even and in 2...4096")
+        }
         config.ropeTables = [try ropeTable(config: config, keys: &keys, tensors: &tensors)]
         try family.configureGGUF(&config, &keys, tensors: &tensors)
         try keys.finish(harmless: harmlessArchKeys)

@@ -39,7 +39,12 @@ struct HuggingFaceConfig {
             kvHeads: try r.int("num_key_value_heads") ?? heads, ffnDim: try r.requiredInt("intermediate_size"),
             vocabSize: try r.requiredInt("vocab_size"), contextLength: try r.int("max_position_embeddings") ?? 2048, ropeLayout: .halves,
             normEpsilon: Float(try r.double("rms_norm_eps") ?? 1e-6), tiedOutput: false)
-        if let h = try r.int("head_dim"), heads > 0, h != dim / heads || dim % heads != 0 { config.headDimension = h }
+        guard (1...ModelConfig.Limits.maxHeads).contains(heads) else { throw r.fail("num_attention_heads", "\(heads) is outside 1...\(ModelConfig.Limits.maxHeads)") }
+        guard (1...ModelConfig.Limits.maxDim).contains(dim) else { throw r.fail("hidden_size", "\(dim) is outside 1...\(ModelConfig.Limits.maxDim)") }
+        if let h = try r.int("head_dim"), h != dim / heads || dim % heads != 0 { config.headDimension = h }
+        guard (2...4096).contains(config.headDim), config.headDim % 2 == 0 else {
+            throw r.fail("head_dim", "\(config.headDim) must be even and in 2...4096")
+        }
         let tie = try r.bool("tie_word_embeddings")
         let bos = try tokenId(&r, "bos_token_id"), eos = try tokenId(&r, "eos_token_id")
         let rope = try RopeSettings(&r, dims: config.headDim, contextLength: config.contextLength)
