@@ -78,8 +78,9 @@ static void q4_sums_ref(const float *x, const float *w, int64_t n, const float *
         float sxq = 0, sqq = 0;
         for (int64_t i = 0; i < n; i++) {
             const float q = round_code(x[i] * inverse, -8, 7, truncate);
-            sxq += (w[i] * x[i]) * q;
-            sqq += (w[i] * q) * q;
+            const float wi = w ? w[i] : 1.0f;
+            sxq += (wi * x[i]) * q;
+            sqq += (wi * q) * q;
         }
         xq[k] = sxq, qq[k] = sqq;
     }
@@ -96,11 +97,12 @@ static void q4_sums_vec(const float *x, const float *w, int64_t n, const float *
         sxq[v] = splat(0), sqq[v] = splat(0);
     }
     for (int64_t i = 0; i < n; i++) {
-        const v4f xi = splat(x[i]), wx = splat(w[i] * x[i]), wi = splat(w[i]);
+        const float wi = w ? w[i] : 1.0f;
+        const v4f xi = splat(x[i]), wx = splat(wi * x[i]), wv = splat(wi);
         for (int v = 0; v < 6; v++) {
             const v4f q = round_codes(xi * inverse[v], -8, 7, truncate);
             sxq[v] += wx * q;
-            sqq[v] += (wi * q) * q;
+            sqq[v] += (wv * q) * q;
         }
     }
     for (int v = 0; v < 6; v++) {
@@ -122,12 +124,13 @@ static void q4_sums_avx(const float *x, const float *w, int64_t n, const float *
         sxq[v] = sqq[v] = _mm256_setzero_ps();
     }
     for (int64_t i = 0; i < n; i++) {
-        const __m256 xi = _mm256_set1_ps(x[i]), wx = _mm256_set1_ps(w[i] * x[i]), wi = _mm256_set1_ps(w[i]);
+        // Unweighted (w NULL): w * x * q = x * q and w * q * q = q * q exactly, so one multiply less.
+        const __m256 xi = _mm256_set1_ps(x[i]), wx = w ? _mm256_set1_ps(w[i] * x[i]) : xi, wi = _mm256_set1_ps(w ? w[i] : 1.0f);
         for (int v = 0; v < 3; v++) {
             __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xi, inverse[v]), lo), hi);
             q = truncate ? _mm256_cvtepi32_ps(_mm256_cvttps_epi32(q)) : _mm256_sub_ps(_mm256_add_ps(q, magic), magic);
             sxq[v] = _mm256_add_ps(sxq[v], _mm256_mul_ps(wx, q));
-            sqq[v] = _mm256_add_ps(sqq[v], _mm256_mul_ps(_mm256_mul_ps(wi, q), q));
+            sqq[v] = _mm256_add_ps(sqq[v], _mm256_mul_ps(w ? _mm256_mul_ps(wi, q) : q, q));
         }
     }
     for (int v = 0; v < 3; v++) {
@@ -149,12 +152,12 @@ static void q4_sums_avx512(const float *x, const float *w, int64_t n, const floa
         sxq[v] = sqq[v] = _mm512_setzero_ps();
     }
     for (int64_t i = 0; i < n; i++) {
-        const __m512 xi = _mm512_set1_ps(x[i]), wx = _mm512_set1_ps(w[i] * x[i]), wi = _mm512_set1_ps(w[i]);
+        const __m512 xi = _mm512_set1_ps(x[i]), wx = w ? _mm512_set1_ps(w[i] * x[i]) : xi, wi = _mm512_set1_ps(w ? w[i] : 1.0f);
         for (int v = 0; v < 2; v++) {
             __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(xi, inverse[v]), lo), hi);
             q = truncate ? _mm512_cvtepi32_ps(_mm512_cvttps_epi32(q)) : _mm512_sub_ps(_mm512_add_ps(q, magic), magic);
             sxq[v] = _mm512_add_ps(sxq[v], _mm512_mul_ps(wx, q));
-            sqq[v] = _mm512_add_ps(sqq[v], _mm512_mul_ps(_mm512_mul_ps(wi, q), q));
+            sqq[v] = _mm512_add_ps(sqq[v], _mm512_mul_ps(w ? _mm512_mul_ps(wi, q) : q, q));
         }
     }
     float out[2][32];
@@ -222,7 +225,7 @@ static uint16_t fit_q4(const float *x, const float *w, int64_t n, int8_t *codes,
     // 21 candidates in 24 lanes (the last three repeat k = 20 and are ignored).
     // x·x - 2s x·q + s² q·q in double: the cancellation must not hide an exact fit.
     double xx = 0;
-    for (int64_t i = 0; i < n; i++) xx += (double)(w[i] * x[i]) * x[i];
+    for (int64_t i = 0; i < n; i++) xx += (double)((w ? w[i] : 1.0f) * x[i]) * x[i];
     float base[24], refit[24], e2[24], xq[24], qq[24], refitError[24];
     for (int k = 0; k < 24; k++) base[k] = -peak / (6.5f + (float)(k < 20 ? k : 20) * 0.1f);
     round_half24(base);

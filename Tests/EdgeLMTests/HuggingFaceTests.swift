@@ -332,7 +332,8 @@ extension ByteLevelSplitter {
         let base: [String: Any] = ["architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
                                    "intermediate_size": 128, "vocab_size": 16]
         for (key, value, field) in [("num_attention_heads", 0, "num_attention_heads"), ("head_dim", 1 << 40, "head_dim"),
-                                    ("hidden_size", -3, "hidden_size"), ("head_dim", 3, "head_dim")] as [(String, Int, String)] {
+                                    ("hidden_size", -3, "hidden_size"), ("head_dim", 3, "head_dim"),
+                                    ("num_hidden_layers", 1 << 40, "num_hidden_layers")] as [(String, Int, String)] {
             var config = base
             config[key] = value
             let data = try! JSONSerialization.data(withJSONObject: config)

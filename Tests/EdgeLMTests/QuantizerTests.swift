@@ -71,6 +71,8 @@ import Testing
                     var a = [Int8](repeating: 0, count: group.count)
                     let fast = edge_fit_q4(level.rawValue, group, ones, Int64(group.count), &a, truncate)
                     #expect(fast == slow && a == b, "\(level)")
+                    var c = [Int8](repeating: 0, count: group.count)
+                    #expect(edge_fit_q4(level.rawValue, group, nil, Int64(group.count), &c, truncate) == slow && c == b, "\(level) unweighted")
                 }
             }
         }

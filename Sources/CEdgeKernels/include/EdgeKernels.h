@@ -92,7 +92,7 @@ void edge_attn_scores_f16(int isa, const float *q, const uint16_t *k, int64_t np
 void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out);
 
 /// Fits one q4 group of `n` weights `x` (a multiple of 8; padding zeros cost nothing) with importance `w`
-/// (n values >= 0; all 1 for a plain fit): returns the f16 scale bits and writes n codes in [-8, 7]. The scale
+/// (n values >= 0; NULL for a plain fit, the same as all 1): returns the f16 scale bits and writes n codes in [-8, 7]. The scale
 /// search of EdgeLM's quantizer minimises Σ w (x - s q)²: candidates are the largest-magnitude weight mapped to
 /// -k for k = 6.5, 6.6, ..., 8.5 (f16-rounded), each followed by the weighted least-squares refit of its codes;
 /// the first candidate with the least error wins. Codes round to nearest even, or toward zero when `truncate`

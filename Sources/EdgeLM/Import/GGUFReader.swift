@@ -306,6 +306,9 @@ enum GGUFReader {
         guard (2...4096).contains(config.headDim), config.headDim % 2 == 0 else {
             throw keys.fail("attention.key_length", "head width \(config.headDim) must be even and in 2...4096")
         }
+        guard (1...ModelConfig.Limits.maxLayers).contains(config.layers) else {
+            throw keys.fail("block_count", "\(config.layers) is outside 1...\(ModelConfig.Limits.maxLayers)")
+        }
         config.ropeTables = [try ropeTable(config: config, keys: &keys, tensors: &tensors)]
         try family.configureGGUF(&config, &keys, tensors: &tensors)
         try keys.finish(harmless: harmlessArchKeys)

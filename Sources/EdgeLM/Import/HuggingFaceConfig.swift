@@ -41,6 +41,9 @@ struct HuggingFaceConfig {
             normEpsilon: Float(try r.double("rms_norm_eps") ?? 1e-6), tiedOutput: false)
         guard (1...ModelConfig.Limits.maxHeads).contains(heads) else { throw r.fail("num_attention_heads", "\(heads) is outside 1...\(ModelConfig.Limits.maxHeads)") }
         guard (1...ModelConfig.Limits.maxDim).contains(dim) else { throw r.fail("hidden_size", "\(dim) is outside 1...\(ModelConfig.Limits.maxDim)") }
+        guard (1...ModelConfig.Limits.maxLayers).contains(config.layers) else {
+            throw r.fail("num_hidden_layers", "\(config.layers) is outside 1...\(ModelConfig.Limits.maxLayers)")
+        }
         if let h = try r.int("head_dim"), h != dim / heads || dim % heads != 0 { config.headDimension = h }
         guard (2...4096).contains(config.headDim), config.headDim % 2 == 0 else {
             throw r.fail("head_dim", "\(config.headDim) must be even and in 2...4096")

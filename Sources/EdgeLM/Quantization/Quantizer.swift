@@ -105,15 +105,15 @@ public enum Quantizer {
                     let stored = min(groupValues, layout.blocksPerRow * 32 - lo)
                     x.update(from: values.baseAddress! + r * cols + lo, count: hi - lo)
                     (x + (hi - lo)).initialize(repeating: 0, count: stored - (hi - lo))
-                    importance.withUnsafeBufferPointer { w.update(from: $0.baseAddress! + lo, count: hi - lo) }
                     if calibrated {
                         // Calibrated: column importance times sqrt(row variance + w²), so large weights of
                         // important columns count most (measured: 3.4% lower KLD than importance alone).
+                        importance.withUnsafeBufferPointer { w.update(from: $0.baseAddress! + lo, count: hi - lo) }
                         for i in 0..<(hi - lo) { w[i] *= (rowVariance + x[i] * x[i]).squareRoot() }
+                        (w + (hi - lo)).initialize(repeating: 1, count: stored - (hi - lo))
                     }
-                    (w + (hi - lo)).initialize(repeating: 1, count: stored - (hi - lo))
                     let scale = layout.scheme == .q8 ? edge_fit_q8(x, Int64(stored), codes, truncate)
-                        : edge_fit_q4(level.rawValue, x, w, Int64(stored), codes, truncate)
+                        : edge_fit_q4(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
                     out.storeBytes(of: scale, toByteOffset: layout.scalesOffset + (r * layout.groupsPerRow + g) * 2, as: UInt16.self)
                     // Padding past the last column stores code 0 (nibble 8 for q4), like every zero.
                     if layout.scheme == .q8 {
