@@ -102,14 +102,18 @@ import Testing
         }
     }
 
-    /// Half-to-float conversion (F16C where the CPU has it) is exact for every half, as the Swift reference.
-    @Test func halfConversionIsExactForEveryValue() {
+    /// Half-to-float conversion at every kernel level this CPU has (F16C on x86) is exact for every half, as
+    /// the Swift reference.
+    @Test(arguments: KernelLevel.allCases.filter(\.isSupported))
+    func halfConversionIsExactForEveryValue(level: KernelLevel) {
         let halves = (0...UInt16.max).map { $0 }
         var out = [Float](repeating: 0, count: halves.count)
-        halves.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { edge_f16_to_f32(src.baseAddress!, $0.baseAddress!, Int64(src.count)) } }
+        halves.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { edge_f16_to_f32(level.rawValue, src.baseAddress!, $0.baseAddress!, Int64(src.count)) }
+        }
         for (h, f) in zip(halves, out) {
             let expected = HalfFloat.toFloat(h)
-            #expect(f.bitPattern == expected.bitPattern || (f.isNaN && expected.isNaN), "half \(h)")
+            #expect(f.bitPattern == expected.bitPattern || (f.isNaN && expected.isNaN), "\(level) half \(h)")
         }
     }
 

@@ -21,6 +21,15 @@ struct ZooFixture {
 
     static func folder(_ family: String) -> String { "models/zoo/\(family)" }
 
+    /// Links the family's folder (GGUF files aside) into `dir`, with the file `config` (if any) as its
+    /// config.json, or none (the caller writes one).
+    static func linkFolder(_ family: String, into dir: TemporaryDirectory, config: String?) throws {
+        let source = Fixtures.path(folder(family))
+        for name in try FileManager.default.contentsOfDirectory(atPath: source) where name != "config.json" && !name.hasSuffix(".gguf") {
+            try FileManager.default.createSymbolicLink(atPath: dir.file(name == config ? "config.json" : name), withDestinationPath: source + "/" + name)
+        }
+    }
+
     init(_ family: String) throws {
         self.family = family
         let d = try Fixtures.json("fixtures/zoo-\(family).json") as! [String: Any]
@@ -125,9 +134,7 @@ struct ZooFixture {
         guard available(family), Fixtures.available(gguf) else { return }
         let dir = TemporaryDirectory()
         let source = Fixtures.path(ZooFixture.folder(family))
-        for name in try FileManager.default.contentsOfDirectory(atPath: source) where name != "config.json" && !name.hasSuffix(".gguf") {
-            try FileManager.default.createSymbolicLink(atPath: dir.file(name), withDestinationPath: source + "/" + name)
-        }
+        try ZooFixture.linkFolder(family, into: dir, config: nil)
         var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: source + "/config.json"))) as! [String: Any]
         var rope = config["rope_parameters"] as! [String: Any]
         rope["original_max_position_embeddings"] = 8192
@@ -172,9 +179,7 @@ struct ZooFixture {
         guard available(family), Fixtures.available(ZooFixture.folder(family) + "/config.v4.json") else { return }
         let dir = TemporaryDirectory()
         let source = Fixtures.path(ZooFixture.folder(family))
-        for name in try FileManager.default.contentsOfDirectory(atPath: source) where name != "config.json" && !name.hasSuffix(".gguf") {
-            try FileManager.default.createSymbolicLink(atPath: dir.file(name == "config.v4.json" ? "config.json" : name), withDestinationPath: source + "/" + name)
-        }
+        try ZooFixture.linkFolder(family, into: dir, config: "config.v4.json")
         let v5 = try Checkpoint.open(path: source, tokenizerPath: nil), v4 = try Checkpoint.open(path: dir.path, tokenizerPath: nil)
         #expect(v5.config == v4.config)
         _ = try Converter.convert(v5, to: dir.file("v5.edgelm"), options: ConversionOptions(type: .q8))

@@ -111,8 +111,8 @@ int edge_sha256_blocks(uint32_t state[8], const uint8_t *data, int64_t blocks);
 /// SHA-256's 64 round constants.
 const uint32_t *edge_sha256_constants(void);
 
-/// dst[i] = the IEEE half src[i] as a float, exactly, for i < n (F16C when the CPU has it).
-void edge_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
+/// dst[i] = the IEEE half src[i] as a float, exactly, for i < n (F16C at the x86 levels, which all have it).
+void edge_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n);
 
 #ifdef __cplusplus
 }

@@ -94,7 +94,7 @@ public struct SourceTensor: @unchecked Sendable {
         case .f32:
             UnsafeMutableRawPointer(out + lo).copyMemory(from: bytes.baseAddress! + lo * 4, byteCount: n * 4)
         case .f16:
-            edge_f16_to_f32(bytes.baseAddress!.assumingMemoryBound(to: UInt16.self) + lo, out + lo, Int64(n))
+            edge_f16_to_f32(KernelLevel.detected.rawValue, bytes.baseAddress!.assumingMemoryBound(to: UInt16.self) + lo, out + lo, Int64(n))
         case .bf16:
             for i in range {
                 out[i] = Float(bitPattern: UInt32(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16)

@@ -50,7 +50,7 @@ struct ConfigReader {
 
     mutating func double(_ key: String) throws(EdgeLMError) -> Double? {
         guard let v = raw(key) else { return nil }
-        guard let n = v as? NSNumber, !(v is Bool) || n.doubleValue == 0 || n.doubleValue == 1 else { throw fail(key, "must be a number") }
+        guard let n = v as? NSNumber else { throw fail(key, "must be a number") }
         return n.doubleValue
     }
 

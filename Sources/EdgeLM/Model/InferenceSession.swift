@@ -299,7 +299,7 @@ public final class InferenceSession: @unchecked Sendable {
     /// Runs `tokens` (at most maxBatch) through every layer on this session's buffers, leaving the final
     /// hidden states in x; each segment's tokens go to its session's KV cache, whose position then advances.
     private func forwardBatch(_ tokens: [Int], segments: [Segment]) {
-        let n = tokens.count, dim = c.dim, qDim = c.qDim, kvDim = c.kvDim, ffn = c.ffnDim, hd = c.headDim, eps = c.normEpsilon
+        let n = tokens.count, dim = c.dim, qDim = c.qDim, kvDim = c.kvDim, ffn = c.ffnDim, eps = c.normEpsilon
         for (t, token) in tokens.enumerated() { model.embedding.row(token, into: x + t * dim) }
         if let s = c.embeddingScale { for i in 0..<(n * dim) { x[i] *= s } }
         for (l, layer) in model.layers.enumerated() {
@@ -311,13 +311,11 @@ public final class InferenceSession: @unchecked Sendable {
             linear(layer.wq, input: xb, quantized: quantizedInput, tokens: n, out: q)
             linear(layer.wk, input: xb, quantized: quantizedInput, tokens: n, out: k)
             linear(layer.wv, input: xb, quantized: quantizedInput, tokens: n, out: v)
-            for (buffer, width, bias) in [(q, qDim, layer.qBias), (k, kvDim, layer.kBias), (v, kvDim, layer.vBias)] {
-                if let bias { for t in 0..<n { FloatKernels.add(buffer + t * width, bias, count: width) } }
-            }
-            for (buffer, heads, norm) in [(q, c.heads, layer.qNorm), (k, c.kvHeads, layer.kNorm)] {
-                guard let norm else { continue }
-                for h in 0..<(n * heads) { FloatKernels.rmsNorm(buffer + h * hd, buffer + h * hd, weight: norm, count: hd, epsilon: eps) }
-            }
+            addBias(q, layer.qBias, width: qDim, tokens: n)
+            addBias(k, layer.kBias, width: kvDim, tokens: n)
+            addBias(v, layer.vBias, width: kvDim, tokens: n)
+            normHeads(q, layer.qNorm, heads: n * c.heads)
+            normHeads(k, layer.kNorm, heads: n * c.kvHeads)
             let table = c.ropeTableIndex(layer: l)
             for seg in segments {
                 let pos0 = seg.session.position, cache = seg.session.cache
@@ -364,6 +362,19 @@ public final class InferenceSession: @unchecked Sendable {
         for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + (first + t) * dim, weight: model.outputNorm, count: dim, epsilon: c.normEpsilon) }
         linear(model.output, input: xb, quantized: quantizeIfNeeded(xb, cols: dim, tokens: n, for: model.output), tokens: n, out: logitsBuffer)
         if let cap = c.finalSoftcap { FloatKernels.softcap(logitsBuffer, count: n * c.vocabSize, cap: cap) }
+    }
+
+    /// buffer[t] += bias for `tokens` rows of `width` values, when the family has the bias.
+    private func addBias(_ buffer: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?, width: Int, tokens n: Int) {
+        guard let bias else { return }
+        for t in 0..<n { FloatKernels.add(buffer + t * width, bias, count: width) }
+    }
+
+    /// RMSNorm of each of `heads` consecutive head vectors with `weight`, when the family has the norm.
+    private func normHeads(_ buffer: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>?, heads: Int) {
+        guard let weight else { return }
+        let hd = c.headDim
+        for h in 0..<heads { FloatKernels.rmsNorm(buffer + h * hd, buffer + h * hd, weight: weight, count: hd, epsilon: c.normEpsilon) }
     }
 
     /// x += delta for `tokens` tokens, delta first normed by `postNorm` when the family has one.

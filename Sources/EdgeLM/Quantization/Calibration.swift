@@ -57,12 +57,13 @@ private final class SquareSums: ActivationObserver {
 
     func observe(layer: Int, input: LinearInput, values: UnsafePointer<Float>, tokens: Int, width: Int) {
         let key = "\(layer).\(input)"
-        var s = sums[key] ?? [Double](repeating: 0, count: width)
-        for t in 0..<tokens {
-            let row = values + t * width
-            for j in 0..<width { s[j] += Double(row[j]) * Double(row[j]) }
+        // Accumulated in place: no copy of the sums per call.
+        sums[key, default: [Double](repeating: 0, count: width)].withUnsafeMutableBufferPointer { s in
+            for t in 0..<tokens {
+                let row = values + t * width
+                for j in 0..<width { s[j] += Double(row[j]) * Double(row[j]) }
+            }
         }
-        sums[key] = s
         counts[key, default: 0] += tokens
     }
 

@@ -24,15 +24,16 @@ public enum Quantizer {
         precondition(importance == nil || importance!.count == layout.cols)
         precondition(values.count == layout.count)
         var out = [UInt8](repeating: 0, count: layout.byteCount)
-        let weights = importance ?? [Float](repeating: 1, count: layout.cols)
+        // q8 ignores importance: its scale is the group's largest weight.
+        let importance = layout.scheme == .q4 ? importance : nil
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBytes { dst in
-                let s = UncheckedSendable(src), d = UncheckedSendable(dst), w = UncheckedSendable(weights)
+                let s = UncheckedSendable(src), d = UncheckedSendable(dst)
                 let chunk = max(1, 16_384 / max(1, layout.cols))
                 let chunks = (layout.rows + chunk - 1) / chunk
                 DispatchQueue.concurrentPerform(iterations: chunks) { c in
                     let lo = c * chunk, hi = min(layout.rows, lo + chunk)
-                    encodeRows(lo..<hi, values: s.value, importance: w.value, layout: layout, rounding: rounding, level: level, out: d.value)
+                    encodeRows(lo..<hi, values: s.value, importance: importance, layout: layout, rounding: rounding, level: level, out: d.value)
                 }
             }
         }
@@ -74,7 +75,7 @@ public enum Quantizer {
         }
     }
 
-    static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, importance: [Float], layout: TensorLayout,
+    static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, importance: [Float]?, layout: TensorLayout,
                            rounding: FloatingPointRoundingRule, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
         let cols = layout.cols
         switch layout.scheme {
@@ -92,7 +93,7 @@ public enum Quantizer {
             let w = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
             let codes = UnsafeMutablePointer<Int8>.allocate(capacity: groupValues)
             defer { x.deallocate(); w.deallocate(); codes.deallocate() }
-            let calibrated = importance.contains { $0 != 1 }
+            let calibrated = importance != nil
             for r in rows {
                 let rowBase = r * layout.blocksPerRow * layout.blockBytes
                 var rowVariance: Float = 0
@@ -105,7 +106,7 @@ public enum Quantizer {
                     let stored = min(groupValues, layout.blocksPerRow * 32 - lo)
                     x.update(from: values.baseAddress! + r * cols + lo, count: hi - lo)
                     (x + (hi - lo)).initialize(repeating: 0, count: stored - (hi - lo))
-                    if calibrated {
+                    if let importance {
                         // Calibrated: column importance times sqrt(row variance + w²), so large weights of
                         // important columns count most (measured: 3.4% lower KLD than importance alone).
                         importance.withUnsafeBufferPointer { w.update(from: $0.baseAddress! + lo, count: hi - lo) }
