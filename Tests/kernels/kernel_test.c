@@ -148,23 +148,26 @@ static void test_matmul(int isa, int q4, int rows, int nblocks, int ntok) {
 }
 
 /// Rows outside [r0, r1) keep their sentinel.
-static void test_row_range(int isa, int q4) {
-    int rows = 11, nblocks = 3, ntok = 3;
+/// Rows outside [r0, r1) keep their sentinel (r0 unaligned, and past the 16-row GEMM tiles for 40 rows).
+static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
+    enum { NBLOCKS = 3, NTOK = 3, MAXROWS = 40 };
     int64_t block_bytes = q4 ? 16 : 32;
-    uint8_t *w = malloc((size_t)(rows * nblocks * block_bytes));
-    int8_t x[3 * 3 * 32];
-    float xs[9], out[11 * 3];
-    uint16_t ws[11 * 3];
-    fill_weights(w, (size_t)(rows * nblocks * block_bytes), q4, RANDOM);
+    uint8_t *w = malloc((size_t)(rows * NBLOCKS * block_bytes));
+    int8_t x[NTOK * NBLOCKS * 32];
+    float xs[NTOK * NBLOCKS], out[MAXROWS * NTOK];
+    uint16_t ws[MAXROWS * NBLOCKS];
+    fill_weights(w, (size_t)(rows * NBLOCKS * block_bytes), q4, RANDOM);
     fill_activations(x, sizeof x, RANDOM);
-    for (int i = 0; i < 9; i++) xs[i] = 0.01f;
-    for (int i = 0; i < 33; i++) ws[i] = to_half(0.01f);
-    for (int i = 0; i < 33; i++) out[i] = -1.0f;
-    matmul(isa, q4, w, ws, nblocks, 1, 3, 8, x, xs, ntok, out, 1, rows);
+    for (int i = 0; i < NTOK * NBLOCKS; i++) xs[i] = 0.01f;
+    for (int i = 0; i < rows * NBLOCKS; i++) ws[i] = to_half(0.01f);
+    for (int i = 0; i < rows * NTOK; i++) out[i] = -1.0f;
+    matmul(isa, q4, w, ws, NBLOCKS, 1, r0, r1, x, xs, NTOK, out, 1, rows);
     int ok = 1;
-    for (int t = 0; t < ntok; t++)
-        for (int r = 0; r < rows; r++) ok &= (r >= 3 && r < 8) ? out[t * rows + r] != -1.0f : out[t * rows + r] == -1.0f;
-    check(ok, "row range", isa, q4 ? "q4" : "q8");
+    for (int t = 0; t < NTOK; t++)
+        for (int r = 0; r < rows; r++) ok &= (r >= r0 && r < r1) ? out[t * rows + r] != -1.0f : out[t * rows + r] == -1.0f;
+    char detail[64];
+    snprintf(detail, sizeof detail, "%s rows %d, range [%d, %d)", q4 ? "q4" : "q8", rows, r0, r1);
+    check(ok, "row range", isa, detail);
     free(w);
 }
 
@@ -286,12 +289,17 @@ static void test_level(int isa) {
     int before = failed;
     test_quantizer(isa);
     test_q4_fit(isa);
-    int shapes[][2] = { { 1, 1 }, { 2, 2 }, { 3, 3 }, { 5, 9 }, { 8, 4 }, { 7, 32 }, { 4, 64 }, { 33, 5 } };
+    // Rows 16 and more reach the 16-row GEMM tiles (with a row tail for 33 and 37); 1,000 blocks make its
+    // token chunks shorter than 13 tokens.
+    int shapes[][2] = { { 1, 1 }, { 2, 2 }, { 3, 3 }, { 5, 9 }, { 8, 4 }, { 7, 32 }, { 4, 64 }, { 33, 5 },
+                        { 16, 1 }, { 37, 2 }, { 32, 33 }, { 16, 1000 } };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ntok = 1; ntok <= 13; ntok++)
             for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);
-    test_row_range(isa, 0);
-    test_row_range(isa, 1);
+    for (int q4 = 0; q4 <= 1; q4++) {
+        test_row_range(isa, q4, 11, 3, 8);
+        test_row_range(isa, q4, 40, 3, 37);
+    }
     test_attention(isa);
     printf("%-8s %s\n", edge_isa_name(isa), failed == before ? "ok" : "FAILED");
 }
