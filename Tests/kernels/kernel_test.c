@@ -289,10 +289,11 @@ static void test_level(int isa) {
     int before = failed;
     test_quantizer(isa);
     test_q4_fit(isa);
-    // Rows 16 and more reach the 16-row GEMM tiles (with a row tail for 33 and 37); 1,000 blocks make its
+    // Rows 8 and 16 and more reach the GEMM tiles (with row tails; 25 x 3 sends a 9-row tail of odd groups
+    // to the 256-bit EVEX tile on AVX-512); 1,000 blocks make its
     // token chunks shorter than 13 tokens.
     int shapes[][2] = { { 1, 1 }, { 2, 2 }, { 3, 3 }, { 5, 9 }, { 8, 4 }, { 7, 32 }, { 4, 64 }, { 33, 5 },
-                        { 16, 1 }, { 37, 2 }, { 32, 33 }, { 16, 1000 } };
+                        { 16, 1 }, { 37, 2 }, { 25, 3 }, { 32, 33 }, { 16, 1000 } };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ntok = 1; ntok <= 13; ntok++)
             for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);

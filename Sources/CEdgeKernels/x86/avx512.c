@@ -5,6 +5,8 @@
 #include <immintrin.h>
 
 #define EDGE_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define GEMM_ATTR EDGE_VNNI
+#include "gemm.h"
 
 // 512-bit VNNI kernels: two blocks per instruction. Lanes 0-7 of a dot product belong to the first block,
 // lanes 8-15 to the second; the scale vector repeats each block's scale over its eight lanes.
@@ -151,71 +153,10 @@ static EDGE_AVX512_MATMUL(edge_avx512_rows_q4, edge_vnni256_matmul_q4, uint8_t, 
 // its low and high nibbles are then the weights 4j..4j+3 and 16+4j..16+4j+3 of every row. A token's
 // block is eight broadcast dwords of x: eight `vpdpbusd` give 16 rows' block dots in one register, and
 // one convert + multiply + FMA scales all 16 (the row-major kernels spend those per row and block).
-// The nibbles are unsigned (code + 8); each dot starts from -8 * sum(x), computed once per token and
-// block for every row tile. Weights are transposed once per block and chunk of tokens.
-
-/// The largest number of tokens whose per-block corrections and accumulators a chunk holds.
-#define EDGE_GEMM_TOKENS 64
-#define EDGE_GEMM_CORRECTIONS 8192
-
-/// -8 * sum(x) of each activation block of tokens [t, t + nt).
-EDGE_VNNI static void q4_corrections(const int8_t *x, int64_t nblocks, int64_t t, int64_t nt, int32_t *corr) {
-    const __m256i ones = _mm256_set1_epi8(1);
-    for (int64_t i = 0; i < nt * nblocks; i++) {
-        __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, _mm256_loadu_si256((const __m256i *)(x + (t * nblocks + i) * 32)));
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
-        corr[i] = -8 * _mm_cvtsi128_si32(h);
-    }
-}
-
-/// 8 x 8 transposes of 16-bit elements in each 128-bit lane: lane l of c[j] holds element j of lane l
-/// of x[0..7].
-EDGE_VNNI static inline void transpose8x8_epi16(const __m256i *x, __m256i *c) {
-    __m256i a[8], b[8];
-    for (int i = 0; i < 4; i++) {
-        a[2 * i] = _mm256_unpacklo_epi16(x[2 * i], x[2 * i + 1]);
-        a[2 * i + 1] = _mm256_unpackhi_epi16(x[2 * i], x[2 * i + 1]);
-    }
-    for (int h = 0; h < 2; h++) {
-        b[4 * h] = _mm256_unpacklo_epi32(a[4 * h], a[4 * h + 2]);
-        b[4 * h + 1] = _mm256_unpackhi_epi32(a[4 * h], a[4 * h + 2]);
-        b[4 * h + 2] = _mm256_unpacklo_epi32(a[4 * h + 1], a[4 * h + 3]);
-        b[4 * h + 3] = _mm256_unpackhi_epi32(a[4 * h + 1], a[4 * h + 3]);
-    }
-    for (int j = 0; j < 4; j++) {
-        c[2 * j] = _mm256_unpacklo_epi64(b[j], b[4 + j]);
-        c[2 * j + 1] = _mm256_unpackhi_epi64(b[j], b[4 + j]);
-    }
-}
-
-/// The half scales of groups [g0, g0 + 16) (those below ngroups) of 16 rows whose scales start at ws,
-/// transposed: table[j * 16 + i] = group g0 + j of row i. (A 16-lane gather per block cost more than
-/// the rest of a 4-token tile.)
-EDGE_VNNI static void scales16(const uint16_t *ws, int64_t ngroups, int64_t g0, uint16_t *table) {
-    // The next tile's scales, which are read 16 rows apart and so escape the hardware prefetcher.
-    if (g0 % 32 == 0)
-        for (int i = 16; i < 32; i++) _mm_prefetch((const char *)(ws + i * ngroups + g0), _MM_HINT_T0);
-    if (g0 + 16 > ngroups) {
-        for (int64_t j = 0; j < ngroups - g0; j++)
-            for (int i = 0; i < 16; i++) table[j * 16 + i] = ws[i * ngroups + g0 + j];
-        return;
-    }
-    __m256i rows[16], lo[8], hi[8];
-    for (int i = 0; i < 16; i++) rows[i] = _mm256_loadu_si256((const __m256i *)(ws + i * ngroups + g0));
-    transpose8x8_epi16(rows, lo);
-    transpose8x8_epi16(rows + 8, hi);
-    for (int j = 0; j < 8; j++) {
-        _mm256_storeu_si256((__m256i *)(table + j * 16), _mm256_permute2x128_si256(lo[j], hi[j], 0x20));
-        _mm256_storeu_si256((__m256i *)(table + (8 + j) * 16), _mm256_permute2x128_si256(lo[j], hi[j], 0x31));
-    }
-}
+// The nibbles are unsigned (code + 8); each dot starts from -8 * sum(x). See x86/gemm.h.
 
 /// Rows [r, r + 16) times tokens [t, t + nt): acc[k * 16 + i] = row r + i, token t + k.
-EDGE_VNNI static void gemm16_q4(const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t ngroups,
-                                int64_t r, const int8_t *x, const float *xs, const int32_t *corr, int64_t t, int64_t nt,
-                                float *acc) {
+EDGE_VNNI static void gemm16_q4(EDGE_GEMM_TILE_ARGS) {
     const int64_t row_bytes = nblocks * 16;
     const uint8_t *rows = w + r * row_bytes;
     const __m512i low = _mm512_set1_epi8(0x0F);
@@ -225,7 +166,7 @@ EDGE_VNNI static void gemm16_q4(const uint8_t *w, const uint16_t *ws, int64_t nb
     for (int64_t b = 0; b < nblocks; b++) {
         if (b % gblocks == 0) {
             int64_t g = b / gblocks;
-            if (g % 16 == 0) scales16(ws + r * ngroups, ngroups, g, table);
+            if (g % 16 == 0) edge_gemm_scales(16, ws + r * ngroups, ngroups, g, table);
             wscale = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(table + g % 16 * 16)));
         }
         // a[k]: rows k, 4 + k, 8 + k, 12 + k in its four 128-bit lanes.
@@ -267,24 +208,6 @@ EDGE_VNNI static void gemm16_q4(const uint8_t *w, const uint16_t *ws, int64_t nb
 }
 
 EDGE_VNNI void edge_avx512_matmul_q4(EDGE_MATMUL_ARGS(uint8_t)) {
-    int64_t chunk = EDGE_GEMM_CORRECTIONS / nblocks < EDGE_GEMM_TOKENS ? EDGE_GEMM_CORRECTIONS / nblocks : EDGE_GEMM_TOKENS;
-    if (ntok < 2 || r1 - r0 < 16 || chunk < 2) {
-        edge_avx512_rows_q4(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-        return;
-    }
-    int64_t gb = gblocks < nblocks ? gblocks : nblocks, ngroups = (nblocks + gb - 1) / gb;
-    int64_t tiled_end = r0 + (r1 - r0) / 16 * 16;
-    int32_t corr[EDGE_GEMM_CORRECTIONS];
-    float acc[EDGE_GEMM_TOKENS * 16];
-    for (int64_t t = 0; t < ntok; t += chunk) {
-        int64_t nt = ntok - t < chunk ? ntok - t : chunk;
-        q4_corrections(x, nblocks, t, nt, corr);
-        for (int64_t r = r0; r < tiled_end; r += 16) {
-            gemm16_q4(w, ws, nblocks, gb, ngroups, r, x, xs, corr, t, nt, acc);
-            for (int64_t k = 0; k < nt; k++)
-                for (int i = 0; i < 16; i++) out[(r + i) * ors + (t + k) * ots] = acc[k * 16 + i];
-        }
-    }
-    if (tiled_end < r1) edge_avx512_rows_q4(w, ws, nblocks, gblocks, tiled_end, r1, x, xs, ntok, out, ors, ots);
+    edge_gemm_q4(16, gemm16_q4, edge_avx512_rows_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 #endif

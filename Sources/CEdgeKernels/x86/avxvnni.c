@@ -9,5 +9,6 @@
 #define K256_Q4_PART(n, x, c) _mm256_dpbusd_avx_epi32((c), (n), (x))
 #define K256_Q4_WIDEN(p) (p)
 #define K256_Q4_PAIR(p0, p1) _mm256_hadd_epi32((p0), (p1))
+#define K256_DPBUSD(acc, u, s) _mm256_dpbusd_avx_epi32((acc), (u), (s))
 #include "kernels256.h"
 #endif

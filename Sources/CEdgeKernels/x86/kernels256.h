@@ -9,7 +9,9 @@
 //                           c = the correction of x,
 //   K256_Q4_WIDEN(p)        a part as int32 x8 lanes that add up to the block's dot,
 //   K256_Q4_PAIR(p0, p1)    two blocks' parts as int32 x8: lanes 0, 1, 4, 5 add up to block 0's dot,
-//                           lanes 2, 3, 6, 7 to block 1's (the layout `vphaddd` of two widened parts gives).
+//                           lanes 2, 3, 6, 7 to block 1's (the layout `vphaddd` of two widened parts gives),
+//   K256_DPBUSD(acc, u, s)  where the level has it, `vpdpbusd` (the q4 GEMM tile's dot step; without it
+//                           the tile uses `vpmaddubsw`).
 // Every partial dot is exact: no lane overflows, and the lanes add up to the block's integer dot product.
 //
 // Structure: R rows x T tokens per tile (register-blocked GEMM for prompt batches, one row x one token
@@ -18,7 +20,8 @@
 // blocks go in quads: the four dots are reduced into one vector (lane j and j + 4 hold block j), converted
 // once and multiplied by the four blocks' scales in one step; other group sizes and the last blocks of a
 // row go block by block. Per-channel rows apply the weight scale once at the end. Weights stream with
-// plain loads and a software prefetch 4 KiB ahead.
+// plain loads and a software prefetch 4 KiB ahead. q4 batches of two tokens or more go to the 8-row
+// GEMM tile of x86/gemm.h instead.
 #include "../internal.h"
 #include <immintrin.h>
 
@@ -133,7 +136,81 @@ K256_INLINE void k256_tile(const int q4, const int R, const int T, const int per
 }
 
 #define TILED_INLINE K256_INLINE
-#define TILED_ATTR K256_ATTR
-#define TILED_NAME(x) K256_NAME(x)
+#define TILED_ATTR static K256_ATTR
+#define TILED_NAME(x) k256_rows_##x
 #define TILED_TILE k256_tile
 #include "../tiled.h"
+
+#define GEMM_ATTR K256_ATTR
+#include "gemm.h"
+
+/// The eight rows' dots of one q4 block with token x (x86/gemm.h), starting from corr.
+K256_INLINE __m256i k256_gemm_dot(const __m256i *n, const int32_t *xk, int32_t corr) {
+#if defined(K256_DPBUSD)
+    __m256i lo = _mm256_set1_epi32(corr), hi = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {
+        lo = K256_DPBUSD(lo, n[j], _mm256_set1_epi32(xk[j]));
+        hi = K256_DPBUSD(hi, n[4 + j], _mm256_set1_epi32(xk[4 + j]));
+    }
+    return _mm256_add_epi32(lo, hi);
+#else
+    // A `vpmaddubsw` pair is at most 2 * 15 * 127 = 3810: the eight steps add up in int16 (at most
+    // 30480) before one `vpmaddwd` widens them.
+    __m256i s = _mm256_maddubs_epi16(n[0], _mm256_set1_epi32(xk[0]));
+    for (int j = 1; j < 8; j++) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(n[j], _mm256_set1_epi32(xk[j])));
+    return _mm256_add_epi32(_mm256_set1_epi32(corr), _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+#endif
+}
+
+/// The 8-row q4 GEMM tile (x86/gemm.h): lane i of every register is row r + i.
+static K256_ATTR void k256_gemm8_q4(EDGE_GEMM_TILE_ARGS) {
+    const int64_t row_bytes = nblocks * 16;
+    const uint8_t *rows = w + r * row_bytes;
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t k = 0; k < nt; k++) _mm256_storeu_ps(acc + k * 8, _mm256_setzero_ps());
+    uint16_t table[128];
+    __m256 wscale = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nblocks; b++) {
+        if (b % gblocks == 0) {
+            int64_t g = b / gblocks;
+            if (g % 16 == 0) edge_gemm_scales(8, ws + r * ngroups, ngroups, g, table);
+            wscale = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(table + g % 16 * 8)));
+        }
+        // a[k]: rows k and 4 + k in its two 128-bit lanes; prefetching the next tile's rows 8 + k, 12 + k.
+        const uint8_t *p = rows + b * 16;
+        __m256i a[4];
+        for (int k = 0; k < 4; k++) {
+            const uint8_t *q = p + k * row_bytes;
+            if ((b & 3) == 0) {
+                _mm_prefetch((const char *)(q + 8 * row_bytes), _MM_HINT_T0);
+                _mm_prefetch((const char *)(q + 12 * row_bytes), _MM_HINT_T0);
+            }
+            a[k] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                           _mm_loadu_si128((const __m128i *)(q + 4 * row_bytes)), 1);
+        }
+        // 4 x 4 dword transpose in each lane: d[j] holds dword j of rows 0..7.
+        __m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]), t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+        __m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]), t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+        __m256i d[4] = { _mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3),
+                         _mm256_unpackhi_epi64(t1, t3) };
+        __m256i n[8];
+        for (int j = 0; j < 4; j++) {
+            n[j] = _mm256_and_si256(d[j], low);
+            n[4 + j] = _mm256_and_si256(_mm256_srli_epi16(d[j], 4), low);
+        }
+        for (int64_t k = 0; k < nt; k++) {
+            const int32_t *xk = (const int32_t *)(x + ((t + k) * nblocks + b) * 32);
+            __m256i dot = k256_gemm_dot(n, xk, corr[k * nblocks + b]);
+            __m256 scale = _mm256_mul_ps(wscale, _mm256_set1_ps(xs[(t + k) * nblocks + b]));
+            _mm256_storeu_ps(acc + k * 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, _mm256_loadu_ps(acc + k * 8)));
+        }
+    }
+}
+
+K256_ATTR void K256_NAME(matmul_q8)(EDGE_MATMUL_ARGS(int8_t)) {
+    k256_rows_matmul_q8(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
+
+K256_ATTR void K256_NAME(matmul_q4)(EDGE_MATMUL_ARGS(uint8_t)) {
+    edge_gemm_q4(8, k256_gemm8_q4, k256_rows_matmul_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
