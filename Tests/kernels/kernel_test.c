@@ -150,7 +150,7 @@ static void test_matmul(int isa, int q4, int rows, int nblocks, int ntok) {
 /// Rows outside [r0, r1) keep their sentinel.
 /// Rows outside [r0, r1) keep their sentinel (r0 unaligned, and past the 16-row GEMM tiles for 40 rows).
 static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
-    enum { NBLOCKS = 3, NTOK = 3, MAXROWS = 40 };
+    enum { NBLOCKS = 8, NTOK = 3, MAXROWS = 40 };
     int64_t block_bytes = q4 ? 16 : 32;
     uint8_t *w = malloc((size_t)(rows * NBLOCKS * block_bytes));
     int8_t x[NTOK * NBLOCKS * 32];
@@ -289,11 +289,11 @@ static void test_level(int isa) {
     int before = failed;
     test_quantizer(isa);
     test_q4_fit(isa);
-    // Rows 8 and 16 and more reach the GEMM tiles (with row tails; 25 x 3 sends a 9-row tail of odd groups
-    // to the 256-bit EVEX tile on AVX-512); 1,000 blocks make its
+    // 8 or 16 rows and more of 8 blocks or more reach the GEMM tiles (with row tails; 25 x 11 sends a
+    // 9-row tail of odd groups to the 256-bit EVEX tile on AVX-512); 1,000 blocks make the q4
     // token chunks shorter than 13 tokens.
     int shapes[][2] = { { 1, 1 }, { 2, 2 }, { 3, 3 }, { 5, 9 }, { 8, 4 }, { 7, 32 }, { 4, 64 }, { 33, 5 },
-                        { 16, 1 }, { 37, 2 }, { 25, 3 }, { 32, 33 }, { 16, 1000 } };
+                        { 16, 8 }, { 37, 9 }, { 25, 11 }, { 32, 33 }, { 16, 1000 } };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ntok = 1; ntok <= 13; ntok++)
             for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);

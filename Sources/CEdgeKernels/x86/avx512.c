@@ -145,21 +145,41 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
         for (; r < r1; r++) EDGE_AVX512_ROWS(1, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)                \
     }
 
-EDGE_AVX512_MATMUL(edge_avx512_matmul_q8, edge_vnni256_matmul_q8, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
+static EDGE_AVX512_MATMUL(edge_avx512_rows_q8, edge_vnni256_matmul_q8, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
 static EDGE_AVX512_MATMUL(edge_avx512_rows_q4, edge_vnni256_matmul_q4, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
 
-// q4 prompt batches: a GEMM over tiles of 16 rows, one row per 32-bit lane. Each row's block (16 bytes,
-// four dwords) is loaded and transposed in registers so that register j holds dword j of all 16 rows;
-// its low and high nibbles are then the weights 4j..4j+3 and 16+4j..16+4j+3 of every row. A token's
-// block is eight broadcast dwords of x: eight `vpdpbusd` give 16 rows' block dots in one register, and
-// one convert + multiply + FMA scales all 16 (the row-major kernels spend those per row and block).
-// The nibbles are unsigned (code + 8); each dot starts from -8 * sum(x). See x86/gemm.h.
+// Prompt batches: the 16-row GEMM tiles of x86/gemm.h, one row per 32-bit lane of a zmm register.
 
-/// Rows [r, r + 16) times tokens [t, t + nt): acc[k * 16 + i] = row r + i, token t + k.
-EDGE_VNNI static void gemm16_q4(EDGE_GEMM_TILE_ARGS) {
-    const int64_t row_bytes = nblocks * 16;
+/// Dwords [4h, 4h + 4) of block b of rows [0, 16) (rows row_bytes apart), transposed: d[j] holds
+/// dword 4h + j of every row. Prefetches the next tile's rows, a cache line each per four q4 blocks
+/// (two q8 blocks); 4 KiB ahead in the row would fall inside this tile, rows being only 1-6 KiB.
+EDGE_VNNI static inline void load16(const uint8_t *p, int64_t row_bytes, int prefetch, __m512i *d) {
+    __m512i a[4];
+    for (int k = 0; k < 4; k++) {
+        // a[k]: rows k, 4 + k, 8 + k, 12 + k in its four 128-bit lanes.
+        const uint8_t *q = p + k * row_bytes;
+        if (prefetch)
+            for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(q + (16 + 4 * l) * row_bytes), _MM_HINT_T0);
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + 4 * row_bytes)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + 8 * row_bytes)), 2);
+        a[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + 12 * row_bytes)), 3);
+    }
+    // 4 x 4 dword transposes in each lane.
+    __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
+    __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
+    d[0] = _mm512_unpacklo_epi64(t0, t2);
+    d[1] = _mm512_unpackhi_epi64(t0, t2);
+    d[2] = _mm512_unpacklo_epi64(t1, t3);
+    d[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/// Rows [r, r + 16) times tokens [t, t + nt) (x86/gemm.h). q4: the nibbles times x, from -8 * sum(x).
+/// q8: x + 128 (unsigned) times the codes, from -128 * sum(w), computed once per block for all tokens.
+EDGE_VNNI static inline __attribute__((always_inline)) void gemm16(const int q4, EDGE_GEMM_TILE_ARGS) {
+    const int64_t block_bytes = q4 ? 16 : 32, row_bytes = nblocks * block_bytes;
     const uint8_t *rows = w + r * row_bytes;
-    const __m512i low = _mm512_set1_epi8(0x0F);
+    const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi8((char)0x80);
     for (int64_t k = 0; k < nt; k++) _mm512_storeu_ps(acc + k * 16, _mm512_setzero_ps());
     uint16_t table[256];
     __m512 wscale = _mm512_setzero_ps();
@@ -169,36 +189,32 @@ EDGE_VNNI static void gemm16_q4(EDGE_GEMM_TILE_ARGS) {
             if (g % 16 == 0) edge_gemm_scales(16, ws + r * ngroups, ngroups, g, table);
             wscale = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(table + g % 16 * 16)));
         }
-        // a[k]: rows k, 4 + k, 8 + k, 12 + k in its four 128-bit lanes.
-        const uint8_t *p = rows + b * 16;
-        __m512i a[4];
-        for (int k = 0; k < 4; k++) {
-            const uint8_t *q = p + k * row_bytes;
-            // The next tile's rows, a cache line each per four blocks (4 KiB ahead in the row would fall
-            // inside this tile: rows are only 1-3 KiB).
-            if ((b & 3) == 0)
-                for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(q + (16 + 4 * l) * row_bytes), _MM_HINT_T0);
-            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q));
-            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + 4 * row_bytes)), 1);
-            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + 8 * row_bytes)), 2);
-            a[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + 12 * row_bytes)), 3);
-        }
-        // 4 x 4 dword transpose in each lane: d[j] holds dword j of rows 0..15, lane i = row i.
-        __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
-        __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
-        __m512i d[4] = { _mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3),
-                         _mm512_unpackhi_epi64(t1, t3) };
-        __m512i n[8];
-        for (int j = 0; j < 4; j++) {
-            n[j] = _mm512_and_si512(d[j], low);
-            n[4 + j] = _mm512_and_si512(_mm512_srli_epi16(d[j], 4), low);
+        const uint8_t *p = rows + b * block_bytes;
+        __m512i n[8], start = _mm512_setzero_si512();
+        if (q4) {
+            load16(p, row_bytes, (b & 3) == 0, n);
+            for (int j = 0; j < 4; j++) {
+                n[4 + j] = _mm512_and_si512(_mm512_srli_epi16(n[j], 4), low);
+                n[j] = _mm512_and_si512(n[j], low);
+            }
+        } else {
+            load16(p, row_bytes, (b & 1) == 0, n);
+            load16(p + 16, row_bytes, 0, n + 4);
+            for (int j = 0; j < 8; j++) start = _mm512_dpbusd_epi32(start, bias, n[j]);
+            start = _mm512_sub_epi32(_mm512_setzero_si512(), start);
         }
         for (int64_t k = 0; k < nt; k++) {
             const int32_t *xk = (const int32_t *)(x + ((t + k) * nblocks + b) * 32);
-            __m512i lo = _mm512_set1_epi32(corr[k * nblocks + b]), hi = _mm512_setzero_si512();
+            __m512i lo = q4 ? _mm512_set1_epi32(corr[k * nblocks + b]) : start, hi = _mm512_setzero_si512();
             for (int j = 0; j < 4; j++) {
-                lo = _mm512_dpbusd_epi32(lo, n[j], _mm512_set1_epi32(xk[j]));
-                hi = _mm512_dpbusd_epi32(hi, n[4 + j], _mm512_set1_epi32(xk[4 + j]));
+                __m512i x0 = _mm512_set1_epi32(xk[j]), x1 = _mm512_set1_epi32(xk[4 + j]);
+                if (q4) {
+                    lo = _mm512_dpbusd_epi32(lo, n[j], x0);
+                    hi = _mm512_dpbusd_epi32(hi, n[4 + j], x1);
+                } else {
+                    lo = _mm512_dpbusd_epi32(lo, _mm512_xor_si512(x0, bias), n[j]);
+                    hi = _mm512_dpbusd_epi32(hi, _mm512_xor_si512(x1, bias), n[4 + j]);
+                }
             }
             __m512 scale = _mm512_mul_ps(wscale, _mm512_set1_ps(xs[(t + k) * nblocks + b]));
             __m512 sum = _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi));
@@ -207,7 +223,16 @@ EDGE_VNNI static void gemm16_q4(EDGE_GEMM_TILE_ARGS) {
     }
 }
 
+EDGE_VNNI static void gemm16_q4(EDGE_GEMM_TILE_ARGS) { gemm16(1, w, ws, nblocks, gblocks, ngroups, r, x, xs, corr, t, nt, acc); }
+EDGE_VNNI static void gemm16_q8(EDGE_GEMM_TILE_ARGS) { gemm16(0, w, ws, nblocks, gblocks, ngroups, r, x, xs, corr, t, nt, acc); }
+
 EDGE_VNNI void edge_avx512_matmul_q4(EDGE_MATMUL_ARGS(uint8_t)) {
-    edge_gemm_q4(16, gemm16_q4, edge_avx512_rows_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    int64_t end = edge_gemm(1, 16, gemm16_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    if (end < r1) edge_avx512_rows_q4(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
+}
+
+EDGE_VNNI void edge_avx512_matmul_q8(EDGE_MATMUL_ARGS(int8_t)) {
+    int64_t end = edge_gemm(0, 16, gemm16_q8, (const uint8_t *)w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    if (end < r1) edge_avx512_rows_q8(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
 }
 #endif

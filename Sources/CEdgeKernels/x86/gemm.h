@@ -1,11 +1,12 @@
-// The x86 q4 GEMM for prompt batches, shared by the 16-row AVX-512 tile (x86/avx512.c) and the 8-row
+// The x86 GEMM for prompt batches, shared by the 16-row AVX-512 tile (x86/avx512.c) and the 8-row
 // 256-bit ones (x86/kernels256.h). A tile holds one row per 32-bit lane: each row's 16-byte block is
 // loaded and transposed in registers so that register j holds dword j of every row, whose low and high
 // nibbles are the weights 4j..4j+3 and 16+4j..16+4j+3. A token's block is then eight broadcast dwords
 // of x; the eight dot steps leave every row's block dot in its own lane, and one convert, multiply and
 // FMA scale all the tile's rows (the row-major kernels spend those per row and block, and their
-// horizontal sums per row and token). Nibbles are unsigned (code + 8), so each dot starts from
-// -8 * sum(x), computed here once per token and block for every tile. Weights are transposed once per
+// horizontal sums per row and token). q4 nibbles are unsigned (code + 8), so each dot starts from
+// -8 * sum(x), computed here once per token and block for every tile; q8 tiles make x or w unsigned
+// their own way. q8 blocks are two such 16-byte halves. Weights are transposed once per
 // block and chunk of up to 64 tokens; the weight scales once per 16 groups. The including file defines
 // GEMM_ATTR, its target attribute.
 #include "../internal.h"
@@ -13,16 +14,17 @@
 
 /// The most tokens a chunk holds (accumulators of a tile: 16 rows x 64 tokens, 4 KiB).
 #define EDGE_GEMM_TOKENS 64
+/// The shortest rows the tiles take, in blocks.
+#define EDGE_GEMM_MIN_BLOCKS 8
 /// The most corrections a chunk holds: tokens x blocks per row (32 KiB).
 #define EDGE_GEMM_CORRECTIONS 8192
 
-/// A tile: rows [r, r + R) times tokens [t, t + nt): acc[k * R + i] = row r + i, token t + k. corr holds
-/// the chunk's corrections, token k's block b at k * nblocks + b.
+/// A tile: rows [r, r + R) times tokens [t, t + nt): acc[k * R + i] = row r + i, token t + k. w is q4 or
+/// q8 blocks; for q4, corr holds the chunk's corrections, token k's block b at k * nblocks + b.
 #define EDGE_GEMM_TILE_ARGS                                                                              \
     const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t ngroups, int64_t r, \
         const int8_t *x, const float *xs, const int32_t *corr, int64_t t, int64_t nt, float *acc
 typedef void (*edge_gemm_tile)(EDGE_GEMM_TILE_ARGS);
-typedef void (*edge_rows_q4)(EDGE_MATMUL_ARGS(uint8_t));
 
 /// -8 * sum(x) of each activation block of tokens [t, t + nt).
 GEMM_ATTR static void edge_gemm_corrections(const int8_t *x, int64_t nblocks, int64_t t, int64_t nt, int32_t *corr) {
@@ -86,27 +88,28 @@ GEMM_ATTR static void edge_gemm_scales(const int R, const uint16_t *ws, int64_t 
     }
 }
 
-/// A q4 matrix kernel: R-row tiles for batches of two tokens or more, `rows` for single tokens (decode,
-/// where the weight stream is all that matters), for the rows past the last full tile, and for rows so
-/// long that a chunk would hold fewer than two tokens.
-GEMM_ATTR static void edge_gemm_q4(const int R, edge_gemm_tile tile, edge_rows_q4 rows, EDGE_MATMUL_ARGS(uint8_t)) {
-    int64_t chunk = EDGE_GEMM_CORRECTIONS / nblocks < EDGE_GEMM_TOKENS ? EDGE_GEMM_CORRECTIONS / nblocks : EDGE_GEMM_TOKENS;
-    if (ntok < 2 || r1 - r0 < R || chunk < 2) {
-        rows(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-        return;
-    }
+/// The tiles of a matrix kernel for batches of two tokens or more: rows [r0, end) in R-row tiles, where
+/// end is returned. Leaves every row to the caller's row-major kernel (end = r0) for single tokens
+/// (decode, where the weight stream is all that matters), for rows shorter than EDGE_GEMM_MIN_BLOCKS
+/// (attention scores over short heads, where a tile's fixed costs do not pay) and for q4 rows so long that
+/// a chunk would hold fewer than two tokens; the rows past the last full tile too.
+GEMM_ATTR static int64_t edge_gemm(const int q4, const int R, edge_gemm_tile tile, const uint8_t *w, const uint16_t *ws,
+                                   int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1, const int8_t *x,
+                                   const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    int64_t chunk = q4 && EDGE_GEMM_CORRECTIONS / nblocks < EDGE_GEMM_TOKENS ? EDGE_GEMM_CORRECTIONS / nblocks : EDGE_GEMM_TOKENS;
+    if (ntok < 2 || nblocks < EDGE_GEMM_MIN_BLOCKS || r1 - r0 < R || chunk < 2) return r0;
     int64_t gb = gblocks < nblocks ? gblocks : nblocks, ngroups = (nblocks + gb - 1) / gb;
-    int64_t tiled_end = r0 + (r1 - r0) / R * R;
+    int64_t end = r0 + (r1 - r0) / R * R;
     int32_t corr[EDGE_GEMM_CORRECTIONS];
     float acc[EDGE_GEMM_TOKENS * 16];
     for (int64_t t = 0; t < ntok; t += chunk) {
         int64_t nt = ntok - t < chunk ? ntok - t : chunk;
-        edge_gemm_corrections(x, nblocks, t, nt, corr);
-        for (int64_t r = r0; r < tiled_end; r += R) {
+        if (q4) edge_gemm_corrections(x, nblocks, t, nt, corr);
+        for (int64_t r = r0; r < end; r += R) {
             tile(w, ws, nblocks, gb, ngroups, r, x, xs, corr, t, nt, acc);
             for (int64_t k = 0; k < nt; k++)
                 for (int i = 0; i < R; i++) out[(r + i) * ors + (t + k) * ots] = acc[k * R + i];
         }
     }
-    if (tiled_end < r1) rows(w, ws, nblocks, gblocks, tiled_end, r1, x, xs, ntok, out, ors, ots);
+    return end;
 }

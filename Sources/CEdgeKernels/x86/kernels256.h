@@ -10,8 +10,8 @@
 //   K256_Q4_WIDEN(p)        a part as int32 x8 lanes that add up to the block's dot,
 //   K256_Q4_PAIR(p0, p1)    two blocks' parts as int32 x8: lanes 0, 1, 4, 5 add up to block 0's dot,
 //                           lanes 2, 3, 6, 7 to block 1's (the layout `vphaddd` of two widened parts gives),
-//   K256_DPBUSD(acc, u, s)  where the level has it, `vpdpbusd` (the q4 GEMM tile's dot step; without it
-//                           the tile uses `vpmaddubsw`).
+//   K256_DPBUSD(acc, u, s)  where the level has it, `vpdpbusd` (the GEMM tiles' dot step; without it
+//                           they use `vpmaddubsw`).
 // Every partial dot is exact: no lane overflows, and the lanes add up to the block's integer dot product.
 //
 // Structure: R rows x T tokens per tile (register-blocked GEMM for prompt batches, one row x one token
@@ -20,8 +20,8 @@
 // blocks go in quads: the four dots are reduced into one vector (lane j and j + 4 hold block j), converted
 // once and multiplied by the four blocks' scales in one step; other group sizes and the last blocks of a
 // row go block by block. Per-channel rows apply the weight scale once at the end. Weights stream with
-// plain loads and a software prefetch 4 KiB ahead. q4 batches of two tokens or more go to the 8-row
-// GEMM tile of x86/gemm.h instead.
+// plain loads and a software prefetch 4 KiB ahead. Batches of two tokens or more go to the 8-row GEMM
+// tiles of x86/gemm.h instead.
 #include "../internal.h"
 #include <immintrin.h>
 
@@ -144,27 +144,62 @@ K256_INLINE void k256_tile(const int q4, const int R, const int T, const int per
 #define GEMM_ATTR K256_ATTR
 #include "gemm.h"
 
-/// The eight rows' dots of one q4 block with token x (x86/gemm.h), starting from corr.
-K256_INLINE __m256i k256_gemm_dot(const __m256i *n, const int32_t *xk, int32_t corr) {
+/// The eight rows' dots of one block with token x (x86/gemm.h), from start. q4: n are the nibbles. q8:
+/// n are the codes and aw their magnitudes; with `vpdpbusd`, x + 128 (unsigned) times the codes (start
+/// takes off 128 * sum(w)); with `vpmaddubsw`, |w| times x with w's sign, widened per step (a pair can
+/// reach 2 * 127 * 127).
+K256_INLINE __m256i k256_gemm_dot(const int q4, const __m256i *n, const __m256i *aw, const int32_t *xk, __m256i start) {
 #if defined(K256_DPBUSD)
-    __m256i lo = _mm256_set1_epi32(corr), hi = _mm256_setzero_si256();
+    (void)aw;
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256i lo = start, hi = _mm256_setzero_si256();
     for (int j = 0; j < 4; j++) {
-        lo = K256_DPBUSD(lo, n[j], _mm256_set1_epi32(xk[j]));
-        hi = K256_DPBUSD(hi, n[4 + j], _mm256_set1_epi32(xk[4 + j]));
+        __m256i x0 = _mm256_set1_epi32(xk[j]), x1 = _mm256_set1_epi32(xk[4 + j]);
+        lo = q4 ? K256_DPBUSD(lo, n[j], x0) : K256_DPBUSD(lo, _mm256_xor_si256(x0, bias), n[j]);
+        hi = q4 ? K256_DPBUSD(hi, n[4 + j], x1) : K256_DPBUSD(hi, _mm256_xor_si256(x1, bias), n[4 + j]);
     }
     return _mm256_add_epi32(lo, hi);
 #else
-    // A `vpmaddubsw` pair is at most 2 * 15 * 127 = 3810: the eight steps add up in int16 (at most
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (!q4) {
+        __m256i sum = start;
+        for (int j = 0; j < 8; j++)
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(_mm256_set1_epi32(xk[j]), n[j])), ones));
+        return sum;
+    }
+    // A q4 `vpmaddubsw` pair is at most 2 * 15 * 127 = 3810: the eight steps add up in int16 (at most
     // 30480) before one `vpmaddwd` widens them.
     __m256i s = _mm256_maddubs_epi16(n[0], _mm256_set1_epi32(xk[0]));
     for (int j = 1; j < 8; j++) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(n[j], _mm256_set1_epi32(xk[j])));
-    return _mm256_add_epi32(_mm256_set1_epi32(corr), _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+    return _mm256_add_epi32(start, _mm256_madd_epi16(s, ones));
 #endif
 }
 
-/// The 8-row q4 GEMM tile (x86/gemm.h): lane i of every register is row r + i.
-static K256_ATTR void k256_gemm8_q4(EDGE_GEMM_TILE_ARGS) {
-    const int64_t row_bytes = nblocks * 16;
+/// Dwords [4h, 4h + 4) of block b of rows [0, 8) (rows row_bytes apart), transposed: d[j] holds dword
+/// 4h + j of every row. Prefetches the next tile's rows 8 + k and 12 + k, as x86/avx512.c does.
+K256_INLINE void k256_load8(const uint8_t *p, int64_t row_bytes, int prefetch, __m256i *d) {
+    __m256i a[4];
+    for (int k = 0; k < 4; k++) {
+        // a[k]: rows k and 4 + k in its two 128-bit lanes.
+        const uint8_t *q = p + k * row_bytes;
+        if (prefetch) {
+            _mm_prefetch((const char *)(q + 8 * row_bytes), _MM_HINT_T0);
+            _mm_prefetch((const char *)(q + 12 * row_bytes), _MM_HINT_T0);
+        }
+        a[k] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                       _mm_loadu_si128((const __m128i *)(q + 4 * row_bytes)), 1);
+    }
+    __m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]), t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]), t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+    d[0] = _mm256_unpacklo_epi64(t0, t2);
+    d[1] = _mm256_unpackhi_epi64(t0, t2);
+    d[2] = _mm256_unpacklo_epi64(t1, t3);
+    d[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/// The 8-row GEMM tile (x86/gemm.h): lane i of every register is row r + i.
+K256_INLINE void k256_gemm8(const int q4, EDGE_GEMM_TILE_ARGS) {
+    const int64_t block_bytes = q4 ? 16 : 32, row_bytes = nblocks * block_bytes;
     const uint8_t *rows = w + r * row_bytes;
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t k = 0; k < nt; k++) _mm256_storeu_ps(acc + k * 8, _mm256_setzero_ps());
@@ -176,41 +211,42 @@ static K256_ATTR void k256_gemm8_q4(EDGE_GEMM_TILE_ARGS) {
             if (g % 16 == 0) edge_gemm_scales(8, ws + r * ngroups, ngroups, g, table);
             wscale = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(table + g % 16 * 8)));
         }
-        // a[k]: rows k and 4 + k in its two 128-bit lanes; prefetching the next tile's rows 8 + k, 12 + k.
-        const uint8_t *p = rows + b * 16;
-        __m256i a[4];
-        for (int k = 0; k < 4; k++) {
-            const uint8_t *q = p + k * row_bytes;
-            if ((b & 3) == 0) {
-                _mm_prefetch((const char *)(q + 8 * row_bytes), _MM_HINT_T0);
-                _mm_prefetch((const char *)(q + 12 * row_bytes), _MM_HINT_T0);
+        const uint8_t *p = rows + b * block_bytes;
+        __m256i n[8], aw[8], start = _mm256_setzero_si256();
+        if (q4) {
+            k256_load8(p, row_bytes, (b & 3) == 0, n);
+            for (int j = 0; j < 4; j++) {
+                n[4 + j] = _mm256_and_si256(_mm256_srli_epi16(n[j], 4), low);
+                n[j] = _mm256_and_si256(n[j], low);
             }
-            a[k] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
-                                           _mm_loadu_si128((const __m128i *)(q + 4 * row_bytes)), 1);
-        }
-        // 4 x 4 dword transpose in each lane: d[j] holds dword j of rows 0..7.
-        __m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]), t1 = _mm256_unpackhi_epi32(a[0], a[1]);
-        __m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]), t3 = _mm256_unpackhi_epi32(a[2], a[3]);
-        __m256i d[4] = { _mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3),
-                         _mm256_unpackhi_epi64(t1, t3) };
-        __m256i n[8];
-        for (int j = 0; j < 4; j++) {
-            n[j] = _mm256_and_si256(d[j], low);
-            n[4 + j] = _mm256_and_si256(_mm256_srli_epi16(d[j], 4), low);
+        } else {
+            k256_load8(p, row_bytes, (b & 1) == 0, n);
+            k256_load8(p + 16, row_bytes, 0, n + 4);
+#if defined(K256_DPBUSD)
+            for (int j = 0; j < 8; j++) start = K256_DPBUSD(start, _mm256_set1_epi8((char)0x80), n[j]);
+            start = _mm256_sub_epi32(_mm256_setzero_si256(), start);
+#else
+            for (int j = 0; j < 8; j++) aw[j] = _mm256_sign_epi8(n[j], n[j]);
+#endif
         }
         for (int64_t k = 0; k < nt; k++) {
             const int32_t *xk = (const int32_t *)(x + ((t + k) * nblocks + b) * 32);
-            __m256i dot = k256_gemm_dot(n, xk, corr[k * nblocks + b]);
+            __m256i dot = k256_gemm_dot(q4, n, aw, xk, q4 ? _mm256_set1_epi32(corr[k * nblocks + b]) : start);
             __m256 scale = _mm256_mul_ps(wscale, _mm256_set1_ps(xs[(t + k) * nblocks + b]));
             _mm256_storeu_ps(acc + k * 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, _mm256_loadu_ps(acc + k * 8)));
         }
     }
 }
 
+static K256_ATTR void k256_gemm8_q4(EDGE_GEMM_TILE_ARGS) { k256_gemm8(1, w, ws, nblocks, gblocks, ngroups, r, x, xs, corr, t, nt, acc); }
+static K256_ATTR void k256_gemm8_q8(EDGE_GEMM_TILE_ARGS) { k256_gemm8(0, w, ws, nblocks, gblocks, ngroups, r, x, xs, corr, t, nt, acc); }
+
 K256_ATTR void K256_NAME(matmul_q8)(EDGE_MATMUL_ARGS(int8_t)) {
-    k256_rows_matmul_q8(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    int64_t end = edge_gemm(0, 8, k256_gemm8_q8, (const uint8_t *)w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    if (end < r1) k256_rows_matmul_q8(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
 }
 
 K256_ATTR void K256_NAME(matmul_q4)(EDGE_MATMUL_ARGS(uint8_t)) {
-    edge_gemm_q4(8, k256_gemm8_q4, k256_rows_matmul_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    int64_t end = edge_gemm(1, 8, k256_gemm8_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    if (end < r1) k256_rows_matmul_q4(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
 }
