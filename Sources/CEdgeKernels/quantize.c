@@ -266,7 +266,7 @@ static uint16_t fit_q4(const float *x, const float *w, int64_t n, int8_t *codes,
     return edge_float_to_half(best);
 }
 
-static uint16_t fit_q8(const float *x, int64_t n, int8_t *codes, int truncate) {
+uint16_t edge_fit_q8(const float *x, int64_t n, int8_t *codes, int truncate) {
     float amax = 0;
     for (int64_t i = 0; i < n; i++) amax = __builtin_fabsf(x[i]) > amax ? __builtin_fabsf(x[i]) : amax;
     const uint16_t half = edge_float_to_half(amax / 127);
@@ -286,8 +286,4 @@ uint16_t edge_fit_q4(int isa, const float *x, const float *w, int64_t n, int8_t 
 #endif
     (void)isa;
     return fit_q4(x, w, n, codes, truncate, q4_sums_vec);
-}
-
-uint16_t edge_fit_q8(const float *x, int64_t n, int8_t *codes, int truncate) {
-    return fit_q8(x, n, codes, truncate);
 }

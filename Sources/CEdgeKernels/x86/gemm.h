@@ -98,7 +98,7 @@ GEMM_ATTR static int64_t edge_gemm(const int q4, const int R, edge_gemm_tile til
                                    const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
     int64_t chunk = q4 && EDGE_GEMM_CORRECTIONS / nblocks < EDGE_GEMM_TOKENS ? EDGE_GEMM_CORRECTIONS / nblocks : EDGE_GEMM_TOKENS;
     if (ntok < 2 || nblocks < EDGE_GEMM_MIN_BLOCKS || r1 - r0 < R || chunk < 2) return r0;
-    int64_t gb = gblocks < nblocks ? gblocks : nblocks, ngroups = (nblocks + gb - 1) / gb;
+    int64_t ngroups = (nblocks + gblocks - 1) / gblocks;
     int64_t end = r0 + (r1 - r0) / R * R;
     int32_t corr[EDGE_GEMM_CORRECTIONS];
     float acc[EDGE_GEMM_TOKENS * 16];
@@ -106,7 +106,7 @@ GEMM_ATTR static int64_t edge_gemm(const int q4, const int R, edge_gemm_tile til
         int64_t nt = ntok - t < chunk ? ntok - t : chunk;
         if (q4) edge_gemm_corrections(x, nblocks, t, nt, corr);
         for (int64_t r = r0; r < end; r += R) {
-            tile(w, ws, nblocks, gb, ngroups, r, x, xs, corr, t, nt, acc);
+            tile(w, ws, nblocks, gblocks, ngroups, r, x, xs, corr, t, nt, acc);
             for (int64_t k = 0; k < nt; k++)
                 for (int i = 0; i < R; i++) out[(r + i) * ors + (t + k) * ots] = acc[k * R + i];
         }
