@@ -314,8 +314,8 @@ public final class InferenceSession: @unchecked Sendable {
             addBias(q, layer.qBias, width: qDim, tokens: n)
             addBias(k, layer.kBias, width: kvDim, tokens: n)
             addBias(v, layer.vBias, width: kvDim, tokens: n)
-            normHeads(q, layer.qNorm, heads: n * c.heads)
-            normHeads(k, layer.kNorm, heads: n * c.kvHeads)
+            normRows(q, layer.qNorm, width: c.headDim, count: n * c.heads)
+            normRows(k, layer.kNorm, width: c.headDim, count: n * c.kvHeads)
             let table = c.ropeTableIndex(layer: l)
             for seg in segments {
                 let pos0 = seg.session.position, cache = seg.session.cache
@@ -370,20 +370,17 @@ public final class InferenceSession: @unchecked Sendable {
         for t in 0..<n { FloatKernels.add(buffer + t * width, bias, count: width) }
     }
 
-    /// RMSNorm of each of `heads` consecutive head vectors with `weight`, when the family has the norm.
-    private func normHeads(_ buffer: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>?, heads: Int) {
+    /// RMSNorm in place of each of `count` consecutive vectors of `width` values with `weight`, when the
+    /// family has the norm (per-head q/k norms, post-sublayer norms).
+    private func normRows(_ buffer: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>?, width: Int, count: Int) {
         guard let weight else { return }
-        let hd = c.headDim
-        for h in 0..<heads { FloatKernels.rmsNorm(buffer + h * hd, buffer + h * hd, weight: weight, count: hd, epsilon: c.normEpsilon) }
+        for i in 0..<count { FloatKernels.rmsNorm(buffer + i * width, buffer + i * width, weight: weight, count: width, epsilon: c.normEpsilon) }
     }
 
     /// x += delta for `tokens` tokens, delta first normed by `postNorm` when the family has one.
     private func addResidual(_ delta: UnsafeMutablePointer<Float>, tokens n: Int, postNorm: UnsafePointer<Float>?) {
-        let dim = c.dim
-        if let postNorm {
-            for t in 0..<n { FloatKernels.rmsNorm(delta + t * dim, delta + t * dim, weight: postNorm, count: dim, epsilon: c.normEpsilon) }
-        }
-        FloatKernels.add(x, delta, count: n * dim)
+        normRows(delta, postNorm, width: c.dim, count: n)
+        FloatKernels.add(x, delta, count: n * c.dim)
     }
 
     /// Quantizes `tokens` rows of `cols` activations to int8 blocks when `weight` is quantized.

@@ -110,6 +110,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var resolvedRopeTables: [RopeTable] { ropeTables ?? [.standard(theta: Double(ropeTheta), dims: headDim)] }
     /// The rotary table of layer `l`.
     public func ropeTableIndex(layer l: Int) -> Int { layerRopeTable?[l] ?? 0 }
+    /// Makes every layer attend over a sliding window of `window` positions (Mistral, Phi-3).
+    mutating func slideEveryLayer(window: Int) {
+        slidingWindow = window
+        slidingLayers = Array(repeating: true, count: layers)
+    }
+
     /// The attention window of layer `l` (nil: every earlier position).
     public func window(layer l: Int) -> Int? { slidingLayers?[l] == true ? slidingWindow : nil }
 

@@ -138,7 +138,7 @@ public enum Converter {
         let level = try KernelLevel.selected()
         let importance = options.calibration?.importance ?? [:]
         return try convert(checkpoint, to: outputPath, options: options, encoder: { name, values, layout in
-            Quantizer.encode(values, layout: layout, importance: layout.scheme == .q4 ? importance[name] : nil, level: level)
+            Quantizer.encode(values, layout: layout, importance: importance[name], level: level)
         }, progress: progress)
     }
 

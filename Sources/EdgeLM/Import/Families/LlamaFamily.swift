@@ -21,10 +21,6 @@ enum MistralFamily: ModelFamily {
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
         try LlamaFamily.configure(&config, &r, rope: rope)
-        if let w = try r.int("sliding_window") {
-            guard w >= 1 else { throw r.fail("sliding_window", "\(w) must be >= 1") }
-            config.slidingWindow = w
-            config.slidingLayers = Array(repeating: true, count: config.layers)
-        }
+        try FamilyKeys.everyLayerWindow(&config, &r)
     }
 }

@@ -71,6 +71,13 @@ enum FamilyKeys {
         }
     }
 
+    /// `sliding_window` as a window over every layer (Mistral, Phi-3), when given.
+    static func everyLayerWindow(_ config: inout ModelConfig, _ r: inout ConfigReader) throws(EdgeLMError) {
+        guard let w = try r.int("sliding_window") else { return }
+        guard w >= 1 else { throw r.fail("sliding_window", "\(w) must be >= 1") }
+        config.slideEveryLayer(window: w)
+    }
+
     /// Qwen's optional sliding window: refused when switched on; its size and layer count then change nothing.
     static func qwenWindow(_ r: inout ConfigReader, layers: Int) throws(EdgeLMError) {
         try r.refuseTrue("use_sliding_window", "Qwen's sliding-window layers are not supported")

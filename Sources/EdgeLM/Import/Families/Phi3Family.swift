@@ -13,10 +13,7 @@ enum Phi3Family: ModelFamily {
         }
         _ = keys.value("rope.scaling.original_context_length")
         let window = try keys.int("attention.sliding_window", default: 0)
-        if window > 0 {
-            config.slidingWindow = window
-            config.slidingLayers = Array(repeating: true, count: config.layers)
-        }
+        if window > 0 { config.slideEveryLayer(window: window) }
         for l in 0..<config.layers {
             let p = "blk.\(l)."
             if let qkv = tensors.removeValue(forKey: p + "attn_qkv") {
@@ -38,11 +35,7 @@ enum Phi3Family: ModelFamily {
         config.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
         // Only LongRoPE (refused by its rope_type) reads the original context.
         r.harmless(["original_max_position_embeddings"])
-        if let w = try r.int("sliding_window") {
-            guard w >= 1 else { throw r.fail("sliding_window", "\(w) must be >= 1") }
-            config.slidingWindow = w
-            config.slidingLayers = Array(repeating: true, count: config.layers)
-        }
+        try FamilyKeys.everyLayerWindow(&config, &r)
     }
 
     static func layerTensors(_ module: String, _ t: SourceTensor, config: ModelConfig) -> [(String, SourceTensor)]? {
