@@ -169,44 +169,52 @@ public enum Converter {
             reports.append(report(entry))
             progress(ConversionProgress(done: index + 1, total: shapes.count, tensor: reports[index]))
         }
-        for (i, (name, shape)) in shapes.enumerated() {
-            guard let source = checkpoint.tensors[name] else { throw .missingTensor(path: checkpoint.path, tensor: name) }
-            let (scheme, groupSize) = options.plan(for: name)
-            let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
-            let values = try source.floats(path: checkpoint.path)
-            let carried = carriedPayload(source, layout)
-            let payload = carried ?? encoder(name, values, layout)
-            if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
-                throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
-            }
-            if scheme.isQuantized, let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.rows * layout.groupsPerRow) }) {
-                throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
-            }
-            let error = scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: values, layout: layout, payload: payload)
-            try finishPending()
-            let zstd = options.zstdLevel
-            writes.async(group: writing) {
-                written.set(i, Result { () throws(EdgeLMError) in
-                    try withPayload(payload) { (buf) throws(EdgeLMError) in
-                        try out.value.append(name: name, shape: shape, scheme: scheme, groupSize: groupSize, payload: buf, zstdLevel: zstd)
-                    }
+        // On any error the write in flight (which holds the writer) finishes first, then the temporary file
+        // goes: nothing half-written is left behind when this throws (not even for a moment after it).
+        do throws(EdgeLMError) {
+            for (i, (name, shape)) in shapes.enumerated() {
+                guard let source = checkpoint.tensors[name] else { throw .missingTensor(path: checkpoint.path, tensor: name) }
+                let (scheme, groupSize) = options.plan(for: name)
+                let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
+                let values = try source.floats(path: checkpoint.path)
+                let carried = carriedPayload(source, layout)
+                let payload = carried ?? encoder(name, values, layout)
+                if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
+                    throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
+                }
+                if scheme.isQuantized, let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.rows * layout.groupsPerRow) }) {
+                    throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
+                }
+                let error = scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: values, layout: layout, payload: payload)
+                try finishPending()
+                let zstd = options.zstdLevel
+                writes.async(group: writing) {
+                    written.set(i, Result { () throws(EdgeLMError) in
+                        try withPayload(payload) { (buf) throws(EdgeLMError) in
+                            try out.value.append(name: name, shape: shape, scheme: scheme, groupSize: groupSize, payload: buf, zstdLevel: zstd)
+                        }
+                    })
+                }
+                pending = (i, { entry in
+                    TensorReport(name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
+                                 error: error, carriedOver: carried != nil)
                 })
             }
-            pending = (i, { entry in
-                TensorReport(name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
-                             error: error, carriedOver: carried != nil)
-            })
+            try finishPending()
+            hashing.wait()
+            let provenance = Provenance(sourceFile: (checkpoint.path as NSString).lastPathComponent, sourceSHA256: sourceHash.values[0]!,
+                                        sourceFormat: checkpoint.format, converterVersion: EdgeLMVersion.string,
+                                        created: ISO8601DateFormatter().string(from: Date()))
+            var settings = QuantizationSettings(type: options.type, groupSize: options.resolvedGroupSize,
+                                                embeddingType: options.resolvedEmbeddingType,
+                                                compression: options.zstdLevel == nil ? .raw : .zstd, zstdLevel: options.zstdLevel)
+            settings.calibration = options.calibration?.provenance
+            try writer.finish(config: checkpoint.config, tokenizer: checkpoint.tokenizer, provenance: provenance, quantization: settings)
+        } catch {
+            writing.wait()
+            writer.abort()
+            throw error
         }
-        try finishPending()
-        hashing.wait()
-        let provenance = Provenance(sourceFile: (checkpoint.path as NSString).lastPathComponent, sourceSHA256: sourceHash.values[0]!,
-                                    sourceFormat: checkpoint.format, converterVersion: EdgeLMVersion.string,
-                                    created: ISO8601DateFormatter().string(from: Date()))
-        var settings = QuantizationSettings(type: options.type, groupSize: options.resolvedGroupSize,
-                                            embeddingType: options.resolvedEmbeddingType,
-                                            compression: options.zstdLevel == nil ? .raw : .zstd, zstdLevel: options.zstdLevel)
-        settings.calibration = options.calibration?.provenance
-        try writer.finish(config: checkpoint.config, tokenizer: checkpoint.tokenizer, provenance: provenance, quantization: settings)
         let outputBytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? 0
         let matrices = reports.filter { [.attention, .ffn].contains(TensorRole(name: $0.name)) }
         let matrixParams = matrices.reduce(0) { $0 + $1.shape.reduce(1, *) }
