@@ -299,18 +299,15 @@ public final class InferenceSession: @unchecked Sendable {
     /// Runs `tokens` (at most maxBatch) through every layer on this session's buffers, leaving the final
     /// hidden states in x; each segment's tokens go to its session's KV cache, whose position then advances.
     private func forwardBatch(_ tokens: [Int], segments: [Segment]) {
-        let n = tokens.count, dim = c.dim, qDim = c.qDim, kvDim = c.kvDim, ffn = c.ffnDim, eps = c.normEpsilon
+        let n = tokens.count, dim = c.dim, qDim = c.qDim, kvDim = c.kvDim, ffn = c.ffnDim
         for (t, token) in tokens.enumerated() { model.embedding.row(token, into: x + t * dim) }
         if let s = c.embeddingScale { for i in 0..<(n * dim) { x[i] *= s } }
         for (l, layer) in model.layers.enumerated() {
             // Attention: x -> xb = norm(x) -> q, k, v (+ bias, per-head norm) -> RoPE -> cache -> attnOut
             //   -> delta = wo attnOut (-> post-norm) -> x += delta
-            for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.attnNorm, count: dim, epsilon: eps) }
+            let quantizedInput = normedInput(layer.attnNorm, tokens: n, for: layer.wq)
             observer?.observe(layer: l, input: .attention, values: xb, tokens: n, width: dim)
-            let quantizedInput = quantizeIfNeeded(xb, cols: dim, tokens: n, for: layer.wq)
-            linear(layer.wq, input: xb, quantized: quantizedInput, tokens: n, out: q)
-            linear(layer.wk, input: xb, quantized: quantizedInput, tokens: n, out: k)
-            linear(layer.wv, input: xb, quantized: quantizedInput, tokens: n, out: v)
+            linears([(layer.wq, q), (layer.wk, k), (layer.wv, v)], input: xb, quantized: quantizedInput, tokens: n)
             addBias(q, layer.qBias, width: qDim, tokens: n)
             addBias(k, layer.kBias, width: kvDim, tokens: n)
             addBias(v, layer.vBias, width: kvDim, tokens: n)
@@ -319,9 +316,11 @@ public final class InferenceSession: @unchecked Sendable {
             let table = c.ropeTableIndex(layer: l)
             for seg in segments {
                 let pos0 = seg.session.position, cache = seg.session.cache
-                for t in seg.start..<(seg.start + seg.count) {
-                    rope(q + t * qDim, heads: c.heads, position: pos0 + t - seg.start, table: table)
-                    rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t - seg.start, table: table)
+                perToken(seg.count, width: qDim + kvDim) { range in
+                    for t in range.lowerBound + seg.start..<range.upperBound + seg.start {
+                        rope(q + t * qDim, heads: c.heads, position: pos0 + t - seg.start, table: table)
+                        rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t - seg.start, table: table)
+                    }
                 }
                 if pos0 == 0 {
                     cache.setKeyTransform(layer: l, keys: k + seg.start * kvDim, queries: q + seg.start * qDim, heads: c.heads, tokens: seg.count)
@@ -333,21 +332,25 @@ public final class InferenceSession: @unchecked Sendable {
                               cache: cache, pool: pool, level: level)
             }
             observer?.observe(layer: l, input: .attentionOutput, values: attnOut, tokens: n, width: qDim)
-            linear(layer.wo, input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo), tokens: n, out: delta)
+            linears([(layer.wo, delta)], input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo), tokens: n)
             addResidual(delta, tokens: n, postNorm: layer.postAttnNorm)
 
             // FFN: xb = norm(x) -> hb = gate xb, hb2 = up xb -> hb = act(hb) * hb2 -> delta = down hb (-> post-norm) -> x += delta
-            for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + t * dim, weight: layer.ffnNorm, count: dim, epsilon: eps) }
+            let quantizedFFN = normedInput(layer.ffnNorm, tokens: n, for: layer.gate)
             observer?.observe(layer: l, input: .ffn, values: xb, tokens: n, width: dim)
-            let quantizedFFN = quantizeIfNeeded(xb, cols: dim, tokens: n, for: layer.gate)
-            linear(layer.gate, input: xb, quantized: quantizedFFN, tokens: n, out: hb)
-            linear(layer.up, input: xb, quantized: quantizedFFN, tokens: n, out: hb2)
-            switch c.activation ?? .silu {
-            case .silu: FloatKernels.swiglu(hb, hb2, count: n * ffn)
-            case .geluTanh: FloatKernels.geglu(hb, hb2, count: n * ffn)
+            // Each worker gates the hidden rows it computed of both gate and up, for every token.
+            let activation = c.activation ?? .silu, hb = self.hb, hb2 = self.hb2
+            linears([(layer.gate, hb), (layer.up, hb2)], input: xb, quantized: quantizedFFN, tokens: n) { rows in
+                for t in 0..<n {
+                    let g = hb + t * ffn + rows.lowerBound, u = hb2 + t * ffn + rows.lowerBound
+                    switch activation {
+                    case .silu: FloatKernels.swiglu(g, u, count: rows.count)
+                    case .geluTanh: FloatKernels.geglu(g, u, count: rows.count)
+                    }
+                }
             }
             observer?.observe(layer: l, input: .ffnDown, values: hb, tokens: n, width: ffn)
-            linear(layer.down, input: hb, quantized: quantizeIfNeeded(hb, cols: ffn, tokens: n, for: layer.down), tokens: n, out: delta)
+            linears([(layer.down, delta)], input: hb, quantized: quantizeIfNeeded(hb, cols: ffn, tokens: n, for: layer.down), tokens: n)
             addResidual(delta, tokens: n, postNorm: layer.postFFNNorm)
         }
         for seg in segments {
@@ -358,9 +361,8 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// logits[t] = output · norm(x[first + t]) for `tokens` tokens.
     private func computeLogits(tokens n: Int, first: Int) {
-        let dim = c.dim
-        for t in 0..<n { FloatKernels.rmsNorm(xb + t * dim, x + (first + t) * dim, weight: model.outputNorm, count: dim, epsilon: c.normEpsilon) }
-        linear(model.output, input: xb, quantized: quantizeIfNeeded(xb, cols: dim, tokens: n, for: model.output), tokens: n, out: logitsBuffer)
+        let quantized = normedInput(model.outputNorm, tokens: n, from: first, for: model.output)
+        linears([(model.output, logitsBuffer)], input: xb, quantized: quantized, tokens: n)
         if let cap = c.finalSoftcap { FloatKernels.softcap(logitsBuffer, count: n * c.vocabSize, cap: cap) }
     }
 
@@ -379,28 +381,53 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// x += delta for `tokens` tokens, delta first normed by `postNorm` when the family has one.
     private func addResidual(_ delta: UnsafeMutablePointer<Float>, tokens n: Int, postNorm: UnsafePointer<Float>?) {
-        normRows(delta, postNorm, width: c.dim, count: n)
-        FloatKernels.add(x, delta, count: n * c.dim)
+        let dim = c.dim, x = self.x
+        perToken(n, width: dim) { range in
+            normRows(delta + range.lowerBound * dim, postNorm, width: dim, count: range.count)
+            FloatKernels.add(x + range.lowerBound * dim, delta + range.lowerBound * dim, count: range.count * dim)
+        }
+    }
+
+    /// Runs `body` over ranges of `n` tokens in parallel, or over all of them on this thread when the
+    /// batch is too small (`width` values per token) for waking the workers to pay.
+    private func perToken(_ n: Int, width: Int, _ body: (Range<Int>) -> Void) {
+        pool.parallelFor(n, work: n * width, serialBelow: 1 << 13, body)
+    }
+
+    /// xb = norm(x[first + t]) with `weight` for `tokens` tokens, quantized for `weight`'s kernels when
+    /// it is quantized (whether it is is returned); norms and quantization run per token in parallel.
+    private func normedInput(_ norm: UnsafePointer<Float>, tokens n: Int, from first: Int = 0, for weight: LinearWeight) -> Bool {
+        let dim = c.dim, eps = c.normEpsilon, x = self.x, xb = self.xb, quantized = weight.scheme.isQuantized
+        perToken(n, width: dim) { range in
+            for t in range {
+                FloatKernels.rmsNorm(xb + t * dim, x + (first + t) * dim, weight: norm, count: dim, epsilon: eps)
+                if quantized { quantizeRow(xb, cols: dim, token: t) }
+            }
+        }
+        return quantized
     }
 
     /// Quantizes `tokens` rows of `cols` activations to int8 blocks when `weight` is quantized.
     private func quantizeIfNeeded(_ input: UnsafeMutablePointer<Float>, cols: Int, tokens: Int, for weight: LinearWeight) -> Bool {
         guard weight.scheme.isQuantized else { return false }
-        let blocks = (cols + 31) / 32, full = cols / 32
-        let level = self.level, xq = self.xq, xs = self.xs
-        for t in 0..<tokens {
-            let row = input + t * cols
-            IntegerKernels.quantizeQ8Blocks(level, row, nblocks: full, codes: xq + t * blocks * 32, scales: xs + t * blocks)
-            if full < blocks {
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { tail in
-                    tail.initialize(repeating: 0)
-                    for i in 0..<(cols - full * 32) { tail[i] = row[full * 32 + i] }
-                    IntegerKernels.quantizeQ8Blocks(level, tail.baseAddress!, nblocks: 1, codes: xq + t * blocks * 32 + full * 32, scales: xs + t * blocks + full)
-                }
-            }
-            if activationGranularity == .row { requantizePerRow(row, cols: cols, codes: xq + t * blocks * 32, scales: xs + t * blocks) }
+        perToken(tokens, width: cols) { range in
+            for t in range { quantizeRow(input, cols: cols, token: t) }
         }
         return true
+    }
+
+    /// Quantizes row `t` of `input` ([tokens, cols]) into the activation codes and scales.
+    private func quantizeRow(_ input: UnsafeMutablePointer<Float>, cols: Int, token t: Int) {
+        let blocks = (cols + 31) / 32, full = cols / 32, row = input + t * cols
+        IntegerKernels.quantizeQ8Blocks(level, row, nblocks: full, codes: xq + t * blocks * 32, scales: xs + t * blocks)
+        if full < blocks {
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { tail in
+                tail.initialize(repeating: 0)
+                for i in 0..<(cols - full * 32) { tail[i] = row[full * 32 + i] }
+                IntegerKernels.quantizeQ8Blocks(level, tail.baseAddress!, nblocks: 1, codes: xq + t * blocks * 32 + full * 32, scales: xs + t * blocks + full)
+            }
+        }
+        if activationGranularity == .row { requantizePerRow(row, cols: cols, codes: xq + t * blocks * 32, scales: xs + t * blocks) }
     }
 
     /// Replaces per-block codes by codes sharing one scale for the whole row.
@@ -413,23 +440,35 @@ public final class InferenceSession: @unchecked Sendable {
         for b in 0..<((cols + 31) / 32) { scales[b] = d }
     }
 
-    /// out[t, r] = weight[r] · input[t] for `tokens` tokens, rows split across the pool.
-    private func linear(_ w: LinearWeight, input: UnsafeMutablePointer<Float>, quantized: Bool, tokens: Int,
+    /// out[t, r] = weight[r] · input[t] for `tokens` tokens, for every (weight, out) pair, as one parallel
+    /// job: each worker takes its share of every matrix's rows (in whole 16-row tiles), then runs
+    /// `epilogue` on its share of the first matrix's rows (for example the gate of those FFN rows).
+    private func linears(_ pairs: [(weight: LinearWeight, out: UnsafeMutablePointer<Float>)], input: UnsafeMutablePointer<Float>,
+                         quantized: Bool, tokens: Int, epilogue: ((Range<Int>) -> Void)? = nil) {
+        let work = pairs.reduce(0) { $0 + $1.weight.rows * $1.weight.cols } * tokens
+        let workers = pool.threadCount > 1 && work >= 1 << 17 ? pool.threadCount : 1
+        func share(_ rows: Int, _ i: Int) -> Range<Int> {
+            func cut(_ k: Int) -> Int { k == workers ? rows : rows * k / workers / 16 * 16 }
+            return cut(i)..<cut(i + 1)
+        }
+        let body = { (worker: Int, _: Int) in
+            for (w, out) in pairs { self.matmul(w, rows: share(w.rows, worker), input: input, quantized: quantized, tokens: tokens, out: out) }
+            epilogue?(share(pairs[0].weight.rows, worker))
+        }
+        if workers == 1 { body(0, 1) } else { pool.run(body) }
+    }
+
+    /// Rows `rows` of out = weight · input for `tokens` tokens (out is [tokens, weight.rows]).
+    private func matmul(_ w: LinearWeight, rows: Range<Int>, input: UnsafeMutablePointer<Float>, quantized: Bool, tokens: Int,
                         out: UnsafeMutablePointer<Float>) {
-        let rows = w.rows, cols = w.cols, level = self.level, xq = self.xq, xs = self.xs
+        guard !rows.isEmpty else { return }
         if w.scheme.isQuantized {
             precondition(quantized)
-            let codes = w.codes, scales = w.scales, scheme = w.scheme
-            let bpr = w.layout.blocksPerRow, bpg = w.layout.blocksPerGroup
-            pool.parallelFor(rows, work: rows * cols * tokens) { range in
-                IntegerKernels.matmul(level, scheme: scheme, weights: codes, scales: scales, blocksPerRow: bpr, blocksPerGroup: bpg,
-                                      rows: range, x: xq, xs: xs, tokens: tokens, out: out, rowStride: 1, tokenStride: rows)
-            }
+            IntegerKernels.matmul(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                                  blocksPerGroup: w.layout.blocksPerGroup, rows: rows, x: xq, xs: xs, tokens: tokens, out: out,
+                                  rowStride: 1, tokenStride: w.rows)
         } else {
-            let floats = w.floats
-            pool.parallelFor(rows, work: rows * cols * tokens) { range in
-                FloatKernels.matmul(weights: floats, cols: cols, rows: range, x: input, tokens: tokens, out: out, rowStride: 1, tokenStride: rows)
-            }
+            FloatKernels.matmul(weights: w.floats, cols: w.cols, rows: rows, x: input, tokens: tokens, out: out, rowStride: 1, tokenStride: w.rows)
         }
     }
 
