@@ -171,6 +171,37 @@ void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t np
     EDGE_ATTENTION(attn_values_f16, p, v, npos, hd, out)
 }
 
+/// The attention family's kernel NAME for level isa (as EDGE_ATTENTION picks it), for kernels that
+/// return a value.
+typedef float (*edge_row_reduction)(float *row, int64_t n, float arg);
+static edge_row_reduction edge_attention_reduction(int isa, edge_row_reduction generic, edge_row_reduction simd) {
+#if defined(__x86_64__)
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI || isa == EDGE_ISA_AVX512_VNNI) return simd;
+#elif defined(__aarch64__)
+    if (isa == EDGE_ISA_NEON || isa == EDGE_ISA_DOTPROD || isa == EDGE_ISA_I8MM) return simd;
+#else
+    (void)isa;
+    (void)simd;
+#endif
+    return generic;
+}
+
+#if defined(__x86_64__)
+#define EDGE_SIMD_ATTENTION(NAME) edge_avx2_##NAME
+#elif defined(__aarch64__)
+#define EDGE_SIMD_ATTENTION(NAME) edge_neon_##NAME
+#else
+#define EDGE_SIMD_ATTENTION(NAME) edge_generic_##NAME
+#endif
+
+float edge_scale_max(int isa, float *row, int64_t n, float scale) {
+    return edge_attention_reduction(isa, edge_generic_scale_max, EDGE_SIMD_ATTENTION(scale_max))(row, n, scale);
+}
+
+float edge_exp_sum(int isa, float *row, int64_t n, float max) {
+    return edge_attention_reduction(isa, edge_generic_exp_sum, EDGE_SIMD_ATTENTION(exp_sum))(row, n, max);
+}
+
 void edge_matmul_q8(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
                     float *out, int64_t ors, int64_t ots) {

@@ -79,3 +79,21 @@ void edge_generic_attn_values_f16(const float *p, const uint16_t *v, int64_t npo
     for (int64_t j = 0; j < npos; j++)
         for (int64_t d = 0; d < hd; d++) out[d] += p[j] * edge_half_to_float(v[j * hd + d]);
 }
+
+float edge_generic_scale_max(float *row, int64_t n, float scale) {
+    float max = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        row[j] *= scale;
+        max = row[j] > max ? row[j] : max;
+    }
+    return max;
+}
+
+float edge_generic_exp_sum(float *row, int64_t n, float max) {
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        row[j] = expf(row[j] - max);
+        sum += row[j];
+    }
+    return sum;
+}

@@ -23,7 +23,9 @@
     void PREFIX##_attn_values_q8(const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales, \
                                  int64_t npos, int64_t hd, float *out, int64_t ostride);                 \
     void PREFIX##_attn_scores_f16(const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out); \
-    void PREFIX##_attn_values_f16(const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out);
+    void PREFIX##_attn_values_f16(const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out); \
+    float PREFIX##_scale_max(float *row, int64_t n, float scale);                                        \
+    float PREFIX##_exp_sum(float *row, int64_t n, float max);
 
 EDGE_DECLARE_MATMUL(edge_generic)
 EDGE_DECLARE_QUANTIZE(edge_generic)

@@ -8,7 +8,9 @@
 //    within 4 * (nblocks + 8) float epsilons of the sum of |w_i * x_i| * scale;
 //  - no read past the end of the weights or activations (buffers end at an inaccessible page);
 //  - only the requested rows are written;
-//  - attention kernels over f16 and q8 caches (scores, value sums) on head sizes 8-128.
+//  - attention kernels over f16 and q8 caches (scores, value sums) on head sizes 8-128;
+//  - the softmax steps: scaled scores and their maximum bit-identical, exp within 2 ulp of expf (0
+//    below ln(FLT_MIN), NaN for NaN), sums within n float epsilons.
 #include "EdgeKernels.h"
 #include "../../Sources/CEdgeKernels/internal.h"
 #include <math.h>
@@ -266,6 +268,56 @@ static void test_attention(int isa) {
     }
 }
 
+/// Distance in units in the last place between two finite non-negative floats.
+static int64_t ulps(float a, float b) {
+    int32_t ia, ib;
+    memcpy(&ia, &a, sizeof ia);
+    memcpy(&ib, &b, sizeof ib);
+    return ia > ib ? (int64_t)ia - ib : (int64_t)ib - ia;
+}
+
+/// The softmax steps of this level against the generic ones, on rows of 0-70 scores (vector bodies and
+/// tails) spread over [-100, 10] around their maximum, including the ends of exp's range.
+static void test_softmax(int isa) {
+    float a[80], b[80], row[80], scaled[80];
+    int ok_max = 1, ok_exp = 1, ok_sum = 1;
+    int64_t worst = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        int n = trial % 71;
+        float spread = (float[]){ 1.0f, 30.0f, 110.0f }[trial % 3];
+        for (int j = 0; j < n; j++) row[j] = (uniform() - 0.9f) * spread;
+        if (n > 9) { row[3] = -87.0f; row[5] = -87.5f; row[7] = -88.0f; row[9] = 0.0f; }
+        float scale = 0.125f + uniform();
+        memcpy(a, row, sizeof row);
+        memcpy(b, row, sizeof row);
+        float ma = edge_scale_max(EDGE_ISA_GENERIC, a, n, scale), mb = edge_scale_max(isa, b, n, scale);
+        ok_max &= ma == mb && memcmp(a, b, sizeof(float) * (size_t)n) == 0;
+        float m = n ? ma : 0.0f;
+        memcpy(scaled, a, sizeof scaled);
+        float sa = edge_exp_sum(EDGE_ISA_GENERIC, a, n, m), sb = edge_exp_sum(isa, b, n, m);
+        double exact = 0;
+        for (int j = 0; j < n; j++) {
+            float arg = scaled[j] - m;
+            exact += b[j];
+            if (arg < -87.33654475f && isa != EDGE_ISA_GENERIC) ok_exp &= b[j] == 0.0f;
+            else {
+                int64_t u = ulps(a[j], b[j]);
+                worst = u > worst ? u : worst;
+                ok_exp &= u <= 2;
+            }
+        }
+        ok_sum &= fabs((double)sb - exact) <= (n + 1) * 1.2e-7 * exact && fabs((double)sa - sb) <= 2.0 * (n + 1) * 1.2e-7 * exact + 1e-37;
+    }
+    float nan_row[8] = { 0, -1, -2, NAN, -4, -5, -6, -7 };
+    edge_exp_sum(isa, nan_row, 8, 0.0f);
+    ok_exp &= isnan(nan_row[3]) && nan_row[0] == 1.0f;
+    char detail[64];
+    snprintf(detail, sizeof detail, "300 rows, worst %lld ulp", (long long)worst);
+    check(ok_max, "softmax scale and max", isa, "300 rows");
+    check(ok_exp, "softmax exp", isa, detail);
+    check(ok_sum, "softmax sum", isa, "300 rows");
+}
+
 /// The q4 group fit of this level against the scalar reference: identical scale and codes.
 static void test_q4_fit(int isa) {
     float x[256], w[256];
@@ -302,6 +354,7 @@ static void test_level(int isa) {
         test_row_range(isa, q4, 40, 3, 37);
     }
     test_attention(isa);
+    test_softmax(isa);
     printf("%-8s %s\n", edge_isa_name(isa), failed == before ? "ok" : "FAILED");
 }
 

@@ -7,6 +7,7 @@
 #define K128_NAME(x) edge_neon_##x
 
 #include "blocks.h"
+#include <math.h>
 
 static inline __attribute__((always_inline)) int32x4_t neon_dot(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
     int16x8_t a = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0);
@@ -109,5 +110,61 @@ void edge_neon_attn_values_f16(const float *p, const uint16_t *v, int64_t npos, 
     }
     for (int64_t j = 0; j < npos; j++)
         for (int64_t d = vec; d < hd; d++) out[d] += p[j] * k128_half(v[j * hd + d]);
+}
+
+float edge_neon_scale_max(float *row, int64_t n, float scale) {
+    float32x4_t m = vdupq_n_f32(-INFINITY);
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        float32x4_t v = vmulq_n_f32(vld1q_f32(row + j), scale);
+        vst1q_f32(row + j, v);
+        m = vmaxq_f32(m, v);
+    }
+    float max = vmaxvq_f32(m);
+    for (; j < n; j++) {
+        row[j] *= scale;
+        max = row[j] > max ? row[j] : max;
+    }
+    return max;
+}
+
+/// e^x in four lanes, as x86/avx2.c's `avx2_exp` (EdgeKernels.h, `edge_exp_sum`).
+static inline __attribute__((always_inline)) float32x4_t neon_exp(float32x4_t x) {
+    const float32x4_t lo = vdupq_n_f32(-87.33654475f);
+    const uint32x4_t under = vcltq_f32(x, lo);
+    x = vminq_f32(vdupq_n_f32(88.0f), vmaxq_f32(lo, x));
+    float32x4_t k = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(x, k, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, k, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+    float32x4_t y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(k), vdupq_n_s32(127)), 23);
+    float32x4_t out = vmulq_f32(y, vreinterpretq_f32_s32(e));
+    return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(out), under));
+}
+
+float edge_neon_exp_sum(float *row, int64_t n, float max) {
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        float32x4_t e = neon_exp(vsubq_f32(vld1q_f32(row + j), vdupq_n_f32(max)));
+        vst1q_f32(row + j, e);
+        acc = vaddq_f32(acc, e);
+    }
+    if (j < n) {
+        // The tail through the same exp, from a padded copy (the padding's exp is 0).
+        float tail[4];
+        for (int i = 0; i < 4; i++) tail[i] = j + i < n ? row[j + i] : -INFINITY;
+        float32x4_t e = neon_exp(vsubq_f32(vld1q_f32(tail), vdupq_n_f32(max)));
+        vst1q_f32(tail, e);
+        acc = vaddq_f32(acc, e);
+        for (int i = 0; j + i < n; i++) row[j + i] = tail[i];
+    }
+    return vaddvq_f32(acc);
 }
 #endif

@@ -91,6 +91,17 @@ void edge_attn_scores_f16(int isa, const float *q, const uint16_t *k, int64_t np
 /// out[d] += sum_j p[j] * v[j * hd + d], d < hd: the value sum of an f16 V cache.
 void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out);
 
+/// row[j] *= scale for j < n; returns the largest product (-infinity for n = 0). Every level computes the
+/// same products and, for finite scores, the same largest value.
+float edge_scale_max(int isa, float *row, int64_t n, float scale);
+
+/// row[j] = exp(row[j] - max) for j < n (the softmax numerators of one query's scores); returns their
+/// sum. The generic level calls expf; the SIMD levels evaluate Cephes' single-precision exp (the argument
+/// split by ln 2 in two parts, a degree-5 polynomial, the power of two put into the exponent), within
+/// 2 ulp of expf for arguments in [ln(FLT_MIN), 88] (about [-87.34, 88]), 0 below (where expf is
+/// subnormal) and NaN for NaN; sums in another order, within n float epsilons of the sum.
+float edge_exp_sum(int isa, float *row, int64_t n, float max);
+
 /// Fits one q4 group of `n` weights `x` (a multiple of 8; padding zeros cost nothing) with importance `w`
 /// (n values >= 0; NULL for a plain fit, the same as all 1): returns the f16 scale bits and writes n codes in [-8, 7]. The scale
 /// search of EdgeLM's quantizer minimises Σ w (x - s q)²: candidates are the largest-magnitude weight mapped to

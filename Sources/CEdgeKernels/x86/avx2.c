@@ -14,6 +14,7 @@
 #define K256_Q4_WIDEN(p) _mm256_madd_epi16((p), _mm256_set1_epi16(1))
 #define K256_Q4_PAIR(p0, p1) _mm256_madd_epi16(_mm256_hadd_epi16((p0), (p1)), _mm256_set1_epi16(1))
 #include "kernels256.h"
+#include <math.h>
 
 K256_ATTR void edge_avx2_quantize(const float *x, int64_t nblocks, int8_t *q, float *s) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
@@ -103,5 +104,65 @@ K256_ATTR void edge_avx2_attn_values_f16(const float *p, const uint16_t *v, int6
     }
     for (int64_t j = 0; j < npos; j++)
         for (int64_t d = vec; d < hd; d++) out[d] += p[j] * _cvtsh_ss(v[j * hd + d]);
+}
+
+K256_ATTR float edge_avx2_scale_max(float *row, int64_t n, float scale) {
+    const __m256 s = _mm256_set1_ps(scale);
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(row + j), s);
+        _mm256_storeu_ps(row + j, v);
+        m = _mm256_max_ps(m, v);
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    float max = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    for (; j < n; j++) {
+        row[j] *= scale;
+        max = row[j] > max ? row[j] : max;
+    }
+    return max;
+}
+
+/// e^x in eight lanes (EdgeKernels.h, `edge_exp_sum`): x = k ln 2 + r with |r| <= ln 2 / 2, e^r from
+/// Cephes' polynomial, 2^k added into the exponent bits.
+K256_INLINE __m256 avx2_exp(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654475f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(lo, x));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+K256_ATTR float edge_avx2_exp_sum(float *row, int64_t n, float max) {
+    const __m256 m = _mm256_set1_ps(max);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = avx2_exp(_mm256_sub_ps(_mm256_loadu_ps(row + j), m));
+        _mm256_storeu_ps(row + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (j < n) {
+        // The tail through the same exp, from a padded copy (the padding's exp is 0).
+        float tail[8];
+        for (int i = 0; i < 8; i++) tail[i] = j + i < n ? row[j + i] : -INFINITY;
+        __m256 e = avx2_exp(_mm256_sub_ps(_mm256_loadu_ps(tail), m));
+        _mm256_storeu_ps(tail, e);
+        acc = _mm256_add_ps(acc, e);
+        for (int i = 0; j + i < n; i++) row[j + i] = tail[i];
+    }
+    return hsum256(acc);
 }
 #endif

@@ -15,13 +15,16 @@ import Foundation
 final class BlockedAttention {
     /// Positions per chunk.
     static let chunk = 128
-    /// Query vectors per job at most (group heads x tokens of a block).
-    static let maxQueries = 64
+    /// Query vectors per job (group heads x tokens of a block), unless one token's group has more. Blocks
+    /// of 32 tokens rather than 64 measured 5-7% faster prompt batches on s15m: a block walks the cache up
+    /// to its last token, so smaller blocks compute fewer scores the causal mask then discards.
+    static let targetQueries = 32
 
     private let config: ModelConfig
     private let rowLength: Int  // the longest stored head vector (q8 pads to whole blocks)
     private let workers: Int
     private let tokensPerJob: Int
+    private let maxQueries: Int  // tokensPerJob x group
     private let scores: UnsafeMutablePointer<Float>  // [workers, maxQueries, chunk]
     private let acc: UnsafeMutablePointer<Float>  // [workers, maxQueries, rowLength] unnormalised outputs
     private let runningMax: UnsafeMutablePointer<Float>  // [workers, maxQueries]
@@ -38,8 +41,9 @@ final class BlockedAttention {
         self.rowLength = rowLength
         self.workers = workers
         let group = config.heads / config.kvHeads
-        tokensPerJob = max(1, BlockedAttention.maxQueries / group)
-        let q = BlockedAttention.maxQueries, w = workers
+        tokensPerJob = max(1, BlockedAttention.targetQueries / group)
+        maxQueries = tokensPerJob * group
+        let q = maxQueries, w = workers
         func floats(_ n: Int) -> UnsafeMutablePointer<Float> { calloc(max(1, n), 4)!.bindMemory(to: Float.self, capacity: max(1, n)) }
         scores = floats(w * q * BlockedAttention.chunk)
         acc = floats(w * q * rowLength)
@@ -83,11 +87,11 @@ final class BlockedAttention {
         let chunk = BlockedAttention.chunk, nq = tokens.count * group, kblocks = krl / 32, vblocks = vrl / 32
         let scale = config.attentionScale ?? 1 / Float(hd).squareRoot(), softcap = config.attentionSoftcap
         let window = config.window(layer: l)
-        let s = scores + worker * BlockedAttention.maxQueries * chunk
-        let a = acc + worker * BlockedAttention.maxQueries * rl
-        let m = runningMax + worker * BlockedAttention.maxQueries, z = runningSum + worker * BlockedAttention.maxQueries
-        let qc = queryCodes + worker * BlockedAttention.maxQueries * rl
-        let qs = queryScales + worker * BlockedAttention.maxQueries * max(1, rl / 32)
+        let s = scores + worker * maxQueries * chunk
+        let a = acc + worker * maxQueries * rl
+        let m = runningMax + worker * maxQueries, z = runningSum + worker * maxQueries
+        let qc = queryCodes + worker * maxQueries * rl
+        let qs = queryScales + worker * maxQueries * max(1, rl / 32)
         // Query i is token tokens.lowerBound + i / group, query head h * group + i % group.
         func query(_ i: Int) -> UnsafeMutablePointer<Float> { q + (tokens.lowerBound + i / group) * dim + (h * group + i % group) * hd }
         a.initialize(repeating: 0, count: nq * rl)
@@ -136,11 +140,13 @@ final class BlockedAttention {
                 for j in 0..<first { row[j] = 0 }
                 for j in visible..<width { row[j] = 0 }
                 if visible == first { continue }
-                var chunkMax = -Float.infinity
-                for j in first..<visible {
-                    row[j] *= scale
-                    if let softcap { row[j] = softcap * tanhf(row[j] / softcap) }
-                    chunkMax = max(chunkMax, row[j])
+                var chunkMax = edge_scale_max(level.rawValue, row + first, Int64(visible - first), scale)
+                if let softcap {
+                    chunkMax = -Float.infinity
+                    for j in first..<visible {
+                        row[j] = softcap * tanhf(row[j] / softcap)
+                        chunkMax = max(chunkMax, row[j])
+                    }
                 }
                 if chunkMax > m[i] {
                     let correction = exp(m[i] - chunkMax)
@@ -150,12 +156,7 @@ final class BlockedAttention {
                     }
                     m[i] = chunkMax
                 }
-                var sum: Float = 0
-                for j in first..<visible {
-                    row[j] = exp(row[j] - m[i])
-                    sum += row[j]
-                }
-                z[i] += sum
+                z[i] += edge_exp_sum(level.rawValue, row + first, Int64(visible - first), m[i])
                 let ai = a + i * rl
                 switch values.type {
                 case .f32:
