@@ -171,6 +171,10 @@ void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t np
     EDGE_ATTENTION(attn_values_f16, p, v, npos, hd, out)
 }
 
+void edge_swiglu(int isa, float *gate, const float *up, int64_t n) {
+    EDGE_ATTENTION(swiglu, gate, up, n)
+}
+
 /// The attention family's kernel NAME for level isa (as EDGE_ATTENTION picks it), for kernels that
 /// return a value.
 typedef float (*edge_row_reduction)(float *row, int64_t n, float arg);

@@ -89,6 +89,10 @@ float edge_generic_scale_max(float *row, int64_t n, float scale) {
     return max;
 }
 
+void edge_generic_swiglu(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 float edge_generic_exp_sum(float *row, int64_t n, float max) {
     float sum = 0.0f;
     for (int64_t j = 0; j < n; j++) {

@@ -25,7 +25,8 @@
     void PREFIX##_attn_scores_f16(const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out); \
     void PREFIX##_attn_values_f16(const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out); \
     float PREFIX##_scale_max(float *row, int64_t n, float scale);                                        \
-    float PREFIX##_exp_sum(float *row, int64_t n, float max);
+    float PREFIX##_exp_sum(float *row, int64_t n, float max);                                          \
+    void PREFIX##_swiglu(float *gate, const float *up, int64_t n);
 
 EDGE_DECLARE_MATMUL(edge_generic)
 EDGE_DECLARE_QUANTIZE(edge_generic)

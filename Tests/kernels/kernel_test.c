@@ -10,7 +10,7 @@
 //  - only the requested rows are written;
 //  - attention kernels over f16 and q8 caches (scores, value sums) on head sizes 8-128;
 //  - the softmax steps: scaled scores and their maximum bit-identical, exp within 2 ulp of expf (0
-//    below ln(FLT_MIN), NaN for NaN), sums within n float epsilons.
+//    below ln(FLT_MIN), NaN for NaN), sums within n float epsilons; SwiGLU within 4 ulp.
 #include "EdgeKernels.h"
 #include "../../Sources/CEdgeKernels/internal.h"
 #include <math.h>
@@ -318,6 +318,35 @@ static void test_softmax(int isa) {
     check(ok_sum, "softmax sum", isa, "300 rows");
 }
 
+/// SwiGLU of this level against the generic loop: within 4 ulp (exp's 2, the division's and the
+/// product's roundings), on lengths 0-40 and gates over [-120, 120] (exp's clamps on both sides).
+static void test_swiglu(int isa) {
+    float g[40], u[40], a[40], b[40];
+    int ok = 1;
+    int64_t worst = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        int n = trial % 41;
+        float spread = (float[]){ 4.0f, 30.0f, 240.0f }[trial % 3];
+        for (int i = 0; i < n; i++) {
+            g[i] = (uniform() - 0.5f) * spread;
+            u[i] = uniform() - 0.5f;
+        }
+        memcpy(a, g, sizeof g);
+        memcpy(b, g, sizeof g);
+        edge_swiglu(EDGE_ISA_GENERIC, a, u, n);
+        edge_swiglu(isa, b, u, n);
+        for (int i = 0; i < n; i++) {
+            int64_t d = (a[i] < 0) == (b[i] < 0) ? ulps(fabsf(a[i]), fabsf(b[i])) : INT32_MAX;
+            if (fabsf(a[i]) < 1e-30f && fabsf(b[i]) < 1e-30f) d = 0;
+            worst = d > worst ? d : worst;
+            ok &= d <= 4;
+        }
+    }
+    char detail[64];
+    snprintf(detail, sizeof detail, "200 rows, worst %lld ulp", (long long)worst);
+    check(ok, "swiglu", isa, detail);
+}
+
 /// The q4 group fit of this level against the scalar reference: identical scale and codes.
 static void test_q4_fit(int isa) {
     float x[256], w[256];
@@ -355,6 +384,7 @@ static void test_level(int isa) {
     }
     test_attention(isa);
     test_softmax(isa);
+    test_swiglu(isa);
     printf("%-8s %s\n", edge_isa_name(isa), failed == before ? "ok" : "FAILED");
 }
 

@@ -102,6 +102,10 @@ float edge_scale_max(int isa, float *row, int64_t n, float scale);
 /// subnormal) and NaN for NaN; sums in another order, within n float epsilons of the sum.
 float edge_exp_sum(int isa, float *row, int64_t n, float max);
 
+/// gate[i] = gate[i] / (1 + exp(-gate[i])) * up[i] for i < n: SwiGLU in place, with `edge_exp_sum`'s exp
+/// on the SIMD levels (within 4 ulp of the generic expf loop).
+void edge_swiglu(int isa, float *gate, const float *up, int64_t n);
+
 /// Fits one q4 group of `n` weights `x` (a multiple of 8; padding zeros cost nothing) with importance `w`
 /// (n values >= 0; NULL for a plain fit, the same as all 1): returns the f16 scale bits and writes n codes in [-8, 7]. The scale
 /// search of EdgeLM's quantizer minimises Σ w (x - s q)²: candidates are the largest-magnitude weight mapped to

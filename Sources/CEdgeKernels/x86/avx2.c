@@ -145,6 +145,25 @@ K256_INLINE __m256 avx2_exp(__m256 x) {
     return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
 }
 
+K256_ATTR void edge_avx2_swiglu(float *gate, const float *up, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        float g[8], u[8];
+        const int full = n - i >= 8;
+        if (!full)
+            for (int k = 0; k < 8; k++) g[k] = i + k < n ? gate[i + k] : 0.0f, u[k] = i + k < n ? up[i + k] : 0.0f;
+        __m256 x = full ? _mm256_loadu_ps(gate + i) : _mm256_loadu_ps(g);
+        __m256 y = full ? _mm256_loadu_ps(up + i) : _mm256_loadu_ps(u);
+        __m256 r = _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, avx2_exp(_mm256_sub_ps(zero, x)))), y);
+        if (full) {
+            _mm256_storeu_ps(gate + i, r);
+        } else {
+            _mm256_storeu_ps(g, r);
+            for (int k = 0; i + k < n; k++) gate[i + k] = g[k];
+        }
+    }
+}
+
 K256_ATTR float edge_avx2_exp_sum(float *row, int64_t n, float max) {
     const __m256 m = _mm256_set1_ps(max);
     __m256 acc = _mm256_setzero_ps();

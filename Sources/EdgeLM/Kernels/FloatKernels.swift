@@ -68,14 +68,6 @@ public enum FloatKernels {
         for i in 0..<n { out[i] += a * x[i] }
     }
 
-    /// SwiGLU in place: gate[i] = silu(gate[i]) * up[i].
-    public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
-        for i in 0..<n {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
-        }
-    }
-
     /// GeGLU in place with the tanh approximation of GELU: gate[i] = gelu(gate[i]) * up[i].
     public static func geglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
         let c: Float = (2 / Float.pi).squareRoot()

@@ -1,3 +1,4 @@
+import CEdgeKernels
 import Foundation
 
 /// Which positions of a forward batch produce logits.
@@ -339,12 +340,12 @@ public final class InferenceSession: @unchecked Sendable {
             let quantizedFFN = normedInput(layer.ffnNorm, tokens: n, for: layer.gate)
             observer?.observe(layer: l, input: .ffn, values: xb, tokens: n, width: dim)
             // Each worker gates the hidden rows it computed of both gate and up, for every token.
-            let activation = c.activation ?? .silu, hb = self.hb, hb2 = self.hb2
+            let activation = c.activation ?? .silu, hb = self.hb, hb2 = self.hb2, level = self.level
             linears([(layer.gate, hb), (layer.up, hb2)], input: xb, quantized: quantizedFFN, tokens: n) { rows in
                 for t in 0..<n {
                     let g = hb + t * ffn + rows.lowerBound, u = hb2 + t * ffn + rows.lowerBound
                     switch activation {
-                    case .silu: FloatKernels.swiglu(g, u, count: rows.count)
+                    case .silu: edge_swiglu(level.rawValue, g, u, Int64(rows.count))
                     case .geluTanh: FloatKernels.geglu(g, u, count: rows.count)
                     }
                 }
