@@ -59,6 +59,8 @@ public final class LlamaModel: @unchecked Sendable {
         let embedding = try linear("token_embd")
         self.embedding = embedding
         output = config.tiedOutput ? embedding : try linear("output")
+        // A token reads one row of an untied table: only the rows used become resident.
+        if !config.tiedOutput, embedding.storage.isMapped { file.mapping.adviseRandomAccess(embedding.storage.bytes) }
         outputNorm = try vector("output_norm")
         var layers: [LayerWeights] = []
         func optional(_ name: String, _ present: Bool?) throws(EdgeLMError) -> UnsafePointer<Float>? {

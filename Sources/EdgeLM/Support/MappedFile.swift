@@ -47,6 +47,19 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: p, count: data.count)
     }
 
+    /// Tells the kernel that the whole pages of `region` (bytes of this mapping) are read at random, a
+    /// few bytes at a time: a page fault there then maps that page alone, without the 64 KiB of cached
+    /// neighbours Linux maps around a fault or any read-ahead. For the embedding table, of which a
+    /// token reads one row. No effect on a heap copy or outside the mapping.
+    public func adviseRandomAccess(_ region: UnsafeRawBufferPointer) {
+        guard !isHeapCopy, let base, let start = region.baseAddress,
+              start >= UnsafeRawPointer(base), start + region.count <= UnsafeRawPointer(base) + bytes.count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (Int(bitPattern: start) + page - 1) / page * page, end = (Int(bitPattern: start) + region.count) / page * page
+        guard end > first, let p = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(p, end - first, MADV_RANDOM)
+    }
+
     deinit {
         guard let base else { return }
         if isHeapCopy { base.deallocate() } else { munmap(base, bytes.count) }
