@@ -77,6 +77,25 @@ public struct CalibrationProvenance: Codable, Sendable, Equatable {
     public var windows: Int
     /// Tokens per window.
     public var context: Int
+    /// How the statistics chose the q4 codes (nil in files written before GPTQ: `.importance`).
+    public var method: CalibrationMethod?
+
+    /// Creates a record.
+    public init(textSHA256: String, tokens: Int, windows: Int, context: Int, method: CalibrationMethod? = nil) {
+        self.textSHA256 = textSHA256
+        self.tokens = tokens
+        self.windows = windows
+        self.context = context
+        self.method = method
+    }
+}
+
+/// How calibration statistics shape a q4 conversion.
+public enum CalibrationMethod: String, Codable, Sendable {
+    /// Scales fitted to the importance-weighted error; codes rounded to nearest.
+    case importance
+    /// Scales as for `importance`; codes rounded column by column with GPTQ's error feedback.
+    case gptq
 }
 
 /// Everything in a model file except the payloads.

@@ -120,7 +120,8 @@ public struct ModelSummary: Codable, Sendable {
         s += "quantization: \(q.type.rawValue), group \(q.groupSize == 0 ? "per channel" : String(q.groupSize)), embedding/output \(q.embeddingType.rawValue)"
         s += q.compression == .zstd ? ", zstd level \(q.zstdLevel ?? 0)" : ", raw payloads"
         if let c = q.calibration {
-            s += ", q4 scales calibrated on \(c.tokens) tokens (\(c.windows) windows of \(c.context); text sha256 \(c.textSHA256))"
+            s += ", q4 \(c.method == .gptq ? "scales and codes calibrated (GPTQ)" : "scales calibrated") on \(c.tokens) tokens"
+            s += " (\(c.windows) windows of \(c.context); text sha256 \(c.textSHA256))"
         }
         s += "\n"
         let p = provenance

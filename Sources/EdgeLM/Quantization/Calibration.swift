@@ -2,19 +2,39 @@ import Foundation
 
 /// Activation statistics of a float model over calibration text: for every attention and FFN matrix, the
 /// mean squared activation of each input column, E[a_j²] — how much an error in column j of the weights
-/// costs the layer's output. The q4 quantizer weighs its scale search with them.
+/// costs the layer's output. The q4 quantizer weighs its scale search with them. With `gptq`, also each
+/// input's second moments E[a aᵀ], from which GPTQ rounds the columns with error feedback.
 public struct Calibration: Sendable {
     /// Which text, and how much of it.
     public let provenance: CalibrationProvenance
     /// [cols] importance of each matrix, by canonical tensor name.
     public let importance: [String: [Float]]
+    /// [cols, cols] E[a aᵀ] of each matrix's input, by canonical tensor name (empty unless collected
+    /// for GPTQ; the matrices reading one input share one array).
+    public let gram: [String: [Float]]
+
+    /// Statistics collected elsewhere (tests build deliberately broken ones).
+    public init(provenance: CalibrationProvenance, importance: [String: [Float]], gram: [String: [Float]] = [:]) {
+        self.provenance = provenance
+        self.importance = importance
+        self.gram = gram
+    }
+
+    /// Bytes the second moments of `config` take: one [width, width] Float matrix per layer and input.
+    public static func gramBytes(_ config: ModelConfig) -> Int {
+        config.layers * 4 * (2 * config.dim * config.dim + config.qDim * config.qDim + config.ffnDim * config.ffnDim)
+    }
 
     /// Runs the float model of `checkpoint` over the first `maxTokens` tokens of `text` (windows of `context`
     /// tokens, BOS first) and collects the statistics. The float model is a temporary f32 conversion of the
     /// checkpoint, removed afterwards. `progress(done, total)` is called after each window.
+    /// With `gptq`, also the second moments, refused when they would not fit the memory budget.
     public static func collect(checkpoint: Checkpoint, text: Data, maxTokens: Int, context: Int = 256, threads: Int? = nil,
-                               progress: (Int, Int) -> Void = { _, _ in }) throws(EdgeLMError) -> Calibration {
+                               gptq: Bool = false, progress: (Int, Int) -> Void = { _, _ in }) throws(EdgeLMError) -> Calibration {
         guard maxTokens >= 1 else { throw .invalidArgument("--calibration-tokens \(maxTokens): must be at least 1") }
+        if gptq, gramBytes(checkpoint.config) > MemoryUsage.budgetBytes / 2 {
+            throw .invalidArgument("--gptq needs \(gramBytes(checkpoint.config) >> 20) MiB of activation second moments for this model, more than half the memory budget (\(MemoryUsage.budgetBytes >> 20) MiB)")
+        }
         guard context >= 2 else { throw .invalidArgument("calibration windows need at least 2 tokens") }
         guard let string = String(validating: text, as: UTF8.self) else { throw .invalidInput("the calibration text is not valid UTF-8") }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edgelm-calibration-\(UUID().uuidString)").path
@@ -31,7 +51,7 @@ public struct Calibration: Sendable {
         guard let bos = model.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start calibration windows with") }
         let tokens = Array(model.tokenizer.encode(string).prefix(maxTokens))
         guard !tokens.isEmpty else { throw .invalidInput("the calibration text has no tokens") }
-        let recorder = SquareSums(config: model.config)
+        let recorder = ActivationMoments(config: model.config, gram: gptq)
         model.session.observer = recorder
         let per = window - 1, windows = (tokens.count + per - 1) / per
         for w in 0..<windows {
@@ -42,18 +62,24 @@ public struct Calibration: Sendable {
         model.session.observer = nil
         var hash = SHA256()
         text.withUnsafeBytes { hash.update($0) }
-        return Calibration(provenance: CalibrationProvenance(textSHA256: hash.finalizeHex(), tokens: tokens.count, windows: windows, context: window),
-                           importance: recorder.importance())
+        return Calibration(provenance: CalibrationProvenance(textSHA256: hash.finalizeHex(), tokens: tokens.count, windows: windows,
+                                                             context: window, method: gptq ? .gptq : .importance),
+                           importance: recorder.perTensor(recorder.means()), gram: recorder.perTensor(recorder.gramMeans()))
     }
 }
 
-/// Σ a_j² per input column and token counts, accumulated in Double.
-private final class SquareSums: ActivationObserver {
+/// Σ a_j² per input column (and, when asked, Σ a aᵀ) and token counts, per layer and input.
+private final class ActivationMoments: ActivationObserver {
     private let config: ModelConfig
+    private let collectsGram: Bool
     private var sums: [String: [Double]] = [:]
+    private var grams: [String: [Float]] = [:]
     private var counts: [String: Int] = [:]
 
-    init(config: ModelConfig) { self.config = config }
+    init(config: ModelConfig, gram: Bool) {
+        self.config = config
+        collectsGram = gram
+    }
 
     func observe(layer: Int, input: LinearInput, values: UnsafePointer<Float>, tokens: Int, width: Int) {
         let key = "\(layer).\(input)"
@@ -64,17 +90,56 @@ private final class SquareSums: ActivationObserver {
                 for j in 0..<width { s[j] += Double(row[j]) * Double(row[j]) }
             }
         }
+        if collectsGram {
+            // The upper triangle, one row of it per activation: row i gets a_i times a[i...].
+            grams[key, default: [Float](repeating: 0, count: width * width)].withUnsafeMutableBufferPointer { g in
+                let base = g.baseAddress!
+                for t in 0..<tokens {
+                    let a = values + t * width
+                    for i in 0..<width where a[i] != 0 {
+                        let ai = a[i], row = base + i * width
+                        for j in i..<width { row[j] += ai * a[j] }
+                    }
+                }
+            }
+        }
         counts[key, default: 0] += tokens
     }
 
-    func importance() -> [String: [Float]] {
+    /// E[a_j²] per layer and input.
+    func means() -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for (key, s) in sums {
+            if let n = counts[key], n > 0 { out[key] = s.map { Float($0 / Double(n)) } }
+        }
+        return out
+    }
+
+    /// E[a aᵀ] per layer and input, both triangles filled.
+    func gramMeans() -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for (key, g) in grams {
+            guard let n = counts[key], n > 0 else { continue }
+            let width = Int(Double(g.count).squareRoot()), inverse = 1 / Float(n)
+            var m = g
+            for i in 0..<width {
+                for j in i..<width {
+                    m[i * width + j] *= inverse
+                    m[j * width + i] = m[i * width + j]
+                }
+            }
+            out[key] = m
+        }
+        return out
+    }
+
+    /// Statistics per layer and input, keyed by the canonical names of the tensors that read them.
+    func perTensor(_ byInput: [String: [Float]]) -> [String: [Float]] {
         var out: [String: [Float]] = [:]
         for l in 0..<config.layers {
             for input in LinearInput.allCases {
-                let key = "\(l).\(input)"
-                guard let s = sums[key], let n = counts[key], n > 0 else { continue }
-                let mean = s.map { Float($0 / Double(n)) }
-                for name in input.tensors(layer: l) { out[name] = mean }
+                guard let v = byInput["\(l).\(input)"] else { continue }
+                for name in input.tensors(layer: l) { out[name] = v }
             }
         }
         return out

@@ -136,15 +136,18 @@ public enum Converter {
     public static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
                                progress: (ConversionProgress) -> Void = { _ in }) throws(EdgeLMError) -> ConversionReport {
         let level = try KernelLevel.selected()
-        let importance = options.calibration?.importance ?? [:]
-        return try convert(checkpoint, to: outputPath, options: options, encoder: { name, values, layout in
-            Quantizer.encode(values, layout: layout, importance: importance[name], level: level)
+        let importance = options.calibration?.importance ?? [:], gram = options.calibration?.gram ?? [:]
+        return try convert(checkpoint, to: outputPath, options: options, encoder: { (name, values, layout) throws(EdgeLMError) in
+            if layout.scheme == .q4, let h = gram[name], h.count == layout.cols * layout.cols {
+                return try GPTQ.encode(values, layout: layout, gram: h, level: level)
+            }
+            return Quantizer.encode(values, layout: layout, importance: importance[name], level: level)
         }, progress: progress)
     }
 
     /// Converts with a given payload encoder (tests substitute deliberately degraded quantizers).
     static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
-                        encoder: (String, [Float], TensorLayout) -> [UInt8],
+                        encoder: (String, [Float], TensorLayout) throws(EdgeLMError) -> [UInt8],
                         progress: (ConversionProgress) -> Void) throws(EdgeLMError) -> ConversionReport {
         let options = options.adapted(to: checkpoint)
         try options.validate()
@@ -178,7 +181,8 @@ public enum Converter {
                 let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
                 let values = try source.floats(path: checkpoint.path)
                 let carried = carriedPayload(source, layout)
-                let payload = carried ?? encoder(name, values, layout)
+                let payload: [UInt8]
+                if let carried { payload = carried } else { payload = try encoder(name, values, layout) }
                 if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
                 }

@@ -95,7 +95,6 @@ public enum Quantizer {
             defer { x.deallocate(); w.deallocate(); codes.deallocate() }
             let calibrated = importance != nil
             for r in rows {
-                let rowBase = r * layout.blocksPerRow * layout.blockBytes
                 var rowVariance: Float = 0
                 if calibrated {
                     for j in 0..<cols { rowVariance += values[r * cols + j] * values[r * cols + j] }
@@ -115,17 +114,24 @@ public enum Quantizer {
                     }
                     let scale = layout.scheme == .q8 ? edge_fit_q8(x, Int64(stored), codes, truncate)
                         : edge_fit_q4(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
-                    out.storeBytes(of: scale, toByteOffset: layout.scalesOffset + (r * layout.groupsPerRow + g) * 2, as: UInt16.self)
-                    // Padding past the last column stores code 0 (nibble 8 for q4), like every zero.
-                    if layout.scheme == .q8 {
-                        for i in 0..<stored { out[rowBase + lo + i] = UInt8(bitPattern: codes[i]) }
-                    } else {
-                        for b in 0..<(stored / 32) {
-                            let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
-                            for j in 0..<16 { out[block + j] = UInt8(Int(c[j]) + 8) | UInt8(Int(c[j + 16]) + 8) << 4 }
-                        }
-                    }
+                    store(codes: codes, scale: scale, row: r, group: g, count: stored, layout: layout, out: out)
                 }
+            }
+        }
+    }
+
+    /// Stores group g of row r: its f16 scale bits and its `count` codes (the group's stored values,
+    /// padding included: padding past the last column stores code 0, nibble 8 for q4, like every zero).
+    static func store(codes: UnsafePointer<Int8>, scale: UInt16, row r: Int, group g: Int, count: Int, layout: TensorLayout,
+                      out: UnsafeMutableRawBufferPointer) {
+        let rowBase = r * layout.blocksPerRow * layout.blockBytes, lo = g * layout.blocksPerGroup * 32
+        out.storeBytes(of: scale, toByteOffset: layout.scalesOffset + (r * layout.groupsPerRow + g) * 2, as: UInt16.self)
+        if layout.scheme == .q8 {
+            for i in 0..<count { out[rowBase + lo + i] = UInt8(bitPattern: codes[i]) }
+        } else {
+            for b in 0..<(count / 32) {
+                let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
+                for j in 0..<16 { out[block + j] = UInt8(Int(c[j]) + 8) | UInt8(Int(c[j + 16]) + 8) << 4 }
             }
         }
     }
