@@ -40,7 +40,7 @@ import Testing
     @Test func inverseFactorIsTheCholeskyFactorOfTheDampedInverse() throws {
         let cols = 24, tokens = 200
         let h = Self.gram(Self.activations(tokens: tokens, cols: cols, seed: 3), tokens: tokens, cols: cols)
-        let u = try GPTQ.inverseFactor(h, cols: cols)
+        let u = try GPTQ.inverseFactor(GPTQ.damped(h, cols: cols), cols: cols)
         let mean = (0..<cols).reduce(0.0) { $0 + Double(h[$1 * cols + $1]) } / Double(cols)
         var worst = 0.0
         for i in 0..<cols {
@@ -66,9 +66,39 @@ import Testing
         let layout = try TensorLayout(shape: [rows, cols], scheme: .q4, groupSize: 32)
         var h = [Float](repeating: 0, count: cols * cols)
         for i in 0..<cols { h[i * cols + i] = 1 }
-        // No correlation: nothing to feed back, so every code is the scale's nearest, as without GPTQ.
+        // No correlation: nothing to feed back, so every code is the fitted scale's nearest, as without
+        // GPTQ; only the joint refit may move the scales, and only to a lower error.
         let gptq = try GPTQ.encode(w, layout: layout, gram: h, level: .generic)
-        #expect(gptq == Quantizer.encode(w, layout: layout, importance: [Float](repeating: 1, count: cols), level: .generic))
+        let plain = Quantizer.encode(w, layout: layout, importance: [Float](repeating: 1, count: cols), level: .generic)
+        #expect(gptq[..<layout.scalesOffset] == plain[..<layout.scalesOffset])
+        func error(_ p: [UInt8]) -> Double {
+            let back = p.withUnsafeBytes { Quantizer.decode($0, layout: layout) }
+            return zip(w, back).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+        }
+        #expect(error(gptq) <= error(plain))
+    }
+
+    @Test func scaleRefitSolvesTheWeightedLeastSquares() throws {
+        // One row, two groups, H diagonal with different weights per group: each group's best scale is
+        // then its own weighted least-squares scale, Σ w q / Σ q² (H's weights cancel within a group).
+        let cols = 64
+        let layout = try TensorLayout(shape: [1, cols], scheme: .q4, groupSize: 32)
+        var rng = TestRandom(seed: 17)
+        let w = (0..<cols).map { _ in (rng.uniform() - 0.5) * 0.3 }
+        let codes = (0..<cols).map { Int8(min(7, max(-8, (w[$0] / 0.02).rounded()))) }
+        var h = [Double](repeating: 0, count: cols * cols)
+        for i in 0..<cols { h[i * cols + i] = i < 32 ? 1 : 5 }
+        var scales: [UInt16] = [HalfFloat.fromFloat(0.03), HalfFloat.fromFloat(0.01)]
+        codes.withUnsafeBufferPointer { c in
+            h.withUnsafeBufferPointer { hp in
+                GPTQ.refitScales(values: w, codes: c.baseAddress!, scales: &scales, h: hp.baseAddress!, layout: layout)
+            }
+        }
+        for g in 0..<2 {
+            let range = (g * 32)..<(g * 32 + 32)
+            let best = range.reduce(0.0) { $0 + Double(w[$1]) * Double(codes[$1]) } / range.reduce(0.0) { $0 + Double(codes[$1]) * Double(codes[$1]) }
+            #expect(scales[g] == HalfFloat.fromFloat(Float(best)), "group \(g)")
+        }
     }
 
     @Test func errorFeedbackLowersTheOutputError() throws {

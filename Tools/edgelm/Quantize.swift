@@ -36,7 +36,7 @@ struct Quantize: AsyncParsableCommand {
     @Option(name: .long, help: "Tokens of the calibration text to use (windows of 256).")
     var calibrationTokens = 16_384
 
-    @Flag(name: .long, help: "With --calibrate: round q4 codes with GPTQ's error feedback (needs each layer input's second moments in memory).")
+    @Flag(name: .long, help: "With --calibrate: round q4 or q8 codes with GPTQ's error feedback (needs each layer input's second moments in memory).")
     var gptq = false
 
     @Option(name: .long, help: "Payload compression: none or zstd.")
@@ -78,7 +78,9 @@ struct Quantize: AsyncParsableCommand {
                                             measureError: verbose).adapted(to: checkpoint)
             if gptq, calibrate == nil { throw EdgeLMError.invalidArgument("--gptq needs --calibrate: GPTQ rounds with the calibration text's activation statistics") }
             if let calibrate {
-                guard type == .q4 else { throw EdgeLMError.invalidArgument("--calibrate applies to q4 (q8 scales follow each group's largest weight)") }
+                guard type == .q4 || gptq else {
+                    throw EdgeLMError.invalidArgument("--calibrate applies to q4, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics)")
+                }
                 guard let text = FileManager.default.contents(atPath: calibrate) else { throw EdgeLMError.io(path: calibrate, message: "cannot read the calibration text") }
                 let start = Date()
                 options.calibration = try Calibration.collect(checkpoint: checkpoint, text: text, maxTokens: calibrationTokens, gptq: gptq) { done, total in

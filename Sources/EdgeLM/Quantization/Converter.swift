@@ -138,7 +138,7 @@ public enum Converter {
         let level = try KernelLevel.selected()
         let importance = options.calibration?.importance ?? [:], gram = options.calibration?.gram ?? [:]
         return try convert(checkpoint, to: outputPath, options: options, encoder: { (name, values, layout) throws(EdgeLMError) in
-            if layout.scheme == .q4, let h = gram[name], h.count == layout.cols * layout.cols {
+            if layout.scheme.isQuantized, let h = gram[name], h.count == layout.cols * layout.cols {
                 return try GPTQ.encode(values, layout: layout, gram: h, level: level)
             }
             return Quantizer.encode(values, layout: layout, importance: importance[name], level: level)

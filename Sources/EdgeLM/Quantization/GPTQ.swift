@@ -1,36 +1,43 @@
 import CEdgeKernels
 import Foundation
 
-/// GPTQ (Frantar et al., 2022) for q4 matrices: the columns of W are rounded one at a time, and each
+/// GPTQ (Frantar et al., 2022) for q4 and q8 matrices: the columns of W are rounded one at a time, and each
 /// column's rounding error is pushed onto the columns not yet rounded through the inverse Hessian of the
 /// layer's reconstruction error, H = E[x xᵀ] over the calibration activations, so that W·x rather than W
-/// itself stays close. The stored layout is the ordinary q4 one: only which codes and scales are chosen
-/// changes, not what the kernels read.
+/// itself stays close. The stored layout is the ordinary q4 or q8 one: only which codes and scales are
+/// chosen changes, not what the kernels read.
 ///
-/// Each group's scale is fitted (as the calibrated q4 quantizer does, `edge_fit_q4` weighted by the
-/// column importance E[x_j²]) to the group's weights as updated by the errors of the groups before it;
-/// its codes are then rounded column by column with that scale. Rows are independent given H and run in
-/// parallel. Cost: rows x cols² / 2 multiply-adds per matrix, plus a cols³ Cholesky factorisation.
+/// Each group's scale is fitted (q4: as the calibrated quantizer does, `edge_fit_q4` weighted by the
+/// column importance E[x_j²]; q8: the largest weight over 127) to the group's weights as updated by the
+/// errors of the groups before it;
+/// its codes are then rounded column by column with that scale. Once a row's codes are chosen, its
+/// scales are solved for jointly — the least-squares scales of (w - Q s)ᵀ H (w - Q s), rounded to f16 —
+/// and kept when they lower that error. Rows are independent given H and run in parallel. Cost: about
+/// rows x cols² multiply-adds per matrix, plus cols³ for the factorisations.
 enum GPTQ {
     /// Dampening added to H's diagonal, as a fraction of its mean (the paper's 1%), so that columns the
     /// calibration text barely reaches still give a positive definite H.
     static let dampening = 0.01
 
-    /// Encodes `values` ([rows, cols] row-major) as `layout` (q4) with `gram` = E[x xᵀ] ([cols, cols]).
+    /// Encodes `values` ([rows, cols] row-major) as `layout` (q4 or q8) with `gram` = E[x xᵀ] ([cols, cols]).
     static func encode(_ values: [Float], layout: TensorLayout, gram: [Float], level: KernelLevel) throws(EdgeLMError) -> [UInt8] {
-        precondition(layout.scheme == .q4 && values.count == layout.count && gram.count == layout.cols * layout.cols)
+        precondition(layout.scheme.isQuantized && values.count == layout.count && gram.count == layout.cols * layout.cols)
         let cols = layout.cols
         let importance = (0..<cols).map { gram[$0 * cols + $0] }
-        let u = try inverseFactor(gram, cols: cols)
+        let h = damped(gram, cols: cols)
+        let u = try inverseFactor(h, cols: cols)
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBytes { dst in
-                let s = UncheckedSendable(src), d = UncheckedSendable(dst), uu = UncheckedSendable(u)
+                let s = UncheckedSendable(src), d = UncheckedSendable(dst), uu = UncheckedSendable(u), hh = UncheckedSendable(h)
                 let chunk = max(1, 64 / max(1, cols / 256))
                 DispatchQueue.concurrentPerform(iterations: (layout.rows + chunk - 1) / chunk) { c in
                     let rows = (c * chunk)..<min(layout.rows, (c + 1) * chunk)
                     uu.value.withUnsafeBufferPointer { up in
-                        encodeRows(rows, values: s.value, importance: importance, u: up.baseAddress!, layout: layout, level: level, out: d.value)
+                        hh.value.withUnsafeBufferPointer { hp in
+                            encodeRows(rows, values: s.value, importance: importance, h: hp.baseAddress!, u: up.baseAddress!,
+                                       layout: layout, level: level, out: d.value)
+                        }
                     }
                 }
             }
@@ -38,14 +45,19 @@ enum GPTQ {
         return out
     }
 
-    /// The upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U) for H = gram + dampening, [cols, cols] row-major:
-    /// row i of U carries column i's rounding error to the later columns. Columns the text never reached
-    /// (zero diagonal) get a unit diagonal: they are rounded on their own.
-    static func inverseFactor(_ gram: [Float], cols n: Int) throws(EdgeLMError) -> [Double] {
+    /// H = gram + dampening x mean diagonal, in Double. Columns the text never reached (zero diagonal)
+    /// get a unit diagonal first: they are rounded on their own.
+    static func damped(_ gram: [Float], cols n: Int) -> [Double] {
         var h = gram.map(Double.init)
         for i in 0..<n where h[i * n + i] <= 0 { h[i * n + i] = 1 }
         let mean = (0..<n).reduce(0.0) { $0 + h[$1 * n + $1] } / Double(n)
         for i in 0..<n { h[i * n + i] += dampening * mean }
+        return h
+    }
+
+    /// The upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U) of a damped H, [cols, cols] row-major: row i of U
+    /// carries column i's rounding error to the later columns.
+    static func inverseFactor(_ h: [Double], cols n: Int) throws(EdgeLMError) -> [Double] {
         guard let l = cholesky(h, n) else {
             throw .invalidInput("the calibration activations give a Hessian that is not positive definite even after \(dampening * 100)% dampening")
         }
@@ -93,14 +105,16 @@ enum GPTQ {
         return l
     }
 
-    private static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, importance: [Float], u: UnsafePointer<Double>,
-                                   layout: TensorLayout, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
-        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32
+    private static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, importance: [Float], h: UnsafePointer<Double>,
+                                   u: UnsafePointer<Double>, layout: TensorLayout, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
+        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
         let w = UnsafeMutablePointer<Double>.allocate(capacity: cols)  // the row as updated so far
         let x = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)  // one group, zero-padded
         let weight = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
-        let codes = UnsafeMutablePointer<Int8>.allocate(capacity: groupValues)
-        defer { w.deallocate(); x.deallocate(); weight.deallocate(); codes.deallocate() }
+        let codes = UnsafeMutablePointer<Int8>.allocate(capacity: groups * groupValues)  // the row's codes, group by group
+        let scales = UnsafeMutablePointer<UInt16>.allocate(capacity: groups)
+        defer { w.deallocate(); x.deallocate(); weight.deallocate(); codes.deallocate(); scales.deallocate() }
+        let q8 = layout.scheme == .q8, lowest: Double = q8 ? -127 : -8, highest: Double = q8 ? 127 : 7
         for r in rows {
             var rowVariance: Float = 0
             for j in 0..<cols {
@@ -115,18 +129,85 @@ enum GPTQ {
                     x[i] = lo + i < hi ? Float(w[lo + i]) : 0
                     weight[i] = lo + i < hi ? importance[lo + i] * (rowVariance + x[i] * x[i]).squareRoot() : 1
                 }
-                let scaleBits = edge_fit_q4(level.rawValue, x, weight, Int64(stored), codes, 0)
-                let scale = Double(HalfFloat.toFloat(scaleBits))
+                let c = codes + g * groupValues
+                scales[g] = q8 ? edge_fit_q8(x, Int64(stored), c, 0) : edge_fit_q4(level.rawValue, x, weight, Int64(stored), c, 0)
+                let scale = Double(HalfFloat.toFloat(scales[g]))
                 for i in lo..<hi {
-                    let q = scale == 0 ? 0 : min(7, max(-8, (w[i] / scale).rounded(.toNearestOrEven)))
-                    codes[i - lo] = Int8(q)
+                    let q = scale == 0 ? 0 : min(highest, max(lowest, (w[i] / scale).rounded(.toNearestOrEven)))
+                    c[i - lo] = Int8(q)
                     let err = (w[i] - q * scale) / u[i * cols + i]
                     let ui = u + i * cols
                     for j in (i + 1)..<cols { w[j] -= err * ui[j] }
                 }
-                for i in (hi - lo)..<stored { codes[i] = 0 }
-                Quantizer.store(codes: codes, scale: scaleBits, row: r, group: g, count: stored, layout: layout, out: out)
+                for i in (hi - lo)..<stored { c[i] = 0 }
+            }
+            refitScales(values: values.baseAddress! + r * cols, codes: codes, scales: scales, h: h, layout: layout)
+            for g in 0..<groups {
+                Quantizer.store(codes: codes + g * groupValues, scale: scales[g], row: r, group: g,
+                                count: min(groupValues, layout.blocksPerRow * 32 - g * groupValues), layout: layout, out: out)
             }
         }
+    }
+
+    /// Replaces one row's group scales by the f16-rounded solution of min_s (w - Q s)ᵀ H (w - Q s), where
+    /// column j of Q holds group j's codes, when that lowers the error; groups whose codes are all zero
+    /// keep their scale (it multiplies nothing).
+    static func refitScales(values w: UnsafePointer<Float>, codes: UnsafePointer<Int8>, scales: UnsafeMutablePointer<UInt16>,
+                            h: UnsafePointer<Double>, layout: TensorLayout) {
+        let cols = layout.cols, gv = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
+        let used = (0..<groups).filter { g in (g * gv..<min(cols, (g + 1) * gv)).contains { codes[$0] != 0 } }
+        guard !used.isEmpty else { return }
+        // hq[k] = H q_k (q_k: group used[k]'s codes in place), hw = H w.
+        var hq = [[Double]](repeating: [Double](repeating: 0, count: cols), count: used.count)
+        var hw = [Double](repeating: 0, count: cols)
+        for i in 0..<cols {
+            let row = h + i * cols
+            var s = 0.0
+            for j in 0..<cols { s += row[j] * Double(w[j]) }
+            hw[i] = s
+            for (k, g) in used.enumerated() {
+                var t = 0.0
+                for j in (g * gv)..<min(cols, (g + 1) * gv) { t += row[j] * Double(codes[j]) }
+                hq[k][i] = t
+            }
+        }
+        func dot(_ a: [Double], group g: Int) -> Double {
+            var s = 0.0
+            for j in (g * gv)..<min(cols, (g + 1) * gv) { s += a[j] * Double(codes[j]) }
+            return s
+        }
+        let n = used.count
+        var m = [Double](repeating: 0, count: n * n), b = [Double](repeating: 0, count: n)
+        for k in 0..<n {
+            b[k] = dot(hw, group: used[k])
+            for l in 0..<n { m[k * n + l] = dot(hq[l], group: used[k]) }
+        }
+        guard let lower = cholesky(m, n) else { return }
+        // Forward and back substitution: m s = b.
+        var y = [Double](repeating: 0, count: n), s = [Double](repeating: 0, count: n)
+        for k in 0..<n {
+            var t = b[k]
+            for l in 0..<k { t -= lower[k * n + l] * y[l] }
+            y[k] = t / lower[k * n + k]
+        }
+        for k in stride(from: n - 1, through: 0, by: -1) {
+            var t = y[k]
+            for l in (k + 1)..<n { t -= lower[l * n + k] * s[l] }
+            s[k] = t / lower[k * n + k]
+        }
+        // error(s) = wᵀHw - 2 sᵀb + sᵀ m s; wᵀHw is common to both candidates.
+        func error(_ s: [Double]) -> Double {
+            var e = 0.0
+            for k in 0..<n {
+                e -= 2 * s[k] * b[k]
+                for l in 0..<n { e += s[k] * m[k * n + l] * s[l] }
+            }
+            return e
+        }
+        let fitted = used.map { scales[$0] }
+        let solved = s.map { HalfFloat.fromFloat(Float($0)) }
+        let value = { (bits: [UInt16]) in bits.map { Double(HalfFloat.toFloat($0)) } }
+        guard solved.allSatisfy({ HalfFloat.toFloat($0).isFinite }), error(value(solved)) < error(value(fitted)) else { return }
+        for (k, g) in used.enumerated() { scales[g] = solved[k] }
     }
 }
