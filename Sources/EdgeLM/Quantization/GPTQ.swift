@@ -7,13 +7,15 @@ import Foundation
 /// itself stays close. The stored layout is the ordinary q4 or q8 one: only which codes and scales are
 /// chosen changes, not what the kernels read.
 ///
-/// Each group's scale is fitted (q4: as the calibrated quantizer does, `edge_fit_q4` weighted by the
-/// column importance E[x_j²]; q8: the largest weight over 127) to the group's weights as updated by the
-/// errors of the groups before it;
-/// its codes are then rounded column by column with that scale. Once a row's codes are chosen, its
-/// scales are solved for jointly — the least-squares scales of (w - Q s)ᵀ H (w - Q s), rounded to f16 —
-/// and kept when they lower that error. Rows are independent given H and run in parallel. Cost: about
-/// rows x cols² multiply-adds per matrix, plus cols³ for the factorisations.
+/// q4 columns go in order of decreasing E[x_j²] ("act order"). Each group's scale is fitted first, to the
+/// original weights (q4: as the calibrated quantizer does, `edge_fit_q4` weighted by the column
+/// importance E[x_j²]; q8: the largest weight over 127), then the codes are rounded column by column
+/// with those scales. Once a row's codes are chosen, its scales are solved for jointly — the
+/// least-squares scales of (w - Q s)ᵀ H (w - Q s), rounded to f16 — and kept when they lower that error.
+/// Measured on stories260K q4 (second-half KLD): act order 0.0541 against 0.0567 in column order with
+/// scales fitted to the updated weights; the joint refit 0.0567 against 0.0581 without it. Rows are
+/// independent given H and run in parallel. Cost: about rows x cols² multiply-adds per matrix, plus
+/// cols³ for the factorisations.
 enum GPTQ {
     /// Dampening added to H's diagonal, as a fraction of its mean (the paper's 1%), so that columns the
     /// calibration text barely reaches still give a positive definite H.
@@ -25,7 +27,13 @@ enum GPTQ {
         let cols = layout.cols
         let importance = (0..<cols).map { gram[$0 * cols + $0] }
         let h = damped(gram, cols: cols)
-        let u = try inverseFactor(h, cols: cols)
+        // q4 columns in order of decreasing importance ("act order"): the columns whose errors cost most
+        // are rounded first, while every other column can still absorb their error. q8 keeps column order
+        // (measured on stories260K: 0.00090 against 0.00095 with act order).
+        let perm = layout.scheme == .q4 ? (0..<cols).sorted { (h[$0 * cols + $0], $1) > (h[$1 * cols + $1], $0) } : Array(0..<cols)
+        var hp = [Double](repeating: 0, count: cols * cols)
+        for i in 0..<cols { for j in 0..<cols { hp[i * cols + j] = h[perm[i] * cols + perm[j]] } }
+        let u = try inverseFactor(hp, cols: cols)
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBytes { dst in
@@ -35,7 +43,7 @@ enum GPTQ {
                     let rows = (c * chunk)..<min(layout.rows, (c + 1) * chunk)
                     uu.value.withUnsafeBufferPointer { up in
                         hh.value.withUnsafeBufferPointer { hp in
-                            encodeRows(rows, values: s.value, importance: importance, h: hp.baseAddress!, u: up.baseAddress!,
+                            encodeRows(rows, values: s.value, importance: importance, h: hp.baseAddress!, u: up.baseAddress!, perm: perm,
                                        layout: layout, level: level, out: d.value)
                         }
                     }
@@ -106,9 +114,9 @@ enum GPTQ {
     }
 
     private static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, importance: [Float], h: UnsafePointer<Double>,
-                                   u: UnsafePointer<Double>, layout: TensorLayout, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
+                                   u: UnsafePointer<Double>, perm: [Int], layout: TensorLayout, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
         let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
-        let w = UnsafeMutablePointer<Double>.allocate(capacity: cols)  // the row as updated so far
+        let w = UnsafeMutablePointer<Double>.allocate(capacity: cols)  // the row in rounding order, as updated so far
         let x = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)  // one group, zero-padded
         let weight = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
         let codes = UnsafeMutablePointer<Int8>.allocate(capacity: groups * groupValues)  // the row's codes, group by group
@@ -116,32 +124,32 @@ enum GPTQ {
         defer { w.deallocate(); x.deallocate(); weight.deallocate(); codes.deallocate(); scales.deallocate() }
         let q8 = layout.scheme == .q8, lowest: Double = q8 ? -127 : -8, highest: Double = q8 ? 127 : 7
         for r in rows {
+            let row = values.baseAddress! + r * cols
             var rowVariance: Float = 0
-            for j in 0..<cols {
-                w[j] = Double(values[r * cols + j])
-                rowVariance += values[r * cols + j] * values[r * cols + j]
-            }
+            for j in 0..<cols { rowVariance += row[j] * row[j] }
             rowVariance /= Float(cols)
-            for g in 0..<layout.groupsPerRow {
+            // The scales first, from the original weights: with act order a group's columns are rounded
+            // at scattered times, so its scale cannot wait for the errors of the columns before it.
+            for g in 0..<groups {
                 let lo = g * groupValues, hi = min(cols, lo + groupValues)
                 let stored = min(groupValues, layout.blocksPerRow * 32 - lo)
                 for i in 0..<stored {
-                    x[i] = lo + i < hi ? Float(w[lo + i]) : 0
+                    x[i] = lo + i < hi ? row[lo + i] : 0
                     weight[i] = lo + i < hi ? importance[lo + i] * (rowVariance + x[i] * x[i]).squareRoot() : 1
                 }
-                let c = codes + g * groupValues
+                let c = codes + lo
                 scales[g] = q8 ? edge_fit_q8(x, Int64(stored), c, 0) : edge_fit_q4(level.rawValue, x, weight, Int64(stored), c, 0)
-                let scale = Double(HalfFloat.toFloat(scales[g]))
-                for i in lo..<hi {
-                    let q = scale == 0 ? 0 : min(highest, max(lowest, (w[i] / scale).rounded(.toNearestOrEven)))
-                    c[i - lo] = Int8(q)
-                    let err = (w[i] - q * scale) / u[i * cols + i]
-                    let ui = u + i * cols
-                    for j in (i + 1)..<cols { w[j] -= err * ui[j] }
-                }
                 for i in (hi - lo)..<stored { c[i] = 0 }
             }
-            refitScales(values: values.baseAddress! + r * cols, codes: codes, scales: scales, h: h, layout: layout)
+            for k in 0..<cols { w[k] = Double(row[perm[k]]) }
+            for k in 0..<cols {
+                let i = perm[k], scale = Double(HalfFloat.toFloat(scales[i / groupValues]))
+                let q = scale == 0 ? 0 : min(highest, max(lowest, (w[k] / scale).rounded(.toNearestOrEven)))
+                codes[i] = Int8(q)
+                let err = (w[k] - q * scale) / u[k * cols + k], uk = u + k * cols
+                for j in (k + 1)..<cols { w[j] -= err * uk[j] }
+            }
+            refitScales(values: row, codes: codes, scales: scales, h: h, layout: layout)
             for g in 0..<groups {
                 Quantizer.store(codes: codes + g * groupValues, scale: scales[g], row: r, group: g,
                                 count: min(groupValues, layout.blocksPerRow * 32 - g * groupValues), layout: layout, out: out)
