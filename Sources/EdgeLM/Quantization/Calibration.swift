@@ -91,13 +91,15 @@ private final class ActivationMoments: ActivationObserver {
             }
         }
         if collectsGram {
-            // The upper triangle, one row of it per activation: row i gets a_i times a[i...].
+            // The upper triangle: row i gets a_i times a[i...] for every token of the batch, while the row
+            // stays in cache (token-major order streamed the whole matrix once per token).
             grams[key, default: [Float](repeating: 0, count: width * width)].withUnsafeMutableBufferPointer { g in
                 let base = g.baseAddress!
-                for t in 0..<tokens {
-                    let a = values + t * width
-                    for i in 0..<width where a[i] != 0 {
-                        let ai = a[i], row = base + i * width
+                for i in 0..<width {
+                    let row = base + i * width
+                    for t in 0..<tokens {
+                        let a = values + t * width, ai = a[i]
+                        if ai == 0 { continue }
                         for j in i..<width { row[j] += ai * a[j] }
                     }
                 }

@@ -64,53 +64,71 @@ enum GPTQ {
     }
 
     /// The upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U) of a damped H, [cols, cols] row-major: row i of U
-    /// carries column i's rounding error to the later columns.
+    /// carries column i's rounding error to the later columns. With P the order-reversing permutation and
+    /// P H P = L Lᵀ, U = P L⁻¹ P: one factorisation and one triangular inverse.
     static func inverseFactor(_ h: [Double], cols n: Int) throws(EdgeLMError) -> [Double] {
-        guard let l = cholesky(h, n) else {
+        var reversed = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { for j in 0..<n { reversed[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)] } }
+        guard let l = cholesky(reversed, n) else {
             throw .invalidInput("the calibration activations give a Hessian that is not positive definite even after \(dampening * 100)% dampening")
         }
-        // H⁻¹ = L⁻ᵀ L⁻¹: invert the lower factor, then form the product.
-        var li = [Double](repeating: 0, count: n * n)
-        for j in 0..<n {
-            li[j * n + j] = 1 / l[j * n + j]
-            for i in (j + 1)..<n {
-                var s = 0.0
-                for k in j..<i { s += l[i * n + k] * li[k * n + j] }
-                li[i * n + j] = -s / l[i * n + i]
+        var u = [Double](repeating: 0, count: n * n), x = [Double](repeating: 0, count: n)
+        l.withUnsafeBufferPointer { lp in
+            u.withUnsafeMutableBufferPointer { up in
+                x.withUnsafeMutableBufferPointer { xp in
+                    // Column j of L⁻¹ by forward substitution (rows j..<n), stored as U[n-1-i, n-1-j].
+                    for j in 0..<n {
+                        for i in j..<n {
+                            let row = lp.baseAddress! + i * n
+                            let s = (i == j ? 1.0 : 0.0) - dot(row + j, xp.baseAddress! + j, i - j)
+                            xp[i] = s / row[i]
+                            up[(n - 1 - i) * n + (n - 1 - j)] = xp[i]
+                        }
+                    }
+                }
             }
         }
-        var inv = [Double](repeating: 0, count: n * n)
-        for i in 0..<n {
-            for j in i..<n {
-                var s = 0.0
-                for k in j..<n { s += li[k * n + i] * li[k * n + j] }
-                inv[i * n + j] = s
-                inv[j * n + i] = s
-            }
+        return u
+    }
+
+    /// Σ a[k] b[k] for k < n, in eight lanes (a plain loop is a serial chain of adds: the compiler may
+    /// not reorder a floating-point reduction).
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) -> Double {
+        var acc0 = SIMD4<Double>(), acc1 = SIMD4<Double>()
+        var k = 0
+        while k + 8 <= n {
+            acc0 += UnsafeRawPointer(a + k).loadUnaligned(as: SIMD4<Double>.self) * UnsafeRawPointer(b + k).loadUnaligned(as: SIMD4<Double>.self)
+            acc1 += UnsafeRawPointer(a + k + 4).loadUnaligned(as: SIMD4<Double>.self) * UnsafeRawPointer(b + k + 4).loadUnaligned(as: SIMD4<Double>.self)
+            k += 8
         }
-        // The upper factor of H⁻¹ is the transpose of its lower Cholesky factor.
-        guard let m = cholesky(inv, n) else { throw .invalidInput("the inverse Hessian of the calibration activations is not positive definite") }
-        var upper = [Double](repeating: 0, count: n * n)
-        for i in 0..<n { for j in i..<n { upper[i * n + j] = m[j * n + i] } }
-        return upper
+        var s = (acc0 + acc1).sum()
+        while k < n {
+            s += a[k] * b[k]
+            k += 1
+        }
+        return s
     }
 
     /// The lower Cholesky factor of a symmetric [n, n] matrix, or nil if it is not positive definite.
     static func cholesky(_ a: [Double], _ n: Int) -> [Double]? {
         var l = [Double](repeating: 0, count: n * n)
-        for j in 0..<n {
-            var d = a[j * n + j]
-            for k in 0..<j { d -= l[j * n + k] * l[j * n + k] }
-            guard d > 0, d.isFinite else { return nil }
-            let ljj = d.squareRoot()
-            l[j * n + j] = ljj
-            for i in (j + 1)..<n {
-                var s = a[i * n + j]
-                for k in 0..<j { s -= l[i * n + k] * l[j * n + k] }
-                l[i * n + j] = s / ljj
+        let ok = l.withUnsafeMutableBufferPointer { lp -> Bool in
+            let base = lp.baseAddress!
+            for j in 0..<n {
+                let rj = base + j * n
+                let d = a[j * n + j] - dot(rj, rj, j)
+                guard d > 0, d.isFinite else { return false }
+                let ljj = d.squareRoot()
+                rj[j] = ljj
+                for i in (j + 1)..<n {
+                    let ri = base + i * n
+                    ri[j] = (a[i * n + j] - dot(ri, rj, j)) / ljj
+                }
             }
+            return true
         }
-        return l
+        return ok ? l : nil
     }
 
     private static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, importance: [Float], h: UnsafePointer<Double>,
@@ -165,30 +183,24 @@ enum GPTQ {
         let cols = layout.cols, gv = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
         let used = (0..<groups).filter { g in (g * gv..<min(cols, (g + 1) * gv)).contains { codes[$0] != 0 } }
         guard !used.isEmpty else { return }
-        // hq[k] = H q_k (q_k: group used[k]'s codes in place), hw = H w.
-        var hq = [[Double]](repeating: [Double](repeating: 0, count: cols), count: used.count)
-        var hw = [Double](repeating: 0, count: cols)
-        for i in 0..<cols {
-            let row = h + i * cols
-            var s = 0.0
-            for j in 0..<cols { s += row[j] * Double(w[j]) }
-            hw[i] = s
-            for (k, g) in used.enumerated() {
-                var t = 0.0
-                for j in (g * gv)..<min(cols, (g + 1) * gv) { t += row[j] * Double(codes[j]) }
-                hq[k][i] = t
-            }
-        }
-        func dot(_ a: [Double], group g: Int) -> Double {
-            var s = 0.0
-            for j in (g * gv)..<min(cols, (g + 1) * gv) { s += a[j] * Double(codes[j]) }
-            return s
+        // b[k] = q_kᵀ H w and m[k, l] = q_kᵀ H q_l, q_k: group used[k]'s codes in place.
+        let wd = UnsafeMutablePointer<Double>.allocate(capacity: cols), qd = UnsafeMutablePointer<Double>.allocate(capacity: cols)
+        defer { wd.deallocate(); qd.deallocate() }
+        for j in 0..<cols {
+            wd[j] = Double(w[j])
+            qd[j] = Double(codes[j])
         }
         let n = used.count
         var m = [Double](repeating: 0, count: n * n), b = [Double](repeating: 0, count: n)
-        for k in 0..<n {
-            b[k] = dot(hw, group: used[k])
-            for l in 0..<n { m[k * n + l] = dot(hq[l], group: used[k]) }
+        for (k, g) in used.enumerated() {
+            for i in (g * gv)..<min(cols, (g + 1) * gv) where qd[i] != 0 {
+                let row = h + i * cols
+                b[k] += qd[i] * dot(row, wd, cols)
+                for (l, gl) in used.enumerated() {
+                    let lo = gl * gv
+                    m[k * n + l] += qd[i] * dot(row + lo, qd + lo, min(cols, lo + gv) - lo)
+                }
+            }
         }
         guard let lower = cholesky(m, n) else { return }
         // Forward and back substitution: m s = b.
