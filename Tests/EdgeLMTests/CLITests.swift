@@ -87,6 +87,20 @@ import Testing
         #expect(missing.status != 0 && missing.stderr.contains("/nonexistent.gguf"))
     }
 
+    /// Calibration settings that cannot work are refused by name, leaving no output; a GPTQ conversion
+    /// records its method, which `inspect` shows.
+    @Test func calibrationOptionsAreCheckedAndRecorded() throws {
+        guard available, Fixtures.available("text/tinystories-dev.txt") else { return }
+        let dir = TemporaryDirectory(), text = Fixtures.path("text/tinystories-dev.txt"), out = dir.file("c.edgelm")
+        let noText = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --gptq")
+        #expect(noText.status != 0 && noText.stderr.contains("--gptq needs --calibrate"))
+        let q8 = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q8 --calibrate '\(text)'")
+        #expect(q8.status != 0 && q8.stderr.contains("q8 with --gptq"))
+        #expect(!FileManager.default.fileExists(atPath: out))
+        let ok = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --calibration-tokens 2048 --gptq --quiet && \"$EDGELM\" inspect '\(out)'")
+        #expect(ok.status == 0 && ok.stdout.contains("q4 scales and codes calibrated (GPTQ) on 2048 tokens"), "\(ok.stderr)")
+    }
+
     @Test func generateEdgeCases() throws {
         guard available else { return }
         let m = try model()
