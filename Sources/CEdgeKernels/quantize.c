@@ -114,10 +114,12 @@ static void q4_sums_vec(const float *x, const float *w, int64_t n, const float *
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/// q4_sums_vec with three 8-lane AVX vectors.
-__attribute__((target("avx")))
-static void q4_sums_avx(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
-    const __m256 lo = _mm256_set1_ps(-8), hi = _mm256_set1_ps(7), magic = _mm256_set1_ps(12582912.0f);
+/// q4_sums_vec with three 8-lane AVX vectors. `vroundps` rounds to nearest even as the reference's
+/// magic-number addition does (it keeps the sign of a zero, which adds nothing to either sum); the body is
+/// inlined into a copy for the common unweighted, rounding case and one for the rest.
+__attribute__((target("avx"), always_inline))
+static inline void q4_sums_avx_body(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+    const __m256 lo = _mm256_set1_ps(-8), hi = _mm256_set1_ps(7);
     __m256 inverse[3], sxq[3], sqq[3];
     for (int v = 0; v < 3; v++) {
         inverse[v] = _mm256_div_ps(_mm256_set1_ps(1), _mm256_loadu_ps(scales + 8 * v));
@@ -128,7 +130,7 @@ static void q4_sums_avx(const float *x, const float *w, int64_t n, const float *
         const __m256 xi = _mm256_set1_ps(x[i]), wx = w ? _mm256_set1_ps(w[i] * x[i]) : xi, wi = _mm256_set1_ps(w ? w[i] : 1.0f);
         for (int v = 0; v < 3; v++) {
             __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xi, inverse[v]), lo), hi);
-            q = truncate ? _mm256_cvtepi32_ps(_mm256_cvttps_epi32(q)) : _mm256_sub_ps(_mm256_add_ps(q, magic), magic);
+            q = truncate ? _mm256_cvtepi32_ps(_mm256_cvttps_epi32(q)) : _mm256_round_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             sxq[v] = _mm256_add_ps(sxq[v], _mm256_mul_ps(wx, q));
             sqq[v] = _mm256_add_ps(sqq[v], _mm256_mul_ps(w ? _mm256_mul_ps(wi, q) : q, q));
         }
@@ -139,10 +141,17 @@ static void q4_sums_avx(const float *x, const float *w, int64_t n, const float *
     }
 }
 
-/// q4_sums_vec with two 16-lane AVX-512 vectors (lanes 24..31 repeat candidate 23 and are dropped).
-__attribute__((target("avx512f")))
-static void q4_sums_avx512(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
-    const __m512 lo = _mm512_set1_ps(-8), hi = _mm512_set1_ps(7), magic = _mm512_set1_ps(12582912.0f);
+__attribute__((target("avx")))
+static void q4_sums_avx(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+    if (!w && !truncate) q4_sums_avx_body(x, NULL, n, scales, 0, xq, qq);
+    else q4_sums_avx_body(x, w, n, scales, truncate, xq, qq);
+}
+
+/// q4_sums_vec with two 16-lane AVX-512 vectors (lanes 24..31 repeat candidate 23 and are dropped);
+/// rounding and the two copies as in q4_sums_avx.
+__attribute__((target("avx512f"), always_inline))
+static inline void q4_sums_avx512_body(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+    const __m512 lo = _mm512_set1_ps(-8), hi = _mm512_set1_ps(7);
     float padded[32];
     memcpy(padded, scales, 24 * sizeof(float));
     for (int k = 24; k < 32; k++) padded[k] = scales[23];
@@ -155,7 +164,7 @@ static void q4_sums_avx512(const float *x, const float *w, int64_t n, const floa
         const __m512 xi = _mm512_set1_ps(x[i]), wx = w ? _mm512_set1_ps(w[i] * x[i]) : xi, wi = _mm512_set1_ps(w ? w[i] : 1.0f);
         for (int v = 0; v < 2; v++) {
             __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(xi, inverse[v]), lo), hi);
-            q = truncate ? _mm512_cvtepi32_ps(_mm512_cvttps_epi32(q)) : _mm512_sub_ps(_mm512_add_ps(q, magic), magic);
+            q = truncate ? _mm512_cvtepi32_ps(_mm512_cvttps_epi32(q)) : _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             sxq[v] = _mm512_add_ps(sxq[v], _mm512_mul_ps(wx, q));
             sqq[v] = _mm512_add_ps(sqq[v], _mm512_mul_ps(w ? _mm512_mul_ps(wi, q) : q, q));
         }
@@ -167,6 +176,12 @@ static void q4_sums_avx512(const float *x, const float *w, int64_t n, const floa
     }
     memcpy(xq, out[0], 24 * sizeof(float));
     memcpy(qq, out[1], 24 * sizeof(float));
+}
+
+__attribute__((target("avx512f")))
+static void q4_sums_avx512(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
+    if (!w && !truncate) q4_sums_avx512_body(x, NULL, n, scales, 0, xq, qq);
+    else q4_sums_avx512_body(x, w, n, scales, truncate, xq, qq);
 }
 
 #endif
@@ -223,9 +238,12 @@ static uint16_t fit_q4(const float *x, const float *w, int64_t n, int8_t *codes,
         return 0;
     }
     // 21 candidates in 24 lanes (the last three repeat k = 20 and are ignored).
-    // x·x - 2s x·q + s² q·q in double: the cancellation must not hide an exact fit.
-    double xx = 0;
-    for (int64_t i = 0; i < n; i++) xx += (double)((w ? w[i] : 1.0f) * x[i]) * x[i];
+    // x·x - 2s x·q + s² q·q in double: the cancellation must not hide an exact fit. x·x in four partial
+    // sums (weights i, i + 4, ...), not one serial chain of dependent adds.
+    double part[4] = { 0, 0, 0, 0 };
+    for (int64_t i = 0; i < n; i += 4)
+        for (int l = 0; l < 4; l++) part[l] += (double)((w ? w[i + l] : 1.0f) * x[i + l]) * x[i + l];
+    const double xx = (part[0] + part[1]) + (part[2] + part[3]);
     float base[24], refit[24], e2[24], xq[24], qq[24], refitError[24];
     for (int k = 0; k < 24; k++) base[k] = -peak / (6.5f + (float)(k < 20 ? k : 20) * 0.1f);
     round_half24(base);
