@@ -11,7 +11,8 @@ import Foundation
 /// Scores of a q8 cache are integer matrix products (`edge_matmul_q8`: the chunk's keys as rows, the
 /// int8-quantized queries as tokens) on the same SIMD kernels as the linear layers; values are summed by
 /// dequantizing V in registers once per chunk for all the job's queries (`edge_attn_values_q8`). f16
-/// caches convert in registers; f32 is the reference.
+/// caches convert in registers; f32 is the reference. Scaling, the running maximum and the softmax
+/// numerators are C kernels too (`edge_scale_max`, `edge_exp_sum`: a SIMD exp on AVX2 and NEON).
 final class BlockedAttention {
     /// Positions per chunk.
     static let chunk = 128
