@@ -139,71 +139,43 @@ void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *c
 #define EDGE_DISPATCH(KIND, ...) (void)isa; edge_generic_##KIND(__VA_ARGS__);
 #endif
 
-/// The attention kernels' family: AVX2 for every x86 SIMD level, NEON for every arm64 level.
+/// The attention kernels' family: AVX2 for every x86 SIMD level, NEON for every arm64 level. A call of
+/// kernel NAME is one expression (of the kernel's type, void or not): `EDGE_ATTENTION(NAME, args)`.
 #if defined(__x86_64__)
-#define EDGE_ATTENTION(NAME, ...)                                                                         \
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI || isa == EDGE_ISA_AVX512_VNNI) {                \
-        edge_avx2_##NAME(__VA_ARGS__);                                                                  \
-        return;                                                                                         \
-    }                                                                                                   \
-    edge_generic_##NAME(__VA_ARGS__);
+#define EDGE_SIMD_FAMILY(isa) ((isa) == EDGE_ISA_AVX2 || (isa) == EDGE_ISA_AVX_VNNI || (isa) == EDGE_ISA_AVX512_VNNI)
+#define EDGE_SIMD_KERNEL(NAME) edge_avx2_##NAME
 #elif defined(__aarch64__)
-#define EDGE_ATTENTION(NAME, ...)                                                                         \
-    if (isa == EDGE_ISA_NEON || isa == EDGE_ISA_DOTPROD || isa == EDGE_ISA_I8MM) {                        \
-        edge_neon_##NAME(__VA_ARGS__);                                                                  \
-        return;                                                                                         \
-    }                                                                                                   \
-    edge_generic_##NAME(__VA_ARGS__);
+#define EDGE_SIMD_FAMILY(isa) ((isa) == EDGE_ISA_NEON || (isa) == EDGE_ISA_DOTPROD || (isa) == EDGE_ISA_I8MM)
+#define EDGE_SIMD_KERNEL(NAME) edge_neon_##NAME
 #else
-#define EDGE_ATTENTION(NAME, ...) (void)isa; edge_generic_##NAME(__VA_ARGS__);
+#define EDGE_SIMD_FAMILY(isa) ((void)(isa), 0)
+#define EDGE_SIMD_KERNEL(NAME) edge_generic_##NAME
 #endif
+#define EDGE_ATTENTION(NAME, ...) (EDGE_SIMD_FAMILY(isa) ? EDGE_SIMD_KERNEL(NAME)(__VA_ARGS__) : edge_generic_##NAME(__VA_ARGS__))
 
 void edge_attn_values_q8(int isa, const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,
                          int64_t npos, int64_t hd, float *out, int64_t ostride) {
-    EDGE_ATTENTION(attn_values_q8, p, pstride, nq, v, vscales, npos, hd, out, ostride)
+    EDGE_ATTENTION(attn_values_q8, p, pstride, nq, v, vscales, npos, hd, out, ostride);
 }
 
 void edge_attn_scores_f16(int isa, const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out) {
-    EDGE_ATTENTION(attn_scores_f16, q, k, npos, hd, out)
+    EDGE_ATTENTION(attn_scores_f16, q, k, npos, hd, out);
 }
 
 void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out) {
-    EDGE_ATTENTION(attn_values_f16, p, v, npos, hd, out)
+    EDGE_ATTENTION(attn_values_f16, p, v, npos, hd, out);
 }
 
 void edge_swiglu(int isa, float *gate, const float *up, int64_t n) {
-    EDGE_ATTENTION(swiglu, gate, up, n)
+    EDGE_ATTENTION(swiglu, gate, up, n);
 }
-
-/// The attention family's kernel NAME for level isa (as EDGE_ATTENTION picks it), for kernels that
-/// return a value.
-typedef float (*edge_row_reduction)(float *row, int64_t n, float arg);
-static edge_row_reduction edge_attention_reduction(int isa, edge_row_reduction generic, edge_row_reduction simd) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI || isa == EDGE_ISA_AVX512_VNNI) return simd;
-#elif defined(__aarch64__)
-    if (isa == EDGE_ISA_NEON || isa == EDGE_ISA_DOTPROD || isa == EDGE_ISA_I8MM) return simd;
-#else
-    (void)isa;
-    (void)simd;
-#endif
-    return generic;
-}
-
-#if defined(__x86_64__)
-#define EDGE_SIMD_ATTENTION(NAME) edge_avx2_##NAME
-#elif defined(__aarch64__)
-#define EDGE_SIMD_ATTENTION(NAME) edge_neon_##NAME
-#else
-#define EDGE_SIMD_ATTENTION(NAME) edge_generic_##NAME
-#endif
 
 float edge_scale_max(int isa, float *row, int64_t n, float scale) {
-    return edge_attention_reduction(isa, edge_generic_scale_max, EDGE_SIMD_ATTENTION(scale_max))(row, n, scale);
+    return EDGE_ATTENTION(scale_max, row, n, scale);
 }
 
 float edge_exp_sum(int isa, float *row, int64_t n, float max) {
-    return edge_attention_reduction(isa, edge_generic_exp_sum, EDGE_SIMD_ATTENTION(exp_sum))(row, n, max);
+    return EDGE_ATTENTION(exp_sum, row, n, max);
 }
 
 void edge_matmul_q8(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
