@@ -71,14 +71,27 @@ public final class ThreadPool: @unchecked Sendable {
     /// `work` (in any unit, e.g. multiply-adds) is below `serialBelow`: waking workers for tiny jobs
     /// costs more than it saves.
     public func parallelFor(_ count: Int, work: Int = .max, serialBelow: Int = 1 << 17, _ body: (Range<Int>) -> Void) {
-        if threadCount == 1 || count < 2 || work < serialBelow {
+        if count < 2 || workers(for: work, serialBelow: serialBelow) == 1 {
             body(0..<count)
             return
         }
         run { worker, workers in
-            let lo = count * worker / workers, hi = count * (worker + 1) / workers
-            if lo < hi { body(lo..<hi) }
+            let range = Self.share(count, worker: worker, of: workers)
+            if !range.isEmpty { body(range) }
         }
+    }
+
+    /// Threads a job of `work` (in any unit) should run on: all of them, or this one alone when the
+    /// work is below `serialBelow`.
+    public func workers(for work: Int, serialBelow: Int = 1 << 17) -> Int {
+        threadCount > 1 && work >= serialBelow ? threadCount : 1
+    }
+
+    /// Worker `worker`'s contiguous share of `0..<count` among `workers`, cut on multiples of `granule`
+    /// (the last share ends at `count`).
+    public static func share(_ count: Int, worker: Int, of workers: Int, granule: Int = 1) -> Range<Int> {
+        func cut(_ k: Int) -> Int { k == workers ? count : count * k / workers / granule * granule }
+        return cut(worker)..<cut(worker + 1)
     }
 
     private func workerLoop(_ index: Int) {

@@ -446,15 +446,11 @@ public final class InferenceSession: @unchecked Sendable {
     /// `epilogue` on its share of the first matrix's rows (for example the gate of those FFN rows).
     private func linears(_ pairs: [(weight: LinearWeight, out: UnsafeMutablePointer<Float>)], input: UnsafeMutablePointer<Float>,
                          quantized: Bool, tokens: Int, epilogue: ((Range<Int>) -> Void)? = nil) {
-        let work = pairs.reduce(0) { $0 + $1.weight.rows * $1.weight.cols } * tokens
-        let workers = pool.threadCount > 1 && work >= 1 << 17 ? pool.threadCount : 1
-        func share(_ rows: Int, _ i: Int) -> Range<Int> {
-            func cut(_ k: Int) -> Int { k == workers ? rows : rows * k / workers / 16 * 16 }
-            return cut(i)..<cut(i + 1)
-        }
-        let body = { (worker: Int, _: Int) in
-            for (w, out) in pairs { self.matmul(w, rows: share(w.rows, worker), input: input, quantized: quantized, tokens: tokens, out: out) }
-            epilogue?(share(pairs[0].weight.rows, worker))
+        let workers = pool.workers(for: pairs.reduce(0) { $0 + $1.weight.rows * $1.weight.cols } * tokens)
+        let body = { (worker: Int, workers: Int) in
+            func share(_ rows: Int) -> Range<Int> { ThreadPool.share(rows, worker: worker, of: workers, granule: 16) }
+            for (w, out) in pairs { self.matmul(w, rows: share(w.rows), input: input, quantized: quantized, tokens: tokens, out: out) }
+            epilogue?(share(pairs[0].weight.rows))
         }
         if workers == 1 { body(0, 1) } else { pool.run(body) }
     }
