@@ -1,4 +1,3 @@
-import CEdgeKernels
 import Foundation
 
 /// GPTQ (Frantar et al., 2022) for q4 and q8 matrices: the columns of W are rounded one at a time, and each
@@ -34,7 +33,10 @@ enum GPTQ {
         var hp = [Double](repeating: 0, count: cols * cols)
         for i in 0..<cols { for j in 0..<cols { hp[i * cols + j] = h[perm[i] * cols + perm[j]] } }
         let u = try inverseFactor(hp, cols: cols)
-        var out = [UInt8](repeating: 0, count: layout.byteCount)
+        // The scales are the calibrated quantizer's fit of each group to the original weights (q4 weighted by
+        // the importance, q8 max|w| / 127): with act order a group's columns are rounded at scattered times,
+        // so its scale cannot wait for the errors of the columns before it. Its codes are replaced below.
+        var out = Quantizer.encode(values, layout: layout, importance: importance, level: level)
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBytes { dst in
                 let s = UncheckedSendable(src), d = UncheckedSendable(dst), uu = UncheckedSendable(u), hh = UncheckedSendable(h)
@@ -43,8 +45,7 @@ enum GPTQ {
                     let rows = (c * chunk)..<min(layout.rows, (c + 1) * chunk)
                     uu.value.withUnsafeBufferPointer { up in
                         hh.value.withUnsafeBufferPointer { hp in
-                            encodeRows(rows, values: s.value, importance: importance, h: hp.baseAddress!, u: up.baseAddress!, perm: perm,
-                                       layout: layout, level: level, out: d.value)
+                            encodeRows(rows, values: s.value, h: hp.baseAddress!, u: up.baseAddress!, perm: perm, layout: layout, out: d.value)
                         }
                     }
                 }
@@ -131,33 +132,22 @@ enum GPTQ {
         return ok ? l : nil
     }
 
-    private static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, importance: [Float], h: UnsafePointer<Double>,
-                                   u: UnsafePointer<Double>, perm: [Int], layout: TensorLayout, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
+    /// Rounds rows `rows` of `out` (a payload holding the fitted scales) with error feedback, refits their
+    /// scales and stores both.
+    private static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, h: UnsafePointer<Double>, u: UnsafePointer<Double>,
+                                   perm: [Int], layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
         let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
         let w = UnsafeMutablePointer<Double>.allocate(capacity: cols)  // the row in rounding order, as updated so far
-        let x = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)  // one group, zero-padded
-        let weight = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
-        let codes = UnsafeMutablePointer<Int8>.allocate(capacity: groups * groupValues)  // the row's codes, group by group
+        // The row's codes, group by group; the padding past the last column stays 0.
+        let codes = UnsafeMutablePointer<Int8>.allocate(capacity: groups * groupValues)
+        codes.initialize(repeating: 0, count: groups * groupValues)
         let scales = UnsafeMutablePointer<UInt16>.allocate(capacity: groups)
-        defer { w.deallocate(); x.deallocate(); weight.deallocate(); codes.deallocate(); scales.deallocate() }
+        defer { w.deallocate(); codes.deallocate(); scales.deallocate() }
         let q8 = layout.scheme == .q8, lowest: Double = q8 ? -127 : -8, highest: Double = q8 ? 127 : 7
         for r in rows {
             let row = values.baseAddress! + r * cols
-            var rowVariance: Float = 0
-            for j in 0..<cols { rowVariance += row[j] * row[j] }
-            rowVariance /= Float(cols)
-            // The scales first, from the original weights: with act order a group's columns are rounded
-            // at scattered times, so its scale cannot wait for the errors of the columns before it.
             for g in 0..<groups {
-                let lo = g * groupValues, hi = min(cols, lo + groupValues)
-                let stored = min(groupValues, layout.blocksPerRow * 32 - lo)
-                for i in 0..<stored {
-                    x[i] = lo + i < hi ? row[lo + i] : 0
-                    weight[i] = lo + i < hi ? importance[lo + i] * (rowVariance + x[i] * x[i]).squareRoot() : 1
-                }
-                let c = codes + lo
-                scales[g] = q8 ? edge_fit_q8(x, Int64(stored), c, 0) : edge_fit_q4(level.rawValue, x, weight, Int64(stored), c, 0)
-                for i in (hi - lo)..<stored { c[i] = 0 }
+                scales[g] = out.loadUnaligned(fromByteOffset: layout.scalesOffset + (r * groups + g) * 2, as: UInt16.self)
             }
             for k in 0..<cols { w[k] = Double(row[perm[k]]) }
             for k in 0..<cols {
