@@ -64,7 +64,7 @@ public struct Calibration: Sendable {
         text.withUnsafeBytes { hash.update($0) }
         return Calibration(provenance: CalibrationProvenance(textSHA256: hash.finalizeHex(), tokens: tokens.count, windows: windows,
                                                              context: window, method: gptq ? .gptq : .importance),
-                           importance: recorder.perTensor(recorder.means()), gram: recorder.perTensor(recorder.gramMeans()))
+                           importance: recorder.perTensor(recorder.means()), gram: recorder.perTensor(recorder.takeGramMeans()))
     }
 }
 
@@ -117,22 +117,27 @@ private final class ActivationMoments: ActivationObserver {
         return out
     }
 
-    /// E[a aᵀ] per layer and input, both triangles filled.
-    func gramMeans() -> [String: [Float]] {
-        var out: [String: [Float]] = [:]
-        for (key, g) in grams {
-            guard let n = counts[key], n > 0 else { continue }
-            let width = Int(Double(g.count).squareRoot()), inverse = 1 / Float(n)
-            var m = g
-            for i in 0..<width {
-                for j in i..<width {
-                    m[i * width + j] *= inverse
-                    m[j * width + i] = m[i * width + j]
+    /// E[a aᵀ] per layer and input, both triangles filled. Turns the sums into the means in place and
+    /// hands them over (a copy would double the largest allocation of a GPTQ calibration).
+    func takeGramMeans() -> [String: [Float]] {
+        for key in Array(grams.keys) {
+            guard let n = counts[key], n > 0 else {
+                grams[key] = nil
+                continue
+            }
+            let inverse = 1 / Float(n)
+            grams[key]!.withUnsafeMutableBufferPointer { m in
+                let width = Int(Double(m.count).squareRoot())
+                for i in 0..<width {
+                    for j in i..<width {
+                        m[i * width + j] *= inverse
+                        m[j * width + i] = m[i * width + j]
+                    }
                 }
             }
-            out[key] = m
         }
-        return out
+        defer { grams = [:] }
+        return grams
     }
 
     /// Statistics per layer and input, keyed by the canonical names of the tensors that read them.
