@@ -96,6 +96,8 @@ import Testing
         #expect(noText.status != 0 && noText.stderr.contains("--gptq needs --calibrate"))
         let q8 = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q8 --calibrate '\(text)'")
         #expect(q8.status != 0 && q8.stderr.contains("q8 with --gptq"))
+        let f16 = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type f16 --calibrate '\(text)' --gptq")
+        #expect(f16.status != 0 && f16.stderr.contains("f32 and f16 are not rounded"))
         #expect(!FileManager.default.fileExists(atPath: out))
         let ok = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --calibration-tokens 2048 --gptq --quiet && \"$EDGELM\" inspect '\(out)'")
         #expect(ok.status == 0 && ok.stdout.contains("q4 scales and codes calibrated (GPTQ) on 2048 tokens"), "\(ok.stderr)")

@@ -78,8 +78,8 @@ struct Quantize: AsyncParsableCommand {
                                             measureError: verbose).adapted(to: checkpoint)
             if gptq, calibrate == nil { throw EdgeLMError.invalidArgument("--gptq needs --calibrate: GPTQ rounds with the calibration text's activation statistics") }
             if let calibrate {
-                guard type == .q4 || gptq else {
-                    throw EdgeLMError.invalidArgument("--calibrate applies to q4, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics)")
+                guard type == .q4 || (type == .q8 && gptq) else {
+                    throw EdgeLMError.invalidArgument("--calibrate applies to q4, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics; f32 and f16 are not rounded at all)")
                 }
                 guard let text = FileManager.default.contents(atPath: calibrate) else { throw EdgeLMError.io(path: calibrate, message: "cannot read the calibration text") }
                 let start = Date()
