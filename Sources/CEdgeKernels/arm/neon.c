@@ -148,20 +148,20 @@ static inline __attribute__((always_inline)) float32x4_t neon_exp(float32x4_t x)
     return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(out), under));
 }
 
+/// g / (1 + e^-g) * u in four lanes.
+static inline __attribute__((always_inline)) float32x4_t neon_swiglu4(float32x4_t g, float32x4_t u) {
+    return vmulq_f32(vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), neon_exp(vnegq_f32(g)))), u);
+}
+
 void edge_neon_swiglu(float *gate, const float *up, int64_t n) {
-    for (int64_t i = 0; i < n; i += 4) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(gate + i, neon_swiglu4(vld1q_f32(gate + i), vld1q_f32(up + i)));
+    if (i < n) {
+        // The tail from zero-padded copies.
         float g[4], u[4];
-        const int full = n - i >= 4;
-        if (!full)
-            for (int k = 0; k < 4; k++) g[k] = i + k < n ? gate[i + k] : 0.0f, u[k] = i + k < n ? up[i + k] : 0.0f;
-        float32x4_t x = vld1q_f32(full ? gate + i : g), y = vld1q_f32(full ? up + i : u);
-        float32x4_t r = vmulq_f32(vdivq_f32(x, vaddq_f32(vdupq_n_f32(1.0f), neon_exp(vnegq_f32(x)))), y);
-        if (full) {
-            vst1q_f32(gate + i, r);
-        } else {
-            vst1q_f32(g, r);
-            for (int k = 0; i + k < n; k++) gate[i + k] = g[k];
-        }
+        for (int k = 0; k < 4; k++) g[k] = i + k < n ? gate[i + k] : 0.0f, u[k] = i + k < n ? up[i + k] : 0.0f;
+        vst1q_f32(g, neon_swiglu4(vld1q_f32(g), vld1q_f32(u)));
+        for (int k = 0; i + k < n; k++) gate[i + k] = g[k];
     }
 }
 

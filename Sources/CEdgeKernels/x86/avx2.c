@@ -24,10 +24,7 @@ K256_ATTR void edge_avx2_quantize(const float *x, int64_t nblocks, int8_t *q, fl
         __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
         __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
                                  _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        float amax = _mm_cvtss_f32(m4);
+        float amax = hmax256(m);
         float d = amax / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         __m256 vid = _mm256_set1_ps(id);
@@ -115,9 +112,7 @@ K256_ATTR float edge_avx2_scale_max(float *row, int64_t n, float scale) {
         _mm256_storeu_ps(row + j, v);
         m = _mm256_max_ps(m, v);
     }
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    float max = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    float max = hmax256(m);
     for (; j < n; j++) {
         row[j] *= scale;
         max = row[j] > max ? row[j] : max;
@@ -145,22 +140,20 @@ K256_INLINE __m256 avx2_exp(__m256 x) {
     return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
 }
 
+/// g / (1 + e^-g) * u in eight lanes.
+K256_INLINE __m256 avx2_swiglu8(__m256 g, __m256 u) {
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), avx2_exp(_mm256_sub_ps(_mm256_setzero_ps(), g)))), u);
+}
+
 K256_ATTR void edge_avx2_swiglu(float *gate, const float *up, int64_t n) {
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n; i += 8) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(gate + i, avx2_swiglu8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+    if (i < n) {
+        // The tail from zero-padded copies.
         float g[8], u[8];
-        const int full = n - i >= 8;
-        if (!full)
-            for (int k = 0; k < 8; k++) g[k] = i + k < n ? gate[i + k] : 0.0f, u[k] = i + k < n ? up[i + k] : 0.0f;
-        __m256 x = full ? _mm256_loadu_ps(gate + i) : _mm256_loadu_ps(g);
-        __m256 y = full ? _mm256_loadu_ps(up + i) : _mm256_loadu_ps(u);
-        __m256 r = _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, avx2_exp(_mm256_sub_ps(zero, x)))), y);
-        if (full) {
-            _mm256_storeu_ps(gate + i, r);
-        } else {
-            _mm256_storeu_ps(g, r);
-            for (int k = 0; i + k < n; k++) gate[i + k] = g[k];
-        }
+        for (int k = 0; k < 8; k++) g[k] = i + k < n ? gate[i + k] : 0.0f, u[k] = i + k < n ? up[i + k] : 0.0f;
+        _mm256_storeu_ps(g, avx2_swiglu8(_mm256_loadu_ps(g), _mm256_loadu_ps(u)));
+        for (int k = 0; i + k < n; k++) gate[i + k] = g[k];
     }
 }
 
