@@ -147,35 +147,31 @@ static void q4_sums_avx(const float *x, const float *w, int64_t n, const float *
     else q4_sums_avx_body(x, w, n, scales, truncate, xq, qq);
 }
 
-/// q4_sums_vec with two 16-lane AVX-512 vectors (lanes 24..31 repeat candidate 23 and are dropped);
+/// q4_sums_vec with one 16-lane AVX-512 vector (candidates 0-15) and one 8-lane AVX vector (16-23);
 /// rounding and the two copies as in q4_sums_avx.
 __attribute__((target("avx512f"), always_inline))
 static inline void q4_sums_avx512_body(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
     const __m512 lo = _mm512_set1_ps(-8), hi = _mm512_set1_ps(7);
-    float padded[32];
-    memcpy(padded, scales, 24 * sizeof(float));
-    for (int k = 24; k < 32; k++) padded[k] = scales[23];
-    __m512 inverse[2], sxq[2], sqq[2];
-    for (int v = 0; v < 2; v++) {
-        inverse[v] = _mm512_div_ps(_mm512_set1_ps(1), _mm512_loadu_ps(padded + 16 * v));
-        sxq[v] = sqq[v] = _mm512_setzero_ps();
-    }
+    const __m256 lo8 = _mm256_set1_ps(-8), hi8 = _mm256_set1_ps(7);
+    const __m512 inverse = _mm512_div_ps(_mm512_set1_ps(1), _mm512_loadu_ps(scales));
+    const __m256 inverse8 = _mm256_div_ps(_mm256_set1_ps(1), _mm256_loadu_ps(scales + 16));
+    __m512 sxq = _mm512_setzero_ps(), sqq = _mm512_setzero_ps();
+    __m256 sxq8 = _mm256_setzero_ps(), sqq8 = _mm256_setzero_ps();
     for (int64_t i = 0; i < n; i++) {
-        const __m512 xi = _mm512_set1_ps(x[i]), wx = w ? _mm512_set1_ps(w[i] * x[i]) : xi, wi = _mm512_set1_ps(w ? w[i] : 1.0f);
-        for (int v = 0; v < 2; v++) {
-            __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(xi, inverse[v]), lo), hi);
-            q = truncate ? _mm512_cvtepi32_ps(_mm512_cvttps_epi32(q)) : _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            sxq[v] = _mm512_add_ps(sxq[v], _mm512_mul_ps(wx, q));
-            sqq[v] = _mm512_add_ps(sqq[v], _mm512_mul_ps(w ? _mm512_mul_ps(wi, q) : q, q));
-        }
+        const float wxi = w ? w[i] * x[i] : x[i], wii = w ? w[i] : 1.0f;
+        __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_set1_ps(x[i]), inverse), lo), hi);
+        q = truncate ? _mm512_cvtepi32_ps(_mm512_cvttps_epi32(q)) : _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        sxq = _mm512_add_ps(sxq, _mm512_mul_ps(_mm512_set1_ps(wxi), q));
+        sqq = _mm512_add_ps(sqq, _mm512_mul_ps(w ? _mm512_mul_ps(_mm512_set1_ps(wii), q) : q, q));
+        __m256 q8 = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_set1_ps(x[i]), inverse8), lo8), hi8);
+        q8 = truncate ? _mm256_cvtepi32_ps(_mm256_cvttps_epi32(q8)) : _mm256_round_ps(q8, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        sxq8 = _mm256_add_ps(sxq8, _mm256_mul_ps(_mm256_set1_ps(wxi), q8));
+        sqq8 = _mm256_add_ps(sqq8, _mm256_mul_ps(w ? _mm256_mul_ps(_mm256_set1_ps(wii), q8) : q8, q8));
     }
-    float out[2][32];
-    for (int v = 0; v < 2; v++) {
-        _mm512_storeu_ps(out[0] + 16 * v, sxq[v]);
-        _mm512_storeu_ps(out[1] + 16 * v, sqq[v]);
-    }
-    memcpy(xq, out[0], 24 * sizeof(float));
-    memcpy(qq, out[1], 24 * sizeof(float));
+    _mm512_storeu_ps(xq, sxq);
+    _mm512_storeu_ps(qq, sqq);
+    _mm256_storeu_ps(xq + 16, sxq8);
+    _mm256_storeu_ps(qq + 16, sqq8);
 }
 
 __attribute__((target("avx512f")))
@@ -284,6 +280,130 @@ static uint16_t fit_q4(const float *x, const float *w, int64_t n, int8_t *codes,
     return edge_float_to_half(best);
 }
 
+// The fit of the vector levels: fit_q4 with the work around the sums in 8-lane vectors (the error
+// arithmetic, refits, f16 rounding, the choice and the codes), every lane computing what fit_q4 computes for
+// its candidate in the same order, so scale and codes are fit_q4's bit for bit. Always inlined into a
+// wrapper per level, so the vectors become that level's registers.
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+#define EDGE_INLINE static inline __attribute__((always_inline))
+
+// Vectors are passed only by pointer or in macros; returning them from these always-inlined helpers is what
+// GCC would warn of (their calling convention differs with and without AVX), and no call remains to return
+// them. GCC reports it at the end of the file, so it stays off from here on.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+EDGE_INLINE v8f load8(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+EDGE_INLINE v8f splat8(float f) { return (v8f){ f, f, f, f, f, f, f, f }; }
+
+/// Lane-wise mask ? a : b.
+#define SELECT8(mask, a, b) ((v8f)(((v8i)(a) & (mask)) | ((v8i)(b) & ~(mask))))
+
+/// Lane bits of a comparison mask (bit l set when lane l is).
+#define BITS8(mask) ({                                                       \
+    const v8i m_ = (mask);                                                   \
+    uint32_t bits_ = 0;                                                      \
+    for (int l_ = 0; l_ < 8; l_++) bits_ |= (uint32_t)(m_[l_] & 1) << l_;  \
+    bits_;                                                                   \
+})
+
+/// round_half24 for eight values in place; lanes outside the normal half range (rare) take the scalar rounding.
+EDGE_INLINE void round_half8(float *v) {
+    v8u bits;
+    memcpy(&bits, v, sizeof bits);
+    const v8u magnitude = bits & 0x7FFFFFFFu, sign = bits & 0x80000000u;
+    const v8u normal = ((magnitude + 0x0FFFu + ((magnitude >> 13) & 1u)) & 0xFFFFE000u) | sign;
+    const uint32_t odd = BITS8((v8i)((magnitude < 0x38800000u) | (magnitude >= 0x477FF000u)));
+    float scalar[8];
+    for (int l = 0; l < 8; l++) scalar[l] = odd >> l & 1 ? round_half_scalar(v[l]) : 0;
+    memcpy(v, &normal, sizeof normal);
+    for (int l = 0; l < 8; l++)
+        if (odd >> l & 1) v[l] = scalar[l];
+}
+
+/// fit_q4's x·x - 2s x·q + s² q·q for eight candidates, in double, rounded to float.
+EDGE_INLINE v8f error8(double xx, const float *scale, const float *xq, const float *qq) {
+    const v8d s = __builtin_convertvector(load8(scale), v8d);
+    const v8d e = (xx - (2.0 * s) * __builtin_convertvector(load8(xq), v8d)) + (s * s) * __builtin_convertvector(load8(qq), v8d);
+    return __builtin_convertvector(e, v8f);
+}
+
+/// usable() lane-wise: nonzero and finite.
+EDGE_INLINE v8i usable8(const float *s) {
+    v8u bits;
+    memcpy(&bits, s, sizeof bits);
+    return (v8i)(((bits & 0x7FFFFFFFu) != 0) & ((bits & 0x7F800000u) != 0x7F800000u));
+}
+
+EDGE_INLINE uint16_t fit_q4_lanes(const float *x, const float *w, int64_t n, int8_t *codes, int truncate, q4_sums_fn sums) {
+    const float peak = peak_weight(x, n);
+    if (peak == 0) {
+        memset(codes, 0, (size_t)n);
+        return 0;
+    }
+    double part[4] = { 0, 0, 0, 0 };
+    for (int64_t i = 0; i < n; i += 4)
+        for (int l = 0; l < 4; l++) part[l] += (double)((w ? w[i + l] : 1.0f) * x[i + l]) * x[i + l];
+    const double xx = (part[0] + part[1]) + (part[2] + part[3]);
+    float base[24], refit[24], xq[24], qq[24];
+    v8f eb[3], er[3];
+    const v8i lane = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    for (int v = 0; v < 3; v++) {
+        v8f kf;
+        for (int l = 0; l < 8; l++) kf[l] = (float)(8 * v + l < 20 ? 8 * v + l : 20);
+        const v8f b = -peak / (splat8(6.5f) + kf * splat8(0.1f));
+        memcpy(base + 8 * v, &b, sizeof b);
+        round_half8(base + 8 * v);
+    }
+    sums(x, w, n, base, truncate, xq, qq);
+    for (int v = 0; v < 3; v++) {
+        const v8f bq = load8(qq + 8 * v);
+        const v8i ok = usable8(base + 8 * v);
+        eb[v] = SELECT8(ok & (lane + 8 * v < 21), error8(xx, base + 8 * v, xq + 8 * v, qq + 8 * v), splat8(__builtin_inff()));
+        const v8f r = SELECT8(ok & (bq > 0), load8(xq + 8 * v) / bq, splat8(0));
+        memcpy(refit + 8 * v, &r, sizeof r);
+        round_half8(refit + 8 * v);
+    }
+    sums(x, w, n, refit, truncate, xq, qq);
+    v8f low = splat8(__builtin_inff());
+    for (int v = 0; v < 3; v++) {
+        er[v] = SELECT8(usable8(refit + 8 * v) & (lane + 8 * v < 21), error8(xx, refit + 8 * v, xq + 8 * v, qq + 8 * v), splat8(__builtin_inff()));
+        low = SELECT8(eb[v] < low, eb[v], low);
+        low = SELECT8(er[v] < low, er[v], low);
+    }
+    float least = __builtin_inff();
+    for (int l = 0; l < 8; l++) least = low[l] < least ? low[l] : least;
+    if (least == __builtin_inff()) {
+        memset(codes, 0, (size_t)n);
+        return 0;
+    }
+    // The first candidate with the least error, a base before its refit.
+    uint32_t fromBase = 0, fromRefit = 0;
+    for (int v = 0; v < 3; v++) {
+        fromBase |= BITS8(eb[v] == splat8(least)) << (8 * v);
+        fromRefit |= BITS8(er[v] == splat8(least)) << (8 * v);
+    }
+    const int k = __builtin_ctz(fromBase | fromRefit);
+    const float best = fromBase >> k & 1 ? base[k] : refit[k];
+    const v8f inverse = splat8(1 / best);
+    for (int64_t i = 0; i < n; i += 8) {
+        v8f v = load8(x + i) * inverse;
+        v = SELECT8(v > splat8(-8), v, splat8(-8));
+        v = SELECT8(v < splat8(7), v, splat8(7));
+        const v8i q = truncate ? __builtin_convertvector(v, v8i) : __builtin_convertvector((v + splat8(12582912.0f)) - splat8(12582912.0f), v8i);
+        for (int l = 0; l < 8; l++) codes[i + l] = (int8_t)q[l];
+    }
+    return edge_float_to_half(best);
+}
+
 uint16_t edge_fit_q8(const float *x, int64_t n, int8_t *codes, int truncate) {
     float amax = 0;
     for (int64_t i = 0; i < n; i++) amax = __builtin_fabsf(x[i]) > amax ? __builtin_fabsf(x[i]) : amax;
@@ -297,11 +417,23 @@ uint16_t edge_fit_q4_reference(const float *x, const float *w, int64_t n, int8_t
     return fit_q4(x, w, n, codes, truncate, q4_sums_ref);
 }
 
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+static uint16_t fit_q4_avx512(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    return fit_q4_lanes(x, w, n, codes, truncate, q4_sums_avx512);
+}
+
+__attribute__((target("avx2")))
+static uint16_t fit_q4_avx2(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    return fit_q4_lanes(x, w, n, codes, truncate, q4_sums_avx);
+}
+#endif
+
 uint16_t edge_fit_q4(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
 #if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) return fit_q4(x, w, n, codes, truncate, q4_sums_avx512);
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return fit_q4(x, w, n, codes, truncate, q4_sums_avx);
+    if (isa == EDGE_ISA_AVX512_VNNI) return fit_q4_avx512(x, w, n, codes, truncate);
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return fit_q4_avx2(x, w, n, codes, truncate);
 #endif
     (void)isa;
-    return fit_q4(x, w, n, codes, truncate, q4_sums_vec);
+    return fit_q4_lanes(x, w, n, codes, truncate, q4_sums_vec);
 }

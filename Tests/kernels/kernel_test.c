@@ -354,16 +354,19 @@ static void test_q4_fit(int isa) {
     int ok = 1;
     for (int trial = 0; trial < 400; trial++) {
         const int n = (int[]){ 8, 32, 64, 256 }[trial % 4];
-        const float scale = (float[]){ 1.0f, 1e-3f, 3e4f, 1e-7f }[(trial / 4) % 4];
+        const float scale = (float[]){ 1.0f, 1e-3f, 3e4f, 1e-7f, 1e6f }[(trial / 4) % 5];
         for (int i = 0; i < n; i++) {
             x[i] = (uniform() - 0.5f) * scale * (trial % 7 == 0 && i > n / 2 ? 0.0f : 1.0f);
             w[i] = trial % 2 ? 1.0f : uniform() * 4.0f;
         }
+        // Unweighted (NULL, the uncalibrated converter's call) every third trial.
+        const float *weights = trial % 3 == 0 ? NULL : w;
         for (int truncate = 0; truncate <= 1; truncate++) {
-            ok &= edge_fit_q4(isa, x, w, n, a, truncate) == edge_fit_q4_reference(x, w, n, b, truncate) && memcmp(a, b, (size_t)n) == 0;
+            ok &= edge_fit_q4(isa, x, weights, n, a, truncate) == edge_fit_q4_reference(x, weights, n, b, truncate) &&
+                  memcmp(a, b, (size_t)n) == 0;
         }
     }
-    check(ok, "q4 group fit", isa, "400 groups, plain and weighted, both roundings");
+    check(ok, "q4 group fit", isa, "400 groups, unweighted, unit and random weights, both roundings");
 }
 
 static void test_level(int isa) {
