@@ -69,11 +69,16 @@ static inline v4f round_codes(v4f v, float lo, float hi, int truncate) {
     return (v + magic) - magic;
 }
 
-/// The importance-weighted sums Σ w·x·q and Σ w·q·q of n weights' codes q at each of 24 candidate scales
+/// The q4 candidate scales of a group: its largest-magnitude weight mapped to -(6.5 + k · 2/15) for k in 0..<16,
+/// so from -6.5 to -8.5 in 16 steps (one AVX-512 vector); each is refitted once.
+#define Q4_CANDIDATES 16
+#define Q4_STEP (2.0f / 15.0f)
+
+/// The importance-weighted sums Σ w·x·q and Σ w·q·q of n weights' codes q at each of 16 candidate scales
 /// (the weighted squared error is then Σ w·x² - 2s Σ w·x·q + s² Σ w·q²): the plain reference, one candidate
 /// after the other, each sum over the weights in order.
 static void q4_sums_ref(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
-    for (int k = 0; k < 24; k++) {
+    for (int k = 0; k < Q4_CANDIDATES; k++) {
         const float inverse = 1 / scales[k];
         float sxq = 0, sqq = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -86,11 +91,11 @@ static void q4_sums_ref(const float *x, const float *w, int64_t n, const float *
     }
 }
 
-/// The same with the candidates in vector lanes (six 4-lane vectors): every lane still sums its weights in
+/// The same with the candidates in vector lanes (four 4-lane vectors): every lane still sums its weights in
 /// order, so the results are the reference's bit for bit.
 static void q4_sums_vec(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
-    v4f inverse[6], sxq[6], sqq[6];
-    for (int v = 0; v < 6; v++) {
+    v4f inverse[4], sxq[4], sqq[4];
+    for (int v = 0; v < 4; v++) {
         v4f scale;
         memcpy(&scale, scales + 4 * v, sizeof scale);
         inverse[v] = splat(1) / scale;
@@ -99,13 +104,13 @@ static void q4_sums_vec(const float *x, const float *w, int64_t n, const float *
     for (int64_t i = 0; i < n; i++) {
         const float wi = w ? w[i] : 1.0f;
         const v4f xi = splat(x[i]), wx = splat(wi * x[i]), wv = splat(wi);
-        for (int v = 0; v < 6; v++) {
+        for (int v = 0; v < 4; v++) {
             const v4f q = round_codes(xi * inverse[v], -8, 7, truncate);
             sxq[v] += wx * q;
             sqq[v] += (wv * q) * q;
         }
     }
-    for (int v = 0; v < 6; v++) {
+    for (int v = 0; v < 4; v++) {
         memcpy(xq + 4 * v, &sxq[v], sizeof sxq[v]);
         memcpy(qq + 4 * v, &sqq[v], sizeof sqq[v]);
     }
@@ -114,28 +119,28 @@ static void q4_sums_vec(const float *x, const float *w, int64_t n, const float *
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/// q4_sums_vec with three 8-lane AVX vectors. `vroundps` rounds to nearest even as the reference's
+/// q4_sums_vec with two 8-lane AVX vectors. `vroundps` rounds to nearest even as the reference's
 /// magic-number addition does (it keeps the sign of a zero, which adds nothing to either sum); the body is
 /// inlined into a copy for the common unweighted, rounding case and one for the rest.
 __attribute__((target("avx"), always_inline))
 static inline void q4_sums_avx_body(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
     const __m256 lo = _mm256_set1_ps(-8), hi = _mm256_set1_ps(7);
-    __m256 inverse[3], sxq[3], sqq[3];
-    for (int v = 0; v < 3; v++) {
+    __m256 inverse[2], sxq[2], sqq[2];
+    for (int v = 0; v < 2; v++) {
         inverse[v] = _mm256_div_ps(_mm256_set1_ps(1), _mm256_loadu_ps(scales + 8 * v));
         sxq[v] = sqq[v] = _mm256_setzero_ps();
     }
     for (int64_t i = 0; i < n; i++) {
         // Unweighted (w NULL): w * x * q = x * q and w * q * q = q * q exactly, so one multiply less.
         const __m256 xi = _mm256_set1_ps(x[i]), wx = w ? _mm256_set1_ps(w[i] * x[i]) : xi, wi = _mm256_set1_ps(w ? w[i] : 1.0f);
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < 2; v++) {
             __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xi, inverse[v]), lo), hi);
             q = truncate ? _mm256_cvtepi32_ps(_mm256_cvttps_epi32(q)) : _mm256_round_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             sxq[v] = _mm256_add_ps(sxq[v], _mm256_mul_ps(wx, q));
             sqq[v] = _mm256_add_ps(sqq[v], _mm256_mul_ps(w ? _mm256_mul_ps(wi, q) : q, q));
         }
     }
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < 2; v++) {
         _mm256_storeu_ps(xq + 8 * v, sxq[v]);
         _mm256_storeu_ps(qq + 8 * v, sqq[v]);
     }
@@ -147,31 +152,21 @@ static void q4_sums_avx(const float *x, const float *w, int64_t n, const float *
     else q4_sums_avx_body(x, w, n, scales, truncate, xq, qq);
 }
 
-/// q4_sums_vec with one 16-lane AVX-512 vector (candidates 0-15) and one 8-lane AVX vector (16-23);
-/// rounding and the two copies as in q4_sums_avx.
+/// q4_sums_vec with one 16-lane AVX-512 vector; rounding and the two copies as in q4_sums_avx.
 __attribute__((target("avx512f"), always_inline))
 static inline void q4_sums_avx512_body(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
     const __m512 lo = _mm512_set1_ps(-8), hi = _mm512_set1_ps(7);
-    const __m256 lo8 = _mm256_set1_ps(-8), hi8 = _mm256_set1_ps(7);
     const __m512 inverse = _mm512_div_ps(_mm512_set1_ps(1), _mm512_loadu_ps(scales));
-    const __m256 inverse8 = _mm256_div_ps(_mm256_set1_ps(1), _mm256_loadu_ps(scales + 16));
     __m512 sxq = _mm512_setzero_ps(), sqq = _mm512_setzero_ps();
-    __m256 sxq8 = _mm256_setzero_ps(), sqq8 = _mm256_setzero_ps();
     for (int64_t i = 0; i < n; i++) {
-        const float wxi = w ? w[i] * x[i] : x[i], wii = w ? w[i] : 1.0f;
-        __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_set1_ps(x[i]), inverse), lo), hi);
+        const __m512 xi = _mm512_set1_ps(x[i]), wx = w ? _mm512_set1_ps(w[i] * x[i]) : xi;
+        __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(xi, inverse), lo), hi);
         q = truncate ? _mm512_cvtepi32_ps(_mm512_cvttps_epi32(q)) : _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        sxq = _mm512_add_ps(sxq, _mm512_mul_ps(_mm512_set1_ps(wxi), q));
-        sqq = _mm512_add_ps(sqq, _mm512_mul_ps(w ? _mm512_mul_ps(_mm512_set1_ps(wii), q) : q, q));
-        __m256 q8 = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_set1_ps(x[i]), inverse8), lo8), hi8);
-        q8 = truncate ? _mm256_cvtepi32_ps(_mm256_cvttps_epi32(q8)) : _mm256_round_ps(q8, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        sxq8 = _mm256_add_ps(sxq8, _mm256_mul_ps(_mm256_set1_ps(wxi), q8));
-        sqq8 = _mm256_add_ps(sqq8, _mm256_mul_ps(w ? _mm256_mul_ps(_mm256_set1_ps(wii), q8) : q8, q8));
+        sxq = _mm512_add_ps(sxq, _mm512_mul_ps(wx, q));
+        sqq = _mm512_add_ps(sqq, _mm512_mul_ps(w ? _mm512_mul_ps(_mm512_set1_ps(w[i]), q) : q, q));
     }
     _mm512_storeu_ps(xq, sxq);
     _mm512_storeu_ps(qq, sqq);
-    _mm256_storeu_ps(xq + 16, sxq8);
-    _mm256_storeu_ps(qq + 16, sqq8);
 }
 
 __attribute__((target("avx512f")))
@@ -199,8 +194,8 @@ static inline v4f round_half4(v4f v) {
     return result;
 }
 
-static void round_half24(float *v) {
-    for (int k = 0; k < 24; k += 4) {
+static void round_half16(float *v) {
+    for (int k = 0; k < Q4_CANDIDATES; k += 4) {
         v4f r;
         memcpy(&r, v + k, sizeof r);
         r = round_half4(r);
@@ -233,30 +228,30 @@ static uint16_t fit_q4(const float *x, const float *w, int64_t n, int8_t *codes,
         memset(codes, 0, (size_t)n);
         return 0;
     }
-    // 21 candidates in 24 lanes (the last three repeat k = 20 and are ignored).
     // x·x - 2s x·q + s² q·q in double: the cancellation must not hide an exact fit. x·x in four partial
     // sums (weights i, i + 4, ...), not one serial chain of dependent adds.
     double part[4] = { 0, 0, 0, 0 };
     for (int64_t i = 0; i < n; i += 4)
         for (int l = 0; l < 4; l++) part[l] += (double)((w ? w[i + l] : 1.0f) * x[i + l]) * x[i + l];
     const double xx = (part[0] + part[1]) + (part[2] + part[3]);
-    float base[24], refit[24], e2[24], xq[24], qq[24], refitError[24];
-    for (int k = 0; k < 24; k++) base[k] = -peak / (6.5f + (float)(k < 20 ? k : 20) * 0.1f);
-    round_half24(base);
+    enum { K = Q4_CANDIDATES };
+    float base[K], refit[K], e2[K], xq[K], qq[K], refitError[K];
+    for (int k = 0; k < K; k++) base[k] = -peak / (6.5f + (float)k * Q4_STEP);
+    round_half16(base);
     sums(x, w, n, base, truncate, xq, qq);
-    for (int k = 0; k < 24; k++) {
+    for (int k = 0; k < K; k++) {
         e2[k] = (float)(xx - 2.0 * base[k] * xq[k] + (double)base[k] * base[k] * qq[k]);
         refit[k] = usable(base[k]) && qq[k] > 0 ? xq[k] / qq[k] : 0;
     }
-    round_half24(refit);
+    round_half16(refit);
     sums(x, w, n, refit, truncate, xq, qq);
-    for (int k = 0; k < 24; k++) refitError[k] = (float)(xx - 2.0 * refit[k] * xq[k] + (double)refit[k] * refit[k] * qq[k]);
+    for (int k = 0; k < K; k++) refitError[k] = (float)(xx - 2.0 * refit[k] * xq[k] + (double)refit[k] * refit[k] * qq[k]);
     // The first least error in the order base 0, refit 0, base 1, refit 1, ...: the minimum over all, then
     // the first candidate that has it (unusable scales count as infinitely bad).
-    float eb[24], er[24], least = __builtin_inff();
-    for (int k = 0; k < 24; k++) {
-        eb[k] = k < 21 && usable(base[k]) ? e2[k] : __builtin_inff();
-        er[k] = k < 21 && usable(refit[k]) ? refitError[k] : __builtin_inff();
+    float eb[K], er[K], least = __builtin_inff();
+    for (int k = 0; k < K; k++) {
+        eb[k] = usable(base[k]) ? e2[k] : __builtin_inff();
+        er[k] = usable(refit[k]) ? refitError[k] : __builtin_inff();
         least = eb[k] < least ? eb[k] : least;
         least = er[k] < least ? er[k] : least;
     }
@@ -266,7 +261,7 @@ static uint16_t fit_q4(const float *x, const float *w, int64_t n, int8_t *codes,
         return 0;
     }
     float best = 0;
-    for (int k = 0; k < 21; k++) {
+    for (int k = 0; k < K; k++) {
         if (eb[k] == least) { best = base[k]; break; }
         if (er[k] == least) { best = refit[k]; break; }
     }
@@ -315,7 +310,7 @@ EDGE_INLINE v8f splat8(float f) { return (v8f){ f, f, f, f, f, f, f, f }; }
     bits_;                                                                   \
 })
 
-/// round_half24 for eight values in place; lanes outside the normal half range (rare) take the scalar rounding.
+/// round_half16 for eight values in place; lanes outside the normal half range (rare) take the scalar rounding.
 EDGE_INLINE void round_half8(float *v) {
     v8u bits;
     memcpy(&bits, v, sizeof bits);
@@ -353,29 +348,28 @@ EDGE_INLINE uint16_t fit_q4_lanes(const float *x, const float *w, int64_t n, int
     for (int64_t i = 0; i < n; i += 4)
         for (int l = 0; l < 4; l++) part[l] += (double)((w ? w[i + l] : 1.0f) * x[i + l]) * x[i + l];
     const double xx = (part[0] + part[1]) + (part[2] + part[3]);
-    float base[24], refit[24], xq[24], qq[24];
-    v8f eb[3], er[3];
-    const v8i lane = { 0, 1, 2, 3, 4, 5, 6, 7 };
-    for (int v = 0; v < 3; v++) {
-        v8f kf;
-        for (int l = 0; l < 8; l++) kf[l] = (float)(8 * v + l < 20 ? 8 * v + l : 20);
-        const v8f b = -peak / (splat8(6.5f) + kf * splat8(0.1f));
+    enum { K = Q4_CANDIDATES, V = Q4_CANDIDATES / 8 };
+    float base[K], refit[K], xq[K], qq[K];
+    v8f eb[V], er[V];
+    const v8f lane = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    for (int v = 0; v < V; v++) {
+        const v8f b = -peak / (splat8(6.5f) + (lane + splat8(8.0f * v)) * splat8(Q4_STEP));
         memcpy(base + 8 * v, &b, sizeof b);
         round_half8(base + 8 * v);
     }
     sums(x, w, n, base, truncate, xq, qq);
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < V; v++) {
         const v8f bq = load8(qq + 8 * v);
         const v8i ok = usable8(base + 8 * v);
-        eb[v] = SELECT8(ok & (lane + 8 * v < 21), error8(xx, base + 8 * v, xq + 8 * v, qq + 8 * v), splat8(__builtin_inff()));
+        eb[v] = SELECT8(ok, error8(xx, base + 8 * v, xq + 8 * v, qq + 8 * v), splat8(__builtin_inff()));
         const v8f r = SELECT8(ok & (bq > 0), load8(xq + 8 * v) / bq, splat8(0));
         memcpy(refit + 8 * v, &r, sizeof r);
         round_half8(refit + 8 * v);
     }
     sums(x, w, n, refit, truncate, xq, qq);
     v8f low = splat8(__builtin_inff());
-    for (int v = 0; v < 3; v++) {
-        er[v] = SELECT8(usable8(refit + 8 * v) & (lane + 8 * v < 21), error8(xx, refit + 8 * v, xq + 8 * v, qq + 8 * v), splat8(__builtin_inff()));
+    for (int v = 0; v < V; v++) {
+        er[v] = SELECT8(usable8(refit + 8 * v), error8(xx, refit + 8 * v, xq + 8 * v, qq + 8 * v), splat8(__builtin_inff()));
         low = SELECT8(eb[v] < low, eb[v], low);
         low = SELECT8(er[v] < low, er[v], low);
     }
@@ -387,7 +381,7 @@ EDGE_INLINE uint16_t fit_q4_lanes(const float *x, const float *w, int64_t n, int
     }
     // The first candidate with the least error, a base before its refit.
     uint32_t fromBase = 0, fromRefit = 0;
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < V; v++) {
         fromBase |= BITS8(eb[v] == splat8(least)) << (8 * v);
         fromRefit |= BITS8(er[v] == splat8(least)) << (8 * v);
     }

@@ -64,7 +64,7 @@ import Testing
     }
 
     /// Drift of a converted model from the f32 file of the same checkpoint over the first `windows` windows of 256.
-    func drift(_ model: Model, _ key: String, _ options: ConversionOptions, encoder: ((String, [Float], TensorLayout) -> [UInt8])? = nil,
+    func drift(_ model: Model, _ key: String, _ options: ConversionOptions, encoder: ((String, UnsafeBufferPointer<Float>, TensorLayout) -> [UInt8])? = nil,
                windows: Int = 10) throws -> PerplexityReport.ReferenceComparison {
         let dir = TemporaryDirectory()
         var path = dir.file("\(key).edgelm")

@@ -71,20 +71,28 @@ public struct SourceTensor: @unchecked Sendable {
     /// Converts the elements to f32 (in parallel chunks), rejecting NaN and infinities.
     /// - Parameter path: the file name for errors.
     public func floats(path: String) throws(EdgeLMError) -> [Float] {
+        var failure: EdgeLMError?
+        let out = [Float](unsafeUninitializedCapacity: count) { buf, initialized in
+            do throws(EdgeLMError) { try floats(path: path, into: buf.baseAddress!) } catch { failure = error }
+            initialized = count
+        }
+        if let failure { throw failure }
+        return out
+    }
+
+    /// `floats(path:)` into `out` (`count` floats), so a converter can reuse one buffer for every tensor
+    /// instead of faulting in fresh pages for each. On a throw `out` holds the converted values up to the error.
+    public func floats(path: String, into out: UnsafeMutablePointer<Float>) throws(EdgeLMError) {
         let n = count, chunk = 1 << 20, chunks = max(1, (n + chunk - 1) / chunk)
         let bad = ConcurrentSlots<Int>(count: chunks)
-        let out = [Float](unsafeUninitializedCapacity: n) { buf, initialized in
-            let dst = UncheckedSendable(buf.baseAddress!), me = self
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                let lo = c * chunk, hi = min(n, lo + chunk)
-                me.convert(lo..<hi, into: dst.value)
-                if let i = firstNonFinite(dst.value, lo..<hi) { bad.set(c, i) }
-                if me.addend != 0 { for i in lo..<hi { dst.value[i] += me.addend } }
-            }
-            initialized = n
+        let dst = UncheckedSendable(out), me = self
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = c * chunk, hi = min(n, lo + chunk)
+            me.convert(lo..<hi, into: dst.value)
+            if let i = firstNonFinite(dst.value, lo..<hi) { bad.set(c, i) }
+            if me.addend != 0 { for i in lo..<hi { dst.value[i] += me.addend } }
         }
         if let index = bad.values.compactMap({ $0 }).min() { throw .nonFiniteWeight(path: path, tensor: name, index: index) }
-        return out
     }
 
     /// Elements `range` as f32 into `out` (at the same indices); ggml ranges are whole blocks.

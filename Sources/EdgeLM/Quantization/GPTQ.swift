@@ -22,6 +22,11 @@ enum GPTQ {
 
     /// Encodes `values` ([rows, cols] row-major) as `layout` (q4 or q8) with `gram` = E[x xᵀ] ([cols, cols]).
     static func encode(_ values: [Float], layout: TensorLayout, gram: [Float], level: KernelLevel) throws(EdgeLMError) -> [UInt8] {
+        try values.withUnsafeBufferPointer { (buf) throws(EdgeLMError) in try encode(buf, layout: layout, gram: gram, level: level) }
+    }
+
+    /// `encode` of values in a buffer (the converter's).
+    static func encode(_ values: UnsafeBufferPointer<Float>, layout: TensorLayout, gram: [Float], level: KernelLevel) throws(EdgeLMError) -> [UInt8] {
         precondition(layout.scheme.isQuantized && values.count == layout.count && gram.count == layout.cols * layout.cols)
         let cols = layout.cols
         let importance = (0..<cols).map { gram[$0 * cols + $0] }
@@ -37,16 +42,14 @@ enum GPTQ {
         // the importance, q8 max|w| / 127): with act order a group's columns are rounded at scattered times,
         // so its scale cannot wait for the errors of the columns before it. Its codes are replaced below.
         var out = Quantizer.encode(values, layout: layout, importance: importance, level: level)
-        values.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBytes { dst in
-                let s = UncheckedSendable(src), d = UncheckedSendable(dst), uu = UncheckedSendable(u), hh = UncheckedSendable(h)
-                let chunk = max(1, 64 / max(1, cols / 256))
-                DispatchQueue.concurrentPerform(iterations: (layout.rows + chunk - 1) / chunk) { c in
-                    let rows = (c * chunk)..<min(layout.rows, (c + 1) * chunk)
-                    uu.value.withUnsafeBufferPointer { up in
-                        hh.value.withUnsafeBufferPointer { hp in
-                            encodeRows(rows, values: s.value, h: hp.baseAddress!, u: up.baseAddress!, perm: perm, layout: layout, out: d.value)
-                        }
+        out.withUnsafeMutableBytes { dst in
+            let s = UncheckedSendable(values), d = UncheckedSendable(dst), uu = UncheckedSendable(u), hh = UncheckedSendable(h)
+            let chunk = max(1, 64 / max(1, cols / 256))
+            DispatchQueue.concurrentPerform(iterations: (layout.rows + chunk - 1) / chunk) { c in
+                let rows = (c * chunk)..<min(layout.rows, (c + 1) * chunk)
+                uu.value.withUnsafeBufferPointer { up in
+                    hh.value.withUnsafeBufferPointer { hp in
+                        encodeRows(rows, values: s.value, h: hp.baseAddress!, u: up.baseAddress!, perm: perm, layout: layout, out: d.value)
                     }
                 }
             }

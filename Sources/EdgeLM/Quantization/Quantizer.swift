@@ -2,12 +2,13 @@ import CEdgeKernels
 import Foundation
 
 /// The reference quantizer: turns f32 matrices into the stored layouts of `TensorLayout` and back.
-/// It is plain scalar Swift on purpose; conversion speed comes from running rows in parallel.
+/// The group fits are C (`quantize.c`: a scalar reference and vector versions that give its bytes); rows run
+/// in parallel.
 ///
 /// - q8: per group, scale = max|w| / 127 rounded to f16, codes = round(w / scale) clamped to [-127, 127]
 ///   (the -128 code is never produced, so kernels may use sign tricks).
 /// - q4: per group, several candidate scales are tried (the group's largest-magnitude weight mapped to
-///   -k for k in 6.5...8.5, plus the least-squares refit of each) and the one with the least squared
+///   -k for 16 k from 6.5 to 8.5 in steps of 2/15, plus the least-squares refit of each) and the one with the least squared
 ///   error wins; codes are in [-8, 7]. Scales are rounded to f16 *before* the codes are chosen, so the
 ///   stored scale is exactly the one the codes were fitted to.
 /// - All-zero groups get scale 0 and zero codes. Rounding is to nearest, ties to even.
@@ -21,20 +22,24 @@ public enum Quantizer {
     ///   - level: the kernel level whose vector code fits q4 groups (every level gives the same bytes).
     public static func encode(_ values: [Float], layout: TensorLayout, importance: [Float]? = nil,
                               rounding: FloatingPointRoundingRule = .toNearestOrEven, level: KernelLevel = .detected) -> [UInt8] {
+        values.withUnsafeBufferPointer { encode($0, layout: layout, importance: importance, rounding: rounding, level: level) }
+    }
+
+    /// `encode` of values in a buffer (the converter's, reused across tensors).
+    public static func encode(_ values: UnsafeBufferPointer<Float>, layout: TensorLayout, importance: [Float]? = nil,
+                              rounding: FloatingPointRoundingRule = .toNearestOrEven, level: KernelLevel = .detected) -> [UInt8] {
         precondition(importance == nil || importance!.count == layout.cols)
         precondition(values.count == layout.count)
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         // q8 ignores importance: its scale is the group's largest weight.
         let importance = layout.scheme == .q4 ? importance : nil
-        values.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBytes { dst in
-                let s = UncheckedSendable(src), d = UncheckedSendable(dst)
-                let chunk = max(1, 16_384 / max(1, layout.cols))
-                let chunks = (layout.rows + chunk - 1) / chunk
-                DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                    let lo = c * chunk, hi = min(layout.rows, lo + chunk)
-                    encodeRows(lo..<hi, values: s.value, importance: importance, layout: layout, rounding: rounding, level: level, out: d.value)
-                }
+        out.withUnsafeMutableBytes { dst in
+            let s = UncheckedSendable(values), d = UncheckedSendable(dst)
+            let chunk = max(1, 16_384 / max(1, layout.cols))
+            let chunks = (layout.rows + chunk - 1) / chunk
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = c * chunk, hi = min(layout.rows, lo + chunk)
+                encodeRows(lo..<hi, values: s.value, importance: importance, layout: layout, rounding: rounding, level: level, out: d.value)
             }
         }
         return out
