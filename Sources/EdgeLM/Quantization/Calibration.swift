@@ -92,15 +92,18 @@ private final class ActivationMoments: ActivationObserver {
         }
         if collectsGram {
             // The upper triangle: row i gets a_i times a[i...] for every token of the batch, while the row
-            // stays in cache (token-major order streamed the whole matrix once per token).
+            // stays in cache (token-major order streamed the whole matrix once per token). Rows are
+            // independent: chunks of 8 go to every core (the early, longer rows are taken first).
             grams[key, default: [Float](repeating: 0, count: width * width)].withUnsafeMutableBufferPointer { g in
-                let base = g.baseAddress!
-                for i in 0..<width {
-                    let row = base + i * width
-                    for t in 0..<tokens {
-                        let a = values + t * width, ai = a[i]
-                        if ai == 0 { continue }
-                        for j in i..<width { row[j] += ai * a[j] }
+                let base = UncheckedSendable(g.baseAddress!), input = UncheckedSendable(values), rows = 8
+                DispatchQueue.concurrentPerform(iterations: (width + rows - 1) / rows) { c in
+                    for i in (c * rows)..<min(width, (c + 1) * rows) {
+                        let row = base.value + i * width
+                        for t in 0..<tokens {
+                            let a = input.value + t * width, ai = a[i]
+                            if ai == 0 { continue }
+                            for j in i..<width { row[j] += ai * a[j] }
+                        }
                     }
                 }
             }

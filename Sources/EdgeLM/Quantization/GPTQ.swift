@@ -135,35 +135,50 @@ enum GPTQ {
         return ok ? l : nil
     }
 
+    /// Rows rounded (and their scales refitted) together: each row of U and of H is read once per tile while
+    /// it is in cache, not once per row (a 2048-wide U or H is 32 MiB).
+    static let tileRows = 8
+
     /// Rounds rows `rows` of `out` (a payload holding the fitted scales) with error feedback, refits their
     /// scales and stores both.
     private static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, h: UnsafePointer<Double>, u: UnsafePointer<Double>,
                                    perm: [Int], layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
-        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
-        let w = UnsafeMutablePointer<Double>.allocate(capacity: cols)  // the row in rounding order, as updated so far
-        // The row's codes, group by group; the padding past the last column stays 0.
-        let codes = UnsafeMutablePointer<Int8>.allocate(capacity: groups * groupValues)
-        codes.initialize(repeating: 0, count: groups * groupValues)
-        let scales = UnsafeMutablePointer<UInt16>.allocate(capacity: groups)
+        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, groups = layout.groupsPerRow, tile = tileRows
+        // [tile, cols]: the tile's rows in rounding order, as updated so far.
+        let w = UnsafeMutablePointer<Double>.allocate(capacity: tile * cols)
+        // [tile, groups * groupValues]: the rows' codes, group by group; the padding past the last column stays 0.
+        let stride = groups * groupValues
+        let codes = UnsafeMutablePointer<Int8>.allocate(capacity: tile * stride)
+        codes.initialize(repeating: 0, count: tile * stride)
+        let scales = UnsafeMutablePointer<UInt16>.allocate(capacity: tile * groups)  // [tile, groups]
         defer { w.deallocate(); codes.deallocate(); scales.deallocate() }
         let q8 = layout.scheme == .q8, lowest: Double = q8 ? -127 : -8, highest: Double = q8 ? 127 : 7
-        for r in rows {
-            let row = values.baseAddress! + r * cols
-            for g in 0..<groups {
-                scales[g] = out.loadUnaligned(fromByteOffset: layout.scalesOffset + (r * groups + g) * 2, as: UInt16.self)
+        for first in Swift.stride(from: rows.lowerBound, to: rows.upperBound, by: tile) {
+            let n = min(tile, rows.upperBound - first)
+            for t in 0..<n {
+                let row = values.baseAddress! + (first + t) * cols
+                for g in 0..<groups {
+                    scales[t * groups + g] = out.loadUnaligned(fromByteOffset: layout.scalesOffset + ((first + t) * groups + g) * 2, as: UInt16.self)
+                }
+                for k in 0..<cols { w[t * cols + k] = Double(row[perm[k]]) }
             }
-            for k in 0..<cols { w[k] = Double(row[perm[k]]) }
             for k in 0..<cols {
-                let i = perm[k], scale = Double(HalfFloat.toFloat(scales[i / groupValues]))
-                let q = scale == 0 ? 0 : min(highest, max(lowest, (w[k] / scale).rounded(.toNearestOrEven)))
-                codes[i] = Int8(q)
-                let err = (w[k] - q * scale) / u[k * cols + k], uk = u + k * cols
-                for j in (k + 1)..<cols { w[j] -= err * uk[j] }
+                let i = perm[k], uk = u + k * cols, diagonal = uk[k]
+                for t in 0..<n {
+                    let wt = w + t * cols, scale = Double(HalfFloat.toFloat(scales[t * groups + i / groupValues]))
+                    let q = scale == 0 ? 0 : min(highest, max(lowest, (wt[k] / scale).rounded(.toNearestOrEven)))
+                    codes[t * stride + i] = Int8(q)
+                    let err = (wt[k] - q * scale) / diagonal
+                    for j in (k + 1)..<cols { wt[j] -= err * uk[j] }
+                }
             }
-            refitScales(values: row, codes: codes, scales: scales, h: h, layout: layout)
-            for g in 0..<groups {
-                Quantizer.store(codes: codes + g * groupValues, scale: scales[g], row: r, group: g,
-                                count: min(groupValues, layout.blocksPerRow * 32 - g * groupValues), layout: layout, out: out)
+            refitScales(rows: n, values: values.baseAddress! + first * cols, codes: codes, codeStride: stride, scales: scales, h: h, layout: layout)
+            for t in 0..<n {
+                let r = first + t
+                for g in 0..<groups {
+                    Quantizer.store(codes: codes + t * stride + g * groupValues, scale: scales[t * groups + g], row: r, group: g,
+                                    count: min(groupValues, layout.blocksPerRow * 32 - g * groupValues), layout: layout, out: out)
+                }
             }
         }
     }
@@ -173,28 +188,50 @@ enum GPTQ {
     /// keep their scale (it multiplies nothing).
     static func refitScales(values w: UnsafePointer<Float>, codes: UnsafePointer<Int8>, scales: UnsafeMutablePointer<UInt16>,
                             h: UnsafePointer<Double>, layout: TensorLayout) {
+        refitScales(rows: 1, values: w, codes: codes, codeStride: 0, scales: scales, h: h, layout: layout)
+    }
+
+    /// `refitScales` for `rows` consecutive rows (values `layout.cols` apart, codes `codeStride` apart, scales
+    /// `layout.groupsPerRow` apart): each row of H is read once for all of them while it is in cache.
+    static func refitScales(rows: Int, values w: UnsafePointer<Float>, codes: UnsafePointer<Int8>, codeStride: Int,
+                            scales: UnsafeMutablePointer<UInt16>, h: UnsafePointer<Double>, layout: TensorLayout) {
         let cols = layout.cols, gv = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
-        let used = (0..<groups).filter { g in (g * gv..<min(cols, (g + 1) * gv)).contains { codes[$0] != 0 } }
-        guard !used.isEmpty else { return }
-        // b[k] = q_kᵀ H w and m[k, l] = q_kᵀ H q_l, q_k: group used[k]'s codes in place.
-        let wd = UnsafeMutablePointer<Double>.allocate(capacity: cols), qd = UnsafeMutablePointer<Double>.allocate(capacity: cols)
-        defer { wd.deallocate(); qd.deallocate() }
-        for j in 0..<cols {
-            wd[j] = Double(w[j])
-            qd[j] = Double(codes[j])
+        // Per row: the groups with a nonzero code, and each group's place among them (-1: unused).
+        var used = [[Int]](repeating: [], count: rows), place = [Int](repeating: -1, count: rows * groups)
+        for t in 0..<rows {
+            let c = codes + t * codeStride
+            used[t] = (0..<groups).filter { g in (g * gv..<min(cols, (g + 1) * gv)).contains { c[$0] != 0 } }
+            for (k, g) in used[t].enumerated() { place[t * groups + g] = k }
         }
-        let n = used.count
-        var m = [Double](repeating: 0, count: n * n), b = [Double](repeating: 0, count: n)
-        for (k, g) in used.enumerated() {
-            for i in (g * gv)..<min(cols, (g + 1) * gv) where qd[i] != 0 {
-                let row = h + i * cols
-                b[k] += qd[i] * dot(row, wd, cols)
-                for (l, gl) in used.enumerated() {
+        // b[k] = q_kᵀ H w and m[k, l] = q_kᵀ H q_l per row, q_k: group used[k]'s codes in place.
+        let wd = UnsafeMutablePointer<Double>.allocate(capacity: rows * cols), qd = UnsafeMutablePointer<Double>.allocate(capacity: rows * cols)
+        defer { wd.deallocate(); qd.deallocate() }
+        for t in 0..<rows {
+            for j in 0..<cols {
+                wd[t * cols + j] = Double(w[t * cols + j])
+                qd[t * cols + j] = Double(codes[t * codeStride + j])
+            }
+        }
+        var m = used.map { [Double](repeating: 0, count: $0.count * $0.count) }, b = used.map { [Double](repeating: 0, count: $0.count) }
+        for i in 0..<cols {
+            let row = h + i * cols
+            for t in 0..<rows where qd[t * cols + i] != 0 {
+                let q = qd[t * cols + i], k = place[t * groups + i / gv], n = used[t].count, qt = qd + t * cols
+                b[t][k] += q * dot(row, wd + t * cols, cols)
+                for (l, gl) in used[t].enumerated() {
                     let lo = gl * gv
-                    m[k * n + l] += qd[i] * dot(row + lo, qd + lo, min(cols, lo + gv) - lo)
+                    m[t][k * n + l] += q * dot(row + lo, qt + lo, min(cols, lo + gv) - lo)
                 }
             }
         }
+        for t in 0..<rows where !used[t].isEmpty {
+            solveScales(used: used[t], m: m[t], b: b[t], scales: scales + t * groups)
+        }
+    }
+
+    /// Solves m s = b for one row's used groups and keeps the f16-rounded solution when it lowers the error.
+    private static func solveScales(used: [Int], m: [Double], b: [Double], scales: UnsafeMutablePointer<UInt16>) {
+        let n = used.count
         guard let lower = cholesky(m, n) else { return }
         // Forward and back substitution: m s = b.
         var y = [Double](repeating: 0, count: n), s = [Double](repeating: 0, count: n)
