@@ -222,18 +222,23 @@ static float peak_weight(const float *x, int64_t n) {
     return i < n ? x[i] : 0;
 }
 
+/// Σ w·x² (w NULL: Σ x²) in double, in four partial sums (weights i, i + 4, ...), not one serial chain of
+/// dependent adds.
+static inline __attribute__((always_inline)) double weighted_energy(const float *x, const float *w, int64_t n) {
+    double part[4] = { 0, 0, 0, 0 };
+    for (int64_t i = 0; i < n; i += 4)
+        for (int l = 0; l < 4; l++) part[l] += (double)((w ? w[i + l] : 1.0f) * x[i + l]) * x[i + l];
+    return (part[0] + part[1]) + (part[2] + part[3]);
+}
+
 static uint16_t fit_q4(const float *x, const float *w, int64_t n, int8_t *codes, int truncate, q4_sums_fn sums) {
     const float peak = peak_weight(x, n);
     if (peak == 0) {
         memset(codes, 0, (size_t)n);
         return 0;
     }
-    // x·x - 2s x·q + s² q·q in double: the cancellation must not hide an exact fit. x·x in four partial
-    // sums (weights i, i + 4, ...), not one serial chain of dependent adds.
-    double part[4] = { 0, 0, 0, 0 };
-    for (int64_t i = 0; i < n; i += 4)
-        for (int l = 0; l < 4; l++) part[l] += (double)((w ? w[i + l] : 1.0f) * x[i + l]) * x[i + l];
-    const double xx = (part[0] + part[1]) + (part[2] + part[3]);
+    // x·x - 2s x·q + s² q·q in double: the cancellation must not hide an exact fit.
+    const double xx = weighted_energy(x, w, n);
     enum { K = Q4_CANDIDATES };
     float base[K], refit[K], e2[K], xq[K], qq[K], refitError[K];
     for (int k = 0; k < K; k++) base[k] = -peak / (6.5f + (float)k * Q4_STEP);
@@ -344,10 +349,7 @@ EDGE_INLINE uint16_t fit_q4_lanes(const float *x, const float *w, int64_t n, int
         memset(codes, 0, (size_t)n);
         return 0;
     }
-    double part[4] = { 0, 0, 0, 0 };
-    for (int64_t i = 0; i < n; i += 4)
-        for (int l = 0; l < 4; l++) part[l] += (double)((w ? w[i + l] : 1.0f) * x[i + l]) * x[i + l];
-    const double xx = (part[0] + part[1]) + (part[2] + part[3]);
+    const double xx = weighted_energy(x, w, n);
     enum { K = Q4_CANDIDATES, V = Q4_CANDIDATES / 8 };
     float base[K], refit[K], xq[K], qq[K];
     v8f eb[V], er[V];
