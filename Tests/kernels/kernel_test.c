@@ -369,10 +369,50 @@ static void test_q4_fit(int isa) {
     check(ok, "q4 group fit", isa, "400 groups, unweighted, unit and random weights, both roundings");
 }
 
+/// GPTQ's double dot product, y -= a·x and the Gram rows of this level against plain loops in the same order:
+/// identical bits (the references must not fuse multiply-adds either: GCC contracts by default on arm64).
+#if defined(__clang__)
+static void test_gptq_arithmetic(int isa) {
+#pragma clang fp contract(off)
+#else
+__attribute__((optimize("fp-contract=off"))) static void test_gptq_arithmetic(int isa) {
+#endif
+    double a[80], b[80], y[80], yr[80];
+    float x[6 * 40], g[40 * 40], gr[40 * 40];
+    int ok = 1;
+    for (int n = 0; n <= 80; n++) {
+        for (int i = 0; i < n; i++) a[i] = (uniform() - 0.5) * 1e3, b[i] = (uniform() - 0.5) * 1e-2, y[i] = yr[i] = uniform();
+        double lane[16] = { 0 }, sum;
+        int k = 0;
+        for (; k + 16 <= n; k += 16)
+            for (int l = 0; l < 16; l++) lane[l] += a[k + l] * b[k + l];
+        for (int l = 0; l < 8; l++) lane[l] += lane[l + 8];
+        sum = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+        for (; k < n; k++) sum += a[k] * b[k];
+        const double got = edge_dot_f64(isa, a, b, n);
+        ok &= memcmp(&got, &sum, sizeof sum) == 0;
+        edge_sub_scaled_f64(isa, y, a, 0.37, n);
+        for (int j = 0; j < n; j++) yr[j] -= 0.37 * a[j];
+        ok &= memcmp(y, yr, sizeof(double) * (size_t)n) == 0;
+    }
+    for (int width = 1; width <= 40; width += 13) {
+        for (int i = 0; i < 6 * width; i++) x[i] = i % 5 == 0 ? 0.0f : uniform() - 0.5f;
+        for (int i = 0; i < width * width; i++) g[i] = gr[i] = uniform();
+        edge_gram_rows_f32(isa, x, 6, width, 0, width, g);
+        for (int i = 0; i < width; i++)
+            for (int t = 0; t < 6; t++)
+                if (x[t * width + i] != 0)
+                    for (int j = i; j < width; j++) gr[i * width + j] += x[t * width + i] * x[t * width + j];
+        ok &= memcmp(g, gr, sizeof(float) * (size_t)(width * width)) == 0;
+    }
+    check(ok, "gptq arithmetic", isa, "dot and y -= a x for n 0-80, Gram rows for widths 1-40: identical bits");
+}
+
 static void test_level(int isa) {
     int before = failed;
     test_quantizer(isa);
     test_q4_fit(isa);
+    test_gptq_arithmetic(isa);
     // 8 or 16 rows and more of 8 blocks or more reach the GEMM tiles (with row tails; 25 x 11 sends a
     // 9-row tail of odd groups to the 256-bit EVEX tile on AVX-512); 1,000 blocks make the q4
     // token chunks shorter than 13 tokens.

@@ -129,6 +129,15 @@ const uint32_t *edge_sha256_constants(void);
 /// dst[i] = the IEEE half src[i] as a float, exactly, for i < n (F16C at the x86 levels, which all have it).
 void edge_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n);
 
+/// GPTQ's arithmetic (gptq.c): every level returns the generic code's bits (no fused multiply-add, fixed order).
+/// Σ a[k]·b[k] for k < n: lanes k mod 16 summed apart, then pairwise, then the tail in order.
+double edge_dot_f64(int isa, const double *a, const double *b, int64_t n);
+/// y[j] -= a·x[j] for j < n.
+void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t n);
+/// Rows [i0, i1) of the upper triangle of g ([width, width]): g[i][j] += a_t[i]·a_t[j] for j >= i, for each of
+/// the `tokens` rows a_t of a ([tokens, width]) in order (a_t[i] = 0 skipped).
+void edge_gram_rows_f32(int isa, const float *a, int64_t tokens, int64_t width, int64_t i0, int64_t i1, float *g);
+
 #ifdef __cplusplus
 }
 #endif

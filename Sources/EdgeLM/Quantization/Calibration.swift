@@ -1,3 +1,4 @@
+import CEdgeKernels
 import Foundation
 
 /// Activation statistics of a float model over calibration text: for every attention and FFN matrix, the
@@ -97,14 +98,8 @@ private final class ActivationMoments: ActivationObserver {
             grams[key, default: [Float](repeating: 0, count: width * width)].withUnsafeMutableBufferPointer { g in
                 let base = UncheckedSendable(g.baseAddress!), input = UncheckedSendable(values), rows = 8
                 DispatchQueue.concurrentPerform(iterations: (width + rows - 1) / rows) { c in
-                    for i in (c * rows)..<min(width, (c + 1) * rows) {
-                        let row = base.value + i * width
-                        for t in 0..<tokens {
-                            let a = input.value + t * width, ai = a[i]
-                            if ai == 0 { continue }
-                            for j in i..<width { row[j] += ai * a[j] }
-                        }
-                    }
+                    edge_gram_rows_f32(KernelLevel.detected.rawValue, input.value, Int64(tokens), Int64(width),
+                                       Int64(c * rows), Int64(min(width, (c + 1) * rows)), base.value)
                 }
             }
         }

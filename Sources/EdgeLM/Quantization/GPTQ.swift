@@ -1,3 +1,4 @@
+import CEdgeKernels
 import Foundation
 
 /// GPTQ (Frantar et al., 2022) for q4 and q8 matrices: the columns of W are rounded one at a time, and each
@@ -95,23 +96,9 @@ enum GPTQ {
         return u
     }
 
-    /// Σ a[k] b[k] for k < n, in eight lanes (a plain loop is a serial chain of adds: the compiler may
-    /// not reorder a floating-point reduction).
-    @inline(__always)
+    /// Σ a[k]·b[k] for k < n, in C with the fastest level's vectors (every level gives the same bits).
     static func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) -> Double {
-        var acc0 = SIMD4<Double>(), acc1 = SIMD4<Double>()
-        var k = 0
-        while k + 8 <= n {
-            acc0 += UnsafeRawPointer(a + k).loadUnaligned(as: SIMD4<Double>.self) * UnsafeRawPointer(b + k).loadUnaligned(as: SIMD4<Double>.self)
-            acc1 += UnsafeRawPointer(a + k + 4).loadUnaligned(as: SIMD4<Double>.self) * UnsafeRawPointer(b + k + 4).loadUnaligned(as: SIMD4<Double>.self)
-            k += 8
-        }
-        var s = (acc0 + acc1).sum()
-        while k < n {
-            s += a[k] * b[k]
-            k += 1
-        }
-        return s
+        edge_dot_f64(KernelLevel.detected.rawValue, a, b, Int64(n))
     }
 
     /// The lower Cholesky factor of a symmetric [n, n] matrix, or nil if it is not positive definite.
@@ -169,7 +156,7 @@ enum GPTQ {
                     let q = scale == 0 ? 0 : min(highest, max(lowest, (wt[k] / scale).rounded(.toNearestOrEven)))
                     codes[t * stride + i] = Int8(q)
                     let err = (wt[k] - q * scale) / diagonal
-                    for j in (k + 1)..<cols { wt[j] -= err * uk[j] }
+                    edge_sub_scaled_f64(KernelLevel.detected.rawValue, wt + k + 1, uk + k + 1, err, Int64(cols - k - 1))
                 }
             }
             refitScales(rows: n, values: values.baseAddress! + first * cols, codes: codes, codeStride: stride, scales: scales, h: h, layout: layout)

@@ -1,0 +1,119 @@
+// The arithmetic of GPTQ (Sources/EdgeLM/Quantization/GPTQ.swift) and of collecting its second moments
+// (Calibration.swift): a double dot product, y -= a·x, and the rows of a Gram matrix's upper triangle. Each is
+// written once in 8-lane vectors and compiled for every x86 level; with no fused multiply-add and a fixed
+// summation order, every level gives the generic code's bits (the C kernel test compares them).
+#include "internal.h"
+
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#else
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+
+// The vectors never cross a call (every body is inlined into its level's wrapper); GCC's note that their
+// calling convention depends on AVX does not apply (it reports it at the end of the file, so it stays off).
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define EDGE_BODY static inline __attribute__((always_inline))
+
+/// Σ a[k] b[k]: lanes k mod 16 in two 8-lane sums, added lane-wise, then pairwise (lanes l and l + 4, then
+/// 0-2 and 1-3 of those, then the two), then the tail past the last multiple of 16 in order.
+EDGE_BODY double dot_body(const double *a, const double *b, int64_t n) {
+    v8d lo = { 0 }, hi = { 0 };
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        v8d a0, a1, b0, b1;
+        memcpy(&a0, a + k, sizeof a0);
+        memcpy(&a1, a + k + 8, sizeof a1);
+        memcpy(&b0, b + k, sizeof b0);
+        memcpy(&b1, b + k + 8, sizeof b1);
+        lo += a0 * b0;
+        hi += a1 * b1;
+    }
+    const v8d s = lo + hi;
+    double sum = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    for (; k < n; k++) sum += a[k] * b[k];
+    return sum;
+}
+
+/// y[j] -= a · x[j].
+EDGE_BODY void sub_scaled_body(double *y, const double *x, double a, int64_t n) {
+    int64_t j = 0;
+    const v8d s = { a, a, a, a, a, a, a, a };
+    for (; j + 8 <= n; j += 8) {
+        v8d vx, vy;
+        memcpy(&vx, x + j, sizeof vx);
+        memcpy(&vy, y + j, sizeof vy);
+        vy -= s * vx;
+        memcpy(y + j, &vy, sizeof vy);
+    }
+    for (; j < n; j++) y[j] -= a * x[j];
+}
+
+/// Rows [i0, i1) of the upper triangle of g ([width, width]) += Σ_t a_t a_tᵀ over `tokens` rows of a: row i
+/// gets a_t[i] · a_t[i...] token after token (tokens with a_t[i] = 0 add nothing and are skipped).
+EDGE_BODY void gram_rows_body(const float *a, int64_t tokens, int64_t width, int64_t i0, int64_t i1, float *g) {
+    for (int64_t i = i0; i < i1; i++) {
+        float *row = g + i * width;
+        for (int64_t t = 0; t < tokens; t++) {
+            const float *at = a + t * width, ai = at[i];
+            if (ai == 0) continue;
+            const v8f s = { ai, ai, ai, ai, ai, ai, ai, ai };
+            int64_t j = i;
+            for (; j + 8 <= width; j += 8) {
+                v8f vx, vr;
+                memcpy(&vx, at + j, sizeof vx);
+                memcpy(&vr, row + j, sizeof vr);
+                vr += s * vx;
+                memcpy(row + j, &vr, sizeof vr);
+            }
+            for (; j < width; j++) row[j] += ai * at[j];
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#define EDGE_LEVEL(SUFFIX, TARGET)                                                                              \
+    __attribute__((target(TARGET))) static double dot_##SUFFIX(const double *a, const double *b, int64_t n) {   \
+        return dot_body(a, b, n);                                                                               \
+    }                                                                                                           \
+    __attribute__((target(TARGET))) static void sub_scaled_##SUFFIX(double *y, const double *x, double a, int64_t n) { \
+        sub_scaled_body(y, x, a, n);                                                                            \
+    }                                                                                                           \
+    __attribute__((target(TARGET))) static void gram_rows_##SUFFIX(const float *a, int64_t tokens, int64_t width, \
+                                                                   int64_t i0, int64_t i1, float *g) {           \
+        gram_rows_body(a, tokens, width, i0, i1, g);                                                            \
+    }
+EDGE_LEVEL(avx2, "avx2")
+EDGE_LEVEL(avx512, "avx512f")
+#endif
+
+double edge_dot_f64(int isa, const double *a, const double *b, int64_t n) {
+#if defined(__x86_64__)
+    if (isa == EDGE_ISA_AVX512_VNNI) return dot_avx512(a, b, n);
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return dot_avx2(a, b, n);
+#endif
+    (void)isa;
+    return dot_body(a, b, n);
+}
+
+void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t n) {
+#if defined(__x86_64__)
+    if (isa == EDGE_ISA_AVX512_VNNI) { sub_scaled_avx512(y, x, a, n); return; }
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) { sub_scaled_avx2(y, x, a, n); return; }
+#endif
+    (void)isa;
+    sub_scaled_body(y, x, a, n);
+}
+
+void edge_gram_rows_f32(int isa, const float *a, int64_t tokens, int64_t width, int64_t i0, int64_t i1, float *g) {
+#if defined(__x86_64__)
+    if (isa == EDGE_ISA_AVX512_VNNI) { gram_rows_avx512(a, tokens, width, i0, i1, g); return; }
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) { gram_rows_avx2(a, tokens, width, i0, i1, g); return; }
+#endif
+    (void)isa;
+    gram_rows_body(a, tokens, width, i0, i1, g);
+}
