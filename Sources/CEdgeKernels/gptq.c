@@ -39,6 +39,11 @@ EDGE_BODY double dot_body(const double *a, const double *b, int64_t n) {
     return sum;
 }
 
+/// out[s] = dot_body over segment s (elements [s · segment, min(n, (s + 1) · segment))) for every segment.
+EDGE_BODY void dots_body(const double *a, const double *b, int64_t n, int64_t segment, double *out) {
+    for (int64_t s = 0, lo = 0; lo < n; s++, lo += segment) out[s] = dot_body(a + lo, b + lo, n - lo < segment ? n - lo : segment);
+}
+
 /// y[j] -= a · x[j].
 EDGE_BODY void sub_scaled_body(double *y, const double *x, double a, int64_t n) {
     int64_t j = 0;
@@ -80,6 +85,10 @@ EDGE_BODY void gram_rows_body(const float *a, int64_t tokens, int64_t width, int
     __attribute__((target(TARGET))) static double dot_##SUFFIX(const double *a, const double *b, int64_t n) {   \
         return dot_body(a, b, n);                                                                               \
     }                                                                                                           \
+    __attribute__((target(TARGET))) static void dots_##SUFFIX(const double *a, const double *b, int64_t n, int64_t segment, \
+                                                              double *out) {                                      \
+        dots_body(a, b, n, segment, out);                                                                       \
+    }                                                                                                           \
     __attribute__((target(TARGET))) static void sub_scaled_##SUFFIX(double *y, const double *x, double a, int64_t n) { \
         sub_scaled_body(y, x, a, n);                                                                            \
     }                                                                                                           \
@@ -98,6 +107,15 @@ double edge_dot_f64(int isa, const double *a, const double *b, int64_t n) {
 #endif
     (void)isa;
     return dot_body(a, b, n);
+}
+
+void edge_dots_f64(int isa, const double *a, const double *b, int64_t n, int64_t segment, double *out) {
+#if defined(__x86_64__)
+    if (isa == EDGE_ISA_AVX512_VNNI) { dots_avx512(a, b, n, segment, out); return; }
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) { dots_avx2(a, b, n, segment, out); return; }
+#endif
+    (void)isa;
+    dots_body(a, b, n, segment, out);
 }
 
 void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t n) {

@@ -391,6 +391,12 @@ __attribute__((optimize("fp-contract=off"))) static void test_gptq_arithmetic(in
         for (; k < n; k++) sum += a[k] * b[k];
         const double got = edge_dot_f64(isa, a, b, n);
         ok &= memcmp(&got, &sum, sizeof sum) == 0;
+        double segments[3];
+        edge_dots_f64(isa, a, b, n, 32, segments);
+        for (int s = 0; s * 32 < n; s++) {
+            const double one = edge_dot_f64(EDGE_ISA_GENERIC, a + 32 * s, b + 32 * s, n - 32 * s < 32 ? n - 32 * s : 32);
+            ok &= memcmp(&one, &segments[s], sizeof one) == 0;
+        }
         edge_sub_scaled_f64(isa, y, a, 0.37, n);
         for (int j = 0; j < n; j++) yr[j] -= 0.37 * a[j];
         ok &= memcmp(y, yr, sizeof(double) * (size_t)n) == 0;
@@ -405,7 +411,7 @@ __attribute__((optimize("fp-contract=off"))) static void test_gptq_arithmetic(in
                     for (int j = i; j < width; j++) gr[i * width + j] += x[t * width + i] * x[t * width + j];
         ok &= memcmp(g, gr, sizeof(float) * (size_t)(width * width)) == 0;
     }
-    check(ok, "gptq arithmetic", isa, "dot and y -= a x for n 0-80, Gram rows for widths 1-40: identical bits");
+    check(ok, "gptq arithmetic", isa, "dot, segment dots and y -= a x for n 0-80, Gram rows for widths 1-40: identical bits");
 }
 
 static void test_level(int isa) {

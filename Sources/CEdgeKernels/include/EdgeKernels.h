@@ -132,6 +132,8 @@ void edge_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n);
 /// GPTQ's arithmetic (gptq.c): every level returns the generic code's bits (no fused multiply-add, fixed order).
 /// Σ a[k]·b[k] for k < n: lanes k mod 16 summed apart, then pairwise, then the tail in order.
 double edge_dot_f64(int isa, const double *a, const double *b, int64_t n);
+/// out[s] = edge_dot_f64 of segment s ([s·segment, min(n, (s+1)·segment))) for every segment of n elements.
+void edge_dots_f64(int isa, const double *a, const double *b, int64_t n, int64_t segment, double *out);
 /// y[j] -= a·x[j] for j < n.
 void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t n);
 /// Rows [i0, i1) of the upper triangle of g ([width, width]): g[i][j] += a_t[i]·a_t[j] for j >= i, for each of

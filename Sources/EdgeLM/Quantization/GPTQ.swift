@@ -199,20 +199,26 @@ enum GPTQ {
                 qd[t * cols + j] = Double(codes[t * codeStride + j])
             }
         }
-        var m = used.map { [Double](repeating: 0, count: $0.count * $0.count) }, b = used.map { [Double](repeating: 0, count: $0.count) }
+        // Row t's m ([n_t, n_t]) and b ([n_t]) at mAt[t] and bAt[t] of one buffer each.
+        let mAt = used.reduce(into: [0]) { $0.append($0.last! + $1.count * $1.count) }, bAt = used.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        let m = UnsafeMutablePointer<Double>.allocate(capacity: mAt[rows]), b = UnsafeMutablePointer<Double>.allocate(capacity: bAt[rows])
+        let segments = UnsafeMutablePointer<Double>.allocate(capacity: groups)  // row i of H times each group of q_t
+        m.initialize(repeating: 0, count: mAt[rows])
+        b.initialize(repeating: 0, count: bAt[rows])
+        defer { m.deallocate(); b.deallocate(); segments.deallocate() }
+        let level = KernelLevel.detected.rawValue
         for i in 0..<cols {
             let row = h + i * cols
             for t in 0..<rows where qd[t * cols + i] != 0 {
-                let q = qd[t * cols + i], k = place[t * groups + i / gv], n = used[t].count, qt = qd + t * cols
-                b[t][k] += q * dot(row, wd + t * cols, cols)
-                for (l, gl) in used[t].enumerated() {
-                    let lo = gl * gv
-                    m[t][k * n + l] += q * dot(row + lo, qt + lo, min(cols, lo + gv) - lo)
-                }
+                let q = qd[t * cols + i], k = place[t * groups + i / gv], n = used[t].count, mt = m + mAt[t] + k * n
+                b[bAt[t] + k] += q * dot(row, wd + t * cols, cols)
+                edge_dots_f64(level, row, qd + t * cols, Int64(cols), Int64(gv), segments)
+                for (l, gl) in used[t].enumerated() { mt[l] += q * segments[gl] }
             }
         }
         for t in 0..<rows where !used[t].isEmpty {
-            solveScales(used: used[t], m: m[t], b: b[t], scales: scales + t * groups)
+            solveScales(used: used[t], m: Array(UnsafeBufferPointer(start: m + mAt[t], count: mAt[t + 1] - mAt[t])),
+                        b: Array(UnsafeBufferPointer(start: b + bAt[t], count: bAt[t + 1] - bAt[t])), scales: scales + t * groups)
         }
     }
 
