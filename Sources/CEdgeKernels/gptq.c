@@ -3,20 +3,12 @@
 // written once in 8-lane vectors and compiled for every x86 level; with no fused multiply-add and a fixed
 // summation order, every level gives the generic code's bits (the C kernel test compares them).
 #include "internal.h"
-
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#else
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "exact.h"
 
 typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
 
-// The vectors never cross a call (every body is inlined into its level's wrapper); GCC's note that their
-// calling convention depends on AVX does not apply (it reports it at the end of the file, so it stays off).
-#pragma GCC diagnostic ignored "-Wpsabi"
-
+// The vectors never cross a call: every body is inlined into its level's wrapper.
 #define EDGE_BODY static inline __attribute__((always_inline))
 
 /// Σ a[k] b[k]: lanes k mod 16 in two 8-lane sums, added lane-wise, then pairwise (lanes l and l + 4, then

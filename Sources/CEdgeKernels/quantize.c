@@ -5,12 +5,7 @@
 // weights in order exactly as the reference does, and no multiply-add is fused. The tests compare them on
 // random and edge inputs.
 #include "internal.h"
-
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#else
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "exact.h"
 
 // 4-lane vectors (one SSE or NEON register), in the vector extension GCC and clang share.
 typedef float v4f __attribute__((vector_size(16)));
@@ -291,10 +286,7 @@ typedef double v8d __attribute__((vector_size(64)));
 
 #define EDGE_INLINE static inline __attribute__((always_inline))
 
-// Vectors are passed only by pointer or in macros; returning them from these always-inlined helpers is what
-// GCC would warn of (their calling convention differs with and without AVX), and no call remains to return
-// them. GCC reports it at the end of the file, so it stays off from here on.
-#pragma GCC diagnostic ignored "-Wpsabi"
+// Vectors are passed only by pointer or in macros and returned only from always-inlined helpers (exact.h).
 
 EDGE_INLINE v8f load8(const float *p) {
     v8f v;
