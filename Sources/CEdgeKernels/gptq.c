@@ -5,15 +5,11 @@
 #include "internal.h"
 #include "exact.h"
 
-typedef double v8d __attribute__((vector_size(64)));
-typedef float v8f __attribute__((vector_size(32)));
-
 // The vectors never cross a call: every body is inlined into its level's wrapper.
-#define EDGE_BODY static inline __attribute__((always_inline))
 
 /// Σ a[k] b[k]: lanes k mod 16 in two 8-lane sums, added lane-wise, then pairwise (lanes l and l + 4, then
 /// 0-2 and 1-3 of those, then the two), then the tail past the last multiple of 16 in order.
-EDGE_BODY double dot_body(const double *a, const double *b, int64_t n) {
+EDGE_INLINE double dot_body(const double *a, const double *b, int64_t n) {
     v8d lo = { 0 }, hi = { 0 };
     int64_t k = 0;
     for (; k + 16 <= n; k += 16) {
@@ -32,12 +28,12 @@ EDGE_BODY double dot_body(const double *a, const double *b, int64_t n) {
 }
 
 /// out[s] = dot_body over segment s (elements [s · segment, min(n, (s + 1) · segment))) for every segment.
-EDGE_BODY void dots_body(const double *a, const double *b, int64_t n, int64_t segment, double *out) {
+EDGE_INLINE void dots_body(const double *a, const double *b, int64_t n, int64_t segment, double *out) {
     for (int64_t s = 0, lo = 0; lo < n; s++, lo += segment) out[s] = dot_body(a + lo, b + lo, n - lo < segment ? n - lo : segment);
 }
 
 /// y[j] -= a · x[j].
-EDGE_BODY void sub_scaled_body(double *y, const double *x, double a, int64_t n) {
+EDGE_INLINE void sub_scaled_body(double *y, const double *x, double a, int64_t n) {
     int64_t j = 0;
     const v8d s = { a, a, a, a, a, a, a, a };
     for (; j + 8 <= n; j += 8) {
@@ -52,7 +48,7 @@ EDGE_BODY void sub_scaled_body(double *y, const double *x, double a, int64_t n) 
 
 /// Rows [i0, i1) of the upper triangle of g ([width, width]) += Σ_t a_t a_tᵀ over `tokens` rows of a: row i
 /// gets a_t[i] · a_t[i...] token after token (tokens with a_t[i] = 0 add nothing and are skipped).
-EDGE_BODY void gram_rows_body(const float *a, int64_t tokens, int64_t width, int64_t i0, int64_t i1, float *g) {
+EDGE_INLINE void gram_rows_body(const float *a, int64_t tokens, int64_t width, int64_t i0, int64_t i1, float *g) {
     for (int64_t i = i0; i < i1; i++) {
         float *row = g + i * width;
         for (int64_t t = 0; t < tokens; t++) {

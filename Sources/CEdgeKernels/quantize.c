@@ -219,7 +219,7 @@ static float peak_weight(const float *x, int64_t n) {
 
 /// Σ w·x² (w NULL: Σ x²) in double, in four partial sums (weights i, i + 4, ...), not one serial chain of
 /// dependent adds.
-static inline __attribute__((always_inline)) double weighted_energy(const float *x, const float *w, int64_t n) {
+EDGE_INLINE double weighted_energy(const float *x, const float *w, int64_t n) {
     double part[4] = { 0, 0, 0, 0 };
     for (int64_t i = 0; i < n; i += 4)
         for (int l = 0; l < 4; l++) part[l] += (double)((w ? w[i + l] : 1.0f) * x[i + l]) * x[i + l];
@@ -278,15 +278,8 @@ static uint16_t fit_q4(const float *x, const float *w, int64_t n, int8_t *codes,
 // The fit of the vector levels: fit_q4 with the work around the sums in 8-lane vectors (the error
 // arithmetic, refits, f16 rounding, the choice and the codes), every lane computing what fit_q4 computes for
 // its candidate in the same order, so scale and codes are fit_q4's bit for bit. Always inlined into a
-// wrapper per level, so the vectors become that level's registers.
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef uint32_t v8u __attribute__((vector_size(32)));
-typedef double v8d __attribute__((vector_size(64)));
-
-#define EDGE_INLINE static inline __attribute__((always_inline))
-
-// Vectors are passed only by pointer or in macros and returned only from always-inlined helpers (exact.h).
+// wrapper per level, so the vectors become that level's registers. Vectors are passed only by pointer or in
+// macros and returned only from always-inlined helpers (exact.h).
 
 EDGE_INLINE v8f load8(const float *p) {
     v8f v;

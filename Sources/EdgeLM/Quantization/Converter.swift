@@ -183,10 +183,7 @@ public enum Converter {
                 guard let source = checkpoint.tensors[name] else { throw .missingTensor(path: checkpoint.path, tensor: name) }
                 let (scheme, groupSize) = options.plan(for: name)
                 let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
-                guard source.count == layout.count else {
-                    throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'",
-                                        message: "\(source.count) elements where shape \(shape) needs \(layout.count)")
-                }
+                // Shapes were checked against the config when the checkpoint was opened (`validateTensors`).
                 try source.floats(path: checkpoint.path, into: scratch)
                 let values = UnsafeBufferPointer(start: scratch, count: layout.count)
                 let carried = carriedPayload(source, layout)

@@ -22,6 +22,8 @@ enum GPTQ {
     static let dampening = 0.01
 
     /// Encodes `values` ([rows, cols] row-major) as `layout` (q4 or q8) with `gram` = E[x xᵀ] ([cols, cols]).
+    /// `level` is the group scales' fit (`Quantizer.encode`); GPTQ's own arithmetic (`gptq.c`) gives the same
+    /// bits at every level and runs at the detected one, as the checkpoint readers' conversions do.
     static func encode(_ values: [Float], layout: TensorLayout, gram: [Float], level: KernelLevel) throws(EdgeLMError) -> [UInt8] {
         try values.withUnsafeBufferPointer { (buf) throws(EdgeLMError) in try encode(buf, layout: layout, gram: gram, level: level) }
     }
@@ -170,16 +172,11 @@ enum GPTQ {
         }
     }
 
-    /// Replaces one row's group scales by the f16-rounded solution of min_s (w - Q s)ᵀ H (w - Q s), where
-    /// column j of Q holds group j's codes, when that lowers the error; groups whose codes are all zero
-    /// keep their scale (it multiplies nothing).
-    static func refitScales(values w: UnsafePointer<Float>, codes: UnsafePointer<Int8>, scales: UnsafeMutablePointer<UInt16>,
-                            h: UnsafePointer<Double>, layout: TensorLayout) {
-        refitScales(rows: 1, values: w, codes: codes, codeStride: 0, scales: scales, h: h, layout: layout)
-    }
-
-    /// `refitScales` for `rows` consecutive rows (values `layout.cols` apart, codes `codeStride` apart, scales
-    /// `layout.groupsPerRow` apart): each row of H is read once for all of them while it is in cache.
+    /// Replaces the group scales of `rows` consecutive rows (values `layout.cols` apart, codes `codeStride`
+    /// apart, scales `layout.groupsPerRow` apart) by the f16-rounded solution of min_s (w - Q s)ᵀ H (w - Q s),
+    /// where column j of Q holds group j's codes, when that lowers the row's error; groups whose codes are all
+    /// zero keep their scale (it multiplies nothing). Each row of H is read once for all the rows while it is
+    /// in cache.
     static func refitScales(rows: Int, values w: UnsafePointer<Float>, codes: UnsafePointer<Int8>, codeStride: Int,
                             scales: UnsafeMutablePointer<UInt16>, h: UnsafePointer<Double>, layout: TensorLayout) {
         let cols = layout.cols, gv = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
