@@ -27,6 +27,24 @@ import Testing
         try checkQ8Bound(rng.normals(37 * 100), rows: 37, cols: 100, groupSize: groupSize)
     }
 
+    /// `--tensor-type` patterns match whole canonical names; `*` matches any run, including an empty one.
+    @Test func tensorTypePatternsMatchWholeNames() throws {
+        let cases: [(String, String, Bool)] = [
+            ("blk.0.*", "blk.0.attn_q", true), ("blk.0.*", "blk.10.attn_q", false), ("blk.1*", "blk.10.attn_q", true),
+            ("*.ffn_down", "blk.3.ffn_down", true), ("*.ffn_down", "blk.3.ffn_down_exps", false), ("*", "output", true),
+            ("blk.*.attn_*", "blk.2.attn_output", true), ("blk.*.attn_*", "blk.2.ffn_up", false),
+            ("blk.2.attn_q", "blk.2.attn_q", true), ("blk.2.attn_q", "blk.2.attn_qk", false), ("a*b*c", "abc", true),
+            ("a*b*c", "acb", false), ("a**c", "ac", true), ("*_q*", "blk.0.attn_q", true),
+        ]
+        for (pattern, name, expected) in cases {
+            #expect(try TensorTypeRule(pattern: pattern, scheme: .q8).matches(name) == expected, "\(pattern) ~ \(name)")
+        }
+        let rule = try TensorTypeRule(parsing: "blk.0.*=q4:64")
+        #expect(rule.pattern == "blk.0.*" && rule.scheme == .q4 && rule.groupSize == 64 && rule.description == "blk.0.*=q4:64")
+        #expect(try TensorTypeRule(parsing: "*=q4").groupSize == 32 && TensorTypeRule(parsing: "*=q8").groupSize == 0)
+        #expect(throws: EdgeLMError.self) { try TensorTypeRule(parsing: "=q8") }
+    }
+
     /// The search never loses to the plain "largest weight to -8" (llama.cpp Q4_0) scale, and stays near
     /// the error a uniform 4-bit grid gives Gaussian data.
     @Test(arguments: [0, 32, 128])

@@ -27,6 +27,9 @@ struct Quantize: AsyncParsableCommand {
     @Option(name: .long, help: "Type of the token embedding and output head. Default: same as --type, q8 for q4 files.")
     var embeddingType: TensorScheme?
 
+    @Option(name: .long, help: ArgumentHelp("Another type for matching matrices, PATTERN=TYPE[:GROUP] ('blk.0.*=q8', '*.ffn_down=q4:64'); repeatable, first match wins.", valueName: "rule"))
+    var tensorType: [String] = []
+
     @Option(name: .long, help: "llama2.c tokenizer.bin (needed for llama2.c checkpoints).")
     var tokenizer: String?
 
@@ -76,6 +79,7 @@ struct Quantize: AsyncParsableCommand {
             var options = ConversionOptions(type: type, groupSize: groupSize, embeddingType: embeddingType,
                                             zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force,
                                             measureError: verbose).adapted(to: checkpoint)
+            options.tensorTypes = try tensorType.map { (rule) throws(EdgeLMError) in try TensorTypeRule(parsing: rule) }
             if gptq, calibrate == nil { throw EdgeLMError.invalidArgument("--gptq needs --calibrate: GPTQ rounds with the calibration text's activation statistics") }
             if let calibrate {
                 guard type == .q4 || (type == .q8 && gptq) else {

@@ -65,6 +65,8 @@ public struct QuantizationSettings: Codable, Sendable, Equatable {
     public var zstdLevel: Int?
     /// The calibration text the q4 scales were fitted with, if any.
     public var calibration: CalibrationProvenance?
+    /// The `--tensor-type` rules (`PATTERN=TYPE:GROUP`) that gave some matrices another scheme, if any.
+    public var tensorTypes: [String]?
 }
 
 /// Which text calibrated a conversion.

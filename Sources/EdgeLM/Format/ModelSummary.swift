@@ -123,6 +123,7 @@ public struct ModelSummary: Codable, Sendable {
             s += ", q4 \(c.method == .gptq ? "scales and codes calibrated (GPTQ)" : "scales calibrated") on \(c.tokens) tokens"
             s += " (\(c.windows) windows of \(c.context); text sha256 \(c.textSHA256))"
         }
+        if let rules = q.tensorTypes { s += "\n        per-tensor types: \(rules.joined(separator: ", "))" }
         s += "\n"
         let p = provenance
         s += "provenance: \(p.sourceFile) (\(p.sourceFormat), sha256 \(p.sourceSHA256)), EdgeLM \(p.converterVersion), \(p.created)\n\n"

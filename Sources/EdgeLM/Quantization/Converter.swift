@@ -18,6 +18,9 @@ public struct ConversionOptions: Sendable {
     /// Activation statistics from calibration text: q4 scales then minimise the importance-weighted error
     /// (`Calibration.collect`). Recorded in the file's quantization settings.
     public var calibration: Calibration?
+    /// Per-tensor exceptions to `type` and `groupSize` for attention and FFN matrices (first match wins);
+    /// recorded in the file's quantization settings.
+    public var tensorTypes: [TensorTypeRule] = []
 
     /// Creates options.
     public init(type: TensorScheme, groupSize: Int? = nil, embeddingType: TensorScheme? = nil, zstdLevel: Int? = nil,
@@ -50,7 +53,9 @@ public struct ConversionOptions: Sendable {
             // The output head decides every logit: it always gets 32-weight groups when quantized.
             let s = resolvedEmbeddingType
             return (s, s.isQuantized ? 32 : 0)
-        case .attention, .ffn: return (type, resolvedGroupSize)
+        case .attention, .ffn:
+            if let rule = tensorTypes.first(where: { $0.matches(name) }) { return (rule.scheme, rule.groupSize) }
+            return (type, resolvedGroupSize)
         }
     }
 
@@ -70,6 +75,11 @@ public struct ConversionOptions: Sendable {
         let g = resolvedGroupSize
         guard g >= 0, g % TensorLayout.blockSize == 0, g <= 1 << 20 else {
             throw .invalidArgument("--group-size \(g): must be 0 (per channel) or a multiple of \(TensorLayout.blockSize)")
+        }
+        // The forward pass feeds one input to several matrices at once (q, k and v; gate and up): they must
+        // all take int8 activations or all take floats.
+        if let mixed = tensorTypes.first(where: { $0.scheme.isQuantized != type.isQuantized }) {
+            throw .invalidArgument("--tensor-type \(mixed): \(type.rawValue) files cannot hold \(mixed.scheme.rawValue) matrices; mix q8 and q4, or f32 and f16")
         }
         if let level = zstdLevel, !Zstd.levels.contains(level) {
             throw .invalidArgument("--zstd-level \(level): must be in \(Zstd.levels.lowerBound)...\(Zstd.levels.upperBound)")
@@ -151,6 +161,10 @@ public enum Converter {
                         progress: (ConversionProgress) -> Void) throws(EdgeLMError) -> ConversionReport {
         let options = options.adapted(to: checkpoint)
         try options.validate()
+        let matrixNames = checkpoint.config.tensorShapes.map(\.name).filter { [.attention, .ffn].contains(TensorRole(name: $0)) }
+        if let unused = options.tensorTypes.first(where: { rule in !matrixNames.contains(where: rule.matches) }) {
+            throw .invalidArgument("--tensor-type \(unused): '\(unused.pattern)' matches none of the attention and FFN matrices (\(matrixNames.prefix(3).joined(separator: ", ")), ...)")
+        }
         let start = Date()
         // The provenance hash reads the whole input once; it runs beside the conversion, not after it.
         let sourceHash = ConcurrentSlots<String>(count: 1), hashing = DispatchGroup()
@@ -219,6 +233,7 @@ public enum Converter {
                                                 embeddingType: options.resolvedEmbeddingType,
                                                 compression: options.zstdLevel == nil ? .raw : .zstd, zstdLevel: options.zstdLevel)
             settings.calibration = options.calibration?.provenance
+            settings.tensorTypes = options.tensorTypes.isEmpty ? nil : options.tensorTypes.map(\.description)
             try writer.finish(config: checkpoint.config, tokenizer: checkpoint.tokenizer, provenance: provenance, quantization: settings)
         } catch {
             writing.wait()
