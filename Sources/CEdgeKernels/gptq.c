@@ -46,24 +46,27 @@ EDGE_INLINE void sub_scaled_body(double *y, const double *x, double a, int64_t n
     for (; j < n; j++) y[j] -= a * x[j];
 }
 
-/// Rows [i0, i1) of the upper triangle of g ([width, width]) += Σ_t a_t a_tᵀ over `tokens` rows of a: row i
-/// gets a_t[i] · a_t[i...] token after token (tokens with a_t[i] = 0 add nothing and are skipped).
-EDGE_INLINE void gram_rows_body(const float *a, int64_t tokens, int64_t width, int64_t i0, int64_t i1, float *g) {
+/// Rows [i0, i1) of g ([width, width]) += Σ_t a_t b_tᵀ over `tokens` rows of a and b; with b NULL, the
+/// upper triangle of Σ_t a_t a_tᵀ. Row i gets a_t[i] · b_t[j0...] token after token (j0 = i for the
+/// triangle, else 0; tokens with a_t[i] = 0 add nothing and are skipped).
+EDGE_INLINE void gram_rows_body(const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, int64_t i1, float *g) {
+    const int triangle = b == NULL;
+    if (triangle) b = a;
     for (int64_t i = i0; i < i1; i++) {
         float *row = g + i * width;
         for (int64_t t = 0; t < tokens; t++) {
-            const float *at = a + t * width, ai = at[i];
+            const float *bt = b + t * width, ai = a[t * width + i];
             if (ai == 0) continue;
             const v8f s = { ai, ai, ai, ai, ai, ai, ai, ai };
-            int64_t j = i;
+            int64_t j = triangle ? i : 0;
             for (; j + 8 <= width; j += 8) {
                 v8f vx, vr;
-                memcpy(&vx, at + j, sizeof vx);
+                memcpy(&vx, bt + j, sizeof vx);
                 memcpy(&vr, row + j, sizeof vr);
                 vr += s * vx;
                 memcpy(row + j, &vr, sizeof vr);
             }
-            for (; j < width; j++) row[j] += ai * at[j];
+            for (; j < width; j++) row[j] += ai * bt[j];
         }
     }
 }
@@ -80,9 +83,9 @@ EDGE_INLINE void gram_rows_body(const float *a, int64_t tokens, int64_t width, i
     __attribute__((target(TARGET))) static void sub_scaled_##SUFFIX(double *y, const double *x, double a, int64_t n) { \
         sub_scaled_body(y, x, a, n);                                                                            \
     }                                                                                                           \
-    __attribute__((target(TARGET))) static void gram_rows_##SUFFIX(const float *a, int64_t tokens, int64_t width, \
-                                                                   int64_t i0, int64_t i1, float *g) {           \
-        gram_rows_body(a, tokens, width, i0, i1, g);                                                            \
+    __attribute__((target(TARGET))) static void gram_rows_##SUFFIX(const float *a, const float *b, int64_t tokens, \
+                                                                   int64_t width, int64_t i0, int64_t i1, float *g) { \
+        gram_rows_body(a, b, tokens, width, i0, i1, g);                                                         \
     }
 EDGE_LEVEL(avx2, "avx2")
 EDGE_LEVEL(avx512, "avx512f")
@@ -115,11 +118,12 @@ void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t 
     sub_scaled_body(y, x, a, n);
 }
 
-void edge_gram_rows_f32(int isa, const float *a, int64_t tokens, int64_t width, int64_t i0, int64_t i1, float *g) {
+void edge_gram_rows_f32(int isa, const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, int64_t i1,
+                        float *g) {
 #if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) { gram_rows_avx512(a, tokens, width, i0, i1, g); return; }
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) { gram_rows_avx2(a, tokens, width, i0, i1, g); return; }
+    if (isa == EDGE_ISA_AVX512_VNNI) { gram_rows_avx512(a, b, tokens, width, i0, i1, g); return; }
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) { gram_rows_avx2(a, b, tokens, width, i0, i1, g); return; }
 #endif
     (void)isa;
-    gram_rows_body(a, tokens, width, i0, i1, g);
+    gram_rows_body(a, b, tokens, width, i0, i1, g);
 }

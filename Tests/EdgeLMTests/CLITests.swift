@@ -101,6 +101,11 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: out))
         let ok = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --calibration-tokens 2048 --gptq --quiet && \"$EDGELM\" inspect '\(out)'")
         #expect(ok.status == 0 && ok.stdout.contains("q4 scales and codes calibrated (GPTQ) on 2048 tokens"), "\(ok.stderr)")
+        let unordered = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --sequential --force")
+        #expect(unordered.status != 0 && unordered.stderr.contains("--sequential needs --gptq"))
+        let sequential = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --calibration-tokens 1024 --gptq --sequential --force 2>&1 && \"$EDGELM\" inspect '\(out)'")
+        #expect(sequential.status == 0 && sequential.stdout.contains("sequential GPTQ: 20/20 matrix groups"), "\(sequential.stdout)")
+        #expect(sequential.stdout.contains("(sequential GPTQ with error compensation) on 1024 tokens"), "\(sequential.stdout)")
     }
 
     /// `--tensor-type` rules give matching matrices their own scheme and group size (first match wins), are
@@ -116,7 +121,7 @@ import Testing
             ("--type q4 --tensor-type 'blk.0.*=q5'", "the type must be one of f32, f16, q8, q4"),
             ("--type q4 --tensor-type '*=q4:48'", "must be 0 (per channel) or a multiple of 32"),
             ("--type q4 --tensor-type '*=q4:x'", "group size 'x' is not a number"),
-            ("--type q4 --tensor-type 'blk.0.*=f32'", "q4 files cannot hold f32 matrices"),
+            ("--type q4 --tensor-type 'blk.0.attn_k=f16'", "blk.0.attn_q is q4 but blk.0.attn_k is f16; matrices that read one input"),
         ]
         for (args, expected) in refused {
             let r = try Self.sh("\"$EDGELM\" quantize '\(src)' -o '\(out)' \(args)")

@@ -378,7 +378,7 @@ static void test_gptq_arithmetic(int isa) {
 __attribute__((optimize("fp-contract=off"))) static void test_gptq_arithmetic(int isa) {
 #endif
     double a[80], b[80], y[80], yr[80];
-    float x[6 * 40], g[40 * 40], gr[40 * 40];
+    float x[6 * 40], xb[6 * 40], g[40 * 40], gr[40 * 40];
     int ok = 1;
     for (int n = 0; n <= 80; n++) {
         for (int i = 0; i < n; i++) a[i] = (uniform() - 0.5) * 1e3, b[i] = (uniform() - 0.5) * 1e-2, y[i] = yr[i] = uniform();
@@ -404,14 +404,23 @@ __attribute__((optimize("fp-contract=off"))) static void test_gptq_arithmetic(in
     for (int width = 1; width <= 40; width += 13) {
         for (int i = 0; i < 6 * width; i++) x[i] = i % 5 == 0 ? 0.0f : uniform() - 0.5f;
         for (int i = 0; i < width * width; i++) g[i] = gr[i] = uniform();
-        edge_gram_rows_f32(isa, x, 6, width, 0, width, g);
+        edge_gram_rows_f32(isa, x, NULL, 6, width, 0, width, g);
         for (int i = 0; i < width; i++)
             for (int t = 0; t < 6; t++)
                 if (x[t * width + i] != 0)
                     for (int j = i; j < width; j++) gr[i * width + j] += x[t * width + i] * x[t * width + j];
         ok &= memcmp(g, gr, sizeof(float) * (size_t)(width * width)) == 0;
+        // Cross moments with the second input reversed (rows 1 and up: a partial range).
+        for (int i = 0; i < 6 * width; i++) xb[i] = x[6 * width - 1 - i];
+        for (int i = 0; i < width * width; i++) g[i] = gr[i] = uniform();
+        edge_gram_rows_f32(isa, x, xb, 6, width, 1, width, g);
+        for (int i = 1; i < width; i++)
+            for (int t = 0; t < 6; t++)
+                if (x[t * width + i] != 0)
+                    for (int j = 0; j < width; j++) gr[i * width + j] += x[t * width + i] * xb[t * width + j];
+        ok &= memcmp(g, gr, sizeof(float) * (size_t)(width * width)) == 0;
     }
-    check(ok, "gptq arithmetic", isa, "dot, segment dots and y -= a x for n 0-80, Gram rows for widths 1-40: identical bits");
+    check(ok, "gptq arithmetic", isa, "dot, segment dots and y -= a x for n 0-80, Gram and cross rows for widths 1-40: identical bits");
 }
 
 static void test_level(int isa) {

@@ -42,6 +42,9 @@ struct Quantize: AsyncParsableCommand {
     @Flag(name: .long, help: "With --calibrate: round q4 or q8 codes with GPTQ's error feedback (needs each layer input's second moments in memory).")
     var gptq = false
 
+    @Flag(name: .long, help: "With --gptq: quantize the matrices in forward order from the partly quantized model's inputs, each fitted to the float model's outputs (two passes over the text per matrix group; small models).")
+    var sequential = false
+
     @Option(name: .long, help: "Payload compression: none or zstd.")
     var compress: Compression = .none
 
@@ -81,12 +84,23 @@ struct Quantize: AsyncParsableCommand {
                                             measureError: verbose).adapted(to: checkpoint)
             options.tensorTypes = try tensorType.map { (rule) throws(EdgeLMError) in try TensorTypeRule(parsing: rule) }
             if gptq, calibrate == nil { throw EdgeLMError.invalidArgument("--gptq needs --calibrate: GPTQ rounds with the calibration text's activation statistics") }
+            if sequential, !gptq { throw EdgeLMError.invalidArgument("--sequential needs --gptq (and --calibrate): it orders GPTQ's rounding") }
             if let calibrate {
                 guard type == .q4 || (type == .q8 && gptq) else {
                     throw EdgeLMError.invalidArgument("--calibrate applies to q4, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics; f32 and f16 are not rounded at all)")
                 }
                 guard let text = FileManager.default.contents(atPath: calibrate) else { throw EdgeLMError.io(path: calibrate, message: "cannot read the calibration text") }
                 let start = Date()
+                if sequential {
+                    let report = try SequentialGPTQ.convert(checkpoint, to: output, options: options, text: text, maxTokens: calibrationTokens,
+                                                            progress: { done, total in
+                        guard !quiet else { return }
+                        if Terminal.isTTY { Terminal.progress(done, total, "sequential GPTQ") } else {
+                            Terminal.error("sequential GPTQ: \(done)/\(total) matrix groups, \(format(Date().timeIntervalSince(start), 1)) s")
+                        }
+                    }, conversionProgress: report)
+                    return summarize(report, options)
+                }
                 options.calibration = try Calibration.collect(checkpoint: checkpoint, text: text, maxTokens: calibrationTokens, gptq: gptq) { done, total in
                     guard !quiet else { return }
                     if Terminal.isTTY { Terminal.progress(done, total, "calibrating") } else if done == total || done % 16 == 0 {
@@ -97,27 +111,33 @@ struct Quantize: AsyncParsableCommand {
                     Terminal.error("calibrated on \(c.provenance.tokens) tokens of \(calibrate) in \(format(Date().timeIntervalSince(start), 1)) s")
                 }
             }
-            let tty = Terminal.isTTY
-            let report = try Converter.convert(checkpoint, to: output, options: options) { p in
-                guard !quiet else { return }
-                if verbose {
-                    let e = p.tensor.error.map { "max abs err \(format(Double($0.maxAbs), 6))  rel RMS err \(format($0.relativeRMS * 100, 3))%" } ?? "exact"
-                    Terminal.error("\(p.tensor.name.padding(toLength: 18)) \(p.tensor.shape) \(p.tensor.scheme.rawValue)  \(e)")
-                } else if tty {
-                    Terminal.progress(p.done, p.total, p.tensor.name)
-                } else {
-                    Terminal.error("[\(p.done)/\(p.total)] \(p.tensor.name) \(p.tensor.shape) \(p.tensor.scheme.rawValue)")
-                }
-            }
-            guard !quiet else { return }
-            let mbps = Double(report.inputBytes) / 1e6 / max(report.seconds, 1e-9)
-            Terminal.error("""
-                wrote \(output): \(report.tensors.count) tensors, \(report.parameters) parameters\(report.tiedOutput ? " (tied output head stored once)" : "")\(carried(report))
-                  \(formatBytes(report.inputBytes)) -> \(formatBytes(report.outputBytes)), \(format(report.bitsPerWeight, 2)) bits/weight overall, \
-                \(format(report.matrixBitsPerWeight, 3)) bits/weight in attention+FFN matrices
-                  \(describe(options))\(compress == .zstd ? ", zstd level \(zstdLevel) ratio \(format(report.compressionRatio, 3))" : "")
-                  \(format(report.seconds, 2)) s, \(format(mbps, 1)) MB/s
-                """)
+            summarize(try Converter.convert(checkpoint, to: output, options: options, progress: report), options)
         }
+    }
+
+    /// Prints a finished tensor: its error with --verbose, else a progress bar on a terminal or a line.
+    private func report(_ p: ConversionProgress) {
+        guard !quiet else { return }
+        if verbose {
+            let e = p.tensor.error.map { "max abs err \(format(Double($0.maxAbs), 6))  rel RMS err \(format($0.relativeRMS * 100, 3))%" } ?? "exact"
+            Terminal.error("\(p.tensor.name.padding(toLength: 18)) \(p.tensor.shape) \(p.tensor.scheme.rawValue)  \(e)")
+        } else if Terminal.isTTY {
+            Terminal.progress(p.done, p.total, p.tensor.name)
+        } else {
+            Terminal.error("[\(p.done)/\(p.total)] \(p.tensor.name) \(p.tensor.shape) \(p.tensor.scheme.rawValue)")
+        }
+    }
+
+    /// Prints what was written.
+    private func summarize(_ report: ConversionReport, _ options: ConversionOptions) {
+        guard !quiet else { return }
+        let mbps = Double(report.inputBytes) / 1e6 / max(report.seconds, 1e-9)
+        Terminal.error("""
+            wrote \(output): \(report.tensors.count) tensors, \(report.parameters) parameters\(report.tiedOutput ? " (tied output head stored once)" : "")\(carried(report))
+              \(formatBytes(report.inputBytes)) -> \(formatBytes(report.outputBytes)), \(format(report.bitsPerWeight, 2)) bits/weight overall, \
+            \(format(report.matrixBitsPerWeight, 3)) bits/weight in attention+FFN matrices
+              \(describe(options))\(compress == .zstd ? ", zstd level \(zstdLevel) ratio \(format(report.compressionRatio, 3))" : "")
+              \(format(report.seconds, 2)) s, \(format(mbps, 1)) MB/s
+            """)
     }
 }

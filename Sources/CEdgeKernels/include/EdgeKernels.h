@@ -136,9 +136,11 @@ double edge_dot_f64(int isa, const double *a, const double *b, int64_t n);
 void edge_dots_f64(int isa, const double *a, const double *b, int64_t n, int64_t segment, double *out);
 /// y[j] -= a·x[j] for j < n.
 void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t n);
-/// Rows [i0, i1) of the upper triangle of g ([width, width]): g[i][j] += a_t[i]·a_t[j] for j >= i, for each of
-/// the `tokens` rows a_t of a ([tokens, width]) in order (a_t[i] = 0 skipped).
-void edge_gram_rows_f32(int isa, const float *a, int64_t tokens, int64_t width, int64_t i0, int64_t i1, float *g);
+/// Rows [i0, i1) of g ([width, width]): g[i][j] += a_t[i]·b_t[j] for every j, for each of the `tokens` rows
+/// a_t, b_t of a and b ([tokens, width]) in order (a_t[i] = 0 skipped); with b NULL, the upper triangle of
+/// a's own moments (j >= i, b = a).
+void edge_gram_rows_f32(int isa, const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, int64_t i1,
+                        float *g);
 
 #ifdef __cplusplus
 }

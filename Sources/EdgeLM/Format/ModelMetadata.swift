@@ -98,6 +98,9 @@ public enum CalibrationMethod: String, Codable, Sendable {
     case importance
     /// Scales as for `importance`; codes rounded column by column with GPTQ's error feedback.
     case gptq
+    /// GPTQ in forward order from the partly quantized model's inputs, each matrix fitted to the float
+    /// model's outputs first (`SequentialGPTQ`).
+    case sequentialGPTQ
 }
 
 /// Everything in a model file except the payloads.

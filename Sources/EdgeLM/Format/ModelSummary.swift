@@ -120,7 +120,12 @@ public struct ModelSummary: Codable, Sendable {
         s += "quantization: \(q.type.rawValue), group \(q.groupSize == 0 ? "per channel" : String(q.groupSize)), embedding/output \(q.embeddingType.rawValue)"
         s += q.compression == .zstd ? ", zstd level \(q.zstdLevel ?? 0)" : ", raw payloads"
         if let c = q.calibration {
-            s += ", q4 \(c.method == .gptq ? "scales and codes calibrated (GPTQ)" : "scales calibrated") on \(c.tokens) tokens"
+            let how = switch c.method {
+            case .gptq: "scales and codes calibrated (GPTQ)"
+            case .sequentialGPTQ: "scales and codes calibrated (sequential GPTQ with error compensation)"
+            case .importance, nil: "scales calibrated"
+            }
+            s += ", q4 \(how) on \(c.tokens) tokens"
             s += " (\(c.windows) windows of \(c.context); text sha256 \(c.textSHA256))"
         }
         if let rules = q.tensorTypes { s += "\n        per-tensor types: \(rules.joined(separator: ", "))" }

@@ -98,7 +98,7 @@ private final class ActivationMoments: ActivationObserver {
             grams[key, default: [Float](repeating: 0, count: width * width)].withUnsafeMutableBufferPointer { g in
                 let base = UncheckedSendable(g.baseAddress!), input = UncheckedSendable(values), rows = 8
                 DispatchQueue.concurrentPerform(iterations: (width + rows - 1) / rows) { c in
-                    edge_gram_rows_f32(KernelLevel.detected.rawValue, input.value, Int64(tokens), Int64(width),
+                    edge_gram_rows_f32(KernelLevel.detected.rawValue, input.value, nil, Int64(tokens), Int64(width),
                                        Int64(c * rows), Int64(min(width, (c + 1) * rows)), base.value)
                 }
             }

@@ -76,11 +76,6 @@ public struct ConversionOptions: Sendable {
         guard g >= 0, g % TensorLayout.blockSize == 0, g <= 1 << 20 else {
             throw .invalidArgument("--group-size \(g): must be 0 (per channel) or a multiple of \(TensorLayout.blockSize)")
         }
-        // The forward pass feeds one input to several matrices at once (q, k and v; gate and up): they must
-        // all take int8 activations or all take floats.
-        if let mixed = tensorTypes.first(where: { $0.scheme.isQuantized != type.isQuantized }) {
-            throw .invalidArgument("--tensor-type \(mixed): \(type.rawValue) files cannot hold \(mixed.scheme.rawValue) matrices; mix q8 and q4, or f32 and f16")
-        }
         if let level = zstdLevel, !Zstd.levels.contains(level) {
             throw .invalidArgument("--zstd-level \(level): must be in \(Zstd.levels.lowerBound)...\(Zstd.levels.upperBound)")
         }
@@ -164,6 +159,16 @@ public enum Converter {
         let matrixNames = checkpoint.config.tensorShapes.map(\.name).filter { [.attention, .ffn].contains(TensorRole(name: $0)) }
         if let unused = options.tensorTypes.first(where: { rule in !matrixNames.contains(where: rule.matches) }) {
             throw .invalidArgument("--tensor-type \(unused): '\(unused.pattern)' matches none of the attention and FFN matrices (\(matrixNames.prefix(3).joined(separator: ", ")), ...)")
+        }
+        // The forward pass feeds one input to several matrices at once (q, k and v; gate and up): they must
+        // all take int8 activations or all take floats.
+        let matrixSet = Set(matrixNames)
+        for l in 0..<checkpoint.config.layers {
+            for input in LinearInput.allCases {
+                let names = input.tensors(layer: l).filter(matrixSet.contains)
+                guard let first = names.first, let other = names.first(where: { options.plan(for: $0).scheme.isQuantized != options.plan(for: first).scheme.isQuantized }) else { continue }
+                throw .invalidArgument("--tensor-type: \(first) is \(options.plan(for: first).scheme.rawValue) but \(other) is \(options.plan(for: other).scheme.rawValue); matrices that read one input (q, k and v; gate and up) must all be quantized or all float")
+            }
         }
         let start = Date()
         // The provenance hash reads the whole input once; it runs beside the conversion, not after it.
