@@ -32,10 +32,44 @@ public struct Calibration: Sendable {
     /// With `gptq`, also the second moments, refused when they would not fit the memory budget.
     public static func collect(checkpoint: Checkpoint, text: Data, maxTokens: Int, context: Int = 256, threads: Int? = nil,
                                gptq: Bool = false, progress: (Int, Int) -> Void = { _, _ in }) throws(EdgeLMError) -> Calibration {
-        guard maxTokens >= 1 else { throw .invalidArgument("--calibration-tokens \(maxTokens): must be at least 1") }
         if gptq, gramBytes(checkpoint.config) > MemoryUsage.budgetBytes / 2 {
             throw .invalidArgument("--gptq needs \(gramBytes(checkpoint.config) >> 20) MiB of activation second moments for this model, more than half the memory budget (\(MemoryUsage.budgetBytes >> 20) MiB)")
         }
+        let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads)
+        defer { run.removeScratch() }
+        let model = run.float
+        let recorder = ActivationMoments(config: model.config, gram: gptq)
+        model.session.observer = recorder
+        for w in 0..<run.windows {
+            model.session.reset()
+            _ = try model.session.forward(run.window(w))
+            progress(w + 1, run.windows)
+        }
+        model.session.observer = nil
+        return Calibration(provenance: run.provenance(method: gptq ? .gptq : .importance),
+                           importance: recorder.perTensor(recorder.means()), gram: recorder.perTensor(recorder.takeGramMeans()))
+    }
+}
+
+/// What every calibration pass starts from: the checked text, its first `maxTokens` tokens, windows of
+/// `context` tokens with BOS first, and the float model (a temporary f32 conversion of the checkpoint in a
+/// scratch folder, which `removeScratch` deletes).
+struct CalibrationRun {
+    /// The scratch folder.
+    let directory: String
+    /// The float model.
+    let float: LanguageModel
+    /// The text's tokens.
+    let tokens: [Int]
+    /// Tokens per window, BOS included.
+    let context: Int
+    /// Windows the tokens fill.
+    let windows: Int
+    private let bos: Int
+    private let textSHA256: String
+
+    init(checkpoint: Checkpoint, text: Data, maxTokens: Int, context: Int, threads: Int?) throws(EdgeLMError) {
+        guard maxTokens >= 1 else { throw .invalidArgument("--calibration-tokens \(maxTokens): must be at least 1") }
         guard context >= 2 else { throw .invalidArgument("calibration windows need at least 2 tokens") }
         guard let string = String(validating: text, as: UTF8.self) else { throw .invalidInput("the calibration text is not valid UTF-8") }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edgelm-calibration-\(UUID().uuidString)").path
@@ -44,29 +78,38 @@ public struct Calibration: Sendable {
         } catch {
             throw .io(path: directory, message: "cannot create a scratch folder for the float model: \(error)")
         }
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let floatPath = directory + "/float.edgelm"
-        _ = try Converter.convert(checkpoint, to: floatPath, options: ConversionOptions(type: .f32))
-        let window = min(context, checkpoint.config.contextLength)
-        let model = try LanguageModel(path: floatPath, threads: threads, keyType: .f32, valueType: .f32, contextLength: window)
-        guard let bos = model.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start calibration windows with") }
-        let tokens = Array(model.tokenizer.encode(string).prefix(maxTokens))
-        guard !tokens.isEmpty else { throw .invalidInput("the calibration text has no tokens") }
-        let recorder = ActivationMoments(config: model.config, gram: gptq)
-        model.session.observer = recorder
-        let per = window - 1, windows = (tokens.count + per - 1) / per
-        for w in 0..<windows {
-            model.session.reset()
-            _ = try model.session.forward([bos] + tokens[(w * per)..<min(tokens.count, (w + 1) * per)])
-            progress(w + 1, windows)
+        do throws(EdgeLMError) {
+            _ = try Converter.convert(checkpoint, to: directory + "/float.edgelm", options: ConversionOptions(type: .f32))
+            self.context = min(context, checkpoint.config.contextLength)
+            float = try LanguageModel(path: directory + "/float.edgelm", threads: threads, keyType: .f32, valueType: .f32, contextLength: self.context)
+            guard let bos = float.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start calibration windows with") }
+            self.bos = bos
+            tokens = Array(float.tokenizer.encode(string).prefix(maxTokens))
+            guard !tokens.isEmpty else { throw .invalidInput("the calibration text has no tokens") }
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
         }
-        model.session.observer = nil
+        self.directory = directory
+        windows = (tokens.count + self.context - 2) / (self.context - 1)
         var hash = SHA256()
         text.withUnsafeBytes { hash.update($0) }
-        return Calibration(provenance: CalibrationProvenance(textSHA256: hash.finalizeHex(), tokens: tokens.count, windows: windows,
-                                                             context: window, method: gptq ? .gptq : .importance),
-                           importance: recorder.perTensor(recorder.means()), gram: recorder.perTensor(recorder.takeGramMeans()))
+        textSHA256 = hash.finalizeHex()
     }
+
+    /// Window `w`: BOS, then its share of the tokens.
+    func window(_ w: Int) -> [Int] {
+        let per = context - 1
+        return [bos] + tokens[(w * per)..<min(tokens.count, (w + 1) * per)]
+    }
+
+    /// The record of this text for a file calibrated by `method`.
+    func provenance(method: CalibrationMethod) -> CalibrationProvenance {
+        CalibrationProvenance(textSHA256: textSHA256, tokens: tokens.count, windows: windows, context: context, method: method)
+    }
+
+    /// Deletes the scratch folder and the float model in it.
+    func removeScratch() { try? FileManager.default.removeItem(atPath: directory) }
 }
 
 /// Σ a_j² per input column (and, when asked, Σ a aᵀ) and token counts, per layer and input.

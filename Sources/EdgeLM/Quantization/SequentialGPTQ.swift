@@ -41,28 +41,15 @@ public enum SequentialGPTQ {
                         conversionProgress: (ConversionProgress) -> Void,
                         adjust: (inout [Float], inout [Float], Int) -> Void) throws(EdgeLMError) -> ConversionReport {
         guard options.type.isQuantized else { throw .invalidArgument("sequential GPTQ rounds q4 or q8 matrices, not \(options.type.rawValue)") }
-        guard maxTokens >= 1 else { throw .invalidArgument("--calibration-tokens \(maxTokens): must be at least 1") }
-        guard context >= 2 else { throw .invalidArgument("calibration windows need at least 2 tokens") }
-        guard let string = String(validating: text, as: UTF8.self) else { throw .invalidInput("the calibration text is not valid UTF-8") }
         let config = checkpoint.config
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edgelm-sequential-\(UUID().uuidString)").path
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw .io(path: directory, message: "cannot create a scratch folder for the calibration models: \(error)")
-        }
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let floatPath = directory + "/float.edgelm", partialPath = directory + "/partial.edgelm"
-        _ = try Converter.convert(checkpoint, to: floatPath, options: ConversionOptions(type: .f32))
-        let window = min(context, config.contextLength)
-        let float = try LanguageModel(path: floatPath, threads: threads, keyType: .f32, valueType: .f32, contextLength: window)
-        guard let bos = float.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start calibration windows with") }
-        let tokens = Array(float.tokenizer.encode(string).prefix(maxTokens))
-        guard !tokens.isEmpty else { throw .invalidInput("the calibration text has no tokens") }
-        let per = window - 1, windows = (tokens.count + per - 1) / per
+        let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads)
+        defer { run.removeScratch() }
+        let partialPath = run.directory + "/partial.edgelm"
         let matrices = Set(config.tensorShapes.map(\.name).filter { [.attention, .ffn].contains(TensorRole(name: $0)) })
-        let stages = (0..<config.layers).flatMap { l in LinearInput.allCases.map { (l, $0) } }
-            .filter { !$0.1.tensors(layer: $0.0).filter(matrices.contains).isEmpty }
+        // Input groups a --tensor-type rule keeps float are left as they are.
+        let stages = (0..<config.layers).flatMap { l in LinearInput.allCases.map { (l, $0) } }.filter { layer, input in
+            input.tensors(layer: layer).contains { matrices.contains($0) && options.plan(for: $0).scheme.isQuantized }
+        }
         let level = try KernelLevel.selected()
         // Payloads of the matrices done so far; every other matrix stays f32 in the partial models.
         var done: [String: [UInt8]] = [:]
@@ -72,15 +59,15 @@ public enum SequentialGPTQ {
             partial.calibration = nil
             partial.tensorTypes = try matrices.filter { done[$0] == nil }.sorted().map { (name) throws(EdgeLMError) in
                 try TensorTypeRule(pattern: name, scheme: .f32)
-            }
+            } + options.tensorTypes
             _ = try Converter.convert(checkpoint, to: partialPath, options: partial, encoder: { (name, values, layout) in
                 done[name] ?? Quantizer.encode(values, layout: layout, level: level)
             }, progress: { _ in })
-            let quantized = try LanguageModel(path: partialPath, threads: threads, keyType: .f32, valueType: .f32, contextLength: window)
+            let quantized = try LanguageModel(path: partialPath, threads: threads, keyType: .f32, valueType: .f32, contextLength: run.context)
             let moments = CrossMoments(layer: layer, input: input)
-            for w in 0..<windows {
-                let ids = [bos] + tokens[(w * per)..<min(tokens.count, (w + 1) * per)]
-                for (model, slot) in [(float, 0), (quantized, 1)] {
+            for w in 0..<run.windows {
+                let ids = run.window(w)
+                for (model, slot) in [(run.float, 0), (quantized, 1)] {
                     moments.slot = slot
                     model.session.reset()
                     model.session.observer = moments
@@ -104,11 +91,8 @@ public enum SequentialGPTQ {
             }
             progress(step + 1, stages.count)
         }
-        var hash = SHA256()
-        text.withUnsafeBytes { hash.update($0) }
         var final = options
-        final.calibration = Calibration(provenance: CalibrationProvenance(textSHA256: hash.finalizeHex(), tokens: tokens.count, windows: windows,
-                                                                          context: window, method: .sequentialGPTQ), importance: [:])
+        final.calibration = Calibration(provenance: run.provenance(method: .sequentialGPTQ), importance: [:])
         return try Converter.convert(checkpoint, to: outputPath, options: final, encoder: { (name, values, layout) in
             done[name] ?? Quantizer.encode(values, layout: layout, level: level)
         }, progress: conversionProgress)
