@@ -89,7 +89,7 @@ public struct ModelSummary: Codable, Sendable {
                                bitsPerWeight: layout?.bitsPerWeight ?? 0, checksum: e.checksum))
             allBytes += raw
             allParams += n
-            if [.attention, .ffn].contains(TensorRole(name: e.name)) {
+            if TensorRole(name: e.name).isMatrix {
                 matrixBytes += raw
                 matrixParams += n
             }

@@ -211,6 +211,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         return list
     }
 
+    /// The attention and FFN matrices among `tensorShapes`, in file order.
+    public var matrixNames: [String] { tensorShapes.map(\.name).filter { TensorRole(name: $0).isMatrix } }
+
     /// Parameter count of the model (a tied head counted once).
     public var parameterCount: Int { tensorShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
 }
@@ -227,4 +230,7 @@ public enum TensorRole: Sendable {
         else if name.contains(".attn_") { self = .attention }
         else { self = .ffn }
     }
+
+    /// True for the attention and FFN matrices (the ones `--type` and `--tensor-type` apply to).
+    public var isMatrix: Bool { self == .attention || self == .ffn }
 }

@@ -63,17 +63,20 @@ public struct ConversionOptions: Sendable {
     /// groups of 32, where every code and scale carries over unchanged (see `Converter.carriedPayload`).
     public func adapted(to checkpoint: Checkpoint) -> ConversionOptions {
         var o = self
-        let matrices = checkpoint.config.tensorShapes.map(\.name).filter { [.attention, .ffn].contains(TensorRole(name: $0)) }
+        let matrices = checkpoint.config.matrixNames
         if groupSize == nil, type == .q8, !matrices.isEmpty, matrices.allSatisfy({ checkpoint.tensors[$0]?.dtype == .ggml(.q8_0) }) {
             o.groupSize = 32
         }
         return o
     }
 
+    /// True for the group sizes a quantized layout takes: 0 (per channel) or a multiple of 32 up to 2^20.
+    static func isValidGroupSize(_ g: Int) -> Bool { g >= 0 && g % TensorLayout.blockSize == 0 && g <= 1 << 20 }
+
     /// Checks option values.
     public func validate() throws(EdgeLMError) {
         let g = resolvedGroupSize
-        guard g >= 0, g % TensorLayout.blockSize == 0, g <= 1 << 20 else {
+        guard Self.isValidGroupSize(g) else {
             throw .invalidArgument("--group-size \(g): must be 0 (per channel) or a multiple of \(TensorLayout.blockSize)")
         }
         if let level = zstdLevel, !Zstd.levels.contains(level) {
@@ -156,7 +159,7 @@ public enum Converter {
                         progress: (ConversionProgress) -> Void) throws(EdgeLMError) -> ConversionReport {
         let options = options.adapted(to: checkpoint)
         try options.validate()
-        let matrixNames = checkpoint.config.tensorShapes.map(\.name).filter { [.attention, .ffn].contains(TensorRole(name: $0)) }
+        let matrixNames = checkpoint.config.matrixNames
         if let unused = options.tensorTypes.first(where: { rule in !matrixNames.contains(where: rule.matches) }) {
             throw .invalidArgument("--tensor-type \(unused): '\(unused.pattern)' matches none of the attention and FFN matrices (\(matrixNames.prefix(3).joined(separator: ", ")), ...)")
         }
@@ -246,7 +249,7 @@ public enum Converter {
             throw error
         }
         let outputBytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? 0
-        let matrices = reports.filter { [.attention, .ffn].contains(TensorRole(name: $0.name)) }
+        let matrices = reports.filter { TensorRole(name: $0.name).isMatrix }
         let matrixParams = matrices.reduce(0) { $0 + $1.shape.reduce(1, *) }
         let params = reports.reduce(0) { $0 + $1.shape.reduce(1, *) }
         let raw = reports.reduce(0) { $0 + $1.rawBytes }

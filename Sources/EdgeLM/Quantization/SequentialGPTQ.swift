@@ -45,7 +45,7 @@ public enum SequentialGPTQ {
         let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads)
         defer { run.removeScratch() }
         let partialPath = run.directory + "/partial.edgelm"
-        let matrices = Set(config.tensorShapes.map(\.name).filter { [.attention, .ffn].contains(TensorRole(name: $0)) })
+        let matrices = Set(config.matrixNames)
         // Input groups a --tensor-type rule keeps float are left as they are.
         let stages = (0..<config.layers).flatMap { l in LinearInput.allCases.map { (l, $0) } }.filter { layer, input in
             input.tensors(layer: layer).contains { matrices.contains($0) && options.plan(for: $0).scheme.isQuantized }

@@ -14,7 +14,7 @@ public struct TensorTypeRule: Sendable, Equatable, CustomStringConvertible {
     public init(pattern: String, scheme: TensorScheme, groupSize: Int? = nil) throws(EdgeLMError) {
         guard !pattern.isEmpty else { throw .invalidArgument("--tensor-type: empty name pattern") }
         let g = groupSize ?? ConversionOptions.defaultGroupSize(scheme)
-        guard g >= 0, g % TensorLayout.blockSize == 0, g <= 1 << 20 else {
+        guard ConversionOptions.isValidGroupSize(g) else {
             throw .invalidArgument("--tensor-type \(pattern)=\(scheme.rawValue):\(g): the group size must be 0 (per channel) or a multiple of \(TensorLayout.blockSize)")
         }
         self.pattern = pattern
@@ -46,9 +46,9 @@ public struct TensorTypeRule: Sendable, Equatable, CustomStringConvertible {
         guard s.starts(with: p[0]) else { return false }
         if p.count == 1 { return s.count == p[0].count }
         var at = p[0].count
-        for middle in p.dropFirst().dropLast() {
-            guard let found = Self.find(middle, in: s, from: at) else { return false }
-            at = found + middle.count
+        for middle in p.dropFirst().dropLast() where !middle.isEmpty {
+            guard let found = s[at...].firstRange(of: middle) else { return false }
+            at = found.upperBound
         }
         let last = p[p.count - 1]
         return s.count - at >= last.count && s.suffix(last.count).elementsEqual(last)
@@ -56,14 +56,4 @@ public struct TensorTypeRule: Sendable, Equatable, CustomStringConvertible {
 
     /// The rule as written on the command line.
     public var description: String { "\(pattern)=\(scheme.rawValue):\(groupSize)" }
-
-    private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
-        guard !needle.isEmpty else { return start }
-        var i = start
-        while i + needle.count <= haystack.count {
-            if haystack[i..<(i + needle.count)].elementsEqual(needle) { return i }
-            i += 1
-        }
-        return nil
-    }
 }
