@@ -99,6 +99,7 @@ struct Quantize: AsyncParsableCommand {
                             Terminal.error("sequential GPTQ: \(done)/\(total) matrix groups, \(format(Date().timeIntervalSince(start), 1)) s")
                         }
                     }, conversionProgress: report)
+                    if !quiet { Terminal.error("sequential GPTQ over \(calibrate) and conversion: \(format(Date().timeIntervalSince(start), 1)) s") }
                     return summarize(report, options)
                 }
                 options.calibration = try Calibration.collect(checkpoint: checkpoint, text: text, maxTokens: calibrationTokens, gptq: gptq) { done, total in

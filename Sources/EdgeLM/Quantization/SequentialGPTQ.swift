@@ -54,9 +54,12 @@ public enum SequentialGPTQ {
         // Payloads of the matrices done so far; every other matrix stays f32 in the partial models.
         var done: [String: [UInt8]] = [:]
         for (step, (layer, input)) in stages.enumerated() {
+            // The partial models are scratch files: raw payloads, no error report, no calibration record.
             var partial = options
             partial.overwrite = true
             partial.calibration = nil
+            partial.zstdLevel = nil
+            partial.measureError = false
             partial.tensorTypes = try matrices.filter { done[$0] == nil }.sorted().map { (name) throws(EdgeLMError) in
                 try TensorTypeRule(pattern: name, scheme: .f32)
             } + options.tensorTypes
