@@ -74,6 +74,9 @@ static inline float edge_half_to_float(uint16_t h) {
     return f;
 }
 
+/// IEEE float to half bits, round to nearest even; overflow gives infinity (quantize.c).
+uint16_t edge_float_to_half(float f);
+
 /// The scale index range of group g: blocks [g * gblocks, min((g + 1) * gblocks, nblocks)).
 static inline int64_t edge_group_end(int64_t g, int64_t gblocks, int64_t nblocks) {
     return (g + 1) * gblocks < nblocks ? (g + 1) * gblocks : nblocks;

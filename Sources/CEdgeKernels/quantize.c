@@ -25,8 +25,7 @@ static inline v4f vmax(v4f a, v4f b) {
     return (v4f)(((v4i)a & m) | ((v4i)b & ~m));
 }
 
-/// IEEE float to half bits, round to nearest even; overflow gives infinity.
-static uint16_t edge_float_to_half(float f) {
+uint16_t edge_float_to_half(float f) {
     uint32_t bits;
     memcpy(&bits, &f, 4);
     uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CEdgeKernels
 @testable import EdgeLM
 
 /// Every SIMD level available on this CPU against the scalar Swift references.
@@ -7,7 +8,8 @@ import Testing
     enum Pattern: CaseIterable { case random, extremes, zeros, alternating }
 
     func weights(_ scheme: TensorScheme, rows: Int, blocks: Int, pattern: Pattern, rng: inout TestRandom) -> [UInt8] {
-        let bytes = rows * blocks * (scheme == .q4 ? 16 : 32)
+        let bytes = rows * blocks * (scheme.isFourBit ? 16 : 32)
+        let scheme = scheme == .q4a ? .q4 : scheme  // the same nibbles
         return (0..<bytes).map { i in
             switch (pattern, scheme) {
             case (.random, .q4): return UInt8(truncatingIfNeeded: rng.next())
@@ -34,7 +36,15 @@ import Testing
         return (codes, (0..<(tokens * blocks)).map { _ in rng.uniform() * 0.1 + 1e-3 })
     }
 
-    @Test(arguments: [TensorScheme.q8, .q4], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13)])
+    /// Random scale words: f16 scales, or for q4a 12-bit scales with random zero points.
+    func scaleWords(_ scheme: TensorScheme, count: Int, rng: inout TestRandom) -> [UInt16] {
+        (0..<count).map { _ in
+            let s = rng.uniform() * 0.05 + 1e-3
+            return scheme == .q4a ? edge_q4a_word(s, Int32(rng.next() % 16)) : HalfFloat.fromFloat(s)
+        }
+    }
+
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
     func matmulMatchesReference(scheme: TensorScheme, shape: (rows: Int, blocks: Int, tokens: Int)) throws {
         var rng = TestRandom(seed: UInt64(shape.rows * 131 + shape.blocks))
         let tokens = max(1, shape.tokens)
@@ -42,7 +52,7 @@ import Testing
             for groupBlocks in Set([1, 2, 3, shape.blocks]) {
                 let w = weights(scheme, rows: shape.rows, blocks: shape.blocks, pattern: pattern, rng: &rng)
                 let groups = (shape.blocks + groupBlocks - 1) / groupBlocks
-                let scales = (0..<(shape.rows * groups)).map { _ in HalfFloat.fromFloat(rng.uniform() * 0.05 + 1e-3) }
+                let scales = scaleWords(scheme, count: shape.rows * groups, rng: &rng)
                 let (x, xs) = activations(tokens: tokens, blocks: shape.blocks, pattern: pattern, rng: &rng)
                 var expected = [Float](repeating: 0, count: shape.rows * tokens)
                 w.withUnsafeBytes { wp in
@@ -59,12 +69,34 @@ import Testing
                     }
                     for i in 0..<out.count {
                         // Only the order of float additions differs: allow a few ulps of the magnitude summed.
-                        let tolerance = 1e-5 * max(1, abs(expected[i])) * Float(shape.blocks)
+                        let tolerance = max(1e-5 * max(1, abs(expected[i])) * Float(shape.blocks),
+                                            4 * Float(shape.blocks + 8) * 1.2e-7 * magnitude(scheme, w, scales, x, xs, shape.blocks, groupBlocks, row: i % shape.rows, token: i / shape.rows))
                         #expect(abs(out[i] - expected[i]) <= tolerance, "\(level) \(pattern) group \(groupBlocks) element \(i)")
                     }
                 }
             }
         }
+    }
+
+    /// Σ |terms| of one output: |code x| times both scales per element, plus for q4a the |8 - z| |x| its zero
+    /// point adds to the q4 kernel's sum; what bounds the float rounding, whatever the order of additions.
+    func magnitude(_ scheme: TensorScheme, _ w: [UInt8], _ scales: [UInt16], _ x: [Int8], _ xs: [Float], _ blocks: Int, _ groupBlocks: Int,
+                   row r: Int, token t: Int) -> Float {
+        let groups = (blocks + groupBlocks - 1) / groupBlocks
+        var sum: Float = 0
+        for b in 0..<blocks {
+            let word = scales[r * groups + b / groupBlocks], s = abs(Quantizer.scaleValue(word, scheme: scheme)) * xs[t * blocks + b]
+            for i in 0..<32 {
+                let xi = abs(Float(x[(t * blocks + b) * 32 + i]))
+                switch scheme {
+                case .q8: sum += s * abs(Float(Int8(bitPattern: w[(r * blocks + b) * 32 + i]))) * xi
+                default:
+                    let byte = w[(r * blocks + b) * 16 + i % 16], n = Float(i < 16 ? byte & 0x0F : byte >> 4)
+                    sum += s * (abs(n - 8) + (scheme == .q4a ? abs(8 - Float(word & 15)) : 0)) * xi
+                }
+            }
+        }
+        return sum
     }
 
     /// Bytes placed so that they end exactly where an inaccessible page begins: any read past the end faults.
@@ -88,7 +120,7 @@ import Testing
 
     /// The kernels never read past the last weight block or the last activation block (odd block counts
     /// exercise the masked half pair).
-    @Test(arguments: [TensorScheme.q8, .q4], [1, 3, 9])
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a], [1, 3, 9])
     func kernelsStayInsideTheirBuffers(scheme: TensorScheme, blocks: Int) {
         var rng = TestRandom(seed: 17)
         let rows = 3

@@ -173,6 +173,82 @@ static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
     free(w);
 }
 
+/// q4a (codes with a zero point) against its definition, out = Σ_b s_g xs_b Σ (n - z) x, in double: rows past
+/// one 64-row chunk of decoded scales, a row range that starts inside the matrix, random zero points 0-15.
+static void test_matmul_q4a(int isa, int rows, int nblocks, int ntok) {
+    int groups_list[4] = { 1, 2, 3, nblocks };
+    const int r0 = rows > 8 ? 3 : 0;
+    for (int gi = 0; gi < 4; gi++) {
+        int gblocks = groups_list[gi], ngroups = (nblocks + gblocks - 1) / gblocks;
+        guarded gw = guarded_alloc((size_t)(rows * nblocks * 16)), gx = guarded_alloc((size_t)(ntok * nblocks * 32));
+        fill_weights(gw.data, (size_t)(rows * nblocks * 16), 1, RANDOM);
+        fill_activations((int8_t *)gx.data, (size_t)(ntok * nblocks * 32), RANDOM);
+        uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
+        float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks)), *got = malloc(sizeof(float) * (size_t)(rows * ntok));
+        for (int i = 0; i < rows * ngroups; i++) ws[i] = (uint16_t)((to_half(uniform() * 0.05f + 1e-3f) >> 3) << 4 | (next_random() & 15));
+        for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
+        for (int i = 0; i < rows * ntok; i++) got[i] = -1.0f;
+        edge_matmul_q4a(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        int ok = 1;
+        for (int r = 0; r < rows; r++)
+            for (int t = 0; t < ntok; t++) {
+                double exact = 0, magnitude = 0;
+                for (int b = 0; b < nblocks; b++) {
+                    uint16_t word = ws[r * ngroups + b / gblocks];
+                    double scale = edge_half_to_float(edge_q4a_scale_half(word)) * xs[t * nblocks + b];
+                    int z = word & 15;
+                    for (int i = 0; i < 32; i++) {
+                        const uint8_t byte = gw.data[(r * nblocks + b) * 16 + i % 16];
+                        int n = i < 16 ? byte & 0x0F : byte >> 4, xv = ((const int8_t *)gx.data)[(t * nblocks + b) * 32 + i];
+                        exact += scale * (n - z) * xv;
+                        magnitude += scale * (abs(n - 8) + abs(8 - z)) * abs(xv);
+                    }
+                }
+                float o = got[t * rows + r];
+                ok &= r < r0 ? o == -1.0f : fabs(o - exact) <= 4.0 * (nblocks + 8) * 1.2e-7 * magnitude + 1e-30;
+            }
+        char detail[96];
+        snprintf(detail, sizeof detail, "rows %d blocks %d tokens %d group %d", rows, nblocks, ntok, gblocks);
+        check(ok, "q4a matmul", isa, detail);
+        free(ws); free(xs); free(got);
+        guarded_free(gw); guarded_free(gx);
+    }
+}
+
+/// The q4a fit: codes within [-z, 15 - z] for its word's zero point, the exact fit of a group on its own grid,
+/// scale 0 for zeros, and within 1.5x of the best error of a plain symmetric q4 fit on random groups.
+static void test_q4a_fit(void) {
+    enum { N = 64 };
+    float x[N], w[N];
+    int8_t codes[N], q4codes[N];
+    int ok = 1;
+    for (int trial = 0; trial < 200; trial++) {
+        for (int i = 0; i < N; i++) {
+            x[i] = (uniform() - (trial % 3 == 0 ? 0.2f : 0.5f)) * 2.0f;
+            w[i] = trial % 2 ? uniform() + 0.01f : 1.0f;
+        }
+        uint16_t word = edge_fit_q4a(x, trial % 2 ? w : NULL, N, codes, 0);
+        float s = edge_half_to_float(edge_q4a_scale_half(word));
+        int z = word & 15;
+        double e = 0, e4 = 0;
+        float s4 = edge_half_to_float(edge_fit_q4_reference(x, trial % 2 ? w : NULL, N, q4codes, 0));
+        for (int i = 0; i < N; i++) {
+            ok &= codes[i] >= -z && codes[i] <= 15 - z;
+            double wi = trial % 2 ? w[i] : 1;
+            e += wi * (x[i] - s * codes[i]) * (x[i] - s * codes[i]);
+            e4 += wi * (x[i] - s4 * q4codes[i]) * (x[i] - s4 * q4codes[i]);
+        }
+        ok &= s > 0 && e <= 1.5 * e4;
+    }
+    for (int i = 0; i < N; i++) x[i] = 0.25f * (float)(i % 16) - 1.0f;  // the grid 0.25 (n - 4)
+    uint16_t word = edge_fit_q4a(x, NULL, N, codes, 0);
+    for (int i = 0; i < N; i++) ok &= codes[i] == (i % 16) - 4;
+    ok &= (word & 15) == 4 && edge_half_to_float(edge_q4a_scale_half(word)) == 0.25f;
+    for (int i = 0; i < N; i++) x[i] = 0;
+    ok &= edge_fit_q4a(x, NULL, N, codes, 0) == 0 && codes[0] == 0 && codes[N - 1] == 0;
+    check(ok, "q4a fit", EDGE_ISA_GENERIC, "zero-point codes");
+}
+
 static void test_quantizer(int isa) {
     enum { N = 32 * 9 };
     float inputs[6][N];
@@ -436,6 +512,11 @@ static void test_level(int isa) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ntok = 1; ntok <= 13; ntok++)
             for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);
+    for (int ntok = 1; ntok <= 9; ntok += 4) {
+        test_matmul_q4a(isa, 5, 3, ntok);
+        test_matmul_q4a(isa, 70, 9, ntok);
+        test_matmul_q4a(isa, 16, 40, ntok);
+    }
     for (int q4 = 0; q4 <= 1; q4++) {
         test_row_range(isa, q4, 11, 3, 8);
         test_row_range(isa, q4, 40, 3, 37);
@@ -451,6 +532,7 @@ int main(void) {
               && edge_isa_from_name("sse9") == -1 && edge_isa_name(EDGE_ISA_COUNT) == NULL,
           "level names", EDGE_ISA_GENERIC, "round trip");
     check(edge_isa_supported(edge_detect_isa()), "detected level is supported", EDGE_ISA_GENERIC, "");
+    test_q4a_fit();
     const char *forced = getenv("EDGELM_KERNELS");
     if (forced && *forced) {
         int isa = edge_isa_from_name(forced);

@@ -73,6 +73,22 @@ void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nbloc
                     const int8_t *x, const float *xs, int64_t ntok,
                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
+/// The same for q4a weight blocks: q4's 16-byte blocks holding unsigned nibbles n in [0, 15], weight = s (n - z),
+/// with one 16-bit word per group: bits 15-4 are bits 14-3 of the scale s as an IEEE half (s >= 0: its exponent
+/// and top 7 mantissa bits; `edge_q4a_scale_half`), bits 3-0 the zero point z. Runs each level's q4 kernel
+/// on the decoded scales and adds Σ_groups s (8 - z) Σ xs_b Σ x_b.
+void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                     int64_t row_begin, int64_t row_end,
+                     const int8_t *x, const float *xs, int64_t ntok,
+                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
+
+/// The IEEE half bits of a q4a scale word's scale.
+uint16_t edge_q4a_scale_half(uint16_t word);
+
+/// The q4a word of the 12-bit scale nearest to s (the half's bits rounded to nearest, ties up) and zero point
+/// z in [0, 15]; 0 when s is not positive or rounds to no finite 12-bit scale.
+uint16_t edge_q4a_word(float s, int z);
+
 // Attention over a KV cache stored per KV head: `npos` rows of `hd` values, row j at j * hd.
 //  - q8 rows: int8 codes in [-127, 127] with one IEEE half scale per block of 32 (hd a multiple of 32;
 //    shorter heads are zero-padded to 32). Scores of a q8 K cache are `edge_matmul_q8` of the keys with
@@ -115,6 +131,13 @@ void edge_swiglu(int isa, float *gate, const float *up, int64_t n);
 /// SSE/NEON otherwise); `edge_fit_q4_reference` is the scalar one, and all give identical results.
 uint16_t edge_fit_q4(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate);
 uint16_t edge_fit_q4_reference(const float *x, const float *w, int64_t n, int8_t *codes, int truncate);
+
+/// Fits one q4a group of `n` weights (padding zeros cost nothing): returns its scale word and writes n codes
+/// c = n - z in [-z, 15 - z]. The range [min(x, 0), max(x, 0)] over 15 is scaled by 0.80, 0.82, ..., 1.10; each
+/// scale is tried with the zero point that maps 0 nearest to where min(x, 0) sits and its two neighbours, then
+/// with the weighted least-squares refit of its codes; the first candidate with the least Σ w (x - s c)² wins.
+/// All-zero groups get word 0. Scalar C, the same at every level.
+uint16_t edge_fit_q4a(const float *x, const float *w, int64_t n, int8_t *codes, int truncate);
 
 /// Fits one q8 group: scale = f16(max|x| / 127), codes = round(x / scale) in [-127, 127].
 uint16_t edge_fit_q8(const float *x, int64_t n, int8_t *codes, int truncate);

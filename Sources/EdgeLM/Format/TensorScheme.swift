@@ -8,9 +8,14 @@ public enum TensorScheme: String, Codable, Sendable, CaseIterable {
     case q8
     /// Symmetric int4 in [-8, 7] packed two per byte, with f16 scales per group along a row.
     case q4
+    /// Asymmetric int4: unsigned codes n in [0, 15] packed as q4's, weight = s (n - z), with one 16-bit word per
+    /// group holding a 12-bit scale (an IEEE half's exponent and top 7 mantissa bits) and the zero point z.
+    case q4a
 
     /// True for the integer schemes.
-    public var isQuantized: Bool { self == .q8 || self == .q4 }
+    public var isQuantized: Bool { self == .q8 || isFourBit }
+    /// True for the 4-bit schemes (16-byte blocks of nibbles).
+    public var isFourBit: Bool { self == .q4 || self == .q4a }
 }
 
 /// The exact byte layout of one stored tensor, derived from its shape and scheme. Quantized rows are
@@ -59,13 +64,13 @@ public struct TensorLayout: Equatable, Sendable {
     /// Scale groups per row.
     public var groupsPerRow: Int { blocksPerGroup == 0 ? 0 : (blocksPerRow + blocksPerGroup - 1) / blocksPerGroup }
     /// Bytes of one stored block of 32 codes.
-    public var blockBytes: Int { scheme == .q4 ? 16 : 32 }
+    public var blockBytes: Int { scheme.isFourBit ? 16 : 32 }
     /// Bytes of the code array (quantized) or of all values (float).
     public var codeBytes: Int {
         switch scheme {
         case .f32: return count * 4
         case .f16: return count * 2
-        case .q8, .q4: return rows * blocksPerRow * blockBytes
+        case .q8, .q4, .q4a: return rows * blocksPerRow * blockBytes
         }
     }
     /// Offset of the f16 scale array inside the payload.

@@ -14,31 +14,33 @@ public enum ReferenceKernels {
         }
     }
 
-    /// out[r * rowStride + t * tokenStride] = Σ_blocks dot(w_r,b, x_t,b) * xs[t,b] * ws[r, b / blocksPerGroup] for q8 or q4 weights.
+    /// out[r * rowStride + t * tokenStride] = Σ_blocks dot(w_r,b, x_t,b) * xs[t,b] * ws[r, b / blocksPerGroup] for q8, q4 or q4a
+    /// weights (q4a: the codes n - z and the 12-bit scale of each group's word).
     public static func matmulQuantized(scheme: TensorScheme, weights: UnsafeRawPointer, scales: UnsafePointer<UInt16>,
                                        blocksPerRow: Int, blocksPerGroup: Int, rows: Range<Int>,
                                        x: UnsafePointer<Int8>, xs: UnsafePointer<Float>, tokens: Int,
                                        out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int) {
         let groups = (blocksPerRow + blocksPerGroup - 1) / blocksPerGroup
-        let blockBytes = scheme == .q4 ? 16 : 32
+        let blockBytes = scheme.isFourBit ? 16 : 32
         for r in rows {
             for t in 0..<tokens {
                 var acc: Float = 0
                 for b in 0..<blocksPerRow {
                     let wb = weights + (r * blocksPerRow + b) * blockBytes
                     let xb = x + t * blocksPerRow * 32 + b * 32
+                    let word = scales[r * groups + b / blocksPerGroup]
                     var dot: Int32 = 0
                     for i in 0..<32 {
                         let w: Int32
-                        if scheme == .q4 {
+                        if scheme.isFourBit {
                             let byte = wb.load(fromByteOffset: i % 16, as: UInt8.self)
-                            w = Int32(i < 16 ? byte & 0x0F : byte >> 4) - 8
+                            w = Int32(i < 16 ? byte & 0x0F : byte >> 4) - (scheme == .q4a ? Int32(word & 15) : 8)
                         } else {
                             w = Int32(wb.load(fromByteOffset: i, as: Int8.self))
                         }
                         dot += w * Int32(xb[i])
                     }
-                    let ws = HalfFloat.toFloat(scales[r * groups + b / blocksPerGroup])
+                    let ws = Quantizer.scaleValue(word, scheme: scheme)
                     acc += Float(dot) * (xs[t * blocksPerRow + b] * ws)
                 }
                 out[r * rowStride + t * tokenStride] = acc

@@ -33,12 +33,12 @@ public struct ConversionOptions: Sendable {
         self.measureError = measureError
     }
 
-    /// Default group size of a scheme: per channel for q8, 32 for q4.
-    public static func defaultGroupSize(_ scheme: TensorScheme) -> Int { scheme == .q4 ? 32 : 0 }
+    /// Default group size of a scheme: per channel for q8, 32 for q4 and q4a.
+    public static func defaultGroupSize(_ scheme: TensorScheme) -> Int { scheme.isFourBit ? 32 : 0 }
 
     /// Default embedding/output scheme: the matrices' scheme, except that q4 files keep the embedding and
-    /// output head at q8 (see docs/QUANTIZATION.md for the measured error behind this choice).
-    public static func defaultEmbeddingType(_ scheme: TensorScheme) -> TensorScheme { scheme == .q4 ? .q8 : scheme }
+    /// output head at q8 (see docs/QUANTIZATION.md for the measured error behind this choice); so do q4a files.
+    public static func defaultEmbeddingType(_ scheme: TensorScheme) -> TensorScheme { scheme.isFourBit ? .q8 : scheme }
 
     /// Resolved group size of the matrices.
     public var resolvedGroupSize: Int { groupSize ?? Self.defaultGroupSize(type) }
@@ -214,7 +214,7 @@ public enum Converter {
                 if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
                 }
-                if scheme.isQuantized, let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.rows * layout.groupsPerRow) }) {
+                if scheme == .q8 || scheme == .q4, let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.rows * layout.groupsPerRow) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
                 }
                 let error = scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: Array(values), layout: layout, payload: payload)

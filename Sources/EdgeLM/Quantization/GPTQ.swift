@@ -37,7 +37,7 @@ enum GPTQ {
         // q4 columns in order of decreasing importance ("act order"): the columns whose errors cost most
         // are rounded first, while every other column can still absorb their error. q8 keeps column order
         // (measured on stories260K: 0.00090 against 0.00095 with act order).
-        let perm = layout.scheme == .q4 ? (0..<cols).sorted { (h[$0 * cols + $0], $1) > (h[$1 * cols + $1], $0) } : Array(0..<cols)
+        let perm = layout.scheme.isFourBit ? (0..<cols).sorted { (h[$0 * cols + $0], $1) > (h[$1 * cols + $1], $0) } : Array(0..<cols)
         var hp = [Double](repeating: 0, count: cols * cols)
         for i in 0..<cols { for j in 0..<cols { hp[i * cols + j] = h[perm[i] * cols + perm[j]] } }
         let u = try inverseFactor(hp, cols: cols)
@@ -141,7 +141,7 @@ enum GPTQ {
         codes.initialize(repeating: 0, count: tile * stride)
         let scales = UnsafeMutablePointer<UInt16>.allocate(capacity: tile * groups)  // [tile, groups]
         defer { w.deallocate(); codes.deallocate(); scales.deallocate() }
-        let q8 = layout.scheme == .q8, lowest: Double = q8 ? -127 : -8, highest: Double = q8 ? 127 : 7
+        let scheme = layout.scheme, q8 = scheme == .q8, lowest: Double = q8 ? -127 : -8, highest: Double = q8 ? 127 : 7
         for first in Swift.stride(from: rows.lowerBound, to: rows.upperBound, by: tile) {
             let n = min(tile, rows.upperBound - first)
             for t in 0..<n {
@@ -154,8 +154,10 @@ enum GPTQ {
             for k in 0..<cols {
                 let i = perm[k], uk = u + k * cols, diagonal = uk[k]
                 for t in 0..<n {
-                    let wt = w + t * cols, scale = Double(HalfFloat.toFloat(scales[t * groups + i / groupValues]))
-                    let q = scale == 0 ? 0 : min(highest, max(lowest, (wt[k] / scale).rounded(.toNearestOrEven)))
+                    let word = scales[t * groups + i / groupValues], wt = w + t * cols, scale = Double(Quantizer.scaleValue(word, scheme: scheme))
+                    // q4a: the codes n - z of the group's zero point.
+                    let (lo, hi) = scheme == .q4a ? (-Double(word & 15), 15 - Double(word & 15)) : (lowest, highest)
+                    let q = scale == 0 ? 0 : min(hi, max(lo, (wt[k] / scale).rounded(.toNearestOrEven)))
                     codes[t * stride + i] = Int8(q)
                     let err = (wt[k] - q * scale) / diagonal
                     edge_sub_scaled_f64(KernelLevel.detected.rawValue, wt + k + 1, uk + k + 1, err, Int64(cols - k - 1))
@@ -215,12 +217,13 @@ enum GPTQ {
         }
         for t in 0..<rows where !used[t].isEmpty {
             solveScales(used: used[t], m: Array(UnsafeBufferPointer(start: m + mAt[t], count: mAt[t + 1] - mAt[t])),
-                        b: Array(UnsafeBufferPointer(start: b + bAt[t], count: bAt[t + 1] - bAt[t])), scales: scales + t * groups)
+                        b: Array(UnsafeBufferPointer(start: b + bAt[t], count: bAt[t + 1] - bAt[t])), scales: scales + t * groups,
+                        scheme: layout.scheme)
         }
     }
 
     /// Solves m s = b for one row's used groups and keeps the f16-rounded solution when it lowers the error.
-    private static func solveScales(used: [Int], m: [Double], b: [Double], scales: UnsafeMutablePointer<UInt16>) {
+    private static func solveScales(used: [Int], m: [Double], b: [Double], scales: UnsafeMutablePointer<UInt16>, scheme: TensorScheme) {
         let n = used.count
         guard let lower = cholesky(m, n) else { return }
         // Forward and back substitution: m s = b.
@@ -245,9 +248,11 @@ enum GPTQ {
             return e
         }
         let fitted = used.map { scales[$0] }
-        let solved = s.map { HalfFloat.fromFloat(Float($0)) }
-        let value = { (bits: [UInt16]) in bits.map { Double(HalfFloat.toFloat($0)) } }
-        guard solved.allSatisfy({ HalfFloat.toFloat($0).isFinite }), error(value(solved)) < error(value(fitted)) else { return }
+        // q4a keeps each group's zero point (the codes are relative to it): a scale it cannot store is no solution.
+        let solved = zip(s, fitted).map { scheme == .q4a ? edge_q4a_word(Float($0), Int32($1 & 15)) : HalfFloat.fromFloat(Float($0)) }
+        let value = { (bits: [UInt16]) in bits.map { Double(Quantizer.scaleValue($0, scheme: scheme)) } }
+        guard zip(solved, fitted).allSatisfy({ scheme != .q4a || ($0 != 0 && $0 & 15 == $1 & 15) }),
+              value(solved).allSatisfy(\.isFinite), error(value(solved)) < error(value(fitted)) else { return }
         for (k, g) in used.enumerated() { scales[g] = solved[k] }
     }
 }

@@ -11,6 +11,8 @@ import Foundation
 ///   -k for 16 k from 6.5 to 8.5 in steps of 2/15, plus the least-squares refit of each) and the one with the least squared
 ///   error wins; codes are in [-8, 7]. Scales are rounded to f16 *before* the codes are chosen, so the
 ///   stored scale is exactly the one the codes were fitted to.
+/// - q4a: per group, a 12-bit scale and a zero point z (`edge_fit_q4a`: scaled ranges of the group, three zero
+///   points each, and their least-squares refits); codes c = n - z in [-z, 15 - z].
 /// - All-zero groups get scale 0 and zero codes. Rounding is to nearest, ties to even.
 public enum Quantizer {
     /// Encodes `values` (row-major, `layout.count` elements) into the layout's payload bytes.
@@ -32,7 +34,7 @@ public enum Quantizer {
         precondition(values.count == layout.count)
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         // q8 ignores importance: its scale is the group's largest weight.
-        let importance = layout.scheme == .q4 ? importance : nil
+        let importance = layout.scheme.isFourBit ? importance : nil
         out.withUnsafeMutableBytes { dst in
             let s = UncheckedSendable(values), d = UncheckedSendable(dst)
             let chunk = max(1, 16_384 / max(1, layout.cols))
@@ -62,18 +64,19 @@ public enum Quantizer {
             for i in 0..<cols { out[i] = payload.loadUnaligned(fromByteOffset: (r * cols + i) * 4, as: Float.self) }
         case .f16:
             for i in 0..<cols { out[i] = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: (r * cols + i) * 2, as: UInt16.self)) }
-        case .q8, .q4:
+        case .q8, .q4, .q4a:
             let rowBase = r * layout.blocksPerRow * layout.blockBytes
             let scaleBase = layout.scalesOffset + r * layout.groupsPerRow * 2
             for i in 0..<cols {
                 let block = i / 32, j = i % 32
-                let scale = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: scaleBase + (block / layout.blocksPerGroup) * 2, as: UInt16.self))
+                let word = payload.loadUnaligned(fromByteOffset: scaleBase + (block / layout.blocksPerGroup) * 2, as: UInt16.self)
+                let scale = scaleValue(word, scheme: layout.scheme)
                 let code: Int
                 if layout.scheme == .q8 {
                     code = Int(Int8(bitPattern: payload[rowBase + i]))
                 } else {
                     let byte = payload[rowBase + block * 16 + j % 16]
-                    code = Int(j < 16 ? byte & 0x0F : byte >> 4) - 8
+                    code = Int(j < 16 ? byte & 0x0F : byte >> 4) - (layout.scheme == .q4a ? Int(word & 15) : 8)
                 }
                 out[i] = Float(code) * scale
             }
@@ -90,7 +93,7 @@ public enum Quantizer {
             for i in (rows.lowerBound * cols)..<(rows.upperBound * cols) {
                 out.storeBytes(of: HalfFloat.fromFloat(values[i]), toByteOffset: i * 2, as: UInt16.self)
             }
-        case .q8, .q4:
+        case .q8, .q4, .q4a:
             let groupValues = layout.blocksPerGroup * 32, truncate: Int32 = rounding == .towardZero ? 1 : 0
             precondition(rounding == .toNearestOrEven || rounding == .towardZero, "codes round to nearest even (or toward zero in tests)")
             // One group at a time, padded with zeros to whole blocks (zeros cost nothing at any scale).
@@ -117,16 +120,24 @@ public enum Quantizer {
                         for i in 0..<(hi - lo) { w[i] *= (rowVariance + x[i] * x[i]).squareRoot() }
                         (w + (hi - lo)).initialize(repeating: 1, count: stored - (hi - lo))
                     }
-                    let scale = layout.scheme == .q8 ? edge_fit_q8(x, Int64(stored), codes, truncate)
-                        : edge_fit_q4(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
+                    let scale = switch layout.scheme {
+                    case .q8: edge_fit_q8(x, Int64(stored), codes, truncate)
+                    case .q4a: edge_fit_q4a(x, calibrated ? w : nil, Int64(stored), codes, truncate)
+                    default: edge_fit_q4(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
+                    }
                     store(codes: codes, scale: scale, row: r, group: g, count: stored, layout: layout, out: out)
                 }
             }
         }
     }
 
-    /// Stores group g of row r: its f16 scale bits and its `count` codes (the group's stored values,
-    /// padding included: padding past the last column stores code 0, nibble 8 for q4, like every zero).
+    /// The scale a stored scale word stands for: an IEEE half (q8, q4) or q4a's 12-bit scale.
+    static func scaleValue(_ word: UInt16, scheme: TensorScheme) -> Float {
+        HalfFloat.toFloat(scheme == .q4a ? edge_q4a_scale_half(word) : word)
+    }
+
+    /// Stores group g of row r: its scale word and its `count` codes (the group's stored values, padding
+    /// included: padding past the last column stores code 0, nibble 8 for q4 and z for q4a, like every zero).
     static func store(codes: UnsafePointer<Int8>, scale: UInt16, row r: Int, group g: Int, count: Int, layout: TensorLayout,
                       out: UnsafeMutableRawBufferPointer) {
         let rowBase = r * layout.blocksPerRow * layout.blockBytes, lo = g * layout.blocksPerGroup * 32
@@ -134,9 +145,10 @@ public enum Quantizer {
         if layout.scheme == .q8 {
             for i in 0..<count { out[rowBase + lo + i] = UInt8(bitPattern: codes[i]) }
         } else {
+            let zero = layout.scheme == .q4a ? Int(scale & 15) : 8
             for b in 0..<(count / 32) {
                 let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
-                for j in 0..<16 { out[block + j] = UInt8(Int(c[j]) + 8) | UInt8(Int(c[j + 16]) + 8) << 4 }
+                for j in 0..<16 { out[block + j] = UInt8(Int(c[j]) + zero) | UInt8(Int(c[j + 16]) + zero) << 4 }
             }
         }
     }

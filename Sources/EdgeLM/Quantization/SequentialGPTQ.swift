@@ -40,7 +40,7 @@ public enum SequentialGPTQ {
                         maxTokens: Int, context: Int, threads: Int?, progress: (Int, Int) -> Void,
                         conversionProgress: (ConversionProgress) -> Void,
                         adjust: (inout [Float], inout [Float], Int) -> Void) throws(EdgeLMError) -> ConversionReport {
-        guard options.type.isQuantized else { throw .invalidArgument("sequential GPTQ rounds q4 or q8 matrices, not \(options.type.rawValue)") }
+        guard options.type.isQuantized else { throw .invalidArgument("sequential GPTQ rounds q4, q4a or q8 matrices, not \(options.type.rawValue)") }
         let config = checkpoint.config
         let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads)
         defer { run.removeScratch() }

@@ -1,0 +1,122 @@
+// q4a: 4-bit codes with a zero point (see EdgeKernels.h). The matrix product reuses each level's q4 kernel,
+// whose nibble n stands for n - 8, and adds what the zero point changes: s (n - z) = s (n - 8) + s (8 - z), so
+// dot = q4 dot + Σ_groups s_g (8 - z_g) Σ_{blocks of g} xs_b Σ x_b. Only the scale words need decoding; the
+// kernels' inner loops are the q4 ones.
+#include "internal.h"
+#include <stdlib.h>
+
+/// Rows decoded per call of the q4 kernel: their f16 scales and offsets fit in L1 for any realistic row.
+enum { Q4A_CHUNK = 64 };
+
+static inline uint16_t q4a_half(uint16_t word) { return (uint16_t)((word >> 4) << 3); }
+
+uint16_t edge_q4a_scale_half(uint16_t word) { return q4a_half(word); }
+
+void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
+                     float *out, int64_t ors, int64_t ots) {
+    const int64_t ngroups = (nblocks + gblocks - 1) / gblocks, row_bytes = nblocks * 16;
+    // halves [Q4A_CHUNK, ngroups]: the chunk's f16 scales; offsets [Q4A_CHUNK, ngroups]: s (8 - z);
+    // sums [ntok, ngroups]: Σ over the group's blocks of xs_b Σ x_b.
+    uint16_t *halves = malloc((size_t)(Q4A_CHUNK * ngroups) * sizeof *halves);
+    float *offsets = malloc((size_t)(Q4A_CHUNK * ngroups) * sizeof *offsets);
+    float *sums = malloc((size_t)(ntok * ngroups) * sizeof *sums);
+    if (!halves || !offsets || !sums) abort();
+    for (int64_t t = 0; t < ntok; t++)
+        for (int64_t g = 0; g < ngroups; g++) {
+            float s = 0;
+            for (int64_t b = g * gblocks, end = edge_group_end(g, gblocks, nblocks); b < end; b++) {
+                int32_t sum = 0;
+                for (int i = 0; i < 32; i++) sum += x[(t * nblocks + b) * 32 + i];
+                s += xs[t * nblocks + b] * (float)sum;
+            }
+            sums[t * ngroups + g] = s;
+        }
+    for (int64_t r = r0; r < r1; r += Q4A_CHUNK) {
+        const int64_t n = r1 - r < Q4A_CHUNK ? r1 - r : Q4A_CHUNK;
+        for (int64_t k = 0; k < n * ngroups; k++) {
+            const uint16_t word = ws[r * ngroups + k];
+            halves[k] = q4a_half(word);
+            offsets[k] = edge_half_to_float(halves[k]) * (float)(8 - (int)(word & 15));
+        }
+        edge_matmul_q4(isa, w + r * row_bytes, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t t = 0; t < ntok; t++) {
+                const float *o = offsets + i * ngroups, *xsum = sums + t * ngroups;
+                float acc = 0;
+                for (int64_t g = 0; g < ngroups; g++) acc += o[g] * xsum[g];
+                out[(r + i) * ors + t * ots] += acc;
+            }
+    }
+    free(halves);
+    free(offsets);
+    free(sums);
+}
+
+/// Σ w (x - s c)² and the refit sums Σ w x c, Σ w c² for codes c = clamp(round(x / s), -z, 15 - z).
+static float q4a_error(const float *x, const float *w, int64_t n, float s, int z, int truncate, float *xc, float *cc) {
+    float e = 0, a = 0, b = 0, inverse = 1 / s;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] * inverse;
+        float c = truncate ? (float)(int)v : __builtin_nearbyintf(v);
+        c = c < -z ? (float)-z : c > 15 - z ? (float)(15 - z) : c;
+        const float wi = w ? w[i] : 1, d = x[i] - s * c;
+        e += wi * d * d;
+        a += wi * x[i] * c;
+        b += wi * c * c;
+    }
+    *xc = a;
+    *cc = b;
+    return e;
+}
+
+uint16_t edge_q4a_word(float s, int z) {
+    uint32_t half = edge_float_to_half(s);
+    uint32_t bits = (half + 4) >> 3;  // exponent and the top 7 mantissa bits, rounded
+    if (half == 0 || half >= 0x7C00 || bits >= 0xF80) return 0;
+    return (uint16_t)(bits << 4 | (uint32_t)z);
+}
+
+uint16_t edge_fit_q4a(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    float lo = 0, hi = 0;
+    for (int64_t i = 0; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    uint16_t best = 0;
+    float best_error = __builtin_inff();
+    if (hi > lo)
+        for (int k = 0; k < 16; k++) {
+            const float range = (hi - lo) / 15 * (0.80f + 0.02f * (float)k);
+            int z0 = (int)__builtin_nearbyintf(-lo / range);
+            for (int z = z0 - 1; z <= z0 + 1; z++) {
+                if (z < 0 || z > 15) continue;
+                float xc, cc;
+                uint16_t word = edge_q4a_word(range, z);
+                for (int pass = 0; pass < 2 && word; pass++) {
+                    const float s = edge_half_to_float(q4a_half(word));
+                    const float e = q4a_error(x, w, n, s, z, truncate, &xc, &cc);
+                    if (e < best_error) {
+                        best_error = e;
+                        best = word;
+                    }
+                    word = cc > 0 && xc > 0 ? edge_q4a_word(xc / cc, z) : 0;  // the least-squares scale of these codes
+                }
+            }
+        }
+    if (best == 0) {
+        for (int64_t i = 0; i < n; i++) codes[i] = 0;
+        return 0;
+    }
+    float xc, cc;
+    const float s = edge_half_to_float(q4a_half(best));
+    const int z = best & 15;
+    q4a_error(x, w, n, s, z, truncate, &xc, &cc);
+    const float inverse = 1 / s;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] * inverse;
+        float c = truncate ? (float)(int)v : __builtin_nearbyintf(v);
+        codes[i] = (int8_t)(c < -z ? -z : c > 15 - z ? 15 - z : c);
+    }
+    return best;
+}
