@@ -2,6 +2,7 @@
 // whose nibble n stands for n - 8, and adds what the zero point changes: s (n - z) = s (n - 8) + s (8 - z), so
 // dot = q4 dot + Σ_groups s_g (8 - z_g) Σ_{blocks of g} xs_b Σ x_b. Only the scale words need decoding; the
 // kernels' inner loops are the q4 ones.
+#include "exact.h"
 #include "internal.h"
 #include <stdlib.h>
 
@@ -10,7 +11,6 @@ enum { Q4A_CHUNK = 64 };
 
 static inline uint16_t q4a_half(uint16_t word) { return (uint16_t)((word >> 4) << 3); }
 
-typedef float v8f __attribute__((vector_size(32)));
 typedef float v16f __attribute__((vector_size(64)));
 
 /// Σ a[g] b[g] for g < n: eight lanes summed apart, then the lanes and the tail in order (vector code on every
@@ -113,14 +113,19 @@ void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblo
     q4a_matmul(isa, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
+/// v rounded to nearest even (toward zero with `truncate`) and clamped to [-z, 15 - z]. Clamping first (the
+/// bounds are integers, so the order does not matter) keeps |v| small enough for the 1.5 * 2^23 rounding trick,
+/// which the compiler inlines where nearbyintf would be a call.
+static inline float q4a_code(float v, int z, int truncate) {
+    v = v < (float)-z ? (float)-z : v > (float)(15 - z) ? (float)(15 - z) : v;
+    return truncate ? (float)(int)v : (v + 12582912.0f) - 12582912.0f;
+}
+
 /// Σ w (x - s c)² and the refit sums Σ w x c, Σ w c² for codes c = clamp(round(x / s), -z, 15 - z).
 static float q4a_error(const float *x, const float *w, int64_t n, float s, int z, int truncate, float *xc, float *cc) {
     float e = 0, a = 0, b = 0, inverse = 1 / s;
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i] * inverse;
-        float c = truncate ? (float)(int)v : __builtin_nearbyintf(v);
-        c = c < -z ? (float)-z : c > 15 - z ? (float)(15 - z) : c;
-        const float wi = w ? w[i] : 1, d = x[i] - s * c;
+        const float c = q4a_code(x[i] * inverse, z, truncate), wi = w ? w[i] : 1, d = x[i] - s * c;
         e += wi * d * d;
         a += wi * x[i] * c;
         b += wi * c * c;
@@ -137,7 +142,109 @@ uint16_t edge_q4a_word(float s, int z) {
     return (uint16_t)(bits << 4 | (uint32_t)z);
 }
 
-uint16_t edge_fit_q4a(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+/// The candidates of a group's fit in the order the search takes them: per scaled range k, per zero point z
+/// (the one nearest -min(x, 0) / range and its neighbours, within [0, 15]), the range's word and then the
+/// least-squares refit of its codes. Returns how many pairs (word, refit) were listed.
+EDGE_INLINE int q4a_candidates(float lo, float hi, uint16_t *words, int *zeros) {
+    int m = 0;
+    for (int k = 0; k < 16; k++) {
+        const float range = (hi - lo) / 15 * (0.80f + 0.02f * (float)k);
+        const int z0 = (int)__builtin_nearbyintf(-lo / range);
+        for (int z = z0 - 1; z <= z0 + 1; z++) {
+            if (z < 0 || z > 15) continue;
+            words[m] = edge_q4a_word(range, z);
+            zeros[m++] = z;
+        }
+    }
+    return m;
+}
+
+/// q4a_error for eight candidates (scales and zero points, one per lane); lanes sum in element order as the
+/// scalar function does, so every lane gives its bits.
+EDGE_INLINE void q4a_errors8(const float *x, const float *w, int64_t n, const float *scales, const float *zeros, int truncate,
+                             v8f *e, v8f *xc, v8f *cc) {
+    v8f s, z;
+    memcpy(&s, scales, sizeof s);
+    memcpy(&z, zeros, sizeof z);
+    const v8f inverse = 1 / s, lo = -z, hi = 15 - z, magic = (v8f){ 0 } + 12582912.0f;
+    v8f ea = { 0 }, aa = { 0 }, ba = { 0 };
+    for (int64_t i = 0; i < n; i++) {
+        const v8f xi = (v8f){ 0 } + x[i], wi = (v8f){ 0 } + (w ? w[i] : 1);
+        v8f v = xi * inverse;
+        v8i below = v < lo;
+        v = (v8f)(((v8i)lo & below) | ((v8i)v & ~below));
+        v8i above = v > hi;
+        v = (v8f)(((v8i)hi & above) | ((v8i)v & ~above));
+        const v8f c = truncate ? __builtin_convertvector(__builtin_convertvector(v, v8i), v8f) : (v + magic) - magic;
+        const v8f d = xi - s * c;
+        ea += wi * d * d;
+        aa += wi * xi * c;
+        ba += wi * c * c;
+    }
+    *e = ea;
+    *xc = aa;
+    *cc = ba;
+}
+
+/// The errors of `m` candidate words (0: none; its error stays infinite), eight at a time; also each one's refit word.
+EDGE_INLINE void q4a_evaluate(const float *x, const float *w, int64_t n, int truncate, const uint16_t *words, const int *zeros,
+                              int m, float *errors, uint16_t *refits) {
+    for (int j = 0; j < m; j += 8) {
+        float s[8], z[8];
+        for (int l = 0; l < 8; l++) {
+            const int valid = j + l < m && words[j + l];
+            s[l] = valid ? edge_half_to_float(q4a_half(words[j + l])) : 1;
+            z[l] = j + l < m ? (float)zeros[j + l] : 0;
+        }
+        v8f e, xc, cc;
+        q4a_errors8(x, w, n, s, z, truncate, &e, &xc, &cc);
+        for (int l = 0; l < 8 && j + l < m; l++) {
+            const int valid = words[j + l] != 0;
+            errors[j + l] = valid ? e[l] : __builtin_inff();
+            refits[j + l] = valid && cc[l] > 0 && xc[l] > 0 ? edge_q4a_word(xc[l] / cc[l], zeros[j + l]) : 0;
+        }
+    }
+}
+
+/// The fit, candidates in lanes: the same choice as the scalar search (the first candidate with the least
+/// error, each range's word before its refit).
+EDGE_INLINE uint16_t fit_q4a_lanes(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    float lo = 0, hi = 0;
+    for (int64_t i = 0; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    uint16_t best = 0;
+    if (hi > lo) {
+        uint16_t words[48], refits[48], unused[48];
+        int zeros[48];
+        float errors[48], refit_errors[48];
+        const int m = q4a_candidates(lo, hi, words, zeros);
+        q4a_evaluate(x, w, n, truncate, words, zeros, m, errors, refits);
+        q4a_evaluate(x, w, n, truncate, refits, zeros, m, refit_errors, unused);
+        float best_error = __builtin_inff();
+        for (int j = 0; j < m; j++) {
+            if (words[j] && errors[j] < best_error) {
+                best_error = errors[j];
+                best = words[j];
+            }
+            if (words[j] && refits[j] && refit_errors[j] < best_error) {
+                best_error = refit_errors[j];
+                best = refits[j];
+            }
+        }
+    }
+    if (best == 0) {
+        for (int64_t i = 0; i < n; i++) codes[i] = 0;
+        return 0;
+    }
+    const int z = best & 15;
+    const float inverse = 1 / edge_half_to_float(q4a_half(best));
+    for (int64_t i = 0; i < n; i++) codes[i] = (int8_t)q4a_code(x[i] * inverse, z, truncate);
+    return best;
+}
+
+uint16_t edge_fit_q4a_reference(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
     float lo = 0, hi = 0;
     for (int64_t i = 0; i < n; i++) {
         lo = x[i] < lo ? x[i] : lo;
@@ -145,38 +252,48 @@ uint16_t edge_fit_q4a(const float *x, const float *w, int64_t n, int8_t *codes, 
     }
     uint16_t best = 0;
     float best_error = __builtin_inff();
-    if (hi > lo)
-        for (int k = 0; k < 16; k++) {
-            const float range = (hi - lo) / 15 * (0.80f + 0.02f * (float)k);
-            int z0 = (int)__builtin_nearbyintf(-lo / range);
-            for (int z = z0 - 1; z <= z0 + 1; z++) {
-                if (z < 0 || z > 15) continue;
+    if (hi > lo) {
+        uint16_t words[48];
+        int zeros[48];
+        const int m = q4a_candidates(lo, hi, words, zeros);
+        for (int j = 0; j < m; j++) {
+            uint16_t word = words[j];
+            for (int pass = 0; pass < 2 && word; pass++) {
                 float xc, cc;
-                uint16_t word = edge_q4a_word(range, z);
-                for (int pass = 0; pass < 2 && word; pass++) {
-                    const float s = edge_half_to_float(q4a_half(word));
-                    const float e = q4a_error(x, w, n, s, z, truncate, &xc, &cc);
-                    if (e < best_error) {
-                        best_error = e;
-                        best = word;
-                    }
-                    word = cc > 0 && xc > 0 ? edge_q4a_word(xc / cc, z) : 0;  // the least-squares scale of these codes
+                const float e = q4a_error(x, w, n, edge_half_to_float(q4a_half(word)), zeros[j], truncate, &xc, &cc);
+                if (e < best_error) {
+                    best_error = e;
+                    best = word;
                 }
+                word = cc > 0 && xc > 0 ? edge_q4a_word(xc / cc, zeros[j]) : 0;  // the least-squares scale of these codes
             }
         }
+    }
     if (best == 0) {
         for (int64_t i = 0; i < n; i++) codes[i] = 0;
         return 0;
     }
-    float xc, cc;
-    const float s = edge_half_to_float(q4a_half(best));
     const int z = best & 15;
-    q4a_error(x, w, n, s, z, truncate, &xc, &cc);
-    const float inverse = 1 / s;
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i] * inverse;
-        float c = truncate ? (float)(int)v : __builtin_nearbyintf(v);
-        codes[i] = (int8_t)(c < -z ? -z : c > 15 - z ? 15 - z : c);
-    }
+    const float inverse = 1 / edge_half_to_float(q4a_half(best));
+    for (int64_t i = 0; i < n; i++) codes[i] = (int8_t)q4a_code(x[i] * inverse, z, truncate);
     return best;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static uint16_t fit_q4a_avx512(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    return fit_q4a_lanes(x, w, n, codes, truncate);
+}
+
+__attribute__((target("avx2"))) static uint16_t fit_q4a_avx2(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    return fit_q4a_lanes(x, w, n, codes, truncate);
+}
+#endif
+
+uint16_t edge_fit_q4a(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+#if defined(__x86_64__)
+    if (isa == EDGE_ISA_AVX512_VNNI) return fit_q4a_avx512(x, w, n, codes, truncate);
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return fit_q4a_avx2(x, w, n, codes, truncate);
+#endif
+    (void)isa;
+    return fit_q4a_lanes(x, w, n, codes, truncate);
 }

@@ -108,6 +108,21 @@ import Testing
         #expect(sequential.stdout.contains("(sequential GPTQ with error compensation) on 1024 tokens"), "\(sequential.stdout)")
     }
 
+    /// q4a files convert, say what they hold, and generate; calibration and GPTQ accept them.
+    @Test func q4aFilesConvertInspectAndGenerate() throws {
+        guard available, Fixtures.available("text/tinystories-dev.txt") else { return }
+        let dir = TemporaryDirectory(), out = dir.file("a.edgelm"), text = Fixtures.path("text/tinystories-dev.txt")
+        let r = try Self.sh("""
+            "$EDGELM" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4a --calibrate '\(text)' --calibration-tokens 1024 --gptq --quiet \
+              && "$EDGELM" inspect '\(out)' && "$EDGELM" generate -m '\(out)' -p 'Once upon a time' -n 16 --temperature 0 --quiet
+            """)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("quantization: q4a, group 32, embedding/output q8"), "\(r.stdout)")
+        #expect(r.stdout.contains("q4a scales and codes calibrated (GPTQ) on 1024 tokens"), "\(r.stdout)")
+        #expect(r.stdout.contains("blk.0.ffn_down") && r.stdout.contains(" q4a "), "\(r.stdout)")
+        #expect(r.stdout.split(separator: "\n").last.map { $0.split(separator: " ").count >= 4 } == true, "\(r.stdout)")
+    }
+
     /// `--tensor-type` rules give matching matrices their own scheme and group size (first match wins), are
     /// recorded and shown by `inspect`, and the mixed file runs: layer 0 at q8 in a q4 file measured
     /// 0.0702 mean KLD against 0.0903 for plain q4 (8 windows of the dev text). Rules that cannot apply are

@@ -227,7 +227,7 @@ static void test_q4a_fit(void) {
             x[i] = (uniform() - (trial % 3 == 0 ? 0.2f : 0.5f)) * 2.0f;
             w[i] = trial % 2 ? uniform() + 0.01f : 1.0f;
         }
-        uint16_t word = edge_fit_q4a(x, trial % 2 ? w : NULL, N, codes, 0);
+        uint16_t word = edge_fit_q4a_reference(x, trial % 2 ? w : NULL, N, codes, 0);
         float s = edge_half_to_float(edge_q4a_scale_half(word));
         int z = word & 15;
         double e = 0, e4 = 0;
@@ -241,12 +241,37 @@ static void test_q4a_fit(void) {
         ok &= s > 0 && e <= 1.5 * e4;
     }
     for (int i = 0; i < N; i++) x[i] = 0.25f * (float)(i % 16) - 1.0f;  // the grid 0.25 (n - 4)
-    uint16_t word = edge_fit_q4a(x, NULL, N, codes, 0);
+    uint16_t word = edge_fit_q4a_reference(x, NULL, N, codes, 0);
     for (int i = 0; i < N; i++) ok &= codes[i] == (i % 16) - 4;
     ok &= (word & 15) == 4 && edge_half_to_float(edge_q4a_scale_half(word)) == 0.25f;
     for (int i = 0; i < N; i++) x[i] = 0;
-    ok &= edge_fit_q4a(x, NULL, N, codes, 0) == 0 && codes[0] == 0 && codes[N - 1] == 0;
+    ok &= edge_fit_q4a_reference(x, NULL, N, codes, 0) == 0 && codes[0] == 0 && codes[N - 1] == 0;
     check(ok, "q4a fit", EDGE_ISA_GENERIC, "zero-point codes");
+}
+
+/// The level's q4a fit (candidates in lanes) gives the scalar reference's word and codes: random, shifted,
+/// weighted, tiny and huge groups, constant groups, zeros and padding, both rounding modes.
+static void test_q4a_fit_level(int isa) {
+    enum { N = 64 };
+    float x[N], w[N];
+    int ok = 1;
+    for (int trial = 0; trial < 600; trial++) {
+        const int n = trial % 3 == 0 ? 32 : trial % 3 == 1 ? 64 : 40;
+        const float scale = trial % 7 == 0 ? 1e-6f : trial % 7 == 1 ? 3e3f : 1.0f;
+        for (int i = 0; i < n; i++) {
+            x[i] = trial % 11 == 0 ? 0.5f : (uniform() - (trial % 4) * 0.2f) * scale;
+            if (n == 40 && i >= 34) x[i] = 0;
+            w[i] = uniform() + 0.01f;
+        }
+        if (trial % 13 == 0)
+            for (int i = 0; i < n; i++) x[i] = 0;
+        for (int truncate = 0; truncate <= 1; truncate++) {
+            const float *weights = trial % 2 ? w : NULL;
+            int8_t a[N], b[N];
+            ok &= edge_fit_q4a(isa, x, weights, n, a, truncate) == edge_fit_q4a_reference(x, weights, n, b, truncate) && memcmp(a, b, (size_t)n) == 0;
+        }
+    }
+    check(ok, "q4a fit", isa, "vector against scalar");
 }
 
 static void test_quantizer(int isa) {
@@ -503,6 +528,7 @@ static void test_level(int isa) {
     int before = failed;
     test_quantizer(isa);
     test_q4_fit(isa);
+    test_q4a_fit_level(isa);
     test_gptq_arithmetic(isa);
     // 8 or 16 rows and more of 8 blocks or more reach the GEMM tiles (with row tails; 25 x 11 sends a
     // 9-row tail of odd groups to the 256-bit EVEX tile on AVX-512); 1,000 blocks make the q4

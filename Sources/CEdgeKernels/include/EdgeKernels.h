@@ -136,8 +136,10 @@ uint16_t edge_fit_q4_reference(const float *x, const float *w, int64_t n, int8_t
 /// c = n - z in [-z, 15 - z]. The range [min(x, 0), max(x, 0)] over 15 is scaled by 0.80, 0.82, ..., 1.10; each
 /// scale is tried with the zero point that maps 0 nearest to where min(x, 0) sits and its two neighbours, then
 /// with the weighted least-squares refit of its codes; the first candidate with the least Σ w (x - s c)² wins.
-/// All-zero groups get word 0. Scalar C, the same at every level.
-uint16_t edge_fit_q4a(const float *x, const float *w, int64_t n, int8_t *codes, int truncate);
+/// All-zero groups get word 0. `edge_fit_q4a_reference` is the scalar search; the level's version evaluates
+/// eight candidates per vector, and all give identical results.
+uint16_t edge_fit_q4a(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate);
+uint16_t edge_fit_q4a_reference(const float *x, const float *w, int64_t n, int8_t *codes, int truncate);
 
 /// Fits one q8 group: scale = f16(max|x| / 127), codes = round(x / scale) in [-127, 127].
 uint16_t edge_fit_q8(const float *x, int64_t n, int8_t *codes, int truncate);

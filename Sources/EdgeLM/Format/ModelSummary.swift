@@ -125,7 +125,7 @@ public struct ModelSummary: Codable, Sendable {
             case .sequentialGPTQ: "scales and codes calibrated (sequential GPTQ with error compensation)"
             case .importance, nil: "scales calibrated"
             }
-            s += ", q4 \(how) on \(c.tokens) tokens"
+            s += ", \(q.type.rawValue) \(how) on \(c.tokens) tokens"
             s += " (\(c.windows) windows of \(c.context); text sha256 \(c.textSHA256))"
         }
         if let rules = q.tensorTypes { s += "\n        per-tensor types: \(rules.joined(separator: ", "))" }

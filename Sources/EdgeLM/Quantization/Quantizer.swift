@@ -122,7 +122,7 @@ public enum Quantizer {
                     }
                     let scale = switch layout.scheme {
                     case .q8: edge_fit_q8(x, Int64(stored), codes, truncate)
-                    case .q4a: edge_fit_q4a(x, calibrated ? w : nil, Int64(stored), codes, truncate)
+                    case .q4a: edge_fit_q4a(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
                     default: edge_fit_q4(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
                     }
                     store(codes: codes, scale: scale, row: r, group: g, count: stored, layout: layout, out: out)
