@@ -142,6 +142,25 @@ uint16_t edge_q4a_word(float s, int z) {
     return (uint16_t)(bits << 4 | (uint32_t)z);
 }
 
+/// The group's range with 0 in it: [min(x, 0), max(x, 0)].
+EDGE_INLINE void q4a_range(const float *x, int64_t n, float *lo, float *hi) {
+    float a = 0, b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        a = x[i] < a ? x[i] : a;
+        b = x[i] > b ? x[i] : b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/// Writes the codes of word `best` (all 0 for word 0, an all-zero group) and returns it.
+EDGE_INLINE uint16_t q4a_codes(const float *x, int64_t n, uint16_t best, int8_t *codes, int truncate) {
+    const int z = best & 15;
+    const float inverse = best ? 1 / edge_half_to_float(q4a_half(best)) : 0;
+    for (int64_t i = 0; i < n; i++) codes[i] = best ? (int8_t)q4a_code(x[i] * inverse, z, truncate) : 0;
+    return best;
+}
+
 /// The candidates of a group's fit in the order the search takes them: per scaled range k, per zero point z
 /// (the one nearest -min(x, 0) / range and its neighbours, within [0, 15]), the range's word and then the
 /// least-squares refit of its codes. Returns how many pairs (word, refit) were listed.
@@ -209,11 +228,8 @@ EDGE_INLINE void q4a_evaluate(const float *x, const float *w, int64_t n, int tru
 /// The fit, candidates in lanes: the same choice as the scalar search (the first candidate with the least
 /// error, each range's word before its refit).
 EDGE_INLINE uint16_t fit_q4a_lanes(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
-    float lo = 0, hi = 0;
-    for (int64_t i = 0; i < n; i++) {
-        lo = x[i] < lo ? x[i] : lo;
-        hi = x[i] > hi ? x[i] : hi;
-    }
+    float lo, hi;
+    q4a_range(x, n, &lo, &hi);
     uint16_t best = 0;
     if (hi > lo) {
         uint16_t words[48], refits[48], unused[48];
@@ -234,22 +250,12 @@ EDGE_INLINE uint16_t fit_q4a_lanes(const float *x, const float *w, int64_t n, in
             }
         }
     }
-    if (best == 0) {
-        for (int64_t i = 0; i < n; i++) codes[i] = 0;
-        return 0;
-    }
-    const int z = best & 15;
-    const float inverse = 1 / edge_half_to_float(q4a_half(best));
-    for (int64_t i = 0; i < n; i++) codes[i] = (int8_t)q4a_code(x[i] * inverse, z, truncate);
-    return best;
+    return q4a_codes(x, n, best, codes, truncate);
 }
 
 uint16_t edge_fit_q4a_reference(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
-    float lo = 0, hi = 0;
-    for (int64_t i = 0; i < n; i++) {
-        lo = x[i] < lo ? x[i] : lo;
-        hi = x[i] > hi ? x[i] : hi;
-    }
+    float lo, hi;
+    q4a_range(x, n, &lo, &hi);
     uint16_t best = 0;
     float best_error = __builtin_inff();
     if (hi > lo) {
@@ -269,14 +275,7 @@ uint16_t edge_fit_q4a_reference(const float *x, const float *w, int64_t n, int8_
             }
         }
     }
-    if (best == 0) {
-        for (int64_t i = 0; i < n; i++) codes[i] = 0;
-        return 0;
-    }
-    const int z = best & 15;
-    const float inverse = 1 / edge_half_to_float(q4a_half(best));
-    for (int64_t i = 0; i < n; i++) codes[i] = (int8_t)q4a_code(x[i] * inverse, z, truncate);
-    return best;
+    return q4a_codes(x, n, best, codes, truncate);
 }
 
 #if defined(__x86_64__)
