@@ -1,4 +1,4 @@
-// For the files whose vector code must give its scalar reference's bits (quantize.c, gptq.c): no fused
+// For the files whose vector code must give its scalar reference's bits (quantize.c, gptq.c, q4a.c's fit): no fused
 // multiply-adds, their 8-lane vector types, and no GCC warning about the calling convention of wide vectors,
 // which these files only pass between always-inlined helpers (GCC reports it at the end of a file, so it is
 // off for all of it).

@@ -15,7 +15,7 @@ typedef float v16f __attribute__((vector_size(64)));
 
 /// Σ a[g] b[g] for g < n: eight lanes summed apart, then the lanes and the tail in order (vector code on every
 /// target the compiler knows: two SSE or NEON registers per vector at the baseline).
-__attribute__((always_inline)) static inline float dot_f32(const float *a, const float *b, int64_t n) {
+EDGE_INLINE float dot_f32(const float *a, const float *b, int64_t n) {
     v8f acc = { 0 };
     int64_t g = 0;
     for (; g + 8 <= n; g += 8) {
@@ -34,9 +34,8 @@ uint16_t edge_q4a_scale_half(uint16_t word) { return q4a_half(word); }
 
 /// The product, always inlined into one wrapper per vector width below so that the compiler vectorises
 /// its loops (the sums of activation codes, the offsets, their products) for the level's registers.
-__attribute__((always_inline)) static inline void q4a_matmul(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks,
-                                                             int64_t gblocks, int64_t r0, int64_t r1, const int8_t *x,
-                                                             const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+EDGE_INLINE void q4a_matmul(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
+                             const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
     const int64_t ngroups = (nblocks + gblocks - 1) / gblocks, row_bytes = nblocks * 16;
     // halves [Q4A_CHUNK, ngroups]: the chunk's f16 scales; offsets [Q4A_CHUNK, ngroups]: s (8 - z);
     // transposed [ngroups, Q4A_CHUNK]: the offsets by group (rows past the chunk's end 0); sums [ngroups, ntok]:

@@ -4,10 +4,10 @@ import Foundation
 /// GPTQ (Frantar et al., 2022) for q4 and q8 matrices: the columns of W are rounded one at a time, and each
 /// column's rounding error is pushed onto the columns not yet rounded through the inverse Hessian of the
 /// layer's reconstruction error, H = E[x xᵀ] over the calibration activations, so that W·x rather than W
-/// itself stays close. The stored layout is the ordinary q4 or q8 one: only which codes and scales are
+/// itself stays close. The stored layout is the ordinary q4, q4a or q8 one: only which codes and scales are
 /// chosen changes, not what the kernels read.
 ///
-/// q4 columns go in order of decreasing E[x_j²] ("act order"). Each group's scale is fitted first, to the
+/// q4 and q4a columns go in order of decreasing E[x_j²] ("act order"). Each group's scale is fitted first, to the
 /// original weights (q4: as the calibrated quantizer does, `edge_fit_q4` weighted by the column
 /// importance E[x_j²]; q8: the largest weight over 127), then the codes are rounded column by column
 /// with those scales. Once a row's codes are chosen, its scales are solved for jointly — the
