@@ -87,8 +87,8 @@ import Testing
     }
 
     /// Sequential GPTQ with error compensation on the same split (`SequentialGPTQ`). Measured with the CLI:
-    /// q4 0.0432 (GPTQ from the float model's moments 0.0539), q4a 0.0397 (0.0418 in one run of this test: sequential
-    /// results move by a few percent with small numerical differences), q8 per channel 0.00089; cross moments whose
+    /// q4 0.0432 (GPTQ from the float model's moments 0.0539), q4a 0.0397 (its limit sits below its plain GPTQ, 0.0464:
+    /// sequential results move by a few percent with small numerical differences), q8 per channel 0.00089; cross moments whose
     /// float channels are shuffled (the map then sends each input to the wrong one) must do far worse.
     @Test func sequentialGPTQCompensatesAndBrokenCrossMomentsDoNot() throws {
         guard Fixtures.available(Fixtures.stories + "stories260K.gguf"), Fixtures.available("text/tinystories-dev.txt") else { return }
