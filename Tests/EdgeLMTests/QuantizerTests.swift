@@ -114,6 +114,20 @@ import Testing
         #expect(codes.allSatisfy { (-Int8(word & 15)...(15 - Int8(word & 15))).contains($0) })
     }
 
+    /// A q4a group whose weights are too large for a 12-bit scale is stored as word 0; the converter's check finds
+    /// it (and only it) so that such a tensor is refused rather than read back as zeros.
+    @Test func overflowingQ4aScalesAreFound() throws {
+        var values = [Float](repeating: 0.5, count: 2 * 64)
+        values[64 + 40] = 3e6  // row 1, group 1
+        let layout = try TensorLayout(shape: [2, 64], scheme: .q4a, groupSize: 32)
+        let payload = Quantizer.encode(values, layout: layout)
+        let bad = payload.withUnsafeBytes { p in values.withUnsafeBufferPointer { Converter.firstOverflowingQ4aGroup(p, values: $0, layout: layout) } }
+        #expect(bad == 3)
+        values[64 + 40] = 0.5
+        let fine = Quantizer.encode(values, layout: layout)
+        #expect(fine.withUnsafeBytes { p in values.withUnsafeBufferPointer { Converter.firstOverflowingQ4aGroup(p, values: $0, layout: layout) } } == nil)
+    }
+
     @Test func zeroGroupsAndPaddingDecodeToZero() throws {
         for scheme in [TensorScheme.q8, .q4, .q4a] {
             var values = [Float](repeating: 0, count: 3 * 40)

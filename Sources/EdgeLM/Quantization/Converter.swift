@@ -217,6 +217,9 @@ public enum Converter {
                 if scheme == .q8 || scheme == .q4, let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.rows * layout.groupsPerRow) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
                 }
+                if scheme == .q4a, let bad = payload.withUnsafeBytes({ firstOverflowingQ4aGroup($0, values: values, layout: layout) }) {
+                    throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows q4a's 12-bit scale: weights too large to quantize")
+                }
                 let error = scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: Array(values), layout: layout, payload: payload)
                 try finishPending()
                 let zstd = options.zstdLevel
@@ -290,6 +293,22 @@ public enum Converter {
     }
 
     /// Index of the first infinite half value among `count` halves, if any.
+    /// The first q4a group stored as word 0 (no scale) although a weight exceeds the largest half: its scale
+    /// overflowed. Word 0 below that is an all-zero group or one whose scale underflows, as with f16 scales.
+    static func firstOverflowingQ4aGroup(_ payload: UnsafeRawBufferPointer, values: UnsafeBufferPointer<Float>, layout: TensorLayout) -> Int? {
+        let groupValues = layout.blocksPerGroup * 32
+        for r in 0..<layout.rows {
+            for g in 0..<layout.groupsPerRow
+            where payload.loadUnaligned(fromByteOffset: layout.scalesOffset + (r * layout.groupsPerRow + g) * 2, as: UInt16.self) == 0 {
+                let row = values.baseAddress! + r * layout.cols
+                if (g * groupValues..<min(layout.cols, (g + 1) * groupValues)).contains(where: { !(abs(row[$0]) <= 65504) }) {
+                    return r * layout.groupsPerRow + g
+                }
+            }
+        }
+        return nil
+    }
+
     private static func firstOverflowingHalf(_ bytes: UnsafeRawBufferPointer, count: Int) -> Int? {
         for i in 0..<count where bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self) & 0x7C00 == 0x7C00 { return i }
         return nil
