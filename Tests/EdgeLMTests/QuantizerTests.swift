@@ -121,11 +121,11 @@ import Testing
         values[64 + 40] = 3e6  // row 1, group 1
         let layout = try TensorLayout(shape: [2, 64], scheme: .q4a, groupSize: 32)
         let payload = Quantizer.encode(values, layout: layout)
-        let bad = payload.withUnsafeBytes { p in values.withUnsafeBufferPointer { Converter.firstOverflowingQ4aGroup(p, values: $0, layout: layout) } }
+        let bad = payload.withUnsafeBytes { p in values.withUnsafeBufferPointer { Converter.firstOverflowingGroup(p, values: $0, layout: layout) } }
         #expect(bad == 3)
         values[64 + 40] = 0.5
         let fine = Quantizer.encode(values, layout: layout)
-        #expect(fine.withUnsafeBytes { p in values.withUnsafeBufferPointer { Converter.firstOverflowingQ4aGroup(p, values: $0, layout: layout) } } == nil)
+        #expect(fine.withUnsafeBytes { p in values.withUnsafeBufferPointer { Converter.firstOverflowingGroup(p, values: $0, layout: layout) } } == nil)
     }
 
     @Test func zeroGroupsAndPaddingDecodeToZero() throws {

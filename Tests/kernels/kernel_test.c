@@ -215,6 +215,99 @@ static void test_matmul_q4a(int isa, int rows, int nblocks, int ntok) {
     }
 }
 
+/// q4n (codebook indices) against its definition Σ_b s_g xs_b Σ levels[n] x in double: rows past a 32-row
+/// chunk, row ranges, signed scales; for one token, bit for bit the level's q8 product of the decoded blocks.
+static void test_matmul_q4n(int isa, int rows, int nblocks, int ntok) {
+    int groups_list[4] = { 1, 2, 3, nblocks };
+    const int r0 = rows > 8 ? 3 : 0;
+    for (int gi = 0; gi < 4; gi++) {
+        int gblocks = groups_list[gi], ngroups = (nblocks + gblocks - 1) / gblocks;
+        guarded gw = guarded_alloc((size_t)(rows * nblocks * 16)), gx = guarded_alloc((size_t)(ntok * nblocks * 32));
+        fill_weights(gw.data, (size_t)(rows * nblocks * 16), 1, RANDOM);
+        fill_activations((int8_t *)gx.data, (size_t)(ntok * nblocks * 32), RANDOM);
+        uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
+        int8_t *decoded = malloc((size_t)(rows * nblocks * 32));
+        float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks)), *got = malloc(sizeof(float) * (size_t)(rows * ntok));
+        float *want = malloc(sizeof(float) * (size_t)(rows * ntok));  // the q8 product of the decoded blocks
+        for (int i = 0; i < rows * ngroups; i++) ws[i] = (uint16_t)(to_half(uniform() * 0.05f + 1e-3f) | (next_random() & 1) << 15);
+        for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
+        for (int i = 0; i < rows * nblocks * 32; i++) {
+            const uint8_t byte = gw.data[i / 32 * 16 + i % 16];
+            decoded[i] = edge_q4n_levels[i % 32 < 16 ? byte & 0x0F : byte >> 4];
+        }
+        for (int i = 0; i < rows * ntok; i++) got[i] = want[i] = -1.0f;
+        edge_matmul_q4n(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        edge_matmul_q8(isa, decoded, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, want, 1, rows);
+        int ok = ntok > 1 || memcmp(got, want, sizeof(float) * (size_t)(rows * ntok)) == 0;
+        for (int r = r0; r < rows; r++)
+            for (int t = 0; t < ntok; t++) {
+                double exact = 0, magnitude = 0;
+                for (int b = 0; b < nblocks; b++) {
+                    double scale = edge_half_to_float(ws[r * ngroups + b / gblocks]) * xs[t * nblocks + b];
+                    for (int i = 0; i < 32; i++) {
+                        int c = decoded[(r * nblocks + b) * 32 + i], xv = ((const int8_t *)gx.data)[(t * nblocks + b) * 32 + i];
+                        exact += scale * c * xv;
+                        magnitude += fabs(scale) * abs(c) * abs(xv);
+                    }
+                }
+                ok &= fabs(got[t * rows + r] - exact) <= 4.0 * (nblocks + 8) * 1.2e-7 * magnitude + 1e-30;
+            }
+        char detail[96];
+        snprintf(detail, sizeof detail, "rows %d blocks %d tokens %d group %d", rows, nblocks, ntok, gblocks);
+        check(ok, "q4n matmul", isa, detail);
+        free(ws); free(decoded); free(xs); free(got); free(want);
+        guarded_free(gw); guarded_free(gx);
+    }
+}
+
+/// The q4n codebook and fit: ascending levels with 0 at index 8, nearest-level indices (midpoints go up), codes
+/// that are levels, the exact fit of a group on the grid (either sign), zeros, and an error no worse than 1.1x a
+/// symmetric q4 fit's on bell-shaped random groups.
+static void test_q4n_fit(void) {
+    enum { N = 64 };
+    int ok = edge_q4n_levels[8] == 0;
+    for (int k = 0; k < 16; k++) {
+        ok &= k == 0 || edge_q4n_levels[k] > edge_q4n_levels[k - 1];
+        ok &= edge_q4n_index((float)edge_q4n_levels[k]) == k;
+        if (k > 0) {
+            const float mid = 0.5f * (float)(edge_q4n_levels[k - 1] + edge_q4n_levels[k]);
+            ok &= edge_q4n_index(mid) == k && edge_q4n_index(mid - 0.01f) == k - 1;
+        }
+    }
+    ok &= edge_q4n_index(-1e9f) == 0 && edge_q4n_index(1e9f) == 15;
+    check(ok, "q4n fit", EDGE_ISA_GENERIC, "codebook and nearest index");
+    float x[N], w[N];
+    int8_t codes[N], q4codes[N];
+    double total = 0, total4 = 0;
+    ok = 1;
+    for (int trial = 0; trial < 400; trial++) {
+        for (int i = 0; i < N; i++) {
+            x[i] = (uniform() + uniform() + uniform() - 1.5f) * (trial % 5 == 0 ? 1e-3f : 1.0f);
+            w[i] = trial % 2 ? uniform() + 0.01f : 1.0f;
+        }
+        uint16_t word = edge_fit_q4n(x, trial % 2 ? w : NULL, N, codes);
+        float s = edge_half_to_float(word), s4 = edge_half_to_float(edge_fit_q4_reference(x, trial % 2 ? w : NULL, N, q4codes, 0));
+        for (int i = 0; i < N; i++) {
+            ok &= edge_q4n_levels[edge_q4n_index(codes[i])] == codes[i];
+            double wi = trial % 2 ? w[i] : 1;
+            total += wi * (x[i] - s * codes[i]) * (x[i] - s * codes[i]);
+            total4 += wi * (x[i] - s4 * q4codes[i]) * (x[i] - s4 * q4codes[i]);
+        }
+    }
+    ok &= total <= 1.1 * total4;
+    check(ok, "q4n fit", EDGE_ISA_GENERIC, "random groups against q4");
+    for (int sign = -1; sign <= 1; sign += 2) {
+        for (int i = 0; i < N; i++) x[i] = (float)(sign * edge_q4n_levels[(i * 7) % 16]) * 0.0625f;
+        uint16_t word = edge_fit_q4n(x, NULL, N, codes);
+        ok = edge_half_to_float(word) == sign * 0.0625f;
+        for (int i = 0; i < N; i++) ok &= codes[i] == edge_q4n_levels[(i * 7) % 16];
+        check(ok, "q4n fit", EDGE_ISA_GENERIC, sign < 0 ? "exact group, negative scale" : "exact group");
+    }
+    for (int i = 0; i < N; i++) x[i] = 0;
+    ok = edge_fit_q4n(x, NULL, N, codes) == 0 && codes[0] == 0 && codes[N - 1] == 0;
+    check(ok, "q4n fit", EDGE_ISA_GENERIC, "zeros");
+}
+
 /// The q4a fit: codes within [-z, 15 - z] for its word's zero point, the exact fit of a group on its own grid,
 /// scale 0 for zeros, and within 1.5x of the best error of a plain symmetric q4 fit on random groups.
 static void test_q4a_fit(void) {
@@ -542,6 +635,9 @@ static void test_level(int isa) {
         test_matmul_q4a(isa, 5, 3, ntok);
         test_matmul_q4a(isa, 70, 9, ntok);
         test_matmul_q4a(isa, 16, 40, ntok);
+        test_matmul_q4n(isa, 5, 3, ntok);
+        test_matmul_q4n(isa, 70, 9, ntok);
+        test_matmul_q4n(isa, 16, 40, ntok);
     }
     for (int q4 = 0; q4 <= 1; q4++) {
         test_row_range(isa, q4, 11, 3, 8);
@@ -559,6 +655,7 @@ int main(void) {
           "level names", EDGE_ISA_GENERIC, "round trip");
     check(edge_isa_supported(edge_detect_isa()), "detected level is supported", EDGE_ISA_GENERIC, "");
     test_q4a_fit();
+    test_q4n_fit();
     const char *forced = getenv("EDGELM_KERNELS");
     if (forced && *forced) {
         int isa = edge_isa_from_name(forced);

@@ -18,13 +18,13 @@ struct Quantize: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Output .edgelm file.")
     var output: String
 
-    @Option(name: .long, help: "Weight type of the attention and FFN matrices: f32, f16, q8, q4, q4a (4-bit with a zero point per group: lower drift at the same size).")
+    @Option(name: .long, help: "Weight type of the attention and FFN matrices: f32, f16, q8, q4, q4a (4-bit with a zero point per group), q4n (4-bit non-uniform levels): q4a and q4n drift less at the same size.")
     var type: TensorScheme
 
-    @Option(name: .long, help: "Weights per scale group along a row; 0 = one scale per row. Default: q8 0, q4 and q4a 32.")
+    @Option(name: .long, help: "Weights per scale group along a row; 0 = one scale per row. Default: q8 0, q4, q4a and q4n 32.")
     var groupSize: Int?
 
-    @Option(name: .long, help: "Type of the token embedding and output head. Default: same as --type, q8 for q4 and q4a files.")
+    @Option(name: .long, help: "Type of the token embedding and output head. Default: same as --type, q8 for 4-bit files.")
     var embeddingType: TensorScheme?
 
     @Option(name: .long, help: ArgumentHelp("Another type for matching matrices, PATTERN=TYPE[:GROUP] ('blk.0.*=q8', '*.ffn_down=q4:64'); repeatable, first match wins.", valueName: "rule"))
@@ -33,13 +33,13 @@ struct Quantize: AsyncParsableCommand {
     @Option(name: .long, help: "llama2.c tokenizer.bin (needed for llama2.c checkpoints).")
     var tokenizer: String?
 
-    @Option(name: .long, help: "UTF-8 text to calibrate q4 or q4a scales on: the float model's activations weigh each weight's error. Never the text you evaluate on.")
+    @Option(name: .long, help: "UTF-8 text to calibrate 4-bit scales on: the float model's activations weigh each weight's error. Never the text you evaluate on.")
     var calibrate: String?
 
     @Option(name: .long, help: "Tokens of the calibration text to use (windows of 256).")
     var calibrationTokens = 16_384
 
-    @Flag(name: .long, help: "With --calibrate: round q4, q4a or q8 codes with GPTQ's error feedback (needs each layer input's second moments in memory).")
+    @Flag(name: .long, help: "With --calibrate: round q4, q4a, q4n or q8 codes with GPTQ's error feedback (needs each layer input's second moments in memory).")
     var gptq = false
 
     @Flag(name: .long, help: "With --gptq: quantize the matrices in forward order from the partly quantized model's inputs, each fitted to the float model's outputs (two passes over the text per matrix group; small models).")
@@ -87,7 +87,7 @@ struct Quantize: AsyncParsableCommand {
             if sequential, !gptq { throw EdgeLMError.invalidArgument("--sequential needs --gptq (and --calibrate): it orders GPTQ's rounding") }
             if let calibrate {
                 guard type.isFourBit || (type == .q8 && gptq) else {
-                    throw EdgeLMError.invalidArgument("--calibrate applies to q4 and q4a, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics; f32 and f16 are not rounded at all)")
+                    throw EdgeLMError.invalidArgument("--calibrate applies to q4, q4a and q4n, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics; f32 and f16 are not rounded at all)")
                 }
                 guard let text = FileManager.default.contents(atPath: calibrate) else { throw EdgeLMError.io(path: calibrate, message: "cannot read the calibration text") }
                 let start = Date()

@@ -82,6 +82,26 @@ void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblo
                      const int8_t *x, const float *xs, int64_t ntok,
                      float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
+/// The same for q4n weight blocks: q4's 16-byte blocks holding indices n in [0, 15] into the codebook
+/// `edge_q4n_levels`, weight = s levels[n], with an IEEE half scale s (either sign) per group. Decodes rows to q8
+/// blocks in chunks and runs the level's q8 kernel on them.
+void edge_matmul_q4n(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                     int64_t row_begin, int64_t row_end,
+                     const int8_t *x, const float *xs, int64_t ntok,
+                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
+
+/// q4n's 16 levels, ascending int8 values in [-127, 113]; level 8 is 0.
+extern const int8_t edge_q4n_levels[16];
+
+/// The index of the q4n level nearest v (v on the midpoint of two levels: the upper one).
+int edge_q4n_index(float v);
+
+/// Fits one q4n group of `n` weights `x` with importance `w` (NULL: all 1): the half scale of least
+/// Σ w (x - s c)² among scales that put the largest-magnitude weight at either end of the codebook (and the
+/// least-squares refit of each one's codes); writes the n chosen levels (values, not indices) to `codes`.
+/// All-zero groups (and groups whose scale overflows a half) get word 0 and zero codes.
+uint16_t edge_fit_q4n(const float *x, const float *w, int64_t n, int8_t *codes);
+
 /// The IEEE half bits of a q4a scale word's scale.
 uint16_t edge_q4a_scale_half(uint16_t word);
 

@@ -11,11 +11,14 @@ public enum TensorScheme: String, Codable, Sendable, CaseIterable {
     /// Asymmetric int4: unsigned codes n in [0, 15] packed as q4's, weight = s (n - z), with one 16-bit word per
     /// group holding a 12-bit scale (an IEEE half's exponent and top 7 mantissa bits) and the zero point z.
     case q4a
+    /// Non-uniform int4: indices n in [0, 15] packed as q4's into a fixed codebook of 16 int8 levels
+    /// (`edge_q4n_levels`), weight = s · levels[n], with a signed f16 scale per group.
+    case q4n
 
     /// True for the integer schemes.
     public var isQuantized: Bool { self == .q8 || isFourBit }
     /// True for the 4-bit schemes (16-byte blocks of nibbles).
-    public var isFourBit: Bool { self == .q4 || self == .q4a }
+    public var isFourBit: Bool { self == .q4 || self == .q4a || self == .q4n }
 }
 
 /// The exact byte layout of one stored tensor, derived from its shape and scheme. Quantized rows are
@@ -70,7 +73,7 @@ public struct TensorLayout: Equatable, Sendable {
         switch scheme {
         case .f32: return count * 4
         case .f16: return count * 2
-        case .q8, .q4, .q4a: return rows * blocksPerRow * blockBytes
+        case .q8, .q4, .q4a, .q4n: return rows * blocksPerRow * blockBytes
         }
     }
     /// Offset of the f16 scale array inside the payload.

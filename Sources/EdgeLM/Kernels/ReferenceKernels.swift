@@ -14,8 +14,8 @@ public enum ReferenceKernels {
         }
     }
 
-    /// out[r * rowStride + t * tokenStride] = Σ_blocks dot(w_r,b, x_t,b) * xs[t,b] * ws[r, b / blocksPerGroup] for q8, q4 or q4a
-    /// weights (q4a: the codes n - z and the 12-bit scale of each group's word).
+    /// out[r * rowStride + t * tokenStride] = Σ_blocks dot(w_r,b, x_t,b) * xs[t,b] * ws[r, b / blocksPerGroup] for q8, q4, q4a
+    /// or q4n weights (q4a: the codes n - z and the 12-bit scale of each group's word; q4n: the codebook's levels).
     public static func matmulQuantized(scheme: TensorScheme, weights: UnsafeRawPointer, scales: UnsafePointer<UInt16>,
                                        blocksPerRow: Int, blocksPerGroup: Int, rows: Range<Int>,
                                        x: UnsafePointer<Int8>, xs: UnsafePointer<Float>, tokens: Int,
@@ -34,7 +34,8 @@ public enum ReferenceKernels {
                         let w: Int32
                         if scheme.isFourBit {
                             let byte = wb.load(fromByteOffset: i % 16, as: UInt8.self)
-                            w = Int32(i < 16 ? byte & 0x0F : byte >> 4) - (scheme == .q4a ? Int32(word & 15) : 8)
+                            let n = Int(i < 16 ? byte & 0x0F : byte >> 4)
+                            w = scheme == .q4n ? Int32(Quantizer.q4nLevels[n]) : Int32(n) - (scheme == .q4a ? Int32(word & 15) : 8)
                         } else {
                             w = Int32(wb.load(fromByteOffset: i, as: Int8.self))
                         }

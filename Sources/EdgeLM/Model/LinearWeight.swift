@@ -35,7 +35,7 @@ public struct LinearWeight: @unchecked Sendable {
     var floats: UnsafePointer<Float> { storage.bytes.baseAddress!.assumingMemoryBound(to: Float.self) }
     /// Code blocks (quantized schemes).
     var codes: UnsafeRawPointer { storage.bytes.baseAddress! }
-    /// Scale words (quantized schemes): f16 scales, or q4a's 12-bit scales with zero points.
+    /// Scale words (quantized schemes): f16 scales (signed for q4n), or q4a's 12-bit scales with zero points.
     var scales: UnsafePointer<UInt16> { (storage.bytes.baseAddress! + layout.scalesOffset).assumingMemoryBound(to: UInt16.self) }
     /// Bytes the kernels read for one full pass over the matrix.
     public var byteCount: Int { layout.byteCount }

@@ -33,11 +33,11 @@ public struct ConversionOptions: Sendable {
         self.measureError = measureError
     }
 
-    /// Default group size of a scheme: per channel for q8, 32 for q4 and q4a.
+    /// Default group size of a scheme: per channel for q8, 32 for q4, q4a and q4n.
     public static func defaultGroupSize(_ scheme: TensorScheme) -> Int { scheme.isFourBit ? 32 : 0 }
 
     /// Default embedding/output scheme: the matrices' scheme, except that q4 files keep the embedding and
-    /// output head at q8 (see docs/QUANTIZATION.md for the measured error behind this choice); so do q4a files.
+    /// output head at q8 (see docs/QUANTIZATION.md for the measured error behind this choice); so do q4a and q4n files.
     public static func defaultEmbeddingType(_ scheme: TensorScheme) -> TensorScheme { scheme.isFourBit ? .q8 : scheme }
 
     /// Resolved group size of the matrices.
@@ -217,8 +217,9 @@ public enum Converter {
                 if scheme == .q8 || scheme == .q4, let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.rows * layout.groupsPerRow) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
                 }
-                if scheme == .q4a, let bad = payload.withUnsafeBytes({ firstOverflowingQ4aGroup($0, values: values, layout: layout) }) {
-                    throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows q4a's 12-bit scale: weights too large to quantize")
+                if scheme == .q4a || scheme == .q4n, let bad = payload.withUnsafeBytes({ firstOverflowingGroup($0, values: values, layout: layout) }) {
+                    let what = scheme == .q4a ? "q4a's 12-bit scale" : "f16"
+                    throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows \(what): weights too large to quantize")
                 }
                 let error = scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: Array(values), layout: layout, payload: payload)
                 try finishPending()
@@ -293,9 +294,9 @@ public enum Converter {
     }
 
     /// Index of the first infinite half value among `count` halves, if any.
-    /// The first q4a group stored as word 0 (no scale) although a weight exceeds the largest half: its scale
-    /// overflowed. Word 0 below that is an all-zero group or one whose scale underflows, as with f16 scales.
-    static func firstOverflowingQ4aGroup(_ payload: UnsafeRawBufferPointer, values: UnsafeBufferPointer<Float>, layout: TensorLayout) -> Int? {
+    /// The first q4a or q4n group stored as word 0 (no scale) although a weight exceeds the largest half: its
+    /// scale overflowed. Word 0 below that is an all-zero group or one whose scale underflows, as with f16 scales.
+    static func firstOverflowingGroup(_ payload: UnsafeRawBufferPointer, values: UnsafeBufferPointer<Float>, layout: TensorLayout) -> Int? {
         let groupValues = layout.blocksPerGroup * 32
         for r in 0..<layout.rows {
             for g in 0..<layout.groupsPerRow

@@ -1,10 +1,10 @@
 import CEdgeKernels
 import Foundation
 
-/// GPTQ (Frantar et al., 2022) for q4 and q8 matrices: the columns of W are rounded one at a time, and each
+/// GPTQ (Frantar et al., 2022) for q4, q4a, q4n and q8 matrices: the columns of W are rounded one at a time, and each
 /// column's rounding error is pushed onto the columns not yet rounded through the inverse Hessian of the
 /// layer's reconstruction error, H = E[x xᵀ] over the calibration activations, so that W·x rather than W
-/// itself stays close. The stored layout is the ordinary q4, q4a or q8 one: only which codes and scales are
+/// itself stays close. The stored layout is the ordinary q4, q4a, q4n or q8 one: only which codes and scales are
 /// chosen changes, not what the kernels read.
 ///
 /// q4 and q4a columns go in order of decreasing E[x_j²] ("act order"). Each group's scale is fitted first, to the
@@ -157,7 +157,9 @@ enum GPTQ {
                     let word = scales[t * groups + i / groupValues], wt = w + t * cols, scale = Double(Quantizer.scaleValue(word, scheme: scheme))
                     // q4a: the codes n - z of the group's zero point.
                     let (lo, hi) = scheme == .q4a ? (-Double(word & 15), 15 - Double(word & 15)) : (lowest, highest)
-                    let q = scale == 0 ? 0 : min(hi, max(lo, (wt[k] / scale).rounded(.toNearestOrEven)))
+                    // q4n: the codebook's level nearest w / s.
+                    let q = scale == 0 ? 0 : scheme == .q4n ? Double(Quantizer.q4nLevels[Int(edge_q4n_index(Float(wt[k] / scale)))])
+                        : min(hi, max(lo, (wt[k] / scale).rounded(.toNearestOrEven)))
                     codes[t * stride + i] = Int8(q)
                     let err = (wt[k] - q * scale) / diagonal
                     edge_sub_scaled_f64(KernelLevel.detected.rawValue, wt + k + 1, uk + k + 1, err, Int64(cols - k - 1))

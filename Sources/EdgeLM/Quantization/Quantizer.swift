@@ -13,6 +13,9 @@ import Foundation
 ///   stored scale is exactly the one the codes were fitted to.
 /// - q4a: per group, a 12-bit scale and a zero point z (`edge_fit_q4a`: scaled ranges of the group, three zero
 ///   points each, and their least-squares refits); codes c = n - z in [-z, 15 - z].
+/// - q4n: per group, a signed f16 scale (`edge_fit_q4n`: the largest-magnitude weight at either end of the
+///   codebook, 16 scalings each, and their refits); codes are the codebook's levels (values in [-127, 113]),
+///   stored as their indices.
 /// - All-zero groups get scale 0 and zero codes. Rounding is to nearest, ties to even.
 public enum Quantizer {
     /// Encodes `values` (row-major, `layout.count` elements) into the layout's payload bytes.
@@ -64,7 +67,7 @@ public enum Quantizer {
             for i in 0..<cols { out[i] = payload.loadUnaligned(fromByteOffset: (r * cols + i) * 4, as: Float.self) }
         case .f16:
             for i in 0..<cols { out[i] = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: (r * cols + i) * 2, as: UInt16.self)) }
-        case .q8, .q4, .q4a:
+        case .q8, .q4, .q4a, .q4n:
             let rowBase = r * layout.blocksPerRow * layout.blockBytes
             let scaleBase = layout.scalesOffset + r * layout.groupsPerRow * 2
             for i in 0..<cols {
@@ -76,7 +79,8 @@ public enum Quantizer {
                     code = Int(Int8(bitPattern: payload[rowBase + i]))
                 } else {
                     let byte = payload[rowBase + block * 16 + j % 16]
-                    code = Int(j < 16 ? byte & 0x0F : byte >> 4) - (layout.scheme == .q4a ? Int(word & 15) : 8)
+                    let n = Int(j < 16 ? byte & 0x0F : byte >> 4)
+                    code = layout.scheme == .q4n ? Int(q4nLevels[n]) : n - (layout.scheme == .q4a ? Int(word & 15) : 8)
                 }
                 out[i] = Float(code) * scale
             }
@@ -93,9 +97,10 @@ public enum Quantizer {
             for i in (rows.lowerBound * cols)..<(rows.upperBound * cols) {
                 out.storeBytes(of: HalfFloat.fromFloat(values[i]), toByteOffset: i * 2, as: UInt16.self)
             }
-        case .q8, .q4, .q4a:
+        case .q8, .q4, .q4a, .q4n:
             let groupValues = layout.blocksPerGroup * 32, truncate: Int32 = rounding == .towardZero ? 1 : 0
-            precondition(rounding == .toNearestOrEven || rounding == .towardZero, "codes round to nearest even (or toward zero in tests)")
+            precondition(rounding == .toNearestOrEven || (rounding == .towardZero && layout.scheme != .q4n),
+                         "codes round to nearest even (or toward zero in tests; q4n to the nearest level)")
             // One group at a time, padded with zeros to whole blocks (zeros cost nothing at any scale).
             let x = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
             let w = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
@@ -123,6 +128,7 @@ public enum Quantizer {
                     let scale = switch layout.scheme {
                     case .q8: edge_fit_q8(x, Int64(stored), codes, truncate)
                     case .q4a: edge_fit_q4a(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
+                    case .q4n: edge_fit_q4n(x, calibrated ? w : nil, Int64(stored), codes)
                     default: edge_fit_q4(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
                     }
                     store(codes: codes, scale: scale, row: r, group: g, count: stored, layout: layout, out: out)
@@ -131,13 +137,17 @@ public enum Quantizer {
         }
     }
 
-    /// The scale a stored scale word stands for: an IEEE half (q8, q4) or q4a's 12-bit scale.
+    /// q4n's codebook (`edge_q4n_levels`), ascending.
+    static let q4nLevels: [Int8] = withUnsafeBytes(of: edge_q4n_levels) { Array($0.bindMemory(to: Int8.self)) }
+
+    /// The scale a stored scale word stands for: an IEEE half (q8, q4, q4n) or q4a's 12-bit scale.
     static func scaleValue(_ word: UInt16, scheme: TensorScheme) -> Float {
         HalfFloat.toFloat(scheme == .q4a ? edge_q4a_scale_half(word) : word)
     }
 
     /// Stores group g of row r: its scale word and its `count` codes (the group's stored values, padding
-    /// included: padding past the last column stores code 0, nibble 8 for q4 and z for q4a, like every zero).
+    /// included: padding past the last column stores code 0, nibble 8 for q4, z for q4a and the index of level 0
+    /// for q4n, like every zero). q4n codes are levels of its codebook.
     static func store(codes: UnsafePointer<Int8>, scale: UInt16, row r: Int, group g: Int, count: Int, layout: TensorLayout,
                       out: UnsafeMutableRawBufferPointer) {
         let rowBase = r * layout.blocksPerRow * layout.blockBytes, lo = g * layout.blocksPerGroup * 32
@@ -145,10 +155,11 @@ public enum Quantizer {
         if layout.scheme == .q8 {
             for i in 0..<count { out[rowBase + lo + i] = UInt8(bitPattern: codes[i]) }
         } else {
-            let zero = layout.scheme == .q4a ? Int(scale & 15) : 8
+            let zero = layout.scheme == .q4a ? Int(scale & 15) : 8, levels = layout.scheme == .q4n
+            let nibble = { (c: Int8) in UInt8(levels ? Int(edge_q4n_index(Float(c))) : Int(c) + zero) }
             for b in 0..<(count / 32) {
                 let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
-                for j in 0..<16 { out[block + j] = UInt8(Int(c[j]) + zero) | UInt8(Int(c[j + 16]) + zero) << 4 }
+                for j in 0..<16 { out[block + j] = nibble(c[j]) | nibble(c[j + 16]) << 4 }
             }
         }
     }

@@ -10,7 +10,7 @@ import Foundation
 ///     W* = W · (C + λI) · (H + λI)⁻¹,  C = E[x_f x_qᵀ],  H = E[x_q x_qᵀ],
 ///
 /// and W* is rounded by GPTQ with H. Without the ridge ‖W x_f − Ŵ x_q‖² = ‖(W* − Ŵ) x_q‖² + const, so each matrix's rounding
-/// also makes up for the error its inputs already carry. The layout is the ordinary q4, q4a or q8 one.
+/// also makes up for the error its inputs already carry. The layout is the ordinary q4, q4a, q4n or q8 one.
 ///
 /// Measured on stories260K q4 (second-half KLD, 16,384 calibration tokens): 0.0432 against 0.0539 for
 /// GPTQ from the float model's moments; forward order without the compensation (W* = W) 0.0565. Cost: two
@@ -40,7 +40,7 @@ public enum SequentialGPTQ {
                         maxTokens: Int, context: Int, threads: Int?, progress: (Int, Int) -> Void,
                         conversionProgress: (ConversionProgress) -> Void,
                         adjust: (inout [Float], inout [Float], Int) -> Void) throws(EdgeLMError) -> ConversionReport {
-        guard options.type.isQuantized else { throw .invalidArgument("sequential GPTQ rounds q4, q4a or q8 matrices, not \(options.type.rawValue)") }
+        guard options.type.isQuantized else { throw .invalidArgument("sequential GPTQ rounds q4, q4a, q4n or q8 matrices, not \(options.type.rawValue)") }
         let config = checkpoint.config
         let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads)
         defer { run.removeScratch() }
