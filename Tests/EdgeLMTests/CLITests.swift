@@ -108,18 +108,18 @@ import Testing
         #expect(sequential.stdout.contains("(sequential GPTQ with error compensation) on 1024 tokens"), "\(sequential.stdout)")
     }
 
-    /// q4a files convert, say what they hold, and generate; calibration and GPTQ accept them.
-    @Test func q4aFilesConvertInspectAndGenerate() throws {
+    /// q4a and q4n files convert, say what they hold, and generate; calibration and GPTQ accept them.
+    @Test(arguments: ["q4a", "q4n"]) func fourBitVariantsConvertInspectAndGenerate(type: String) throws {
         guard available, Fixtures.available("text/tinystories-dev.txt") else { return }
         let dir = TemporaryDirectory(), out = dir.file("a.edgelm"), text = Fixtures.path("text/tinystories-dev.txt")
         let r = try Self.sh("""
-            "$EDGELM" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4a --calibrate '\(text)' --calibration-tokens 1024 --gptq --quiet \
+            "$EDGELM" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type \(type) --calibrate '\(text)' --calibration-tokens 1024 --gptq --quiet \
               && "$EDGELM" inspect '\(out)' && "$EDGELM" generate -m '\(out)' -p 'Once upon a time' -n 16 --temperature 0 --quiet
             """)
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("quantization: q4a, group 32, embedding/output q8"), "\(r.stdout)")
-        #expect(r.stdout.contains("q4a scales and codes calibrated (GPTQ) on 1024 tokens"), "\(r.stdout)")
-        #expect(r.stdout.contains("blk.0.ffn_down") && r.stdout.contains(" q4a "), "\(r.stdout)")
+        #expect(r.stdout.contains("quantization: \(type), group 32, embedding/output q8"), "\(r.stdout)")
+        #expect(r.stdout.contains("\(type) scales and codes calibrated (GPTQ) on 1024 tokens"), "\(r.stdout)")
+        #expect(r.stdout.contains("blk.0.ffn_down") && r.stdout.contains(" \(type) "), "\(r.stdout)")
         #expect(r.stdout.split(separator: "\n").last.map { $0.split(separator: " ").count >= 4 } == true, "\(r.stdout)")
     }
 

@@ -9,7 +9,7 @@ import CEdgeKernels
 
     func weights(_ scheme: TensorScheme, rows: Int, blocks: Int, pattern: Pattern, rng: inout TestRandom) -> [UInt8] {
         let bytes = rows * blocks * (scheme.isFourBit ? 16 : 32)
-        let scheme = scheme == .q4a ? .q4 : scheme  // the same nibbles
+        let scheme = scheme.isFourBit ? .q4 : scheme  // the same nibbles
         return (0..<bytes).map { i in
             switch (pattern, scheme) {
             case (.random, .q4): return UInt8(truncatingIfNeeded: rng.next())
@@ -36,15 +36,19 @@ import CEdgeKernels
         return (codes, (0..<(tokens * blocks)).map { _ in rng.uniform() * 0.1 + 1e-3 })
     }
 
-    /// Random scale words: f16 scales, or for q4a 12-bit scales with random zero points.
+    /// Random scale words: f16 scales (q4n: of either sign), or for q4a 12-bit scales with random zero points.
     func scaleWords(_ scheme: TensorScheme, count: Int, rng: inout TestRandom) -> [UInt16] {
         (0..<count).map { _ in
             let s = rng.uniform() * 0.05 + 1e-3
-            return scheme == .q4a ? edge_q4a_word(s, Int32(rng.next() % 16)) : HalfFloat.fromFloat(s)
+            switch scheme {
+            case .q4a: return edge_q4a_word(s, Int32(rng.next() % 16))
+            case .q4n: return HalfFloat.fromFloat(rng.next() % 2 == 0 ? s : -s)
+            default: return HalfFloat.fromFloat(s)
+            }
         }
     }
 
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
     func matmulMatchesReference(scheme: TensorScheme, shape: (rows: Int, blocks: Int, tokens: Int)) throws {
         var rng = TestRandom(seed: UInt64(shape.rows * 131 + shape.blocks))
         let tokens = max(1, shape.tokens)
@@ -78,8 +82,8 @@ import CEdgeKernels
         }
     }
 
-    /// Σ |terms| of one output: |code x| times both scales per element, plus for q4a the |8 - z| |x| its zero
-    /// point adds to the q4 kernel's sum; what bounds the float rounding, whatever the order of additions.
+    /// Σ |terms| of one output: |code x| times both scales per element (q4n: |level x|), plus for q4a the
+    /// |8 - z| |x| its zero point adds to the q4 kernel's sum; what bounds the float rounding, whatever the order of additions.
     func magnitude(_ scheme: TensorScheme, _ w: [UInt8], _ scales: [UInt16], _ x: [Int8], _ xs: [Float], _ blocks: Int, _ groupBlocks: Int,
                    row r: Int, token t: Int) -> Float {
         let groups = (blocks + groupBlocks - 1) / groupBlocks
@@ -92,7 +96,8 @@ import CEdgeKernels
                 case .q8: sum += s * abs(Float(Int8(bitPattern: w[(r * blocks + b) * 32 + i]))) * xi
                 default:
                     let byte = w[(r * blocks + b) * 16 + i % 16], n = Float(i < 16 ? byte & 0x0F : byte >> 4)
-                    sum += s * (abs(n - 8) + (scheme == .q4a ? abs(8 - Float(word & 15)) : 0)) * xi
+                    let code = scheme == .q4n ? abs(Float(Quantizer.q4nLevels[Int(n)])) : abs(n - 8) + (scheme == .q4a ? abs(8 - Float(word & 15)) : 0)
+                    sum += s * code * xi
                 }
             }
         }
@@ -120,7 +125,7 @@ import CEdgeKernels
 
     /// The kernels never read past the last weight block or the last activation block (odd block counts
     /// exercise the masked half pair).
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a], [1, 3, 9])
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n], [1, 3, 9])
     func kernelsStayInsideTheirBuffers(scheme: TensorScheme, blocks: Int) {
         var rng = TestRandom(seed: 17)
         let rows = 3

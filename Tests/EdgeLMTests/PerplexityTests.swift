@@ -100,21 +100,25 @@ import Testing
     /// margins can be tight: 25% on KLD for q8 (whose degraded variants land 2-4x higher), 3% on KLD and on
     /// the PPL excess for q4, whose halved-precision scales cost only +5% KLD. Measured:
     /// q8 0.001087 / 0.99917 / 0.9851, q8 g32 0.000975 / 1.00035 / 0.9843,
-    /// q4 g32 0.09078 / 1.07900 / 0.8400, q4 per-channel 0.11773 / 1.11085 / 0.8416, q4a g32 0.07523 / 1.07323 / 0.8600
+    /// q4 g32 0.09078 / 1.07900 / 0.8400, q4 per-channel 0.11773 / 1.11085 / 0.8416, q4a g32 0.07523 / 1.07323 / 0.8600,
+    /// q4n g32 0.06713 / 1.03621 / 0.8804
     /// (KLD / PPL ratio / top-1);
     /// TinyStories-656K: q8 0.000949 / 0.99983 / 0.9816, q8 g32 0.000848 / 0.99960 / 0.9827,
-    /// q4 g32 0.05817 / 1.04198 / 0.8184, q4 per-channel 0.09114 / 1.06584 / 0.7588, q4a g32 0.05012 / 1.03141 / 0.8416.
+    /// q4 g32 0.05817 / 1.04198 / 0.8184, q4 per-channel 0.09114 / 1.06584 / 0.7588, q4a g32 0.05012 / 1.03141 / 0.8416,
+    /// q4n g32 0.04262 / 1.05476 / 0.8467.
     static let limits: [Limits] = [
         Limits(model: .stories260K, key: "q8", options: ConversionOptions(type: .q8), kld: 0.00136, ratio: 1.0025, top1: 0.978),
         Limits(model: .stories260K, key: "q8g32", options: ConversionOptions(type: .q8, groupSize: 32), kld: 0.00122, ratio: 1.0025, top1: 0.978),
         Limits(model: .stories260K, key: "q4", options: ConversionOptions(type: .q4), kld: 0.0935, ratio: 1.0815, top1: 0.83),
         Limits(model: .stories260K, key: "q4pc", options: ConversionOptions(type: .q4, groupSize: 0), kld: 0.1213, ratio: 1.1142, top1: 0.83),
         Limits(model: .stories260K, key: "q4a", options: ConversionOptions(type: .q4a), kld: 0.0775, ratio: 1.0754, top1: 0.84),
+        Limits(model: .stories260K, key: "q4n", options: ConversionOptions(type: .q4n), kld: 0.0692, ratio: 1.0373, top1: 0.87),
         Limits(model: .tinyStories656K, key: "q8", options: ConversionOptions(type: .q8), kld: 0.00119, ratio: 1.0025, top1: 0.975),
         Limits(model: .tinyStories656K, key: "q8g32", options: ConversionOptions(type: .q8, groupSize: 32), kld: 0.00106, ratio: 1.0025, top1: 0.975),
         Limits(model: .tinyStories656K, key: "q4", options: ConversionOptions(type: .q4), kld: 0.0599, ratio: 1.0433, top1: 0.81),
         Limits(model: .tinyStories656K, key: "q4pc", options: ConversionOptions(type: .q4, groupSize: 0), kld: 0.0939, ratio: 1.0678, top1: 0.75),
         Limits(model: .tinyStories656K, key: "q4a", options: ConversionOptions(type: .q4a), kld: 0.0516, ratio: 1.0324, top1: 0.82),
+        Limits(model: .tinyStories656K, key: "q4n", options: ConversionOptions(type: .q4n), kld: 0.0439, ratio: 1.0564, top1: 0.83),
     ]
 
     @Test(arguments: limits)

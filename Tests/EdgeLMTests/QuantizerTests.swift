@@ -114,6 +114,22 @@ import Testing
         #expect(codes.allSatisfy { (-Int8(word & 15)...(15 - Int8(word & 15))).contains($0) })
     }
 
+    /// q4n's non-uniform levels pay on bell-shaped groups: on Gaussian weights its error is below q4's and
+    /// q4a's at the same size, and its codes decode to the codebook's levels times signed scales.
+    @Test func q4nFitsGaussianGroupsBetterThanQ4() throws {
+        var rng = TestRandom(seed: 12)
+        let rows = 64, cols = 256
+        let values = rng.normals(rows * cols)
+        func layout(_ s: TensorScheme) throws -> TensorLayout { try TensorLayout(shape: [rows, cols], scheme: s, groupSize: 32) }
+        func error(_ l: TensorLayout) -> Double { Quantizer.error(of: values, layout: l, payload: Quantizer.encode(values, layout: l)).relativeRMS }
+        let q4 = error(try layout(.q4)), q4a = error(try layout(.q4a)), q4n = error(try layout(.q4n))
+        print("Gaussian relative RMS: q4n \(q4n), q4 \(q4), q4a \(q4a)")
+        #expect(q4n < 0.95 * q4 && q4n < q4a)
+        var codes = [Int8](repeating: 0, count: 32)
+        let word = edge_fit_q4n(Array(values[0..<32]), nil, 32, &codes)
+        #expect(word != 0 && codes.allSatisfy { Quantizer.q4nLevels.contains($0) })
+    }
+
     /// A q4a group whose weights are too large for a 12-bit scale is stored as word 0; the converter's check finds
     /// it (and only it) so that such a tensor is refused rather than read back as zeros.
     @Test func overflowingQ4aScalesAreFound() throws {
@@ -126,10 +142,17 @@ import Testing
         values[64 + 40] = 0.5
         let fine = Quantizer.encode(values, layout: layout)
         #expect(fine.withUnsafeBytes { p in values.withUnsafeBufferPointer { Converter.firstOverflowingGroup(p, values: $0, layout: layout) } } == nil)
+        // q4n's f16 scale holds 3e6 (level 113 or -127 times a scale near 2.4e4) but not 1e8.
+        let q4n = try TensorLayout(shape: [2, 64], scheme: .q4n, groupSize: 32)
+        for (big, expected) in [(Float(3e6), Int?.none), (1e8, 3)] {
+            values[64 + 40] = big
+            let payload = Quantizer.encode(values, layout: q4n)
+            #expect(payload.withUnsafeBytes { p in values.withUnsafeBufferPointer { Converter.firstOverflowingGroup(p, values: $0, layout: q4n) } } == expected)
+        }
     }
 
     @Test func zeroGroupsAndPaddingDecodeToZero() throws {
-        for scheme in [TensorScheme.q8, .q4, .q4a] {
+        for scheme in [TensorScheme.q8, .q4, .q4a, .q4n] {
             var values = [Float](repeating: 0, count: 3 * 40)
             // Row 1 only, a value its scheme's scale stores exactly: 127 * 2^-7 (f16 scales), 15 * 2^-4 (q4a's 12-bit scale).
             values[45] = scheme == .q4a ? 0.9375 : 0.9921875
@@ -137,8 +160,9 @@ import Testing
             let payload = Quantizer.encode(values, layout: layout)
             let back = payload.withUnsafeBytes { Quantizer.decode($0, layout: layout) }
             #expect(back == values, "\(scheme)")
-            // The padded tail of every q4 row holds code 0 (nibble 8): the kernels may read it.
-            if scheme == .q4 {
+            // The padded tail of every q4 row holds code 0 (nibble 8), of a q4n row level 0 (index 8): the
+            // kernels may read it.
+            if scheme == .q4 || scheme == .q4n {
                 for r in 0..<3 { #expect(payload[r * 32 + 16 + 15] == 0x88) }
             }
             // q4a's padding holds the nibble of code 0: the group's zero point (0 for an all-zero group).
@@ -163,7 +187,8 @@ import Testing
         guard Fixtures.available(Fixtures.stories + "stories260K.gguf") else { return }
         let c = try Checkpoint.open(path: Fixtures.storiesGGUF, tokenizerPath: nil)
         // Measured: q8 per-channel 0.00714, q8 g32 0.00617, q4 g32 0.0918, q4 per-channel 0.1070, q4a g32 0.0855; ceilings 10% above.
-        let ceilings: [(TensorScheme, Int, Double)] = [(.q8, 0, 0.0079), (.q8, 32, 0.0068), (.q4, 32, 0.101), (.q4, 0, 0.118), (.q4a, 32, 0.094)]
+        let ceilings: [(TensorScheme, Int, Double)] = [(.q8, 0, 0.0079), (.q8, 32, 0.0068), (.q4, 32, 0.101), (.q4, 0, 0.118), (.q4a, 32, 0.094),
+                                                       (.q4n, 32, 0.094)]
         for (scheme, group, ceiling) in ceilings {
             var worst = 0.0
             for (name, t) in c.tensors where [.attention, .ffn].contains(TensorRole(name: name)) {

@@ -97,8 +97,8 @@ extern const int8_t edge_q4n_levels[16];
 int edge_q4n_index(float v);
 
 /// Fits one q4n group of `n` weights `x` with importance `w` (NULL: all 1): the half scale of least
-/// Σ w (x - s c)² among scales that put the largest-magnitude weight at either end of the codebook (and the
-/// least-squares refit of each one's codes); writes the n chosen levels (values, not indices) to `codes`.
+/// Σ w (x - s c)² among s = ±f m / 127 (m the largest-magnitude weight, f from 0.60 to 1.30 by 0.01), codes c
+/// the nearest levels; writes the n chosen levels (values, not indices) to `codes`.
 /// All-zero groups (and groups whose scale overflows a half) get word 0 and zero codes.
 uint16_t edge_fit_q4n(const float *x, const float *w, int64_t n, int8_t *codes);
 
