@@ -173,51 +173,12 @@ static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
     free(w);
 }
 
-/// q4a (codes with a zero point) against its definition, out = Σ_b s_g xs_b Σ (n - z) x, in double: rows past
-/// one 64-row chunk of decoded scales, a row range that starts inside the matrix, random zero points 0-15.
-static void test_matmul_q4a(int isa, int rows, int nblocks, int ntok) {
-    int groups_list[4] = { 1, 2, 3, nblocks };
-    const int r0 = rows > 8 ? 3 : 0;
-    for (int gi = 0; gi < 4; gi++) {
-        int gblocks = groups_list[gi], ngroups = (nblocks + gblocks - 1) / gblocks;
-        guarded gw = guarded_alloc((size_t)(rows * nblocks * 16)), gx = guarded_alloc((size_t)(ntok * nblocks * 32));
-        fill_weights(gw.data, (size_t)(rows * nblocks * 16), 1, RANDOM);
-        fill_activations((int8_t *)gx.data, (size_t)(ntok * nblocks * 32), RANDOM);
-        uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
-        float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks)), *got = malloc(sizeof(float) * (size_t)(rows * ntok));
-        for (int i = 0; i < rows * ngroups; i++) ws[i] = (uint16_t)((to_half(uniform() * 0.05f + 1e-3f) >> 3) << 4 | (next_random() & 15));
-        for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
-        for (int i = 0; i < rows * ntok; i++) got[i] = -1.0f;
-        edge_matmul_q4a(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
-        int ok = 1;
-        for (int r = 0; r < rows; r++)
-            for (int t = 0; t < ntok; t++) {
-                double exact = 0, magnitude = 0;
-                for (int b = 0; b < nblocks; b++) {
-                    uint16_t word = ws[r * ngroups + b / gblocks];
-                    double scale = edge_half_to_float(edge_q4a_scale_half(word)) * xs[t * nblocks + b];
-                    int z = word & 15;
-                    for (int i = 0; i < 32; i++) {
-                        const uint8_t byte = gw.data[(r * nblocks + b) * 16 + i % 16];
-                        int n = i < 16 ? byte & 0x0F : byte >> 4, xv = ((const int8_t *)gx.data)[(t * nblocks + b) * 32 + i];
-                        exact += scale * (n - z) * xv;
-                        magnitude += scale * (abs(n - 8) + abs(8 - z)) * abs(xv);
-                    }
-                }
-                float o = got[t * rows + r];
-                ok &= r < r0 ? o == -1.0f : fabs(o - exact) <= 4.0 * (nblocks + 8) * 1.2e-7 * magnitude + 1e-30;
-            }
-        char detail[96];
-        snprintf(detail, sizeof detail, "rows %d blocks %d tokens %d group %d", rows, nblocks, ntok, gblocks);
-        check(ok, "q4a matmul", isa, detail);
-        free(ws); free(xs); free(got);
-        guarded_free(gw); guarded_free(gx);
-    }
-}
-
-/// q4n (codebook indices) against its definition Σ_b s_g xs_b Σ levels[n] x in double: rows past a 32-row
-/// chunk, row ranges, signed scales; for one token, bit for bit the level's q8 product of the decoded blocks.
-static void test_matmul_q4n(int isa, int rows, int nblocks, int ntok) {
+/// q4a (codes with a zero point) and q4n (codebook indices) against their definitions in double,
+/// out = Σ_b s_g xs_b Σ c(n) x with c(n) = n - z (q4a) or levels[n] (q4n): rows past one chunk (64 rows of
+/// decoded q4a scales, 32 rows of decoded q4n blocks), a row range that starts inside the matrix, random q4a
+/// zero points 0-15, q4n scales of either sign; for one token, q4n bit for bit the level's q8 product of the
+/// decoded blocks.
+static void test_matmul_nibbles(int isa, int q4n, int rows, int nblocks, int ntok) {
     int groups_list[4] = { 1, 2, 3, nblocks };
     const int r0 = rows > 8 ? 3 : 0;
     for (int gi = 0; gi < 4; gi++) {
@@ -228,33 +189,43 @@ static void test_matmul_q4n(int isa, int rows, int nblocks, int ntok) {
         uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
         int8_t *decoded = malloc((size_t)(rows * nblocks * 32));
         float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks)), *got = malloc(sizeof(float) * (size_t)(rows * ntok));
-        float *want = malloc(sizeof(float) * (size_t)(rows * ntok));  // the q8 product of the decoded blocks
-        for (int i = 0; i < rows * ngroups; i++) ws[i] = (uint16_t)(to_half(uniform() * 0.05f + 1e-3f) | (next_random() & 1) << 15);
+        float *want = malloc(sizeof(float) * (size_t)(rows * ntok));  // q4n: the q8 product of the decoded blocks
+        for (int i = 0; i < rows * ngroups; i++) {
+            const uint16_t half = to_half(uniform() * 0.05f + 1e-3f);
+            ws[i] = q4n ? (uint16_t)(half | (next_random() & 1) << 15) : (uint16_t)((half >> 3) << 4 | (next_random() & 15));
+        }
         for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
         for (int i = 0; i < rows * nblocks * 32; i++) {
             const uint8_t byte = gw.data[i / 32 * 16 + i % 16];
-            decoded[i] = edge_q4n_levels[i % 32 < 16 ? byte & 0x0F : byte >> 4];
+            const int n = i % 32 < 16 ? byte & 0x0F : byte >> 4;
+            decoded[i] = (int8_t)(q4n ? edge_q4n_levels[n] : n - (ws[i / 32 / nblocks * ngroups + i / 32 % nblocks / gblocks] & 15));
         }
         for (int i = 0; i < rows * ntok; i++) got[i] = want[i] = -1.0f;
-        edge_matmul_q4n(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
-        edge_matmul_q8(isa, decoded, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, want, 1, rows);
-        int ok = ntok > 1 || memcmp(got, want, sizeof(float) * (size_t)(rows * ntok)) == 0;
-        for (int r = r0; r < rows; r++)
+        (q4n ? edge_matmul_q4n : edge_matmul_q4a)(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        int ok = 1;
+        if (q4n) {
+            edge_matmul_q8(isa, decoded, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, want, 1, rows);
+            ok &= ntok > 1 || memcmp(got, want, sizeof(float) * (size_t)(rows * ntok)) == 0;
+        }
+        for (int r = 0; r < rows; r++)
             for (int t = 0; t < ntok; t++) {
                 double exact = 0, magnitude = 0;
                 for (int b = 0; b < nblocks; b++) {
-                    double scale = edge_half_to_float(ws[r * ngroups + b / gblocks]) * xs[t * nblocks + b];
+                    const uint16_t word = ws[r * ngroups + b / gblocks];
+                    const double scale = edge_half_to_float(q4n ? word : edge_q4a_scale_half(word)) * xs[t * nblocks + b];
                     for (int i = 0; i < 32; i++) {
-                        int c = decoded[(r * nblocks + b) * 32 + i], xv = ((const int8_t *)gx.data)[(t * nblocks + b) * 32 + i];
+                        const int c = decoded[(r * nblocks + b) * 32 + i], xv = ((const int8_t *)gx.data)[(t * nblocks + b) * 32 + i];
                         exact += scale * c * xv;
-                        magnitude += fabs(scale) * abs(c) * abs(xv);
+                        // q4a: the q4 kernel's |n - 8| and the offset's |8 - z| add up separately.
+                        magnitude += fabs(scale) * (q4n ? abs(c) : abs(c + (word & 15) - 8) + abs(8 - (word & 15))) * abs(xv);
                     }
                 }
-                ok &= fabs(got[t * rows + r] - exact) <= 4.0 * (nblocks + 8) * 1.2e-7 * magnitude + 1e-30;
+                float o = got[t * rows + r];
+                ok &= r < r0 ? o == -1.0f : fabs(o - exact) <= 4.0 * (nblocks + 8) * 1.2e-7 * magnitude + 1e-30;
             }
         char detail[96];
         snprintf(detail, sizeof detail, "rows %d blocks %d tokens %d group %d", rows, nblocks, ntok, gblocks);
-        check(ok, "q4n matmul", isa, detail);
+        check(ok, q4n ? "q4n matmul" : "q4a matmul", isa, detail);
         free(ws); free(decoded); free(xs); free(got); free(want);
         guarded_free(gw); guarded_free(gx);
     }
@@ -632,12 +603,11 @@ static void test_level(int isa) {
         for (int ntok = 1; ntok <= 13; ntok++)
             for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);
     for (int ntok = 1; ntok <= 9; ntok += 4) {
-        test_matmul_q4a(isa, 5, 3, ntok);
-        test_matmul_q4a(isa, 70, 9, ntok);
-        test_matmul_q4a(isa, 16, 40, ntok);
-        test_matmul_q4n(isa, 5, 3, ntok);
-        test_matmul_q4n(isa, 70, 9, ntok);
-        test_matmul_q4n(isa, 16, 40, ntok);
+        for (int q4n = 0; q4n <= 1; q4n++) {
+            test_matmul_nibbles(isa, q4n, 5, 3, ntok);
+            test_matmul_nibbles(isa, q4n, 70, 9, ntok);
+            test_matmul_nibbles(isa, q4n, 16, 40, ntok);
+        }
     }
     for (int q4 = 0; q4 <= 1; q4++) {
         test_row_range(isa, q4, 11, 3, 8);
