@@ -34,8 +34,7 @@ public enum ReferenceKernels {
                         let w: Int32
                         if scheme.isFourBit {
                             let byte = wb.load(fromByteOffset: i % 16, as: UInt8.self)
-                            let n = Int(i < 16 ? byte & 0x0F : byte >> 4)
-                            w = scheme == .q4n ? Int32(Quantizer.q4nLevels[n]) : Int32(n) - (scheme == .q4a ? Int32(word & 15) : 8)
+                            w = Int32(Quantizer.fourBitCode(nibble: Int(i < 16 ? byte & 0x0F : byte >> 4), word: word, scheme: scheme))
                         } else {
                             w = Int32(wb.load(fromByteOffset: i, as: Int8.self))
                         }

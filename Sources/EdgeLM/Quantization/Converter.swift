@@ -293,7 +293,6 @@ public enum Converter {
         return entry!
     }
 
-    /// Index of the first infinite half value among `count` halves, if any.
     /// The first q4a or q4n group stored as word 0 (no scale) although a weight exceeds the largest half: its
     /// scale overflowed. Word 0 below that is an all-zero group or one whose scale underflows, as with f16 scales.
     static func firstOverflowingGroup(_ payload: UnsafeRawBufferPointer, values: UnsafeBufferPointer<Float>, layout: TensorLayout) -> Int? {
@@ -310,6 +309,7 @@ public enum Converter {
         return nil
     }
 
+    /// Index of the first infinite half value among `count` halves, if any.
     private static func firstOverflowingHalf(_ bytes: UnsafeRawBufferPointer, count: Int) -> Int? {
         for i in 0..<count where bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self) & 0x7C00 == 0x7C00 { return i }
         return nil

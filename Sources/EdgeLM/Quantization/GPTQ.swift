@@ -7,7 +7,7 @@ import Foundation
 /// itself stays close. The stored layout is the ordinary q4, q4a, q4n or q8 one: only which codes and scales are
 /// chosen changes, not what the kernels read.
 ///
-/// q4 and q4a columns go in order of decreasing E[x_j²] ("act order"). Each group's scale is fitted first, to the
+/// 4-bit (q4, q4a, q4n) columns go in order of decreasing E[x_j²] ("act order"). Each group's scale is fitted first, to the
 /// original weights (q4: as the calibrated quantizer does, `edge_fit_q4` weighted by the column
 /// importance E[x_j²]; q8: the largest weight over 127), then the codes are rounded column by column
 /// with those scales. Once a row's codes are chosen, its scales are solved for jointly — the
@@ -34,7 +34,7 @@ enum GPTQ {
         let cols = layout.cols
         let importance = (0..<cols).map { gram[$0 * cols + $0] }
         let h = damped(gram, cols: cols)
-        // q4 columns in order of decreasing importance ("act order"): the columns whose errors cost most
+        // 4-bit columns in order of decreasing importance ("act order"): the columns whose errors cost most
         // are rounded first, while every other column can still absorb their error. q8 keeps column order
         // (measured on stories260K: 0.00090 against 0.00095 with act order).
         let perm = layout.scheme.isFourBit ? (0..<cols).sorted { (h[$0 * cols + $0], $1) > (h[$1 * cols + $1], $0) } : Array(0..<cols)
