@@ -152,7 +152,7 @@ public final class OpenAIServer: Sendable {
     private func promptTokens(_ request: CompletionRequest, kind: CompletionRequest.Kind) throws(APIError) -> [Int] {
         switch kind {
         case .completion:
-            return model.encode(request.prompt, addBOS: true)
+            return model.encode(request.prompt)
         case .chat:
             guard let template = options.chatTemplate else {
                 throw APIError(400, "the model has no recognised chat template: start the server with --chat-template "

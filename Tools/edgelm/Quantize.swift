@@ -9,7 +9,9 @@ struct Quantize: AsyncParsableCommand {
             Families: Llama 2/3.x, SmolLM2, Mistral, Qwen2/2.5, Qwen3, Gemma 2, Gemma 3 (text), Phi-3 from Hugging Face \
             folders; llama and qwen2 GGUF files (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL). \
             Settings EdgeLM does not implement are refused by name. Q8_0 -> q8 and Q4_0 -> q4 keep the GGUF's codes \
-            and scales (q8 from an all-Q8_0 file defaults to groups of 32 for that reason).
+            and scales (q8 from an all-Q8_0 file defaults to groups of 32 for that reason). --type keep (the default \
+            for a GGUF with quantized tensors) stores each tensor in the scheme that holds it best and prints, per \
+            source type, the scheme it became.
             """)
 
     @Argument(help: "Input checkpoint: a Hugging Face folder, a GGUF file, or a llama2.c .bin with --tokenizer.")
@@ -18,8 +20,20 @@ struct Quantize: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Output .edgelm file.")
     var output: String
 
-    @Option(name: .long, help: "Weight type of the attention and FFN matrices: f32, f16, q8, q4, q4a (4-bit with a zero point per group), q4n (4-bit non-uniform levels): q4a and q4n drift less at the same size.")
-    var type: TensorScheme
+    @Option(name: .long, help: "Weight type of the attention and FFN matrices: keep (each tensor as the source stores it, as far as a scheme holds it; the default for a quantized GGUF), f32, f16, q8, q4, q4a (4-bit with a zero point per group), q4n (4-bit non-uniform levels): q4a and q4n drift less at the same size.")
+    var type: TypeChoice?
+
+    /// `--type`: keep, or a scheme.
+    enum TypeChoice: ExpressibleByArgument {
+        case keep
+        case scheme(TensorScheme)
+
+        init?(argument: String) {
+            if argument == "keep" { self = .keep } else if let s = TensorScheme(rawValue: argument) { self = .scheme(s) } else { return nil }
+        }
+
+        static var allValueStrings: [String] { ["keep"] + TensorScheme.allCases.map(\.rawValue) }
+    }
 
     @Option(name: .long, help: "Weights per scale group along a row; 0 = one scale per row. Default: q8 0, q4, q4a and q4n 32.")
     var groupSize: Int?
@@ -67,26 +81,43 @@ struct Quantize: AsyncParsableCommand {
         return n == 0 ? "" : "\n  \(n) tensors keep the GGUF's codes and scales unchanged"
     }
 
-    private func describe(_ options: ConversionOptions) -> String {
-        func scheme(_ s: TensorScheme, _ group: Int) -> String {
-            s.isQuantized ? "\(s.rawValue) (\(group == 0 ? "one scale per row" : "groups of \(group)"))" : s.rawValue
+    private static func scheme(_ s: TensorScheme, _ group: Int) -> String {
+        s.isQuantized ? "\(s.rawValue) (\(group == 0 ? "one scale per row" : "groups of \(group)"))" : s.rawValue
+    }
+
+    private func describe(_ options: ConversionOptions, _ report: ConversionReport) -> String {
+        if options.keepSource {
+            // Per source type, the schemes its tensors became (norms, always f32, left out).
+            var kinds: [String: Set<String>] = [:]
+            for t in report.tensors where TensorRole(name: t.name) != .norm {
+                kinds[t.sourceType, default: []].insert(t.scheme.rawValue + (t.scheme.isQuantized ? " g32" : "") + (t.carriedOver ? " (codes and scales carried over)" : ""))
+            }
+            return "kept: " + kinds.keys.sorted().map { "\($0) -> \(kinds[$0]!.sorted().joined(separator: ", "))" }.joined(separator: "; ")
         }
         let embedding = options.plan(for: "token_embd")
-        return "matrices \(scheme(type, options.resolvedGroupSize)), embedding/output \(scheme(embedding.scheme, embedding.groupSize))"
+        return "matrices \(Self.scheme(options.type, options.resolvedGroupSize)), embedding/output \(Self.scheme(embedding.scheme, embedding.groupSize))"
     }
 
     func run() async throws {
         try await runReportingErrors {
             Terminal.installInterruptCleanup()
             let checkpoint = try Checkpoint.open(path: input, tokenizerPath: tokenizer)
-            var options = ConversionOptions(type: type, groupSize: groupSize, embeddingType: embeddingType,
-                                            zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force,
-                                            measureError: verbose).adapted(to: checkpoint)
+            let choice = try type ?? defaultType(checkpoint)
+            var options = ConversionOptions(type: { if case let .scheme(s) = choice { s } else { .f32 } }(), groupSize: groupSize,
+                                            embeddingType: embeddingType, zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force,
+                                            measureError: verbose)
+            if case .keep = choice {
+                if groupSize != nil || embeddingType != nil || !tensorType.isEmpty || calibrate != nil {
+                    throw EdgeLMError.invalidArgument("--type keep stores each tensor as the source does: it takes no --group-size, --embedding-type, --tensor-type or --calibrate")
+                }
+                options.keepSource = true
+            }
+            options = options.adapted(to: checkpoint)
             options.tensorTypes = try tensorType.map { (rule) throws(EdgeLMError) in try TensorTypeRule(parsing: rule) }
             if gptq, calibrate == nil { throw EdgeLMError.invalidArgument("--gptq needs --calibrate: GPTQ rounds with the calibration text's activation statistics") }
             if sequential, !gptq { throw EdgeLMError.invalidArgument("--sequential needs --gptq (and --calibrate): it orders GPTQ's rounding") }
             if let calibrate {
-                guard type.isFourBit || (type == .q8 && gptq) else {
+                guard options.type.isFourBit || (options.type == .q8 && gptq) else {
                     throw EdgeLMError.invalidArgument("--calibrate applies to q4, q4a and q4n, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics; f32 and f16 are not rounded at all)")
                 }
                 guard let text = FileManager.default.contents(atPath: calibrate) else { throw EdgeLMError.io(path: calibrate, message: "cannot read the calibration text") }
@@ -116,6 +147,14 @@ struct Quantize: AsyncParsableCommand {
         }
     }
 
+    /// Without --type: keep a quantized GGUF's tensors as they are; a float checkpoint needs a type chosen.
+    private func defaultType(_ checkpoint: Checkpoint) throws -> TypeChoice {
+        guard checkpoint.tensors.values.contains(where: { if case .ggml = $0.dtype { true } else { false } }) else {
+            throw EdgeLMError.invalidArgument("--type is needed for a float checkpoint: \(TypeChoice.allValueStrings.joined(separator: ", "))")
+        }
+        return .keep
+    }
+
     /// Prints a finished tensor: its error with --verbose, else a progress bar on a terminal or a line.
     private func report(_ p: ConversionProgress) {
         guard !quiet else { return }
@@ -137,7 +176,7 @@ struct Quantize: AsyncParsableCommand {
             wrote \(output): \(report.tensors.count) tensors, \(report.parameters) parameters\(report.tiedOutput ? " (tied output head stored once)" : "")\(carried(report))
               \(formatBytes(report.inputBytes)) -> \(formatBytes(report.outputBytes)), \(format(report.bitsPerWeight, 2)) bits/weight overall, \
             \(format(report.matrixBitsPerWeight, 3)) bits/weight in attention+FFN matrices
-              \(describe(options))\(compress == .zstd ? ", zstd level \(zstdLevel) ratio \(format(report.compressionRatio, 3))" : "")
+              \(describe(options, report))\(compress == .zstd ? ", zstd level \(zstdLevel) ratio \(format(report.compressionRatio, 3))" : "")
               \(format(report.seconds, 2)) s, \(format(mbps, 1)) MB/s
             """)
     }

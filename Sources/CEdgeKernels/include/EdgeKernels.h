@@ -55,6 +55,17 @@ int edge_isa_from_name(const char *name);
 /// A spin-wait hint to the CPU (`pause` on x86, `yield` on arm64).
 void edge_cpu_relax(void);
 
+/// The value of a wait word (sequentially consistent).
+uint32_t edge_word_load(const uint32_t *word);
+/// Adds 1 to a wait word (sequentially consistent); wake its sleepers with `edge_word_wake_all`.
+void edge_word_bump(uint32_t *word);
+/// Sleeps while `*word == seen` (it may return early: callers check their condition again).
+void edge_word_wait(uint32_t *word, uint32_t seen);
+/// Wakes every thread sleeping on `word`.
+void edge_word_wake_all(uint32_t *word);
+/// Gives the CPU to another runnable thread, if any (`sched_yield`).
+void edge_yield(void);
+
 /// Quantizes `nblocks` blocks of 32 floats to int8 codes and one f32 scale per block.
 /// Rounds to nearest, ties to even; the scale is max|x| / 127. Bit-exact at every level.
 void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales);

@@ -9,12 +9,16 @@ public struct PerplexityOptions: Sendable {
     /// Score only the second half of each window, with llama-perplexity's windows (see `PerplexityEvaluator`),
     /// so that the figures read side by side with llama.cpp's.
     public var scoreSecondHalf: Bool
+    /// Start every window with BOS: nil does so when the model's tokenizer adds BOS to prompts
+    /// (`TokenizerData.addsBOS`), as llama-perplexity does.
+    public var addBOS: Bool?
 
     /// Default options.
-    public init(context: Int = 256, chunks: Int? = nil, scoreSecondHalf: Bool = false) {
+    public init(context: Int = 256, chunks: Int? = nil, scoreSecondHalf: Bool = false, addBOS: Bool? = nil) {
         self.context = context
         self.chunks = chunks
         self.scoreSecondHalf = scoreSecondHalf
+        self.addBOS = addBOS
     }
 }
 
@@ -68,6 +72,8 @@ public struct PerplexityReport: Codable, Sendable {
 /// windows of c tokens and each window's first token becomes BOS, i.e. window w is
 /// [BOS] + tokens[cw ..< cw + c - 1]; only the predictions from positions c/2 ..< c-1 are scored (c/2 - 1
 /// tokens per window, 127 for c = 256), the ones made with at least half a window of context.
+/// For a model that adds no BOS to prompts, windows are the text's tokens alone: tokens[cw ..< c(w+1)],
+/// every token after the first scored (or the second half's).
 /// Logits are consumed batch by batch, so memory does not grow with the text.
 public enum PerplexityEvaluator {
     /// Runs the evaluation. `progress(done, total)` is called after each window.
@@ -78,7 +84,11 @@ public enum PerplexityEvaluator {
         guard c <= model.session.contextLength else {
             throw .invalidArgument("--context \(c) exceeds the context length \(model.session.contextLength)")
         }
-        guard let bos = model.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start windows with") }
+        var prefix: [Int] = []
+        if options.addBOS ?? model.tokenizer.data.addsBOS {
+            guard let bos = model.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start windows with") }
+            prefix = [bos]
+        }
         if let reference {
             guard reference.tokenizer.data.pieces == model.tokenizer.data.pieces else {
                 throw .invalidArgument("the reference model has a different vocabulary: KL divergence needs the same tokens")
@@ -88,11 +98,11 @@ public enum PerplexityEvaluator {
             }
         }
         let half = options.scoreSecondHalf
-        let stride = half ? c : c - 1, firstScored = half ? c / 2 : 0
-        let available = half ? (tokens.count + 1) / c : tokens.count / (c - 1)
+        let stride = half ? c : c - prefix.count, firstScored = half ? c / 2 : 0
+        let available = half ? (tokens.count + prefix.count) / c : tokens.count / stride
         let windows = min(available, options.chunks ?? available)
         guard windows >= 1 else {
-            throw .invalidInput("the text has \(tokens.count) tokens, fewer than one window of \(c - 1) text tokens")
+            throw .invalidInput("the text has \(tokens.count) tokens, fewer than one window of \(c - prefix.count) text tokens")
         }
         let vocab = model.config.vocabSize
         var nll = RunningStats(), refNLL = RunningStats(), pair = RunningCovariance()
@@ -103,7 +113,7 @@ public enum PerplexityEvaluator {
         var perWindow: [Double] = []
         let start = Date()
         for w in 0..<windows {
-            let window = [bos] + tokens[(stride * w)..<(stride * w + c - 1)]
+            let window = prefix + tokens[(stride * w)..<(stride * w + c - prefix.count)]
             model.session.reset()
             reference?.session.reset()
             var windowNLL = RunningStats()

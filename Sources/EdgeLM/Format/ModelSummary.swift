@@ -53,6 +53,11 @@ public struct ModelSummary: Codable, Sendable {
         public let unk: Int?
         public let addDummyPrefix: Bool
         public let removeExtraWhitespaces: Bool
+        /// Whether prompts start with BOS and end with EOS.
+        public let addBOS: Bool
+        public let addEOS: Bool
+        /// Every id that ends generation.
+        public let endOfGeneration: [Int]
         /// The chat format recognised from the stored chat template: a `ChatTemplate` name, "unrecognised", or nil (no template).
         public let chatTemplate: String?
     }
@@ -73,7 +78,8 @@ public struct ModelSummary: Codable, Sendable {
         tokenizer = TokenizerSummary(kind: t.kind, vocabSize: t.pieces.count, byteTokens: t.types.filter { $0 == .byte }.count,
                                      controlTokens: t.types.filter { $0 == .control }.count, merges: t.merges?.count ?? 0,
                                      bos: t.bos, eos: t.eos, unk: t.unk, addDummyPrefix: t.addDummyPrefix,
-                                     removeExtraWhitespaces: t.removeExtraWhitespaces,
+                                     removeExtraWhitespaces: t.removeExtraWhitespaces, addBOS: t.addsBOS, addEOS: t.addsEOS,
+                                     endOfGeneration: t.endOfGenerationIDs,
                                      chatTemplate: t.chatTemplate.map { ChatTemplate.recognise($0)?.rawValue ?? "unrecognised" })
         provenance = meta.provenance
         quantization = meta.quantization
@@ -116,6 +122,7 @@ public struct ModelSummary: Codable, Sendable {
         s += t.merges > 0 ? ", \(t.merges) merges" : ""
         s += ", bos \(t.bos.map(String.init) ?? "-") eos \(t.eos.map(String.init) ?? "-") unk \(t.unk.map(String.init) ?? "-")"
         s += ", dummy prefix \(t.addDummyPrefix), collapse spaces \(t.removeExtraWhitespaces), chat template \(t.chatTemplate ?? "none")\n"
+        s += "           prompts: \(t.addBOS ? "BOS first" : "no BOS")\(t.addEOS ? ", EOS last" : ""); generation ends at \(t.endOfGeneration.map(String.init).joined(separator: ", "))\n"
         let q = quantization
         s += "quantization: \(q.type.rawValue), group \(q.groupSize == 0 ? "per channel" : String(q.groupSize)), embedding/output \(q.embeddingType.rawValue)"
         s += q.compression == .zstd ? ", zstd level \(q.zstdLevel ?? 0)" : ", raw payloads"

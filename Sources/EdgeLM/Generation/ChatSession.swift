@@ -38,7 +38,7 @@ public final class ChatSession: @unchecked Sendable {
 
     /// The prompt tokens of `messages` in this chat's format.
     public static func promptTokens(_ messages: [ChatMessage], template: ChatTemplate, model: LanguageModel) throws(EdgeLMError) -> [Int] {
-        model.encode(try template.format(messages), addBOS: true)
+        model.encode(try template.format(messages), addEOS: false)
     }
 
     /// Adds the user's `text`, generates the reply (stopping at EOS or the template's end of turn, plus
@@ -49,7 +49,6 @@ public final class ChatSession: @unchecked Sendable {
         let prompt = try ChatSession.promptTokens(turn, template: template, model: model)
         var params = parameters
         params.stop += template.stopStrings
-        params.addBOS = true
         var reply = ""
         let info = try model.generate(promptTokens: prompt, parameters: params) { _, piece in
             reply += piece

@@ -4,9 +4,10 @@ public struct GenerateParameters: Sendable, Equatable {
     public var maxTokens: Int = 256
     /// Token choice.
     public var sampling = SamplingParameters()
-    /// Prepend the model's BOS token to the prompt.
-    public var addBOS = true
-    /// Stop when the model produces its EOS token.
+    /// Prepend the model's BOS token to the prompt: nil follows the model's tokenizer (`TokenizerData.addsBOS`).
+    public var addBOS: Bool?
+    /// Stop when the model produces its EOS token or another of its end-of-generation tokens
+    /// (`TokenizerData.endOfGenerationIDs`).
     public var stopAtEOS = true
     /// Stop before any of these texts (matched across token boundaries; the text is not returned).
     public var stop: [String] = []

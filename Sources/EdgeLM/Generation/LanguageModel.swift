@@ -36,9 +36,14 @@ public final class LanguageModel: @unchecked Sendable {
     /// Hyper-parameters.
     public var config: ModelConfig { model.config }
 
-    /// Token ids of `text`, with BOS first when `addBOS`.
-    public func encode(_ text: String, addBOS: Bool = true) -> [Int] {
-        (addBOS ? tokenizer.bos.map { [$0] } ?? [] : []) + tokenizer.encode(text)
+    /// Token ids of `text`, with BOS first when `addBOS` and EOS last when `addEOS` (nil: as the model's tokenizer
+    /// says, `TokenizerData.addsBOS` / `addsEOS`). A text that already starts with the BOS token (a chat
+    /// template that writes it) does not get a second one.
+    public func encode(_ text: String, addBOS: Bool? = nil, addEOS: Bool? = nil) -> [Int] {
+        var ids = tokenizer.encode(text)
+        if addBOS ?? tokenizer.data.addsBOS, let bos = tokenizer.bos, ids.first != bos { ids.insert(bos, at: 0) }
+        if addEOS ?? tokenizer.data.addsEOS, let eos = tokenizer.eos { ids.append(eos) }
+        return ids
     }
 
     /// Text of `ids`.
@@ -51,7 +56,7 @@ public final class LanguageModel: @unchecked Sendable {
                          onToken: (Int, String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
         try parameters.validate()
         let context = session.contextLength
-        guard !promptTokens.isEmpty else { throw .invalidInput("the prompt is empty and the model has no BOS token to start from") }
+        guard !promptTokens.isEmpty else { throw .invalidInput("the prompt is empty (this model starts prompts without a BOS token)") }
         guard promptTokens.count <= context else {
             throw .invalidInput("the prompt is \(promptTokens.count) tokens, longer than the context of \(context) tokens")
         }

@@ -9,7 +9,7 @@ public struct TokenStream: Sendable {
     public private(set) var finished: StopReason?
 
     private let parameters: GenerateParameters
-    private let eos: Int?
+    private let endTokens: Set<Int>
     private var sampler: Sampler
     private var decoder: StreamingDecoder
     private var history: [Int]
@@ -19,7 +19,7 @@ public struct TokenStream: Sendable {
     /// A stream continuing `prompt`.
     public init(tokenizer: Tokenizer, prompt: [Int], parameters: GenerateParameters) {
         self.parameters = parameters
-        eos = tokenizer.eos
+        endTokens = Set(tokenizer.data.endOfGenerationIDs)
         sampler = Sampler(parameters: parameters.sampling)
         decoder = StreamingDecoder(tokenizer: tokenizer, atSequenceStart: prompt.allSatisfy { tokenizer.bytes(of: $0).isEmpty })
         history = prompt
@@ -40,7 +40,7 @@ public struct TokenStream: Sendable {
     public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Step {
         guard finished == nil else { return Step(token: nil, text: "", continues: false) }
         let token = sampler.sample(logits, history: history)
-        if parameters.stopAtEOS, token == eos {
+        if parameters.stopAtEOS, endTokens.contains(token) {
             finished = .endOfSequence
             return Step(token: nil, text: flushHeld(), continues: false)
         }

@@ -355,25 +355,50 @@ enum GGUFReader {
         return table
     }
 
+    /// `tokenizer.` keys that never change what a prompt encodes to or where generation ends.
+    static let harmlessTokenizerKeys: Set<String> = [
+        "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.seperator_token_id",
+        "tokenizer.ggml.cls_token_id", "tokenizer.ggml.mask_token_id", "tokenizer.ggml.prefix_token_id",
+        "tokenizer.ggml.suffix_token_id", "tokenizer.ggml.middle_token_id", "tokenizer.ggml.fim_pre_token_id",
+        "tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.fim_pad_token_id",
+        "tokenizer.ggml.fim_rep_token_id", "tokenizer.ggml.fim_sep_token_id", "tokenizer.ggml.token_type_count",
+        "tokenizer.ggml.precompiled_charsmap", "tokenizer.huggingface.json",
+    ]
+
     private static func makeTokenizer(kv: [String: GGUFValue], path: String) throws(EdgeLMError) -> TokenizerData {
         func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
-        let model = kv["tokenizer.ggml.model"]?.asString ?? "missing"
+        var read: Set<String> = []
+        func value(_ key: String) -> GGUFValue? {
+            read.insert(key)
+            return kv[key]
+        }
+        func flag(_ key: String) throws(EdgeLMError) -> Bool? {
+            guard let v = value("tokenizer.ggml.\(key)") else { return nil }
+            guard case let .bool(b) = v else { throw fail("tokenizer.ggml.\(key)", "not a boolean") }
+            return b
+        }
+        func id(_ key: String) throws(EdgeLMError) -> Int? {
+            guard let v = value("tokenizer.ggml.\(key)") else { return nil }
+            guard let i = v.asInt else { throw fail("tokenizer.ggml.\(key)", "not an integer") }
+            return i
+        }
+        let model = value("tokenizer.ggml.model")?.asString ?? "missing"
         guard model == "llama" || model == "gpt2" else {
             throw fail("tokenizer.ggml.model", "'\(model)' is not supported (the SentencePiece 'llama' and byte-level BPE 'gpt2' vocabularies)")
         }
-        guard case let .array(tokenValues, 8)? = kv["tokenizer.ggml.tokens"] else {
+        guard case let .array(tokenValues, 8)? = value("tokenizer.ggml.tokens") else {
             throw fail("tokenizer.ggml.tokens", "missing or not an array of strings")
         }
         let pieces = tokenValues.compactMap(\.asString)
         var scores = [Float](repeating: 0, count: pieces.count)
-        if let v = kv["tokenizer.ggml.scores"] {
+        if let v = value("tokenizer.ggml.scores") {
             guard case let .array(items, 6) = v, items.count == pieces.count else {
                 throw fail("tokenizer.ggml.scores", "must be an array of \(pieces.count) f32 values")
             }
             scores = items.map { Float($0.asDouble ?? 0) }
         }
         var types = [TokenType](repeating: .normal, count: pieces.count)
-        if let v = kv["tokenizer.ggml.token_type"] {
+        if let v = value("tokenizer.ggml.token_type") {
             guard case let .array(items, et) = v, [4, 5].contains(et), items.count == pieces.count else {
                 throw fail("tokenizer.ggml.token_type", "must be an array of \(pieces.count) int32 values")
             }
@@ -384,36 +409,47 @@ enum GGUFReader {
                 types[i] = t
             }
         }
-        func id(_ key: String) throws(EdgeLMError) -> Int? {
-            guard let v = kv["tokenizer.ggml.\(key)"] else { return nil }
-            guard let i = v.asInt else { throw fail("tokenizer.ggml.\(key)", "not an integer") }
-            return i
-        }
+        let spacePrefix = try flag("add_space_prefix")
+        var data: TokenizerData
+        // llama.cpp's defaults when the file does not say: SentencePiece vocabularies add BOS, byte-level ones
+        // only for the pre-tokenizers of vocabularies that do (Llama 3).
+        var addBOSDefault = true
         if model == "gpt2" {
-            let pre = kv["tokenizer.ggml.pre"]?.asString ?? "default"
-            guard let preTokenizer = PreTokenizer.llamaCppPreTokenizers[pre] else {
+            let pre = value("tokenizer.ggml.pre")?.asString ?? "default"
+            guard var preTokenizer = PreTokenizer.llamaCppPreTokenizers[pre] else {
                 throw fail("tokenizer.ggml.pre", "'\(pre)' is not supported (\(PreTokenizer.llamaCppPreTokenizers.keys.sorted().joined(separator: ", ")))")
             }
-            guard case let .array(mergeValues, 8)? = kv["tokenizer.ggml.merges"] else {
+            preTokenizer.addPrefixSpace = spacePrefix ?? false
+            addBOSDefault = PreTokenizer.llamaCppAddingBOS.contains(pre)
+            guard case let .array(mergeValues, 8)? = value("tokenizer.ggml.merges") else {
                 throw fail("tokenizer.ggml.merges", "a byte-level BPE vocabulary needs its merges (an array of strings)")
             }
-            var data = TokenizerData(kind: .mergesBPE, pieces: pieces, scores: scores, types: types, merges: mergeValues.compactMap(\.asString),
-                                     bos: try id("bos_token_id"), eos: try id("eos_token_id"), unk: try id("unknown_token_id"),
-                                     pad: try id("padding_token_id"), addDummyPrefix: false, removeExtraWhitespaces: false,
-                                     byteFallback: false, preTokenizer: preTokenizer, fuseUnknown: false, matchesSpecialTokens: true)
-            data.chatTemplate = kv["tokenizer.chat_template"]?.asString
-            return data
-        }
-        var addPrefix = true
-        if case let .bool(b)? = kv["tokenizer.ggml.add_space_prefix"] { addPrefix = b }
-        var removeSpaces = false
-        if case let .bool(b)? = kv["tokenizer.ggml.remove_extra_whitespaces"] { removeSpaces = b }
-        var data = TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
+            data = TokenizerData(kind: .mergesBPE, pieces: pieces, scores: scores, types: types, merges: mergeValues.compactMap(\.asString),
+                                 bos: try id("bos_token_id"), eos: try id("eos_token_id"), unk: try id("unknown_token_id"),
+                                 pad: try id("padding_token_id"), addDummyPrefix: false, removeExtraWhitespaces: false,
+                                 byteFallback: false, preTokenizer: preTokenizer, fuseUnknown: false, matchesSpecialTokens: true)
+            if try flag("remove_extra_whitespaces") == true {
+                throw fail("tokenizer.ggml.remove_extra_whitespaces", "collapsing spaces is not implemented for byte-level vocabularies")
+            }
+        } else {
+            data = TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
                                  bos: try id("bos_token_id"), eos: try id("eos_token_id"),
                                  unk: try id("unknown_token_id") ?? types.firstIndex(of: .unknown),
-                                 pad: try id("padding_token_id"), addDummyPrefix: addPrefix,
-                                 removeExtraWhitespaces: removeSpaces, byteFallback: types.contains(.byte))
-        data.chatTemplate = kv["tokenizer.chat_template"]?.asString
+                                 pad: try id("padding_token_id"), addDummyPrefix: spacePrefix ?? true,
+                                 removeExtraWhitespaces: try flag("remove_extra_whitespaces") ?? false, byteFallback: types.contains(.byte))
+        }
+        data.chatTemplate = value("tokenizer.chat_template")?.asString
+        data.addBOS = try flag("add_bos_token") ?? addBOSDefault
+        data.addEOS = try flag("add_eos_token") ?? false
+        if try flag("add_sep_token") == true {
+            throw fail("tokenizer.ggml.add_sep_token", "appending a separator token is not implemented")
+        }
+        let turnEnds = [try id("eot_token_id"), try id("eom_token_id")].compactMap { $0 }.filter { $0 != data.eos }
+        data.endOfGeneration = turnEnds.isEmpty ? nil : turnEnds
+        for key in kv.keys.sorted() where key.hasPrefix("tokenizer.") && !read.contains(key) && !harmlessTokenizerKeys.contains(key)
+            && !key.hasPrefix("tokenizer.chat_template.") {
+            throw fail(key, "is a tokenizer setting EdgeLM does not implement (it may change how text is encoded or where generation ends)")
+        }
         return data
     }
 }

@@ -71,6 +71,11 @@ public struct GGUFWriter {
         if let bos = t.bos { set("tokenizer.ggml.bos_token_id", .u32(UInt32(bos))) }
         if let eos = t.eos { set("tokenizer.ggml.eos_token_id", .u32(UInt32(eos))) }
         if let unk = t.unk { set("tokenizer.ggml.unknown_token_id", .u32(UInt32(unk))) }
+        if let addBOS = t.addBOS { set("tokenizer.ggml.add_bos_token", .bool(addBOS)) }
+        if let addEOS = t.addEOS { set("tokenizer.ggml.add_eos_token", .bool(addEOS)) }
+        if t.preTokenizer?.addPrefixSpace == true { set("tokenizer.ggml.add_space_prefix", .bool(true)) }
+        for (key, id) in zip(["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"], t.endOfGeneration ?? []) { set(key, .u32(UInt32(id))) }
+        if let template = t.chatTemplate { set("tokenizer.chat_template", .string(template)) }
     }
 
     /// The file's bytes.

@@ -13,6 +13,8 @@ struct HuggingFaceConfig {
     let tieWordEmbeddings: Bool?
     let bosTokenId: Int?
     let eosTokenId: Int?
+    /// Every id of `eos_token_id` (a list names several tokens that end generation).
+    let eosTokenIds: [Int]
 
     /// The families EdgeLM reads, each with its Hugging Face class names.
     static let families: [any ModelFamily.Type] = [LlamaFamily.self, MistralFamily.self, Qwen2Family.self, Qwen3Family.self,
@@ -49,21 +51,32 @@ struct HuggingFaceConfig {
             throw r.fail("head_dim", "\(config.headDim) must be even and in 2...4096")
         }
         let tie = try r.bool("tie_word_embeddings")
-        let bos = try tokenId(&r, "bos_token_id"), eos = try tokenId(&r, "eos_token_id")
+        let bos = try tokenIds(&r, "bos_token_id").first, eosIds = try tokenIds(&r, "eos_token_id")
         let rope = try RopeSettings(&r, dims: config.headDim, contextLength: config.contextLength)
         try family.configure(&config, &r, rope: rope)
         if config.ropeTables == nil { config.ropeTables = [try rope.single(r)] }
         config.ropeTheta = Float(config.ropeTables![0].theta)
         try r.finish()
-        return HuggingFaceConfig(config: config.normalized(), family: family, tieWordEmbeddings: tie, bosTokenId: bos, eosTokenId: eos)
+        return HuggingFaceConfig(config: config.normalized(), family: family, tieWordEmbeddings: tie, bosTokenId: bos, eosTokenId: eosIds.first,
+                                 eosTokenIds: eosIds)
     }
 
-    /// `bos_token_id` / `eos_token_id`: an integer or a list (its first entry).
-    private static func tokenId(_ r: inout ConfigReader, _ key: String) throws(EdgeLMError) -> Int? {
-        guard let v = r.raw(key) else { return nil }
-        if let n = v as? NSNumber, let i = Int(exactly: n.doubleValue) { return i }
-        if let list = v as? [NSNumber], let first = list.first, let i = Int(exactly: first.doubleValue) { return i }
-        throw r.fail(key, "must be an integer or a list of integers")
+    /// `bos_token_id` / `eos_token_id`: an integer or a list of them (none when absent or null).
+    private static func tokenIds(_ r: inout ConfigReader, _ key: String) throws(EdgeLMError) -> [Int] {
+        guard let v = r.raw(key) else { return [] }
+        guard let ids = tokenIds(v) else { throw r.fail(key, "must be an integer or a list of integers") }
+        return ids
+    }
+
+    /// A JSON token id or list of ids (nil when it is neither; [] for null).
+    static func tokenIds(_ v: Any) -> [Int]? {
+        if v is NSNull { return [] }
+        if let n = v as? NSNumber, let i = Int(exactly: n.doubleValue) { return [i] }
+        if let list = v as? [NSNumber] {
+            let ids = list.compactMap { Int(exactly: $0.doubleValue) }
+            return ids.count == list.count ? ids : nil
+        }
+        return nil
     }
 }
 

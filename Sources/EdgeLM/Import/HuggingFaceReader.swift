@@ -61,14 +61,29 @@ enum HuggingFaceReader {
         config.tiedOutput = tied
         try config.validate(source: file("config.json"))
         let tokenizerConfig = file("tokenizer_config.json")
-        let tokenizer = try HuggingFaceTokenizer.load(path: file("tokenizer.json"),
+        var tokenizer = try HuggingFaceTokenizer.load(path: file("tokenizer.json"),
                                                       configPath: FileManager.default.fileExists(atPath: tokenizerConfig) ? tokenizerConfig : nil,
                                                       vocabSize: config.vocabSize, bosId: hf.bosTokenId, eosId: hf.eosTokenId)
+        let stops = Set(hf.eosTokenIds + (try generationEndIds(path: file("generation_config.json")))).subtracting(tokenizer.eos.map { [$0] } ?? [])
+        tokenizer.endOfGeneration = stops.isEmpty ? nil : stops.sorted()
         try tokenizer.validate(source: file("tokenizer.json"), vocabSize: config.vocabSize)
         let checkpoint = Checkpoint(path: folder, format: "safetensors (\(mappings.count) file\(mappings.count == 1 ? "" : "s"))",
                                     config: config, tokenizer: tokenizer, tensors: tensors, mappings: mappings)
         try checkpoint.validateTensors()
         return checkpoint
+    }
+
+    /// The `eos_token_id` ids of `generation_config.json` (none when the file is absent): every one ends generation.
+    static func generationEndIds(path: String) throws(EdgeLMError) -> [Int] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw .invalidField(path: path, field: "generation_config.json", message: "not a JSON object")
+        }
+        guard let v = json["eos_token_id"] else { return [] }
+        guard let ids = HuggingFaceConfig.tokenIds(v) else {
+            throw .invalidField(path: path, field: "eos_token_id", message: "must be an integer or a list of integers")
+        }
+        return ids
     }
 
     /// Canonical tensors of Hugging Face parameter `name` in `family` (nil: not one of its parameters).

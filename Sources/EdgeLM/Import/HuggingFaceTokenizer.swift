@@ -56,7 +56,29 @@ enum HuggingFaceTokenizer {
                              byteFallback: model["byte_fallback"] as? Bool ?? false, preTokenizer: preTokenizer,
                              fuseUnknown: model["fuse_unk"] as? Bool ?? false, matchesSpecialTokens: true)
         data.chatTemplate = chatTemplate(tokenizerConfig)
+        let template = templateSpecials(json["post_processor"])
+        let settings = tokenizerConfig.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        data.addBOS = settings["add_bos_token"] as? Bool ?? template.first.map { $0 == data.bos } ?? false
+        data.addEOS = settings["add_eos_token"] as? Bool ?? template.last.map { $0 == data.eos } ?? false
         return data
+    }
+
+    /// The special tokens the post-processor's single-sequence template puts before and after the text
+    /// (a `TemplateProcessing`, possibly inside a `Sequence`), as ids; nil where it puts none.
+    private static func templateSpecials(_ node: Any?) -> (first: Int??, last: Int??) {
+        guard let node = node as? [String: Any] else { return (nil, nil) }
+        if node["type"] as? String == "Sequence" {
+            for p in node["processors"] as? [[String: Any]] ?? [] where p["type"] as? String == "TemplateProcessing" { return templateSpecials(p) }
+            return (nil, nil)
+        }
+        guard node["type"] as? String == "TemplateProcessing", let single = node["single"] as? [[String: Any]] else { return (nil, nil) }
+        let specials = node["special_tokens"] as? [String: Any] ?? [:]
+        func id(_ item: [String: Any]?) -> Int?? {
+            guard let name = (item?["SpecialToken"] as? [String: Any])?["id"] as? String else { return nil }
+            return .some(((specials[name] as? [String: Any])?["ids"] as? [Int])?.first)
+        }
+        guard let textIndex = single.firstIndex(where: { $0["Sequence"] != nil }) else { return (nil, nil) }
+        return (textIndex > 0 ? id(single[textIndex - 1]) : nil, textIndex + 1 < single.count ? id(single[textIndex + 1]) : nil)
     }
 
     /// `chat_template` of tokenizer_config.json: a string, or a list of {name, template} whose "default"

@@ -69,17 +69,17 @@ final class BlockedAttention {
              cache: KVCache, pool: ThreadPool, level: KernelLevel) {
         let kvHeads = config.kvHeads, tokenBlocks = (n + tokensPerJob - 1) / tokensPerJob
         let jobs = kvHeads * tokenBlocks
-        let body = { (worker: Int, workers: Int) in
-            var job = worker
-            while job < jobs {
-                self.job(worker: worker, layer: l, head: job % kvHeads, tokens: (job / kvHeads) * self.tokensPerJob..<min(n, (job / kvHeads + 1) * self.tokensPerJob),
-                         firstPosition: pos0, q: q, out: out, cache: cache, level: level)
-                job += workers
-            }
+        let body = { (job: Int, worker: Int) in
+            self.job(worker: worker, layer: l, head: job % kvHeads, tokens: (job / kvHeads) * self.tokensPerJob..<min(n, (job / kvHeads + 1) * self.tokensPerJob),
+                     firstPosition: pos0, q: q, out: out, cache: cache, level: level)
         }
         // Multiply-adds of scores and weighted values; only the smallest stay on this thread (16K, not the
         // 128K of the linear layers: decode on s15m and s110m measured 4-13% faster with this threshold).
-        if n * config.heads * (pos0 + n) * config.headDim * 2 >= 1 << 14 { pool.run(body) } else { body(0, 1) }
+        if n * config.heads * (pos0 + n) * config.headDim * 2 >= 1 << 14 {
+            pool.run(tasks: jobs, body)
+        } else {
+            for job in 0..<jobs { body(job, 0) }
+        }
     }
 
     private func job(worker: Int, layer l: Int, head h: Int, tokens: Range<Int>, firstPosition pos0: Int,

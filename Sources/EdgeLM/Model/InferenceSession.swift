@@ -442,17 +442,18 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// out[t, r] = weight[r] · input[t] for `tokens` tokens, for every (weight, out) pair, as one parallel
-    /// job: each worker takes its share of every matrix's rows (in whole 16-row tiles), then runs
-    /// `epilogue` on its share of the first matrix's rows (for example the gate of those FFN rows).
+    /// job of a few tasks per thread: each task takes its share of every matrix's rows (in whole 16-row
+    /// tiles), then runs `epilogue` on its share of the first matrix's rows (for example the gate of those
+    /// FFN rows).
     private func linears(_ pairs: [(weight: LinearWeight, out: UnsafeMutablePointer<Float>)], input: UnsafeMutablePointer<Float>,
                          quantized: Bool, tokens: Int, epilogue: ((Range<Int>) -> Void)? = nil) {
-        let workers = pool.workers(for: pairs.reduce(0) { $0 + $1.weight.rows * $1.weight.cols } * tokens)
-        let body = { (worker: Int, workers: Int) in
-            func share(_ rows: Int) -> Range<Int> { ThreadPool.share(rows, worker: worker, of: workers, granule: 16) }
+        let parallel = pool.workers(for: pairs.reduce(0) { $0 + $1.weight.rows * $1.weight.cols } * tokens) > 1
+        let tasks = parallel ? max(1, min(pool.tasksPerJob, pairs[0].weight.rows / 16)) : 1
+        pool.run(tasks: tasks) { task, _ in
+            func share(_ rows: Int) -> Range<Int> { ThreadPool.share(rows, worker: task, of: tasks, granule: 16) }
             for (w, out) in pairs { self.matmul(w, rows: share(w.rows), input: input, quantized: quantized, tokens: tokens, out: out) }
             epilogue?(share(pairs[0].weight.rows))
         }
-        if workers == 1 { body(0, 1) } else { pool.run(body) }
     }
 
     /// Rows `rows` of out = weight · input for `tokens` tokens (out is [tokens, weight.rows]).

@@ -65,7 +65,8 @@ struct CalibrationRun {
     let context: Int
     /// Windows the tokens fill.
     let windows: Int
-    private let bos: Int
+    /// [BOS] when the model starts prompts with it, else nothing.
+    private let prefix: [Int]
     private let textSHA256: String
 
     init(checkpoint: Checkpoint, text: Data, maxTokens: Int, context: Int, threads: Int?) throws(EdgeLMError) {
@@ -82,8 +83,7 @@ struct CalibrationRun {
             _ = try Converter.convert(checkpoint, to: directory + "/float.edgelm", options: ConversionOptions(type: .f32))
             self.context = min(context, checkpoint.config.contextLength)
             float = try LanguageModel(path: directory + "/float.edgelm", threads: threads, keyType: .f32, valueType: .f32, contextLength: self.context)
-            guard let bos = float.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start calibration windows with") }
-            self.bos = bos
+            prefix = float.tokenizer.data.addsBOS ? [float.tokenizer.bos!] : []
             tokens = Array(float.tokenizer.encode(string).prefix(maxTokens))
             guard !tokens.isEmpty else { throw .invalidInput("the calibration text has no tokens") }
         } catch {
@@ -91,16 +91,17 @@ struct CalibrationRun {
             throw error
         }
         self.directory = directory
-        windows = (tokens.count + self.context - 2) / (self.context - 1)
+        let per = self.context - prefix.count
+        windows = (tokens.count + per - 1) / per
         var hash = SHA256()
         text.withUnsafeBytes { hash.update($0) }
         textSHA256 = hash.finalizeHex()
     }
 
-    /// Window `w`: BOS, then its share of the tokens.
+    /// Window `w`: BOS (when the model adds it), then its share of the tokens.
     func window(_ w: Int) -> [Int] {
-        let per = context - 1
-        return [bos] + tokens[(w * per)..<min(tokens.count, (w + 1) * per)]
+        let per = context - prefix.count
+        return prefix + tokens[(w * per)..<min(tokens.count, (w + 1) * per)]
     }
 
     /// The record of this text for a file calibrated by `method`.

@@ -21,6 +21,12 @@ public struct ConversionOptions: Sendable {
     /// Per-tensor exceptions to `type` and `groupSize` for attention and FFN matrices (first match wins);
     /// recorded in the file's quantization settings.
     public var tensorTypes: [TensorTypeRule] = []
+    /// Store every tensor in the scheme that holds the source's values (`edgelm quantize --type keep`, the default
+    /// for a quantized GGUF): no second rounding where such a scheme exists (see `keptPlan`). `type`, `groupSize`
+    /// and `embeddingType` are then set from the source by `adapted(to:)`.
+    public var keepSource = false
+    /// The schemes `keepSource` chose, by tensor (filled by `adapted(to:)`).
+    var keptPlans: [String: TensorPlan] = [:]
 
     /// Creates options.
     public init(type: TensorScheme, groupSize: Int? = nil, embeddingType: TensorScheme? = nil, zstdLevel: Int? = nil,
@@ -45,8 +51,12 @@ public struct ConversionOptions: Sendable {
     /// Resolved embedding scheme.
     public var resolvedEmbeddingType: TensorScheme { embeddingType ?? Self.defaultEmbeddingType(type) }
 
+    /// A tensor's scheme and group size.
+    public typealias TensorPlan = (scheme: TensorScheme, groupSize: Int)
+
     /// Scheme and group size of a canonical tensor.
-    public func plan(for name: String) -> (scheme: TensorScheme, groupSize: Int) {
+    public func plan(for name: String) -> TensorPlan {
+        if keepSource, let kept = keptPlans[name] { return kept }
         switch TensorRole(name: name) {
         case .norm: return (.f32, 0)
         case .embedding, .output:
@@ -59,11 +69,43 @@ public struct ConversionOptions: Sendable {
         }
     }
 
-    /// These options for `checkpoint`: a q8 conversion of a GGUF whose matrices are all Q8_0 defaults to
-    /// groups of 32, where every code and scale carries over unchanged (see `Converter.carriedPayload`).
+    /// The scheme that holds a source tensor's values: floats as they are (bf16 as f32, which holds it
+    /// exactly), Q8_0 and Q4_0 as q8 and q4 with groups of 32 (codes and scales carried over), and every other
+    /// ggml type as q8 with groups of 32 (each block's values re-rounded to a 1/127 grid of its largest).
+    public static func keptPlan(_ dtype: SourceDType) -> TensorPlan {
+        switch dtype {
+        case .f32, .bf16: return (.f32, 0)
+        case .f16: return (.f16, 0)
+        case .ggml(.q4_0): return (.q4, 32)
+        case .ggml: return (.q8, 32)
+        }
+    }
+
+    /// These options for `checkpoint`: with `keepSource`, each tensor's kept scheme (`type`, `groupSize` and
+    /// `embeddingType` become the most common matrix plan and the embedding's, and matrices with another plan
+    /// are listed as `tensorTypes`, as recorded in the file); a q8 conversion of a GGUF whose matrices are all
+    /// Q8_0 defaults to groups of 32, where every code and scale carries over unchanged (see
+    /// `Converter.carriedPayload`).
     public func adapted(to checkpoint: Checkpoint) -> ConversionOptions {
         var o = self
         let matrices = checkpoint.config.matrixNames
+        if keepSource {
+            for (name, _) in checkpoint.config.tensorShapes where TensorRole(name: name) != .norm {
+                if let dtype = checkpoint.tensors[name]?.dtype { o.keptPlans[name] = Self.keptPlan(dtype) }
+            }
+            var counts: [String: (plan: TensorPlan, count: Int)] = [:]
+            for name in matrices { if let p = o.keptPlans[name] { counts["\(p.scheme):\(p.groupSize)", default: (p, 0)].count += 1 } }
+            if let common = counts.values.max(by: { $0.count < $1.count || ($0.count == $1.count && $0.plan.scheme.rawValue > $1.plan.scheme.rawValue) }) {
+                o.type = common.plan.scheme
+                o.groupSize = common.plan.groupSize
+                o.tensorTypes = matrices.compactMap { name in
+                    guard let p = o.keptPlans[name], p.scheme != common.plan.scheme || p.groupSize != common.plan.groupSize else { return nil }
+                    return try? TensorTypeRule(parsing: "\(name)=\(p.scheme.rawValue):\(p.groupSize)")
+                }
+            }
+            o.embeddingType = o.keptPlans["token_embd"]?.scheme
+            return o
+        }
         if groupSize == nil, type == .q8, !matrices.isEmpty, matrices.allSatisfy({ checkpoint.tensors[$0]?.dtype == .ggml(.q8_0) }) {
             o.groupSize = 32
         }
@@ -103,6 +145,8 @@ public struct TensorReport: Sendable {
     /// True when the source's codes and scales were stored as they were (a GGUF Q8_0 or Q4_0 tensor
     /// written as q8 or q4 with groups of 32), with no second rounding.
     public let carriedOver: Bool
+    /// The source tensor's type ("F32", "Q4_K", ...).
+    public let sourceType: String
 }
 
 /// Progress events during conversion.
@@ -233,7 +277,7 @@ public enum Converter {
                 }
                 pending = (i, { entry in
                     TensorReport(name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
-                                 error: error, carriedOver: carried != nil)
+                                 error: error, carriedOver: carried != nil, sourceType: source.dtype.name)
                 })
             }
             try finishPending()

@@ -38,6 +38,10 @@ public struct PreTokenizer: Codable, Sendable, Equatable {
         "smollm": PreTokenizer(isolate: #"\p{N}"#),
     ]
 
+    /// The `tokenizer.ggml.pre` names whose vocabularies llama.cpp starts prompts with BOS for when the file
+    /// does not say (`tokenizer.ggml.add_bos_token`).
+    public static let llamaCppAddingBOS: Set<String> = ["llama-bpe", "llama3"]
+
     /// Creates a byte-level pre-tokenizer.
     public init(pattern: String = gpt2Pattern, addPrefixSpace: Bool = false, isolate: String? = nil) {
         self.pattern = pattern
@@ -82,6 +86,21 @@ public struct TokenizerData: Codable, Sendable, Equatable {
     /// The checkpoint's chat template (Jinja text from `tokenizer_config.json` or the GGUF's
     /// `tokenizer.chat_template`), kept so `ChatTemplate.recognise` can pick the prompt format.
     public var chatTemplate: String?
+    /// Whether encoding a prompt puts BOS first (GGUF `tokenizer.ggml.add_bos_token`, Hugging Face
+    /// `add_bos_token` or the post-processor's template). nil (files written before it was recorded) means yes.
+    public var addBOS: Bool?
+    /// Whether encoding a prompt appends EOS (GGUF `tokenizer.ggml.add_eos_token`, Hugging Face `add_eos_token`).
+    public var addEOS: Bool?
+    /// Tokens besides `eos` that end generation: end-of-turn and end-of-message ids (GGUF `eot_token_id`,
+    /// `eom_token_id`; every id of `generation_config.json`'s `eos_token_id` list).
+    public var endOfGeneration: [Int]?
+
+    /// Whether prompts start with BOS (see `addBOS`; never without a BOS id).
+    public var addsBOS: Bool { bos != nil && (addBOS ?? true) }
+    /// Whether prompts end with EOS.
+    public var addsEOS: Bool { eos != nil && (addEOS ?? false) }
+    /// Every id that ends generation: `eos` and `endOfGeneration`, sorted.
+    public var endOfGenerationIDs: [Int] { Array(Set((eos.map { [$0] } ?? []) + (endOfGeneration ?? []))).sorted() }
 
     /// Creates tokenizer data.
     public init(kind: TokenizerKind, pieces: [String], scores: [Float], types: [TokenType], merges: [String]? = nil,
@@ -125,7 +144,7 @@ public struct TokenizerData: Codable, Sendable, Equatable {
             throw bad("pieces", "piece \(i) is longer than \(Limits.maxPieceBytes) bytes")
         }
         if let i = scores.firstIndex(where: { !$0.isFinite }) { throw bad("scores", "score \(i) is not finite") }
-        for (field, id) in [("bos", bos), ("eos", eos), ("unk", unk), ("pad", pad)] {
+        for (field, id) in [("bos", bos), ("eos", eos), ("unk", unk), ("pad", pad)] + (endOfGeneration ?? []).map({ ("endOfGeneration", Optional($0)) }) {
             if let id, !(0..<vocabSize).contains(id) { throw bad(field, "id \(id) is outside the vocabulary 0..<\(vocabSize)") }
         }
         if let merges, merges.count > Limits.maxMerges { throw bad("merges", "\(merges.count) merges exceed \(Limits.maxMerges)") }

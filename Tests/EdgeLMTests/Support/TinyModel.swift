@@ -19,9 +19,13 @@ enum TinyModel {
             types.append(.normal)
             i += 1
         }
-        return TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: (0..<pieces.count).map { -Float($0) }, types: types,
-                             bos: 1, eos: 2, unk: 0, pad: nil, addDummyPrefix: true, removeExtraWhitespaces: false,
-                             byteFallback: true)
+        var data = TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: (0..<pieces.count).map { -Float($0) }, types: types,
+                                 bos: 1, eos: 2, unk: 0, pad: nil, addDummyPrefix: true, removeExtraWhitespaces: false,
+                                 byteFallback: true)
+        // What a GGUF reader records for a SentencePiece vocabulary that does not say (llama.cpp's defaults).
+        data.addBOS = true
+        data.addEOS = false
+        return data
     }
 
     /// A GGUF with normal(0, 0.02) weights; `poison` replaces one weight of that tensor with NaN.
