@@ -5,7 +5,7 @@ extension KVCacheType: ExpressibleByArgument {}
 
 /// Options shared by the commands that run a model.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "The .edgelm model file.")
+    @Option(name: .shortAndLong, help: "The .edgelm model file, or a GGUF (converted once with --type keep into $EDGELM_CACHE, default ~/.cache/edgelm, and reused while it is unchanged).")
     var model: String
 
     @Option(name: .shortAndLong, help: "Worker threads (default: physical cores).")
@@ -27,7 +27,8 @@ struct ModelOptions: ParsableArguments {
     /// says on stderr when the context differs from the model's.
     func open(verify: Bool = false, context: Int? = nil, quiet: Bool = false) throws -> LanguageModel {
         if let ctx, ctx < 1 { throw EdgeLMError.invalidArgument("--ctx \(ctx): must be at least 1") }
-        let lm = try LanguageModel(path: model, threads: threads, verify: verify, keyType: kType ?? kvType, valueType: vType ?? kvType,
+        let path = try ModelCache.resolve(model) { if !quiet { Terminal.error($0) } }
+        let lm = try LanguageModel(path: path, threads: threads, verify: verify, keyType: kType ?? kvType, valueType: vType ?? kvType,
                                    contextLength: ctx ?? context)
         let trained = lm.config.contextLength, used = lm.session.contextLength
         if !quiet, used > trained {
