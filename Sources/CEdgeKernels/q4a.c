@@ -1,7 +1,8 @@
-// q4a: 4-bit codes with a zero point (see EdgeKernels.h). The matrix product reuses each level's q4 kernel,
-// whose nibble n stands for n - 8, and adds what the zero point changes: s (n - z) = s (n - 8) + s (8 - z), so
-// dot = q4 dot + Σ_groups s_g (8 - z_g) Σ_{blocks of g} xs_b Σ x_b. Only the scale words need decoding; the
-// kernels' inner loops are the q4 ones.
+// q4a: 4-bit codes with a zero point, and q4o: 4-bit codes with an f16 scale and an f16 offset (see
+// EdgeKernels.h). The matrix product reuses each level's q4 kernel, whose nibble n stands for n - 8, and adds what
+// the zero point or offset changes: s (n - z) = s (n - 8) + s (8 - z) and d n + m = d (n - 8) + (m + 8 d), so
+// dot = q4 dot + Σ_groups o_g Σ_{blocks of g} xs_b Σ x_b with o = s (8 - z) or m + 8 d. Only the scale words need
+// decoding; the kernels' inner loops are the q4 ones.
 #include "exact.h"
 #include "internal.h"
 #include <stdlib.h>
@@ -33,8 +34,9 @@ EDGE_INLINE float dot_f32(const float *a, const float *b, int64_t n) {
 uint16_t edge_q4a_scale_half(uint16_t word) { return q4a_half(word); }
 
 /// The product, always inlined into one wrapper per vector width below so that the compiler vectorises
-/// its loops (the sums of activation codes, the offsets, their products) for the level's registers.
-EDGE_INLINE void q4a_matmul(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
+/// its loops (the sums of activation codes, the offsets, their products) for the level's registers. `offset`:
+/// q4o's (scale, offset) half pairs, else q4a's words.
+EDGE_INLINE void q4a_matmul(int isa, int offset, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
                              const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
     const int64_t ngroups = (nblocks + gblocks - 1) / gblocks, row_bytes = nblocks * 16;
     // halves [Q4A_CHUNK, ngroups]: the chunk's f16 scales; offsets [Q4A_CHUNK, ngroups]: s (8 - z);
@@ -57,9 +59,18 @@ EDGE_INLINE void q4a_matmul(int isa, const uint8_t *w, const uint16_t *ws, int64
         }
     for (int64_t r = r0; r < r1; r += Q4A_CHUNK) {
         const int64_t n = r1 - r < Q4A_CHUNK ? r1 - r : Q4A_CHUNK;
-        for (int64_t k = 0; k < n * ngroups; k++) halves[k] = q4a_half(ws[r * ngroups + k]);
-        edge_f16_to_f32(isa, halves, offsets, n * ngroups);
-        for (int64_t k = 0; k < n * ngroups; k++) offsets[k] *= (float)(8 - (int)(ws[r * ngroups + k] & 15));
+        if (offset) {
+            // transposed holds the chunk's offsets m for a moment.
+            for (int64_t k = 0; k < n * ngroups; k++) halves[k] = ws[2 * (r * ngroups + k) + 1];
+            edge_f16_to_f32(isa, halves, transposed, n * ngroups);
+            for (int64_t k = 0; k < n * ngroups; k++) halves[k] = ws[2 * (r * ngroups + k)];
+            edge_f16_to_f32(isa, halves, offsets, n * ngroups);
+            for (int64_t k = 0; k < n * ngroups; k++) offsets[k] = transposed[k] + 8 * offsets[k];
+        } else {
+            for (int64_t k = 0; k < n * ngroups; k++) halves[k] = q4a_half(ws[r * ngroups + k]);
+            edge_f16_to_f32(isa, halves, offsets, n * ngroups);
+            for (int64_t k = 0; k < n * ngroups; k++) offsets[k] *= (float)(8 - (int)(ws[r * ngroups + k] & 15));
+        }
         edge_matmul_q4(isa, w + r * row_bytes, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
         if (ntok == 1) {
             for (int64_t i = 0; i < n; i++) out[(r + i) * ors] += dot_f32(offsets + i * ngroups, sums, ngroups);
@@ -90,26 +101,38 @@ EDGE_INLINE void q4a_matmul(int isa, const uint8_t *w, const uint16_t *ws, int64
 
 #if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
-static void q4a_matmul_avx512(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
+static void q4a_matmul_avx512(int isa, int offset, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
                               const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    q4a_matmul(isa, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 __attribute__((target("avx2,fma")))
-static void q4a_matmul_avx2(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
+static void q4a_matmul_avx2(int isa, int offset, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
                             const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    q4a_matmul(isa, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 #endif
+
+/// The level's wrapper of `q4a_matmul`.
+static void q4a_matmul_level(int isa, int offset, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                             int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+#if defined(__x86_64__)
+    if (isa == EDGE_ISA_AVX512_VNNI) return q4a_matmul_avx512(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return q4a_matmul_avx2(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+#endif
+    q4a_matmul(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
 
 void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                      int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
                      float *out, int64_t ors, int64_t ots) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) return q4a_matmul_avx512(isa, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return q4a_matmul_avx2(isa, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-#endif
-    q4a_matmul(isa, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul_level(isa, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
+
+void edge_matmul_q4o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
+                     float *out, int64_t ors, int64_t ots) {
+    q4a_matmul_level(isa, 1, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 /// v rounded to nearest even (toward zero with `truncate`) and clamped to [-z, 15 - z]. Clamping first (the

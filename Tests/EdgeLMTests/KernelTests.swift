@@ -36,9 +36,15 @@ import CEdgeKernels
         return (codes, (0..<(tokens * blocks)).map { _ in rng.uniform() * 0.1 + 1e-3 })
     }
 
-    /// Random scale words: f16 scales (q4n: of either sign), or for q4a 12-bit scales with random zero points.
+    /// Random scale words: f16 scales (q4n: of either sign), for q4a 12-bit scales with random zero points, for
+    /// q4o pairs of an f16 scale and an f16 offset of either sign.
     func scaleWords(_ scheme: TensorScheme, count: Int, rng: inout TestRandom) -> [UInt16] {
-        (0..<count).map { _ in
+        if scheme == .q4o {
+            return (0..<count).flatMap { _ in
+                [HalfFloat.fromFloat(rng.uniform() * 0.05 + 1e-3), HalfFloat.fromFloat((rng.uniform() - 0.5) * 0.8)]
+            }
+        }
+        return (0..<count).map { _ in
             let s = rng.uniform() * 0.05 + 1e-3
             switch scheme {
             case .q4a: return edge_q4a_word(s, Int32(rng.next() % 16))
@@ -48,7 +54,7 @@ import CEdgeKernels
         }
     }
 
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
     func matmulMatchesReference(scheme: TensorScheme, shape: (rows: Int, blocks: Int, tokens: Int)) throws {
         var rng = TestRandom(seed: UInt64(shape.rows * 131 + shape.blocks))
         let tokens = max(1, shape.tokens)
@@ -89,6 +95,15 @@ import CEdgeKernels
         let groups = (blocks + groupBlocks - 1) / groupBlocks
         var sum: Float = 0
         for b in 0..<blocks {
+            if scheme == .q4o {
+                // The q4 kernel's d |n - 8| and the offset's |m + 8 d| add up separately.
+                let d = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks)]), m = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks) + 1])
+                for i in 0..<32 {
+                    let byte = w[(r * blocks + b) * 16 + i % 16], n = Float(i < 16 ? byte & 0x0F : byte >> 4)
+                    sum += xs[t * blocks + b] * (abs(d) * abs(n - 8) + abs(m + 8 * d)) * abs(Float(x[(t * blocks + b) * 32 + i]))
+                }
+                continue
+            }
             let word = scales[r * groups + b / groupBlocks], s = abs(Quantizer.scaleValue(word, scheme: scheme)) * xs[t * blocks + b]
             for i in 0..<32 {
                 let xi = abs(Float(x[(t * blocks + b) * 32 + i]))
@@ -125,14 +140,14 @@ import CEdgeKernels
 
     /// The kernels never read past the last weight block or the last activation block (odd block counts
     /// exercise the masked half pair).
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n], [1, 3, 9])
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o], [1, 3, 9])
     func kernelsStayInsideTheirBuffers(scheme: TensorScheme, blocks: Int) {
         var rng = TestRandom(seed: 17)
         let rows = 3
         let w = GuardedBuffer(weights(scheme, rows: rows, blocks: blocks, pattern: .random, rng: &rng))
         let (x, xs) = activations(tokens: 5, blocks: blocks, pattern: .random, rng: &rng)
         let gx = GuardedBuffer(x.map { UInt8(bitPattern: $0) })
-        let scales = [UInt16](repeating: HalfFloat.fromFloat(0.01), count: rows * blocks)
+        let scales = [UInt16](repeating: HalfFloat.fromFloat(0.01), count: rows * blocks * scheme.wordsPerGroup)
         for level in KernelLevel.supported {
             for group in [1, blocks] {
                 var out = [Float](repeating: 0, count: rows * 5)

@@ -252,6 +252,43 @@ struct ZooFixture {
             #expect(decoded == (try checkpoint.tensors[t.name]!.floats(path: "")), "\(type) \(t.name) dequantizes to the GGUF's values")
         }
     }
+
+    /// `--type keep` (the default for a quantized GGUF): Q8_0, Q4_0 and Q4_1 tensors decode to the GGUF's values
+    /// exactly, Q4_K within the f16 rounding of its sub-block scales and minimums, the other types within q8's
+    /// rounding of a block; each type's mean KLD against the GGUF's own f32 dequantization (second-half scoring,
+    /// 40 windows: the int8 activations' share) stays within the 0.0005 at the bits recorded.
+    @Test(arguments: types)
+    func keepHoldsTheGGUF(type: String) throws {
+        guard try entry(type) != nil else { return }
+        let checkpoint = try Checkpoint.open(path: Fixtures.path("models/zoo/llama-k/llama-k-\(type).gguf"), tokenizerPath: nil)
+        let dir = TemporaryDirectory()
+        var options = ConversionOptions(type: .f32)
+        options.keepSource = true
+        let report = try Converter.convert(checkpoint, to: dir.file("keep.edgelm"), options: options)
+        _ = try Converter.convert(checkpoint, to: dir.file("f32.edgelm"), options: ConversionOptions(type: .f32))
+        let expected: TensorScheme = ["Q4_0": .q4, "Q4_1": .q4o, "Q4_K": .q4o][type] ?? .q8
+        let file = try ModelFile(path: dir.file("keep.edgelm"))
+        for t in report.tensors where TensorRole(name: t.name).isMatrix {
+            #expect(t.scheme == expected, "\(type) \(t.name)")
+            let decoded = Quantizer.decode(try file.tensor(t.name).bytes, layout: try file.entry(t.name).layout())
+            let source = try checkpoint.tensors[t.name]!.floats(path: "")
+            let largest = source.map(abs).max()!
+            let worst = zip(decoded, source).map { abs($0 - $1) }.max()!
+            switch type {
+            case "Q8_0", "Q4_0", "Q4_1": #expect(worst == 0, "\(type) \(t.name) is carried over exactly")
+            case "Q4_K": #expect(worst <= largest * 0x1p-10, "\(type) \(t.name): \(worst)")
+            default: #expect(worst <= largest / 127, "\(type) \(t.name): \(worst)")
+            }
+        }
+        let lm = try LanguageModel(path: dir.file("keep.edgelm"), keyType: .f32, valueType: .f32)
+        let reference = try LanguageModel(path: dir.file("f32.edgelm"), keyType: .f32, valueType: .f32)
+        let text = try String(contentsOfFile: Fixtures.path("text/tinystories-dev.txt"), encoding: .utf8)
+        let tokens = Array(reference.tokenizer.encode(String(text.prefix(60_000))).prefix(40 * 256))
+        let drift = try PerplexityEvaluator.run(model: lm, reference: reference, tokens: tokens,
+                                                options: PerplexityOptions(context: 256, chunks: 40, scoreSecondHalf: true))
+        print("llama-k \(type) keep: \(report.matrixBitsPerWeight) bits/weight, mean KLD \(drift.reference!.kldMean.value)")
+        #expect(drift.reference!.kldMean.value <= 0.0005, "\(type) keep: mean KLD \(drift.reference!.kldMean.value)")
+    }
 }
 
 /// Sliding-window attention (Gemma 2's alternate layers, window 64) gives the same logits whether a long

@@ -173,12 +173,15 @@ static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
     free(w);
 }
 
-/// q4a (codes with a zero point) and q4n (codebook indices) against their definitions in double,
-/// out = Σ_b s_g xs_b Σ c(n) x with c(n) = n - z (q4a) or levels[n] (q4n): rows past one chunk (64 rows of
-/// decoded q4a scales, 32 rows of decoded q4n blocks), a row range that starts inside the matrix, random q4a
-/// zero points 0-15, q4n scales of either sign; for one token, q4n bit for bit the level's q8 product of the
-/// decoded blocks.
-static void test_matmul_nibbles(int isa, int q4n, int rows, int nblocks, int ntok) {
+enum { Q4A = 0, Q4N = 1, Q4O = 2 };
+
+/// q4a (codes with a zero point), q4n (codebook indices) and q4o (scale and offset) against their definitions
+/// in double, out = Σ_b s_g xs_b Σ c(n) x with c(n) = n - z (q4a) or levels[n] (q4n), and for q4o
+/// Σ_b xs_b Σ (d_g n + m_g) x: rows past one chunk (64 rows of decoded q4a/q4o scales, 32 rows of decoded q4n
+/// blocks), a row range that starts inside the matrix, random q4a zero points 0-15, q4n scales and q4o offsets of
+/// either sign; for one token, q4n bit for bit the level's q8 product of the decoded blocks.
+static void test_matmul_nibbles(int isa, int scheme, int rows, int nblocks, int ntok) {
+    const int q4n = scheme == Q4N, q4o = scheme == Q4O;
     int groups_list[4] = { 1, 2, 3, nblocks };
     const int r0 = rows > 8 ? 3 : 0;
     for (int gi = 0; gi < 4; gi++) {
@@ -186,22 +189,28 @@ static void test_matmul_nibbles(int isa, int q4n, int rows, int nblocks, int nto
         guarded gw = guarded_alloc((size_t)(rows * nblocks * 16)), gx = guarded_alloc((size_t)(ntok * nblocks * 32));
         fill_weights(gw.data, (size_t)(rows * nblocks * 16), 1, RANDOM);
         fill_activations((int8_t *)gx.data, (size_t)(ntok * nblocks * 32), RANDOM);
-        uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
+        uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(2 * rows * ngroups));
         int8_t *decoded = malloc((size_t)(rows * nblocks * 32));
         float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks)), *got = malloc(sizeof(float) * (size_t)(rows * ntok));
         float *want = malloc(sizeof(float) * (size_t)(rows * ntok));  // q4n: the q8 product of the decoded blocks
         for (int i = 0; i < rows * ngroups; i++) {
             const uint16_t half = to_half(uniform() * 0.05f + 1e-3f);
+            if (q4o) {
+                ws[2 * i] = half;
+                // An offset of either sign: to_half's bits with the sign bit set for half of them.
+                ws[2 * i + 1] = (uint16_t)(to_half(uniform() * 0.4f + 1e-3f) | (next_random() & 1) << 15);
+                continue;
+            }
             ws[i] = q4n ? (uint16_t)(half | (next_random() & 1) << 15) : (uint16_t)((half >> 3) << 4 | (next_random() & 15));
         }
         for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
         for (int i = 0; i < rows * nblocks * 32; i++) {
             const uint8_t byte = gw.data[i / 32 * 16 + i % 16];
             const int n = i % 32 < 16 ? byte & 0x0F : byte >> 4;
-            decoded[i] = (int8_t)(q4n ? edge_q4n_levels[n] : n - (ws[i / 32 / nblocks * ngroups + i / 32 % nblocks / gblocks] & 15));
+            decoded[i] = (int8_t)(q4n ? edge_q4n_levels[n] : q4o ? n : n - (ws[i / 32 / nblocks * ngroups + i / 32 % nblocks / gblocks] & 15));
         }
         for (int i = 0; i < rows * ntok; i++) got[i] = want[i] = -1.0f;
-        (q4n ? edge_matmul_q4n : edge_matmul_q4a)(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        (q4n ? edge_matmul_q4n : q4o ? edge_matmul_q4o : edge_matmul_q4a)(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
         int ok = 1;
         if (q4n) {
             edge_matmul_q8(isa, decoded, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, want, 1, rows);
@@ -211,7 +220,18 @@ static void test_matmul_nibbles(int isa, int q4n, int rows, int nblocks, int nto
             for (int t = 0; t < ntok; t++) {
                 double exact = 0, magnitude = 0;
                 for (int b = 0; b < nblocks; b++) {
-                    const uint16_t word = ws[r * ngroups + b / gblocks];
+                    const int g = r * ngroups + b / gblocks;
+                    if (q4o) {
+                        const double d = edge_half_to_float(ws[2 * g]), m = edge_half_to_float(ws[2 * g + 1]), s = xs[t * nblocks + b];
+                        for (int i = 0; i < 32; i++) {
+                            const int n = decoded[(r * nblocks + b) * 32 + i], xv = ((const int8_t *)gx.data)[(t * nblocks + b) * 32 + i];
+                            exact += s * (d * n + m) * xv;
+                            // The q4 kernel's d |n - 8| and the offset's |m + 8 d| add up separately.
+                            magnitude += s * (fabs(d) * abs(n - 8) + fabs(m + 8 * d)) * abs(xv);
+                        }
+                        continue;
+                    }
+                    const uint16_t word = ws[g];
                     const double scale = edge_half_to_float(q4n ? word : edge_q4a_scale_half(word)) * xs[t * nblocks + b];
                     for (int i = 0; i < 32; i++) {
                         const int c = decoded[(r * nblocks + b) * 32 + i], xv = ((const int8_t *)gx.data)[(t * nblocks + b) * 32 + i];
@@ -225,7 +245,7 @@ static void test_matmul_nibbles(int isa, int q4n, int rows, int nblocks, int nto
             }
         char detail[96];
         snprintf(detail, sizeof detail, "rows %d blocks %d tokens %d group %d", rows, nblocks, ntok, gblocks);
-        check(ok, q4n ? "q4n matmul" : "q4a matmul", isa, detail);
+        check(ok, q4n ? "q4n matmul" : q4o ? "q4o matmul" : "q4a matmul", isa, detail);
         free(ws); free(decoded); free(xs); free(got); free(want);
         guarded_free(gw); guarded_free(gx);
     }
@@ -603,10 +623,10 @@ static void test_level(int isa) {
         for (int ntok = 1; ntok <= 13; ntok++)
             for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);
     for (int ntok = 1; ntok <= 9; ntok += 4) {
-        for (int q4n = 0; q4n <= 1; q4n++) {
-            test_matmul_nibbles(isa, q4n, 5, 3, ntok);
-            test_matmul_nibbles(isa, q4n, 70, 9, ntok);
-            test_matmul_nibbles(isa, q4n, 16, 40, ntok);
+        for (int scheme = Q4A; scheme <= Q4O; scheme++) {
+            test_matmul_nibbles(isa, scheme, 5, 3, ntok);
+            test_matmul_nibbles(isa, scheme, 70, 9, ntok);
+            test_matmul_nibbles(isa, scheme, 16, 40, ntok);
         }
     }
     for (int q4 = 0; q4 <= 1; q4++) {

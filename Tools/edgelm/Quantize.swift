@@ -117,8 +117,8 @@ struct Quantize: AsyncParsableCommand {
             if gptq, calibrate == nil { throw EdgeLMError.invalidArgument("--gptq needs --calibrate: GPTQ rounds with the calibration text's activation statistics") }
             if sequential, !gptq { throw EdgeLMError.invalidArgument("--sequential needs --gptq (and --calibrate): it orders GPTQ's rounding") }
             if let calibrate {
-                guard options.type.isFourBit || (options.type == .q8 && gptq) else {
-                    throw EdgeLMError.invalidArgument("--calibrate applies to q4, q4a and q4n, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics; f32 and f16 are not rounded at all)")
+                guard options.type.isFittable, options.type.isFourBit || (options.type == .q8 && gptq) else {
+                    throw EdgeLMError.invalidArgument("--calibrate applies to q4, q4a and q4n, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics; f32 and f16 are not rounded at all; q4o holds GGUF Q4_1/Q4_K groups as they are)")
                 }
                 guard let text = FileManager.default.contents(atPath: calibrate) else { throw EdgeLMError.io(path: calibrate, message: "cannot read the calibration text") }
                 let start = Date()

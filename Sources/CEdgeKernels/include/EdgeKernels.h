@@ -93,6 +93,15 @@ void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblo
                      const int8_t *x, const float *xs, int64_t ntok,
                      float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
+/// The same for q4o weight blocks: q4's 16-byte blocks holding unsigned nibbles n in [0, 15], weight = d n + m,
+/// with two IEEE halves per group, d then m (`ws[2 g]`, `ws[2 g + 1]`): ggml's Q4_1, and Q4_K's sub-blocks with
+/// their 6-bit scales and minimums multiplied out. Runs each level's q4 kernel on the scales d and adds
+/// Σ_groups (m + 8 d) Σ xs_b Σ x_b.
+void edge_matmul_q4o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                     int64_t row_begin, int64_t row_end,
+                     const int8_t *x, const float *xs, int64_t ntok,
+                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
+
 /// The same for q4n weight blocks: q4's 16-byte blocks holding indices n in [0, 15] into the codebook
 /// `edge_q4n_levels`, weight = s levels[n], with an IEEE half scale s (either sign) per group. Decodes rows to q8
 /// blocks in chunks and runs the level's q8 kernel on them.

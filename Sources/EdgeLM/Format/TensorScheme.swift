@@ -14,11 +14,20 @@ public enum TensorScheme: String, Codable, Sendable, CaseIterable {
     /// Non-uniform int4: indices n in [0, 15] packed as q4's into a fixed codebook of 16 int8 levels
     /// (`edge_q4n_levels`), weight = s · levels[n], with a signed f16 scale per group.
     case q4n
+    /// Offset int4: unsigned codes n in [0, 15] packed as q4's, weight = d n + m, with an f16 scale d and an f16
+    /// offset m per group (a pair of halves in the scale array). Holds ggml's Q4_1 exactly, and Q4_K to the f16
+    /// rounding of its sub-block scales and minimums.
+    case q4o
 
     /// True for the integer schemes.
     public var isQuantized: Bool { self == .q8 || isFourBit }
     /// True for the 4-bit schemes (16-byte blocks of nibbles).
-    public var isFourBit: Bool { self == .q4 || self == .q4a || self == .q4n }
+    public var isFourBit: Bool { self == .q4 || self == .q4a || self == .q4n || self == .q4o }
+    /// 16-bit scale words per group: q4o's scale and offset, one word for the other integer schemes.
+    public var wordsPerGroup: Int { self == .q4o ? 2 : 1 }
+    /// True for the schemes whose codes calibration and GPTQ can choose (every integer scheme but q4o, whose
+    /// groups are ggml's, carried over from a GGUF).
+    public var isFittable: Bool { isQuantized && self != .q4o }
 }
 
 /// The exact byte layout of one stored tensor, derived from its shape and scheme. Quantized rows are
@@ -73,15 +82,17 @@ public struct TensorLayout: Equatable, Sendable {
         switch scheme {
         case .f32: return count * 4
         case .f16: return count * 2
-        case .q8, .q4, .q4a, .q4n: return rows * blocksPerRow * blockBytes
+        case .q8, .q4, .q4a, .q4n, .q4o: return rows * blocksPerRow * blockBytes
         }
     }
     /// Offset of the f16 scale array inside the payload.
     public var scalesOffset: Int { (codeBytes + Self.alignment - 1) / Self.alignment * Self.alignment }
     /// Total payload bytes.
-    public var byteCount: Int { scheme.isQuantized ? scalesOffset + rows * groupsPerRow * 2 : codeBytes }
+    public var byteCount: Int { scheme.isQuantized ? scalesOffset + scaleBytes : codeBytes }
+    /// Bytes of the scale array (quantized schemes).
+    public var scaleBytes: Int { rows * groupsPerRow * 2 * scheme.wordsPerGroup }
     /// Bits per weight counting codes and scales over the logical (unpadded) values.
     public var bitsPerWeight: Double {
-        scheme.isQuantized ? Double((codeBytes + rows * groupsPerRow * 2) * 8) / Double(count) : Double(codeBytes * 8) / Double(count)
+        scheme.isQuantized ? Double((codeBytes + scaleBytes) * 8) / Double(count) : Double(codeBytes * 8) / Double(count)
     }
 }

@@ -15,7 +15,8 @@ public enum ReferenceKernels {
     }
 
     /// out[r * rowStride + t * tokenStride] = Σ_blocks dot(w_r,b, x_t,b) * xs[t,b] * ws[r, b / blocksPerGroup] for q8, q4, q4a
-    /// or q4n weights (q4a: the codes n - z and the 12-bit scale of each group's word; q4n: the codebook's levels).
+    /// or q4n weights (q4a: the codes n - z and the 12-bit scale of each group's word; q4n: the codebook's levels);
+    /// for q4o weights, Σ_blocks (d Σ n x + m Σ x) * xs[t,b] with each group's pair (d, m).
     public static func matmulQuantized(scheme: TensorScheme, weights: UnsafeRawPointer, scales: UnsafePointer<UInt16>,
                                        blocksPerRow: Int, blocksPerGroup: Int, rows: Range<Int>,
                                        x: UnsafePointer<Int8>, xs: UnsafePointer<Float>, tokens: Int,
@@ -28,6 +29,18 @@ public enum ReferenceKernels {
                 for b in 0..<blocksPerRow {
                     let wb = weights + (r * blocksPerRow + b) * blockBytes
                     let xb = x + t * blocksPerRow * 32 + b * 32
+                    if scheme == .q4o {
+                        let d = HalfFloat.toFloat(scales[2 * (r * groups + b / blocksPerGroup)])
+                        let m = HalfFloat.toFloat(scales[2 * (r * groups + b / blocksPerGroup) + 1])
+                        var dot: Int32 = 0, sum: Int32 = 0
+                        for i in 0..<32 {
+                            let byte = wb.load(fromByteOffset: i % 16, as: UInt8.self)
+                            dot += Int32(i < 16 ? byte & 0x0F : byte >> 4) * Int32(xb[i])
+                            sum += Int32(xb[i])
+                        }
+                        acc += (d * Float(dot) + m * Float(sum)) * xs[t * blocksPerRow + b]
+                        continue
+                    }
                     let word = scales[r * groups + b / blocksPerGroup]
                     var dot: Int32 = 0
                     for i in 0..<32 {

@@ -71,12 +71,14 @@ public struct ConversionOptions: Sendable {
 
     /// The scheme that holds a source tensor's values: floats as they are (bf16 as f32, which holds it
     /// exactly), Q8_0 and Q4_0 as q8 and q4 with groups of 32 (codes and scales carried over), and every other
-    /// ggml type as q8 with groups of 32 (each block's values re-rounded to a 1/127 grid of its largest).
+    /// Q4_1 and Q4_K as q4o (exact, and to the f16 rounding of Q4_K's sub-block scales and minimums), and every
+    /// other ggml type as q8 with groups of 32 (each block's values re-rounded to a 1/127 grid of its largest).
     public static func keptPlan(_ dtype: SourceDType) -> TensorPlan {
         switch dtype {
         case .f32, .bf16: return (.f32, 0)
         case .f16: return (.f16, 0)
         case .ggml(.q4_0): return (.q4, 32)
+        case .ggml(.q4_1), .ggml(.q4_K): return (.q4o, 32)
         case .ggml: return (.q8, 32)
         }
     }
@@ -190,7 +192,7 @@ public enum Converter {
         let level = try KernelLevel.selected()
         let importance = options.calibration?.importance ?? [:], gram = options.calibration?.gram ?? [:]
         return try convert(checkpoint, to: outputPath, options: options, encoder: { (name, values, layout) throws(EdgeLMError) in
-            if layout.scheme.isQuantized, let h = gram[name], h.count == layout.cols * layout.cols {
+            if layout.scheme.isFittable, let h = gram[name], h.count == layout.cols * layout.cols {
                 return try GPTQ.encode(values, layout: layout, gram: h, level: level)
             }
             return Quantizer.encode(values, layout: layout, importance: importance[name], level: level)
@@ -258,7 +260,8 @@ public enum Converter {
                 if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
                 }
-                if scheme == .q8 || scheme == .q4, let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.rows * layout.groupsPerRow) }) {
+                if scheme == .q8 || scheme == .q4 || scheme == .q4o,
+                   let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.scaleBytes / 2) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
                 }
                 if scheme == .q4a || scheme == .q4n, let bad = payload.withUnsafeBytes({ firstOverflowingGroup($0, values: values, layout: layout) }) {
@@ -315,8 +318,9 @@ public enum Converter {
     /// nibbles first, is EdgeLM's). nil otherwise, or when a Q8_0 block holds the code -128, which EdgeLM's
     /// kernels exclude (the tensor is then quantized again from its exact dequantized values).
     static func carriedPayload(_ source: SourceTensor, _ layout: TensorLayout) -> [UInt8]? {
-        guard case let .ggml(t) = source.dtype, source.addend == 0, layout.blocksPerGroup == 1, layout.cols % 32 == 0,
-              (t == .q8_0 && layout.scheme == .q8) || (t == .q4_0 && layout.scheme == .q4) else { return nil }
+        guard case let .ggml(t) = source.dtype, source.addend == 0, layout.blocksPerGroup == 1, layout.cols % 32 == 0 else { return nil }
+        if layout.scheme == .q4o, t == .q4_1 || t == .q4_K { return carriedOffsetPayload(source, t, layout) }
+        guard (t == .q8_0 && layout.scheme == .q8) || (t == .q4_0 && layout.scheme == .q4) else { return nil }
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         let src = source.bytes, bb = t.blockBytes, codes = layout.blockBytes, blocks = layout.rows * layout.blocksPerRow
         for b in 0..<blocks {
@@ -329,6 +333,28 @@ public enum Converter {
             out[layout.scalesOffset + 2 * b + 1] = UInt8(truncatingIfNeeded: d >> 8)
         }
         return out
+    }
+
+    /// Q4_1 or Q4_K blocks as q4o groups of 32: the nibbles reordered into EdgeLM's blocks (low nibbles the first
+    /// 16 weights), each group's d and m as halves (Q4_1's own; Q4_K's products rounded to f16). nil when a
+    /// product overflows a half.
+    private static func carriedOffsetPayload(_ source: SourceTensor, _ t: GGMLType, _ layout: TensorLayout) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: layout.byteCount)
+        let src = source.bytes, sourceBlocks = layout.rows * layout.cols / t.blockValues
+        var g = 0, finite = true
+        for b in 0..<sourceBlocks {
+            t.offsetGroups(UnsafeRawBufferPointer(rebasing: src[(b * t.blockBytes)..<((b + 1) * t.blockBytes)])) { d, m, nibble in
+                let dWord = HalfFloat.fromFloat(d), mWord = HalfFloat.fromFloat(m)
+                finite = finite && dWord & 0x7C00 != 0x7C00 && mWord & 0x7C00 != 0x7C00
+                for j in 0..<16 { out[g * 16 + j] = nibble(j) | nibble(j + 16) << 4 }
+                for (k, word) in [dWord, mWord].enumerated() {
+                    out[layout.scalesOffset + 4 * g + 2 * k] = UInt8(truncatingIfNeeded: word)
+                    out[layout.scalesOffset + 4 * g + 2 * k + 1] = UInt8(truncatingIfNeeded: word >> 8)
+                }
+                g += 1
+            }
+        }
+        return finite ? out : nil
     }
 
     private static func withPayload(_ payload: [UInt8], _ body: (UnsafeRawBufferPointer) throws(EdgeLMError) -> TensorEntry) throws(EdgeLMError) -> TensorEntry {

@@ -131,6 +131,23 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         }
     }
 
+    /// Q4_1 and Q4_K blocks as groups of 32 weights d n + m (n the unsigned nibbles in element order, d and m
+    /// computed in f32 as ggml computes them: Q4_K's d·scale and -dmin·min); calls `group(d, m, nibbles)` per
+    /// group in element order. Other types have no such groups (a precondition).
+    func offsetGroups(_ x: UnsafeRawBufferPointer, _ group: (Float, Float, (Int) -> UInt8) -> Void) {
+        precondition(self == .q4_1 || self == .q4_K)
+        if self == .q4_1 {
+            group(half(x, 0), half(x, 2)) { i in i < 16 ? x[4 + i] & 0x0F : x[4 + i - 16] >> 4 }
+            return
+        }
+        let d = half(x, 0), dmin = half(x, 2), scales = UnsafeRawBufferPointer(rebasing: x[4..<16])
+        for chunk in 0..<4 {
+            let (sc1, m1) = Self.scaleMinK4(2 * chunk, scales), (sc2, m2) = Self.scaleMinK4(2 * chunk + 1, scales)
+            group(d * Float(sc1), -(dmin * Float(m1))) { l in x[16 + chunk * 32 + l] & 0x0F }
+            group(d * Float(sc2), -(dmin * Float(m2))) { l in x[16 + chunk * 32 + l] >> 4 }
+        }
+    }
+
     /// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K super-block.
     private static func scaleMinK4(_ j: Int, _ q: UnsafeRawBufferPointer) -> (UInt8, UInt8) {
         if j < 4 { return (q[j] & 63, q[j + 4] & 63) }

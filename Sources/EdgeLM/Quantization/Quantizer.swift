@@ -15,6 +15,8 @@ import Foundation
 ///   points each, and their least-squares refits); codes c = n - z in [-z, 15 - z].
 /// - q4n: per group, a signed f16 scale (`edge_fit_q4n`: ±f max|w| / 127 for 71 f from 0.6 to 1.3); codes are
 ///   the codebook's nearest levels (values in [-127, 113]), stored as their indices.
+/// - q4o: per group, d = (max - min) / 15 and m = min as halves, codes n = round((w - m) / d) in [0, 15] (ggml's
+///   Q4_1 rounding; q4o is meant for Q4_1 and Q4_K tensors, whose groups are carried over from the GGUF).
 /// - All-zero groups get scale 0 and zero codes. Rounding is to nearest, ties to even.
 public enum Quantizer {
     /// Encodes `values` (row-major, `layout.count` elements) into the layout's payload bytes.
@@ -66,6 +68,15 @@ public enum Quantizer {
             for i in 0..<cols { out[i] = payload.loadUnaligned(fromByteOffset: (r * cols + i) * 4, as: Float.self) }
         case .f16:
             for i in 0..<cols { out[i] = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: (r * cols + i) * 2, as: UInt16.self)) }
+        case .q4o:
+            let rowBase = r * layout.blocksPerRow * 16, pairs = layout.scalesOffset + r * layout.groupsPerRow * 4
+            for i in 0..<cols {
+                let block = i / 32, j = i % 32, pair = pairs + (block / layout.blocksPerGroup) * 4
+                let byte = payload[rowBase + block * 16 + j % 16]
+                let d = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair, as: UInt16.self))
+                let m = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair + 2, as: UInt16.self))
+                out[i] = d * Float(j < 16 ? byte & 0x0F : byte >> 4) + m
+            }
         case .q8, .q4, .q4a, .q4n:
             let rowBase = r * layout.blocksPerRow * layout.blockBytes
             let scaleBase = layout.scalesOffset + r * layout.groupsPerRow * 2
@@ -95,6 +106,8 @@ public enum Quantizer {
             for i in (rows.lowerBound * cols)..<(rows.upperBound * cols) {
                 out.storeBytes(of: HalfFloat.fromFloat(values[i]), toByteOffset: i * 2, as: UInt16.self)
             }
+        case .q4o:
+            for r in rows { encodeOffsetRow(r, values: values, layout: layout, out: out) }
         case .q8, .q4, .q4a, .q4n:
             let groupValues = layout.blocksPerGroup * 32, truncate: Int32 = rounding == .towardZero ? 1 : 0
             precondition(rounding == .toNearestOrEven || (rounding == .towardZero && layout.scheme != .q4n),
@@ -133,6 +146,29 @@ public enum Quantizer {
                     }
                     store(codes: codes, scale: scale, row: r, group: g, count: stored, layout: layout, out: out)
                 }
+            }
+        }
+    }
+
+    /// Row r as q4o: per group, d = (max - min) / 15 and m = min rounded to halves, n = round((w - m) / d).
+    /// Padding past the last column stores the code nearest 0.
+    static func encodeOffsetRow(_ r: Int, values: UnsafeBufferPointer<Float>, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
+        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32
+        for g in 0..<layout.groupsPerRow {
+            let lo = g * groupValues, hi = min(cols, lo + groupValues)
+            let group = UnsafeBufferPointer(rebasing: values[(r * cols + lo)..<(r * cols + hi)])
+            let low = min(group.min()!, hi - lo < groupValues ? 0 : .infinity), high = max(group.max()!, hi - lo < groupValues ? 0 : -.infinity)
+            let dWord = HalfFloat.fromFloat((high - low) / 15), mWord = HalfFloat.fromFloat(low)
+            let d = HalfFloat.toFloat(dWord), m = HalfFloat.toFloat(mWord), inverse: Float = d != 0 ? 1 / d : 0
+            let pair = layout.scalesOffset + (r * layout.groupsPerRow + g) * 4
+            out.storeBytes(of: dWord, toByteOffset: pair, as: UInt16.self)
+            out.storeBytes(of: mWord, toByteOffset: pair + 2, as: UInt16.self)
+            let stored = min(groupValues, layout.blocksPerRow * 32 - lo)
+            for i in 0..<stored {
+                let w = lo + i < hi ? values[r * cols + lo + i] : 0
+                let n = UInt8(max(0, min(15, ((w - m) * inverse).rounded(.toNearestOrEven))))
+                let at = r * layout.blocksPerRow * 16 + (lo + i) / 32 * 16 + i % 16
+                out[at] = i % 32 < 16 ? (out[at] & 0xF0) | n : (out[at] & 0x0F) | n << 4
             }
         }
     }

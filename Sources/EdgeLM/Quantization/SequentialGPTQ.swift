@@ -40,7 +40,7 @@ public enum SequentialGPTQ {
                         maxTokens: Int, context: Int, threads: Int?, progress: (Int, Int) -> Void,
                         conversionProgress: (ConversionProgress) -> Void,
                         adjust: (inout [Float], inout [Float], Int) -> Void) throws(EdgeLMError) -> ConversionReport {
-        guard options.type.isQuantized else { throw .invalidArgument("sequential GPTQ rounds q4, q4a, q4n or q8 matrices, not \(options.type.rawValue)") }
+        guard options.type.isFittable else { throw .invalidArgument("sequential GPTQ rounds q4, q4a, q4n or q8 matrices, not \(options.type.rawValue)") }
         let config = checkpoint.config
         let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads)
         defer { run.removeScratch() }
@@ -48,7 +48,7 @@ public enum SequentialGPTQ {
         let matrices = Set(config.matrixNames)
         // Input groups a --tensor-type rule keeps float are left as they are.
         let stages = (0..<config.layers).flatMap { l in LinearInput.allCases.map { (l, $0) } }.filter { layer, input in
-            input.tensors(layer: layer).contains { matrices.contains($0) && options.plan(for: $0).scheme.isQuantized }
+            input.tensors(layer: layer).contains { matrices.contains($0) && options.plan(for: $0).scheme.isFittable }
         }
         let level = try KernelLevel.selected()
         // Payloads of the matrices done so far; every other matrix stays f32 in the partial models.
