@@ -1,7 +1,8 @@
 """edgelm serve driven by the official openai client and by raw HTTP; edgelm chat driven through a pty.
 
-Usage: python Tests/serve/test_server.py EDGELM_BINARY MODEL.edgelm LONG_MODEL.edgelm
-(MODEL: a small trained model; LONG_MODEL: one that writes long answers, for Ctrl-C in the middle of one.)
+Usage: python Tests/serve/test_server.py EDGELM_BINARY MODEL.edgelm LONG_MODEL.edgelm REAL_MODEL.gguf
+(MODEL: a small trained model; LONG_MODEL: one that writes long answers, for Ctrl-C in the middle of one;
+REAL_MODEL: SmolLM2-135M-Instruct's GGUF as published, served as given, with its own ChatML template.)
 Starts its own servers on free loopback ports and stops them. Prints one line per test and closes with
 'N passed, N failed'; exits non-zero on any failure.
 """
@@ -9,15 +10,16 @@ import http.client, json, os, pty, re, select, signal, socket, subprocess, sys, 
 
 import openai
 
-EDGELM, MODEL, LONG_MODEL = sys.argv[1], sys.argv[2], sys.argv[3]
+EDGELM, MODEL, LONG_MODEL, REAL_MODEL = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 results = []
 
 
 class Server:
     """An `edgelm serve` process on a free port."""
 
-    def __init__(self, *extra):
-        self.proc = subprocess.Popen([EDGELM, "serve", "-m", MODEL, "--port", "0", "--chat-template", "chatml", *extra],
+    def __init__(self, *extra, model=None):
+        template = [] if model else ["--chat-template", "chatml"]
+        self.proc = subprocess.Popen([EDGELM, "serve", "-m", model or MODEL, "--port", "0", *template, *extra],
                                      stderr=subprocess.PIPE, text=True)
         self.log = []
         deadline = time.time() + 60
@@ -345,6 +347,30 @@ def chat_cli_reuses_the_history_and_stops_on_ctrl_c():
 alive = server.stop()
 if not alive:
     results.append(("server_survived", "the server process had died"))
+
+
+@test
+def real_model_chat_ends_at_its_end_of_turn():
+    # SmolLM2's GGUF as given: converted once into a cache, its ChatML template recognised, no BOS added;
+    # a reply ends at <|im_end|> (its EOS) and never shows it, streamed or not, over two turns.
+    real = Server("--slots", "2", model=REAL_MODEL)
+    try:
+        messages = [{"role": "user", "content": "What is the capital of France?"}]
+        full = real.client.chat.completions.create(model="m", messages=messages, max_tokens=96, temperature=0)
+        text = full.choices[0].message.content
+        assert full.choices[0].finish_reason == "stop", full
+        assert "Paris" in text and "<|im_end|>" not in text and "<|im_start|>" not in text, text
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in
+                           real.client.chat.completions.create(model="m", messages=messages, max_tokens=96, temperature=0, stream=True)
+                           if ch.choices)
+        assert streamed == text, (streamed, text)
+        messages += [{"role": "assistant", "content": text}, {"role": "user", "content": "And of Italy?"}]
+        second = real.client.chat.completions.create(model="m", messages=messages, max_tokens=96, temperature=0)
+        assert second.choices[0].finish_reason == "stop" and "<|im_end|>" not in second.choices[0].message.content, second
+        assert any("converting" in line or "using" in line for line in real.log), real.log
+    finally:
+        real.stop()
+
 failed = [r for r in results if r[1]]
 print(f"serve: {len(results) - len(failed)} passed, {len(failed)} failed")
 sys.exit(1 if failed else 0)
