@@ -330,18 +330,11 @@ enum GGUFReader {
         switch type {
         case "none":
             break
-        case "linear", "yarn":
-            var parameters = ["factor": try keys.float("rope.scaling.factor", default: 1)]
-            if type == "yarn" {
-                parameters["original_max_position_embeddings"] = try keys.float("rope.scaling.original_context_length", default: Double(config.contextLength))
-                parameters["attention_factor"] = try keys.float("rope.scaling.attn_factor", default: 1)
-                parameters["beta_fast"] = try keys.float("rope.scaling.yarn_beta_fast", default: 32)
-                parameters["beta_slow"] = try keys.float("rope.scaling.yarn_beta_slow", default: 1)
-            }
-            table = try RopeTable.compute(kind: type == "yarn" ? .yarn : .linear, theta: theta, dims: dims, parameters: parameters,
+        case "linear":
+            table = try RopeTable.compute(kind: .linear, theta: theta, dims: dims, parameters: ["factor": try keys.float("rope.scaling.factor", default: 1)],
                                           contextLength: config.contextLength, field: "\(keys.arch).rope.scaling", path: path)
         default:
-            throw keys.fail("rope.scaling.type", "'\(type)' is not supported (none, linear, yarn)")
+            throw keys.fail("rope.scaling.type", "'\(type)' is not supported (none, linear\(type == "yarn" ? RopeKind.yarnRefusal : ""))")
         }
         if let freqs = tensors.removeValue(forKey: "rope_freqs") {
             guard type == "none", freqs.shape == [dims / 2] else {

@@ -101,8 +101,8 @@ struct RopeSettings {
         }
         func table(_ p: [String: Any], field: String, theta fallback: Double?) throws(EdgeLMError) -> RopeTable {
             let kindName = (p["rope_type"] as? String) ?? (p["type"] as? String) ?? "default"
-            guard let kind = RopeKind(rawValue: kindName), kind != .factors else {
-                throw r.fail("\(field).rope_type", "'\(kindName)' is not supported (\(RopeKind.allCases.filter { $0 != .factors }.map(\.rawValue).joined(separator: ", ")))")
+            guard let kind = RopeKind(rawValue: kindName), RopeKind.fromCheckpoints.contains(kind) else {
+                throw r.fail("\(field).rope_type", "'\(kindName)' is not supported (\(RopeKind.fromCheckpoints.map(\.rawValue).joined(separator: ", "))\(kindName == "yarn" ? RopeKind.yarnRefusal : ""))")
             }
             var numbers: [String: Double] = [:]
             for (key, value) in p where !["rope_type", "type", "rope_theta"].contains(key) {

@@ -13,6 +13,15 @@ public enum RopeKind: String, Codable, Sendable, CaseIterable {
     /// Per-frequency divisors given with the weights (llama.cpp's `rope_freqs` tensor, how its converter
     /// stores Llama 3.1 scaling); not a Hugging Face `rope_type`.
     case factors = "rope_freqs"
+
+    /// The `rope_type`s read from checkpoints: the ones whose tables were checked against a reference forward
+    /// pass (default, Llama 3 by the zoo goldens) or are one division (linear). YaRN's table is computed from
+    /// its formulas (and tested on their endpoints) but no real forward pass has checked it, so checkpoints
+    /// asking for it are refused rather than run with a table that may differ from transformers'.
+    public static let fromCheckpoints: [RopeKind] = [.default, .linear, .llama3]
+
+    /// What a refusal of YaRN scaling adds to its message.
+    static let yarnRefusal = "; YaRN scaling is refused until it is checked against transformers: remove `rope_scaling` to run within the original context"
 }
 
 /// One table of rotary frequencies, computed at conversion and stored in the model file: the runtime
