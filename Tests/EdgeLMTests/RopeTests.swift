@@ -32,6 +32,25 @@ import Testing
         }
     }
 
+    /// A GGUF asking for YaRN (`rope.scaling.type = yarn`, how llama.cpp's converter writes Qwen2.5's long
+    /// context) is refused by that key's name; linear scaling is read.
+    @Test func ggufYarnIsRefusedByName() throws {
+        func open(_ type: String) throws -> Checkpoint {
+            var w = TinyModel.gguf()
+            w.set("llama.rope.scaling.type", .string(type))
+            w.set("llama.rope.scaling.factor", .f32(4))
+            let path = NSTemporaryDirectory() + "rope-\(type)-\(UUID().uuidString).gguf"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try w.write(to: path)
+            return try Checkpoint.open(path: path, tokenizerPath: nil)
+        }
+        #expect { try open("yarn") } throws: { e in
+            if case let .invalidField(_, "llama.rope.scaling.type", message) = e as! EdgeLMError { message.contains("YaRN") } else { false }
+        }
+        let linear = try open("linear").config.ropeTables![0]
+        #expect(linear.kind == .linear && linear.inverseFrequencies[1] == RopeTable.standard(theta: 10000, dims: 16).inverseFrequencies[1] / 4)
+    }
+
     @Test func refusesBadParameters() {
         #expect(throws: EdgeLMError.self) {
             try RopeTable.compute(kind: .linear, theta: 10000, dims: 16, parameters: ["factor": 0.5], contextLength: 64, field: "f", path: "t")
