@@ -11,11 +11,7 @@ import Synchronization
 /// for. Waiting threads spin briefly (a decode step issues hundreds of small jobs per token, and waking
 /// through the kernel each time would dominate), then yield the core, then sleep on a futex, so that a
 /// waiting thread never holds a core another thread of the job needs, and an idle pool costs no CPU.
-///
-/// When the caller had to wait for a claimed task far longer than its own tasks took (the worker holding
-/// it was descheduled: another program wants that core), the pool runs the following jobs on the caller
-/// alone for a while (10 ms, doubling up to 160 ms while it keeps happening) before it tries the workers
-/// again: on a busy machine it then runs about as fast as one thread does, and on an idle one as fast as all.
+
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads taking part in a job, the caller included.
     public let threadCount: Int
@@ -34,13 +30,6 @@ public final class ThreadPool: @unchecked Sendable {
     private let doneWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     private var job: UnsafeRawPointer?
     private var generation: UInt64 = 0
-    /// Until when (uptime nanoseconds) jobs run on the caller alone, and the next such period's length.
-    private var serialUntil: UInt64 = 0
-    private var backoff = ThreadPool.minBackoff
-    private static let minBackoff: UInt64 = 10_000_000
-    private static let maxBackoff: UInt64 = 160_000_000
-    /// Jobs that found the pool contended (a claimed task waited for much longer than a task takes).
-    public private(set) var contendedJobs = 0
 
     /// Most tasks of one job.
     public static let maxTasks = 0xFFFF
@@ -78,7 +67,7 @@ public final class ThreadPool: @unchecked Sendable {
     /// thread running it, for per-thread scratch) and returns when all have finished.
     public func run(tasks: Int, _ body: (_ task: Int, _ worker: Int) -> Void) {
         precondition(tasks <= Self.maxTasks)
-        if threadCount == 1 || tasks <= 1 || (serialUntil != 0 && DispatchTime.now().uptimeNanoseconds < serialUntil) {
+        if threadCount == 1 || tasks <= 1 {
             for t in 0..<tasks { body(t, 0) }
             return
         }
@@ -91,9 +80,7 @@ public final class ThreadPool: @unchecked Sendable {
                 state.store(generation << 32 | UInt64(tasks) << 16, ordering: .sequentiallyConsistent)
                 edge_word_bump(jobWord)
                 if sleepers.load(ordering: .sequentiallyConsistent) > 0 { edge_word_wake_all(jobWord) }
-                let start = DispatchTime.now().uptimeNanoseconds
-                let mine = work(generation: generation, worker: 0)
-                let worked = DispatchTime.now().uptimeNanoseconds
+                work(generation: generation, worker: 0)
                 waitUntil { done.load(ordering: .acquiring) == tasks } sleep: {
                     callerAsleep.store(true, ordering: .sequentiallyConsistent)
                     let seen = edge_word_load(doneWord)
@@ -101,7 +88,6 @@ public final class ThreadPool: @unchecked Sendable {
                     callerAsleep.store(false, ordering: .relaxed)
                 }
                 job = nil
-                noteWait(tasksRun: mine, working: worked - start, waited: DispatchTime.now().uptimeNanoseconds - worked)
             }
         }
     }
@@ -128,9 +114,11 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Tasks a job is cut into when its work divides freely: four per thread, so that when a thread is
-    /// descheduled the others take over most of its share.
-    public var tasksPerJob: Int { threadCount == 1 ? 1 : 4 * threadCount }
+    /// Tasks a job is cut into when its work divides freely: one per thread. A descheduled worker's task is
+    /// taken over by the caller unless the worker claimed it first; cutting jobs finer (four per thread, and a
+    /// serial back-off after a long wait) measured no better with one core busy and 10-25% slower decode on an
+    /// idle machine (docs/PERFORMANCE.md).
+    public var tasksPerJob: Int { threadCount }
 
     /// Threads a job of `work` (in any unit) should run on: all of them, or this one alone when the
     /// work is below `serialBelow`.
@@ -145,33 +133,15 @@ public final class ThreadPool: @unchecked Sendable {
         return cut(worker)..<cut(worker + 1)
     }
 
-    /// After a job: when the caller waited for the workers' last tasks more than four times as long as
-    /// one of its own tasks took on average (and over 50 µs), a worker was descheduled mid-task, and the
-    /// next jobs run on the caller alone for `backoff`; a job without such a wait resets the backoff.
-    private func noteWait(tasksRun: Int, working: UInt64, waited: UInt64) {
-        guard tasksRun > 0 else { return }
-        if waited > 50_000, waited > 4 * working / UInt64(tasksRun) {
-            contendedJobs += 1
-            serialUntil = DispatchTime.now().uptimeNanoseconds + backoff
-            backoff = min(backoff * 2, Self.maxBackoff)
-        } else {
-            backoff = Self.minBackoff
-        }
-    }
-
-    /// Claims and runs tasks of job `generation` until none is left; returns how many it ran. A claim
-    /// succeeds only while the state still holds that job, so a thread that was descheduled never touches
-    /// a later job's closure.
-    @discardableResult
-    private func work(generation: UInt64, worker: Int) -> Int {
-        var ran = 0
+    /// Claims and runs tasks of job `generation` until none is left. A claim succeeds only while the state
+    /// still holds that job, so a thread that was descheduled never touches a later job's closure.
+    private func work(generation: UInt64, worker: Int) {
         while true {
             let s = state.load(ordering: .acquiring)
             let tasks = Int((s >> 16) & 0xFFFF), next = Int(s & 0xFFFF)
-            guard s >> 32 == generation, next < tasks else { return ran }
+            guard s >> 32 == generation, next < tasks else { return }
             guard state.compareExchange(expected: s, desired: s + 1, ordering: .acquiringAndReleasing).exchanged else { continue }
             invokeJob(task: next, worker: worker)
-            ran += 1
             if done.add(1, ordering: .acquiringAndReleasing).newValue == tasks {
                 edge_word_bump(doneWord)
                 if callerAsleep.load(ordering: .sequentiallyConsistent) { edge_word_wake_all(doneWord) }
