@@ -48,13 +48,13 @@ import CEdgeKernels
             let s = rng.uniform() * 0.05 + 1e-3
             switch scheme {
             case .q4a: return edge_q4a_word(s, Int32(rng.next() % 16))
-            case .q4n: return HalfFloat.fromFloat(rng.next() % 2 == 0 ? s : -s)
+            case .q4n, .iq4nl: return HalfFloat.fromFloat(rng.next() % 2 == 0 ? s : -s)
             default: return HalfFloat.fromFloat(s)
             }
         }
     }
 
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o, .iq4nl], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
     func matmulMatchesReference(scheme: TensorScheme, shape: (rows: Int, blocks: Int, tokens: Int)) throws {
         var rng = TestRandom(seed: UInt64(shape.rows * 131 + shape.blocks))
         let tokens = max(1, shape.tokens)
@@ -111,7 +111,8 @@ import CEdgeKernels
                 case .q8: sum += s * abs(Float(Int8(bitPattern: w[(r * blocks + b) * 32 + i]))) * xi
                 default:
                     let byte = w[(r * blocks + b) * 16 + i % 16], n = Float(i < 16 ? byte & 0x0F : byte >> 4)
-                    let code = scheme == .q4n ? abs(Float(Quantizer.q4nLevels[Int(n)])) : abs(n - 8) + (scheme == .q4a ? abs(8 - Float(word & 15)) : 0)
+                    let code = scheme == .q4n || scheme == .iq4nl ? abs(Float(Quantizer.fourBitCode(nibble: Int(n), word: word, scheme: scheme)))
+                        : abs(n - 8) + (scheme == .q4a ? abs(8 - Float(word & 15)) : 0)
                     sum += s * code * xi
                 }
             }
@@ -140,7 +141,7 @@ import CEdgeKernels
 
     /// The kernels never read past the last weight block or the last activation block (odd block counts
     /// exercise the masked half pair).
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o], [1, 3, 9])
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o, .iq4nl], [1, 3, 9])
     func kernelsStayInsideTheirBuffers(scheme: TensorScheme, blocks: Int) {
         var rng = TestRandom(seed: 17)
         let rows = 3

@@ -253,7 +253,7 @@ struct ZooFixture {
         }
     }
 
-    /// `--type keep` (the default for a quantized GGUF): Q8_0, Q4_0 and Q4_1 tensors decode to the GGUF's values
+    /// `--type keep` (the default for a quantized GGUF): Q8_0, Q4_0, Q4_1 and IQ4_NL tensors decode to the GGUF's values
     /// exactly, Q4_K within the f16 rounding of its sub-block scales and minimums, the other types within q8's
     /// rounding of a block; each type's mean KLD against the GGUF's own f32 dequantization (second-half scoring,
     /// 40 windows: the int8 activations' share) stays within the 0.0005 at the bits recorded.
@@ -266,7 +266,7 @@ struct ZooFixture {
         options.keepSource = true
         let report = try Converter.convert(checkpoint, to: dir.file("keep.edgelm"), options: options)
         _ = try Converter.convert(checkpoint, to: dir.file("f32.edgelm"), options: ConversionOptions(type: .f32))
-        let expected: TensorScheme = ["Q4_0": .q4, "Q4_1": .q4o, "Q4_K": .q4o][type] ?? .q8
+        let expected: TensorScheme = ["Q4_0": .q4, "Q4_1": .q4o, "Q4_K": .q4o, "IQ4_NL": .iq4nl][type] ?? .q8
         let file = try ModelFile(path: dir.file("keep.edgelm"))
         for t in report.tensors where TensorRole(name: t.name).isMatrix {
             #expect(t.scheme == expected, "\(type) \(t.name)")
@@ -275,7 +275,7 @@ struct ZooFixture {
             let largest = source.map(abs).max()!
             let worst = zip(decoded, source).map { abs($0 - $1) }.max()!
             switch type {
-            case "Q8_0", "Q4_0", "Q4_1": #expect(worst == 0, "\(type) \(t.name) is carried over exactly")
+            case "Q8_0", "Q4_0", "Q4_1", "IQ4_NL": #expect(worst == 0, "\(type) \(t.name) is carried over exactly")
             case "Q4_K": #expect(worst <= largest * 0x1p-10, "\(type) \(t.name): \(worst)")
             default: #expect(worst <= largest / 127, "\(type) \(t.name): \(worst)")
             }

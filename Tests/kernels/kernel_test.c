@@ -173,15 +173,17 @@ static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
     free(w);
 }
 
-enum { Q4A = 0, Q4N = 1, Q4O = 2 };
+enum { Q4A = 0, Q4N = 1, Q4O = 2, IQ4NL = 3 };
 
 /// q4a (codes with a zero point), q4n (codebook indices) and q4o (scale and offset) against their definitions
 /// in double, out = Σ_b s_g xs_b Σ c(n) x with c(n) = n - z (q4a) or levels[n] (q4n), and for q4o
 /// Σ_b xs_b Σ (d_g n + m_g) x: rows past one chunk (64 rows of decoded q4a/q4o scales, 32 rows of decoded q4n
 /// blocks), a row range that starts inside the matrix, random q4a zero points 0-15, q4n scales and q4o offsets of
-/// either sign; for one token, q4n bit for bit the level's q8 product of the decoded blocks.
+/// either sign; for one token, q4n bit for bit the level's q8 product of the decoded blocks. iq4nl is tested as
+/// q4n is, with IQ4_NL's codebook.
 static void test_matmul_nibbles(int isa, int scheme, int rows, int nblocks, int ntok) {
-    const int q4n = scheme == Q4N, q4o = scheme == Q4O;
+    const int q4n = scheme == Q4N || scheme == IQ4NL, q4o = scheme == Q4O;
+    const int8_t *levels = scheme == IQ4NL ? edge_iq4nl_levels : edge_q4n_levels;
     int groups_list[4] = { 1, 2, 3, nblocks };
     const int r0 = rows > 8 ? 3 : 0;
     for (int gi = 0; gi < 4; gi++) {
@@ -207,10 +209,10 @@ static void test_matmul_nibbles(int isa, int scheme, int rows, int nblocks, int 
         for (int i = 0; i < rows * nblocks * 32; i++) {
             const uint8_t byte = gw.data[i / 32 * 16 + i % 16];
             const int n = i % 32 < 16 ? byte & 0x0F : byte >> 4;
-            decoded[i] = (int8_t)(q4n ? edge_q4n_levels[n] : q4o ? n : n - (ws[i / 32 / nblocks * ngroups + i / 32 % nblocks / gblocks] & 15));
+            decoded[i] = (int8_t)(q4n ? levels[n] : q4o ? n : n - (ws[i / 32 / nblocks * ngroups + i / 32 % nblocks / gblocks] & 15));
         }
         for (int i = 0; i < rows * ntok; i++) got[i] = want[i] = -1.0f;
-        (q4n ? edge_matmul_q4n : q4o ? edge_matmul_q4o : edge_matmul_q4a)(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        (scheme == IQ4NL ? edge_matmul_iq4nl : q4n ? edge_matmul_q4n : q4o ? edge_matmul_q4o : edge_matmul_q4a)(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
         int ok = 1;
         if (q4n) {
             edge_matmul_q8(isa, decoded, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, want, 1, rows);
@@ -245,7 +247,7 @@ static void test_matmul_nibbles(int isa, int scheme, int rows, int nblocks, int 
             }
         char detail[96];
         snprintf(detail, sizeof detail, "rows %d blocks %d tokens %d group %d", rows, nblocks, ntok, gblocks);
-        check(ok, q4n ? "q4n matmul" : q4o ? "q4o matmul" : "q4a matmul", isa, detail);
+        check(ok, scheme == IQ4NL ? "iq4nl matmul" : q4n ? "q4n matmul" : q4o ? "q4o matmul" : "q4a matmul", isa, detail);
         free(ws); free(decoded); free(xs); free(got); free(want);
         guarded_free(gw); guarded_free(gx);
     }
@@ -623,7 +625,7 @@ static void test_level(int isa) {
         for (int ntok = 1; ntok <= 13; ntok++)
             for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);
     for (int ntok = 1; ntok <= 9; ntok += 4) {
-        for (int scheme = Q4A; scheme <= Q4O; scheme++) {
+        for (int scheme = Q4A; scheme <= IQ4NL; scheme++) {
             test_matmul_nibbles(isa, scheme, 5, 3, ntok);
             test_matmul_nibbles(isa, scheme, 70, 9, ntok);
             test_matmul_nibbles(isa, scheme, 16, 40, ntok);

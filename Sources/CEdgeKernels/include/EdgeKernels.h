@@ -110,8 +110,21 @@ void edge_matmul_q4n(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblo
                      const int8_t *x, const float *xs, int64_t ntok,
                      float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
+/// The same for iq4nl weight blocks: indices into ggml's IQ4_NL codebook `edge_iq4nl_levels` (GGUF IQ4_NL
+/// blocks carried over: the same nibble order and f16 scale per 32 weights).
+void edge_matmul_iq4nl(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                       int64_t row_begin, int64_t row_end,
+                       const int8_t *x, const float *xs, int64_t ntok,
+                       float *out, int64_t out_row_stride, int64_t out_tok_stride);
+
 /// q4n's 16 levels, ascending int8 values in [-127, 113]; level 8 is 0.
 extern const int8_t edge_q4n_levels[16];
+/// IQ4_NL's 16 levels, ascending int8 values in [-127, 113]; none is 0 (level 8 is 1).
+extern const int8_t edge_iq4nl_levels[16];
+/// The index of the iq4nl level nearest v (on a midpoint: the upper one).
+int edge_iq4nl_index(float v);
+/// `edge_fit_q4n` over IQ4_NL's levels.
+uint16_t edge_fit_iq4nl(const float *x, const float *w, int64_t n, int8_t *codes);
 
 /// The index of the q4n level nearest v (v on the midpoint of two levels: the upper one).
 int edge_q4n_index(float v);

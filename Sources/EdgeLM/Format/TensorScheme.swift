@@ -18,16 +18,19 @@ public enum TensorScheme: String, Codable, Sendable, CaseIterable {
     /// offset m per group (a pair of halves in the scale array). Holds ggml's Q4_1 exactly, and Q4_K to the f16
     /// rounding of its sub-block scales and minimums.
     case q4o
+    /// IQ4_NL's non-uniform int4: indices n in [0, 15] packed as q4's into ggml's IQ4_NL codebook
+    /// (`edge_iq4nl_levels`), weight = s · levels[n], with a signed f16 scale per group. Holds GGUF IQ4_NL exactly.
+    case iq4nl
 
     /// True for the integer schemes.
     public var isQuantized: Bool { self == .q8 || isFourBit }
     /// True for the 4-bit schemes (16-byte blocks of nibbles).
-    public var isFourBit: Bool { self == .q4 || self == .q4a || self == .q4n || self == .q4o }
+    public var isFourBit: Bool { [.q4, .q4a, .q4n, .q4o, .iq4nl].contains(self) }
     /// 16-bit scale words per group: q4o's scale and offset, one word for the other integer schemes.
     public var wordsPerGroup: Int { self == .q4o ? 2 : 1 }
-    /// True for the schemes whose codes calibration and GPTQ can choose (every integer scheme but q4o, whose
-    /// groups are ggml's, carried over from a GGUF).
-    public var isFittable: Bool { isQuantized && self != .q4o }
+    /// True for the schemes whose codes calibration and GPTQ can choose (every integer scheme but q4o and iq4nl,
+    /// which hold ggml's groups carried over from a GGUF).
+    public var isFittable: Bool { isQuantized && self != .q4o && self != .iq4nl }
 }
 
 /// The exact byte layout of one stored tensor, derived from its shape and scheme. Quantized rows are
@@ -82,7 +85,7 @@ public struct TensorLayout: Equatable, Sendable {
         switch scheme {
         case .f32: return count * 4
         case .f16: return count * 2
-        case .q8, .q4, .q4a, .q4n, .q4o: return rows * blocksPerRow * blockBytes
+        case .q8, .q4, .q4a, .q4n, .q4o, .iq4nl: return rows * blocksPerRow * blockBytes
         }
     }
     /// Offset of the f16 scale array inside the payload.

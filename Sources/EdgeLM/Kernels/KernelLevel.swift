@@ -88,6 +88,9 @@ public enum IntegerKernels {
         } else if scheme == .q4o {
             edge_matmul_q4o(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
                             Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
+        } else if scheme == .iq4nl {
+            edge_matmul_iq4nl(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
+                              Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
         } else if scheme == .q4n {
             edge_matmul_q4n(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
                             Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))

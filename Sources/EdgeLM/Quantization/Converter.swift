@@ -71,7 +71,8 @@ public struct ConversionOptions: Sendable {
 
     /// The scheme that holds a source tensor's values: floats as they are (bf16 as f32, which holds it
     /// exactly), Q8_0 and Q4_0 as q8 and q4 with groups of 32 (codes and scales carried over), and every other
-    /// Q4_1 and Q4_K as q4o (exact, and to the f16 rounding of Q4_K's sub-block scales and minimums), and every
+    /// Q4_1 and Q4_K as q4o (exact, and to the f16 rounding of Q4_K's sub-block scales and minimums), IQ4_NL as
+    /// iq4nl (exact), and every
     /// other ggml type as q8 with groups of 32 (each block's values re-rounded to a 1/127 grid of its largest).
     public static func keptPlan(_ dtype: SourceDType) -> TensorPlan {
         switch dtype {
@@ -79,6 +80,7 @@ public struct ConversionOptions: Sendable {
         case .f16: return (.f16, 0)
         case .ggml(.q4_0): return (.q4, 32)
         case .ggml(.q4_1), .ggml(.q4_K): return (.q4o, 32)
+        case .ggml(.iq4_nl): return (.iq4nl, 32)
         case .ggml: return (.q8, 32)
         }
     }
@@ -264,7 +266,7 @@ public enum Converter {
                    let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.scaleBytes / 2) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
                 }
-                if scheme == .q4a || scheme == .q4n, let bad = payload.withUnsafeBytes({ firstOverflowingGroup($0, values: values, layout: layout) }) {
+                if scheme == .q4a || scheme == .q4n || scheme == .iq4nl, let bad = payload.withUnsafeBytes({ firstOverflowingGroup($0, values: values, layout: layout) }) {
                     let what = scheme == .q4a ? "q4a's 12-bit scale" : "f16"
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows \(what): weights too large to quantize")
                 }
@@ -320,7 +322,7 @@ public enum Converter {
     static func carriedPayload(_ source: SourceTensor, _ layout: TensorLayout) -> [UInt8]? {
         guard case let .ggml(t) = source.dtype, source.addend == 0, layout.blocksPerGroup == 1, layout.cols % 32 == 0 else { return nil }
         if layout.scheme == .q4o, t == .q4_1 || t == .q4_K { return carriedOffsetPayload(source, t, layout) }
-        guard (t == .q8_0 && layout.scheme == .q8) || (t == .q4_0 && layout.scheme == .q4) else { return nil }
+        guard (t == .q8_0 && layout.scheme == .q8) || (t == .q4_0 && layout.scheme == .q4) || (t == .iq4_nl && layout.scheme == .iq4nl) else { return nil }
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         let src = source.bytes, bb = t.blockBytes, codes = layout.blockBytes, blocks = layout.rows * layout.blocksPerRow
         for b in 0..<blocks {

@@ -77,7 +77,7 @@ public enum Quantizer {
                 let m = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair + 2, as: UInt16.self))
                 out[i] = d * Float(j < 16 ? byte & 0x0F : byte >> 4) + m
             }
-        case .q8, .q4, .q4a, .q4n:
+        case .q8, .q4, .q4a, .q4n, .iq4nl:
             let rowBase = r * layout.blocksPerRow * layout.blockBytes
             let scaleBase = layout.scalesOffset + r * layout.groupsPerRow * 2
             for i in 0..<cols {
@@ -108,10 +108,10 @@ public enum Quantizer {
             }
         case .q4o:
             for r in rows { encodeOffsetRow(r, values: values, layout: layout, out: out) }
-        case .q8, .q4, .q4a, .q4n:
+        case .q8, .q4, .q4a, .q4n, .iq4nl:
             let groupValues = layout.blocksPerGroup * 32, truncate: Int32 = rounding == .towardZero ? 1 : 0
             precondition(rounding == .toNearestOrEven || (rounding == .towardZero && layout.scheme != .q4n),
-                         "codes round to nearest even (or toward zero in tests; q4n to the nearest level)")
+                         "codes round to nearest even (or toward zero in tests; q4n and iq4nl to the nearest level)")
             // One group at a time, padded with zeros to whole blocks (zeros cost nothing at any scale).
             let x = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
             let w = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
@@ -142,6 +142,7 @@ public enum Quantizer {
                     case .q8: edge_fit_q8(x, Int64(stored), codes, truncate)
                     case .q4a: edge_fit_q4a(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
                     case .q4n: edge_fit_q4n(x, calibrated ? w : nil, Int64(stored), codes)
+                    case .iq4nl: edge_fit_iq4nl(x, calibrated ? w : nil, Int64(stored), codes)
                     default: edge_fit_q4(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
                     }
                     store(codes: codes, scale: scale, row: r, group: g, count: stored, layout: layout, out: out)
@@ -175,6 +176,8 @@ public enum Quantizer {
 
     /// q4n's codebook (`edge_q4n_levels`), ascending.
     static let q4nLevels: [Int8] = withUnsafeBytes(of: edge_q4n_levels) { Array($0.bindMemory(to: Int8.self)) }
+    /// iq4nl's codebook (`edge_iq4nl_levels`, IQ4_NL's), ascending.
+    static let iq4nlLevels: [Int8] = withUnsafeBytes(of: edge_iq4nl_levels) { Array($0.bindMemory(to: Int8.self)) }
 
     /// The code (in units of the group's scale) that nibble n of a 4-bit group with scale word `word` stands for:
     /// n - 8 (q4), n - z (q4a), the codebook's level n (q4n).
@@ -182,6 +185,7 @@ public enum Quantizer {
         switch scheme {
         case .q4a: n - Int(word & 15)
         case .q4n: Int(q4nLevels[n])
+        case .iq4nl: Int(iq4nlLevels[n])
         default: n - 8
         }
     }
@@ -201,8 +205,10 @@ public enum Quantizer {
         if layout.scheme == .q8 {
             for i in 0..<count { out[rowBase + lo + i] = UInt8(bitPattern: codes[i]) }
         } else {
-            let zero = layout.scheme == .q4a ? Int(scale & 15) : 8, levels = layout.scheme == .q4n
-            let nibble = { (c: Int8) in UInt8(levels ? Int(edge_q4n_index(Float(c))) : Int(c) + zero) }
+            let zero = layout.scheme == .q4a ? Int(scale & 15) : 8, scheme = layout.scheme
+            let nibble = { (c: Int8) in
+                UInt8(scheme == .q4n ? Int(edge_q4n_index(Float(c))) : scheme == .iq4nl ? Int(edge_iq4nl_index(Float(c))) : Int(c) + zero)
+            }
             for b in 0..<(count / 32) {
                 let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
                 for j in 0..<16 { out[block + j] = nibble(c[j]) | nibble(c[j + 16]) << 4 }
