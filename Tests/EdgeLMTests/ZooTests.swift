@@ -375,6 +375,43 @@ struct ZooFixture {
         #expect(a.metadata.tensors.map(\.checksum) == b.metadata.tensors.map(\.checksum))
     }
 
+    /// Qwen3 as llama.cpp's converter writes it (b11312, conversion/qwen.py: Qwen2's keys plus the head width as
+    /// `attention.key_length`, q/k norms as `attn_q_norm` / `attn_k_norm`, no permutation) reads as the folder does.
+    @Test func qwen3GGUFGivesTheFolder() throws {
+        let folder = ZooFixture.folder("qwen3")
+        guard Fixtures.available(folder + "/model.safetensors") else { return }
+        let hf = try Checkpoint.open(path: Fixtures.path(folder), tokenizerPath: nil)
+        let mapping = try MappedFile(path: Fixtures.path(folder + "/model.safetensors"))
+        let raw = try SafeTensors.read(mapping)
+        var w = GGUFWriter()
+        w.setLlama(hf.config, tokenizer: hf.tokenizer, architecture: "qwen3", pre: "qwen2")
+        w.set("qwen3.attention.key_length", .u32(UInt32(hf.config.headDim)))
+        w.set("qwen3.attention.value_length", .u32(UInt32(hf.config.headDim)))
+        let names = ["model.embed_tokens.weight": "token_embd", "lm_head.weight": "output", "model.norm.weight": "output_norm"]
+        let modules = ["input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "ffn_norm",
+                       "self_attn.q_proj.weight": "attn_q", "self_attn.k_proj.weight": "attn_k", "self_attn.v_proj.weight": "attn_v",
+                       "self_attn.o_proj.weight": "attn_output", "self_attn.q_norm.weight": "attn_q_norm",
+                       "self_attn.k_norm.weight": "attn_k_norm", "mlp.gate_proj.weight": "ffn_gate", "mlp.up_proj.weight": "ffn_up",
+                       "mlp.down_proj.weight": "ffn_down"]
+        for (name, t) in raw {
+            let parts = name.split(separator: ".")
+            let canonical = names[name] ?? "blk.\(parts[2]).\(modules[parts[3...].joined(separator: ".")]!)"
+            w.addTensor(canonical + ".weight", shape: t.shape, type: .f32, values: try t.floats(path: ""))
+        }
+        let dir = TemporaryDirectory()
+        try w.write(to: dir.file("qwen3.gguf"))
+        withExtendedLifetime(mapping) {}
+        let gguf = try Checkpoint.open(path: dir.file("qwen3.gguf"), tokenizerPath: nil)
+        #expect(gguf.config == hf.config)
+        _ = try Converter.convert(gguf, to: dir.file("gguf.edgelm"), options: ConversionOptions(type: .f32))
+        _ = try Converter.convert(hf, to: dir.file("hf.edgelm"), options: ConversionOptions(type: .f32))
+        let a = try ModelFile(path: dir.file("gguf.edgelm")), b = try ModelFile(path: dir.file("hf.edgelm"))
+        #expect(a.metadata.tensors.map(\.checksum) == b.metadata.tensors.map(\.checksum))
+        // And it computes the fixture's logits as the folder does.
+        let result = try ZooFixture("qwen3").measure(dir.file("gguf.edgelm"))
+        #expect(result.logitError <= 1e-4, "qwen3 GGUF logits \(result.logitError)")
+    }
+
     /// A gemma2 GGUF stores neither its query scale nor its layer pattern; llama.cpp implies them from the
     /// size (26, 42 or 46 layers), and so does EdgeLM. Other sizes are refused by name.
     @Test func gemma2ScaleComesFromItsSize() throws {

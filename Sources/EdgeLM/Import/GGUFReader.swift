@@ -272,7 +272,7 @@ enum GGUFReader {
         func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
         guard let arch = kv["general.architecture"]?.asString else { throw fail("general.architecture", "missing") }
         guard let family = families[arch] else {
-            let hint = ["gemma3", "qwen3"].contains(arch) ? "; convert this family from its Hugging Face folder" : ""
+            let hint = arch == "gemma3" ? "; convert this family from its Hugging Face folder" : ""
             throw fail("general.architecture", "'\(arch)' is not supported (\(families.keys.sorted().joined(separator: ", "))\(hint))")
         }
         var keys = GGUFKeys(arch: arch, kv: kv, path: path)

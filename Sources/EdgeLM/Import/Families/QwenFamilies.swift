@@ -25,6 +25,13 @@ enum Qwen2Family: ModelFamily {
 enum Qwen3Family: ModelFamily {
     static let architectures = ["Qwen3ForCausalLM"]
     static let name = "qwen3"
+    static let ggufArchitecture: String? = "qwen3"
+
+    /// llama.cpp's converter writes the head width as `attention.key_length` (read in common) and the norms
+    /// as `attn_q_norm` / `attn_k_norm`; queries and keys keep the Hugging Face (rotate-half) layout.
+    static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) {
+        config.qkNorm = true
+    }
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
         config.qkNorm = true
