@@ -20,6 +20,8 @@ import Testing
         let fixture = try Fixtures.json(Self.fixture) as! [String: Any]
         let lm = try LanguageModel(path: path, threads: 2, keyType: .f32, valueType: .f32, contextLength: 512)
         #expect(lm.tokenizer.data.addsBOS == false)
+        // <|im_end|> (EOS) and <|endoftext|>, the end-of-text marker llama.cpp also stops at.
+        #expect(lm.tokenizer.data.endOfGenerationIDs == [0, 2])
         for case let name in ["story", "fact"] {
             let entry = fixture[name] as! [String: Any]
             let promptIds = entry["prompt_ids"] as! [Int], greedy = entry["greedy_ids"] as! [Int]

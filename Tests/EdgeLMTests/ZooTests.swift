@@ -375,41 +375,83 @@ struct ZooFixture {
         #expect(a.metadata.tensors.map(\.checksum) == b.metadata.tensors.map(\.checksum))
     }
 
-    /// Qwen3 as llama.cpp's converter writes it (b11312, conversion/qwen.py: Qwen2's keys plus the head width as
-    /// `attention.key_length`, q/k norms as `attn_q_norm` / `attn_k_norm`, no permutation) reads as the folder does.
-    @Test func qwen3GGUFGivesTheFolder() throws {
-        let folder = ZooFixture.folder("qwen3")
-        guard Fixtures.available(folder + "/model.safetensors") else { return }
+    /// The zoo folder of `family` written as a GGUF the way llama.cpp's converter (b11312) writes it: `keys`
+    /// besides the common ones, Hugging Face modules renamed by `modules`, norms shifted by `normShift`.
+    func zooGGUF(_ family: String, keys: [(String, GGUFWriter.Value)], modules: [String: String], normShift: Float,
+                 pre: String, dir: TemporaryDirectory) throws -> (hf: Checkpoint, gguf: Checkpoint)? {
+        let folder = ZooFixture.folder(family)
+        guard Fixtures.available(folder + "/model.safetensors") else { return nil }
         let hf = try Checkpoint.open(path: Fixtures.path(folder), tokenizerPath: nil)
         let mapping = try MappedFile(path: Fixtures.path(folder + "/model.safetensors"))
         let raw = try SafeTensors.read(mapping)
         var w = GGUFWriter()
-        w.setLlama(hf.config, tokenizer: hf.tokenizer, architecture: "qwen3", pre: "qwen2")
-        w.set("qwen3.attention.key_length", .u32(UInt32(hf.config.headDim)))
-        w.set("qwen3.attention.value_length", .u32(UInt32(hf.config.headDim)))
+        w.setLlama(hf.config, tokenizer: hf.tokenizer, architecture: family, pre: pre)
+        w.set("\(family).attention.key_length", .u32(UInt32(hf.config.headDim)))
+        w.set("\(family).attention.value_length", .u32(UInt32(hf.config.headDim)))
+        for (key, value) in keys { w.set(key, value) }
         let names = ["model.embed_tokens.weight": "token_embd", "lm_head.weight": "output", "model.norm.weight": "output_norm"]
-        let modules = ["input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "ffn_norm",
-                       "self_attn.q_proj.weight": "attn_q", "self_attn.k_proj.weight": "attn_k", "self_attn.v_proj.weight": "attn_v",
-                       "self_attn.o_proj.weight": "attn_output", "self_attn.q_norm.weight": "attn_q_norm",
-                       "self_attn.k_norm.weight": "attn_k_norm", "mlp.gate_proj.weight": "ffn_gate", "mlp.up_proj.weight": "ffn_up",
-                       "mlp.down_proj.weight": "ffn_down"]
         for (name, t) in raw {
             let parts = name.split(separator: ".")
             let canonical = names[name] ?? "blk.\(parts[2]).\(modules[parts[3...].joined(separator: ".")]!)"
-            w.addTensor(canonical + ".weight", shape: t.shape, type: .f32, values: try t.floats(path: ""))
+            let shift = canonical.hasSuffix("norm") ? normShift : 0
+            w.addTensor(canonical + ".weight", shape: t.shape, type: .f32, values: try t.floats(path: "").map { $0 + shift })
         }
-        let dir = TemporaryDirectory()
-        try w.write(to: dir.file("qwen3.gguf"))
+        try w.write(to: dir.file("\(family).gguf"))
         withExtendedLifetime(mapping) {}
-        let gguf = try Checkpoint.open(path: dir.file("qwen3.gguf"), tokenizerPath: nil)
-        #expect(gguf.config == hf.config)
-        _ = try Converter.convert(gguf, to: dir.file("gguf.edgelm"), options: ConversionOptions(type: .f32))
-        _ = try Converter.convert(hf, to: dir.file("hf.edgelm"), options: ConversionOptions(type: .f32))
+        return (hf, try Checkpoint.open(path: dir.file("\(family).gguf"), tokenizerPath: nil))
+    }
+
+    /// The GGUF gives the folder's configuration, tensors and logits.
+    func expectSameModel(_ family: String, _ pair: (hf: Checkpoint, gguf: Checkpoint), dir: TemporaryDirectory) throws {
+        #expect(pair.gguf.config == pair.hf.config)
+        _ = try Converter.convert(pair.gguf, to: dir.file("gguf.edgelm"), options: ConversionOptions(type: .f32))
+        _ = try Converter.convert(pair.hf, to: dir.file("hf.edgelm"), options: ConversionOptions(type: .f32))
         let a = try ModelFile(path: dir.file("gguf.edgelm")), b = try ModelFile(path: dir.file("hf.edgelm"))
         #expect(a.metadata.tensors.map(\.checksum) == b.metadata.tensors.map(\.checksum))
-        // And it computes the fixture's logits as the folder does.
-        let result = try ZooFixture("qwen3").measure(dir.file("gguf.edgelm"))
-        #expect(result.logitError <= 1e-4, "qwen3 GGUF logits \(result.logitError)")
+        let result = try ZooFixture(family).measure(dir.file("gguf.edgelm"))
+        #expect(result.logitError <= 1e-4, "\(family) GGUF logits \(result.logitError)")
+        let golden = try ZooFixture(family).meanNLL
+        #expect(abs(result.meanNLL - golden) <= 1e-4 * golden, "\(family) GGUF window NLL \(result.meanNLL) vs \(golden)")
+    }
+
+    static let llamaModules = ["input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "ffn_norm",
+                               "self_attn.q_proj.weight": "attn_q", "self_attn.k_proj.weight": "attn_k", "self_attn.v_proj.weight": "attn_v",
+                               "self_attn.o_proj.weight": "attn_output", "self_attn.q_norm.weight": "attn_q_norm",
+                               "self_attn.k_norm.weight": "attn_k_norm", "mlp.gate_proj.weight": "ffn_gate", "mlp.up_proj.weight": "ffn_up",
+                               "mlp.down_proj.weight": "ffn_down"]
+
+    /// Qwen3 as llama.cpp's converter writes it (conversion/qwen.py: Qwen2's keys plus the head width as
+    /// `attention.key_length`, q/k norms as `attn_q_norm` / `attn_k_norm`, no permutation) reads as the folder does.
+    @Test func qwen3GGUFGivesTheFolder() throws {
+        let dir = TemporaryDirectory()
+        guard let pair = try zooGGUF("qwen3", keys: [], modules: Self.llamaModules, normShift: 0, pre: "qwen2", dir: dir) else { return }
+        try expectSameModel("qwen3", pair, dir: dir)
+    }
+
+    /// Gemma 3 as llama.cpp's converter writes it (conversion/gemma.py): norms as 1 + w, the local RoPE base as
+    /// `rope.freq_base_swa`, the window as `attention.sliding_window`. The converter leaves the layer pattern out
+    /// (llama.cpp then assumes every 6th layer global, as in every released Gemma 3); the zoo model's pattern is
+    /// 2, so this file states it as llama.cpp's `attention.sliding_window_pattern` flags.
+    @Test func gemma3GGUFGivesTheFolder() throws {
+        let dir = TemporaryDirectory()
+        let modules = Self.llamaModules.merging(["post_attention_layernorm.weight": "post_attention_norm",
+                                                 "pre_feedforward_layernorm.weight": "ffn_norm",
+                                                 "post_feedforward_layernorm.weight": "post_ffw_norm"]) { $1 }
+        let keys: [(String, GGUFWriter.Value)] = [("gemma3.rope.freq_base_swa", .f32(10000)), ("gemma3.attention.sliding_window", .u32(64)),
+                                                  ("gemma3.attention.sliding_window_pattern", .bools([true, false]))]
+        guard let pair = try zooGGUF("gemma3", keys: keys, modules: modules, normShift: 1, pre: "llama-bpe", dir: dir) else { return }
+        try expectSameModel("gemma3", pair, dir: dir)
+        // Without the pattern, llama.cpp's default: every 6th layer global, so both of these layers slide.
+        var w = GGUFWriter()
+        w.setLlama(pair.hf.config, tokenizer: pair.hf.tokenizer, architecture: "gemma3")
+        w.set("gemma3.attention.key_length", .u32(16))
+        w.set("gemma3.attention.sliding_window", .u32(64))
+        for (name, shape) in pair.hf.config.tensorShapes.map({ ($0.name, $0.shape) }) {
+            w.addTensor(name + ".weight", shape: shape, type: .f32, generator: { [Float](repeating: 0.01, count: shape.reduce(1, *)) })
+        }
+        try w.write(to: dir.file("default.gguf"))
+        let c = try Checkpoint.open(path: dir.file("default.gguf"), tokenizerPath: nil).config
+        #expect(c.slidingLayers == [true, true] && c.layerRopeTable == [1, 1] && c.ropeTables?[1] == .standard(theta: 10000, dims: 16))
     }
 
     /// A gemma2 GGUF stores neither its query scale nor its layer pattern; llama.cpp implies them from the

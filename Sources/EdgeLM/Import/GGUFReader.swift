@@ -272,8 +272,7 @@ enum GGUFReader {
         func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
         guard let arch = kv["general.architecture"]?.asString else { throw fail("general.architecture", "missing") }
         guard let family = families[arch] else {
-            let hint = arch == "gemma3" ? "; convert this family from its Hugging Face folder" : ""
-            throw fail("general.architecture", "'\(arch)' is not supported (\(families.keys.sorted().joined(separator: ", "))\(hint))")
+            throw fail("general.architecture", "'\(arch)' is not supported (\(families.keys.sorted().joined(separator: ", ")))")
         }
         var keys = GGUFKeys(arch: arch, kv: kv, path: path)
         guard let embedding = tensors["token_embd"] else { throw .missingTensor(path: path, tensor: "token_embd.weight") }
@@ -358,6 +357,13 @@ enum GGUFReader {
         "tokenizer.ggml.precompiled_charsmap", "tokenizer.huggingface.json",
     ]
 
+    /// Token texts that end generation in a GGUF vocabulary, as llama.cpp marks them at load (its end-of-turn
+    /// and end-of-text markers of the families EdgeLM reads).
+    static let endOfGenerationPieces: Set<String> = [
+        "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
+        "<EOT>", "_<EOT>", "<end_of_utterance>",
+    ]
+
     private static func makeTokenizer(kv: [String: GGUFValue], path: String) throws(EdgeLMError) -> TokenizerData {
         func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
         var read: Set<String> = []
@@ -437,8 +443,10 @@ enum GGUFReader {
         if try flag("add_sep_token") == true {
             throw fail("tokenizer.ggml.add_sep_token", "appending a separator token is not implemented")
         }
-        let turnEnds = [try id("eot_token_id"), try id("eom_token_id")].compactMap { $0 }.filter { $0 != data.eos }
-        data.endOfGeneration = turnEnds.isEmpty ? nil : turnEnds
+        // As llama.cpp loads a GGUF vocabulary: eot and eom, and every token spelled like an end of turn or text.
+        let named = pieces.indices.filter { endOfGenerationPieces.contains(pieces[$0]) }
+        let turnEnds = Set([try id("eot_token_id"), try id("eom_token_id")].compactMap { $0 } + named).subtracting(data.eos.map { [$0] } ?? [])
+        data.endOfGeneration = turnEnds.isEmpty ? nil : turnEnds.sorted()
         for key in kv.keys.sorted() where key.hasPrefix("tokenizer.") && !read.contains(key) && !harmlessTokenizerKeys.contains(key)
             && !key.hasPrefix("tokenizer.chat_template.") {
             throw fail(key, "is a tokenizer setting EdgeLM does not implement (it may change how text is encoded or where generation ends)")

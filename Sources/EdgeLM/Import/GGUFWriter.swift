@@ -13,6 +13,7 @@ public struct GGUFWriter {
         case strings([String])
         case f32s([Float])
         case i32s([Int32])
+        case bools([Bool])
     }
 
     /// Tensor element type.
@@ -110,6 +111,7 @@ public struct GGUFWriter {
             case let .strings(v): put(UInt32(9)); put(UInt32(8)); count(v.count); v.forEach(string)
             case let .f32s(v): put(UInt32(9)); put(UInt32(6)); count(v.count); v.forEach { put($0.bitPattern) }
             case let .i32s(v): put(UInt32(9)); put(UInt32(5)); count(v.count); v.forEach { put($0) }
+            case let .bools(v): put(UInt32(9)); put(UInt32(7)); count(v.count); v.forEach { put(UInt8($0 ? 1 : 0)) }
             }
         }
         var offset = 0

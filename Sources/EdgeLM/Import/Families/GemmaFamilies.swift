@@ -75,6 +75,45 @@ enum Gemma3Family: ModelFamily {
     static let architectures = ["Gemma3ForCausalLM"]
     static let name = "gemma3"
     static let normsAddOne = true
+    static let ggufArchitecture: String? = "gemma3"
+
+    /// As llama.cpp reads a gemma3 GGUF (its converter writes norms as 1 + w, the head width as
+    /// `attention.key_length`, the global base as `rope.freq_base` with any `rope.scaling`, the local one as
+    /// `rope.freq_base_swa`): sliding layers only with an `attention.sliding_window`, by
+    /// `attention.sliding_window_pattern` (a list of flags, or n: every n-th layer global; 6 when absent, as
+    /// the converter leaves it out), their RoPE table unscaled at the local base (10000 when absent); queries
+    /// scaled by head_dim^-1/2, or (hidden / heads)^-1/2 for the 62-layer model; no attention soft-cap.
+    static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) {
+        config.activation = .geluTanh
+        config.sandwichNorms = true
+        config.qkNorm = true
+        config.embeddingScale = Float(Double(config.dim).squareRoot())
+        config.attentionScale = 1 / Float(config.layers == 62 ? config.dim / config.heads : config.headDim).squareRoot()
+        if let cap = keys.value("final_logit_softcapping") {
+            guard let c = cap.asDouble, c > 0 else { throw keys.fail("final_logit_softcapping", "must be a number > 0") }
+            config.finalSoftcap = Float(c)
+        }
+        let window = try keys.int("attention.sliding_window", default: 0)
+        let pattern = keys.value("attention.sliding_window_pattern")
+        let local = try keys.float("rope.freq_base_swa", default: 10000)
+        guard window > 0 else { return }
+        let sliding: [Bool]
+        switch pattern {
+        case let .array(flags, 7)?:
+            guard flags.count == config.layers else { throw keys.fail("attention.sliding_window_pattern", "\(flags.count) flags for \(config.layers) layers") }
+            sliding = flags.map { if case let .bool(b) = $0 { b } else { false } }
+        case nil:
+            sliding = (0..<config.layers).map { $0 % 6 < 5 }
+        case let v?:
+            guard let n = v.asInt, n >= 1 else { throw keys.fail("attention.sliding_window_pattern", "must be a layer count >= 1 or a list of flags") }
+            sliding = (0..<config.layers).map { $0 % n < n - 1 }
+        }
+        guard sliding.contains(true) else { return }
+        config.slidingWindow = window
+        config.slidingLayers = sliding
+        config.ropeTables = [config.ropeTables![0], .standard(theta: local, dims: config.headDim)]
+        config.layerRopeTable = sliding.map { $0 ? 1 : 0 }
+    }
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
         let pattern = try r.int("sliding_window_pattern") ?? 6
