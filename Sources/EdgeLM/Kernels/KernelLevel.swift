@@ -82,24 +82,19 @@ public enum IntegerKernels {
     public static func matmul(_ level: KernelLevel, scheme: TensorScheme, weights: UnsafeRawPointer, scales: UnsafePointer<UInt16>,
                               blocksPerRow: Int, blocksPerGroup: Int, rows: Range<Int>, x: UnsafePointer<Int8>,
                               xs: UnsafePointer<Float>, tokens: Int, out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int) {
-        if scheme == .q4a {
-            edge_matmul_q4a(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
-                            Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
-        } else if scheme == .q4o {
-            edge_matmul_q4o(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
-                            Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
-        } else if scheme == .iq4nl {
-            edge_matmul_iq4nl(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
-                              Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
-        } else if scheme == .q4n {
-            edge_matmul_q4n(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
-                            Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
-        } else if scheme == .q4 {
-            edge_matmul_q4(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
-                           Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
-        } else {
+        guard scheme.isFourBit else {
             edge_matmul_q8(level.rawValue, weights.assumingMemoryBound(to: Int8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
                            Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
+            return
         }
+        let kernel = switch scheme {
+        case .q4a: edge_matmul_q4a
+        case .q4o: edge_matmul_q4o
+        case .q4n: edge_matmul_q4n
+        case .iq4nl: edge_matmul_iq4nl
+        default: edge_matmul_q4
+        }
+        kernel(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
+               Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
     }
 }
