@@ -21,6 +21,18 @@ import Testing
         #expect(Sampler.argmax([2, 5, 5, 1] as [Float]) == 1)
     }
 
+    /// The one-pass top k is the full sort's first k, ties (by index) and repeated values included.
+    @Test func topKSelectionIsTheSortedPrefix() {
+        var rng = TestRandom(seed: 5)
+        for n in [1, 7, 40, 1000, 262_144] {
+            // Values on a coarse grid, so that many tie.
+            let values = (0..<n).map { _ in Float(Int(rng.next() % 64)) / 8 }
+            for k in [1, 2, 40, 999] where k < n {
+                #expect(Sampler.topK(values, k) == Array(Sampler.sortedIndices(values).prefix(k)), "n \(n) k \(k)")
+            }
+        }
+    }
+
     @Test func topKOneIsGreedy() {
         #expect(sample(logits, { $0.topK = 1; $0.temperature = 5 }) == [1: 2000])
     }

@@ -1,11 +1,12 @@
 import Foundation
 
-/// Random-weight Llama checkpoints of real shapes, written as GGUF so that any engine can read the same
-/// weights: normal(0, 0.02) matrices, norms of 1, a 32,000-piece SentencePiece-style vocabulary.
+/// Random-weight checkpoints of real shapes, written as GGUF so that any engine can read the same weights:
+/// normal(0, 0.02) matrices, norms of 1, a SentencePiece-style vocabulary of the shape's size.
 public enum SyntheticCheckpoint {
-    /// The benchmark shapes (vocabulary 32,000, the Llama-2 size), and a tiny one for tests and fuzzing seeds.
+    /// The benchmark shapes (Llama: vocabulary 32,000, the Llama-2 size; g270m: Gemma 3 270M's, a gemma3 GGUF
+    /// whose 262,144 x 640 embedding is also the output head), and a tiny one for tests and fuzzing seeds.
     public enum Shape: String, CaseIterable, Sendable {
-        case tiny, s15m, s110m, tl1b
+        case tiny, s15m, s110m, tl1b, g270m
 
         /// Hyper-parameters of the shape.
         public var config: ModelConfig {
@@ -22,7 +23,22 @@ public enum SyntheticCheckpoint {
             case .tl1b:
                 return ModelConfig(dim: 2048, layers: 22, heads: 32, kvHeads: 4, ffnDim: 5632, vocabSize: 32000, contextLength: 2048,
                                    ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+            case .g270m:
+                var c = ModelConfig(architecture: "gemma3", dim: 640, layers: 18, heads: 4, kvHeads: 1, ffnDim: 2048, vocabSize: 262_144,
+                                    contextLength: 32768, ropeTheta: 1_000_000, ropeLayout: .halves, normEpsilon: 1e-6, tiedOutput: true)
+                c.headDimension = 256
+                c.qkNorm = true
+                c.sandwichNorms = true
+                return c
             }
+        }
+
+        /// Keys the architecture needs besides `GGUFWriter.setLlama`'s (Gemma 3 270M's head width, window and
+        /// local RoPE base).
+        var extraKeys: [(String, GGUFWriter.Value)] {
+            guard self == .g270m else { return [] }
+            return [("gemma3.attention.key_length", .u32(256)), ("gemma3.attention.value_length", .u32(256)),
+                    ("gemma3.attention.sliding_window", .u32(512)), ("gemma3.rope.freq_base_swa", .f32(10000))]
         }
     }
 
@@ -51,7 +67,8 @@ public enum SyntheticCheckpoint {
     public static func write(_ shape: Shape, type: GGUFWriter.TensorType, seed: UInt64 = 1, to path: String) throws(EdgeLMError) {
         let config = shape.config
         var writer = GGUFWriter()
-        writer.setLlama(config, tokenizer: tokenizer(size: config.vocabSize))
+        writer.setLlama(config, tokenizer: tokenizer(size: config.vocabSize), architecture: config.architecture)
+        for (key, value) in shape.extraKeys { writer.set(key, value) }
         for (index, (name, dims)) in config.tensorShapes.enumerated() {
             let count = dims.reduce(1, *)
             let norm = name.hasSuffix("_norm")
