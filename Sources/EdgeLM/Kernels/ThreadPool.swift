@@ -11,7 +11,6 @@ import Synchronization
 /// for. Waiting threads spin briefly (a decode step issues hundreds of small jobs per token, and waking
 /// through the kernel each time would dominate), then yield the core, then sleep on a futex, so that a
 /// waiting thread never holds a core another thread of the job needs, and an idle pool costs no CPU.
-
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads taking part in a job, the caller included.
     public let threadCount: Int
