@@ -44,6 +44,23 @@ import Testing
         #expect(abs(report.ppl.value / golden - 1) <= 1e-4, "window ppl \(report.ppl.value) vs \(golden)")
     }
 
+    /// A chat without a system message gets the one SmolLM2's own template writes then; one with a system
+    /// message keeps it.
+    @Test func smolLM2ChatGetsItsTemplatesDefaultSystemMessage() throws {
+        guard let path = try Self.f32Model() else { return }
+        let lm = try LanguageModel(path: path, threads: 1, contextLength: 256)
+        let system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+        #expect(ChatTemplate.defaultSystem(try #require(lm.tokenizer.data.chatTemplate)) == system)
+        let user = [ChatMessage(role: "user", content: "Hi")], turn = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        #expect(try ChatSession.promptTokens(user, template: .chatml, model: lm) == lm.encode("<|im_start|>system\n\(system)<|im_end|>\n" + turn))
+        let brief = [ChatMessage(role: "system", content: "Be brief.")] + user
+        #expect(try ChatSession.promptTokens(brief, template: .chatml, model: lm) == lm.encode("<|im_start|>system\nBe brief.<|im_end|>\n" + turn))
+        // Qwen2.5's form (Jinja escapes), and a template whose system text is the message's own.
+        let qwen = #"{%- else %}{{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}"#
+        #expect(ChatTemplate.defaultSystem(qwen) == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
+        #expect(ChatTemplate.defaultSystem(#"{{ '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>' }}"#) == nil)
+    }
+
     /// The window's text tokenizes to the fixture's ids (the smollm pre-tokenizer, no BOS).
     @Test func smolLM2TokenizesTheWindowText() throws {
         guard Fixtures.available(Self.gguf), Fixtures.available(Self.fixture) else { return }

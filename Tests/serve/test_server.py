@@ -351,20 +351,21 @@ if not alive:
 
 @test
 def real_model_chat_ends_at_its_end_of_turn():
-    # SmolLM2's GGUF as given: converted once into a cache, its ChatML template recognised, no BOS added;
-    # a reply ends at <|im_end|> (its EOS) and never shows it, streamed or not, over two turns.
+    # SmolLM2's GGUF as given: converted once into a cache, its ChatML template recognised (with the default
+    # system message it writes), no BOS added; a reply ends at <|im_end|> (its EOS) and never shows it,
+    # streamed or not, over two turns.
     real = Server("--slots", "2", model=REAL_MODEL)
     try:
-        messages = [{"role": "user", "content": "What is the capital of France?"}]
+        messages = [{"role": "user", "content": "What is 2 + 2?"}]
         full = real.client.chat.completions.create(model="m", messages=messages, max_tokens=96, temperature=0)
         text = full.choices[0].message.content
         assert full.choices[0].finish_reason == "stop", full
-        assert "Paris" in text and "<|im_end|>" not in text and "<|im_start|>" not in text, text
+        assert "4" in text and "<|im_end|>" not in text and "<|im_start|>" not in text, text
         streamed = "".join(ch.choices[0].delta.content or "" for ch in
                            real.client.chat.completions.create(model="m", messages=messages, max_tokens=96, temperature=0, stream=True)
                            if ch.choices)
         assert streamed == text, (streamed, text)
-        messages += [{"role": "assistant", "content": text}, {"role": "user", "content": "And of Italy?"}]
+        messages += [{"role": "assistant", "content": text}, {"role": "user", "content": "And 3 + 3?"}]
         second = real.client.chat.completions.create(model="m", messages=messages, max_tokens=96, temperature=0)
         assert second.choices[0].finish_reason == "stop" and "<|im_end|>" not in second.choices[0].message.content, second
         assert any("converting" in line or "using" in line for line in real.log), real.log

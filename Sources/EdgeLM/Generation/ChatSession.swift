@@ -36,9 +36,15 @@ public final class ChatSession: @unchecked Sendable {
         messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
     }
 
-    /// The prompt tokens of `messages` in this chat's format.
+    /// The prompt tokens of `messages` in this chat's format. A conversation without a system message gets the
+    /// one the model's own template writes in that case (`ChatTemplate.defaultSystem`), as the template would.
     public static func promptTokens(_ messages: [ChatMessage], template: ChatTemplate, model: LanguageModel) throws(EdgeLMError) -> [Int] {
-        model.encode(try template.format(messages), addEOS: false)
+        var messages = messages
+        if messages.first?.role != "system", template == .chatml,
+           let system = model.tokenizer.data.chatTemplate.flatMap(ChatTemplate.defaultSystem) {
+            messages.insert(ChatMessage(role: "system", content: system), at: 0)
+        }
+        return model.encode(try template.format(messages), addEOS: false)
     }
 
     /// Adds the user's `text`, generates the reply (stopping at EOS or the template's end of turn, plus

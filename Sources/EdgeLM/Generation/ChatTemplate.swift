@@ -88,6 +88,23 @@ public enum ChatTemplate: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// The system message a ChatML template (Jinja text) writes when the conversation has none: a literal
+    /// `'<|im_start|>system\n...<|im_end|>'` in it (SmolLM2's "You are a helpful AI assistant named SmolLM...",
+    /// Qwen2.5's "You are Qwen, created by Alibaba Cloud..."), or nil.
+    public static func defaultSystem(_ template: String) -> String? {
+        // The opener with a newline, as a GGUF stores the template, or with Jinja's "\n" escape.
+        for opener in ["'<|im_start|>system\n", "'<|im_start|>system\\n"] {
+            var rest = template[...]
+            while let start = rest.range(of: opener) {
+                rest = rest[start.upperBound...]
+                guard let end = rest.range(of: "<|im_end|>") else { break }
+                let text = rest[..<end.lowerBound]
+                if !text.isEmpty, !text.contains("'"), !text.contains("+") { return text.replacingOccurrences(of: "\\n", with: "\n") }
+            }
+        }
+        return nil
+    }
+
     /// Text that ends the assistant's turn, besides the EOS token.
     public var stopStrings: [String] {
         switch self {
