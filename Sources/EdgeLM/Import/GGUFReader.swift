@@ -30,33 +30,45 @@ enum GGUFValue {
     }
 }
 
-/// The `<arch>.` metadata keys of a GGUF being read: like `ConfigReader`, every key must be read or declared
-/// harmless, or `finish` refuses it by name.
+/// The `<arch>.` (or `tokenizer.`) metadata keys of a GGUF being read: like `ConfigReader`, every key must be
+/// read or declared harmless, or `finish` refuses it by name.
 struct GGUFKeys {
-    let arch: String
+    /// The keys' prefix: the architecture name, or `tokenizer`.
+    let prefix: String
     let kv: [String: GGUFValue]
     let path: String
     private var used = Set<String>()
 
-    init(arch: String, kv: [String: GGUFValue], path: String) {
-        self.arch = arch
+    init(prefix: String, kv: [String: GGUFValue], path: String) {
+        self.prefix = prefix
         self.kv = kv
         self.path = path
     }
 
-    func fail(_ key: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: "\(arch).\(key)", message: message) }
+    func fail(_ key: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: "\(prefix).\(key)", message: message) }
 
-    /// `<arch>.key`, marking it read.
+    /// `<prefix>.key`, marking it read.
     mutating func value(_ key: String) -> GGUFValue? {
-        used.insert("\(arch).\(key)")
-        return kv["\(arch).\(key)"]
+        used.insert("\(prefix).\(key)")
+        return kv["\(prefix).\(key)"]
+    }
+
+    /// An integer key that may be absent.
+    mutating func optionalInt(_ key: String) throws(EdgeLMError) -> Int? {
+        guard let v = value(key) else { return nil }
+        guard let i = v.asInt else { throw fail(key, "not an integer") }
+        return i
+    }
+
+    /// A boolean key that may be absent.
+    mutating func bool(_ key: String) throws(EdgeLMError) -> Bool? {
+        guard let v = value(key) else { return nil }
+        guard case let .bool(b) = v else { throw fail(key, "not a boolean") }
+        return b
     }
 
     mutating func int(_ key: String, default fallback: Int? = nil) throws(EdgeLMError) -> Int {
-        if let v = value(key) {
-            guard let i = v.asInt else { throw fail(key, "not an integer") }
-            return i
-        }
+        if let i = try optionalInt(key) { return i }
         guard let fallback else { throw fail(key, "missing") }
         return fallback
     }
@@ -68,8 +80,8 @@ struct GGUFKeys {
     }
 
     func finish(harmless: Set<String>) throws(EdgeLMError) {
-        for key in kv.keys.sorted() where key.hasPrefix("\(arch).") && !used.contains(key) && !harmless.contains(String(key.dropFirst(arch.count + 1))) {
-            throw .invalidField(path: path, field: key, message: "is a setting EdgeLM does not implement for '\(arch)' (it may change the computation)")
+        for key in kv.keys.sorted() where key.hasPrefix("\(prefix).") && !used.contains(key) && !harmless.contains(String(key.dropFirst(prefix.count + 1))) {
+            throw .invalidField(path: path, field: key, message: "is a setting EdgeLM does not implement for '\(prefix)' (it may change the computation)")
         }
     }
 }
@@ -274,7 +286,7 @@ enum GGUFReader {
         guard let family = families[arch] else {
             throw fail("general.architecture", "'\(arch)' is not supported (\(families.keys.sorted().joined(separator: ", ")))")
         }
-        var keys = GGUFKeys(arch: arch, kv: kv, path: path)
+        var keys = GGUFKeys(prefix: arch, kv: kv, path: path)
         guard let embedding = tensors["token_embd"] else { throw .missingTensor(path: path, tensor: "token_embd.weight") }
         let heads = try keys.int("attention.head_count")
         let dim = try keys.int("embedding_length")
@@ -331,7 +343,7 @@ enum GGUFReader {
             break
         case "linear":
             table = try RopeTable.compute(kind: .linear, theta: theta, dims: dims, parameters: ["factor": try keys.float("rope.scaling.factor", default: 1)],
-                                          contextLength: config.contextLength, field: "\(keys.arch).rope.scaling", path: path)
+                                          contextLength: config.contextLength, field: "\(keys.prefix).rope.scaling", path: path)
         default:
             throw keys.fail("rope.scaling.type", "'\(type)' is not supported (none, linear\(type == "yarn" ? RopeKind.yarnRefusal : ""))")
         }
@@ -347,14 +359,13 @@ enum GGUFReader {
         return table
     }
 
-    /// `tokenizer.` keys that never change what a prompt encodes to or where generation ends.
+    /// `tokenizer.` keys that never change what a prompt encodes to or where generation ends (named chat
+    /// templates, `tokenizer.chat_template.NAME`, are read as harmless too).
     static let harmlessTokenizerKeys: Set<String> = [
-        "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.seperator_token_id",
-        "tokenizer.ggml.cls_token_id", "tokenizer.ggml.mask_token_id", "tokenizer.ggml.prefix_token_id",
-        "tokenizer.ggml.suffix_token_id", "tokenizer.ggml.middle_token_id", "tokenizer.ggml.fim_pre_token_id",
-        "tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.fim_pad_token_id",
-        "tokenizer.ggml.fim_rep_token_id", "tokenizer.ggml.fim_sep_token_id", "tokenizer.ggml.token_type_count",
-        "tokenizer.ggml.precompiled_charsmap", "tokenizer.huggingface.json",
+        "ggml.padding_token_id", "ggml.unknown_token_id", "ggml.seperator_token_id", "ggml.cls_token_id", "ggml.mask_token_id",
+        "ggml.prefix_token_id", "ggml.suffix_token_id", "ggml.middle_token_id", "ggml.fim_pre_token_id", "ggml.fim_suf_token_id",
+        "ggml.fim_mid_token_id", "ggml.fim_pad_token_id", "ggml.fim_rep_token_id", "ggml.fim_sep_token_id", "ggml.token_type_count",
+        "ggml.precompiled_charsmap", "huggingface.json",
     ]
 
     /// Token texts that end generation in a GGUF vocabulary, as llama.cpp marks them at load (its end-of-turn
@@ -365,45 +376,33 @@ enum GGUFReader {
     ]
 
     private static func makeTokenizer(kv: [String: GGUFValue], path: String) throws(EdgeLMError) -> TokenizerData {
-        func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
-        var read: Set<String> = []
-        func value(_ key: String) -> GGUFValue? {
-            read.insert(key)
-            return kv[key]
-        }
-        func flag(_ key: String) throws(EdgeLMError) -> Bool? {
-            guard let v = value("tokenizer.ggml.\(key)") else { return nil }
-            guard case let .bool(b) = v else { throw fail("tokenizer.ggml.\(key)", "not a boolean") }
-            return b
-        }
-        func id(_ key: String) throws(EdgeLMError) -> Int? {
-            guard let v = value("tokenizer.ggml.\(key)") else { return nil }
-            guard let i = v.asInt else { throw fail("tokenizer.ggml.\(key)", "not an integer") }
-            return i
-        }
-        let model = value("tokenizer.ggml.model")?.asString ?? "missing"
+        var keys = GGUFKeys(prefix: "tokenizer", kv: kv, path: path)
+        func fail(_ key: String, _ message: String) -> EdgeLMError { keys.fail(key, message) }
+        func flag(_ key: String) throws(EdgeLMError) -> Bool? { try keys.bool("ggml.\(key)") }
+        func id(_ key: String) throws(EdgeLMError) -> Int? { try keys.optionalInt("ggml.\(key)") }
+        let model = keys.value("ggml.model")?.asString ?? "missing"
         guard model == "llama" || model == "gpt2" else {
-            throw fail("tokenizer.ggml.model", "'\(model)' is not supported (the SentencePiece 'llama' and byte-level BPE 'gpt2' vocabularies)")
+            throw fail("ggml.model", "'\(model)' is not supported (the SentencePiece 'llama' and byte-level BPE 'gpt2' vocabularies)")
         }
-        guard case let .array(tokenValues, 8)? = value("tokenizer.ggml.tokens") else {
-            throw fail("tokenizer.ggml.tokens", "missing or not an array of strings")
+        guard case let .array(tokenValues, 8)? = keys.value("ggml.tokens") else {
+            throw fail("ggml.tokens", "missing or not an array of strings")
         }
         let pieces = tokenValues.compactMap(\.asString)
         var scores = [Float](repeating: 0, count: pieces.count)
-        if let v = value("tokenizer.ggml.scores") {
+        if let v = keys.value("ggml.scores") {
             guard case let .array(items, 6) = v, items.count == pieces.count else {
-                throw fail("tokenizer.ggml.scores", "must be an array of \(pieces.count) f32 values")
+                throw fail("ggml.scores", "must be an array of \(pieces.count) f32 values")
             }
             scores = items.map { Float($0.asDouble ?? 0) }
         }
         var types = [TokenType](repeating: .normal, count: pieces.count)
-        if let v = value("tokenizer.ggml.token_type") {
+        if let v = keys.value("ggml.token_type") {
             guard case let .array(items, et) = v, [4, 5].contains(et), items.count == pieces.count else {
-                throw fail("tokenizer.ggml.token_type", "must be an array of \(pieces.count) int32 values")
+                throw fail("ggml.token_type", "must be an array of \(pieces.count) int32 values")
             }
             for (i, item) in items.enumerated() {
                 guard let raw = item.asInt, let t = TokenType(rawValue: raw) else {
-                    throw fail("tokenizer.ggml.token_type", "token \(i) has unknown type \(item.asInt ?? -1)")
+                    throw fail("ggml.token_type", "token \(i) has unknown type \(item.asInt ?? -1)")
                 }
                 types[i] = t
             }
@@ -414,21 +413,21 @@ enum GGUFReader {
         // only for the pre-tokenizers of vocabularies that do (Llama 3).
         var addBOSDefault = true
         if model == "gpt2" {
-            let pre = value("tokenizer.ggml.pre")?.asString ?? "default"
+            let pre = keys.value("ggml.pre")?.asString ?? "default"
             guard var preTokenizer = PreTokenizer.llamaCppPreTokenizers[pre] else {
-                throw fail("tokenizer.ggml.pre", "'\(pre)' is not supported (\(PreTokenizer.llamaCppPreTokenizers.keys.sorted().joined(separator: ", ")))")
+                throw fail("ggml.pre", "'\(pre)' is not supported (\(PreTokenizer.llamaCppPreTokenizers.keys.sorted().joined(separator: ", ")))")
             }
             preTokenizer.addPrefixSpace = spacePrefix ?? false
             addBOSDefault = PreTokenizer.llamaCppAddingBOS.contains(pre)
-            guard case let .array(mergeValues, 8)? = value("tokenizer.ggml.merges") else {
-                throw fail("tokenizer.ggml.merges", "a byte-level BPE vocabulary needs its merges (an array of strings)")
+            guard case let .array(mergeValues, 8)? = keys.value("ggml.merges") else {
+                throw fail("ggml.merges", "a byte-level BPE vocabulary needs its merges (an array of strings)")
             }
             data = TokenizerData(kind: .mergesBPE, pieces: pieces, scores: scores, types: types, merges: mergeValues.compactMap(\.asString),
                                  bos: try id("bos_token_id"), eos: try id("eos_token_id"), unk: try id("unknown_token_id"),
                                  pad: try id("padding_token_id"), addDummyPrefix: false, removeExtraWhitespaces: false,
                                  byteFallback: false, preTokenizer: preTokenizer, fuseUnknown: false, matchesSpecialTokens: true)
             if try flag("remove_extra_whitespaces") == true {
-                throw fail("tokenizer.ggml.remove_extra_whitespaces", "collapsing spaces is not implemented for byte-level vocabularies")
+                throw fail("ggml.remove_extra_whitespaces", "collapsing spaces is not implemented for byte-level vocabularies")
             }
         } else {
             data = TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
@@ -437,20 +436,18 @@ enum GGUFReader {
                                  pad: try id("padding_token_id"), addDummyPrefix: spacePrefix ?? true,
                                  removeExtraWhitespaces: try flag("remove_extra_whitespaces") ?? false, byteFallback: types.contains(.byte))
         }
-        data.chatTemplate = value("tokenizer.chat_template")?.asString
+        data.chatTemplate = keys.value("chat_template")?.asString
         data.addBOS = try flag("add_bos_token") ?? addBOSDefault
         data.addEOS = try flag("add_eos_token") ?? false
         if try flag("add_sep_token") == true {
-            throw fail("tokenizer.ggml.add_sep_token", "appending a separator token is not implemented")
+            throw fail("ggml.add_sep_token", "appending a separator token is not implemented")
         }
         // As llama.cpp loads a GGUF vocabulary: eot and eom, and every token spelled like an end of turn or text.
         let named = pieces.indices.filter { endOfGenerationPieces.contains(pieces[$0]) }
         let turnEnds = Set([try id("eot_token_id"), try id("eom_token_id")].compactMap { $0 } + named).subtracting(data.eos.map { [$0] } ?? [])
         data.endOfGeneration = turnEnds.isEmpty ? nil : turnEnds.sorted()
-        for key in kv.keys.sorted() where key.hasPrefix("tokenizer.") && !read.contains(key) && !harmlessTokenizerKeys.contains(key)
-            && !key.hasPrefix("tokenizer.chat_template.") {
-            throw fail(key, "is a tokenizer setting EdgeLM does not implement (it may change how text is encoded or where generation ends)")
-        }
+        for key in kv.keys where key.hasPrefix("tokenizer.chat_template.") { _ = keys.value(String(key.dropFirst("tokenizer.".count))) }
+        try keys.finish(harmless: harmlessTokenizerKeys)
         return data
     }
 }

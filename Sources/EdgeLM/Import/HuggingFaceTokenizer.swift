@@ -49,23 +49,24 @@ enum HuggingFaceTokenizer {
             }
         }
         let (addPrefix, preTokenizer) = try pipeline(json, bad: bad)
-        let special = specialIds(tokenizerConfig, vocab: vocab, pieces: pieces.map { $0! })
+        // tokenizer_config.json, parsed once (an unreadable one counts as absent, as before).
+        let settings = tokenizerConfig.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        let special = specialIds(settings, vocab: vocab, pieces: pieces.map { $0! })
         var data = TokenizerData(kind: .mergesBPE, pieces: pieces.map { $0! }, scores: [Float](repeating: 0, count: vocabSize), types: types,
                              merges: merges, bos: special.bos ?? bosId, eos: special.eos ?? eosId, unk: unk, pad: nil,
                              addDummyPrefix: addPrefix, removeExtraWhitespaces: false,
                              byteFallback: model["byte_fallback"] as? Bool ?? false, preTokenizer: preTokenizer,
                              fuseUnknown: model["fuse_unk"] as? Bool ?? false, matchesSpecialTokens: true)
-        data.chatTemplate = chatTemplate(tokenizerConfig)
+        data.chatTemplate = chatTemplate(settings)
         let template = templateSpecials(json["post_processor"])
-        let settings = tokenizerConfig.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
-        data.addBOS = settings["add_bos_token"] as? Bool ?? template.first.map { $0 == data.bos } ?? false
-        data.addEOS = settings["add_eos_token"] as? Bool ?? template.last.map { $0 == data.eos } ?? false
+        data.addBOS = settings["add_bos_token"] as? Bool ?? (template.first != nil && template.first == data.bos)
+        data.addEOS = settings["add_eos_token"] as? Bool ?? (template.last != nil && template.last == data.eos)
         return data
     }
 
-    /// The special tokens the post-processor's single-sequence template puts before and after the text
-    /// (a `TemplateProcessing`, possibly inside a `Sequence`), as ids; nil where it puts none.
-    private static func templateSpecials(_ node: Any?) -> (first: Int??, last: Int??) {
+    /// The ids of the special tokens the post-processor's single-sequence template puts right before and right
+    /// after the text (a `TemplateProcessing`, possibly inside a `Sequence`); nil where it puts none.
+    private static func templateSpecials(_ node: Any?) -> (first: Int?, last: Int?) {
         guard let node = node as? [String: Any] else { return (nil, nil) }
         if node["type"] as? String == "Sequence" {
             for p in node["processors"] as? [[String: Any]] ?? [] where p["type"] as? String == "TemplateProcessing" { return templateSpecials(p) }
@@ -73,9 +74,9 @@ enum HuggingFaceTokenizer {
         }
         guard node["type"] as? String == "TemplateProcessing", let single = node["single"] as? [[String: Any]] else { return (nil, nil) }
         let specials = node["special_tokens"] as? [String: Any] ?? [:]
-        func id(_ item: [String: Any]?) -> Int?? {
-            guard let name = (item?["SpecialToken"] as? [String: Any])?["id"] as? String else { return nil }
-            return .some(((specials[name] as? [String: Any])?["ids"] as? [Int])?.first)
+        func id(_ item: [String: Any]) -> Int? {
+            guard let name = (item["SpecialToken"] as? [String: Any])?["id"] as? String else { return nil }
+            return ((specials[name] as? [String: Any])?["ids"] as? [Int])?.first
         }
         guard let textIndex = single.firstIndex(where: { $0["Sequence"] != nil }) else { return (nil, nil) }
         return (textIndex > 0 ? id(single[textIndex - 1]) : nil, textIndex + 1 < single.count ? id(single[textIndex + 1]) : nil)
@@ -83,8 +84,7 @@ enum HuggingFaceTokenizer {
 
     /// `chat_template` of tokenizer_config.json: a string, or a list of {name, template} whose "default"
     /// (else first) entry is taken.
-    private static func chatTemplate(_ data: Data?) -> String? {
-        guard let data, let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+    private static func chatTemplate(_ json: [String: Any]) -> String? {
         if let text = json["chat_template"] as? String { return text }
         guard let list = json["chat_template"] as? [[String: Any]] else { return nil }
         let entry = list.first { $0["name"] as? String == "default" } ?? list.first
@@ -136,8 +136,7 @@ enum HuggingFaceTokenizer {
     }
 
     /// BOS/EOS ids named in tokenizer_config.json (as strings or {content: ...} objects).
-    private static func specialIds(_ data: Data?, vocab: [String: Int], pieces: [String]) -> (bos: Int?, eos: Int?) {
-        guard let data, let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, nil) }
+    private static func specialIds(_ json: [String: Any], vocab: [String: Int], pieces: [String]) -> (bos: Int?, eos: Int?) {
         func id(_ key: String) -> Int? {
             let name = (json[key] as? String) ?? ((json[key] as? [String: Any])?["content"] as? String)
             return name.flatMap { n in vocab[n] ?? pieces.firstIndex(of: n) }
