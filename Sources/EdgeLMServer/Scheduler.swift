@@ -63,7 +63,8 @@ final class Scheduler: @unchecked Sendable {
         var sessions = [model.session]
         for _ in 1..<max(1, slots) {
             sessions.append(try InferenceSession(model: model.model, level: model.session.level, keyType: keyType, valueType: valueType,
-                                                 contextLength: model.session.contextLength, pool: model.session.pool))
+                                                 contextLength: model.session.contextLength,
+                                                 activationGranularity: model.session.activationGranularity, pool: model.session.pool))
         }
         self.slots = sessions
         metrics.set("edgelm_slots_total", Double(sessions.count))

@@ -8,7 +8,20 @@ import CEdgeKernels
     enum Pattern: CaseIterable { case random, extremes, zeros, alternating }
 
     func weights(_ scheme: TensorScheme, rows: Int, blocks: Int, pattern: Pattern, rng: inout TestRandom) -> [UInt8] {
-        let bytes = rows * blocks * (scheme.isFourBit ? 16 : 32)
+        let bytes = rows * blocks * scheme.blockBytes
+        if scheme.hasHighPlanes {
+            // Nibbles, then the plane: extremes are code 0 (the most negative), zeros the codes of 0 (q5o 16, q6 32),
+            // alternating the largest codes in the low nibbles and the smallest in the high ones.
+            return (0..<bytes).map { i in
+                let plane = i % scheme.blockBytes >= 16
+                switch pattern {
+                case .random: return UInt8(truncatingIfNeeded: rng.next())
+                case .extremes: return 0
+                case .zeros: return plane ? (scheme == .q5o ? 0xFF : 0xAA) : 0
+                case .alternating: return plane ? (scheme == .q5o ? 0x55 : 0x0F) : 0x0F
+                }
+            }
+        }
         let scheme = scheme.isFourBit ? .q4 : scheme  // the same nibbles
         return (0..<bytes).map { i in
             switch (pattern, scheme) {
@@ -37,9 +50,15 @@ import CEdgeKernels
     }
 
     /// Random scale words: f16 scales (q4n: of either sign), for q4a 12-bit scales with random zero points, for
-    /// q4o pairs of an f16 scale and an f16 offset of either sign.
+    /// q4o and q5o pairs of an f16 scale and an f16 offset of either sign, for q6 pairs of f16 scales of either sign.
     func scaleWords(_ scheme: TensorScheme, count: Int, rng: inout TestRandom) -> [UInt16] {
-        if scheme == .q4o {
+        if scheme == .q6 {
+            return (0..<(2 * count)).map { _ in
+                let s = rng.uniform() * 0.05 + 1e-3
+                return HalfFloat.fromFloat(rng.next() % 2 == 0 ? s : -s)
+            }
+        }
+        if scheme == .q4o || scheme == .q5o {
             return (0..<count).flatMap { _ in
                 [HalfFloat.fromFloat(rng.uniform() * 0.05 + 1e-3), HalfFloat.fromFloat((rng.uniform() - 0.5) * 0.8)]
             }
@@ -54,12 +73,12 @@ import CEdgeKernels
         }
     }
 
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o, .iq4nl], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o, .iq4nl, .q5o, .q6], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
     func matmulMatchesReference(scheme: TensorScheme, shape: (rows: Int, blocks: Int, tokens: Int)) throws {
         var rng = TestRandom(seed: UInt64(shape.rows * 131 + shape.blocks))
         let tokens = max(1, shape.tokens)
         for pattern in Pattern.allCases {
-            for groupBlocks in Set([1, 2, 3, shape.blocks]) {
+            for groupBlocks in scheme == .q6 ? [1] : Set([1, 2, 3, shape.blocks]) {
                 let w = weights(scheme, rows: shape.rows, blocks: shape.blocks, pattern: pattern, rng: &rng)
                 let groups = (shape.blocks + groupBlocks - 1) / groupBlocks
                 let scales = scaleWords(scheme, count: shape.rows * groups, rng: &rng)
@@ -95,6 +114,17 @@ import CEdgeKernels
         let groups = (blocks + groupBlocks - 1) / groupBlocks
         var sum: Float = 0
         for b in 0..<blocks {
+            if scheme.hasHighPlanes {
+                // q5o: d |c| and the offset's |m + 16 d| add up separately; q6: |s_h c|.
+                let first = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks)]), second = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks) + 1])
+                let block = w.withUnsafeBytes { Array($0[((r * blocks + b) * scheme.blockBytes)...].prefix(scheme.blockBytes)) }
+                for i in 0..<32 {
+                    let n = Float(block.withUnsafeBytes { Quantizer.planeCode($0, i, scheme: scheme) })
+                    let term = scheme == .q5o ? abs(first) * abs(n - 16) + abs(second + 16 * first) : abs(i < 16 ? first : second) * abs(n - 32)
+                    sum += xs[t * blocks + b] * term * abs(Float(x[(t * blocks + b) * 32 + i]))
+                }
+                continue
+            }
             if scheme == .q4o {
                 // The q4 kernel's d |n - 8| and the offset's |m + 8 d| add up separately.
                 let d = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks)]), m = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks) + 1])
@@ -141,7 +171,7 @@ import CEdgeKernels
 
     /// The kernels never read past the last weight block or the last activation block (odd block counts
     /// exercise the masked half pair).
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o, .iq4nl], [1, 3, 9])
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o, .iq4nl, .q5o, .q6], [1, 3, 9])
     func kernelsStayInsideTheirBuffers(scheme: TensorScheme, blocks: Int) {
         var rng = TestRandom(seed: 17)
         let rows = 3
@@ -150,7 +180,7 @@ import CEdgeKernels
         let gx = GuardedBuffer(x.map { UInt8(bitPattern: $0) })
         let scales = [UInt16](repeating: HalfFloat.fromFloat(0.01), count: rows * blocks * scheme.wordsPerGroup)
         for level in KernelLevel.supported {
-            for group in [1, blocks] {
+            for group in scheme == .q6 ? [1] : [1, blocks] {
                 var out = [Float](repeating: 0, count: rows * 5)
                 IntegerKernels.matmul(level, scheme: scheme, weights: w.pointer, scales: scales, blocksPerRow: blocks, blocksPerGroup: group,
                                       rows: 0..<rows, x: gx.pointer.assumingMemoryBound(to: Int8.self), xs: xs, tokens: 5,

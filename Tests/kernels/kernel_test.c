@@ -253,6 +253,55 @@ static void test_matmul_nibbles(int isa, int scheme, int rows, int nblocks, int 
     }
 }
 
+/// q5o (5-bit codes, a scale and an offset per group) and q6 (6-bit codes, a scale per 16 weights) against their
+/// definitions in double: the unsigned code n of weight j is its nibble (byte j % 16 of the block, low for j < 16)
+/// plus the high bits from the plane after the 16 nibble bytes (q5o: bit j of a little-endian uint32; q6: bits
+/// 2 (j / 8) of byte 16 + j % 8); out = Σ_b xs_b Σ (d_g n + m_g) x for q5o, Σ_b xs_b Σ s_h (n - 32) x for q6. Random
+/// codes, scales and offsets of either sign, a row range that starts inside the matrix, q5o groups of 1-3 blocks
+/// and the whole row, guarded buffers (no read past the last block).
+static void test_matmul_planes(int isa, int bits, int rows, int nblocks, int ntok) {
+    const int block_bytes = bits == 5 ? 20 : 24, r0 = rows > 8 ? 3 : 0;
+    int groups_list[4] = { 1, 2, 3, nblocks };
+    for (int gi = 0; gi < (bits == 5 ? 4 : 1); gi++) {
+        const int gblocks = groups_list[gi], ngroups = (nblocks + gblocks - 1) / gblocks;
+        guarded gw = guarded_alloc((size_t)(rows * nblocks * block_bytes)), gx = guarded_alloc((size_t)(ntok * nblocks * 32));
+        for (int i = 0; i < rows * nblocks * block_bytes; i++) gw.data[i] = (uint8_t)next_random();
+        fill_activations((int8_t *)gx.data, (size_t)(ntok * nblocks * 32), RANDOM);
+        uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(2 * rows * ngroups));
+        float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks)), *got = malloc(sizeof(float) * (size_t)(rows * ntok));
+        for (int i = 0; i < 2 * rows * ngroups; i++) ws[i] = (uint16_t)(to_half(uniform() * 0.05f + 1e-3f) | (next_random() & 1) << 15);
+        for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
+        for (int i = 0; i < rows * ntok; i++) got[i] = -1.0f;
+        (bits == 5 ? edge_matmul_q5o : edge_matmul_q6)(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        int ok = 1;
+        for (int r = 0; r < rows; r++)
+            for (int t = 0; t < ntok; t++) {
+                double exact = 0, magnitude = 0;
+                for (int b = 0; b < nblocks; b++) {
+                    const uint8_t *block = gw.data + (r * nblocks + b) * block_bytes;
+                    const uint16_t *pair = ws + 2 * (r * ngroups + b / gblocks);
+                    const double first = edge_half_to_float(pair[0]), second = edge_half_to_float(pair[1]), s = xs[t * nblocks + b];
+                    for (int j = 0; j < 32; j++) {
+                        const int nibble = j < 16 ? block[j] & 15 : block[j - 16] >> 4;
+                        const int n = bits == 5 ? nibble | ((block[16 + j / 8] >> (j % 8)) & 1) << 4
+                                                : nibble | ((block[16 + j % 8] >> (2 * (j / 8))) & 3) << 4;
+                        const int xv = ((const int8_t *)gx.data)[(t * nblocks + b) * 32 + j];
+                        const double weight = bits == 5 ? first * n + second : (j < 16 ? first : second) * (n - 32);
+                        exact += s * weight * xv;
+                        magnitude += s * (bits == 5 ? fabs(first) * abs(n - 16) + fabs(second + 16 * first) : fabs(weight)) * abs(xv);
+                    }
+                }
+                const float o = got[t * rows + r];
+                ok &= r < r0 ? o == -1.0f : fabs(o - exact) <= 4.0 * (nblocks + 8) * 1.2e-7 * magnitude + 1e-30;
+            }
+        char detail[96];
+        snprintf(detail, sizeof detail, "rows %d blocks %d tokens %d group %d", rows, nblocks, ntok, gblocks);
+        check(ok, bits == 5 ? "q5o matmul" : "q6 matmul", isa, detail);
+        free(ws); free(xs); free(got);
+        guarded_free(gw); guarded_free(gx);
+    }
+}
+
 /// The q4n codebook and fit: ascending levels with 0 at index 8, nearest-level indices (midpoints go up), codes
 /// that are levels, the exact fit of a group on the grid (either sign), zeros, and an error no worse than 1.1x a
 /// symmetric q4 fit's on bell-shaped random groups.
@@ -629,6 +678,10 @@ static void test_level(int isa) {
             test_matmul_nibbles(isa, scheme, 5, 3, ntok);
             test_matmul_nibbles(isa, scheme, 70, 9, ntok);
             test_matmul_nibbles(isa, scheme, 16, 40, ntok);
+        }
+        for (int bits = 5; bits <= 6; bits++) {
+            test_matmul_planes(isa, bits, 5, 3, ntok);
+            test_matmul_planes(isa, bits, 70, 9, ntok);
         }
     }
     for (int q4 = 0; q4 <= 1; q4++) {

@@ -59,7 +59,7 @@ struct Bench: AsyncParsableCommand {
                       + "\(lm.session.level.name) | \(lm.session.pool.threadCount) | \(res.test) | \(format(res.tpsMean, 2)) ± \(format(res.tpsStddev, 2)) | \(gb) | \(ratio) |")
             }
             Terminal.error("memory read bandwidth (probe, \(lm.session.pool.threadCount) threads): \(format(bandwidth, 1)) GB/s; "
-                           + "weights per token \(formatBytes(lm.model.weightBytesPerToken)); kernels \(lm.session.level); "
+                           + "weights per token \(formatBytes(lm.model.weightBytesPerToken)); kernels \(lm.session.level), \(lm.session.activationGranularity) activations; "
                            + "KV cache \(lm.session.kvTypeName), \(lm.session.contextLength) positions, \(formatBytes(lm.session.kvCacheBytes))")
         }
     }

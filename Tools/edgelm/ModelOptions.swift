@@ -2,6 +2,7 @@ import ArgumentParser
 import EdgeLM
 
 extension KVCacheType: ExpressibleByArgument {}
+extension ActivationGranularity: ExpressibleByArgument {}
 
 /// Options shared by the commands that run a model.
 struct ModelOptions: ParsableArguments {
@@ -23,13 +24,16 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Context positions of the KV cache (default: the model's, capped to fit in memory).")
     var ctx: Int?
 
+    @Option(name: .long, help: ArgumentHelp("How the integer kernels see activations: block32 (int8, a scale per 32 values, as llama.cpp) or residual (a second int8 pass over what the first rounds away: about 15 bits, 0.6x the speed; quantized weights then compute what their f32 dequantization computes).", valueName: "activations"))
+    var activations: ActivationGranularity = .block32
+
     /// Opens the model with these options (a context of `context` positions when --ctx is not given), and
     /// says on stderr when the context differs from the model's.
     func open(verify: Bool = false, context: Int? = nil, quiet: Bool = false) throws -> LanguageModel {
         if let ctx, ctx < 1 { throw EdgeLMError.invalidArgument("--ctx \(ctx): must be at least 1") }
         let path = try ModelCache.resolve(model) { if !quiet { Terminal.error($0) } }
         let lm = try LanguageModel(path: path, threads: threads, verify: verify, keyType: kType ?? kvType, valueType: vType ?? kvType,
-                                   contextLength: ctx ?? context)
+                                   contextLength: ctx ?? context, activationGranularity: activations)
         let trained = lm.config.contextLength, used = lm.session.contextLength
         if !quiet, used > trained {
             Terminal.error("warning: a context of \(used) positions is beyond the model's trained context of \(trained)")

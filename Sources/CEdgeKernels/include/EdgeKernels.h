@@ -117,6 +117,22 @@ void edge_matmul_iq4nl(int isa, const uint8_t *w, const uint16_t *ws, int64_t nb
                        const int8_t *x, const float *xs, int64_t ntok,
                        float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
+/// The same for q5o weight blocks of 20 bytes: q4's 16 bytes of nibbles (the low 4 bits of weights j and j + 16 in
+/// byte j), then bit 4 of weight j in bit j of a little-endian uint32; n in [0, 31], weight = d n + m with two IEEE
+/// halves per group, d then m, as q4o's (ggml's Q5_0 with m = -16 d, Q5_1, and Q5_K's sub-blocks multiplied out).
+void edge_matmul_q5o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                     int64_t row_begin, int64_t row_end,
+                     const int8_t *x, const float *xs, int64_t ntok,
+                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
+
+/// The same for q6 weight blocks of 24 bytes: q4's 16 bytes of nibbles, then bits 4-5 of weight j at bits
+/// 2 (j / 8) of byte 16 + j % 8; n in [0, 63], weight = s (n - 32) with two IEEE halves per block (groups of 32
+/// only): s of weights 0-15, then s of weights 16-31 (ggml's Q6_K, its 16-weight sub-block scales multiplied out).
+void edge_matmul_q6(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                    int64_t row_begin, int64_t row_end,
+                    const int8_t *x, const float *xs, int64_t ntok,
+                    float *out, int64_t out_row_stride, int64_t out_tok_stride);
+
 /// q4n's 16 levels, ascending int8 values in [-127, 113]; level 8 is 0.
 extern const int8_t edge_q4n_levels[16];
 /// IQ4_NL's 16 levels, ascending int8 values in [-127, 113]; none is 0 (level 8 is 1).

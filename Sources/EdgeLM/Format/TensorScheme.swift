@@ -21,16 +21,29 @@ public enum TensorScheme: String, Codable, Sendable, CaseIterable {
     /// IQ4_NL's non-uniform int4: indices n in [0, 15] packed as q4's into ggml's IQ4_NL codebook
     /// (`edge_iq4nl_levels`), weight = s · levels[n], with a signed f16 scale per group. Holds GGUF IQ4_NL exactly.
     case iq4nl
+    /// Offset int5: unsigned codes n in [0, 31] stored as q4's nibbles plus a plane of bit 4 (20-byte blocks), weight
+    /// = d n + m with an f16 scale d and an f16 offset m per group, as q4o's. Holds ggml's Q5_0 and Q5_1 exactly, and
+    /// Q5_K to the f16 rounding of its sub-block scales and minimums.
+    case q5o
+    /// Symmetric int6: codes n - 32 for n in [0, 63] stored as q4's nibbles plus a plane of bits 4-5 (24-byte
+    /// blocks), with an f16 scale per 16 weights (two per block; groups of 32 only). Holds ggml's Q6_K to the f16
+    /// rounding of its sub-block scales.
+    case q6
 
     /// True for the integer schemes.
-    public var isQuantized: Bool { self == .q8 || isFourBit }
+    public var isQuantized: Bool { self != .f32 && self != .f16 }
     /// True for the 4-bit schemes (16-byte blocks of nibbles).
     public var isFourBit: Bool { [.q4, .q4a, .q4n, .q4o, .iq4nl].contains(self) }
-    /// 16-bit scale words per group: q4o's scale and offset, one word for the other integer schemes.
-    public var wordsPerGroup: Int { self == .q4o ? 2 : 1 }
-    /// True for the schemes whose codes calibration and GPTQ can choose (every integer scheme but q4o and iq4nl,
-    /// which hold ggml's groups carried over from a GGUF).
-    public var isFittable: Bool { isQuantized && self != .q4o && self != .iq4nl }
+    /// 16-bit scale words per group: q4o's and q5o's scale and offset, q6's two half-block scales, one word for the
+    /// other integer schemes.
+    public var wordsPerGroup: Int { [.q4o, .q5o, .q6].contains(self) ? 2 : 1 }
+    /// True for the schemes whose codes calibration and GPTQ can choose (every integer scheme but q4o, iq4nl, q5o
+    /// and q6, which hold ggml's groups carried over from a GGUF).
+    public var isFittable: Bool { [.q8, .q4, .q4a, .q4n].contains(self) }
+    /// Bytes of one stored block of 32 codes (quantized schemes).
+    public var blockBytes: Int { isFourBit ? 16 : self == .q5o ? 20 : self == .q6 ? 24 : 32 }
+    /// True for the schemes with a plane of high bits after the nibbles of each block (q5o, q6).
+    public var hasHighPlanes: Bool { self == .q5o || self == .q6 }
 }
 
 /// The exact byte layout of one stored tensor, derived from its shape and scheme. Quantized rows are
@@ -67,6 +80,9 @@ public struct TensorLayout: Equatable, Sendable {
                 throw .invalidArgument("group size \(groupSize) must be 0 (per channel) or a positive multiple of \(Self.blockSize)")
             }
             blocksPerGroup = groupSize == 0 ? blocksPerRow : min(blocksPerRow, groupSize / Self.blockSize)
+            guard scheme != .q6 || groupSize == Self.blockSize else {
+                throw .invalidArgument("q6 has scales per 16 weights: its group size must be \(Self.blockSize), not \(groupSize)")
+            }
         } else {
             blocksPerGroup = 0
         }
@@ -79,13 +95,13 @@ public struct TensorLayout: Equatable, Sendable {
     /// Scale groups per row.
     public var groupsPerRow: Int { blocksPerGroup == 0 ? 0 : (blocksPerRow + blocksPerGroup - 1) / blocksPerGroup }
     /// Bytes of one stored block of 32 codes.
-    public var blockBytes: Int { scheme.isFourBit ? 16 : 32 }
+    public var blockBytes: Int { scheme.blockBytes }
     /// Bytes of the code array (quantized) or of all values (float).
     public var codeBytes: Int {
         switch scheme {
         case .f32: return count * 4
         case .f16: return count * 2
-        case .q8, .q4, .q4a, .q4n, .q4o, .iq4nl: return rows * blocksPerRow * blockBytes
+        case .q8, .q4, .q4a, .q4n, .q4o, .iq4nl, .q5o, .q6: return rows * blocksPerRow * blockBytes
         }
     }
     /// Offset of the f16 scale array inside the payload.

@@ -82,7 +82,7 @@ public enum IntegerKernels {
     public static func matmul(_ level: KernelLevel, scheme: TensorScheme, weights: UnsafeRawPointer, scales: UnsafePointer<UInt16>,
                               blocksPerRow: Int, blocksPerGroup: Int, rows: Range<Int>, x: UnsafePointer<Int8>,
                               xs: UnsafePointer<Float>, tokens: Int, out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int) {
-        guard scheme.isFourBit else {
+        guard scheme != .q8 else {
             edge_matmul_q8(level.rawValue, weights.assumingMemoryBound(to: Int8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),
                            Int64(rows.lowerBound), Int64(rows.upperBound), x, xs, Int64(tokens), out, Int64(rowStride), Int64(tokenStride))
             return
@@ -92,6 +92,8 @@ public enum IntegerKernels {
         case .q4o: edge_matmul_q4o
         case .q4n: edge_matmul_q4n
         case .iq4nl: edge_matmul_iq4nl
+        case .q5o: edge_matmul_q5o
+        case .q6: edge_matmul_q6
         default: edge_matmul_q4
         }
         kernel(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, Int64(blocksPerRow), Int64(blocksPerGroup),

@@ -16,29 +16,34 @@ public enum ReferenceKernels {
 
     /// out[r * rowStride + t * tokenStride] = Σ_blocks dot(w_r,b, x_t,b) * xs[t,b] * ws[r, b / blocksPerGroup] for q8, q4, q4a
     /// or q4n weights (q4a: the codes n - z and the 12-bit scale of each group's word; q4n: the codebook's levels);
-    /// for q4o weights, Σ_blocks (d Σ n x + m Σ x) * xs[t,b] with each group's pair (d, m).
+    /// for q4o and q5o weights, Σ_blocks (d Σ n x + m Σ x) * xs[t,b] with each group's pair (d, m); for q6 weights,
+    /// Σ_blocks (s_0 Σ_{i<16} c x + s_1 Σ_{i>=16} c x) * xs[t,b] with c = n - 32 and each block's pair (s_0, s_1).
     public static func matmulQuantized(scheme: TensorScheme, weights: UnsafeRawPointer, scales: UnsafePointer<UInt16>,
                                        blocksPerRow: Int, blocksPerGroup: Int, rows: Range<Int>,
                                        x: UnsafePointer<Int8>, xs: UnsafePointer<Float>, tokens: Int,
                                        out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int) {
         let groups = (blocksPerRow + blocksPerGroup - 1) / blocksPerGroup
-        let blockBytes = scheme.isFourBit ? 16 : 32
+        let blockBytes = scheme.blockBytes
         for r in rows {
             for t in 0..<tokens {
                 var acc: Float = 0
                 for b in 0..<blocksPerRow {
                     let wb = weights + (r * blocksPerRow + b) * blockBytes
                     let xb = x + t * blocksPerRow * 32 + b * 32
-                    if scheme == .q4o {
-                        let d = HalfFloat.toFloat(scales[2 * (r * groups + b / blocksPerGroup)])
-                        let m = HalfFloat.toFloat(scales[2 * (r * groups + b / blocksPerGroup) + 1])
-                        var dot: Int32 = 0, sum: Int32 = 0
+                    if scheme.wordsPerGroup == 2 {
+                        let first = HalfFloat.toFloat(scales[2 * (r * groups + b / blocksPerGroup)])
+                        let second = HalfFloat.toFloat(scales[2 * (r * groups + b / blocksPerGroup) + 1])
+                        let block = UnsafeRawBufferPointer(start: wb, count: blockBytes)
+                        var dot: Int32 = 0, sum: Int32 = 0, halves: [Int32] = [0, 0]
                         for i in 0..<32 {
-                            let byte = wb.load(fromByteOffset: i % 16, as: UInt8.self)
-                            dot += Int32(i < 16 ? byte & 0x0F : byte >> 4) * Int32(xb[i])
+                            let n = scheme == .q4o ? Int32(i < 16 ? block[i] & 0x0F : block[i - 16] >> 4)
+                                : Int32(Quantizer.planeCode(block, i, scheme: scheme))
+                            dot += n * Int32(xb[i])
                             sum += Int32(xb[i])
+                            halves[i / 16] += (n - 32) * Int32(xb[i])
                         }
-                        acc += (d * Float(dot) + m * Float(sum)) * xs[t * blocksPerRow + b]
+                        let v = scheme == .q6 ? first * Float(halves[0]) + second * Float(halves[1]) : first * Float(dot) + second * Float(sum)
+                        acc += v * xs[t * blocksPerRow + b]
                         continue
                     }
                     let word = scales[r * groups + b / blocksPerGroup]

@@ -39,8 +39,8 @@ public struct ConversionOptions: Sendable {
         self.measureError = measureError
     }
 
-    /// Default group size of a scheme: per channel for q8, 32 for q4, q4a and q4n.
-    public static func defaultGroupSize(_ scheme: TensorScheme) -> Int { scheme.isFourBit ? 32 : 0 }
+    /// Default group size of a scheme: per channel for q8, 32 for the 4-, 5- and 6-bit schemes.
+    public static func defaultGroupSize(_ scheme: TensorScheme) -> Int { scheme.isFourBit || scheme.hasHighPlanes ? 32 : 0 }
 
     /// Default embedding/output scheme: the matrices' scheme, except that q4 files keep the embedding and
     /// output head at q8 (see docs/QUANTIZATION.md for the measured error behind this choice); so do q4a and q4n files.
@@ -71,17 +71,16 @@ public struct ConversionOptions: Sendable {
 
     /// The scheme that holds a source tensor's values: floats as they are (bf16 as f32, which holds it
     /// exactly), Q8_0 and Q4_0 as q8 and q4 with groups of 32 (codes and scales carried over), and every other
-    /// Q4_1 and Q4_K as q4o (exact, and to the f16 rounding of Q4_K's sub-block scales and minimums), IQ4_NL as
-    /// iq4nl (exact), and every
-    /// other ggml type as q8 with groups of 32 (each block's values re-rounded to a 1/127 grid of its largest).
+    /// Q4_1 and Q4_K as q4o, Q5_0, Q5_1 and Q5_K as q5o, Q6_K as q6 (exact, and for the K types to the f16 rounding
+    /// of their sub-block scales and minimums), IQ4_NL as iq4nl (exact).
     public static func keptPlan(_ dtype: SourceDType) -> TensorPlan {
         switch dtype {
         case .f32, .bf16: return (.f32, 0)
         case .f16: return (.f16, 0)
         case .ggml(.q4_0): return (.q4, 32)
-        case .ggml(.q4_1), .ggml(.q4_K): return (.q4o, 32)
         case .ggml(.iq4_nl): return (.iq4nl, 32)
-        case .ggml: return (.q8, 32)
+        case .ggml(.q8_0): return (.q8, 32)
+        case let .ggml(t): return (t.groupScheme!, 32)
         }
     }
 
@@ -262,7 +261,7 @@ public enum Converter {
                 if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
                 }
-                if scheme == .q8 || scheme == .q4 || scheme == .q4o,
+                if [.q8, .q4, .q4o, .q5o, .q6].contains(scheme),
                    let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.scaleBytes / 2) }) {
                     throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
                 }
@@ -321,7 +320,7 @@ public enum Converter {
     /// kernels exclude (the tensor is then quantized again from its exact dequantized values).
     static func carriedPayload(_ source: SourceTensor, _ layout: TensorLayout) -> [UInt8]? {
         guard case let .ggml(t) = source.dtype, source.addend == 0, layout.blocksPerGroup == 1, layout.cols % 32 == 0 else { return nil }
-        if layout.scheme == .q4o, t == .q4_1 || t == .q4_K { return carriedOffsetPayload(source, t, layout) }
+        if let scheme = t.groupScheme, layout.scheme == scheme { return carriedGroupPayload(source, t, layout) }
         guard (t == .q8_0 && layout.scheme == .q8) || (t == .q4_0 && layout.scheme == .q4) || (t == .iq4_nl && layout.scheme == .iq4nl) else { return nil }
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         let src = source.bytes, bb = t.blockBytes, codes = layout.blockBytes, blocks = layout.rows * layout.blocksPerRow
@@ -337,23 +336,23 @@ public enum Converter {
         return out
     }
 
-    /// Q4_1 or Q4_K blocks as q4o groups of 32: the nibbles reordered into EdgeLM's blocks (low nibbles the first
-    /// 16 weights), each group's d and m as halves (Q4_1's own; Q4_K's products rounded to f16). nil when a
-    /// product overflows a half.
-    private static func carriedOffsetPayload(_ source: SourceTensor, _ t: GGMLType, _ layout: TensorLayout) -> [UInt8]? {
+    /// Blocks of a type with code groups (`GGMLType.codeGroups`) as groups of 32 of its scheme (q4o, q5o, q6): the
+    /// codes in EdgeLM's block layout, each group's two values as halves (exact for Q4_1, Q5_0 and Q5_1; the K types'
+    /// products rounded to f16). nil when a value overflows a half.
+    private static func carriedGroupPayload(_ source: SourceTensor, _ t: GGMLType, _ layout: TensorLayout) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         let src = source.bytes, sourceBlocks = layout.rows * layout.cols / t.blockValues
         var g = 0, finite = true
-        for b in 0..<sourceBlocks {
-            t.offsetGroups(UnsafeRawBufferPointer(rebasing: src[(b * t.blockBytes)..<((b + 1) * t.blockBytes)])) { d, m, nibble in
-                let dWord = HalfFloat.fromFloat(d), mWord = HalfFloat.fromFloat(m)
-                finite = finite && dWord & 0x7C00 != 0x7C00 && mWord & 0x7C00 != 0x7C00
-                for j in 0..<16 { out[g * 16 + j] = nibble(j) | nibble(j + 16) << 4 }
-                for (k, word) in [dWord, mWord].enumerated() {
-                    out[layout.scalesOffset + 4 * g + 2 * k] = UInt8(truncatingIfNeeded: word)
-                    out[layout.scalesOffset + 4 * g + 2 * k + 1] = UInt8(truncatingIfNeeded: word >> 8)
+        out.withUnsafeMutableBytes { dst in
+            for b in 0..<sourceBlocks {
+                t.codeGroups(UnsafeRawBufferPointer(rebasing: src[(b * t.blockBytes)..<((b + 1) * t.blockBytes)])) { first, second, code in
+                    let words = (HalfFloat.fromFloat(first), HalfFloat.fromFloat(second))
+                    finite = finite && words.0 & 0x7C00 != 0x7C00 && words.1 & 0x7C00 != 0x7C00
+                    let row = g / layout.blocksPerRow, block = g % layout.blocksPerRow
+                    for j in 0..<32 { Quantizer.storeCode(Int(code(j)), row: row, index: block * 32 + j, layout: layout, out: dst) }
+                    Quantizer.storePair(words.0, words.1, row: row, group: block, layout: layout, out: dst)
+                    g += 1
                 }
-                g += 1
             }
         }
         return finite ? out : nil

@@ -131,20 +131,54 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         }
     }
 
-    /// Q4_1 and Q4_K blocks as groups of 32 weights d n + m (n the unsigned nibbles in element order, d and m
-    /// computed in f32 as ggml computes them: Q4_K's d·scale and -dmin·min); calls `group(d, m, nibbles)` per
-    /// group in element order. Other types have no such groups (a precondition).
-    func offsetGroups(_ x: UnsafeRawBufferPointer, _ group: (Float, Float, (Int) -> UInt8) -> Void) {
-        precondition(self == .q4_1 || self == .q4_K)
-        if self == .q4_1 {
-            group(half(x, 0), half(x, 2)) { i in i < 16 ? x[4 + i] & 0x0F : x[4 + i - 16] >> 4 }
-            return
+    /// The scheme whose groups of 32 hold this type's blocks as they are (see `codeGroups`), if any.
+    var groupScheme: TensorScheme? {
+        switch self {
+        case .q4_1, .q4_K: .q4o
+        case .q5_0, .q5_1, .q5_K: .q5o
+        case .q6_K: .q6
+        default: nil
         }
-        let d = half(x, 0), dmin = half(x, 2), scales = UnsafeRawBufferPointer(rebasing: x[4..<16])
-        for chunk in 0..<4 {
-            let (sc1, m1) = Self.scaleMinK4(2 * chunk, scales), (sc2, m2) = Self.scaleMinK4(2 * chunk + 1, scales)
-            group(d * Float(sc1), -(dmin * Float(m1))) { l in x[16 + chunk * 32 + l] & 0x0F }
-            group(d * Float(sc2), -(dmin * Float(m2))) { l in x[16 + chunk * 32 + l] >> 4 }
+    }
+
+    /// A block as groups of 32 weights in element order, calling `group(first, second, code)` per group with the
+    /// unsigned code of each weight and two f32 values computed as ggml computes them. For the offset types
+    /// (Q4_1, Q4_K, Q5_0, Q5_1, Q5_K) weight = first · n + second: Q4_1's and Q5_1's d and m, Q5_0's d and -16 d,
+    /// Q4_K's and Q5_K's d·scale and -dmin·min. For Q6_K weight = s (n - 32) with s = first for weights 0-15 and
+    /// second for 16-31 (d·scale of each 16-weight sub-block). A precondition: `groupScheme` is not nil.
+    func codeGroups(_ x: UnsafeRawBufferPointer, _ group: (Float, Float, (Int) -> UInt8) -> Void) {
+        switch self {
+        case .q4_1:
+            group(half(x, 0), half(x, 2)) { i in i < 16 ? x[4 + i] & 0x0F : x[4 + i - 16] >> 4 }
+        case .q5_0, .q5_1:
+            let d = half(x, 0), hOffset = self == .q5_1 ? 4 : 2
+            let qh = x.loadUnaligned(fromByteOffset: hOffset, as: UInt32.self).littleEndian
+            group(d, self == .q5_1 ? half(x, 2) : -16 * d) { i in
+                (i < 16 ? x[hOffset + 4 + i] & 0x0F : x[hOffset + 4 + i - 16] >> 4) | UInt8((qh >> UInt32(i)) & 1) << 4
+            }
+        case .q4_K, .q5_K:
+            let d = half(x, 0), dmin = half(x, 2), scales = UnsafeRawBufferPointer(rebasing: x[4..<16])
+            let qs = self == .q5_K ? 48 : 16
+            for chunk in 0..<4 {
+                let (sc1, m1) = Self.scaleMinK4(2 * chunk, scales), (sc2, m2) = Self.scaleMinK4(2 * chunk + 1, scales)
+                func high(_ l: Int, _ bit: UInt8) -> UInt8 { self == .q5_K && x[16 + l] & (bit << (2 * chunk)) != 0 ? 16 : 0 }
+                group(d * Float(sc1), -(dmin * Float(m1))) { l in x[qs + chunk * 32 + l] & 0x0F | high(l, 1) }
+                group(d * Float(sc2), -(dmin * Float(m2))) { l in x[qs + chunk * 32 + l] >> 4 | high(l, 2) }
+            }
+        case .q6_K:
+            let d = half(x, 208)
+            for half128 in 0..<2 {
+                let ql = 64 * half128, qh = 128 + 32 * half128, sc = 192 + 8 * half128
+                for k in 0..<4 {
+                    func scale(_ i: Int) -> Float { d * Float(Int8(bitPattern: x[sc + i])) }
+                    group(scale(2 * k), scale(2 * k + 1)) { l in
+                        let low = k % 2 == 0 ? x[ql + l] : x[ql + l + 32]
+                        return (k < 2 ? low & 0x0F : low >> 4) | ((x[qh + l] >> (2 * k)) & 3) << 4
+                    }
+                }
+            }
+        default:
+            preconditionFailure("\(name) has no code groups")
         }
     }
 

@@ -17,6 +17,9 @@ import Foundation
 ///   the codebook's nearest levels (values in [-127, 113]), stored as their indices.
 /// - q4o: per group, d = (max - min) / 15 and m = min as halves, codes n = round((w - m) / d) in [0, 15] (ggml's
 ///   Q4_1 rounding; q4o is meant for Q4_1 and Q4_K tensors, whose groups are carried over from the GGUF).
+/// - q5o: per group, d = (max - min) / 31 and m = min as halves, codes n = round((w - m) / d) in [0, 31] (ggml's
+///   Q5_1 rounding); q6: per 16 weights, s = max|w| / 31 as a half, codes round(w / s) in [-32, 31]. Both are meant
+///   for GGUF tensors (Q5_x and Q6_K), whose groups are carried over.
 /// - All-zero groups get scale 0 and zero codes. Rounding is to nearest, ties to even.
 public enum Quantizer {
     /// Encodes `values` (row-major, `layout.count` elements) into the layout's payload bytes.
@@ -77,6 +80,15 @@ public enum Quantizer {
                 let m = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair + 2, as: UInt16.self))
                 out[i] = d * Float(j < 16 ? byte & 0x0F : byte >> 4) + m
             }
+        case .q5o, .q6:
+            let rowBase = r * layout.blocksPerRow * layout.blockBytes, pairs = layout.scalesOffset + r * layout.groupsPerRow * 4
+            for i in 0..<cols {
+                let block = i / 32, pair = pairs + (block / layout.blocksPerGroup) * 4
+                let n = planeCode(UnsafeRawBufferPointer(rebasing: payload[(rowBase + block * layout.blockBytes)...]), i % 32, scheme: layout.scheme)
+                let first = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair, as: UInt16.self))
+                let second = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair + 2, as: UInt16.self))
+                out[i] = layout.scheme == .q5o ? first * Float(n) + second : (i % 32 < 16 ? first : second) * Float(n - 32)
+            }
         case .q8, .q4, .q4a, .q4n, .iq4nl:
             let rowBase = r * layout.blocksPerRow * layout.blockBytes
             let scaleBase = layout.scalesOffset + r * layout.groupsPerRow * 2
@@ -106,8 +118,10 @@ public enum Quantizer {
             for i in (rows.lowerBound * cols)..<(rows.upperBound * cols) {
                 out.storeBytes(of: HalfFloat.fromFloat(values[i]), toByteOffset: i * 2, as: UInt16.self)
             }
-        case .q4o:
+        case .q4o, .q5o:
             for r in rows { encodeOffsetRow(r, values: values, layout: layout, out: out) }
+        case .q6:
+            for r in rows { encodeSixBitRow(r, values: values, layout: layout, out: out) }
         case .q8, .q4, .q4a, .q4n, .iq4nl:
             let groupValues = layout.blocksPerGroup * 32, truncate: Int32 = rounding == .towardZero ? 1 : 0
             precondition(rounding == .toNearestOrEven || (rounding == .towardZero && layout.scheme != .q4n),
@@ -151,27 +165,74 @@ public enum Quantizer {
         }
     }
 
-    /// Row r as q4o: per group, d = (max - min) / 15 and m = min rounded to halves, n = round((w - m) / d).
-    /// Padding past the last column stores the code nearest 0.
+    /// Row r as q4o or q5o: per group, d = (max - min) / (2^bits - 1) and m = min rounded to halves,
+    /// n = round((w - m) / d). Padding past the last column stores the code nearest 0.
     static func encodeOffsetRow(_ r: Int, values: UnsafeBufferPointer<Float>, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
-        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32
+        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, top: Float = layout.scheme == .q5o ? 31 : 15
         for g in 0..<layout.groupsPerRow {
             let lo = g * groupValues, hi = min(cols, lo + groupValues)
             let group = UnsafeBufferPointer(rebasing: values[(r * cols + lo)..<(r * cols + hi)])
             let low = min(group.min()!, hi - lo < groupValues ? 0 : .infinity), high = max(group.max()!, hi - lo < groupValues ? 0 : -.infinity)
-            let dWord = HalfFloat.fromFloat((high - low) / 15), mWord = HalfFloat.fromFloat(low)
+            let dWord = HalfFloat.fromFloat((high - low) / top), mWord = HalfFloat.fromFloat(low)
             let d = HalfFloat.toFloat(dWord), m = HalfFloat.toFloat(mWord), inverse: Float = d != 0 ? 1 / d : 0
-            let pair = layout.scalesOffset + (r * layout.groupsPerRow + g) * 4
-            out.storeBytes(of: dWord, toByteOffset: pair, as: UInt16.self)
-            out.storeBytes(of: mWord, toByteOffset: pair + 2, as: UInt16.self)
+            storePair(dWord, mWord, row: r, group: g, layout: layout, out: out)
             let stored = min(groupValues, layout.blocksPerRow * 32 - lo)
             for i in 0..<stored {
                 let w = lo + i < hi ? values[r * cols + lo + i] : 0
-                let n = UInt8(max(0, min(15, ((w - m) * inverse).rounded(.toNearestOrEven))))
-                let at = r * layout.blocksPerRow * 16 + (lo + i) / 32 * 16 + i % 16
-                out[at] = i % 32 < 16 ? (out[at] & 0xF0) | n : (out[at] & 0x0F) | n << 4
+                storeCode(Int(max(0, min(top, ((w - m) * inverse).rounded(.toNearestOrEven)))), row: r, index: lo + i, layout: layout, out: out)
             }
         }
+    }
+
+    /// Row r as q6: per half block of 16, s = max|w| / 31 rounded to a half, n = round(w / s) + 32 in [0, 63].
+    static func encodeSixBitRow(_ r: Int, values: UnsafeBufferPointer<Float>, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
+        let cols = layout.cols
+        for b in 0..<layout.blocksPerRow {
+            var words: [UInt16] = []
+            for h in 0..<2 {
+                let lo = b * 32 + h * 16, hi = min(cols, lo + 16)
+                let amax = lo < hi ? (lo..<hi).map { abs(values[r * cols + $0]) }.max()! : 0
+                let word = HalfFloat.fromFloat(amax / 31), s = HalfFloat.toFloat(word), inverse: Float = s != 0 ? 1 / s : 0
+                words.append(word)
+                for i in lo..<(lo + 16) {
+                    let w = i < hi ? values[r * cols + i] : 0
+                    storeCode(Int(max(-32, min(31, (w * inverse).rounded(.toNearestOrEven)))) + 32, row: r, index: i, layout: layout, out: out)
+                }
+            }
+            storePair(words[0], words[1], row: r, group: b, layout: layout, out: out)
+        }
+    }
+
+    /// Stores the two scale words of group g of row r (q4o, q5o, q6).
+    static func storePair(_ first: UInt16, _ second: UInt16, row r: Int, group g: Int, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
+        let pair = layout.scalesOffset + (r * layout.groupsPerRow + g) * 4
+        out.storeBytes(of: first, toByteOffset: pair, as: UInt16.self)
+        out.storeBytes(of: second, toByteOffset: pair + 2, as: UInt16.self)
+    }
+
+    /// Stores the unsigned code n of weight `index` of row r in its block: the low nibble (weights j and j + 16 share
+    /// byte j), and for q5o and q6 the high bits in the block's plane (see `planeCode`).
+    static func storeCode(_ n: Int, row r: Int, index: Int, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
+        let block = (r * layout.blocksPerRow + index / 32) * layout.blockBytes, j = index % 32
+        let at = block + j % 16, nibble = UInt8(n & 15)
+        out[at] = j < 16 ? (out[at] & 0xF0) | nibble : (out[at] & 0x0F) | nibble << 4
+        switch layout.scheme {
+        case .q5o:
+            let byte = block + 16 + j / 8, bit = UInt8(1) << (j % 8)
+            out[byte] = n & 16 != 0 ? out[byte] | bit : out[byte] & ~bit
+        case .q6:
+            let byte = block + 16 + j % 8, shift = UInt8(2 * (j / 8))
+            out[byte] = (out[byte] & ~(3 << shift)) | UInt8((n >> 4) & 3) << shift
+        default: break
+        }
+    }
+
+    /// The unsigned code of weight j (0-31) of a q5o or q6 block: its nibble and its high bits from the plane after
+    /// the 16 nibble bytes (q5o: bit j of a little-endian uint32; q6: bits 2 (j / 8) of byte 16 + j % 8).
+    static func planeCode(_ block: UnsafeRawBufferPointer, _ j: Int, scheme: TensorScheme) -> Int {
+        let nibble = Int(j < 16 ? block[j] & 15 : block[j - 16] >> 4)
+        if scheme == .q5o { return nibble | Int((block[16 + j / 8] >> (j % 8)) & 1) << 4 }
+        return nibble | Int((block[16 + j % 8] >> (2 * (j / 8))) & 3) << 4
     }
 
     /// q4n's codebook (`edge_q4n_levels`), ascending.
