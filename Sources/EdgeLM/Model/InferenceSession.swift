@@ -91,19 +91,19 @@ public final class InferenceSession: @unchecked Sendable {
     private let hb: UnsafeMutablePointer<Float>  // [maxBatch, ffn] gate, then SwiGLU
     private let hb2: UnsafeMutablePointer<Float>  // [maxBatch, ffn] up
     private let logitsBuffer: UnsafeMutablePointer<Float>  // [maxBatch, vocab]
-    private let xq: UnsafeMutablePointer<Int8>  // [maxBatch, maxBlocks * 32] quantized activations
-    private let xs: UnsafeMutablePointer<Float>  // [maxBatch, maxBlocks] activation block scales
-    private let rq: UnsafeMutablePointer<Int8>  // [maxBatch, maxBlocks * 32] quantized residual activations (`.residual`)
-    private let rs: UnsafeMutablePointer<Float>  // [maxBatch, maxBlocks] residual block scales (`.residual`)
+    // Quantized activations: [tokens, blocks * 32] codes and [tokens, blocks] scales of a batch of `tokens`; with
+    // `.residual`, the residuals' codes and scales follow as tokens [tokens, 2 tokens).
+    private let xq: UnsafeMutablePointer<Int8>  // [2 maxBatch, maxBlocks * 32] activation codes
+    private let xs: UnsafeMutablePointer<Float>  // [2 maxBatch, maxBlocks] activation block scales
     private let residualRows: UnsafeMutablePointer<Float>  // [maxBatch, maxBlocks * 32] what the first codes rounded away
-    private let residualOut: UnsafeMutablePointer<Float>  // [tasks, maxBatch, 64] a task's second-pass products
+    private let residualOut: UnsafeMutablePointer<Float>  // [tasks, 2 maxBatch, residualChunk] a task's products of both
     private let ropeCos: UnsafeMutablePointer<Float>  // [ropeTables, context, headDim / 2]
     private let ropeSin: UnsafeMutablePointer<Float>  // [ropeTables, context, headDim / 2]
     private let cache: KVCache  // [layers, kvHeads, context, head] keys and values
     private let attention: BlockedAttention  // per-worker attention workspaces
     private let maxBlocks: Int
     /// Rows per second-pass product of `.residual` activations.
-    private static let residualChunk = 64
+    private static let residualChunk = 1024
     private var allocations: [(UnsafeMutableRawPointer, Int)] = []
 
     /// Bytes of the KV cache.
@@ -189,13 +189,11 @@ public final class InferenceSession: @unchecked Sendable {
         hb = buffer(b * c.ffnDim)
         hb2 = buffer(b * c.ffnDim)
         logitsBuffer = buffer(b * c.vocabSize)
-        xq = buffer(b * maxBlocks * 32, Int8.self)
-        xs = buffer(b * maxBlocks)
         let residual = activationGranularity == .residual
-        rq = buffer(residual ? b * maxBlocks * 32 : 0, Int8.self)
-        rs = buffer(residual ? b * maxBlocks : 0)
+        xq = buffer((residual ? 2 : 1) * b * maxBlocks * 32, Int8.self)
+        xs = buffer((residual ? 2 : 1) * b * maxBlocks)
         residualRows = buffer(residual ? b * maxBlocks * 32 : 0)
-        residualOut = buffer(residual ? self.pool.tasksPerJob * b * Self.residualChunk : 0)
+        residualOut = buffer(residual ? self.pool.tasksPerJob * 2 * b * Self.residualChunk : 0)
         let half = c.headDim / 2, tables = c.resolvedRopeTables
         ropeCos = buffer(tables.count * context * half)
         ropeSin = buffer(tables.count * context * half)
@@ -419,7 +417,7 @@ public final class InferenceSession: @unchecked Sendable {
         perToken(n, width: dim) { range in
             for t in range {
                 FloatKernels.rmsNorm(xb + t * dim, x + (first + t) * dim, weight: norm, count: dim, epsilon: eps)
-                if quantized { quantizeRow(xb, cols: dim, token: t) }
+                if quantized { quantizeRow(xb, cols: dim, token: t, of: n) }
             }
         }
         return quantized
@@ -429,13 +427,14 @@ public final class InferenceSession: @unchecked Sendable {
     private func quantizeIfNeeded(_ input: UnsafeMutablePointer<Float>, cols: Int, tokens: Int, for weight: LinearWeight) -> Bool {
         guard weight.scheme.isQuantized else { return false }
         perToken(tokens, width: cols) { range in
-            for t in range { quantizeRow(input, cols: cols, token: t) }
+            for t in range { quantizeRow(input, cols: cols, token: t, of: tokens) }
         }
         return true
     }
 
-    /// Quantizes row `t` of `input` ([tokens, cols]) into the activation codes and scales.
-    private func quantizeRow(_ input: UnsafeMutablePointer<Float>, cols: Int, token t: Int) {
+    /// Quantizes row `t` of `input` ([tokens, cols]) into the activation codes and scales (with `.residual`, also
+    /// its residual, as token `tokens + t`).
+    private func quantizeRow(_ input: UnsafeMutablePointer<Float>, cols: Int, token t: Int, of tokens: Int) {
         let blocks = (cols + 31) / 32, full = cols / 32, row = input + t * cols
         IntegerKernels.quantizeQ8Blocks(level, row, nblocks: full, codes: xq + t * blocks * 32, scales: xs + t * blocks)
         if full < blocks {
@@ -449,7 +448,7 @@ public final class InferenceSession: @unchecked Sendable {
         if activationGranularity == .residual {
             let codes = xq + t * blocks * 32, scales = xs + t * blocks, r = residualRows + t * blocks * 32
             for i in 0..<(blocks * 32) { r[i] = (i < cols ? row[i] : 0) - Float(codes[i]) * scales[i / 32] }
-            IntegerKernels.quantizeQ8Blocks(level, r, nblocks: blocks, codes: rq + t * blocks * 32, scales: rs + t * blocks)
+            IntegerKernels.quantizeQ8Blocks(level, r, nblocks: blocks, codes: xq + (tokens + t) * blocks * 32, scales: xs + (tokens + t) * blocks)
         }
     }
 
@@ -479,26 +478,29 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// Rows `rows` of out = weight · input for `tokens` tokens (out is [tokens, weight.rows]).
-    /// With `.residual` activations the second pass adds W · residual chunk by chunk of `residualChunk` rows, the
-    /// chunk's weights still in cache from the first pass.
+    /// With `.residual` activations, W · residual is added chunk by chunk of `residualChunk` rows.
     private func matmul(_ w: LinearWeight, rows: Range<Int>, input: UnsafeMutablePointer<Float>, quantized: Bool, tokens: Int,
                         out: UnsafeMutablePointer<Float>, task: Int) {
         guard !rows.isEmpty else { return }
         if w.scheme.isQuantized {
             precondition(quantized)
-            func product(_ rows: Range<Int>, _ x: UnsafePointer<Int8>, _ xs: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, tokenStride: Int) {
+            guard activationGranularity == .residual else {
                 IntegerKernels.matmul(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                                      blocksPerGroup: w.layout.blocksPerGroup, rows: rows, x: x, xs: xs, tokens: tokens, out: out,
-                                      rowStride: 1, tokenStride: tokenStride)
+                                      blocksPerGroup: w.layout.blocksPerGroup, rows: rows, x: xq, xs: xs, tokens: tokens, out: out,
+                                      rowStride: 1, tokenStride: w.rows)
+                return
             }
-            guard activationGranularity == .residual else { return product(rows, xq, xs, out, tokenStride: w.rows) }
-            let second = residualOut + task * maxBatch * Self.residualChunk  // [tokens, residualChunk]
+            // The residuals are tokens [tokens, 2 tokens) of the same product: the kernel reads each weight once for both.
+            let both = residualOut + task * 2 * maxBatch * Self.residualChunk  // [2 tokens, residualChunk]
             for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: Self.residualChunk) {
                 let chunk = r0..<min(rows.upperBound, r0 + Self.residualChunk)
-                product(chunk, xq, xs, out, tokenStride: w.rows)
-                product(chunk, rq, rs, second - chunk.lowerBound, tokenStride: Self.residualChunk)
+                IntegerKernels.matmul(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                                      blocksPerGroup: w.layout.blocksPerGroup, rows: chunk, x: xq, xs: xs, tokens: 2 * tokens,
+                                      out: both - chunk.lowerBound, rowStride: 1, tokenStride: Self.residualChunk)
                 for t in 0..<tokens {
-                    FloatKernels.add(out + t * w.rows + chunk.lowerBound, second + t * Self.residualChunk, count: chunk.count)
+                    let o = out + t * w.rows + chunk.lowerBound
+                    o.update(from: both + t * Self.residualChunk, count: chunk.count)
+                    FloatKernels.add(o, both + (tokens + t) * Self.residualChunk, count: chunk.count)
                 }
             }
         } else {

@@ -33,8 +33,9 @@ public struct PreTokenizer: Codable, Sendable, Equatable {
     /// The byte-level pre-tokenizers of GGUF's `tokenizer.ggml.pre` names that EdgeLM reads, as llama.cpp
     /// splits them.
     public static let llamaCppPreTokenizers: [String: PreTokenizer] = [
-        "default": PreTokenizer(), "gpt2": PreTokenizer(), "llama-bpe": PreTokenizer(pattern: llama3Pattern),
+        "default": PreTokenizer(), "gpt-2": PreTokenizer(), "phi-2": PreTokenizer(), "llama-bpe": PreTokenizer(pattern: llama3Pattern),
         "llama3": PreTokenizer(pattern: llama3Pattern), "qwen2": PreTokenizer(pattern: qwen2Pattern),
+        "deepseek-r1-qwen": PreTokenizer(pattern: qwen2Pattern),
         "smollm": PreTokenizer(isolate: #"\p{N}"#),
     ]
 
