@@ -193,10 +193,9 @@ import Testing
             ("llama3-nofactor", ["rope_scaling": ["rope_type": "llama3", "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                                   "original_max_position_embeddings": 8192]], "rope_scaling.factor"),
             ("linear-extra", ["rope_scaling": ["rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0]], "rope_scaling.low_freq_factor"),
-            // Qwen2.5's long-context setting: refused until a real forward pass checks EdgeLM's YaRN table.
-            ("yarn", qwen.merging(["rope_scaling": ["rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768]]) { $1 },
-             "rope_scaling.rope_type"),
-            ("yarn5", ["rope_parameters": ["rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0]], "rope_parameters.rope_type"),
+            // YaRN's correction range without rounding (transformers 5's `truncate: false`).
+            ("yarn-untruncated", ["rope_parameters": ["rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "truncate": false]],
+             "rope_parameters.truncate"),
             ("partial", ["partial_rotary_factor": 0.75], "partial_rotary_factor"),
             ("partial5", ["rope_parameters": ["rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5]],
              "rope_parameters.partial_rotary_factor"),

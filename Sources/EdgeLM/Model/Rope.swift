@@ -14,14 +14,12 @@ public enum RopeKind: String, Codable, Sendable, CaseIterable {
     /// stores Llama 3.1 scaling); not a Hugging Face `rope_type`.
     case factors = "rope_freqs"
 
-    /// The `rope_type`s read from checkpoints: the ones whose tables were checked against a reference forward
-    /// pass (default, Llama 3 by the zoo goldens) or are one division (linear). YaRN's table is computed from
-    /// its formulas (and tested on their endpoints) but no real forward pass has checked it, so checkpoints
-    /// asking for it are refused rather than run with a table that may differ from transformers'.
-    public static let fromCheckpoints: [RopeKind] = [.default, .linear, .llama3]
+    /// The `rope_type`s read from Hugging Face checkpoints, each checked against a float64 transformers forward pass
+    /// (default and Llama 3 by the zoo goldens, linear and YaRN by `RopeTests.scaledRopeMatchesTransformers`).
+    public static let fromCheckpoints: [RopeKind] = [.default, .linear, .llama3, .yarn]
 
-    /// What a refusal of YaRN scaling adds to its message.
-    static let yarnRefusal = "; YaRN scaling is refused until it is checked against transformers: remove `rope_scaling` to run within the original context"
+    /// What a refusal of a GGUF's YaRN scaling adds to its message.
+    static let yarnRefusal = "; YaRN from a GGUF (llama.cpp's own formulation) is not checked yet: convert the model from its Hugging Face folder, whose YaRN is checked against transformers"
 }
 
 /// One table of rotary frequencies, computed at conversion and stored in the model file: the runtime
@@ -89,14 +87,9 @@ public struct RopeTable: Codable, Sendable, Equatable {
                 return (1 - smooth) * f / factor + smooth * f
             }
         case .yarn:
-            var factor = try need("factor")
-            let original: Double
-            if let o = parameters["original_max_position_embeddings"] {
-                original = o
-                factor = Double(contextLength) / o
-            } else {
-                original = Double(contextLength)
-            }
+            // As transformers 5 computes it: the original context defaults to the model's, and the factor to their ratio.
+            let original = parameters["original_max_position_embeddings"] ?? Double(contextLength)
+            let factor = parameters["factor"] ?? Double(contextLength) / original
             guard factor >= 1, original > 0 else { throw .invalidField(path: path, field: field, message: "yarn needs factor >= 1 and an original context > 0") }
             let betaFast = parameters["beta_fast"] ?? 32, betaSlow = parameters["beta_slow"] ?? 1
             func mscale(_ scale: Double, _ m: Double) -> Double { scale <= 1 ? 1 : 0.1 * m * log(scale) + 1 }
