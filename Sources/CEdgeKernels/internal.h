@@ -74,6 +74,22 @@ static inline float edge_half_to_float(uint16_t h) {
     return f;
 }
 
+/// A 64-byte aligned buffer of at least `bytes` bytes that belongs to the calling thread and slot (0-5) until its next call with that
+/// slot: the composite kernels' scratch, kept between calls (scratch.c). Never freed by the caller.
+void *edge_scratch(int slot, size_t bytes);
+
+#if defined(__x86_64__)
+/// q5o and q6 products built in registers (x86/planes512.c), for up to `EDGE_PLANES_FUSED_TOKENS` tokens.
+void edge_avx512_matmul_q5o(EDGE_MATMUL_ARGS(uint8_t));
+void edge_avx512_matmul_q6(EDGE_MATMUL_ARGS(uint8_t));
+#endif
+/// Most tokens the register-built q5o and q6 products take (decode, and residual activations' two rows); larger
+/// batches decode rows to q8 blocks for the q8 GEMM tiles.
+enum { EDGE_PLANES_FUSED_TOKENS = 2 };
+
+/// Decodes `nblocks` q5o blocks (20 bytes each) into q8 blocks of their codes n - 16 (planes.c).
+void edge_decode_q5o(const uint8_t *w, int64_t nblocks, int8_t *out);
+
 /// IEEE float to half bits, round to nearest even; overflow gives infinity (quantize.c).
 uint16_t edge_float_to_half(float f);
 

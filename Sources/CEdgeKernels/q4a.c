@@ -1,11 +1,11 @@
-// q4a: 4-bit codes with a zero point, and q4o: 4-bit codes with an f16 scale and an f16 offset (see
-// EdgeKernels.h). The matrix product reuses each level's q4 kernel, whose nibble n stands for n - 8, and adds what
-// the zero point or offset changes: s (n - z) = s (n - 8) + s (8 - z) and d n + m = d (n - 8) + (m + 8 d), so
-// dot = q4 dot + Σ_groups o_g Σ_{blocks of g} xs_b Σ x_b with o = s (8 - z) or m + 8 d. Only the scale words need
-// decoding; the kernels' inner loops are the q4 ones.
+// q4a: 4-bit codes with a zero point, q4o: 4-bit codes with an f16 scale and an f16 offset, and q5o: q4o with
+// 5-bit codes (see EdgeKernels.h). The matrix product reuses each level's q4 kernel, whose nibble n stands for
+// n - 8, and adds what the zero point or offset changes: s (n - z) = s (n - 8) + s (8 - z) and d n + m =
+// d (n - 8) + (m + 8 d), so dot = q4 dot + Σ_groups o_g Σ_{blocks of g} xs_b Σ x_b with o = s (8 - z) or m + 8 d.
+// Only the scale words need decoding; the kernels' inner loops are the q4 ones. q5o decodes each chunk of rows to
+// q8 blocks of n - 16 (`edge_decode_q5o`) and runs the level's q8 kernel on them, with o = m + 16 d.
 #include "exact.h"
 #include "internal.h"
-#include <stdlib.h>
 
 /// Rows decoded per call of the q4 kernel: their f16 scales and offsets fit in L1 for any realistic row.
 enum { Q4A_CHUNK = 64 };
@@ -33,20 +33,24 @@ EDGE_INLINE float dot_f32(const float *a, const float *b, int64_t n) {
 
 uint16_t edge_q4a_scale_half(uint16_t word) { return q4a_half(word); }
 
+/// The schemes of `q4a_matmul`.
+enum { Q4A_WORDS = 0, Q4O_PAIRS = 1, Q5O_PAIRS = 2 };
+
 /// The product, always inlined into one wrapper per vector width below so that the compiler vectorises
-/// its loops (the sums of activation codes, the offsets, their products) for the level's registers. `offset`:
-/// q4o's (scale, offset) half pairs, else q4a's words.
-EDGE_INLINE void q4a_matmul(int isa, int offset, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
+/// its loops (the sums of activation codes, the offsets, their products) for the level's registers. `kind`:
+/// q4a's words, q4o's (scale, offset) half pairs, or q5o's (20-byte blocks, the same pairs).
+EDGE_INLINE void q4a_matmul(int isa, int kind, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
                              const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    const int64_t ngroups = (nblocks + gblocks - 1) / gblocks, row_bytes = nblocks * 16;
+    const int offset = kind != Q4A_WORDS, five = kind == Q5O_PAIRS;
+    const int64_t ngroups = (nblocks + gblocks - 1) / gblocks, row_bytes = nblocks * (five ? 20 : 16);
     // halves [Q4A_CHUNK, ngroups]: the chunk's f16 scales; offsets [Q4A_CHUNK, ngroups]: s (8 - z);
     // transposed [ngroups, Q4A_CHUNK]: the offsets by group (rows past the chunk's end 0); sums [ngroups, ntok]:
     // Σ over the group's blocks of xs_b Σ x_b.
-    uint16_t *halves = malloc((size_t)(Q4A_CHUNK * ngroups) * sizeof *halves);
-    float *offsets = malloc((size_t)(Q4A_CHUNK * ngroups) * sizeof *offsets);
-    float *transposed = malloc((size_t)(Q4A_CHUNK * ngroups) * sizeof *transposed);
-    float *sums = malloc((size_t)(ntok * ngroups) * sizeof *sums);
-    if (!halves || !offsets || !transposed || !sums) abort();
+    uint16_t *halves = edge_scratch(0, (size_t)(Q4A_CHUNK * ngroups) * sizeof *halves);
+    float *offsets = edge_scratch(1, (size_t)(Q4A_CHUNK * ngroups) * sizeof *offsets);
+    float *transposed = edge_scratch(2, (size_t)(Q4A_CHUNK * ngroups) * sizeof *transposed);
+    float *sums = edge_scratch(3, (size_t)(ntok * ngroups) * sizeof *sums);
+    int8_t *decoded = five ? edge_scratch(4, (size_t)(Q4A_CHUNK * nblocks * 32)) : NULL;  // [Q4A_CHUNK, nblocks * 32] q5o's codes - 16
     for (int64_t t = 0; t < ntok; t++)
         for (int64_t g = 0; g < ngroups; g++) {
             float s = 0;
@@ -65,13 +69,18 @@ EDGE_INLINE void q4a_matmul(int isa, int offset, const uint8_t *w, const uint16_
             edge_f16_to_f32(isa, halves, transposed, n * ngroups);
             for (int64_t k = 0; k < n * ngroups; k++) halves[k] = ws[2 * (r * ngroups + k)];
             edge_f16_to_f32(isa, halves, offsets, n * ngroups);
-            for (int64_t k = 0; k < n * ngroups; k++) offsets[k] = transposed[k] + 8 * offsets[k];
+            for (int64_t k = 0; k < n * ngroups; k++) offsets[k] = transposed[k] + (five ? 16 : 8) * offsets[k];
         } else {
             for (int64_t k = 0; k < n * ngroups; k++) halves[k] = q4a_half(ws[r * ngroups + k]);
             edge_f16_to_f32(isa, halves, offsets, n * ngroups);
             for (int64_t k = 0; k < n * ngroups; k++) offsets[k] *= (float)(8 - (int)(ws[r * ngroups + k] & 15));
         }
-        edge_matmul_q4(isa, w + r * row_bytes, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
+        if (five) {
+            edge_decode_q5o(w + r * row_bytes, n * nblocks, decoded);
+            edge_matmul_q8(isa, decoded, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
+        } else {
+            edge_matmul_q4(isa, w + r * row_bytes, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
+        }
         if (ntok == 1) {
             for (int64_t i = 0; i < n; i++) out[(r + i) * ors] += dot_f32(offsets + i * ngroups, sums, ngroups);
             continue;
@@ -93,46 +102,51 @@ EDGE_INLINE void q4a_matmul(int isa, int offset, const uint8_t *w, const uint16_
             for (int64_t i = 0; i < n; i++) out[(r + i) * ors + t * ots] += acc[i / 16][i % 16];
         }
     }
-    free(halves);
-    free(offsets);
-    free(transposed);
-    free(sums);
 }
 
 #if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
-static void q4a_matmul_avx512(int isa, int offset, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
+static void q4a_matmul_avx512(int isa, int kind, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
                               const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    q4a_matmul(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 __attribute__((target("avx2,fma")))
-static void q4a_matmul_avx2(int isa, int offset, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
+static void q4a_matmul_avx2(int isa, int kind, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
                             const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    q4a_matmul(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 #endif
 
 /// The level's wrapper of `q4a_matmul`.
-static void q4a_matmul_level(int isa, int offset, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+static void q4a_matmul_level(int isa, int kind, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                              int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
 #if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) return q4a_matmul_avx512(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return q4a_matmul_avx2(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    if (isa == EDGE_ISA_AVX512_VNNI) return q4a_matmul_avx512(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return q4a_matmul_avx2(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 #endif
-    q4a_matmul(isa, offset, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                      int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
                      float *out, int64_t ors, int64_t ots) {
-    q4a_matmul_level(isa, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul_level(isa, Q4A_WORDS, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 void edge_matmul_q4o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                      int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
                      float *out, int64_t ors, int64_t ots) {
-    q4a_matmul_level(isa, 1, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul_level(isa, Q4O_PAIRS, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
+
+void edge_matmul_q5o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
+                     float *out, int64_t ors, int64_t ots) {
+#if defined(__x86_64__)
+    if (isa == EDGE_ISA_AVX512_VNNI && ntok <= EDGE_PLANES_FUSED_TOKENS) return edge_avx512_matmul_q5o(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+#endif
+    q4a_matmul_level(isa, Q5O_PAIRS, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 /// v rounded to nearest even (toward zero with `truncate`) and clamped to [-z, 15 - z]. Clamping first (the

@@ -4,7 +4,6 @@
 // weights: `pshufb` on x86, `tbl` on arm64) and runs the level's q8 kernel on them, so every level has it and
 // its integer dots are the q8 kernel's, exact.
 #include "internal.h"
-#include <stdlib.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #elif defined(__aarch64__)
@@ -80,14 +79,12 @@ static void matmul_levels(int isa, const int8_t *levels, const uint8_t *w, const
                           float *out, int64_t ors, int64_t ots) {
     const int64_t ngroups = (nblocks + gblocks - 1) / gblocks;
     // codes [Q4N_CHUNK, nblocks * 32]: the chunk's rows as q8 blocks.
-    int8_t *codes = malloc((size_t)(Q4N_CHUNK * nblocks * 32));
-    if (!codes) abort();
+    int8_t *codes = edge_scratch(0, (size_t)(Q4N_CHUNK * nblocks * 32));
     for (int64_t r = r0; r < r1; r += Q4N_CHUNK) {
         const int64_t n = r1 - r < Q4N_CHUNK ? r1 - r : Q4N_CHUNK;
         decode(isa, levels, w + r * nblocks * 16, n * nblocks, codes);
         edge_matmul_q8(isa, codes, ws + r * ngroups, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
     }
-    free(codes);
 }
 
 void edge_matmul_q4n(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
