@@ -20,7 +20,7 @@ struct Quantize: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Output .edgelm file.")
     var output: String
 
-    @Option(name: .long, help: "Weight type of the attention and FFN matrices: keep (each tensor as the source stores it, as far as a scheme holds it; the default for a quantized GGUF), f32, f16, q8, q4, q4a (4-bit with a zero point per group), q4n (4-bit non-uniform levels): q4a and q4n drift less at the same size.")
+    @Option(name: .long, help: "Weight type of the attention and FFN matrices: keep (each tensor as the source stores it, as far as a scheme holds it; the default for a quantized GGUF), f32, f16, q8, q4, q4a (4-bit with a zero point per group), q4n (4-bit non-uniform levels): q4a and q4n drift less at the same size; and the schemes that hold GGUF blocks: q4o (Q4_1, Q4_K), iq4nl (IQ4_NL), q5o (Q5_0, Q5_1, Q5_K), q6 (Q6_K).")
     var type: TypeChoice?
 
     /// `--type`: keep, or a scheme.
