@@ -77,9 +77,7 @@ static void decode_q6_halves(const uint8_t *w, int64_t nblocks, int8_t *out) {
     }
 }
 
-void edge_matmul_q6(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                    int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t ors, int64_t ots) {
+void edge_matmul_q6(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
 #if defined(__x86_64__)
     if (isa == EDGE_ISA_AVX512_VNNI && ntok <= EDGE_PLANES_FUSED_TOKENS) return edge_avx512_matmul_q6(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 #endif

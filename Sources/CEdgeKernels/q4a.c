@@ -140,9 +140,7 @@ void edge_matmul_q4o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblo
     q4a_matmul_level(isa, Q4O_PAIRS, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
-void edge_matmul_q5o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                     float *out, int64_t ors, int64_t ots) {
+void edge_matmul_q5o(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
 #if defined(__x86_64__)
     if (isa == EDGE_ISA_AVX512_VNNI && ntok <= EDGE_PLANES_FUSED_TOKENS) return edge_avx512_matmul_q5o(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 #endif

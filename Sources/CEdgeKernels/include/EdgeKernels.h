@@ -70,68 +70,52 @@ void edge_yield(void);
 /// Rounds to nearest, ties to even; the scale is max|x| / 127. Bit-exact at every level.
 void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales);
 
+/// The signature every quantized matrix kernel shares: out[r * out_row_stride + t * out_tok_stride] for rows
+/// [row_begin, row_end) and tokens [0, ntok), weights of `nblocks` blocks per row with one scale word (or pair) per
+/// `gblocks` blocks, activation t's int8 codes at x + t * nblocks * 32 and its block scales at xs + t * nblocks.
+#define EDGE_MATMUL_PROTOTYPE(NAME, WTYPE)                                                                   \
+    void NAME(int isa, const WTYPE *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t row_begin, \
+              int64_t row_end, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t out_row_stride, \
+              int64_t out_tok_stride)
+
 /// out[r * out_row_stride + t * out_tok_stride] for rows [row_begin, row_end) and tokens [0, ntok):
 /// dot(weight row r, activation t), where weights are q8 blocks.
 /// Activation t has codes at x + t * nblocks * 32 and scales at xs + t * nblocks.
-void edge_matmul_q8(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                    int64_t row_begin, int64_t row_end,
-                    const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t out_row_stride, int64_t out_tok_stride);
+EDGE_MATMUL_PROTOTYPE(edge_matmul_q8, int8_t);
 
 /// Same as `edge_matmul_q8` for q4 weight blocks (16 bytes per block).
-void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                    int64_t row_begin, int64_t row_end,
-                    const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t out_row_stride, int64_t out_tok_stride);
+EDGE_MATMUL_PROTOTYPE(edge_matmul_q4, uint8_t);
 
 /// The same for q4a weight blocks: q4's 16-byte blocks holding unsigned nibbles n in [0, 15], weight = s (n - z),
 /// with one 16-bit word per group: bits 15-4 are bits 14-3 of the scale s as an IEEE half (s >= 0: its exponent
 /// and top 7 mantissa bits; `edge_q4a_scale_half`), bits 3-0 the zero point z. Runs each level's q4 kernel
 /// on the decoded scales and adds Σ_groups s (8 - z) Σ xs_b Σ x_b.
-void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                     int64_t row_begin, int64_t row_end,
-                     const int8_t *x, const float *xs, int64_t ntok,
-                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
+EDGE_MATMUL_PROTOTYPE(edge_matmul_q4a, uint8_t);
 
 /// The same for q4o weight blocks: q4's 16-byte blocks holding unsigned nibbles n in [0, 15], weight = d n + m,
 /// with two IEEE halves per group, d then m (`ws[2 g]`, `ws[2 g + 1]`): ggml's Q4_1, and Q4_K's sub-blocks with
 /// their 6-bit scales and minimums multiplied out. Runs each level's q4 kernel on the scales d and adds
 /// Σ_groups (m + 8 d) Σ xs_b Σ x_b.
-void edge_matmul_q4o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                     int64_t row_begin, int64_t row_end,
-                     const int8_t *x, const float *xs, int64_t ntok,
-                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
+EDGE_MATMUL_PROTOTYPE(edge_matmul_q4o, uint8_t);
 
 /// The same for q4n weight blocks: q4's 16-byte blocks holding indices n in [0, 15] into the codebook
 /// `edge_q4n_levels`, weight = s levels[n], with an IEEE half scale s (either sign) per group. Decodes rows to q8
 /// blocks in chunks and runs the level's q8 kernel on them.
-void edge_matmul_q4n(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                     int64_t row_begin, int64_t row_end,
-                     const int8_t *x, const float *xs, int64_t ntok,
-                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
+EDGE_MATMUL_PROTOTYPE(edge_matmul_q4n, uint8_t);
 
 /// The same for iq4nl weight blocks: indices into ggml's IQ4_NL codebook `edge_iq4nl_levels` (GGUF IQ4_NL
 /// blocks carried over: the same nibble order and f16 scale per 32 weights).
-void edge_matmul_iq4nl(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                       int64_t row_begin, int64_t row_end,
-                       const int8_t *x, const float *xs, int64_t ntok,
-                       float *out, int64_t out_row_stride, int64_t out_tok_stride);
+EDGE_MATMUL_PROTOTYPE(edge_matmul_iq4nl, uint8_t);
 
 /// The same for q5o weight blocks of 20 bytes: q4's 16 bytes of nibbles (the low 4 bits of weights j and j + 16 in
 /// byte j), then bit 4 of weight j in bit j of a little-endian uint32; n in [0, 31], weight = d n + m with two IEEE
 /// halves per group, d then m, as q4o's (ggml's Q5_0 with m = -16 d, Q5_1, and Q5_K's sub-blocks multiplied out).
-void edge_matmul_q5o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                     int64_t row_begin, int64_t row_end,
-                     const int8_t *x, const float *xs, int64_t ntok,
-                     float *out, int64_t out_row_stride, int64_t out_tok_stride);
+EDGE_MATMUL_PROTOTYPE(edge_matmul_q5o, uint8_t);
 
 /// The same for q6 weight blocks of 24 bytes: q4's 16 bytes of nibbles, then bits 4-5 of weight j at bits
 /// 2 (j / 8) of byte 16 + j % 8; n in [0, 63], weight = s (n - 32) with two IEEE halves per block (groups of 32
 /// only): s of weights 0-15, then s of weights 16-31 (ggml's Q6_K, its 16-weight sub-block scales multiplied out).
-void edge_matmul_q6(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                    int64_t row_begin, int64_t row_end,
-                    const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t out_row_stride, int64_t out_tok_stride);
+EDGE_MATMUL_PROTOTYPE(edge_matmul_q6, uint8_t);
 
 /// q4n's 16 levels, ascending int8 values in [-127, 113]; level 8 is 0.
 extern const int8_t edge_q4n_levels[16];
