@@ -22,7 +22,8 @@ func runReportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     }
 }
 
+/// A library error as the command-line parser prints it ("Error: " and the message).
 struct ValidationErrorMessage: Error, CustomStringConvertible {
     let description: String
-    init(_ d: String) { description = "error: " + d }
+    init(_ d: String) { description = d }
 }
