@@ -209,8 +209,9 @@ enum GGUFReader {
             for _ in 0..<nd {
                 let d = try p.count("tensor '\(name)' dims")
                 guard d > 0 else { throw p.fail("tensor '\(name)' dims", "dimension 0") }
+                // Every type EdgeLM reads takes at least 4 bits per element; the exact size is checked per type below.
                 let (m, o) = elements.multipliedReportingOverflow(by: d)
-                guard !o, m <= file.bytes.count else { throw p.fail("tensor '\(name)' dims", "\(dims + [d]) holds more elements than the file has bytes") }
+                guard !o, m <= file.bytes.count * 2 else { throw p.fail("tensor '\(name)' dims", "\(dims + [d]) holds more elements than the file has bytes") }
                 elements = m
                 dims.append(d)
             }
