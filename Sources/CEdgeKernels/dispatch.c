@@ -189,3 +189,32 @@ void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nbloc
                     float *out, int64_t ors, int64_t ots) {
     EDGE_DISPATCH(matmul_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots)
 }
+
+/// The level's token-wise kernel, or one `edge_matmul_` call per token where the level has none.
+#if defined(__x86_64__)
+#define EDGE_TOKENWISE(KIND)                                                                      \
+    switch (isa) {                                                                                      \
+    case EDGE_ISA_AVX512_VNNI: edge_avx512_tokenwise_##KIND(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; \
+    case EDGE_ISA_AVX_VNNI: edge_avxvnni_tokenwise_##KIND(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; \
+    case EDGE_ISA_AVX2: edge_avx2_tokenwise_##KIND(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; \
+    default:                                                                                            \
+        for (int64_t t = 0; t < ntok; t++)                                                              \
+            edge_matmul_##KIND(isa, w, ws, nblocks, gblocks, r0, r1, x + t * nblocks * 32, xs + t * nblocks, 1, out + t * ots, ors, ots); \
+    }
+#else
+#define EDGE_TOKENWISE(KIND)                                                                      \
+    for (int64_t t = 0; t < ntok; t++)                                                                  \
+        edge_matmul_##KIND(isa, w, ws, nblocks, gblocks, r0, r1, x + t * nblocks * 32, xs + t * nblocks, 1, out + t * ots, ors, ots);
+#endif
+
+void edge_matmul_q8_tokenwise(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                              int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
+                              float *out, int64_t ors, int64_t ots) {
+    EDGE_TOKENWISE(q8)
+}
+
+void edge_matmul_q4_tokenwise(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                              int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
+                              float *out, int64_t ors, int64_t ots) {
+    EDGE_TOKENWISE(q4)
+}

@@ -15,6 +15,11 @@
     void PREFIX##_matmul_q8(EDGE_MATMUL_ARGS(int8_t));                                                  \
     void PREFIX##_matmul_q4(EDGE_MATMUL_ARGS(uint8_t));
 
+/// Declares one kernel family's token-wise q8 and q4 matrix kernels (see `edge_matmul_q8_tokenwise`).
+#define EDGE_DECLARE_TOKENWISE(PREFIX)                                                                  \
+    void PREFIX##_tokenwise_q8(EDGE_MATMUL_ARGS(int8_t));                                               \
+    void PREFIX##_tokenwise_q4(EDGE_MATMUL_ARGS(uint8_t));
+
 /// An activation quantizer (see `edge_quantize_q8_blocks`).
 #define EDGE_DECLARE_QUANTIZE(PREFIX) void PREFIX##_quantize(const float *x, int64_t nblocks, int8_t *q, float *s);
 
@@ -37,6 +42,10 @@ EDGE_DECLARE_MATMUL(edge_avxvnni)
 EDGE_DECLARE_MATMUL(edge_avx512)
 /// 256-bit EVEX `vpdpbusd` kernels: the AVX-512 level's path for group sizes its block pairs cannot split.
 EDGE_DECLARE_MATMUL(edge_vnni256)
+EDGE_DECLARE_TOKENWISE(edge_avx2)
+EDGE_DECLARE_TOKENWISE(edge_avxvnni)
+EDGE_DECLARE_TOKENWISE(edge_avx512)
+EDGE_DECLARE_TOKENWISE(edge_vnni256)
 /// The AVX2 quantizer and attention kernels serve every x86 SIMD level.
 EDGE_DECLARE_QUANTIZE(edge_avx2)
 EDGE_DECLARE_ATTENTION(edge_avx2)

@@ -173,6 +173,34 @@ static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
     free(w);
 }
 
+/// edge_matmul_q8/q4_tokenwise over ntok tokens equals, bit for bit, one edge_matmul_ call per token (what decode
+/// computes), for every group size, including shapes that reach the GEMM tiles and their row tails.
+static void test_tokenwise(int isa, int q4, int rows, int nblocks, int ntok) {
+    int64_t block_bytes = q4 ? 16 : 32, wbytes = rows * nblocks * block_bytes, xbytes = (int64_t)ntok * nblocks * 32;
+    int groups_list[4] = { 1, 2, 3, nblocks };
+    for (int gi = 0; gi < 4; gi++) {
+        int gblocks = groups_list[gi], ngroups = (nblocks + gblocks - 1) / gblocks;
+        guarded gw = guarded_alloc((size_t)wbytes), gx = guarded_alloc((size_t)xbytes);
+        fill_weights(gw.data, (size_t)wbytes, q4, RANDOM);
+        fill_activations((int8_t *)gx.data, (size_t)xbytes, RANDOM);
+        uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
+        float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks));
+        float *alone = malloc(sizeof(float) * (size_t)(rows * ntok)), *batched = malloc(sizeof(float) * (size_t)(rows * ntok));
+        for (int i = 0; i < rows * ngroups; i++) ws[i] = to_half(uniform() * 0.05f + 1e-3f);
+        for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
+        const int8_t *x = (const int8_t *)gx.data;
+        for (int t = 0; t < ntok; t++)
+            matmul(isa, q4, gw.data, ws, nblocks, gblocks, 0, rows, x + t * nblocks * 32, xs + t * nblocks, 1, alone + t * rows, 1, rows);
+        if (q4) edge_matmul_q4_tokenwise(isa, gw.data, ws, nblocks, gblocks, 0, rows, x, xs, ntok, batched, 1, rows);
+        else edge_matmul_q8_tokenwise(isa, (const int8_t *)gw.data, ws, nblocks, gblocks, 0, rows, x, xs, ntok, batched, 1, rows);
+        char detail[160];
+        snprintf(detail, sizeof detail, "%s rows %d blocks %d tokens %d group %d", q4 ? "q4" : "q8", rows, nblocks, ntok, gblocks);
+        check(memcmp(alone, batched, sizeof(float) * (size_t)(rows * ntok)) == 0, "tokenwise = one token at a time", isa, detail);
+        free(ws); free(xs); free(alone); free(batched);
+        guarded_free(gw); guarded_free(gx);
+    }
+}
+
 enum { Q4A = 0, Q4N = 1, Q4O = 2, IQ4NL = 3 };
 
 /// q4a (codes with a zero point), q4n (codebook indices) and q4o (scale and offset) against their definitions
@@ -684,6 +712,11 @@ static void test_level(int isa) {
             test_matmul_planes(isa, bits, 70, 9, ntok);
         }
     }
+    for (int ntok = 2; ntok <= 17; ntok += 5)
+        for (int q4 = 0; q4 <= 1; q4++) {
+            test_tokenwise(isa, q4, 37, 9, ntok);
+            test_tokenwise(isa, q4, 16, 40, ntok);
+        }
     for (int q4 = 0; q4 <= 1; q4++) {
         test_row_range(isa, q4, 11, 3, 8);
         test_row_range(isa, q4, 40, 3, 37);

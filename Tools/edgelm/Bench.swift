@@ -23,9 +23,19 @@ struct Bench: AsyncParsableCommand {
     @Flag(name: .long, help: "Print JSON with every sample.")
     var json = false
 
+    @OptionGroup var speculation: SpeculationOptions
+
+    @Option(name: [.customShort("f"), .long], help: "Speculative mode (with --lookup or --draft): the prompt text file to generate -n tokens from, greedily, plain and speculative runs alternating.")
+    var promptFile: String?
+
     func run() async throws {
         try await runReportingErrors {
             let lm = try modelOptions.open()
+            if let spec = try speculation.apply(to: lm) {
+                try runSpeculative(lm, spec)
+                return
+            }
+            if promptFile != nil { throw EdgeLMError.invalidArgument("-f is the speculative mode's prompt: give --lookup or --draft MODEL too") }
             var options = BenchOptions()
             options.promptTokens = p
             options.generatedTokens = n
@@ -62,6 +72,37 @@ struct Bench: AsyncParsableCommand {
                            + "weights per token \(formatBytes(lm.model.weightBytesPerToken)); kernels \(lm.session.level), \(lm.session.activationGranularity) activations; "
                            + "KV cache \(lm.session.kvTypeName), \(lm.session.contextLength) positions, \(formatBytes(lm.session.kvCacheBytes))")
         }
+    }
+}
+
+extension Bench {
+    /// The speculative mode: plain and speculative greedy generation from the prompt file, alternating.
+    private func runSpeculative(_ lm: LanguageModel, _ spec: SpeculationParameters) throws {
+        guard let promptFile else { throw EdgeLMError.invalidArgument("speculative bench needs a prompt: -f FILE (the text to continue)") }
+        guard let data = FileManager.default.contents(atPath: promptFile) else { throw EdgeLMError.io(path: promptFile, message: "cannot read the prompt file") }
+        guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(promptFile): the prompt file is not valid UTF-8") }
+        guard n >= 1 else { throw EdgeLMError.invalidArgument("-n \(n): the speculative bench generates at least one token") }
+        let prompt = lm.encode(text)
+        guard prompt.count + n <= lm.session.contextLength else {
+            throw EdgeLMError.invalidArgument("the prompt (\(prompt.count) tokens) and -n \(n) exceed the context of \(lm.session.contextLength)")
+        }
+        let result = try Benchmark.speculative(lm, prompt: prompt, tokens: n, speculation: spec, repetitions: r) { stage in
+            if Terminal.isTTY, !json { Terminal.write("\r\(stage)        ") }
+        }
+        if Terminal.isTTY, !json { Terminal.write("\r                          \r") }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            return
+        }
+        let drafter = speculation.draft.map { "draft " + ($0 as NSString).lastPathComponent } ?? "lookup"
+        func median(_ v: [Double]) -> String { format(v.sorted()[v.count / 2], 2) }
+        print("| model | drafter | threads | test | plain t/s | speculative t/s | ratio | drafted | kept | identical |")
+        print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
+        print("| \((modelOptions.model as NSString).lastPathComponent) | \(drafter) | \(lm.session.pool.threadCount) | tg\(result.tokens) after \(prompt.count) | "
+              + "\(median(result.plain)) | \(median(result.speculative)) | \(format(result.speedup, 2))x | \(result.drafted) | "
+              + "\(result.accepted) (\(format(100 * result.acceptanceRate, 1))%) | \(result.identical ? "yes" : "NO") |")
     }
 }
 

@@ -16,6 +16,8 @@ struct Chat: AsyncParsableCommand {
     @OptionGroup var options: ModelOptions
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var speculation: SpeculationOptions
+
     @Option(name: .long, help: "Chat format, overriding the model's template (\(ChatTemplate.names)).")
     var chatTemplate: ChatTemplate?
 
@@ -32,6 +34,7 @@ struct Chat: AsyncParsableCommand {
             params.sampling = sampling.parameters
             try params.validate()
             let lm = try options.open()
+            params.speculation = try speculation.apply(to: lm)
             let chat = try ChatSession(model: lm, template: chatTemplate, system: system)
             Terminal.error("chat format \(chat.template.rawValue); /reset clears the conversation, Ctrl-C stops an answer, Ctrl-D quits")
             let interrupt = InterruptFlag()
@@ -55,7 +58,8 @@ struct Chat: AsyncParsableCommand {
                 interrupt.disarm()
                 stdout.write(Data("\n".utf8))
                 Terminal.error("[\(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s; prompt: \(info.promptTokensEvaluated) "
-                               + "of \(info.promptTokens) tokens evaluated\(info.stopReason == .cancelled ? "; stopped" : "")]")
+                               + "of \(info.promptTokens) tokens evaluated\(draftSummary(info).map { "; \($0)" } ?? "")"
+                               + "\(info.stopReason == .cancelled ? "; stopped" : "")]")
             }
         }
     }

@@ -18,6 +18,8 @@ struct Generate: AsyncParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var speculation: SpeculationOptions
+
     @Flag(name: .long, help: "Verify tensor checksums before generating.")
     var verify = false
 
@@ -35,6 +37,7 @@ struct Generate: AsyncParsableCommand {
                 Terminal.error("warning: \(threads) threads on \(ProcessInfo.processInfo.activeProcessorCount) CPUs will oversubscribe them")
             }
             let lm = try options.open(verify: verify)
+            params.speculation = try speculation.apply(to: lm)
             let tokens = lm.encode(text, addBOS: params.addBOS)
             let stdout = FileHandle.standardOutput
             if !quiet { stdout.write(Data(text.utf8)) }
@@ -50,7 +53,7 @@ struct Generate: AsyncParsableCommand {
             let mem = MemoryUsage.current()
             Terminal.error("""
                 prompt: \(info.promptTokens) tokens, \(format(info.promptTokensPerSecond, 1)) t/s
-                generated: \(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s (stop: \(info.stopReason.rawValue))
+                generated: \(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s (stop: \(info.stopReason.rawValue))\(draftSummary(info).map { "\n\($0)" } ?? "")
                 load: \(format(lm.model.loadSeconds * 1000, 1)) ms\(lm.model.decodedBytes > 0 ? ", \(formatBytes(lm.model.decodedBytes)) decoded to the heap" : ""); \
                 kernels: \(lm.session.level), \(lm.session.pool.threadCount) threads
                 memory: \(mem.map { "anonymous \(formatBytes($0.anonymousBytes)), file-backed \(formatBytes($0.fileBackedBytes))" } ?? "n/a") \

@@ -256,3 +256,17 @@ K256_ATTR void K256_NAME(matmul_q4)(EDGE_MATMUL_ARGS(uint8_t)) {
     int64_t end = edge_gemm(1, 8, k256_gemm8_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
     if (end < r1) k256_rows_matmul_q4(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
 }
+
+/// The row-major kernels alone (edge_matmul_q8_tokenwise): each token's result is its decode result, bit for bit.
+/// Per-channel q8 tiles of several tokens sum in another order than one token's (see k256_tile), so those rows go
+/// one token at a time.
+K256_ATTR void K256_NAME(tokenwise_q8)(EDGE_MATMUL_ARGS(int8_t)) {
+    if (gblocks < nblocks) {
+        k256_rows_matmul_q8(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+        return;
+    }
+    for (int64_t t = 0; t < ntok; t++)
+        k256_rows_matmul_q8(w, ws, nblocks, gblocks, r0, r1, x + t * nblocks * 32, xs + t * nblocks, 1, out + t * ots, ors, ots);
+}
+
+K256_ATTR void K256_NAME(tokenwise_q4)(EDGE_MATMUL_ARGS(uint8_t)) { k256_rows_matmul_q4(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); }

@@ -150,3 +150,55 @@ public enum Benchmark {
         return timed[timed.count / 2]
     }
 }
+
+/// Speculative decoding against plain decoding on one prompt (`edgelm bench --lookup | --draft`).
+public struct SpeculativeBenchResult: Codable, Sendable {
+    /// Tokens per second of plain greedy decoding, per repetition.
+    public let plain: [Double]
+    /// Tokens per second with speculation, per repetition (each run right after its plain one).
+    public let speculative: [Double]
+    /// Tokens generated per run.
+    public let tokens: Int
+    /// Drafted tokens per run.
+    public let drafted: Int
+    /// Of those, the tokens the target kept.
+    public let accepted: Int
+    /// Whether every speculative run produced the plain run's tokens.
+    public let identical: Bool
+
+    /// Median of the per-pair ratios speculative / plain.
+    public var speedup: Double { percentile(zip(speculative, plain).map { $0 / $1 }.sorted(), 50) }
+    /// Drafted tokens kept.
+    public var acceptanceRate: Double { drafted > 0 ? Double(accepted) / Double(drafted) : 0 }
+
+    enum CodingKeys: String, CodingKey { case plain, speculative, tokens, drafted, accepted, identical }
+}
+
+extension Benchmark {
+    /// Generates up to `tokens` tokens greedily from `prompt`, plainly and with `speculation`, alternately after a
+    /// warm-up of each, `repetitions` times; the prompt is evaluated once per run (not timed: generation only).
+    public static func speculative(_ lm: LanguageModel, prompt: [Int], tokens: Int, speculation: SpeculationParameters, repetitions: Int,
+                                   progress: (String) -> Void = { _ in }) throws(EdgeLMError) -> SpeculativeBenchResult {
+        guard repetitions >= 1 else { throw .invalidArgument("-r \(repetitions): must be at least 1") }
+        var plainParameters = GenerateParameters.greedy(maxTokens: tokens)
+        plainParameters.stopAtEOS = false
+        var spec = plainParameters
+        spec.speculation = speculation
+        var plain: [Double] = [], speculative: [Double] = []
+        var identical = true, drafted = 0, accepted = 0, generated = 0
+        for run in 0...repetitions {
+            progress(run == 0 ? "warm-up" : "run \(run)/\(repetitions)")
+            lm.session.reset()
+            let a = try lm.generate(promptTokens: prompt, parameters: plainParameters) { _, _ in true }
+            lm.session.reset()
+            let b = try lm.generate(promptTokens: prompt, parameters: spec) { _, _ in true }
+            identical = identical && a.tokens == b.tokens
+            guard run > 0 else { continue }
+            plain.append(a.tokensPerSecond)
+            speculative.append(b.tokensPerSecond)
+            (drafted, accepted, generated) = (b.draftedTokens, b.acceptedTokens, b.generatedTokens)
+        }
+        return SpeculativeBenchResult(plain: plain, speculative: speculative, tokens: generated, drafted: drafted, accepted: accepted,
+                                      identical: identical)
+    }
+}

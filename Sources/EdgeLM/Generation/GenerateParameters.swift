@@ -11,6 +11,9 @@ public struct GenerateParameters: Sendable, Equatable {
     public var stopAtEOS = true
     /// Stop before any of these texts (matched across token boundaries; the text is not returned).
     public var stop: [String] = []
+    /// Draft tokens and verify several per forward pass (nil: one token per pass). Output is unchanged: greedy
+    /// decoding gives the same tokens, sampling the same distribution.
+    public var speculation: SpeculationParameters?
 
     /// Default parameters.
     public init() {}
@@ -28,6 +31,7 @@ public struct GenerateParameters: Sendable, Equatable {
         guard maxTokens >= 0 else { throw .invalidArgument("-n \(maxTokens): must be >= 0") }
         guard !stop.contains("") else { throw .invalidArgument("stop: an empty stop string would stop at once") }
         try sampling.validate()
+        try speculation?.validate()
     }
 }
 
@@ -61,9 +65,15 @@ public struct GenerationInfo: Sendable {
     public let stopReason: StopReason
     /// The generated ids.
     public let tokens: [Int]
+    /// Tokens drafted for verification (0 without speculation).
+    public var draftedTokens = 0
+    /// Of those, the tokens the target model kept.
+    public var acceptedTokens = 0
 
     /// Prompt tokens per second.
     public var promptTokensPerSecond: Double { Double(promptTokensEvaluated) / max(promptSeconds, 1e-9) }
+    /// The share of drafted tokens kept (0 when nothing was drafted).
+    public var acceptanceRate: Double { draftedTokens > 0 ? Double(acceptedTokens) / Double(draftedTokens) : 0 }
     /// Generated tokens per second.
     public var tokensPerSecond: Double { Double(generatedTokens) / max(generateSeconds, 1e-9) }
 }

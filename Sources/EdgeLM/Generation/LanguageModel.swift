@@ -51,7 +51,8 @@ public final class LanguageModel: @unchecked Sendable {
 
     /// Generates synchronously, calling `onToken` with each new id and its text (id -1 for text that
     /// comes with no new token at the end); return false to stop. The prompt's longest prefix already in
-    /// the KV cache (from the previous call) is not evaluated again.
+    /// the KV cache (from the previous call) is not evaluated again. With `parameters.speculation`, drafted tokens
+    /// are verified several per forward pass (see `SpeculationParameters`); `onToken` still sees one token at a time.
     public func generate(promptTokens: [Int], parameters: GenerateParameters,
                          onToken: (Int, String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
         try parameters.validate()
@@ -62,29 +63,70 @@ public final class LanguageModel: @unchecked Sendable {
         }
         lock.lock()
         defer { lock.unlock() }
+        var speculator = try parameters.speculation.map { spec throws(EdgeLMError) in
+            Speculator(drafter: try drafter(for: spec), parameters: spec, sampling: parameters.sampling)
+        }
         var stream = TokenStream(tokenizer: tokenizer, prompt: promptTokens, parameters: parameters)
         let start = Date()
         let (promptLogits, evaluated) = try session.prefill(promptTokens)
-        var logits = promptLogits
         let promptSeconds = Date().timeIntervalSince(start)
         let genStart = Date()
-        while true {
-            let step = stream.next(logits)
-            if step.token != nil || !step.text.isEmpty, !onToken(step.token ?? -1, step.text) {
-                _ = stream.finish(.cancelled)
-                break
+        var steps = [stream.next(promptLogits)]
+        generation: while true {
+            for step in steps where step.token != nil || !step.text.isEmpty {
+                if !onToken(step.token ?? -1, step.text) {
+                    _ = stream.finish(.cancelled)
+                    break generation
+                }
             }
-            guard step.continues, let next = step.token else { break }
+            guard let last = steps.last, last.continues, let pending = last.token else { break }
             if session.position >= context {
                 let tail = stream.finish(.contextFull)
                 if !tail.isEmpty { _ = onToken(-1, tail) }
                 break
             }
-            logits = try session.forward([next])
+            // Room for drafts: the context, one verification batch, and the tokens still wanted after `pending`.
+            let room = min(context - session.position - 1, session.maxBatch - 1, parameters.maxTokens - stream.generated.count - 1)
+            let draft = try speculator?.draft(after: session.tokens + [pending], limit: room) ?? Draft(tokens: [])
+            if draft.tokens.isEmpty {
+                steps = [stream.next(try session.forward([pending]))]
+                continue
+            }
+            let base = session.position
+            let rows = try session.verify([pending] + draft.tokens)
+            let verified = stream.verify(rows, vocab: config.vocabSize, draft: draft)
+            speculator?.record(drafted: draft.tokens.count, kept: verified.accepted)
+            try session.rewind(to: base + 1 + verified.accepted)
+            steps = verified.steps
         }
-        return GenerationInfo(promptTokens: promptTokens.count, promptTokensEvaluated: evaluated, promptSeconds: promptSeconds,
-                              generatedTokens: stream.generated.count, generateSeconds: Date().timeIntervalSince(genStart),
-                              stopReason: stream.finished ?? .maxTokens, tokens: stream.generated)
+        var info = GenerationInfo(promptTokens: promptTokens.count, promptTokensEvaluated: evaluated, promptSeconds: promptSeconds,
+                                  generatedTokens: stream.generated.count, generateSeconds: Date().timeIntervalSince(genStart),
+                                  stopReason: stream.finished ?? .maxTokens, tokens: stream.generated)
+        info.draftedTokens = speculator?.drafted ?? 0
+        info.acceptedTokens = speculator?.accepted ?? 0
+        return info
+    }
+
+    /// The draft model loaded by `loadDraft`, if any.
+    public private(set) var draftModel: DraftModel?
+
+    /// Loads the model at `path` to draft for this one (`SpeculationParameters.Source.model`); it must share this
+    /// model's vocabulary.
+    public func loadDraft(path: String) throws(EdgeLMError) {
+        let draft = try DraftModel(path: path, for: self)
+        lock.lock()
+        draftModel = draft
+        lock.unlock()
+    }
+
+    /// The drafter `spec` asks for.
+    private func drafter(for spec: SpeculationParameters) throws(EdgeLMError) -> Drafter {
+        switch spec.source {
+        case .lookup: return PromptLookup(ngram: spec.ngram)
+        case .model:
+            guard let draftModel else { throw .invalidArgument("speculation from a draft model needs one: load it first (--draft MODEL)") }
+            return draftModel
+        }
     }
 
     /// Generates from `prompt` as an asynchronous stream of text pieces, ending with `.info`. Cancelling the

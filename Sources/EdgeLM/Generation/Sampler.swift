@@ -51,6 +51,12 @@ public struct Sampler: Sendable {
 
     /// Picks the next token from `logits`, given the tokens so far (for the repetition penalty).
     public mutating func sample(_ logits: UnsafeBufferPointer<Float>, history: [Int]) -> Int {
+        draw(from: candidates(logits, history: history))
+    }
+
+    /// The distribution `sample` draws from: the tokens left after the penalty, temperature and the top-k, min-p and
+    /// top-p filters, with their probabilities (one token of probability 1 when greedy).
+    public func candidates(_ logits: UnsafeBufferPointer<Float>, history: [Int]) -> Candidates {
         var values = Array(logits)
         let p = parameters
         if p.repetitionPenalty != 1, p.repetitionWindow > 0 {
@@ -58,7 +64,7 @@ public struct Sampler: Sendable {
                 values[id] = values[id] > 0 ? values[id] / p.repetitionPenalty : values[id] * p.repetitionPenalty
             }
         }
-        if p.temperature == 0 { return Self.argmax(values) }
+        if p.temperature == 0 { return Candidates(ids: [Self.argmax(values)], weights: [1], mass: 1) }
         // Candidates sorted by logit, descending (ties by id): the top k by one pass over the vocabulary when k is
         // set (262,144 logits: 0.6 ms instead of a 60 ms sort), else all of them sorted.
         let order = p.topK > 0 && p.topK < values.count ? Self.topK(values, p.topK) : Self.sortedIndices(values)
@@ -81,13 +87,38 @@ public struct Sampler: Sendable {
                 }
             }
         }
-        let mass = probs[0..<keep].reduce(0, +)
-        var r = rng.nextUnitFloat() * mass
-        for i in 0..<keep {
-            r -= probs[i]
-            if r < 0 { return order[i] }
+        return Candidates(ids: Array(order[0..<keep]), weights: Array(probs[0..<keep]), mass: probs[0..<keep].reduce(0, +))
+    }
+
+    /// Draws one token of `candidates` by their probabilities.
+    public mutating func draw(from candidates: Candidates) -> Int {
+        var r = rng.nextUnitFloat() * candidates.mass
+        for (id, w) in zip(candidates.ids, candidates.weights) {
+            r -= w
+            if r < 0 { return id }
         }
-        return order[keep - 1]
+        return candidates.ids[candidates.ids.count - 1]
+    }
+
+    /// The token to keep at a position where a drafter proposed `draft`, drawn from `candidates` (the target's
+    /// distribution there) so that the kept token follows that distribution whatever the drafter did: the draft is
+    /// kept with probability min(1, p(draft) / q(draft)), else a token is drawn from max(0, p - q), renormalised
+    /// (speculative sampling, Leviathan et al. 2023). `proposal` is q, the distribution the draft was drawn from;
+    /// nil for a deterministic drafter (q puts all its mass on the draft). Greedy candidates keep the draft exactly
+    /// when it is the argmax.
+    public mutating func verify(draft: Int, candidates p: Candidates, proposal q: Candidates?) -> Int {
+        if p.ids.count == 1 { return p.ids[0] }
+        let pd = p.probability(of: draft), qd = q?.probability(of: draft) ?? 1
+        if pd > 0, rng.nextUnitFloat() * qd < pd { return draft }
+        var proposed: [Int: Float] = [draft: 1]
+        if let q { proposed = Dictionary(uniqueKeysWithValues: zip(q.ids, q.weights.map { $0 / q.mass })) }
+        var residual = zip(p.ids, p.weights).map { max(0, $1 / p.mass - (proposed[$0] ?? 0)) }
+        var mass = residual.reduce(0, +)
+        if !(mass > 0) {
+            residual = p.weights
+            mass = p.mass
+        }
+        return draw(from: Candidates(ids: p.ids, weights: residual, mass: mass))
     }
 
     /// All indices by value, descending (ties by index).
@@ -125,6 +156,29 @@ public struct Sampler: Sendable {
         var best = values.startIndex
         for i in values.indices where values[i] > values[best] { best = i }
         return best
+    }
+}
+
+/// A distribution over a few tokens: `ids` with unnormalised `weights` summing to `mass`.
+public struct Candidates: Sendable, Equatable {
+    /// The tokens that can be drawn, most likely first.
+    public let ids: [Int]
+    /// Their weights.
+    public let weights: [Float]
+    /// The sum of the weights.
+    public let mass: Float
+
+    /// A distribution of `ids` with `weights` summing to `mass`.
+    public init(ids: [Int], weights: [Float], mass: Float) {
+        self.ids = ids
+        self.weights = weights
+        self.mass = mass
+    }
+
+    /// The probability of `id` (0 when it cannot be drawn).
+    public func probability(of id: Int) -> Float {
+        guard let i = ids.firstIndex(of: id), mass > 0 else { return 0 }
+        return weights[i] / mass
     }
 }
 

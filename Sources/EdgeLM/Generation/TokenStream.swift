@@ -39,7 +39,35 @@ public struct TokenStream: Sendable {
     /// Takes the logits after the last token and samples the next one.
     public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Step {
         guard finished == nil else { return Step(token: nil, text: "", continues: false) }
-        let token = sampler.sample(logits, history: history)
+        return accept(sampler.sample(logits, history: history))
+    }
+
+    /// Checks drafted tokens against the target model: `rows` holds the logits after the pending token and after each
+    /// of `draft.tokens` ([draft.tokens.count + 1, vocab]). Keeps drafts while the sampler's verification keeps them,
+    /// then takes one more token (the replacement of the first rejected draft, or after all of them a token from the
+    /// last row), so every token follows the distribution `next` would have drawn from (greedy: the same tokens).
+    /// Returns the steps in order and how many drafts were kept; the last step's token is the new pending one.
+    public mutating func verify(_ rows: UnsafeBufferPointer<Float>, vocab: Int, draft: Draft) -> (steps: [Step], accepted: Int) {
+        var steps: [Step] = []
+        for i in 0...draft.tokens.count {
+            guard finished == nil else { break }
+            let row = UnsafeBufferPointer(rebasing: rows[(i * vocab)..<((i + 1) * vocab)])
+            guard i < draft.tokens.count else {
+                steps.append(next(row))
+                break
+            }
+            let token = sampler.verify(draft: draft.tokens[i], candidates: sampler.candidates(row, history: history),
+                                       proposal: draft.proposals?[i])
+            let step = accept(token)
+            steps.append(step)
+            if !step.continues || token != draft.tokens[i] { break }
+        }
+        let accepted = zip(steps, draft.tokens).prefix { $0.token == $1 }.count
+        return (steps, min(accepted, steps.count - 1))
+    }
+
+    /// Appends `token` as the next generated one, applying the stop conditions.
+    private mutating func accept(_ token: Int) -> Step {
         if parameters.stopAtEOS, endTokens.contains(token) {
             finished = .endOfSequence
             return Step(token: nil, text: flushHeld(), continues: false)

@@ -105,6 +105,10 @@ public final class InferenceSession: @unchecked Sendable {
     /// Rows per second-pass product of `.residual` activations.
     private static let residualChunk = 1024
     private var allocations: [(UnsafeMutableRawPointer, Int)] = []
+    /// Set while `verify` runs: products and attention go token by token, as decode steps compute them.
+    private var tokenByToken = false
+    /// Bytes of weight rows a task keeps in cache while it runs them for each token of a `verify` batch.
+    private static let tokenByTokenBytes = 32 << 10
 
     /// Bytes of the KV cache.
     public var kvCacheBytes: Int { cache.bytes }
@@ -271,6 +275,29 @@ public final class InferenceSession: @unchecked Sendable {
         return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
     }
 
+    /// Feeds `tokens` (at most `maxBatch`) at the current position and returns the logits after each of them
+    /// ([tokens.count, vocab], valid until the next call), each computed exactly as `forward` of that token alone
+    /// would compute it, bit for bit: every product and attention runs token by token, while each task's rows of
+    /// a matrix stay in cache for all the tokens (the weights are read from memory once). Speculative decoding
+    /// verifies drafts with it, so that greedy output does not depend on whether tokens were drafted.
+    public func verify(_ tokens: [Int]) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {
+        guard !tokens.isEmpty, tokens.count <= maxBatch else {
+            throw .invalidInput("verification takes 1...\(maxBatch) tokens, got \(tokens.count)")
+        }
+        guard activationGranularity != .residual else {
+            throw .invalidArgument("speculative decoding does not support --activations residual (its products pair each token with its residual)")
+        }
+        guard position + tokens.count <= contextLength else {
+            throw .invalidInput("\(position + tokens.count) tokens exceed the context length \(contextLength)")
+        }
+        try checkVocabulary(tokens)
+        tokenByToken = true
+        defer { tokenByToken = false }
+        forwardBatch(tokens, segments: [Segment(session: self, start: 0, count: tokens.count)])
+        computeLogits(tokens: tokens.count, first: 0)
+        return UnsafeBufferPointer(start: logitsBuffer, count: tokens.count * c.vocabSize)
+    }
+
     /// One decode step of several sequences as one batch: `sessions[i]` gets `tokens[i]`. The linear
     /// layers run once for all of them on this session's buffers and workers (the weights are read once
     /// per step, not once per sequence); each token is written to and attends over its own session's KV
@@ -344,8 +371,15 @@ public final class InferenceSession: @unchecked Sendable {
                 for t in seg.start..<(seg.start + seg.count) {
                     cache.store(layer: l, position: pos0 + t - seg.start, keys: k + t * kvDim, values: v + t * kvDim, level: level)
                 }
-                attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
-                              cache: cache, pool: pool, level: level)
+                if tokenByToken {
+                    for t in seg.start..<(seg.start + seg.count) {
+                        attention.run(layer: l, tokens: 1, firstPosition: pos0 + t - seg.start, q: q + t * qDim, out: attnOut + t * qDim,
+                                      cache: cache, pool: pool, level: level)
+                    }
+                } else {
+                    attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
+                                  cache: cache, pool: pool, level: level)
+                }
             }
             observer?.observe(layer: l, input: .attentionOutput, values: attnOut, tokens: n, width: qDim)
             linears([(layer.wo, delta)], input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo), tokens: n)
@@ -482,6 +516,22 @@ public final class InferenceSession: @unchecked Sendable {
     private func matmul(_ w: LinearWeight, rows: Range<Int>, input: UnsafeMutablePointer<Float>, quantized: Bool, tokens: Int,
                         out: UnsafeMutablePointer<Float>, task: Int) {
         guard !rows.isEmpty else { return }
+        if tokenByToken, tokens > 1 {
+            let step = max(16, Self.tokenByTokenBytes / max(1, w.byteCount / max(1, w.rows)) / 16 * 16)
+            if w.scheme.isQuantized {
+                IntegerKernels.matmulTokenwise(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                                               blocksPerGroup: w.layout.blocksPerGroup, rows: rows, chunkRows: step, x: xq, xs: xs, tokens: tokens,
+                                               out: out, tokenStride: w.rows)
+                return
+            }
+            for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: step) {
+                for t in 0..<tokens {
+                    FloatKernels.matmul(weights: w.floats, cols: w.cols, rows: r0..<min(rows.upperBound, r0 + step), x: input + t * w.cols, tokens: 1,
+                                        out: out + t * w.rows, rowStride: 1, tokenStride: w.rows)
+                }
+            }
+            return
+        }
         if w.scheme.isQuantized {
             precondition(quantized)
             guard activationGranularity == .residual else {

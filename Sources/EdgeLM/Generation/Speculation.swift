@@ -1,0 +1,168 @@
+/// How generation drafts tokens for the target model to verify several at a time (speculative decoding): one forward
+/// pass over the pending token and k drafts reads the weights once, about the cost of one decode step, and keeps every
+/// draft the target agrees with. Greedy output is the plain decoding's token for token; with sampling, every kept
+/// token follows the target's distribution (`Sampler.verify`).
+public struct SpeculationParameters: Sendable, Equatable {
+    /// Where drafts come from.
+    public enum Source: String, Sendable, CaseIterable {
+        /// Prompt lookup: the tokens that followed the latest earlier occurrence of the sequence's last n tokens
+        /// (free, and strong when the output repeats the input: rewriting, summarising, editing code).
+        case lookup
+        /// A draft model with the same vocabulary (`LanguageModel.loadDraft`), for example the same checkpoint at fewer bits.
+        case model
+    }
+
+    /// Where drafts come from.
+    public var source: Source
+    /// Most drafted tokens per verification; the length in use adapts to how many the target keeps (all kept: 2 more
+    /// next time, else 1 fewer).
+    public var maxDraft: Int = 16
+    /// Lengths of the suffix prompt lookup searches for, longest first.
+    public var ngram: ClosedRange<Int> = 2...4
+
+    /// Speculation from `source` with the default lengths.
+    public init(source: Source) { self.source = source }
+
+    /// Checks the ranges; the error names the option.
+    public func validate() throws(EdgeLMError) {
+        guard (1...Self.maxDraftLimit).contains(maxDraft) else {
+            throw .invalidArgument("--draft-max \(maxDraft): must be in 1...\(Self.maxDraftLimit)")
+        }
+        guard ngram.lowerBound >= 1, ngram.upperBound <= 16 else {
+            throw .invalidArgument("--lookup-ngram \(ngram.lowerBound)...\(ngram.upperBound): lengths must be in 1...16")
+        }
+    }
+
+    /// The largest draft: with the pending token, one verification batch of 64 tokens.
+    public static let maxDraftLimit = 63
+}
+
+/// Tokens proposed for the target model to verify in one forward pass.
+public struct Draft: Sendable {
+    /// The proposed continuation.
+    public var tokens: [Int]
+    /// The distribution each token was drawn from; nil when they were chosen deterministically (prompt lookup,
+    /// greedy drafting).
+    public var proposals: [Candidates]?
+
+    /// A draft of `tokens`.
+    public init(tokens: [Int], proposals: [Candidates]? = nil) {
+        self.tokens = tokens
+        self.proposals = proposals
+    }
+}
+
+/// Proposes continuations of a sequence.
+public protocol Drafter: AnyObject {
+    /// Up to `count` tokens likely to follow `history` (the whole sequence, prompt included); `sampler` is the
+    /// drafter's own, with the generation's sampling options.
+    func draft(after history: [Int], count: Int, sampler: inout Sampler) throws(EdgeLMError) -> Draft
+}
+
+/// Prompt-lookup drafting: finds the latest earlier occurrence of the sequence's last n tokens (n from the longest of
+/// `ngram` down) and proposes what followed it.
+public final class PromptLookup: Drafter {
+    /// Suffix lengths searched, longest first.
+    public let ngram: ClosedRange<Int>
+
+    /// A drafter matching suffixes of `ngram` tokens.
+    public init(ngram: ClosedRange<Int>) { self.ngram = ngram }
+
+    public func draft(after history: [Int], count: Int, sampler: inout Sampler) -> Draft {
+        guard count > 0 else { return Draft(tokens: []) }
+        return history.withUnsafeBufferPointer { h in
+            for n in ngram.reversed() where h.count > n {
+                let key = h.count - n
+                var i = key - 1
+                while i >= 0 {
+                    var j = 0
+                    while j < n, h[i + j] == h[key + j] { j += 1 }
+                    if j == n {
+                        let from = i + n
+                        return Draft(tokens: Array(h[from..<min(from + count, h.count)]))
+                    }
+                    i -= 1
+                }
+            }
+            return Draft(tokens: [])
+        }
+    }
+}
+
+/// A smaller or coarser model drafting for the target: it must share the target's vocabulary. It runs on the
+/// target's workers (drafting and verification alternate) with its own KV cache, which keeps what it already holds of
+/// the sequence between drafts.
+public final class DraftModel: Drafter, @unchecked Sendable {
+    /// The draft weights.
+    public let model: LlamaModel
+    /// The draft's sequence state.
+    public let session: InferenceSession
+
+    /// Opens the draft model at `path` for `target`, refusing one whose vocabulary differs from the target's.
+    public init(path: String, for target: LanguageModel) throws(EdgeLMError) {
+        model = try LlamaModel(path: path)
+        let mine = model.tokenizerData, theirs = target.model.tokenizerData
+        guard model.config.vocabSize == target.config.vocabSize, mine.pieces == theirs.pieces, mine.kind == theirs.kind else {
+            throw .invalidInput("\(path): the draft model's vocabulary (\(model.config.vocabSize) tokens) is not the target's "
+                                + "(\(target.config.vocabSize) tokens): drafts must use the same token ids")
+        }
+        let t = target.session
+        session = try InferenceSession(model: model, level: t.level, keyType: t.keyType, valueType: t.valueType,
+                                       contextLength: t.contextLength, activationGranularity: t.activationGranularity, pool: t.pool)
+    }
+
+    public func draft(after history: [Int], count: Int, sampler: inout Sampler) throws(EdgeLMError) -> Draft {
+        let count = min(count, session.contextLength - history.count)
+        guard count > 0 else { return Draft(tokens: []) }
+        var logits = try session.prefill(history).logits
+        var sequence = history
+        var proposals: [Candidates] = []
+        for i in 0..<count {
+            let candidates = sampler.candidates(logits, history: sequence)
+            sequence.append(sampler.draw(from: candidates))
+            proposals.append(candidates)
+            if i + 1 < count { logits = try session.forward([sequence[sequence.count - 1]]) }
+        }
+        return Draft(tokens: Array(sequence[history.count...]), proposals: sampler.parameters.temperature == 0 ? nil : proposals)
+    }
+}
+
+/// The drafting side of one generation: its drafter and sampler, the draft length (adapted to the acceptance), and
+/// the counts `GenerationInfo` reports.
+public struct Speculator {
+    private let drafter: Drafter
+    private var sampler: Sampler
+    private let maxDraft: Int
+    /// The next draft's length.
+    public private(set) var length: Int
+    /// Tokens drafted so far.
+    public private(set) var drafted = 0
+    /// Of those, the tokens the target kept.
+    public private(set) var accepted = 0
+
+    /// Drafting with `drafter` for a generation sampled with `sampling` (the draft sampler is seeded apart from the
+    /// target's).
+    public init(drafter: Drafter, parameters: SpeculationParameters, sampling: SamplingParameters) {
+        self.drafter = drafter
+        var own = sampling
+        own.seed = sampling.seed ^ 0x9E37_79B9_7F4A_7C15
+        sampler = Sampler(parameters: own)
+        maxDraft = parameters.maxDraft
+        length = min(4, parameters.maxDraft)
+    }
+
+    /// A draft of at most `limit` tokens (and at most the current length) after `history`.
+    public mutating func draft(after history: [Int], limit: Int) throws(EdgeLMError) -> Draft {
+        let count = min(length, limit)
+        guard count > 0 else { return Draft(tokens: []) }
+        return try drafter.draft(after: history, count: count, sampler: &sampler)
+    }
+
+    /// Records a verification that kept `kept` of `draft.tokens.count` drafts, adapting the length.
+    public mutating func record(drafted count: Int, kept: Int) {
+        guard count > 0 else { return }
+        drafted += count
+        accepted += kept
+        length = kept == count ? min(maxDraft, length + 2) : max(1, length - 1)
+    }
+}
