@@ -44,6 +44,8 @@ final class Scheduler: @unchecked Sendable {
     private var queue: [(Job, AsyncStream<JobEvent>.Continuation)] = []
     private var stopping = false
     private var thread: Thread?
+    /// Each slot's draft model session (speculation from a draft model), made on first use.
+    private var draftModels: [Int: DraftModel] = [:]
 
     /// A running generation in a slot.
     private struct Active {
@@ -53,6 +55,8 @@ final class Scheduler: @unchecked Sendable {
         var stream: TokenStream
         var next: Int
         let evaluated: Int
+        /// Drafting for this job, when it speculates.
+        var speculator: Speculator?
     }
 
     /// `slots` sessions of `contextLength` positions over `model` (whose own session serves as the first).
@@ -153,8 +157,21 @@ final class Scheduler: @unchecked Sendable {
             guard !active.isEmpty else { continue }
             let start = DispatchTime.now().uptimeNanoseconds
             let logits: UnsafeBufferPointer<Float>
+            var drafts = [Draft](repeating: Draft(tokens: []), count: active.count)
             do {
-                logits = try slots[active[0].slot].decodeStep(active.map { slots[$0.slot] }, tokens: active.map(\.next))
+                let sessions = active.map { slots[$0.slot] }
+                if active.contains(where: { $0.speculator != nil }) {
+                    // Every slot's drafts share one verification batch.
+                    let budget = (slots[0].maxBatch - active.count) / active.count
+                    for i in active.indices where active[i].speculator != nil {
+                        let s = sessions[i], a = active[i]
+                        let room = min(s.contextLength - s.position - 1, budget, a.job.parameters.maxTokens - a.stream.generated.count - 1)
+                        drafts[i] = try active[i].speculator!.draft(after: s.tokens + [a.next], limit: room)
+                    }
+                    logits = try sessions[0].verifyStep(sessions, tokens: zip(active, drafts).map { [$0.next] + $1.tokens })
+                } else {
+                    logits = try sessions[0].decodeStep(sessions, tokens: active.map(\.next))
+                }
             } catch {
                 for a in active {
                     a.continuation.yield(.failed("\(error)"))
@@ -164,15 +181,27 @@ final class Scheduler: @unchecked Sendable {
                 active.removeAll()
                 continue
             }
-            let vocab = model.config.vocabSize
+            let vocab = model.config.vocabSize, batch = active.count + drafts.reduce(0) { $0 + $1.tokens.count }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            metrics.add("edgelm_generated_tokens_total", Double(active.count))
-            metrics.set("edgelm_decode_tokens_per_second", Double(active.count) / max(seconds, 1e-9))
-            var still: [Active] = []
+            var still: [Active] = [], row = 0, generated = 0
             for (i, var a) in active.enumerated() {
-                let step = a.stream.next(UnsafeBufferPointer(rebasing: logits[(i * vocab)..<((i + 1) * vocab)]))
-                if !step.text.isEmpty { a.continuation.yield(.text(step.text)) }
-                if step.continues, let token = step.token {
+                let draft = drafts[i], rows = UnsafeBufferPointer(rebasing: logits[(row * vocab)..<((row + 1 + draft.tokens.count) * vocab)])
+                row += 1 + draft.tokens.count
+                var steps = [TokenStream.Step]()
+                if draft.tokens.isEmpty {
+                    steps = [a.stream.next(UnsafeBufferPointer(rebasing: rows[0..<vocab]))]
+                } else {
+                    let verified = a.stream.verify(rows, vocab: vocab, draft: draft)
+                    a.speculator?.record(drafted: draft.tokens.count, kept: verified.accepted)
+                    let session = slots[a.slot]
+                    try? session.rewind(to: session.position - (draft.tokens.count - verified.accepted))
+                    steps = verified.steps
+                    metrics.add("edgelm_draft_tokens_total", Double(draft.tokens.count))
+                    metrics.add("edgelm_draft_tokens_accepted_total", Double(verified.accepted))
+                }
+                generated += steps.filter { $0.token != nil }.count
+                for step in steps where !step.text.isEmpty { a.continuation.yield(.text(step.text)) }
+                if let last = steps.last, last.continues, let token = last.token {
                     a.next = token
                     still.append(a)
                 } else {
@@ -180,6 +209,9 @@ final class Scheduler: @unchecked Sendable {
                     free.append(a.slot)
                 }
             }
+            metrics.add("edgelm_generated_tokens_total", Double(generated))
+            metrics.set("edgelm_decode_tokens_per_second", Double(generated) / max(seconds, 1e-9))
+            metrics.set("edgelm_step_tokens", Double(batch))
             active = still
             metrics.set("edgelm_slots_busy", Double(active.count))
         }
@@ -195,7 +227,11 @@ final class Scheduler: @unchecked Sendable {
             var stream = TokenStream(tokenizer: model.tokenizer, prompt: job.prompt, parameters: job.parameters)
             let step = stream.next(logits)
             if !step.text.isEmpty { continuation.yield(.text(step.text)) }
-            let a = Active(slot: slot, job: job, continuation: continuation, stream: stream, next: step.token ?? 0, evaluated: evaluated)
+            let speculator = try job.parameters.speculation.map { spec throws(EdgeLMError) in
+                Speculator(drafter: try drafter(spec, slot: slot), parameters: spec, sampling: job.parameters.sampling)
+            }
+            let a = Active(slot: slot, job: job, continuation: continuation, stream: stream, next: step.token ?? 0, evaluated: evaluated,
+                           speculator: speculator)
             guard step.continues else {
                 if step.token != nil { metrics.add("edgelm_generated_tokens_total") }
                 finish(a, stream)
@@ -207,6 +243,19 @@ final class Scheduler: @unchecked Sendable {
             continuation.yield(.failed("\(error)"))
             continuation.finish()
             return nil
+        }
+    }
+
+    /// The drafter of a job in `slot` speculating as `spec`: prompt lookup, or the slot's session of the draft model.
+    private func drafter(_ spec: SpeculationParameters, slot: Int) throws(EdgeLMError) -> Drafter {
+        switch spec.source {
+        case .lookup: return PromptLookup(ngram: spec.ngram)
+        case .model:
+            if let existing = draftModels[slot] { return existing }
+            guard let draft = model.draftModel else { throw .invalidArgument("speculation from a draft model needs one: start the server with --draft MODEL") }
+            let made = try DraftModel(model: draft.model, for: slots[slot])
+            draftModels[slot] = made
+            return made
         }
     }
 

@@ -23,6 +23,8 @@ public struct ServerOptions: Sendable {
     /// KV cache types of the slots.
     public var keyType: KVCacheType = .q8
     public var valueType: KVCacheType = .q8
+    /// Speculative decoding of every request (nil: none); a draft model must be loaded into the model first.
+    public var speculation: SpeculationParameters?
 
     /// Default options.
     public init() {}
@@ -95,6 +97,7 @@ public final class OpenAIServer: Sendable {
         var parameters = GenerateParameters()
         parameters.maxTokens = parsed.maxTokens ?? (context - prompt.count)
         parameters.sampling = parsed.sampling
+        parameters.speculation = options.speculation
         parameters.stop = parsed.stop + (kind == .chat ? options.chatTemplate?.stopStrings ?? [] : [])
         let job = Job(prompt: prompt, parameters: parameters, cancelled: CancellationFlag())
         guard let events = scheduler.submit(job) else {
@@ -225,6 +228,9 @@ public final class OpenAIServer: Sendable {
             ("edgelm_slots_busy", "gauge", "slots generating"),
             ("edgelm_slots_total", "gauge", "slots"),
             ("edgelm_decode_tokens_per_second", "gauge", "tokens per second of the last batched decode step, all slots together"),
+            ("edgelm_draft_tokens_total", "counter", "tokens drafted for verification (--lookup, --draft)"),
+            ("edgelm_draft_tokens_accepted_total", "counter", "drafted tokens the model kept"),
+            ("edgelm_step_tokens", "gauge", "tokens of the last decode step, drafts included"),
         ]
         var text = ""
         for (name, type, doc) in help {

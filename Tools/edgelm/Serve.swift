@@ -33,6 +33,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Largest request body in bytes.")
     var maxBody = 1 << 20
 
+    @OptionGroup var speculation: SpeculationOptions
+
     func run() async throws {
         try await runReportingErrors {
             let lm = try options.open()
@@ -45,6 +47,7 @@ struct Serve: AsyncParsableCommand {
             server.maxBodyBytes = maxBody
             server.keyType = lm.session.keyType
             server.valueType = lm.session.valueType
+            server.speculation = try speculation.apply(to: lm)
             server.modelName = modelName ?? ((options.model as NSString).lastPathComponent as NSString).deletingPathExtension
             do {
                 server.chatTemplate = try resolveChatTemplate(chatTemplate, lm)

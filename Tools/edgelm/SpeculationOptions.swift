@@ -12,6 +12,12 @@ struct SpeculationOptions: ParsableArguments {
     @Option(name: .long, help: "Most tokens drafted per verification (the length adapts to the acceptance).")
     var draftMax: Int = 16
 
+    @Option(name: .long, help: "Shortest suffix prompt lookup matches.")
+    var lookupMin: Int = 2
+
+    @Option(name: .long, help: "Longest suffix prompt lookup matches (tried first).")
+    var lookupMax: Int = 4
+
     /// The speculation these options ask for (nil: none), with the draft model loaded into `lm` when one is named.
     func apply(to lm: LanguageModel) throws -> SpeculationParameters? {
         if lookup, draft != nil { throw EdgeLMError.invalidArgument("give either --lookup or --draft, not both") }
@@ -25,6 +31,10 @@ struct SpeculationOptions: ParsableArguments {
             return nil
         }
         spec.maxDraft = draftMax
+        guard lookupMin >= 1, lookupMin <= lookupMax else {
+            throw EdgeLMError.invalidArgument("--lookup-min \(lookupMin) --lookup-max \(lookupMax): need 1 <= min <= max")
+        }
+        spec.ngram = lookupMin...lookupMax
         try spec.validate()
         return spec
     }

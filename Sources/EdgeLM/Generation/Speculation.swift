@@ -29,7 +29,7 @@ public struct SpeculationParameters: Sendable, Equatable {
             throw .invalidArgument("--draft-max \(maxDraft): must be in 1...\(Self.maxDraftLimit)")
         }
         guard ngram.lowerBound >= 1, ngram.upperBound <= 16 else {
-            throw .invalidArgument("--lookup-ngram \(ngram.lowerBound)...\(ngram.upperBound): lengths must be in 1...16")
+            throw .invalidArgument("--lookup-min \(ngram.lowerBound) --lookup-max \(ngram.upperBound): lengths must be in 1...16")
         }
     }
 
@@ -99,16 +99,22 @@ public final class DraftModel: Drafter, @unchecked Sendable {
     public let session: InferenceSession
 
     /// Opens the draft model at `path` for `target`, refusing one whose vocabulary differs from the target's.
-    public init(path: String, for target: LanguageModel) throws(EdgeLMError) {
-        model = try LlamaModel(path: path)
+    public convenience init(path: String, for target: LanguageModel) throws(EdgeLMError) {
+        let model = try LlamaModel(path: path)
         let mine = model.tokenizerData, theirs = target.model.tokenizerData
         guard model.config.vocabSize == target.config.vocabSize, mine.pieces == theirs.pieces, mine.kind == theirs.kind else {
             throw .invalidInput("\(path): the draft model's vocabulary (\(model.config.vocabSize) tokens) is not the target's "
                                 + "(\(target.config.vocabSize) tokens): drafts must use the same token ids")
         }
-        let t = target.session
-        session = try InferenceSession(model: model, level: t.level, keyType: t.keyType, valueType: t.valueType,
-                                       contextLength: t.contextLength, activationGranularity: t.activationGranularity, pool: t.pool)
+        try self.init(model: model, for: target.session)
+    }
+
+    /// A drafter running `model` (whose vocabulary is the target's) beside the target session `target`: same context,
+    /// cache types, kernel level and workers.
+    public init(model: LlamaModel, for target: InferenceSession) throws(EdgeLMError) {
+        self.model = model
+        session = try InferenceSession(model: model, level: target.level, keyType: target.keyType, valueType: target.valueType,
+                                       contextLength: target.contextLength, activationGranularity: target.activationGranularity, pool: target.pool)
     }
 
     public func draft(after history: [Int], count: Int, sampler: inout Sampler) throws(EdgeLMError) -> Draft {

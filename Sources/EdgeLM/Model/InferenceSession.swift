@@ -281,21 +281,7 @@ public final class InferenceSession: @unchecked Sendable {
     /// a matrix stay in cache for all the tokens (the weights are read from memory once). Speculative decoding
     /// verifies drafts with it, so that greedy output does not depend on whether tokens were drafted.
     public func verify(_ tokens: [Int]) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {
-        guard !tokens.isEmpty, tokens.count <= maxBatch else {
-            throw .invalidInput("verification takes 1...\(maxBatch) tokens, got \(tokens.count)")
-        }
-        guard activationGranularity != .residual else {
-            throw .invalidArgument("speculative decoding does not support --activations residual (its products pair each token with its residual)")
-        }
-        guard position + tokens.count <= contextLength else {
-            throw .invalidInput("\(position + tokens.count) tokens exceed the context length \(contextLength)")
-        }
-        try checkVocabulary(tokens)
-        tokenByToken = true
-        defer { tokenByToken = false }
-        forwardBatch(tokens, segments: [Segment(session: self, start: 0, count: tokens.count)])
-        computeLogits(tokens: tokens.count, first: 0)
-        return UnsafeBufferPointer(start: logitsBuffer, count: tokens.count * c.vocabSize)
+        try verifyStep([self], tokens: [tokens])
     }
 
     /// One decode step of several sequences as one batch: `sessions[i]` gets `tokens[i]`. The linear
@@ -305,23 +291,51 @@ public final class InferenceSession: @unchecked Sendable {
     /// this session. The sessions must be distinct, of the same model and context as this one, and not in
     /// use elsewhere.
     public func decodeStep(_ sessions: [InferenceSession], tokens: [Int]) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {
-        guard !sessions.isEmpty, sessions.count == tokens.count else {
+        guard sessions.count == tokens.count else {
             throw .invalidArgument("a decode step needs one token per session (\(sessions.count) sessions, \(tokens.count) tokens)")
         }
-        guard sessions.count <= maxBatch else { throw .invalidArgument("\(sessions.count) sessions exceed the batch of \(maxBatch)") }
+        return try step(sessions, tokens: tokens.map { [$0] }, tokenwise: false)
+    }
+
+    /// `verify` for several sequences as one batch: `sessions[i]` gets `tokens[i]` (one or more tokens), each token
+    /// computed exactly as a decode step of it alone. Returns the logits of every token in order
+    /// ([tokens.joined().count, vocab]), valid until the next call on this session; the conditions of `decodeStep` apply.
+    public func verifyStep(_ sessions: [InferenceSession], tokens: [[Int]]) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {
+        guard activationGranularity != .residual else {
+            throw .invalidArgument("speculative decoding does not support --activations residual (its products pair each token with its residual)")
+        }
+        return try step(sessions, tokens: tokens, tokenwise: true)
+    }
+
+    /// One batch of `tokens[i]` for `sessions[i]`, token by token (`verify`) or not.
+    private func step(_ sessions: [InferenceSession], tokens: [[Int]], tokenwise: Bool) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {
+        let all = Array(tokens.joined())
+        guard !sessions.isEmpty, sessions.count == tokens.count, tokens.allSatisfy({ !$0.isEmpty }) else {
+            throw .invalidArgument("a step needs tokens for every session (\(sessions.count) sessions, \(tokens.count) token lists)")
+        }
+        guard all.count <= maxBatch else { throw .invalidInput("\(all.count) tokens exceed the batch of \(maxBatch)") }
         guard Set(sessions.map { ObjectIdentifier($0) }).count == sessions.count else {
             throw .invalidArgument("a decode step takes each session once")
         }
-        for s in sessions {
+        for (s, list) in zip(sessions, tokens) {
             guard s.model === model, s.contextLength == contextLength else {
                 throw .invalidArgument("a decode step needs sessions of the same model and context")
             }
-            guard s.position < s.contextLength else { throw .invalidInput("\(s.position + 1) tokens exceed the context length \(contextLength)") }
+            guard s.position + list.count <= s.contextLength else {
+                throw .invalidInput("\(s.position + list.count) tokens exceed the context length \(contextLength)")
+            }
         }
-        try checkVocabulary(tokens)
-        forwardBatch(tokens, segments: sessions.enumerated().map { Segment(session: $0.element, start: $0.offset, count: 1) })
-        computeLogits(tokens: tokens.count, first: 0)
-        return UnsafeBufferPointer(start: logitsBuffer, count: tokens.count * c.vocabSize)
+        try checkVocabulary(all)
+        var segments: [Segment] = [], start = 0
+        for (s, list) in zip(sessions, tokens) {
+            segments.append(Segment(session: s, start: start, count: list.count))
+            start += list.count
+        }
+        tokenByToken = tokenwise
+        defer { tokenByToken = false }
+        forwardBatch(all, segments: segments)
+        computeLogits(tokens: all.count, first: 0)
+        return UnsafeBufferPointer(start: logitsBuffer, count: all.count * c.vocabSize)
     }
 
     private func checkVocabulary(_ tokens: [Int]) throws(EdgeLMError) {
