@@ -65,12 +65,15 @@ final class BlockedAttention {
     /// out[t, head] = softmax(cap(q[t, head] · K[window of pos0 + t] · scale)) · V for the batch's `n` tokens;
     /// q and out are [n, qDim]. The window is every earlier position, or the layer's sliding window; the
     /// scale is 1/sqrt(headDim) unless the family sets one; cap is the family's soft-cap, if any.
+    /// With `tokenwise`, every job takes one token, so that each token's output is, bit for bit, what a batch of that
+    /// token alone computes (`InferenceSession.verify`).
     func run(layer l: Int, tokens n: Int, firstPosition pos0: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
-             cache: KVCache, pool: ThreadPool, level: KernelLevel) {
-        let kvHeads = config.kvHeads, tokenBlocks = (n + tokensPerJob - 1) / tokensPerJob
+             cache: KVCache, pool: ThreadPool, level: KernelLevel, tokenwise: Bool = false) {
+        let perJob = tokenwise ? 1 : tokensPerJob
+        let kvHeads = config.kvHeads, tokenBlocks = (n + perJob - 1) / perJob
         let jobs = kvHeads * tokenBlocks
         let body = { (job: Int, worker: Int) in
-            self.job(worker: worker, layer: l, head: job % kvHeads, tokens: (job / kvHeads) * self.tokensPerJob..<min(n, (job / kvHeads + 1) * self.tokensPerJob),
+            self.job(worker: worker, layer: l, head: job % kvHeads, tokens: (job / kvHeads) * perJob..<min(n, (job / kvHeads + 1) * perJob),
                      firstPosition: pos0, q: q, out: out, cache: cache, level: level)
         }
         // Multiply-adds of scores and weighted values; only the smallest stay on this thread (16K, not the

@@ -385,15 +385,8 @@ public final class InferenceSession: @unchecked Sendable {
                 for t in seg.start..<(seg.start + seg.count) {
                     cache.store(layer: l, position: pos0 + t - seg.start, keys: k + t * kvDim, values: v + t * kvDim, level: level)
                 }
-                if tokenByToken {
-                    for t in seg.start..<(seg.start + seg.count) {
-                        attention.run(layer: l, tokens: 1, firstPosition: pos0 + t - seg.start, q: q + t * qDim, out: attnOut + t * qDim,
-                                      cache: cache, pool: pool, level: level)
-                    }
-                } else {
-                    attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
-                                  cache: cache, pool: pool, level: level)
-                }
+                attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
+                              cache: cache, pool: pool, level: level, tokenwise: tokenByToken)
             }
             observer?.observe(layer: l, input: .attentionOutput, values: attnOut, tokens: n, width: qDim)
             linears([(layer.wo, delta)], input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo), tokens: n)
