@@ -10,7 +10,7 @@ struct SpeculationOptions: ParsableArguments {
     var draft: String?
 
     @Option(name: .long, help: "Most tokens drafted per verification (the length adapts to the acceptance).")
-    var draftMax: Int = 16
+    var draftMax: Int = 8
 
     @Option(name: .long, help: "Shortest suffix prompt lookup matches.")
     var lookupMin: Int = 2

@@ -16,7 +16,7 @@ public struct SpeculationParameters: Sendable, Equatable {
     public var source: Source
     /// Most drafted tokens per verification; the length in use adapts to how many the target keeps (all kept: 2 more
     /// next time, else 1 fewer).
-    public var maxDraft: Int = 16
+    public var maxDraft: Int = 8
     /// Lengths of the suffix prompt lookup searches for, longest first.
     public var ngram: ClosedRange<Int> = 2...4
 
