@@ -39,13 +39,15 @@ enum { Q4A_WORDS = 0, Q4O_PAIRS = 1, Q5O_PAIRS = 2 };
 /// The product, always inlined into one wrapper per vector width below so that the compiler vectorises
 /// its loops (the sums of activation codes, the offsets, their products) for the level's registers. `kind`:
 /// q4a's words, q4o's (scale, offset) half pairs, or q5o's (20-byte blocks, the same pairs).
-EDGE_INLINE void q4a_matmul(int isa, int kind, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
-                             const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+/// `tokenwise`: each token computed as a call with it alone computes it (the q8/q4 token-wise kernels, each token's
+/// offsets by the single-token sum), bit for bit.
+EDGE_INLINE void q4a_matmul(int isa, int kind, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                            int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
     const int offset = kind != Q4A_WORDS, five = kind == Q5O_PAIRS;
     const int64_t ngroups = (nblocks + gblocks - 1) / gblocks, row_bytes = nblocks * (five ? 20 : 16);
     // halves [Q4A_CHUNK, ngroups]: the chunk's f16 scales; offsets [Q4A_CHUNK, ngroups]: s (8 - z);
     // transposed [ngroups, Q4A_CHUNK]: the offsets by group (rows past the chunk's end 0); sums [ngroups, ntok]:
-    // Σ over the group's blocks of xs_b Σ x_b.
+    // Σ over the group's blocks of xs_b Σ x_b (token-major, [ntok, ngroups], when token-wise).
     uint16_t *halves = edge_scratch(0, (size_t)(Q4A_CHUNK * ngroups) * sizeof *halves);
     float *offsets = edge_scratch(1, (size_t)(Q4A_CHUNK * ngroups) * sizeof *offsets);
     float *transposed = edge_scratch(2, (size_t)(Q4A_CHUNK * ngroups) * sizeof *transposed);
@@ -59,7 +61,7 @@ EDGE_INLINE void q4a_matmul(int isa, int kind, const uint8_t *w, const uint16_t 
                 for (int i = 0; i < 32; i++) sum += x[(t * nblocks + b) * 32 + i];
                 s += xs[t * nblocks + b] * (float)sum;
             }
-            sums[g * ntok + t] = s;
+            sums[tokenwise ? t * ngroups + g : g * ntok + t] = s;
         }
     for (int64_t r = r0; r < r1; r += Q4A_CHUNK) {
         const int64_t n = r1 - r < Q4A_CHUNK ? r1 - r : Q4A_CHUNK;
@@ -77,12 +79,13 @@ EDGE_INLINE void q4a_matmul(int isa, int kind, const uint8_t *w, const uint16_t 
         }
         if (five) {
             edge_decode_q5o(w + r * row_bytes, n * nblocks, decoded);
-            edge_matmul_q8(isa, decoded, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
+            (tokenwise ? edge_matmul_q8_tokenwise : edge_matmul_q8)(isa, decoded, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
         } else {
-            edge_matmul_q4(isa, w + r * row_bytes, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
+            (tokenwise ? edge_matmul_q4_tokenwise : edge_matmul_q4)(isa, w + r * row_bytes, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
         }
-        if (ntok == 1) {
-            for (int64_t i = 0; i < n; i++) out[(r + i) * ors] += dot_f32(offsets + i * ngroups, sums, ngroups);
+        if (ntok == 1 || tokenwise) {
+            for (int64_t t = 0; t < ntok; t++)
+                for (int64_t i = 0; i < n; i++) out[(r + i) * ors + t * ots] += dot_f32(offsets + i * ngroups, sums + t * ngroups, ngroups);
             continue;
         }
         // A batch: per token, the groups' token sums times their offsets, the chunk's 64 rows held in four
@@ -106,45 +109,54 @@ EDGE_INLINE void q4a_matmul(int isa, int kind, const uint8_t *w, const uint16_t 
 
 #if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
-static void q4a_matmul_avx512(int isa, int kind, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
-                              const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    q4a_matmul(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+static void q4a_matmul_avx512(int isa, int kind, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                              int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    q4a_matmul(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 __attribute__((target("avx2,fma")))
-static void q4a_matmul_avx2(int isa, int kind, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
-                            const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    q4a_matmul(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+static void q4a_matmul_avx2(int isa, int kind, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                            int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    q4a_matmul(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 #endif
 
 /// The level's wrapper of `q4a_matmul`.
-static void q4a_matmul_level(int isa, int kind, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+static void q4a_matmul_level(int isa, int kind, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                              int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
 #if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) return q4a_matmul_avx512(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return q4a_matmul_avx2(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    if (isa == EDGE_ISA_AVX512_VNNI) return q4a_matmul_avx512(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI)
+        return q4a_matmul_avx2(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 #endif
-    q4a_matmul(isa, kind, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                      int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
                      float *out, int64_t ors, int64_t ots) {
-    q4a_matmul_level(isa, Q4A_WORDS, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul_level(isa, Q4A_WORDS, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
+
+void edge_matmul_q4a_tokenwise(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
+    q4a_matmul_level(isa, Q4A_WORDS, 1, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 void edge_matmul_q4o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                      int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
                      float *out, int64_t ors, int64_t ots) {
-    q4a_matmul_level(isa, Q4O_PAIRS, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul_level(isa, Q4O_PAIRS, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
+
+void edge_matmul_q4o_tokenwise(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
+    q4a_matmul_level(isa, Q4O_PAIRS, 1, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 void edge_matmul_q5o(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
 #if defined(__x86_64__)
     if (isa == EDGE_ISA_AVX512_VNNI && ntok <= EDGE_PLANES_FUSED_TOKENS) return edge_avx512_matmul_q5o(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 #endif
-    q4a_matmul_level(isa, Q5O_PAIRS, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    q4a_matmul_level(isa, Q5O_PAIRS, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 /// v rounded to nearest even (toward zero with `truncate`) and clamped to [-z, 15 - z]. Clamping first (the

@@ -18,8 +18,8 @@ import Testing
     }
 
     /// Greedy output with prompt lookup is plain decoding's, token for token, for the schemes with token-wise kernels
-    /// (q8, q4), one that goes row chunk by row chunk (q4a) and float weights; drafts are made and kept.
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .f32])
+    /// (q8, q4, q4a, q4o), one that goes row chunk by row chunk (q5o) and float weights; drafts are made and kept.
+    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4o, .q5o, .f32])
     func lookupKeepsGreedyOutput(scheme: TensorScheme) throws {
         let lm = try LanguageModel(path: try ConvertedModels.stories("\(scheme)", ConversionOptions(type: scheme)), threads: 2)
         let plain = try generate(lm, Self.repetitive, tokens: 96, speculation: nil)

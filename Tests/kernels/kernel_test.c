@@ -173,28 +173,49 @@ static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
     free(w);
 }
 
-/// edge_matmul_q8/q4_tokenwise over ntok tokens equals, bit for bit, one edge_matmul_ call per token (what decode
-/// computes), for every group size, including shapes that reach the GEMM tiles and their row tails.
-static void test_tokenwise(int isa, int q4, int rows, int nblocks, int ntok) {
-    int64_t block_bytes = q4 ? 16 : 32, wbytes = rows * nblocks * block_bytes, xbytes = (int64_t)ntok * nblocks * 32;
+enum { TOKENWISE_Q8, TOKENWISE_Q4, TOKENWISE_Q4A, TOKENWISE_Q4O };
+static const char *const tokenwise_names[] = { "q8", "q4", "q4a", "q4o" };
+
+/// The plain (tokenwise 0) or token-wise (1) product of `scheme`.
+static void tokenwise_matmul(int isa, int scheme, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                             int64_t rows, const int8_t *x, const float *xs, int64_t ntok, float *out) {
+    typedef void (*kernel)(int, const uint8_t *, const uint16_t *, int64_t, int64_t, int64_t, int64_t, const int8_t *, const float *, int64_t,
+                           float *, int64_t, int64_t);
+    const kernel plain[] = { NULL, edge_matmul_q4, edge_matmul_q4a, edge_matmul_q4o };
+    const kernel wise[] = { NULL, edge_matmul_q4_tokenwise, edge_matmul_q4a_tokenwise, edge_matmul_q4o_tokenwise };
+    if (scheme == TOKENWISE_Q8)
+        (tokenwise ? edge_matmul_q8_tokenwise : edge_matmul_q8)(isa, (const int8_t *)w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
+    else
+        (tokenwise ? wise : plain)[scheme](isa, w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
+}
+
+/// The token-wise products over ntok tokens equal, bit for bit, one plain call per token (what decode computes), for
+/// every group size, including shapes that reach the GEMM tiles and their row tails; q4a and q4o past one chunk of
+/// decoded scales (64 rows).
+static void test_tokenwise(int isa, int scheme, int rows, int nblocks, int ntok) {
+    int64_t block_bytes = scheme == TOKENWISE_Q8 ? 32 : 16, wbytes = rows * nblocks * block_bytes, xbytes = (int64_t)ntok * nblocks * 32;
     int groups_list[4] = { 1, 2, 3, nblocks };
     for (int gi = 0; gi < 4; gi++) {
         int gblocks = groups_list[gi], ngroups = (nblocks + gblocks - 1) / gblocks;
         guarded gw = guarded_alloc((size_t)wbytes), gx = guarded_alloc((size_t)xbytes);
-        fill_weights(gw.data, (size_t)wbytes, q4, RANDOM);
+        fill_weights(gw.data, (size_t)wbytes, scheme != TOKENWISE_Q8, RANDOM);
         fill_activations((int8_t *)gx.data, (size_t)xbytes, RANDOM);
-        uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
+        uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(2 * rows * ngroups));
         float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks));
         float *alone = malloc(sizeof(float) * (size_t)(rows * ntok)), *batched = malloc(sizeof(float) * (size_t)(rows * ntok));
-        for (int i = 0; i < rows * ngroups; i++) ws[i] = to_half(uniform() * 0.05f + 1e-3f);
+        for (int i = 0; i < 2 * rows * ngroups; i++) {
+            const uint16_t half = to_half(uniform() * 0.05f + 1e-3f);
+            // q4o: (scale, offset of either sign) pairs; q4a: a scale's top bits and a zero point.
+            ws[i] = scheme == TOKENWISE_Q4O ? (uint16_t)(half | (i & 1 ? (next_random() & 1) << 15 : 0))
+                  : scheme == TOKENWISE_Q4A ? (uint16_t)((half >> 3) << 4 | (next_random() & 15)) : half;
+        }
         for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
         const int8_t *x = (const int8_t *)gx.data;
         for (int t = 0; t < ntok; t++)
-            matmul(isa, q4, gw.data, ws, nblocks, gblocks, 0, rows, x + t * nblocks * 32, xs + t * nblocks, 1, alone + t * rows, 1, rows);
-        if (q4) edge_matmul_q4_tokenwise(isa, gw.data, ws, nblocks, gblocks, 0, rows, x, xs, ntok, batched, 1, rows);
-        else edge_matmul_q8_tokenwise(isa, (const int8_t *)gw.data, ws, nblocks, gblocks, 0, rows, x, xs, ntok, batched, 1, rows);
+            tokenwise_matmul(isa, scheme, 0, gw.data, ws, nblocks, gblocks, rows, x + t * nblocks * 32, xs + t * nblocks, 1, alone + t * rows);
+        tokenwise_matmul(isa, scheme, 1, gw.data, ws, nblocks, gblocks, rows, x, xs, ntok, batched);
         char detail[160];
-        snprintf(detail, sizeof detail, "%s rows %d blocks %d tokens %d group %d", q4 ? "q4" : "q8", rows, nblocks, ntok, gblocks);
+        snprintf(detail, sizeof detail, "%s rows %d blocks %d tokens %d group %d", tokenwise_names[scheme], rows, nblocks, ntok, gblocks);
         check(memcmp(alone, batched, sizeof(float) * (size_t)(rows * ntok)) == 0, "tokenwise = one token at a time", isa, detail);
         free(ws); free(xs); free(alone); free(batched);
         guarded_free(gw); guarded_free(gx);
@@ -713,9 +734,9 @@ static void test_level(int isa) {
         }
     }
     for (int ntok = 2; ntok <= 17; ntok += 5)
-        for (int q4 = 0; q4 <= 1; q4++) {
-            test_tokenwise(isa, q4, 37, 9, ntok);
-            test_tokenwise(isa, q4, 16, 40, ntok);
+        for (int scheme = TOKENWISE_Q8; scheme <= TOKENWISE_Q4O; scheme++) {
+            test_tokenwise(isa, scheme, 37, 9, ntok);
+            test_tokenwise(isa, scheme, 70, 40, ntok);
         }
     for (int q4 = 0; q4 <= 1; q4++) {
         test_row_range(isa, q4, 11, 3, 8);

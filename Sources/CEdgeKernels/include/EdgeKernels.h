@@ -94,6 +94,12 @@ EDGE_MATMUL_PROTOTYPE(edge_matmul_q8_tokenwise, int8_t);
 /// `edge_matmul_q8_tokenwise` for q4 weight blocks.
 EDGE_MATMUL_PROTOTYPE(edge_matmul_q4_tokenwise, uint8_t);
 
+/// `edge_matmul_q8_tokenwise` for q4a blocks (`edge_matmul_q4a`).
+EDGE_MATMUL_PROTOTYPE(edge_matmul_q4a_tokenwise, uint8_t);
+
+/// `edge_matmul_q8_tokenwise` for q4o blocks (`edge_matmul_q4o`).
+EDGE_MATMUL_PROTOTYPE(edge_matmul_q4o_tokenwise, uint8_t);
+
 /// The same for q4a weight blocks: q4's 16-byte blocks holding unsigned nibbles n in [0, 15], weight = s (n - z),
 /// with one 16-bit word per group: bits 15-4 are bits 14-3 of the scale s as an IEEE half (s >= 0: its exponent
 /// and top 7 mantissa bits; `edge_q4a_scale_half`), bits 3-0 the zero point z. Runs each level's q4 kernel

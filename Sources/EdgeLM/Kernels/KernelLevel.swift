@@ -101,7 +101,7 @@ public enum IntegerKernels {
     }
 
     /// `matmul` computing each of `tokens` tokens exactly as a call with that token alone would, bit for bit
-    /// (`edge_matmul_q8_tokenwise`): q8 and q4 run their row-major multi-token tiles; other schemes take the
+    /// (`edge_matmul_q8_tokenwise`): q8, q4, q4a and q4o run the row-major multi-token tiles; other schemes take the
     /// rows `chunkRows` at a time, each chunk for every token while it is in cache.
     static func matmulTokenwise(_ level: KernelLevel, scheme: TensorScheme, weights: UnsafeRawPointer, scales: UnsafePointer<UInt16>,
                                 blocksPerRow: Int, blocksPerGroup: Int, rows: Range<Int>, chunkRows: Int, x: UnsafePointer<Int8>,
@@ -110,8 +110,9 @@ public enum IntegerKernels {
         switch scheme {
         case .q8:
             edge_matmul_q8_tokenwise(level.rawValue, weights.assumingMemoryBound(to: Int8.self), scales, nb, gb, r0, r1, x, xs, n, out, 1, Int64(tokenStride))
-        case .q4:
-            edge_matmul_q4_tokenwise(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, nb, gb, r0, r1, x, xs, n, out, 1, Int64(tokenStride))
+        case .q4, .q4a, .q4o:
+            let kernel = scheme == .q4 ? edge_matmul_q4_tokenwise : scheme == .q4a ? edge_matmul_q4a_tokenwise : edge_matmul_q4o_tokenwise
+            kernel(level.rawValue, weights.assumingMemoryBound(to: UInt8.self), scales, nb, gb, r0, r1, x, xs, n, out, 1, Int64(tokenStride))
         default:
             for c0 in stride(from: rows.lowerBound, to: rows.upperBound, by: chunkRows) {
                 for t in 0..<tokens {
