@@ -97,11 +97,10 @@ extension Bench {
             return
         }
         let drafter = speculation.draft.map { "draft " + ($0 as NSString).lastPathComponent } ?? "lookup"
-        func median(_ v: [Double]) -> String { format(v.sorted()[v.count / 2], 2) }
         print("| model | drafter | threads | test | plain t/s | speculative t/s | ratio | drafted | kept | identical |")
         print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
         print("| \((modelOptions.model as NSString).lastPathComponent) | \(drafter) | \(lm.session.pool.threadCount) | tg\(result.tokens) after \(prompt.count) | "
-              + "\(median(result.plain)) | \(median(result.speculative)) | \(format(result.speedup, 2))x | \(result.drafted) | "
+              + "\(format(result.plainMedian, 2)) | \(format(result.speculativeMedian, 2)) | \(format(result.speedup, 2))x | \(result.drafted) | "
               + "\(result.accepted) (\(format(100 * result.acceptanceRate, 1))%) | \(result.identical ? "yes" : "NO") |")
     }
 }

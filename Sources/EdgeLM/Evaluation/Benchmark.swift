@@ -166,6 +166,10 @@ public struct SpeculativeBenchResult: Codable, Sendable {
     /// Whether every speculative run produced the plain run's tokens.
     public let identical: Bool
 
+    /// Median plain tokens per second.
+    public var plainMedian: Double { percentile(plain.sorted(), 50) }
+    /// Median speculative tokens per second.
+    public var speculativeMedian: Double { percentile(speculative.sorted(), 50) }
     /// Median of the per-pair ratios speculative / plain.
     public var speedup: Double { percentile(zip(speculative, plain).map { $0 / $1 }.sorted(), 50) }
     /// Drafted tokens kept.
