@@ -16,6 +16,8 @@ public struct Tokenizer: Sendable {
     private let pieceBytes: [[UInt8]]  // decoded bytes of each id
     private let specialTokens: [(text: String, id: Int)]
     private let splitter: ByteLevelSplitter?
+    /// Structures derived from the vocabulary on first use (shared by copies of this tokenizer).
+    let derived = TokenizerDerivedData()
 
     /// Builds lookup tables from `data`.
     public init(data: TokenizerData) throws(EdgeLMError) {

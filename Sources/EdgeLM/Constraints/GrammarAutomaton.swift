@@ -1,0 +1,141 @@
+/// Matches bytes against a `Grammar` as a pushdown automaton whose configurations (sets of parse stacks) are
+/// interned and whose transitions are cached: once a configuration has been seen, advancing it by a byte is one
+/// array read. Stacks are persistent (shared tails, hash-consed), and a rule called last in an alternative does
+/// not grow the stack, so loops such as the characters of a string return to the same configuration.
+/// Not thread-safe: `TokenConstraint` serialises access.
+final class GrammarAutomaton {
+    /// A configuration from which no byte is accepted (the input so far does not continue any valid output).
+    static let dead: Int32 = -1
+    private static let unknown: Int32 = -2
+    /// In a configuration's stacks: the root rule has been completed.
+    private static let accepted = Int32.max
+    /// The most configurations kept before the caches are reset (about 1 KiB each).
+    static let maxStates = 100_000
+
+    let grammar: Grammar
+    private var nodePos: [Int32] = []
+    private var nodeParent: [Int32] = []
+    private var nodeIndex: [UInt64: Int32] = [:]
+    private var stacks: [[Int32]] = []
+    private var stateIndex: [[Int32]: Int32] = [:]
+    /// state * 256 + byte -> next state (`unknown` until computed).
+    private var transitions: [Int32] = []
+    /// The configuration before any byte.
+    private(set) var initial: Int32 = 0
+
+    init(grammar: Grammar) {
+        self.grammar = grammar
+        initial = intern(start())
+    }
+
+    /// Number of configurations interned so far.
+    var stateCount: Int { stacks.count }
+
+    /// True when the bytes so far form a complete output.
+    func isAccepting(_ state: Int32) -> Bool { state >= 0 && stacks[Int(state)].last == Self.accepted }
+
+    /// True when the output is complete and nothing may follow.
+    func isComplete(_ state: Int32) -> Bool { state >= 0 && stacks[Int(state)] == [Self.accepted] }
+
+    /// The configuration after `byte` (`dead` if the byte cannot come next).
+    @inline(__always) func next(_ state: Int32, _ byte: UInt8) -> Int32 {
+        let t = transitions[Int(state) &* 256 &+ Int(byte)]
+        return t != Self.unknown ? t : compute(state, byte)
+    }
+
+    /// Advances through `bytes`.
+    func next(_ state: Int32, bytes: [UInt8]) -> Int32 {
+        var s = state
+        for b in bytes where s != Self.dead { s = next(s, b) }
+        return s
+    }
+
+    /// Forgets every configuration but those in `keep` when the caches grow past `maxStates`; returns the
+    /// renumbered states.
+    func compactIfNeeded(keeping keep: [Int32]) -> [Int32] {
+        guard stacks.count > Self.maxStates else { return keep }
+        let kept = keep.map { $0 >= 0 ? stacks[Int($0)].map { rebuildStack($0) } : nil }
+        nodePos = []; nodeParent = []; nodeIndex = [:]; stacks = []; stateIndex = [:]; transitions = []
+        let renumbered = kept.map { $0.map { intern($0.map { stackCopy($0) }) } ?? Self.dead }
+        initial = intern(start())
+        return renumbered
+    }
+
+    // MARK: - Stacks
+
+    private func start() -> [Int32] {
+        var out: [Int32] = []
+        var seen = Set<UInt64>()
+        for a in grammar.alternatives[grammar.root] { expand(a, parent: -1, into: &out, seen: &seen) }
+        return out
+    }
+
+    private func node(_ pos: Int32, _ parent: Int32) -> Int32 {
+        let key = UInt64(UInt32(bitPattern: pos)) << 32 | UInt64(UInt32(bitPattern: parent))
+        if let n = nodeIndex[key] { return n }
+        let n = Int32(nodePos.count)
+        nodePos.append(pos)
+        nodeParent.append(parent)
+        nodeIndex[key] = n
+        return n
+    }
+
+    /// Adds the stacks that continue at element `pos` with return stack `parent`, each ending at a byte set.
+    private func expand(_ pos: Int32, parent: Int32, into out: inout [Int32], seen: inout Set<UInt64>) {
+        let key = UInt64(UInt32(bitPattern: pos)) << 32 | UInt64(UInt32(bitPattern: parent))
+        guard seen.insert(key).inserted else { return }
+        let e = grammar.elements[Int(pos)]
+        if e == Grammar.end {
+            if parent < 0 { out.append(Self.accepted) } else {
+                expand(nodePos[Int(parent)], parent: nodeParent[Int(parent)], into: &out, seen: &seen)
+            }
+        } else if e >= 0 {
+            out.append(node(pos, parent))
+        } else {
+            let rule = Int(-(e + 1))
+            // A call in last position returns straight to the caller's continuation.
+            let ret = grammar.elements[Int(pos) + 1] == Grammar.end ? parent : node(pos + 1, parent)
+            for a in grammar.alternatives[rule] { expand(a, parent: ret, into: &out, seen: &seen) }
+        }
+    }
+
+    private func compute(_ state: Int32, _ byte: UInt8) -> Int32 {
+        var out: [Int32] = []
+        var seen = Set<UInt64>()
+        for s in stacks[Int(state)] where s != Self.accepted {
+            let pos = nodePos[Int(s)]
+            if grammar.sets[Int(grammar.elements[Int(pos)])].contains(byte) {
+                expand(pos + 1, parent: nodeParent[Int(s)], into: &out, seen: &seen)
+            }
+        }
+        let t = out.isEmpty ? Self.dead : intern(out)
+        transitions[Int(state) * 256 + Int(byte)] = t
+        return t
+    }
+
+    private func intern(_ list: [Int32]) -> Int32 {
+        let key = Array(Set(list)).sorted()
+        if let s = stateIndex[key] { return s }
+        let s = Int32(stacks.count)
+        stacks.append(key)
+        stateIndex[key] = s
+        transitions.append(contentsOf: repeatElement(Self.unknown, count: 256))
+        return s
+    }
+
+    /// A stack as its list of positions (top first), to survive a reset.
+    private func rebuildStack(_ s: Int32) -> [Int32] {
+        guard s != Self.accepted else { return [] }
+        var out: [Int32] = []
+        var n = s
+        while n >= 0 { out.append(nodePos[Int(n)]); n = nodeParent[Int(n)] }
+        return out
+    }
+
+    private func stackCopy(_ positions: [Int32]) -> Int32 {
+        guard !positions.isEmpty else { return Self.accepted }
+        var n: Int32 = -1
+        for pos in positions.reversed() { n = node(pos, n) }
+        return n
+    }
+}
