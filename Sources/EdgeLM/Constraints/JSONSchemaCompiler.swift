@@ -173,6 +173,7 @@ struct JSONSchemaCompiler {
         for (key, _) in members where !Self.supported.contains(key) && !Self.annotations.contains(key) {
             throw error(path, "keyword '\(key)' is not supported")
         }
+        if path != "#", schema["$id"] != nil { throw error(path, "'$id' in a subschema (a new base for references) is not supported") }
         if let ref = schema["$ref"] {
             guard members.allSatisfy({ $0.0 == "$ref" || $0.0 == "$defs" || $0.0 == "definitions" || Self.annotations.contains($0.0) }) else {
                 throw error(path, "'$ref' next to other validation keywords is not supported")
@@ -191,10 +192,19 @@ struct JSONSchemaCompiler {
             guard let list = options.arrayValue, !list.isEmpty else { throw error(path, "'\(keyword)' must be a non-empty array") }
             let siblings = JSONValue.object(members.filter { $0.0 != keyword })
             var alternatives: [[GrammarSymbol]] = []
+            var branches: [JSONValue] = []
             for (i, option) in list.enumerated() {
                 let sub = "\(path)/\(keyword)/\(i)"
-                let merged = hasValidation(siblings) ? try merge(siblings, try resolved(option, path: sub), path: sub) : option
-                alternatives.append(try value(merged, path: sub, depth: depth + 1))
+                branches.append(hasValidation(siblings) ? try merge(siblings, try resolved(option, path: sub), path: sub) : option)
+                alternatives.append(try value(branches[i], path: sub, depth: depth + 1))
+            }
+            if keyword == "oneOf" {
+                for i in branches.indices {
+                    for j in branches.indices where j > i {
+                        guard !(try disjoint(branches[i], branches[j], path: path)) else { continue }
+                        throw error(path, "'oneOf' branches \(i) and \(j) may both match; exactly-one matching is not supported (it is supported when the branches differ in type, in const/enum values, or in a required property's const/enum values; use 'anyOf' if either may match)")
+                    }
+                }
             }
             return [.rule(try b.add(keyword, alternatives))]
         }
@@ -241,6 +251,45 @@ struct JSONSchemaCompiler {
         return ["string", "number", "boolean", "null", "object", "array"]
     }
 
+    /// True when no value can match both schemas, judged by their types, their const/enum values, or the
+    /// const/enum values of a property both require (a discriminator).
+    private func disjoint(_ a: JSONValue, _ b: JSONValue, path: String) throws(EdgeLMError) -> Bool {
+        let x = try resolved(a, path: path), y = try resolved(b, path: path)
+        if let tx = kinds(x), let ty = kinds(y), tx.isDisjoint(with: ty) { return true }
+        if let vx = values(x), let vy = values(y), !vx.contains(where: { v in vy.contains(v) }) { return true }
+        let required = Set((x["required"]?.arrayValue ?? []).compactMap(\.stringValue)).intersection((y["required"]?.arrayValue ?? []).compactMap(\.stringValue))
+        for name in required {
+            guard let px = x["properties"]?[name], let py = y["properties"]?[name] else { continue }
+            if let vx = values(try resolved(px, path: path)), let vy = values(try resolved(py, path: path)), !vx.contains(where: { v in vy.contains(v) }) { return true }
+        }
+        return false
+    }
+
+    /// The JSON types a schema's values may have ("integer" counted as "number"); nil when unrestricted.
+    private func kinds(_ schema: JSONValue) -> Set<String>? {
+        if schema == .bool(false) { return [] }
+        func kind(_ v: JSONValue) -> String {
+            switch v {
+            case .null: return "null"
+            case .bool: return "boolean"
+            case .number: return "number"
+            case .string: return "string"
+            case .array: return "array"
+            case .object: return "object"
+            }
+        }
+        if let v = values(schema) { return Set(v.map(kind)) }
+        if let t = schema["type"]?.stringValue { return [t == "integer" ? "number" : t] }
+        if let list = schema["type"]?.arrayValue { return Set(list.compactMap(\.stringValue).map { $0 == "integer" ? "number" : $0 }) }
+        return nil
+    }
+
+    /// A schema's const or enum values; nil when it has neither.
+    private func values(_ schema: JSONValue) -> [JSONValue]? {
+        if let c = schema["const"] { return [c] }
+        return schema["enum"]?.arrayValue
+    }
+
     private func hasValidation(_ schema: JSONValue) -> Bool {
         schema.objectValue?.contains { !Self.annotations.contains($0.0) && $0.0 != "$defs" && $0.0 != "definitions" } ?? false
     }
@@ -251,12 +300,47 @@ struct JSONSchemaCompiler {
             types.isEmpty || types.contains { t in
                 switch (t, v) {
                 case ("string", .string), ("boolean", .bool), ("null", .null), ("object", .object), ("array", .array), ("number", .number): return true
-                case let ("integer", .number(n)): return !n.contains(".") && !n.lowercased().contains("e")
+                case let ("integer", .number(n)): return Double(n).map { $0 == $0.rounded() } ?? false
                 default: return false
                 }
             }
         }
-        return try b.choice(allowed.map { GrammarBuilder.literal($0.serialized) }, name: keyword)
+        var alternatives: [[GrammarSymbol]] = []
+        for v in allowed { alternatives.append(try constant(v)) }
+        return try b.choice(alternatives, name: keyword)
+    }
+
+    /// The JSON texts equal to `value` as JSON Schema compares: numbers by value (an integral number also as
+    /// `n.0`), objects with their members in any order (up to 5 members; beyond that, as written), whitespace
+    /// between tokens allowed.
+    private mutating func constant(_ value: JSONValue) throws(EdgeLMError) -> [GrammarSymbol] {
+        let ws = try ws()
+        switch value {
+        case let .number(n):
+            guard let d = Double(n), d == d.rounded(), abs(d) <= 9.007_199_254_740_992e15 else { return GrammarBuilder.literal(n) }
+            return GrammarBuilder.literal(d == 0 ? "0" : String(Int64(d))) + (try zeroFraction())
+        case let .array(elements):
+            var out = GrammarBuilder.literal("[") + ws
+            for (i, e) in elements.enumerated() { out += (i > 0 ? GrammarBuilder.literal(",") + ws : []) + (try constant(e)) + ws }
+            return out + GrammarBuilder.literal("]")
+        case let .object(members):
+            var kvs: [[GrammarSymbol]] = []
+            for (k, v) in members { kvs.append(GrammarBuilder.literal(JSONValue.quote(k)) + ws + GrammarBuilder.literal(":") + ws + (try constant(v)) + ws) }
+            let orders = kvs.count <= 5 ? Self.permutations(Array(kvs.indices)) : [Array(kvs.indices)]
+            var alternatives: [[GrammarSymbol]] = []
+            for order in orders {
+                var out = GrammarBuilder.literal("{") + ws
+                for (i, k) in order.enumerated() { out += (i > 0 ? GrammarBuilder.literal(",") + ws : []) + kvs[k] }
+                alternatives.append(out + GrammarBuilder.literal("}"))
+            }
+            return try b.choice(alternatives, name: "const-object")
+        default: return GrammarBuilder.literal(value.serialized)
+        }
+    }
+
+    static func permutations(_ items: [Int]) -> [[Int]] {
+        guard items.count > 1 else { return [items] }
+        return items.indices.flatMap { i in permutations(Array(items[..<i] + items[(i + 1)...])).map { [items[i]] + $0 } }
     }
 
     /// The schema `$ref` points to, as a rule (created once, so recursive schemas work).
@@ -270,9 +354,10 @@ struct JSONSchemaCompiler {
     }
 
     private func pointer(_ target: String, path: String) throws(EdgeLMError) -> JSONValue {
-        guard target.hasPrefix("#") else { throw error(path, "'$ref' \(target): only references within the schema ('#...') are supported") }
+        guard target.hasPrefix("#") else { throw error(path, "'$ref' \(target): references outside the schema are not supported") }
+        guard target == "#" || target.hasPrefix("#/") else { throw error(path, "'$ref' \(target): anchors ('$anchor') are not supported") }
         var node = document
-        for raw in target.dropFirst().split(separator: "/", omittingEmptySubsequences: true) {
+        for raw in target.dropFirst(2).split(separator: "/", omittingEmptySubsequences: false) where target != "#" {
             let key = raw.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
             if let list = node.arrayValue, let i = Int(key), list.indices.contains(i) { node = list[i]; continue }
             guard let next = node[key.removingPercentEncoding ?? key] else { throw error(path, "'$ref' \(target) points to nothing") }
@@ -295,6 +380,9 @@ struct JSONSchemaCompiler {
     private func merge(_ a: JSONValue, _ b: JSONValue, path: String) throws(EdgeLMError) -> JSONValue {
         if case .bool(true) = b { return a }
         guard var out = a.objectValue, let other = b.objectValue else { throw error(path, "'allOf' with a false or non-object schema is not supported") }
+        if (a["additionalProperties"] != nil && b["properties"] != nil) || (b["additionalProperties"] != nil && a["properties"] != nil) {
+            throw error(path, "'allOf' combining 'properties' with 'additionalProperties' is not supported (each part's additionalProperties sees only its own properties)")
+        }
         for (key, value) in other {
             guard let i = out.firstIndex(where: { $0.0 == key }) else { out.append((key, value)); continue }
             switch key {
@@ -395,7 +483,7 @@ struct JSONSchemaCompiler {
         guard abs(lo ?? 0) < limit, abs(hi ?? 0) < limit else { throw error(path, "integer bounds beyond ±9e15 are not supported") }
         let low = lo.map { Int64($0) }, high = hi.map { Int64($0) }
         if let low, let high, low > high { return [.rule(try b.add("never", []))] }
-        if low == nil, high == nil { return try shared("integer") { c throws(EdgeLMError) in try c.integerBody(negative: true) } }
+        if low == nil, high == nil { return try shared("integer") { c throws(EdgeLMError) in (try c.integerBody(negative: true)) + (try c.zeroFraction()) } }
         var alternatives: [[GrammarSymbol]] = []
         // Negative part: "-" and a magnitude in [max(1, -high), -low].
         if (low ?? -1) < 0 {
@@ -405,7 +493,14 @@ struct JSONSchemaCompiler {
         if (high ?? 0) >= 0 {
             alternatives += try IntegerRange.alternatives(lo: UInt64(max(low ?? 0, 0)), hi: high.map { UInt64($0) }, into: &b)
         }
-        return try b.choice(alternatives, name: "integer-range")
+        return (try b.choice(alternatives, name: "integer-range")) + (try zeroFraction())
+    }
+
+    /// An optional fraction of zeros: JSON Schema counts 1.0 as an integer.
+    private mutating func zeroFraction() throws(EdgeLMError) -> [GrammarSymbol] {
+        try shared("zero-fraction") { c throws(EdgeLMError) in
+            try c.b.repeated(GrammarBuilder.literal(".") + (try c.b.repeated(GrammarBuilder.literal("0"), min: 1, max: nil)), min: 0, max: 1)
+        }
     }
 
     private mutating func objectGrammar(_ schema: JSONValue, path: String, depth: Int) throws(EdgeLMError) -> [GrammarSymbol] {
@@ -436,7 +531,7 @@ struct JSONSchemaCompiler {
             kvs.append(GrammarBuilder.literal(JSONValue.quote(name)) + ws + GrammarBuilder.literal(":") + ws + v + ws)
         }
         let additionalKV: [GrammarSymbol]? = allowsAdditional
-            ? (try string(excluding: members.map(\.0))) + ws + GrammarBuilder.literal(":") + ws + (try value(additional, path: "\(path)/additionalProperties", depth: depth + 1)) + ws
+            ? (try string(excluding: declared.map(\.0))) + ws + GrammarBuilder.literal(":") + ws + (try value(additional, path: "\(path)/additionalProperties", depth: depth + 1)) + ws
             : nil
         let comma = GrammarBuilder.literal(",") + ws
         if members.isEmpty {
