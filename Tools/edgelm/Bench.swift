@@ -25,7 +25,9 @@ struct Bench: AsyncParsableCommand {
 
     @OptionGroup var speculation: SpeculationOptions
 
-    @Option(name: [.customShort("f"), .long], help: "Speculative mode (with --lookup or --draft): the prompt text file to generate -n tokens from, greedily, plain and speculative runs alternating.")
+    @OptionGroup(title: "Constrained mode") var constraint: ConstraintOptions
+
+    @Option(name: [.customShort("f"), .long], help: "Speculative mode (with --lookup or --draft) or constrained mode (with --json-schema, --grammar, --regex or --json-object): the prompt text file to generate up to -n tokens from, greedily, plain and speculative (or constrained) runs alternating.")
     var promptFile: String?
 
     func run() async throws {
@@ -35,7 +37,11 @@ struct Bench: AsyncParsableCommand {
                 try runSpeculative(lm, spec)
                 return
             }
-            if promptFile != nil { throw EdgeLMError.invalidArgument("-f is the speculative mode's prompt: give --lookup or --draft MODEL too") }
+            if let c = try constraint.constraint() {
+                try runConstrained(lm, c)
+                return
+            }
+            if promptFile != nil { throw EdgeLMError.invalidArgument("-f is the prompt of the speculative or constrained mode: give --lookup, --draft MODEL, --json-schema, --grammar, --regex or --json-object too") }
             var options = BenchOptions()
             options.promptTokens = p
             options.generatedTokens = n
@@ -77,15 +83,43 @@ struct Bench: AsyncParsableCommand {
 
 extension Bench {
     /// The speculative mode: plain and speculative greedy generation from the prompt file, alternating.
-    private func runSpeculative(_ lm: LanguageModel, _ spec: SpeculationParameters) throws {
-        guard let promptFile else { throw EdgeLMError.invalidArgument("speculative bench needs a prompt: -f FILE (the text to continue)") }
+    /// The prompt of the speculative and constrained modes (`-f`), checked against `-n` and the context.
+    private func modePrompt(_ lm: LanguageModel, mode: String) throws -> [Int] {
+        guard let promptFile else { throw EdgeLMError.invalidArgument("\(mode) bench needs a prompt: -f FILE (the text to continue)") }
         guard let data = FileManager.default.contents(atPath: promptFile) else { throw EdgeLMError.io(path: promptFile, message: "cannot read the prompt file") }
         guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(promptFile): the prompt file is not valid UTF-8") }
-        guard n >= 1 else { throw EdgeLMError.invalidArgument("-n \(n): the speculative bench generates at least one token") }
+        guard n >= 1 else { throw EdgeLMError.invalidArgument("-n \(n): the \(mode) bench generates at least one token") }
         let prompt = lm.encode(text)
         guard prompt.count + n <= lm.session.contextLength else {
             throw EdgeLMError.invalidArgument("the prompt (\(prompt.count) tokens) and -n \(n) exceed the context of \(lm.session.contextLength)")
         }
+        return prompt
+    }
+
+    /// The constrained mode: unconstrained and constrained greedy generation from the prompt file, alternating.
+    private func runConstrained(_ lm: LanguageModel, _ c: OutputConstraint) throws {
+        let prompt = try modePrompt(lm, mode: "constrained")
+        let result = try Benchmark.constrained(lm, prompt: prompt, tokens: n, constraint: c, repetitions: r) { stage in
+            if Terminal.isTTY, !json { Terminal.write("\r\(stage)        ") }
+        }
+        if Terminal.isTTY, !json { Terminal.write("\r                          \r") }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            return
+        }
+        print("| model | vocabulary | threads | test | plain t/s | constrained t/s | ratio | mask p50 | mask p99 | mask max |")
+        print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+        print("| \((modelOptions.model as NSString).lastPathComponent) | \(lm.config.vocabSize) | \(lm.session.pool.threadCount) | "
+              + "tg\(result.tokens) after \(prompt.count) | \(format(result.plainMedian, 2)) | \(format(result.constrainedMedian, 2)) | "
+              + "\(format(result.ratio, 2))x | \(format(result.maskPercentile(50) * 1e6, 0)) µs | \(format(result.maskPercentile(99) * 1e6, 0)) µs | "
+              + "\(format(result.maskPercentile(100) * 1e6, 0)) µs |")
+        Terminal.error("constrained output (last run): \(result.output)")
+    }
+
+    private func runSpeculative(_ lm: LanguageModel, _ spec: SpeculationParameters) throws {
+        let prompt = try modePrompt(lm, mode: "speculative")
         let result = try Benchmark.speculative(lm, prompt: prompt, tokens: n, speculation: spec, repetitions: r) { stage in
             if Terminal.isTTY, !json { Terminal.write("\r\(stage)        ") }
         }

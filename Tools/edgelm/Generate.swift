@@ -20,6 +20,8 @@ struct Generate: AsyncParsableCommand {
 
     @OptionGroup var speculation: SpeculationOptions
 
+    @OptionGroup(title: "Constrained output") var constraint: ConstraintOptions
+
     @Flag(name: .long, help: "Verify tensor checksums before generating.")
     var verify = false
 
@@ -32,6 +34,7 @@ struct Generate: AsyncParsableCommand {
             var params = GenerateParameters()
             params.maxTokens = n
             params.sampling = sampling.parameters
+            params.constraint = try constraint.constraint()
             try params.validate()
             if let threads = options.threads, threads > ProcessInfo.processInfo.activeProcessorCount, !quiet {
                 Terminal.error("warning: \(threads) threads on \(ProcessInfo.processInfo.activeProcessorCount) CPUs will oversubscribe them")

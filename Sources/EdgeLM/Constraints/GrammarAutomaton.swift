@@ -9,8 +9,6 @@ final class GrammarAutomaton {
     private static let unknown: Int32 = -2
     /// In a configuration's stacks: the root rule has been completed.
     private static let accepted = Int32.max
-    /// The most configurations kept before the caches are reset (about 1 KiB each).
-    static let maxStates = 100_000
 
     let grammar: Grammar
     private var nodePos: [Int32] = []
@@ -18,15 +16,20 @@ final class GrammarAutomaton {
     private var nodeIndex: [UInt64: Int32] = [:]
     private var stacks: [[Int32]] = []
     private var stateIndex: [[Int32]: Int32] = [:]
-    /// state * 256 + byte -> next state (`unknown` until computed).
-    private var transitions: [Int32] = []
+    /// state * 256 + byte -> next state (`unknown` until computed), `capacity` states long. A raw buffer: the
+    /// mask walk reads it once per trie node.
+    private var transitions: UnsafeMutablePointer<Int32>
+    private var capacity = 64
     /// The configuration before any byte.
     private(set) var initial: Int32 = 0
 
     init(grammar: Grammar) {
         self.grammar = grammar
+        transitions = .allocate(capacity: capacity * 256)
         initial = intern(start())
     }
+
+    deinit { transitions.deallocate() }
 
     /// Number of configurations interned so far.
     var stateCount: Int { stacks.count }
@@ -50,22 +53,11 @@ final class GrammarAutomaton {
         return s
     }
 
-    /// Forgets every configuration but those in `keep` when the caches grow past `maxStates`; returns the
-    /// renumbered states.
-    func compactIfNeeded(keeping keep: [Int32]) -> [Int32] {
-        guard stacks.count > Self.maxStates else { return keep }
-        let kept = keep.map { $0 >= 0 ? stacks[Int($0)].map { rebuildStack($0) } : nil }
-        nodePos = []; nodeParent = []; nodeIndex = [:]; stacks = []; stateIndex = [:]; transitions = []
-        let renumbered = kept.map { $0.map { intern($0.map { stackCopy($0) }) } ?? Self.dead }
-        initial = intern(start())
-        return renumbered
-    }
-
     // MARK: - Stacks
 
     private func start() -> [Int32] {
         var out: [Int32] = []
-        var seen = Set<UInt64>()
+        var seen: [UInt64] = []
         for a in grammar.alternatives[grammar.root] { expand(a, parent: -1, into: &out, seen: &seen) }
         return out
     }
@@ -81,9 +73,11 @@ final class GrammarAutomaton {
     }
 
     /// Adds the stacks that continue at element `pos` with return stack `parent`, each ending at a byte set.
-    private func expand(_ pos: Int32, parent: Int32, into out: inout [Int32], seen: inout Set<UInt64>) {
+    /// `seen` (the expansions already made for this step) is a plain array: a step expands a handful.
+    private func expand(_ pos: Int32, parent: Int32, into out: inout [Int32], seen: inout [UInt64]) {
         let key = UInt64(UInt32(bitPattern: pos)) << 32 | UInt64(UInt32(bitPattern: parent))
-        guard seen.insert(key).inserted else { return }
+        guard !seen.contains(key) else { return }
+        seen.append(key)
         let e = grammar.elements[Int(pos)]
         if e == Grammar.end {
             if parent < 0 { out.append(Self.accepted) } else {
@@ -101,7 +95,7 @@ final class GrammarAutomaton {
 
     private func compute(_ state: Int32, _ byte: UInt8) -> Int32 {
         var out: [Int32] = []
-        var seen = Set<UInt64>()
+        var seen: [UInt64] = []
         for s in stacks[Int(state)] where s != Self.accepted {
             let pos = nodePos[Int(s)]
             if grammar.sets[Int(grammar.elements[Int(pos)])].contains(byte) {
@@ -114,28 +108,28 @@ final class GrammarAutomaton {
     }
 
     private func intern(_ list: [Int32]) -> Int32 {
-        let key = Array(Set(list)).sorted()
+        var key = list
+        if key.count > 1 {
+            key.sort()
+            var n = 1
+            for i in 1..<key.count where key[i] != key[n - 1] {
+                key[n] = key[i]
+                n += 1
+            }
+            key.removeLast(key.count - n)
+        }
         if let s = stateIndex[key] { return s }
         let s = Int32(stacks.count)
         stacks.append(key)
         stateIndex[key] = s
-        transitions.append(contentsOf: repeatElement(Self.unknown, count: 256))
+        if stacks.count > capacity {
+            let grown = UnsafeMutablePointer<Int32>.allocate(capacity: capacity * 2 * 256)
+            grown.update(from: transitions, count: capacity * 256)
+            transitions.deallocate()
+            transitions = grown
+            capacity *= 2
+        }
+        (transitions + Int(s) * 256).initialize(repeating: Self.unknown, count: 256)
         return s
-    }
-
-    /// A stack as its list of positions (top first), to survive a reset.
-    private func rebuildStack(_ s: Int32) -> [Int32] {
-        guard s != Self.accepted else { return [] }
-        var out: [Int32] = []
-        var n = s
-        while n >= 0 { out.append(nodePos[Int(n)]); n = nodeParent[Int(n)] }
-        return out
-    }
-
-    private func stackCopy(_ positions: [Int32]) -> Int32 {
-        guard !positions.isEmpty else { return Self.accepted }
-        var n: Int32 = -1
-        for pos in positions.reversed() { n = node(pos, n) }
-        return n
     }
 }

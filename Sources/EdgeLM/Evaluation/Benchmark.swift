@@ -206,3 +206,56 @@ extension Benchmark {
                                       identical: identical)
     }
 }
+
+/// Constrained against unconstrained decoding on one prompt (`edgelm bench --json-schema | --grammar | --regex | --json`).
+public struct ConstrainedBenchResult: Codable, Sendable {
+    /// Tokens per second without the constraint, per repetition.
+    public let plain: [Double]
+    /// Tokens per second with it, per repetition (each run right after its plain one).
+    public let constrained: [Double]
+    /// Tokens the constrained run generated (it ends when the output is complete).
+    public let tokens: Int
+    /// Per-step mask times of every constrained run, in seconds.
+    public let maskSeconds: [Double]
+    /// The constrained output of the last run.
+    public let output: String
+
+    /// Median unconstrained tokens per second.
+    public var plainMedian: Double { percentile(plain.sorted(), 50) }
+    /// Median constrained tokens per second.
+    public var constrainedMedian: Double { percentile(constrained.sorted(), 50) }
+    /// Median of the per-pair ratios constrained / plain.
+    public var ratio: Double { percentile(zip(constrained, plain).map { $0 / $1 }.sorted(), 50) }
+    /// Mask time percentile `p` (0-100), in seconds.
+    public func maskPercentile(_ p: Double) -> Double { percentile(maskSeconds.sorted(), p) }
+}
+
+extension Benchmark {
+    /// Generates up to `tokens` tokens greedily from `prompt` without and with `constraint`, alternately after a
+    /// warm-up of each, `repetitions` times (the unconstrained run ignores EOS; the constrained one ends when its
+    /// output is complete).
+    public static func constrained(_ lm: LanguageModel, prompt: [Int], tokens: Int, constraint: OutputConstraint, repetitions: Int,
+                                   progress: (String) -> Void = { _ in }) throws(EdgeLMError) -> ConstrainedBenchResult {
+        guard repetitions >= 1 else { throw .invalidArgument("-r \(repetitions): must be at least 1") }
+        var plainParameters = GenerateParameters.greedy(maxTokens: tokens)
+        plainParameters.stopAtEOS = false
+        var constrainedParameters = GenerateParameters.greedy(maxTokens: tokens)
+        constrainedParameters.constraint = constraint
+        var plain: [Double] = [], constrained: [Double] = [], masks: [Double] = []
+        var generated = 0, output = ""
+        for run in 0...repetitions {
+            progress(run == 0 ? "warm-up" : "run \(run)/\(repetitions)")
+            lm.session.reset()
+            let a = try lm.generate(promptTokens: prompt, parameters: plainParameters) { _, _ in true }
+            lm.session.reset()
+            var text = ""
+            let b = try lm.generate(promptTokens: prompt, parameters: constrainedParameters) { _, piece in text += piece; return true }
+            guard run > 0 else { continue }
+            plain.append(a.tokensPerSecond)
+            constrained.append(b.tokensPerSecond)
+            masks += b.maskSeconds
+            (generated, output) = (b.generatedTokens, text)
+        }
+        return ConstrainedBenchResult(plain: plain, constrained: constrained, tokens: generated, maskSeconds: masks, output: output)
+    }
+}

@@ -14,6 +14,9 @@ public struct GenerateParameters: Sendable, Equatable {
     /// Draft tokens and verify several per forward pass (nil: one token per pass). Output is unchanged: greedy
     /// decoding gives the same tokens, sampling the same distribution.
     public var speculation: SpeculationParameters?
+    /// What the output must match (a JSON Schema, GBNF grammar or regular expression): tokens that cannot continue
+    /// a valid output are masked at every step, and generation ends when the output is complete.
+    public var constraint: OutputConstraint?
 
     /// Default parameters.
     public init() {}
@@ -69,6 +72,8 @@ public struct GenerationInfo: Sendable {
     public var draftedTokens = 0
     /// Of those, the tokens the target model kept.
     public var acceptedTokens = 0
+    /// With a constraint: seconds each step spent computing and applying the token mask.
+    public var maskSeconds: [Double] = []
 
     /// Prompt tokens per second.
     public var promptTokensPerSecond: Double { Double(promptTokensEvaluated) / max(promptSeconds, 1e-9) }

@@ -66,7 +66,8 @@ public final class LanguageModel: @unchecked Sendable {
         var speculator = try parameters.speculation.map { spec throws(EdgeLMError) in
             Speculator(drafter: try drafter(for: spec), parameters: spec, sampling: parameters.sampling)
         }
-        var stream = TokenStream(tokenizer: tokenizer, prompt: promptTokens, parameters: parameters)
+        let constraint = try parameters.constraint.map { c throws(EdgeLMError) in try TokenConstraint(c, tokenizer: tokenizer) }
+        var stream = TokenStream(tokenizer: tokenizer, prompt: promptTokens, parameters: parameters, constraint: constraint)
         let start = Date()
         let (promptLogits, evaluated) = try session.prefill(promptTokens)
         let promptSeconds = Date().timeIntervalSince(start)
@@ -104,6 +105,7 @@ public final class LanguageModel: @unchecked Sendable {
                                   stopReason: stream.finished ?? .maxTokens, tokens: stream.generated)
         info.draftedTokens = speculator?.drafted ?? 0
         info.acceptedTokens = speculator?.accepted ?? 0
+        info.maskSeconds = stream.maskSeconds
         return info
     }
 

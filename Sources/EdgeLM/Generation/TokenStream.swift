@@ -1,3 +1,5 @@
+import Foundation
+
 /// One generation between steps: picks each next token from the logits, applies the stop conditions
 /// (EOS, the token budget, stop strings matched across token boundaries) and turns tokens into text that
 /// never splits a UTF-8 character nor shows the beginning of a stop string that may still complete.
@@ -7,6 +9,8 @@ public struct TokenStream: Sendable {
     public private(set) var generated: [Int] = []
     /// Why it stopped, once it has.
     public private(set) var finished: StopReason?
+    /// Seconds each step spent on the constraint (computing its token mask and applying it).
+    public private(set) var maskSeconds: [Double] = []
 
     private let parameters: GenerateParameters
     private let endTokens: Set<Int>
@@ -15,14 +19,20 @@ public struct TokenStream: Sendable {
     private var history: [Int]
     /// Decoded text not yet returned because it could be the start of a stop string.
     private var held = ""
+    private let constraint: TokenConstraint?
+    private var constraintState: TokenConstraint.State?
 
-    /// A stream continuing `prompt`.
-    public init(tokenizer: Tokenizer, prompt: [Int], parameters: GenerateParameters) {
+    /// A stream continuing `prompt`; `constraint` (compiled from `parameters.constraint` for this tokenizer)
+    /// masks the tokens that cannot continue a valid output and ends the stream when the output is complete.
+    public init(tokenizer: Tokenizer, prompt: [Int], parameters: GenerateParameters, constraint: TokenConstraint? = nil) {
         self.parameters = parameters
         endTokens = Set(tokenizer.data.endOfGenerationIDs)
         sampler = Sampler(parameters: parameters.sampling)
-        decoder = StreamingDecoder(tokenizer: tokenizer, atSequenceStart: prompt.allSatisfy { tokenizer.bytes(of: $0).isEmpty })
+        let atStart = prompt.allSatisfy { tokenizer.bytes(of: $0).isEmpty }
+        decoder = StreamingDecoder(tokenizer: tokenizer, atSequenceStart: atStart)
         history = prompt
+        self.constraint = constraint
+        constraintState = constraint?.initialState(atSequenceStart: atStart)
         if parameters.maxTokens == 0 { finished = .maxTokens }
     }
 
@@ -39,7 +49,29 @@ public struct TokenStream: Sendable {
     /// Takes the logits after the last token and samples the next one.
     public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Step {
         guard finished == nil else { return Step(token: nil, text: "", continues: false) }
-        return accept(sampler.sample(logits, history: history))
+        guard let masked = constrained(logits) else { return accept(sampler.sample(logits, history: history)) }
+        let history = history
+        return masked.withUnsafeBufferPointer { accept(sampler.sample($0, history: history)) }
+    }
+
+    /// The logits with every token the constraint refuses at -infinity (end-of-generation tokens allowed only when
+    /// the output is complete); nil without a constraint.
+    private mutating func constrained(_ logits: UnsafeBufferPointer<Float>) -> [Float]? {
+        guard let constraint, let state = constraintState else { return nil }
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { maskSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+        let mask = constraint.mask(state)
+        var masked = [Float](repeating: -.infinity, count: logits.count)
+        for w in mask.bits.indices where mask.bits[w] != 0 {
+            var word = mask.bits[w]
+            while word != 0 {
+                let i = w << 6 | word.trailingZeroBitCount
+                if i < logits.count { masked[i] = logits[i] }
+                word &= word - 1
+            }
+        }
+        if mask.allowsEnd { for id in endTokens where id < logits.count { masked[id] = logits[id] } }
+        return masked
     }
 
     /// Checks drafted tokens against the target model: `rows` holds the logits after the pending token and after each
@@ -56,8 +88,11 @@ public struct TokenStream: Sendable {
                 steps.append(next(row))
                 break
             }
-            let token = sampler.verify(draft: draft.tokens[i], candidates: sampler.candidates(row, history: history),
-                                       proposal: draft.proposals?[i])
+            let masked = constrained(row)
+            let (current, history) = (sampler, self.history)
+            let candidates = masked.map { m in m.withUnsafeBufferPointer { current.candidates($0, history: history) } }
+                ?? current.candidates(row, history: history)
+            let token = sampler.verify(draft: draft.tokens[i], candidates: candidates, proposal: draft.proposals?[i])
             let step = accept(token)
             steps.append(step)
             if !step.continues || token != draft.tokens[i] { break }
@@ -68,13 +103,21 @@ public struct TokenStream: Sendable {
 
     /// Appends `token` as the next generated one, applying the stop conditions.
     private mutating func accept(_ token: Int) -> Step {
-        if parameters.stopAtEOS, endTokens.contains(token) {
+        if parameters.stopAtEOS || constraint != nil, endTokens.contains(token) {
             finished = .endOfSequence
             return Step(token: nil, text: flushHeld(), continues: false)
         }
         generated.append(token)
         history.append(token)
-        let text = release(decoder.append(token))
+        var text = release(decoder.append(token))
+        if let constraint, let state = constraintState {
+            constraintState = constraint.advance(state, token: token)
+            // A complete output ends the stream (a token the mask refused cannot arrive: every sampler respects -inf).
+            if constraintState.map(constraint.isComplete) ?? true, finished == nil {
+                finished = .endOfSequence
+                text += flushHeld()
+            }
+        }
         if finished != nil { return Step(token: token, text: text, continues: false) }
         if generated.count >= parameters.maxTokens {
             finished = .maxTokens

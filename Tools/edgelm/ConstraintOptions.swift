@@ -1,0 +1,38 @@
+import ArgumentParser
+import EdgeLM
+import Foundation
+
+/// Options that constrain the output of `generate` (and select `bench`'s constrained mode): at most one of them.
+struct ConstraintOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Output a JSON value valid against the JSON Schema in this file.", valueName: "file"))
+    var jsonSchema: String?
+
+    @Option(name: .long, help: ArgumentHelp("Output text matching the GBNF grammar in this file (llama.cpp notation, from rule root).", valueName: "file"))
+    var grammar: String?
+
+    @Option(name: .long, help: ArgumentHelp("Output text matching this regular expression as a whole.", valueName: "regex"))
+    var regex: String?
+
+    @Flag(name: .long, help: "Output one JSON object.")
+    var jsonObject = false
+
+    /// The constraint the options ask for (nil: none); a file that cannot be read or parsed is an error naming it.
+    func constraint() throws -> OutputConstraint? {
+        let given = [jsonSchema != nil, grammar != nil, regex != nil, jsonObject].filter { $0 }.count
+        guard given <= 1 else { throw EdgeLMError.invalidArgument("give at most one of --json-schema, --grammar, --regex, --json-object") }
+        if let path = jsonSchema {
+            do { return .jsonSchema(try JSONValue.parse(try Self.read(path))) } catch let error as EdgeLMError {
+                throw EdgeLMError.invalidArgument("--json-schema \(path): \(error)")
+            }
+        }
+        if let path = grammar { return .grammar(try Self.read(path)) }
+        if let regex { return .regex(regex) }
+        return jsonObject ? .jsonObject : nil
+    }
+
+    private static func read(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { throw EdgeLMError.io(path: path, message: "cannot read the file") }
+        guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(path): not valid UTF-8") }
+        return text
+    }
+}
