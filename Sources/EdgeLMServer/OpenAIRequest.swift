@@ -39,6 +39,10 @@ struct CompletionRequest {
     var includeUsage = false
     var stop: [String] = []
     var sampling = SamplingParameters()
+    /// From `response_format` (`json_object`, `json_schema`) or llama.cpp's `grammar` / `json_schema` fields.
+    var constraint: OutputConstraint?
+    /// The field `constraint` came from.
+    var constraintField: String?
 
     /// Parses `body` for `kind`.
     init(json body: Data, kind: Kind) throws(APIError) {
@@ -100,9 +104,49 @@ struct CompletionRequest {
         for key in ["tools", "functions", "tool_choice", "function_call", "logit_bias", "suffix"] where fields.isSet(key) {
             throw APIError(400, "'\(key)' is not supported", param: key)
         }
-        if let format = json["response_format"] as? [String: Any], let type = format["type"] as? String, type != "text" {
-            throw APIError(400, "'response_format' \(type) is not supported", param: "response_format")
+        (constraintField, constraint) = try Self.constraint(body, json)
+    }
+
+    /// The output constraint the request asks for (at most one of `response_format`, `json_schema`, `grammar`).
+    /// Schemas are read again with an order-keeping parser: the order of `properties` is the order of the output.
+    private static func constraint(_ body: Data, _ json: [String: Any]) throws(APIError) -> (String?, OutputConstraint?) {
+        var found: [(String, OutputConstraint)] = []
+        let ordered = { () throws(APIError) -> JSONValue in
+            do { return try JSONValue.parse(String(decoding: body, as: UTF8.self)) } catch { throw APIError(400, "the request body is not valid JSON: \(error)") }
         }
+        if let raw = json["response_format"], !(raw is NSNull) {
+            guard let format = raw as? [String: Any], let type = format["type"] as? String else {
+                throw APIError(400, "'response_format' must be an object with a 'type'", param: "response_format")
+            }
+            switch type {
+            case "text": break
+            case "json_object":
+                if let schema = try ordered()["response_format"]?["schema"] { found.append(("response_format", .jsonSchema(schema))) } else {
+                    found.append(("response_format", .jsonObject))
+                }
+            case "json_schema":
+                guard let schema = try ordered()["response_format"]?["json_schema"]?["schema"] else {
+                    throw APIError(400, "'response_format.json_schema.schema' is required", param: "response_format.json_schema.schema")
+                }
+                found.append(("response_format", .jsonSchema(schema)))
+            default:
+                throw APIError(400, "'response_format' type '\(type)' is not supported (text, json_object, json_schema)", param: "response_format")
+            }
+        }
+        if let raw = json["json_schema"], !(raw is NSNull) {
+            guard raw is [String: Any] || raw is Bool, let schema = try ordered()["json_schema"] else {
+                throw APIError(400, "'json_schema' must be a JSON Schema object", param: "json_schema")
+            }
+            found.append(("json_schema", .jsonSchema(schema)))
+        }
+        if let raw = json["grammar"], !(raw is NSNull) {
+            guard let text = raw as? String else { throw APIError(400, "'grammar' must be a string (GBNF)", param: "grammar") }
+            if !text.isEmpty { found.append(("grammar", .grammar(text))) }
+        }
+        guard found.count <= 1 else {
+            throw APIError(400, "give at most one of 'response_format', 'json_schema' and 'grammar' (got \(found.map(\.0).joined(separator: ", ")))", param: found[1].0)
+        }
+        return (found.first?.0, found.first?.1)
     }
 
     private static func message(_ item: Any, index i: Int) throws(APIError) -> ChatMessage {

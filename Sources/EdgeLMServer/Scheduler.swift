@@ -5,6 +5,8 @@ import Foundation
 struct Job: Sendable {
     let prompt: [Int]
     let parameters: GenerateParameters
+    /// `parameters.constraint` compiled for the model's vocabulary.
+    let constraint: TokenConstraint?
     /// Set when the client has gone: the slot is freed at the next token.
     let cancelled: CancellationFlag
 }
@@ -224,7 +226,7 @@ final class Scheduler: @unchecked Sendable {
             let (logits, evaluated) = try session.prefill(job.prompt)
             metrics.add("edgelm_prompt_tokens_total", Double(job.prompt.count))
             metrics.add("edgelm_prompt_tokens_evaluated_total", Double(evaluated))
-            var stream = TokenStream(tokenizer: model.tokenizer, prompt: job.prompt, parameters: job.parameters)
+            var stream = TokenStream(tokenizer: model.tokenizer, prompt: job.prompt, parameters: job.parameters, constraint: job.constraint)
             let step = stream.next(logits)
             if !step.text.isEmpty { continuation.yield(.text(step.text)) }
             let speculator = try job.parameters.speculation.map { spec throws(EdgeLMError) in

@@ -99,7 +99,17 @@ public final class OpenAIServer: Sendable {
         parameters.sampling = parsed.sampling
         parameters.speculation = options.speculation
         parameters.stop = parsed.stop + (kind == .chat ? options.chatTemplate?.stopStrings ?? [] : [])
-        let job = Job(prompt: prompt, parameters: parameters, cancelled: CancellationFlag())
+        parameters.constraint = parsed.constraint
+        var compiled: TokenConstraint?
+        if let constraint = parsed.constraint {
+            do {
+                compiled = try TokenConstraint(constraint, tokenizer: model.tokenizer)
+            } catch {
+                let param = parsed.constraintField ?? "response_format"
+                return logged(path, started, error: APIError(400, "'\(param)': \(error)", param: param))
+            }
+        }
+        let job = Job(prompt: prompt, parameters: parameters, constraint: compiled, cancelled: CancellationFlag())
         guard let events = scheduler.submit(job) else {
             metrics.add("edgelm_rejected_busy_total")
             return logged(path, started, error: APIError(503, "all \(options.slots) slots are busy and \(options.queueLimit) requests are waiting; retry later",

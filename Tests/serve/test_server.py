@@ -3,11 +3,13 @@
 Usage: python Tests/serve/test_server.py EDGELM_BINARY MODEL.edgelm LONG_MODEL.edgelm REAL_MODEL.gguf
 (MODEL: a small trained model; LONG_MODEL: one that writes long answers, for Ctrl-C in the middle of one;
 REAL_MODEL: SmolLM2-135M-Instruct's GGUF as published, served as given, with its own ChatML template.)
-Starts its own servers on free loopback ports and stops them. Prints one line per test and closes with
+Starts its own servers on free loopback ports and stops them; EDGELM_SERVE_ONLY=TEXT runs only the tests whose
+name contains TEXT. Prints one line per test and closes with
 'N passed, N failed'; exits non-zero on any failure.
 """
 import http.client, json, os, pty, re, select, signal, socket, subprocess, sys, threading, time, traceback
 
+import jsonschema
 import openai
 
 EDGELM, MODEL, LONG_MODEL, REAL_MODEL = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
@@ -74,6 +76,9 @@ class Server:
 
 
 def test(fn):
+    only = os.environ.get("EDGELM_SERVE_ONLY")
+    if only and only not in fn.__name__:
+        return
     try:
         fn()
         results.append((fn.__name__, None))
@@ -371,6 +376,73 @@ def real_model_chat_ends_at_its_end_of_turn():
         assert any("converting" in line or "using" in line for line in real.log), real.log
     finally:
         real.stop()
+
+@test
+def structured_output_follows_the_schema():
+    # SmolLM2 as published, response_format json_schema (strict) on schemas with nested objects, arrays, enums,
+    # $ref recursion, patterns and formats: every reply parses and `jsonschema` validates it, streamed or not;
+    # json_object gives an object; llama.cpp's grammar field; unsupported keywords and bad grammars are 400s.
+    schemas = {
+        "person": {"type": "object", "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 30},
+            "age": {"type": "integer", "minimum": 0, "maximum": 120},
+            "role": {"enum": ["admin", "user", "guest"]},
+            "address": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
+                                                         "zip": {"type": "string", "pattern": "^[0-9]{5}$"}},
+                        "required": ["city", "zip"], "additionalProperties": False},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "minItems": 1, "maxItems": 3}},
+            "required": ["name", "age", "role", "address", "tags"], "additionalProperties": False},
+        # $ref, including a recursive one (node -> node) that the 135M model would follow forever if it had the
+        # choice: here the root's children are leaves (exact recursion is checked token by token in the Swift tests).
+        "tree": {"$defs": {"leaf": {"type": "object", "properties": {"label": {"type": "string", "maxLength": 10}},
+                                    "required": ["label"], "additionalProperties": False},
+                           "list": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"head": {"$ref": "#/$defs/leaf"},
+                                    "tail": {"$ref": "#/$defs/list"}}, "required": ["head", "tail"], "additionalProperties": False}]}},
+                 "type": "object", "properties": {"label": {"type": "string", "maxLength": 10},
+                                                  "children": {"type": "array", "items": {"$ref": "#/$defs/leaf"}, "maxItems": 3},
+                                                  "more": {"$ref": "#/$defs/list"}},
+                 "required": ["label", "children"], "additionalProperties": False},
+        "event": {"type": "object", "properties": {
+            "id": {"type": "string", "format": "uuid"}, "day": {"type": "string", "format": "date"},
+            "at": {"type": "string", "format": "date-time"}, "host": {"type": "string", "format": "ipv4"},
+            "priority": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 5}, {"type": "null"}]}},
+            "required": ["id", "day", "at", "host", "priority"], "additionalProperties": False},
+    }
+    real = Server("--slots", "2", "--max-body", "8000000", model=REAL_MODEL)
+    try:
+        for name, schema in schemas.items():
+            ask = {"tree": 'Here is a tree as JSON: {"label": "x", "children": [{"label": "y"}]}. Now write the tree whose root "a" has two leaves, "b" and "c".',
+                   "event": "Write as JSON the event 123e4567-e89b-12d3-a456-426614174000 on 2026-12-02 at 10:00 UTC, on host 10.0.0.1, priority 2."}
+            messages = [{"role": "user", "content": ask.get(name, f"Write an example {name} as JSON.")}]
+            fmt = {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+            reply = real.client.chat.completions.create(model="m", messages=messages, max_tokens=300, temperature=0, response_format=fmt)
+            text = reply.choices[0].message.content
+            assert reply.choices[0].finish_reason == "stop", (name, reply)
+            jsonschema.validate(json.loads(text), schema)
+            streamed = "".join(ch.choices[0].delta.content or "" for ch in real.client.chat.completions.create(
+                model="m", messages=messages, max_tokens=300, temperature=0.8, seed=7, response_format=fmt, stream=True) if ch.choices)
+            jsonschema.validate(json.loads(streamed), schema)
+            print(f"  {name}: {text!r}")
+        obj = real.client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Describe a cat."}], max_tokens=200,
+                                                  temperature=0, response_format={"type": "json_object"})
+        assert isinstance(json.loads(obj.choices[0].message.content), dict), obj
+        yes_no = real.client.completions.create(model="m", prompt="Is the sky blue? Answer:", max_tokens=8, temperature=0,
+                                                extra_body={"grammar": 'root ::= " " ("yes" | "no")'})
+        assert yes_no.choices[0].text in (" yes", " no"), yes_no
+        for body, param, words in [
+                ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "not": {}}}}},
+                 "response_format", "keyword 'not' is not supported"),
+                ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integer", "minimum": 3, "maximum": 1}}}},
+                 "response_format", "cannot be satisfied"),
+                ({"grammar": 'root ::= root "a" | "b"'}, "grammar", "left-recursive"),
+                ({"json_schema": {"enum": [f"value {i}" for i in range(200000)]}}, "json_schema", "too large"),
+                ({"json_schema": {"type": "string"}, "grammar": 'root ::= "a"'}, "grammar", "at most one")]:
+            started = time.time()
+            status, err = error_of(real.raw("POST", "/v1/completions", json.dumps({"prompt": "x", "max_tokens": 4, **body})))
+            assert status == 400 and err["param"] == param and words in err["message"], (body.keys(), status, err)
+            assert time.time() - started < 10, "refusing took too long"
+    finally:
+        assert real.stop(), "the server died"
 
 @test
 def speculation_keeps_greedy_output_across_slots():

@@ -311,7 +311,7 @@ struct JSONSchemaCompiler {
     }
 
     /// The JSON texts equal to `value` as JSON Schema compares: numbers by value (an integral number also as
-    /// `n.0`), objects with their members in any order (up to 5 members; beyond that, as written), whitespace
+    /// `n.0`, with one zero), objects with their members in any order (up to 5 members; beyond that, as written), whitespace
     /// between tokens allowed.
     private mutating func constant(_ value: JSONValue) throws(EdgeLMError) -> [GrammarSymbol] {
         let ws = try ws()
@@ -496,11 +496,10 @@ struct JSONSchemaCompiler {
         return (try b.choice(alternatives, name: "integer-range")) + (try zeroFraction())
     }
 
-    /// An optional fraction of zeros: JSON Schema counts 1.0 as an integer.
+    /// An optional `.0`: JSON Schema counts 1.0 as an integer. One zero only: a small model let free writes
+    /// `1.000000...` until its token budget ends.
     private mutating func zeroFraction() throws(EdgeLMError) -> [GrammarSymbol] {
-        try shared("zero-fraction") { c throws(EdgeLMError) in
-            try c.b.repeated(GrammarBuilder.literal(".") + (try c.b.repeated(GrammarBuilder.literal("0"), min: 1, max: nil)), min: 0, max: 1)
-        }
+        try shared("zero-fraction") { c throws(EdgeLMError) in try c.b.repeated(GrammarBuilder.literal(".0"), min: 0, max: 1) }
     }
 
     private mutating func objectGrammar(_ schema: JSONValue, path: String, depth: Int) throws(EdgeLMError) -> [GrammarSymbol] {
