@@ -5,8 +5,8 @@
 ///   conflict, `format` is checked by shape (a date's day is 01-31 whatever the month);
 /// - every keyword outside the supported set is refused by name, never ignored. Annotations (`title`,
 ///   `description`, `default`, `examples`, `$schema`, `$id`, `$comment`, ...) are ignored.
-/// Whitespace between tokens is allowed (at most 20 characters at a time) so a model may pretty-print; none after
-/// the value, so the output is complete at its last character.
+/// Whitespace between tokens is one space, or a newline and up to 20 characters of indentation, so a model may
+/// pretty-print; none after the value, so the output is complete at its last character.
 struct JSONSchemaCompiler {
     static let annotations: Set<String> = ["title", "description", "default", "examples", "$schema", "$id", "$comment",
                                            "deprecated", "readOnly", "writeOnly", "$anchor", "contentMediaType",
@@ -56,10 +56,13 @@ struct JSONSchemaCompiler {
     }
 
     private mutating func ws() throws(EdgeLMError) -> [GrammarSymbol] {
+        // Nothing, one space, or a newline and up to 20 spaces or tabs of indentation (as llama.cpp's JSON grammar):
+        // enough to pretty-print, too little for a small model to fill its budget with blank lines.
         try shared("ws") { c throws(EdgeLMError) in
-            var set = ByteSet(0x20...0x20)
-            set.insert(0x09); set.insert(0x0A); set.insert(0x0D)
-            return try c.b.repeated([.bytes(set)], min: 0, max: 20, name: "ws")
+            var indent = ByteSet(0x20...0x20)
+            indent.insert(0x09)
+            let newline = GrammarBuilder.literal("\n") + (try c.b.repeated([.bytes(indent)], min: 0, max: 20, name: "indent"))
+            return try c.b.choice([[], GrammarBuilder.literal(" "), newline], name: "ws")
         }
     }
 
