@@ -41,6 +41,10 @@ struct CompletionRequest {
     var sampling = SamplingParameters()
     /// From `response_format` (`json_object`, `json_schema`) or llama.cpp's `grammar` / `json_schema` fields.
     var constraint: OutputConstraint?
+    /// Choices to generate (each a job of its own, seeds `seed`, `seed + 1`, ...).
+    var n = 1
+    /// Log-probabilities asked for: the number of alternatives per token (nil: none).
+    var logprobs: Int?
     /// The field `constraint` came from.
     var constraintField: String?
 
@@ -93,15 +97,39 @@ struct CompletionRequest {
         guard sampling.minP >= 0, sampling.minP < 1 else { throw APIError(400, "'min_p' must be in [0, 1)", param: "min_p") }
         guard sampling.repetitionPenalty > 0 else { throw APIError(400, "'repeat_penalty' must be > 0", param: "repeat_penalty") }
         // Asked for but not implemented: refused by name rather than silently ignored.
-        if let n = try fields.int("n"), n != 1 { throw APIError(400, "'n': only one choice per request is supported", param: "n") }
+        n = try fields.int("n") ?? 1
+        guard n >= 1 else { throw APIError(400, "'n' must be at least 1", param: "n") }
         if let best = try fields.int("best_of"), best != 1 { throw APIError(400, "'best_of' is not supported", param: "best_of") }
-        for key in ["presence_penalty", "frequency_penalty"] {
-            if let v = try fields.double(key), v != 0 { throw APIError(400, "'\(key)' is not supported (use repeat_penalty)", param: key) }
+        for (key, path) in [("presence_penalty", \SamplingParameters.presencePenalty), ("frequency_penalty", \SamplingParameters.frequencyPenalty)] {
+            guard let v = try fields.double(key) else { continue }
+            guard abs(v) <= 2 else { throw APIError(400, "'\(key)' must be in [-2, 2]", param: key) }
+            sampling[keyPath: path] = Float(v)
         }
-        for key in ["logprobs", "top_logprobs", "echo"] where fields.isSet(key) {
+        if let raw = json["logit_bias"], !(raw is NSNull) {
+            guard let map = raw as? [String: Any] else { throw APIError(400, "'logit_bias' must be an object of token ids to biases", param: "logit_bias") }
+            for (key, value) in map {
+                guard let id = Int(key), id >= 0 else { throw APIError(400, "'logit_bias' key '\(key)' is not a token id", param: "logit_bias") }
+                guard !isBoolean(value), let bias = (value as? NSNumber)?.doubleValue, abs(bias) <= 100 else {
+                    throw APIError(400, "'logit_bias' value for \(key) must be a number in [-100, 100]", param: "logit_bias")
+                }
+                sampling.logitBias[id] = Float(bias)
+            }
+        }
+        switch kind {
+        case .chat:
+            if try fields.bool("logprobs") == true { logprobs = try fields.int("top_logprobs") ?? 0 } else if fields.isSet("top_logprobs") {
+                throw APIError(400, "'top_logprobs' needs 'logprobs': true", param: "top_logprobs")
+            }
+        case .completion:
+            logprobs = try fields.int("logprobs")
+        }
+        if let n = logprobs, !(0...20).contains(n) {
+            throw APIError(400, "'\(kind == .chat ? "top_logprobs" : "logprobs")' must be in 0...20", param: kind == .chat ? "top_logprobs" : "logprobs")
+        }
+        for key in ["echo"] where fields.isSet(key) {
             throw APIError(400, "'\(key)' is not supported", param: key)
         }
-        for key in ["tools", "functions", "tool_choice", "function_call", "logit_bias", "suffix"] where fields.isSet(key) {
+        for key in ["tools", "functions", "tool_choice", "function_call", "suffix"] where fields.isSet(key) {
             throw APIError(400, "'\(key)' is not supported", param: key)
         }
         (constraintField, constraint) = try Self.constraint(body, json)

@@ -15,6 +15,8 @@ struct Job: Sendable {
 enum JobEvent: Sendable {
     /// Text that became final.
     case text(String)
+    /// A generated token with its log-probabilities (when the request asked for them), before its text.
+    case token(TokenLogprobs)
     /// The end: why, and the token counts for `usage`.
     case done(reason: StopReason, promptTokens: Int, evaluated: Int, completionTokens: Int)
     /// The forward pass failed.
@@ -202,7 +204,7 @@ final class Scheduler: @unchecked Sendable {
                     metrics.add("edgelm_draft_tokens_accepted_total", Double(verified.accepted))
                 }
                 generated += steps.filter { $0.token != nil }.count
-                for step in steps where !step.text.isEmpty { a.continuation.yield(.text(step.text)) }
+                for step in steps { Self.emit(step, to: a.continuation) }
                 if let last = steps.last, last.continues, let token = last.token {
                     a.next = token
                     still.append(a)
@@ -220,6 +222,12 @@ final class Scheduler: @unchecked Sendable {
     }
 
     /// Evaluates the job's prompt in `slot` and takes its first token; nil when it is already finished.
+    /// Sends a step's log-probabilities (if any) and text.
+    private static func emit(_ step: TokenStream.Step, to continuation: AsyncStream<JobEvent>.Continuation) {
+        if let l = step.logprobs { continuation.yield(.token(l)) }
+        if !step.text.isEmpty { continuation.yield(.text(step.text)) }
+    }
+
     private func prefill(_ job: Job, _ continuation: AsyncStream<JobEvent>.Continuation, slot: Int) -> Active? {
         let session = slots[slot]
         do {
@@ -228,7 +236,7 @@ final class Scheduler: @unchecked Sendable {
             metrics.add("edgelm_prompt_tokens_evaluated_total", Double(evaluated))
             var stream = TokenStream(tokenizer: model.tokenizer, prompt: job.prompt, parameters: job.parameters, constraint: job.constraint)
             let step = stream.next(logits)
-            if !step.text.isEmpty { continuation.yield(.text(step.text)) }
+            Self.emit(step, to: continuation)
             let speculator = try job.parameters.speculation.map { spec throws(EdgeLMError) in
                 Speculator(drafter: try drafter(spec, slot: slot), parameters: spec, sampling: job.parameters.sampling)
             }

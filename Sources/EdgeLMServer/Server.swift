@@ -109,57 +109,69 @@ public final class OpenAIServer: Sendable {
                 return logged(path, started, error: APIError(400, "'\(param)': \(error)", param: param))
             }
         }
-        let job = Job(prompt: prompt, parameters: parameters, constraint: compiled, cancelled: CancellationFlag())
-        guard let events = scheduler.submit(job) else {
-            metrics.add("edgelm_rejected_busy_total")
-            return logged(path, started, error: APIError(503, "all \(options.slots) slots are busy and \(options.queueLimit) requests are waiting; retry later",
-                                                         type: "server_busy"))
+        parameters.logprobs = parsed.logprobs
+        if parsed.n > options.slots {
+            return logged(path, started, error: APIError(400, "'n' \(parsed.n) is more than the server's \(options.slots) slots (--slots)", param: "n"))
+        }
+        if let bad = parameters.sampling.logitBias.keys.first(where: { $0 >= model.config.vocabSize }) {
+            return logged(path, started, error: APIError(400, "'logit_bias': token \(bad) is outside the vocabulary of \(model.config.vocabSize)", param: "logit_bias"))
+        }
+        let jobs = (0..<parsed.n).map { i in
+            var p = parameters
+            p.sampling.seed = parameters.sampling.seed &+ UInt64(i)
+            return Job(prompt: prompt, parameters: p, constraint: compiled, cancelled: CancellationFlag())
+        }
+        var streams: [AsyncStream<JobEvent>] = []
+        for job in jobs {
+            guard let events = scheduler.submit(job) else {
+                for j in jobs { j.cancelled.set() }
+                metrics.add("edgelm_rejected_busy_total")
+                return logged(path, started, error: APIError(503, "all \(options.slots) slots are busy and \(options.queueLimit) requests are waiting; retry later",
+                                                             type: "server_busy"))
+            }
+            streams.append(events)
         }
         metrics.add("edgelm_requests_total")
-        let id = (kind == .chat ? "chatcmpl-" : "cmpl-") + String(ids.next())
-        let created = Int(Date().timeIntervalSince1970)
+        let events = CompletionReply.merge(streams)
+        var reply = CompletionReply(id: (kind == .chat ? "chatcmpl-" : "cmpl-") + String(ids.next()), created: Int(Date().timeIntervalSince1970),
+                                    kind: kind, model: options.modelName, tokenizer: model.tokenizer, logprobs: parsed.logprobs != nil, choices: parsed.n)
         if parsed.stream {
             let include = parsed.includeUsage
             let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
-            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                defer { job.cancelled.set() }
-                if kind == .chat {
-                    try await writer.write(self.event(self.chunk(id, created, kind, delta: ["role": "assistant", "content": ""], finish: nil)))
-                }
-                for await event in events {
-                    switch event {
-                    case .text(let text):
-                        try await writer.write(self.event(self.chunk(id, created, kind, delta: ["content": text], finish: nil)))
-                    case let .done(reason, promptTokens, evaluated, completion):
-                        var last = self.chunk(id, created, kind, delta: [:], finish: Self.finishReason(reason))
-                        if include { last["usage"] = Self.usage(promptTokens, completion) }
-                        try await writer.write(self.event(last))
-                        self.log(path, 200, started, "prompt \(promptTokens) (evaluated \(evaluated)), completion \(completion), stream")
-                    case .failed(let message):
+            return Response(status: .ok, headers: headers, body: ResponseBody { [reply] writer in
+                var reply = reply
+                defer { for j in jobs { j.cancelled.set() } }
+                for chunk in reply.opening() { try await writer.write(self.event(chunk)) }
+                for await (i, event) in events {
+                    if case .failed(let message) = event {
                         try await writer.write(self.event(["error": ["message": message, "type": "server_error"]]))
                         self.log(path, 500, started, message)
+                        break
+                    }
+                    var chunks = reply.add(i, event)
+                    if reply.isComplete, include, var last = chunks.popLast() {
+                        last["usage"] = reply.usage
+                        chunks.append(last)
+                    }
+                    for chunk in chunks { try await writer.write(self.event(chunk)) }
+                    if reply.isComplete {
+                        self.log(path, 200, started, "prompt \(reply.promptTokens) (evaluated \(reply.evaluated)), completion \(reply.completionTokens), stream")
                     }
                 }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)
             })
         }
-        var text = ""
-        for await event in events {
-            switch event {
-            case .text(let piece): text += piece
-            case let .done(reason, promptTokens, evaluated, completion):
-                let choice: [String: Any] = kind == .chat
-                    ? ["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": Self.finishReason(reason)]
-                    : ["index": 0, "text": text, "logprobs": NSNull(), "finish_reason": Self.finishReason(reason)]
-                log(path, 200, started, "prompt \(promptTokens) (evaluated \(evaluated)), completion \(completion)")
-                return json(200, ["id": id, "object": kind == .chat ? "chat.completion" : "text_completion", "created": created,
-                                  "model": options.modelName, "choices": [choice], "usage": Self.usage(promptTokens, completion)])
-            case .failed(let message):
+        for await (i, event) in events {
+            if case .failed(let message) = event {
+                for j in jobs { j.cancelled.set() }
                 return logged(path, started, error: APIError(500, message, type: "server_error"))
             }
+            _ = reply.add(i, event)
         }
-        return logged(path, started, error: APIError(500, "the generation ended without a result", type: "server_error"))
+        guard reply.isComplete else { return logged(path, started, error: APIError(500, "the generation ended without a result", type: "server_error")) }
+        log(path, 200, started, "prompt \(reply.promptTokens) (evaluated \(reply.evaluated)), completion \(reply.completionTokens)")
+        return json(200, reply.body())
     }
 
     private func promptTokens(_ request: CompletionRequest, kind: CompletionRequest.Kind) throws(APIError) -> [Int] {
@@ -177,25 +189,6 @@ public final class OpenAIServer: Sendable {
                 throw APIError(400, "\(error)", param: "messages")
             }
         }
-    }
-
-    private static func finishReason(_ reason: StopReason) -> String {
-        switch reason {
-        case .endOfSequence, .stopString, .cancelled: return "stop"
-        case .maxTokens, .contextFull: return "length"
-        }
-    }
-
-    private static func usage(_ prompt: Int, _ completion: Int) -> [String: Int] {
-        ["prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion]
-    }
-
-    private func chunk(_ id: String, _ created: Int, _ kind: CompletionRequest.Kind, delta: [String: String], finish: String?) -> [String: Any] {
-        let choice: [String: Any] = kind == .chat
-            ? ["index": 0, "delta": delta, "finish_reason": finish ?? NSNull()]
-            : ["index": 0, "text": delta["content"] ?? "", "logprobs": NSNull(), "finish_reason": finish ?? NSNull()]
-        return ["id": id, "object": kind == .chat ? "chat.completion.chunk" : "text_completion", "created": created,
-                "model": options.modelName, "choices": [choice]]
     }
 
     private func event(_ object: [String: Any]) -> ByteBuffer {

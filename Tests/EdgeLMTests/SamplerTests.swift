@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import EdgeLM
 
@@ -92,5 +93,43 @@ import Testing
         p.minP = 1
         #expect(throws: EdgeLMError.self) { try p.validate() }
         #expect(throws: Never.self) { try SamplingParameters().validate() }
+    }
+}
+
+/// Log-probabilities, penalties and logit bias as `TokenStream` applies them.
+struct LogprobsTests {
+    @Test func logprobsAreTheLogSoftmaxOfWhatTheSamplerSaw() throws {
+        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 2)
+        let prompt = lm.encode("Once upon a time")
+        let logits = Array(try lm.session.prefill(prompt).logits)
+        var params = GenerateParameters.greedy(maxTokens: 4)
+        params.logprobs = 5
+        params.sampling.logitBias = [logits.indices.max { logits[$0] < logits[$1] }!: -100]
+        params.sampling.presencePenalty = 0.5
+        params.sampling.frequencyPenalty = 0.25
+        var stream = TokenStream(tokenizer: lm.tokenizer, prompt: prompt, parameters: params)
+        let step = logits.withUnsafeBufferPointer { stream.next($0) }
+        let l = try #require(step.logprobs)
+        // The reference: penalties over the prompt window, the bias, then log-softmax in f64.
+        var adjusted = logits.map(Double.init)
+        var counts: [Int: Int] = [:]
+        for id in prompt { counts[id, default: 0] += 1 }
+        for (id, n) in counts { adjusted[id] -= 0.5 + 0.25 * Double(n) }
+        for (id, b) in params.sampling.logitBias { adjusted[id] += Double(b) }
+        let m = adjusted.max()!
+        let lse = m + log(adjusted.reduce(0) { $0 + exp($1 - m) })
+        let order = adjusted.indices.sorted { adjusted[$0] > adjusted[$1] }
+        #expect(l.token == order[0], "greedy takes the best adjusted token, not the biased-away one")
+        #expect(abs(l.logprob - (adjusted[l.token] - lse)) < 1e-4)
+        #expect(l.top.map(\.token) == Array(order.prefix(5)))
+        for t in l.top { #expect(abs(t.logprob - (adjusted[t.token] - lse)) < 1e-4) }
+    }
+
+    @Test func badSamplingSettingsAreRefused() {
+        for change in [{ (p: inout SamplingParameters) in p.presencePenalty = 3 }, { $0.frequencyPenalty = .nan }, { $0.logitBias = [5: 101] }, { $0.logitBias = [-1: 1] }] {
+            var p = SamplingParameters()
+            change(&p)
+            #expect(throws: EdgeLMError.self) { try p.validate() }
+        }
     }
 }

@@ -152,13 +152,50 @@ def seed_makes_sampling_reproducible():
 
 @test
 def unsupported_fields_are_refused_by_name():
-    for kwargs, param in [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"), ({"presence_penalty": 0.5}, "presence_penalty"),
+    for kwargs, param in [({"n": 5}, "n"), ({"top_logprobs": 3}, "top_logprobs"), ({"presence_penalty": 2.5}, "presence_penalty"),
+                          ({"logit_bias": {"999999": 5}}, "logit_bias"), ({"logit_bias": {"1": 500}}, "logit_bias"),
                           ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools")]:
         try:
             c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=4, **kwargs)
             raise AssertionError(f"{kwargs} was accepted")
         except openai.BadRequestError as e:
             assert e.status_code == 400 and e.body["param"] == param, e.body
+
+
+@test
+def logprobs_choices_penalties_and_bias():
+    # logprobs: greedy picks the top alternative, log-probabilities are <= 0 and sorted, the tokens spell the text
+    # (chat and completions, streamed and not); n = 3 returns three choices; logit_bias -100 on the greedy first
+    # token changes it; presence/frequency penalties are accepted.
+    msgs = [{"role": "user", "content": STORY}]
+    r = c.chat.completions.create(model="m", messages=msgs, max_tokens=12, temperature=0, logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert "".join(e.token for e in content) == r.choices[0].message.content, (content, r.choices[0].message.content)
+    for e in content:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3 and e.top_logprobs[0].token == e.token, e
+        assert abs(e.top_logprobs[0].logprob - e.logprob) < 1e-6 and e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob >= e.top_logprobs[2].logprob
+    streamed = [e for ch in c.chat.completions.create(model="m", messages=msgs, max_tokens=12, temperature=0, logprobs=True, top_logprobs=3,
+                                                       stream=True) if ch.choices and ch.choices[0].logprobs for e in ch.choices[0].logprobs.content]
+    assert [(e.token, round(e.logprob, 5)) for e in streamed] == [(e.token, round(e.logprob, 5)) for e in content]
+    legacy = c.completions.create(model="m", prompt=STORY, max_tokens=8, temperature=0, logprobs=2)
+    lp = legacy.choices[0].logprobs
+    assert "".join(lp.tokens) == legacy.choices[0].text and len(lp.token_logprobs) == len(lp.tokens) == len(lp.top_logprobs)
+    assert lp.text_offset[0] == 0 and all(max(t.values()) <= 0 for t in lp.top_logprobs)
+    three = c.completions.create(model="m", prompt=STORY, max_tokens=16, temperature=1.0, seed=11, n=3)
+    assert sorted(ch.index for ch in three.choices) == [0, 1, 2] and len({ch.text for ch in three.choices}) > 1, three
+    streamed3 = {}
+    for ch in c.completions.create(model="m", prompt=STORY, max_tokens=16, temperature=1.0, seed=11, n=3, stream=True):
+        for choice in ch.choices:
+            streamed3[choice.index] = streamed3.get(choice.index, "") + choice.text
+    assert streamed3 == {ch.index: ch.text for ch in three.choices}, (streamed3, three.choices)
+    assert three.usage.completion_tokens > 0
+    # +100 on one token makes it win every step: the same piece each time, with probability ~1.
+    forced = c.chat.completions.create(model="m", messages=msgs, max_tokens=6, temperature=0, logprobs=True, logit_bias={"300": 100})
+    entries = forced.choices[0].logprobs.content
+    assert len({e.token for e in entries}) == 1 and all(e.logprob > -1e-3 for e in entries), entries
+    assert entries[0].token != content[0].token
+    penalized = c.chat.completions.create(model="m", messages=msgs, max_tokens=12, temperature=0, presence_penalty=1.5, frequency_penalty=1.0)
+    assert penalized.choices[0].finish_reason in ("stop", "length"), penalized
 
 
 @test

@@ -93,18 +93,32 @@ final class GrammarAutomaton {
         }
     }
 
+    /// Fills `state`'s whole transition row at once: bytes accepted by the same subset of its stacks lead to the
+    /// same configuration, so each subset is expanded and interned once (a string's characters are one subset).
     private func compute(_ state: Int32, _ byte: UInt8) -> Int32 {
-        var out: [Int32] = []
-        var seen: [UInt64] = []
-        for s in stacks[Int(state)] where s != Self.accepted {
-            let pos = nodePos[Int(s)]
-            if grammar.sets[Int(grammar.elements[Int(pos)])].contains(byte) {
-                expand(pos + 1, parent: nodeParent[Int(s)], into: &out, seen: &seen)
-            }
+        let live = stacks[Int(state)].filter { $0 != Self.accepted }
+        let sets = live.map { grammar.sets[Int(grammar.elements[Int(nodePos[Int($0)])])] }
+        let words = (live.count + 63) / 64
+        var patterns = [[UInt64]](repeating: [UInt64](repeating: 0, count: words), count: 256)
+        for (i, set) in sets.enumerated() {
+            for b in 0..<256 where set.contains(UInt8(b)) { patterns[b][i >> 6] |= 1 << UInt64(i & 63) }
         }
-        let t = out.isEmpty ? Self.dead : intern(out)
-        transitions[Int(state) * 256 + Int(byte)] = t
-        return t
+        var results: [[UInt64]: Int32] = [:]
+        var row = [Int32](repeating: Self.dead, count: 256)
+        for b in 0..<256 where patterns[b].contains(where: { $0 != 0 }) {
+            if let t = results[patterns[b]] { row[b] = t; continue }
+            var out: [Int32] = []
+            var seen: [UInt64] = []
+            for (i, s) in live.enumerated() where patterns[b][i >> 6] & (1 << UInt64(i & 63)) != 0 {
+                expand(nodePos[Int(s)] + 1, parent: nodeParent[Int(s)], into: &out, seen: &seen)
+            }
+            let t = out.isEmpty ? Self.dead : intern(out)
+            results[patterns[b]] = t
+            row[b] = t
+        }
+        // After interning: `transitions` may have moved.
+        row.withUnsafeBufferPointer { (transitions + Int(state) * 256).update(from: $0.baseAddress!, count: 256) }
+        return row[Int(byte)]
     }
 
     private func intern(_ list: [Int32]) -> Int32 {

@@ -17,6 +17,8 @@ public struct GenerateParameters: Sendable, Equatable {
     /// What the output must match (a JSON Schema, GBNF grammar or regular expression): tokens that cannot continue
     /// a valid output are masked at every step, and generation ends when the output is complete.
     public var constraint: OutputConstraint?
+    /// Report each generated token's log-probability and this many most likely alternatives (0...20; nil: off).
+    public var logprobs: Int?
 
     /// Default parameters.
     public init() {}
@@ -34,6 +36,7 @@ public struct GenerateParameters: Sendable, Equatable {
         guard maxTokens >= 0 else { throw .invalidArgument("-n \(maxTokens): must be >= 0") }
         guard !stop.contains("") else { throw .invalidArgument("stop: an empty stop string would stop at once") }
         try sampling.validate()
+        if let n = logprobs, !(0...20).contains(n) { throw .invalidArgument("top_logprobs \(n): must be in 0...20") }
         try speculation?.validate()
     }
 }

@@ -16,8 +16,14 @@ public struct SamplingParameters: Sendable, Equatable {
     public var minP: Float = 0.05
     /// Divide positive logits (multiply negative ones) of recently seen tokens by this (1: off).
     public var repetitionPenalty: Float = 1.0
-    /// How many recent tokens the repetition penalty looks at.
+    /// How many recent tokens the repetition, presence and frequency penalties look at.
     public var repetitionWindow: Int = 64
+    /// Subtracted from the logit of every token present in the window (OpenAI's `presence_penalty`; 0: off).
+    public var presencePenalty: Float = 0
+    /// Subtracted from a token's logit once per occurrence in the window (OpenAI's `frequency_penalty`; 0: off).
+    public var frequencyPenalty: Float = 0
+    /// Added to the logits of these tokens (OpenAI's `logit_bias`; -100 bans a token, +100 forces it).
+    public var logitBias: [Int: Float] = [:]
     /// Seed of the random generator, for reproducible runs.
     public var seed: UInt64 = 0
 
@@ -34,6 +40,11 @@ public struct SamplingParameters: Sendable, Equatable {
             throw .invalidArgument("--repeat-penalty \(repetitionPenalty): must be > 0 (1 = off)")
         }
         guard repetitionWindow >= 0 else { throw .invalidArgument("--repeat-window \(repetitionWindow): must be >= 0") }
+        guard presencePenalty.isFinite, abs(presencePenalty) <= 2 else { throw .invalidArgument("--presence-penalty \(presencePenalty): must be in [-2, 2]") }
+        guard frequencyPenalty.isFinite, abs(frequencyPenalty) <= 2 else { throw .invalidArgument("--frequency-penalty \(frequencyPenalty): must be in [-2, 2]") }
+        for (id, bias) in logitBias where !(bias.isFinite && abs(bias) <= 100) || id < 0 {
+            throw .invalidArgument("logit bias \(bias) for token \(id): the token must be >= 0 and the bias in [-100, 100]")
+        }
     }
 }
 
@@ -57,13 +68,8 @@ public struct Sampler: Sendable {
     /// The distribution `sample` draws from: the tokens left after the penalty, temperature and the top-k, min-p and
     /// top-p filters, with their probabilities (one token of probability 1 when greedy).
     public func candidates(_ logits: UnsafeBufferPointer<Float>, history: [Int]) -> Candidates {
-        var values = Array(logits)
+        let values = adjusted(logits, history: history)
         let p = parameters
-        if p.repetitionPenalty != 1, p.repetitionWindow > 0 {
-            for id in Set(history.suffix(p.repetitionWindow)) where values.indices.contains(id) {
-                values[id] = values[id] > 0 ? values[id] / p.repetitionPenalty : values[id] * p.repetitionPenalty
-            }
-        }
         if p.temperature == 0 { return Candidates(ids: [Self.argmax(values)], weights: [1], mass: 1) }
         // Candidates sorted by logit, descending (ties by id): the top k by one pass over the vocabulary when k is
         // set (262,144 logits: 0.6 ms instead of a 60 ms sort), else all of them sorted.
@@ -88,6 +94,36 @@ public struct Sampler: Sendable {
             }
         }
         return Candidates(ids: Array(order[0..<keep]), weights: Array(probs[0..<keep]), mass: probs[0..<keep].reduce(0, +))
+    }
+
+    /// The logits after the repetition, presence and frequency penalties (over the last `repetitionWindow` tokens
+    /// of `history`) and the logit bias: what temperature and the filters then work on.
+    public func adjusted(_ logits: UnsafeBufferPointer<Float>, history: [Int]) -> [Float] {
+        var values = Array(logits)
+        let p = parameters
+        if p.repetitionWindow > 0, p.repetitionPenalty != 1 || p.presencePenalty != 0 || p.frequencyPenalty != 0 {
+            var counts: [Int: Int] = [:]
+            for id in history.suffix(p.repetitionWindow) { counts[id, default: 0] += 1 }
+            for (id, n) in counts where values.indices.contains(id) {
+                var v = values[id]
+                if p.repetitionPenalty != 1 { v = v > 0 ? v / p.repetitionPenalty : v * p.repetitionPenalty }
+                values[id] = v - p.presencePenalty - p.frequencyPenalty * Float(n)
+            }
+        }
+        for (id, bias) in p.logitBias where values.indices.contains(id) { values[id] += bias }
+        return values
+    }
+
+    /// The log-probability of `token` and of the `top` most likely tokens under `values` (log-softmax, no
+    /// temperature): OpenAI's `logprobs` of the distribution the sampler works on.
+    public static func logprobs(_ values: [Float], token: Int, top: Int) -> TokenLogprobs {
+        let m = values.max() ?? 0
+        var sum: Double = 0
+        for v in values where v > -.infinity { sum += exp(Double(v - m)) }
+        let lse = Double(m) + log(sum)
+        let best = top > 0 ? topK(values, min(top, values.count)) : []
+        return TokenLogprobs(token: token, logprob: Double(values[token]) - lse,
+                             top: best.map { ($0, Double(values[$0]) - lse) })
     }
 
     /// Draws one token of `candidates` by their probabilities.
@@ -157,6 +193,16 @@ public struct Sampler: Sendable {
         for i in values.indices where values[i] > values[best] { best = i }
         return best
     }
+}
+
+/// The log-probabilities reported for one generated token.
+public struct TokenLogprobs: Sendable {
+    /// The generated token.
+    public let token: Int
+    /// Its natural-log probability.
+    public let logprob: Double
+    /// The most likely tokens at that step with theirs, most likely first.
+    public let top: [(token: Int, logprob: Double)]
 }
 
 /// A distribution over a few tokens: `ids` with unnormalised `weights` summing to `mass`.

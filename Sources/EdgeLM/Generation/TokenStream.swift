@@ -44,14 +44,26 @@ public struct TokenStream: Sendable {
         public let text: String
         /// True when generation goes on: feed `token` and call `next` with the logits after it.
         public let continues: Bool
+        /// With `GenerateParameters.logprobs`: the token's log-probability and the most likely alternatives.
+        public var logprobs: TokenLogprobs? = nil
     }
 
     /// Takes the logits after the last token and samples the next one.
     public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Step {
         guard finished == nil else { return Step(token: nil, text: "", continues: false) }
-        guard let masked = constrained(logits) else { return accept(sampler.sample(logits, history: history)) }
-        let history = history
-        return masked.withUnsafeBufferPointer { accept(sampler.sample($0, history: history)) }
+        let masked = constrained(logits)
+        let history = self.history
+        let token = masked.map { m in m.withUnsafeBufferPointer { sampler.sample($0, history: history) } } ?? sampler.sample(logits, history: history)
+        return withLogprobs(accept(token), masked: masked, logits: logits, history: history)
+    }
+
+    /// `step` with its token's log-probabilities when `parameters.logprobs` asks for them.
+    private func withLogprobs(_ step: Step, masked: [Float]?, logits: UnsafeBufferPointer<Float>, history: [Int]) -> Step {
+        guard let top = parameters.logprobs, let token = step.token else { return step }
+        let values = masked.map { m in m.withUnsafeBufferPointer { sampler.adjusted($0, history: history) } } ?? sampler.adjusted(logits, history: history)
+        var out = step
+        out.logprobs = Sampler.logprobs(values, token: token, top: top)
+        return out
     }
 
     /// The logits with every token the constraint refuses at -infinity (end-of-generation tokens allowed only when
@@ -61,13 +73,15 @@ public struct TokenStream: Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         defer { maskSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
         let mask = constraint.mask(state)
-        var masked = [Float](repeating: -.infinity, count: logits.count)
-        for w in mask.bits.indices where mask.bits[w] != 0 {
-            var word = mask.bits[w]
-            while word != 0 {
-                let i = w << 6 | word.trailingZeroBitCount
-                if i < logits.count { masked[i] = logits[i] }
-                word &= word - 1
+        var masked = Array(logits)
+        masked.withUnsafeMutableBufferPointer { m in
+            for w in mask.bits.indices where mask.bits[w] != ~0 {
+                var refused = ~mask.bits[w]
+                while refused != 0 {
+                    let i = w << 6 | refused.trailingZeroBitCount
+                    if i < m.count { m[i] = -.infinity }
+                    refused &= refused - 1
+                }
             }
         }
         if mask.allowsEnd { for id in endTokens where id < logits.count { masked[id] = logits[id] } }
@@ -93,7 +107,7 @@ public struct TokenStream: Sendable {
             let candidates = masked.map { m in m.withUnsafeBufferPointer { current.candidates($0, history: history) } }
                 ?? current.candidates(row, history: history)
             let token = sampler.verify(draft: draft.tokens[i], candidates: candidates, proposal: draft.proposals?[i])
-            let step = accept(token)
+            let step = withLogprobs(accept(token), masked: masked, logits: row, history: history)
             steps.append(step)
             if !step.continues || token != draft.tokens[i] { break }
         }

@@ -1,0 +1,139 @@
+import EdgeLM
+import Foundation
+
+/// Builds the JSON of one completion request's reply from its jobs' events: one choice per job (`n`), texts
+/// accumulated (or streamed as chunks), finish reasons, usage, and OpenAI-format log-probabilities when asked for
+/// (chat: `logprobs.content[]` entries with `token`, `logprob`, `bytes`, `top_logprobs`; completions: the legacy
+/// `tokens`, `token_logprobs`, `top_logprobs`, `text_offset` lists).
+struct CompletionReply {
+    let id: String
+    let created: Int
+    let kind: CompletionRequest.Kind
+    let model: String
+    let tokenizer: Tokenizer
+    let logprobs: Bool
+
+    private var texts: [String]
+    private var entries: [[TokenLogprobs]]
+    /// Log-probabilities not yet sent in a stream chunk.
+    private var pending: [[TokenLogprobs]]
+    private var finish: [String?]
+    private(set) var promptTokens = 0
+    private(set) var completionTokens = 0
+    private(set) var evaluated = 0
+
+    init(id: String, created: Int, kind: CompletionRequest.Kind, model: String, tokenizer: Tokenizer, logprobs: Bool, choices: Int) {
+        (self.id, self.created, self.kind, self.model, self.tokenizer, self.logprobs) = (id, created, kind, model, tokenizer, logprobs)
+        texts = Array(repeating: "", count: choices)
+        entries = Array(repeating: [], count: choices)
+        pending = Array(repeating: [], count: choices)
+        finish = Array(repeating: nil, count: choices)
+    }
+
+    /// True when every choice has finished.
+    var isComplete: Bool { finish.allSatisfy { $0 != nil } }
+
+    /// Records an event of choice `i`; in a stream, returns the chunks to send now.
+    mutating func add(_ i: Int, _ event: JobEvent) -> [[String: Any]] {
+        switch event {
+        case .token(let l):
+            entries[i].append(l)
+            pending[i].append(l)
+            return []
+        case .text(let text):
+            let chunk = self.chunk(i, delta: ["content": text], finish: nil, text: text)
+            texts[i] += text
+            return [chunk]
+        case let .done(reason, prompt, evaluatedTokens, completion):
+            finish[i] = Self.finishReason(reason)
+            (promptTokens, evaluated) = (prompt, evaluatedTokens)
+            completionTokens += completion
+            return [chunk(i, delta: [:], finish: finish[i], text: "")]
+        case .failed:
+            return []
+        }
+    }
+
+    /// The role chunk a chat stream opens with (one per choice).
+    func opening() -> [[String: Any]] {
+        guard kind == .chat else { return [] }
+        return texts.indices.map { wrap([["index": $0, "delta": ["role": "assistant", "content": ""], "finish_reason": NSNull()]]) }
+    }
+
+    /// `usage` of the whole request.
+    var usage: [String: Int] { ["prompt_tokens": promptTokens, "completion_tokens": completionTokens, "total_tokens": promptTokens + completionTokens] }
+
+    /// The non-streamed reply.
+    func body() -> [String: Any] {
+        let choices: [[String: Any]] = texts.indices.map { i in
+            var choice: [String: Any] = ["index": i, "finish_reason": finish[i] ?? "length",
+                                         "logprobs": logprobs ? logprobsJSON(entries[i], text: "") : NSNull()]
+            if kind == .chat { choice["message"] = ["role": "assistant", "content": texts[i]] } else { choice["text"] = texts[i] }
+            return choice
+        }
+        return ["id": id, "object": kind == .chat ? "chat.completion" : "text_completion", "created": created, "model": model,
+                "choices": choices, "usage": usage]
+    }
+
+    /// A stream chunk of choice `i`, carrying the log-probabilities gathered since the last one.
+    private mutating func chunk(_ i: Int, delta: [String: String], finish: String?, text: String) -> [String: Any] {
+        let l: Any = logprobs && !pending[i].isEmpty ? logprobsJSON(pending[i], text: texts[i]) : NSNull()
+        pending[i] = []
+        let choice: [String: Any] = kind == .chat
+            ? ["index": i, "delta": delta, "finish_reason": finish ?? NSNull(), "logprobs": l]
+            : ["index": i, "text": delta["content"] ?? "", "logprobs": l, "finish_reason": finish ?? NSNull()]
+        return wrap([choice])
+    }
+
+    private func wrap(_ choices: [[String: Any]]) -> [String: Any] {
+        ["id": id, "object": kind == .chat ? "chat.completion.chunk" : "text_completion", "created": created, "model": model, "choices": choices]
+    }
+
+    /// Log-probabilities in the route's format; `text` is the choice's text before them (for `text_offset`).
+    private func logprobsJSON(_ list: [TokenLogprobs], text: String) -> [String: Any] {
+        func piece(_ id: Int) -> (String, [Int]) {
+            let bytes = tokenizer.bytes(of: id)
+            return (String(decoding: bytes, as: UTF8.self), bytes.map(Int.init))
+        }
+        if kind == .chat {
+            return ["content": list.map { l -> [String: Any] in
+                let (token, bytes) = piece(l.token)
+                return ["token": token, "logprob": l.logprob, "bytes": bytes,
+                        "top_logprobs": l.top.map { t -> [String: Any] in
+                            let (alt, altBytes) = piece(t.token)
+                            return ["token": alt, "logprob": t.logprob, "bytes": altBytes]
+                        }]
+            }]
+        }
+        var offset = text.utf8.count
+        var offsets: [Int] = []
+        for l in list {
+            offsets.append(offset)
+            offset += tokenizer.bytes(of: l.token).count
+        }
+        return ["tokens": list.map { piece($0.token).0 }, "token_logprobs": list.map(\.logprob), "text_offset": offsets,
+                "top_logprobs": list.map { l in Dictionary(l.top.map { (piece($0.token).0, $0.logprob) }, uniquingKeysWith: { a, _ in a }) }]
+    }
+
+    static func finishReason(_ reason: StopReason) -> String {
+        switch reason {
+        case .endOfSequence, .stopString, .cancelled: return "stop"
+        case .maxTokens, .contextFull: return "length"
+        }
+    }
+
+    /// The events of several jobs as one stream, each tagged with its job's index.
+    static func merge(_ streams: [AsyncStream<JobEvent>]) -> AsyncStream<(Int, JobEvent)> {
+        AsyncStream { continuation in
+            let task = Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for (i, s) in streams.enumerated() {
+                        group.addTask { for await e in s { continuation.yield((i, e)) } }
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}
