@@ -49,7 +49,7 @@ struct CompletionReply {
             (promptTokens, evaluated) = (prompt, evaluatedTokens)
             completionTokens += completion
             return [chunk(i, delta: [:], finish: finish[i], text: "")]
-        case .failed:
+        case .failed, .embedding:
             return []
         }
     }

@@ -6,7 +6,9 @@ struct Job: Sendable {
     let prompt: [Int]
     let parameters: GenerateParameters
     /// `parameters.constraint` compiled for the model's vocabulary.
-    let constraint: TokenConstraint?
+    var constraint: TokenConstraint? = nil
+    /// An embedding request: `prompt`'s embedding instead of a generation.
+    var embedding = false
     /// Set when the client has gone: the slot is freed at the next token.
     let cancelled: CancellationFlag
 }
@@ -15,6 +17,8 @@ struct Job: Sendable {
 enum JobEvent: Sendable {
     /// Text that became final.
     case text(String)
+    /// The embedding of an embedding job.
+    case embedding([Float])
     /// A generated token with its log-probabilities (when the request asked for them), before its text.
     case token(TokenLogprobs)
     /// The end: why, and the token counts for `usage`.
@@ -221,16 +225,26 @@ final class Scheduler: @unchecked Sendable {
         }
     }
 
-    /// Evaluates the job's prompt in `slot` and takes its first token; nil when it is already finished.
     /// Sends a step's log-probabilities (if any) and text.
     private static func emit(_ step: TokenStream.Step, to continuation: AsyncStream<JobEvent>.Continuation) {
         if let l = step.logprobs { continuation.yield(.token(l)) }
         if !step.text.isEmpty { continuation.yield(.text(step.text)) }
     }
 
+    /// Evaluates the job's prompt in `slot` and takes its first token; nil when it is already finished (an
+    /// embedding job always is: its vector is sent at once).
     private func prefill(_ job: Job, _ continuation: AsyncStream<JobEvent>.Continuation, slot: Int) -> Active? {
         let session = slots[slot]
         do {
+            if job.embedding {
+                let vector = try session.embed(job.prompt)
+                metrics.add("edgelm_prompt_tokens_total", Double(job.prompt.count))
+                metrics.add("edgelm_prompt_tokens_evaluated_total", Double(job.prompt.count))
+                continuation.yield(.embedding(vector))
+                continuation.yield(.done(reason: .endOfSequence, promptTokens: job.prompt.count, evaluated: job.prompt.count, completionTokens: 0))
+                continuation.finish()
+                return nil
+            }
             let (logits, evaluated) = try session.prefill(job.prompt)
             metrics.add("edgelm_prompt_tokens_total", Double(job.prompt.count))
             metrics.add("edgelm_prompt_tokens_evaluated_total", Double(evaluated))

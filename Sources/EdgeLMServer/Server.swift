@@ -62,6 +62,7 @@ public final class OpenAIServer: Sendable {
         router.get("/metrics") { _, _ in self.metricsResponse() }
         router.post("/v1/chat/completions") { request, _ in try await self.complete(request, kind: .chat) }
         router.post("/v1/completions") { request, _ in try await self.complete(request, kind: .completion) }
+        router.post("/v1/embeddings") { request, _ in try await self.embeddings(request) }
         let app = Application(router: router, configuration: .init(address: .hostname(options.host, port: options.port), serverName: "edgelm"),
                               onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) })
         try await app.runService()
@@ -203,7 +204,7 @@ public final class OpenAIServer: Sendable {
         return Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    private func logged(_ path: String, _ started: Date, error: APIError) -> Response {
+    func logged(_ path: String, _ started: Date, error: APIError) -> Response {
         metrics.add("edgelm_errors_total")
         log(path, error.status, started, error.message)
         return Self.errorResponse(error)

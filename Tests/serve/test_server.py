@@ -199,6 +199,23 @@ def logprobs_choices_penalties_and_bias():
 
 
 @test
+def embeddings_are_unit_vectors_of_the_model_width():
+    # /v1/embeddings through the openai client (base64 by default) and as floats: unit vectors of the model's width
+    # (64 for stories260K), the same for an input alone or in a batch, different for different texts; bad input 400.
+    one = c.embeddings.create(model="m", input=STORY)
+    vec = one.data[0].embedding
+    assert len(vec) == 64 and abs(sum(x * x for x in vec) - 1) < 1e-4, len(vec)
+    batch = c.embeddings.create(model="m", input=[STORY, "The dog ran to the park.", STORY], encoding_format="float")
+    assert [d.index for d in batch.data] == [0, 1, 2] and batch.usage.prompt_tokens > 0
+    assert max(abs(a - b) for a, b in zip(batch.data[0].embedding, vec)) < 1e-5
+    assert batch.data[0].embedding == batch.data[2].embedding and batch.data[1].embedding != batch.data[0].embedding
+    for body, param in [({"input": ""}, "input"), ({"input": [[999999]]}, "input"), ({"input": STORY, "encoding_format": "int8"}, "encoding_format"),
+                        ({"input": STORY, "dimensions": 32}, "dimensions"), ({}, "input")]:
+        status, err = error_of(server.raw("POST", "/v1/embeddings", json.dumps(body)))
+        assert status == 400 and err["param"] == param, (body, status, err)
+
+
+@test
 def malformed_requests_get_openai_errors():
     cases = [
         (("POST", "/v1/completions", b"{not json"), 400, None),

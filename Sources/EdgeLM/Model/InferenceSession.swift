@@ -239,6 +239,30 @@ public final class InferenceSession: @unchecked Sendable {
         return (logits, prompt.count - shared)
     }
 
+    /// A text embedding of `tokens`: the mean over the tokens of the final hidden state after the output norm
+    /// (what the output head reads), scaled to unit length. Starts from an empty cache, which then holds `tokens`.
+    public func embed(_ tokens: [Int]) throws(EdgeLMError) -> [Float] {
+        guard !tokens.isEmpty else { throw .invalidInput("nothing to embed: the input is empty") }
+        guard tokens.count <= contextLength else { throw .invalidInput("the input is \(tokens.count) tokens, longer than the context of \(contextLength)") }
+        try checkVocabulary(tokens)
+        reset()
+        let dim = c.dim
+        var sum = [Double](repeating: 0, count: dim)
+        var normed = [Float](repeating: 0, count: dim)
+        var start = 0
+        while start < tokens.count {
+            let n = min(maxBatch, tokens.count - start)
+            forwardBatch(Array(tokens[start..<(start + n)]), segments: [Segment(session: self, start: 0, count: n)])
+            for t in 0..<n {
+                normed.withUnsafeMutableBufferPointer { FloatKernels.rmsNorm($0.baseAddress!, x + t * dim, weight: model.outputNorm, count: dim, epsilon: c.normEpsilon) }
+                for i in 0..<dim { sum[i] += Double(normed[i]) }
+            }
+            start += n
+        }
+        let length = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return sum.map { Float(length > 0 ? $0 / length : 0) }
+    }
+
     /// Keeps the first `position` tokens of the sequence and forgets the rest: the next `forward` continues
     /// from there (a shared prompt prefix, or a benchmark's depth, is evaluated once).
     public func rewind(to position: Int) throws(EdgeLMError) {
