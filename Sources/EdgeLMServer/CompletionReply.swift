@@ -12,6 +12,9 @@ struct CompletionReply {
     let model: String
     let tokenizer: Tokenizer
     let logprobs: Bool
+    /// When the reply may hold tool calls: their format and the functions offered. Text is then held back in a
+    /// stream until the choice ends, and sent as content or as `tool_calls` deltas.
+    var tools: (format: ToolCallFormat, definitions: [ToolDefinition])?
 
     private var texts: [String]
     private var entries: [[TokenLogprobs]]
@@ -41,6 +44,10 @@ struct CompletionReply {
             pending[i].append(l)
             return []
         case .text(let text):
+            guard tools == nil else {
+                texts[i] += text
+                return []
+            }
             let chunk = self.chunk(i, delta: ["content": text], finish: nil, text: text)
             texts[i] += text
             return [chunk]
@@ -48,7 +55,15 @@ struct CompletionReply {
             finish[i] = Self.finishReason(reason)
             (promptTokens, evaluated) = (prompt, evaluatedTokens)
             completionTokens += completion
-            return [chunk(i, delta: [:], finish: finish[i], text: "")]
+            guard let tools else { return [chunk(i, delta: [:], finish: finish[i], text: "")] }
+            let (content, calls) = tools.format.parse(texts[i], tools: tools.definitions)
+            if calls.isEmpty { return [chunk(i, delta: ["content": texts[i]], finish: nil, text: ""), chunk(i, delta: [:], finish: finish[i], text: "")] }
+            finish[i] = "tool_calls"
+            let deltas = calls.enumerated().map { k, c -> [String: Any] in
+                ["index": k, "id": c.id, "type": "function", "function": ["name": c.name, "arguments": c.arguments]]
+            }
+            return (content.isEmpty ? [] : [chunk(i, delta: ["content": content], finish: nil, text: "")])
+                + [chunk(i, delta: ["tool_calls": deltas], finish: nil, text: ""), chunk(i, delta: [:], finish: "tool_calls", text: "")]
         case .failed, .embedding:
             return []
         }
@@ -69,6 +84,14 @@ struct CompletionReply {
             var choice: [String: Any] = ["index": i, "finish_reason": finish[i] ?? "length",
                                          "logprobs": logprobs ? logprobsJSON(entries[i], text: "") : NSNull()]
             if kind == .chat { choice["message"] = ["role": "assistant", "content": texts[i]] } else { choice["text"] = texts[i] }
+            if let tools {
+                let (content, calls) = tools.format.parse(texts[i], tools: tools.definitions)
+                if !calls.isEmpty {
+                    choice["message"] = ["role": "assistant", "content": content.isEmpty ? NSNull() as Any : content as Any,
+                                         "tool_calls": calls.map { ["id": $0.id, "type": "function", "function": ["name": $0.name, "arguments": $0.arguments]] }]
+                    choice["finish_reason"] = "tool_calls"
+                }
+            }
             return choice
         }
         return ["id": id, "object": kind == .chat ? "chat.completion" : "text_completion", "created": created, "model": model,
@@ -76,12 +99,12 @@ struct CompletionReply {
     }
 
     /// A stream chunk of choice `i`, carrying the log-probabilities gathered since the last one.
-    private mutating func chunk(_ i: Int, delta: [String: String], finish: String?, text: String) -> [String: Any] {
+    private mutating func chunk(_ i: Int, delta: [String: Any], finish: String?, text: String) -> [String: Any] {
         let l: Any = logprobs && !pending[i].isEmpty ? logprobsJSON(pending[i], text: texts[i]) : NSNull()
         pending[i] = []
         let choice: [String: Any] = kind == .chat
             ? ["index": i, "delta": delta, "finish_reason": finish ?? NSNull(), "logprobs": l]
-            : ["index": i, "text": delta["content"] ?? "", "logprobs": l, "finish_reason": finish ?? NSNull()]
+            : ["index": i, "text": delta["content"] as? String ?? "", "logprobs": l, "finish_reason": finish ?? NSNull()]
         return wrap([choice])
     }
 

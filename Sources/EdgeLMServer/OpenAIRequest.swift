@@ -41,6 +41,15 @@ struct CompletionRequest {
     var sampling = SamplingParameters()
     /// From `response_format` (`json_object`, `json_schema`) or llama.cpp's `grammar` / `json_schema` fields.
     var constraint: OutputConstraint?
+    /// Functions the model may call (chat).
+    var tools: [ToolDefinition] = []
+    /// `tool_choice`: nil for auto, "none", "required", or a function's name.
+    var toolChoice: ToolChoice = .auto
+    /// Whether a reply may make several calls.
+    var parallelToolCalls = true
+
+    enum ToolChoice: Equatable { case auto, none, required, function(String) }
+
     /// Choices to generate (each a job of its own, seeds `seed`, `seed + 1`, ...).
     var n = 1
     /// Log-probabilities asked for: the number of alternatives per token (nil: none).
@@ -129,10 +138,49 @@ struct CompletionRequest {
         for key in ["echo"] where fields.isSet(key) {
             throw APIError(400, "'\(key)' is not supported", param: key)
         }
-        for key in ["tools", "functions", "tool_choice", "function_call", "suffix"] where fields.isSet(key) {
+        if kind == .chat { (tools, toolChoice, parallelToolCalls) = try Self.tools(body, json, fields) }
+        for key in (kind == .chat ? [] : ["tools", "tool_choice"]) + ["functions", "function_call", "suffix"] where fields.isSet(key) {
             throw APIError(400, "'\(key)' is not supported", param: key)
         }
         (constraintField, constraint) = try Self.constraint(body, json)
+    }
+
+    /// `tools`, `tool_choice` and `parallel_tool_calls`, with each function's parameter schema in document order.
+    private static func tools(_ body: Data, _ json: [String: Any], _ fields: JSONFields) throws(APIError) -> ([ToolDefinition], ToolChoice, Bool) {
+        var tools: [ToolDefinition] = []
+        if let raw = json["tools"], !(raw is NSNull) {
+            guard raw is [Any], let list = (try? JSONValue.parse(String(decoding: body, as: UTF8.self)))?["tools"]?.arrayValue else {
+                throw APIError(400, "'tools' must be an array", param: "tools")
+            }
+            for (i, item) in list.enumerated() {
+                guard item["type"]?.stringValue == "function", let f = item["function"], let name = f["name"]?.stringValue,
+                      !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+                    throw APIError(400, "'tools[\(i)]' must be {\"type\": \"function\", \"function\": {\"name\": [A-Za-z0-9_-]{1,64}, ...}}", param: "tools")
+                }
+                let parameters = f["parameters"] ?? .object([("type", .string("object")), ("properties", .object([]))])
+                guard parameters.objectValue != nil else { throw APIError(400, "'tools[\(i)].function.parameters' must be a JSON Schema object", param: "tools") }
+                tools.append(ToolDefinition(name: name, description: f["description"]?.stringValue, parameters: parameters))
+            }
+            guard Set(tools.map(\.name)).count == tools.count else { throw APIError(400, "'tools': function names must be unique", param: "tools") }
+        }
+        var choice = ToolChoice.auto
+        if let raw = json["tool_choice"], !(raw is NSNull) {
+            if let s = raw as? String {
+                switch s {
+                case "auto": choice = .auto
+                case "none": choice = .none
+                case "required": choice = .required
+                default: throw APIError(400, "'tool_choice' must be auto, none, required or a function", param: "tool_choice")
+                }
+            } else if let o = raw as? [String: Any], let f = o["function"] as? [String: Any], let name = f["name"] as? String {
+                guard tools.contains(where: { $0.name == name }) else { throw APIError(400, "'tool_choice' names '\(name)', which is not among 'tools'", param: "tool_choice") }
+                choice = .function(name)
+            } else {
+                throw APIError(400, "'tool_choice' must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", param: "tool_choice")
+            }
+            if choice != .auto, choice != .none, tools.isEmpty { throw APIError(400, "'tool_choice' needs 'tools'", param: "tool_choice") }
+        }
+        return (tools, choice, try fields.bool("parallel_tool_calls") ?? true)
     }
 
     /// The output constraint the request asks for (at most one of `response_format`, `json_schema`, `grammar`).
@@ -181,30 +229,47 @@ struct CompletionRequest {
         let param = "messages[\(i)]"
         guard let m = item as? [String: Any] else { throw APIError(400, "'\(param)' must be an object", param: param) }
         guard let role = m["role"] as? String else { throw APIError(400, "'\(param).role' must be a string", param: param + ".role") }
-        guard ["system", "user", "assistant", "developer"].contains(role) else {
-            throw APIError(400, "'\(param).role' \(role) is not supported (system, user, assistant)", param: param + ".role")
+        guard ["system", "user", "assistant", "developer", "tool"].contains(role) else {
+            throw APIError(400, "'\(param).role' \(role) is not supported (system, user, assistant, tool)", param: param + ".role")
         }
-        let content: String
+        var content = ""
         if let text = m["content"] as? String {
             content = text
         } else if let parts = m["content"] as? [Any] {
-            var text = ""
             for part in parts {
                 guard let p = part as? [String: Any], p["type"] as? String == "text", let t = p["text"] as? String else {
                     throw APIError(400, "'\(param).content': only text parts are supported", param: param + ".content")
                 }
-                text += t
+                content += t
             }
-            content = text
-        } else {
+        } else if !(role == "assistant" && m["tool_calls"] != nil && (m["content"] == nil || m["content"] is NSNull)) {
             throw APIError(400, "'\(param).content' must be a string or an array of text parts", param: param + ".content")
         }
-        return ChatMessage(role: role == "developer" ? "system" : role, content: content)
+        var calls: [ToolCall] = []
+        if let raw = m["tool_calls"], !(raw is NSNull) {
+            guard role == "assistant", let list = raw as? [Any] else {
+                throw APIError(400, "'\(param).tool_calls' must be an array, on an assistant message", param: param + ".tool_calls")
+            }
+            for (k, item) in list.enumerated() {
+                guard let c = item as? [String: Any], let f = c["function"] as? [String: Any], let name = f["name"] as? String,
+                      let arguments = f["arguments"] as? String else {
+                    throw APIError(400, "'\(param).tool_calls[\(k)]' must have function.name and function.arguments (a JSON string)",
+                                   param: param + ".tool_calls")
+                }
+                calls.append(ToolCall(id: c["id"] as? String ?? "call_\(i)_\(k)", name: name, arguments: arguments))
+            }
+        }
+        var callID: String?
+        if role == "tool" {
+            guard let id = m["tool_call_id"] as? String else { throw APIError(400, "'\(param).tool_call_id' is required for a tool message", param: param + ".tool_call_id") }
+            callID = id
+        }
+        return ChatMessage(role: role == "developer" ? "system" : role, content: content, toolCalls: calls, toolCallID: callID)
     }
 }
 
 /// Typed access to optional JSON fields, with errors naming the field.
-private struct JSONFields {
+struct JSONFields {
     let json: [String: Any]
     init(_ json: [String: Any]) { self.json = json }
 

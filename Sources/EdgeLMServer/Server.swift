@@ -101,12 +101,31 @@ public final class OpenAIServer: Sendable {
         parameters.speculation = options.speculation
         parameters.stop = parsed.stop + (kind == .chat ? options.chatTemplate?.stopStrings ?? [] : [])
         parameters.constraint = parsed.constraint
+        var toolFormat: ToolCallFormat?
+        if !parsed.tools.isEmpty, parsed.toolChoice != .none {
+            guard let format = options.chatTemplate?.toolFormat else {
+                return logged(path, started, error: APIError(400, "'tools': the \(options.chatTemplate?.rawValue ?? "missing") chat format has no tool-call convention here (supported: chatml, llama3)", param: "tools"))
+            }
+            toolFormat = format
+            let forced: [ToolDefinition]
+            switch parsed.toolChoice {
+            case .required: forced = parsed.tools
+            case .function(let name): forced = parsed.tools.filter { $0.name == name }
+            case .auto, .none: forced = []
+            }
+            if !forced.isEmpty {
+                if let field = parsed.constraintField {
+                    return logged(path, started, error: APIError(400, "give either '\(field)' or a required 'tool_choice', not both", param: "tool_choice"))
+                }
+                parameters.constraint = format.constraint(forced, parallel: parsed.parallelToolCalls)
+            }
+        }
         var compiled: TokenConstraint?
-        if let constraint = parsed.constraint {
+        if let constraint = parameters.constraint {
             do {
                 compiled = try TokenConstraint(constraint, tokenizer: model.tokenizer)
             } catch {
-                let param = parsed.constraintField ?? "response_format"
+                let param = parsed.constraintField ?? "tools"
                 return logged(path, started, error: APIError(400, "'\(param)': \(error)", param: param))
             }
         }
@@ -136,6 +155,7 @@ public final class OpenAIServer: Sendable {
         let events = CompletionReply.merge(streams)
         var reply = CompletionReply(id: (kind == .chat ? "chatcmpl-" : "cmpl-") + String(ids.next()), created: Int(Date().timeIntervalSince1970),
                                     kind: kind, model: options.modelName, tokenizer: model.tokenizer, logprobs: parsed.logprobs != nil, choices: parsed.n)
+        reply.tools = toolFormat.map { ($0, parsed.tools) }
         if parsed.stream {
             let include = parsed.includeUsage
             let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
@@ -185,7 +205,8 @@ public final class OpenAIServer: Sendable {
                                + "(\(ChatTemplate.names)) or use /v1/completions", param: "messages")
             }
             do {
-                return try ChatSession.promptTokens(request.messages, template: template, model: model)
+                return try ChatSession.promptTokens(request.messages, template: template, model: model,
+                                                    tools: request.toolChoice == .none ? [] : request.tools)
             } catch {
                 throw APIError(400, "\(error)", param: "messages")
             }

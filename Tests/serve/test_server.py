@@ -154,7 +154,7 @@ def seed_makes_sampling_reproducible():
 def unsupported_fields_are_refused_by_name():
     for kwargs, param in [({"n": 5}, "n"), ({"top_logprobs": 3}, "top_logprobs"), ({"presence_penalty": 2.5}, "presence_penalty"),
                           ({"logit_bias": {"999999": 5}}, "logit_bias"), ({"logit_bias": {"1": 500}}, "logit_bias"),
-                          ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools")]:
+                          ({"functions": [{"name": "f", "parameters": {}}]}, "functions")]:
         try:
             c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=4, **kwargs)
             raise AssertionError(f"{kwargs} was accepted")
@@ -497,6 +497,66 @@ def structured_output_follows_the_schema():
             assert time.time() - started < 10, "refusing took too long"
     finally:
         assert real.stop(), "the server died"
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
+                                                            "unit": {"enum": ["celsius", "fahrenheit"]}},
+                           "required": ["city"], "additionalProperties": False}}}]
+
+
+TINY_TOOL = [{"type": "function", "function": {"name": "f", "parameters": {
+    "type": "object", "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["x"], "additionalProperties": False}}}]
+
+
+def tool_round_trip(client, label, tools=WEATHER, budget=120):
+    # tool_choice required: the reply is a call whose arguments the parameter schema validates (not streamed and
+    # streamed as tool_calls deltas); the call and its result go back in the history; the next reply is text.
+    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+    r = client.chat.completions.create(model="m", messages=msgs, tools=tools, tool_choice="required", temperature=0, max_tokens=budget,
+                                       parallel_tool_calls=False)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and len(choice.message.tool_calls) == 1, (label, choice)
+    call = choice.message.tool_calls[0]
+    name = tools[0]["function"]["name"]
+    assert call.function.name == name and call.id.startswith("call_"), call
+    jsonschema.validate(json.loads(call.function.arguments), tools[0]["function"]["parameters"])
+    deltas, finish = [], None
+    for ch in client.chat.completions.create(model="m", messages=msgs, tools=tools, tool_choice={"type": "function", "function": {"name": name}},
+                                             temperature=0, max_tokens=budget, stream=True, parallel_tool_calls=False):
+        if ch.choices:
+            deltas += ch.choices[0].delta.tool_calls or []
+            finish = ch.choices[0].finish_reason or finish
+    assert finish == "tool_calls" and len(deltas) == 1 and deltas[0].function.arguments == call.function.arguments, (label, deltas, call)
+    msgs += [{"role": "assistant", "content": None, "tool_calls": [{"id": call.id, "type": "function",
+                                                                      "function": {"name": name, "arguments": call.function.arguments}}]},
+             {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 18})}]
+    final = client.chat.completions.create(model="m", messages=msgs, tools=tools, tool_choice="none", temperature=0, max_tokens=budget // 4)
+    assert final.choices[0].finish_reason in ("stop", "length") and not final.choices[0].message.tool_calls, final
+    assert isinstance(final.choices[0].message.content, str) and final.choices[0].message.content, final
+    print(f"  {label}: {call.function.arguments} -> {final.choices[0].message.content[:60]!r}")
+
+
+@test
+def tool_calls_round_trip_in_hermes_and_llama3_formats():
+    real = Server("--slots", "2", model=REAL_MODEL)
+    try:
+        tool_round_trip(real.client, "SmolLM2 (ChatML/Hermes)")
+        # Refusals: an unknown forced function, tools on completions, tools with a schema response_format.
+        for body, param in [({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+                            ({"tool_choice": "required", "response_format": {"type": "json_object"}}, "tool_choice")]:
+            status, err = error_of(real.raw("POST", "/v1/chat/completions", json.dumps(
+                {"messages": [{"role": "user", "content": "x"}], "tools": WEATHER, **body})))
+            assert status == 400 and err["param"] == param, (body, status, err)
+        status, err = error_of(real.raw("POST", "/v1/completions", json.dumps({"prompt": "x", "tools": WEATHER})))
+        assert status == 400 and err["param"] == "tools", err
+    finally:
+        assert real.stop(), "the server died"
+    llama = Server("--slots", "2", "--chat-template", "llama3", model=MODEL)
+    try:
+        tool_round_trip(llama.client, "stories260K as Llama 3 JSON", tools=TINY_TOOL, budget=60)
+    finally:
+        assert llama.stop(), "the server died"
+
 
 @test
 def speculation_keeps_greedy_output_across_slots():

@@ -25,12 +25,15 @@ struct JSONSchemaCompiler {
 
     private init(document: JSONValue) { self.document = document }
 
-    /// The grammar of `schema`.
-    static func compile(_ schema: JSONValue) throws(EdgeLMError) -> Grammar {
+    /// The grammar of `schema`; with a `prefix` or `suffix`, of the value between them, and when `repeated` of one
+    /// or more such, separated by newlines.
+    static func compile(_ schema: JSONValue, prefix: String = "", suffix: String = "", repeated: Bool = false) throws(EdgeLMError) -> Grammar {
         var c = JSONSchemaCompiler(document: schema)
         let body = try c.value(schema, path: "#", depth: 0)
         let ws = try c.ws()
-        let root = try c.b.add("root", [ws + body])
+        let one = GrammarBuilder.literal(prefix) + (prefix.isEmpty ? ws : []) + body + GrammarBuilder.literal(suffix)
+        let all = repeated ? one + (try c.b.repeated(GrammarBuilder.literal("\n") + one, min: 0, max: nil)) : one
+        let root = try c.b.add("root", [all])
         return try c.b.build(root: root)
     }
 

@@ -12,11 +12,15 @@ public enum OutputConstraint: Sendable, Equatable {
     case grammar(String)
     /// Text matching this regular expression as a whole.
     case regex(String)
+    /// A JSON value valid against the schema between `prefix` and `suffix` (several such, separated by a newline,
+    /// when `repeated`): tool calls such as `<tool_call>\n{...}\n</tool_call>`.
+    case taggedJSON(JSONValue, prefix: String, suffix: String, repeated: Bool)
 
     /// The byte grammar of the constraint (errors name the offending keyword, rule or character).
     public func grammar() throws(EdgeLMError) -> Grammar {
         switch self {
         case let .jsonSchema(schema): return try JSONSchemaCompiler.compile(schema)
+        case let .taggedJSON(schema, prefix, suffix, repeated): return try JSONSchemaCompiler.compile(schema, prefix: prefix, suffix: suffix, repeated: repeated)
         case .jsonObject: return try JSONSchemaCompiler.anyObject()
         case let .grammar(text): return try GBNFParser.parse(text)
         case let .regex(pattern):

@@ -38,13 +38,14 @@ public final class ChatSession: @unchecked Sendable {
 
     /// The prompt tokens of `messages` in this chat's format. A conversation without a system message gets the
     /// one the model's own template writes in that case (`ChatTemplate.defaultSystem`), as the template would.
-    public static func promptTokens(_ messages: [ChatMessage], template: ChatTemplate, model: LanguageModel) throws(EdgeLMError) -> [Int] {
+    public static func promptTokens(_ messages: [ChatMessage], template: ChatTemplate, model: LanguageModel,
+                                    tools: [ToolDefinition] = []) throws(EdgeLMError) -> [Int] {
         var messages = messages
         if messages.first?.role != "system", template == .chatml,
            let system = model.tokenizer.data.chatTemplate.flatMap(ChatTemplate.defaultSystem) {
             messages.insert(ChatMessage(role: "system", content: system), at: 0)
         }
-        return model.encode(try template.format(messages), addEOS: false)
+        return model.encode(try template.format(messages, tools: tools), addEOS: false)
     }
 
     /// Adds the user's `text`, generates the reply (stopping at EOS or the template's end of turn, plus

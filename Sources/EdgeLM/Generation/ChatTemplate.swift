@@ -1,14 +1,20 @@
 /// One message of a conversation.
 public struct ChatMessage: Codable, Sendable, Equatable {
-    /// "system", "user" or "assistant".
+    /// "system", "user", "assistant" or "tool" (a tool's result).
     public var role: String
     /// The text.
     public var content: String
+    /// The calls an assistant message made.
+    public var toolCalls: [ToolCall] = []
+    /// For a "tool" message: the id of the call it answers.
+    public var toolCallID: String?
 
     /// Creates a message.
-    public init(role: String, content: String) {
+    public init(role: String, content: String, toolCalls: [ToolCall] = [], toolCallID: String? = nil) {
         self.role = role
         self.content = content
+        self.toolCalls = toolCalls
+        self.toolCallID = toolCallID
     }
 }
 
@@ -48,7 +54,14 @@ public enum ChatTemplate: String, CaseIterable, Sendable, Codable {
 
     /// The prompt for `messages`, ending where the assistant's reply begins. The BOS token is not part of
     /// the text (the tokenizer adds it); roles other than system/user/assistant are an error.
-    public func format(_ messages: [ChatMessage]) throws(EdgeLMError) -> String {
+    public func format(_ messages: [ChatMessage], tools: [ToolDefinition] = []) throws(EdgeLMError) -> String {
+        let usesTools = !tools.isEmpty || messages.contains { $0.role == "tool" || !$0.toolCalls.isEmpty }
+        if usesTools {
+            guard let format = toolFormat else {
+                throw .invalidArgument("tools: the \(rawValue) chat format has no tool-call convention here (supported: chatml, llama3)")
+            }
+            return try format.render(messages, tools: tools, template: self)
+        }
         for m in messages where !["system", "user", "assistant"].contains(m.role) {
             throw .invalidArgument("messages: role '\(m.role)' is not one of system, user, assistant")
         }
