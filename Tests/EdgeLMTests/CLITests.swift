@@ -185,7 +185,9 @@ import Testing
             ("-p x --temperature -1", false, "--temperature"),
             ("-p x --top-p 0", false, "--top-p"),
             ("-p x --top-p 1.5", false, "--top-p"),
-            ("-p x -n -3", false, "'-n <n>'"),
+            ("-p x -n -3", false, "-n -3: must be >= 0, or -1 for no limit"),
+            ("-p x -n -1 -c 16 --seed -1 --temperature 0", true, "stop: "),
+            ("-p '\(String(repeating: "word ", count: 40))' -c 16", false, "longer than the context of 16"),
             ("-p x -t 64 -n 2 --temperature 0", true, "warning: 64 threads"),
             ("-p x -f '\(dir.file("long.txt"))'", false, "either -p or -f"),
         ]

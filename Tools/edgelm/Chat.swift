@@ -24,13 +24,14 @@ struct Chat: AsyncParsableCommand {
     @Option(name: .long, help: "System message.")
     var system: String?
 
-    @Option(name: .short, help: "Most tokens per answer.")
+    @Option(name: .short, parsing: .unconditional, help: "Most tokens per answer; -1: until the end of the text or the context.")
     var n = 512
 
     func run() async throws {
         try await runReportingErrors {
             var params = GenerateParameters()
-            params.maxTokens = n
+            guard n >= -1 else { throw EdgeLMError.invalidArgument("-n \(n): must be >= 0, or -1 for no limit") }
+            params.maxTokens = n == -1 ? Int.max : n
             params.sampling = sampling.parameters
             try params.validate()
             let lm = try options.open()
@@ -51,12 +52,23 @@ struct Chat: AsyncParsableCommand {
                 }
                 if text == "/quit" || text == "/exit" { break }
                 interrupt.arm()
-                let info = try chat.respond(to: text, parameters: params) { piece in
-                    stdout.write(Data(piece.utf8))
-                    return !interrupt.fired
+                let info: GenerationInfo
+                do {
+                    info = try chat.respond(to: text, parameters: params) { piece in
+                        stdout.write(Data(piece.utf8))
+                        return !interrupt.fired
+                    }
+                } catch {
+                    // A message the context cannot hold ends that turn, not the conversation.
+                    interrupt.disarm()
+                    Terminal.error("error: \(error)")
+                    continue
                 }
                 interrupt.disarm()
                 stdout.write(Data("\n".utf8))
+                if chat.droppedMessages > 0 {
+                    Terminal.error("(dropped the \(chat.droppedMessages) oldest messages to fit the context of \(chat.model.session.contextLength) tokens)")
+                }
                 Terminal.error("[\(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s; prompt: \(info.promptTokensEvaluated) "
                                + "of \(info.promptTokens) tokens evaluated\(draftSummary(info).map { "; \($0)" } ?? "")"
                                + "\(info.stopReason == .cancelled ? "; stopped" : "")]")

@@ -13,7 +13,7 @@ struct Generate: AsyncParsableCommand {
     @Option(name: [.customShort("f"), .long], help: "Read the prompt from a UTF-8 file instead.")
     var promptFile: String?
 
-    @Option(name: .short, help: "Most tokens to generate (0: evaluate the prompt only).")
+    @Option(name: .short, parsing: .unconditional, help: "Most tokens to generate (0: evaluate the prompt only); -1: until the end of the text or the context.")
     var n: Int = 256
 
     @OptionGroup var sampling: SamplingOptions
@@ -28,11 +28,19 @@ struct Generate: AsyncParsableCommand {
     @Flag(name: .long, help: "Print only the generated text: no prompt echo, no statistics.")
     var quiet = false
 
+    @Flag(name: .customLong("no-display-prompt"), help: "Do not echo the prompt (statistics still go to stderr; llama.cpp's flag).")
+    var noDisplayPrompt = false
+
+    @Option(name: .long, help: ArgumentHelp("Stop before this text (repeatable; matched across tokens, not printed).", valueName: "text"))
+    var stop: [String] = []
+
     func run() async throws {
         try await runReportingErrors {
             let text = try promptText()
             var params = GenerateParameters()
-            params.maxTokens = n
+            guard n >= -1 else { throw EdgeLMError.invalidArgument("-n \(n): must be >= 0, or -1 for no limit") }
+            params.maxTokens = n == -1 ? Int.max : n
+            params.stop = stop
             params.sampling = sampling.parameters
             params.constraint = try constraint.constraint()
             try params.validate()
@@ -42,8 +50,11 @@ struct Generate: AsyncParsableCommand {
             let lm = try options.open(verify: verify)
             params.speculation = try speculation.apply(to: lm)
             let tokens = lm.encode(text, addBOS: params.addBOS)
+            guard tokens.count <= lm.session.contextLength else {
+                throw EdgeLMError.invalidInput("the prompt is \(tokens.count) tokens, longer than the context of \(lm.session.contextLength) (raise it with -c)")
+            }
             let stdout = FileHandle.standardOutput
-            if !quiet { stdout.write(Data(text.utf8)) }
+            if !quiet, !noDisplayPrompt { stdout.write(Data(text.utf8)) }
             let info = try lm.generate(promptTokens: tokens, parameters: params) { _, piece in
                 stdout.write(Data(piece.utf8))
                 return true

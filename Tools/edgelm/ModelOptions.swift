@@ -21,7 +21,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Value cache type, overriding --kv-type for values.")
     var vType: KVCacheType?
 
-    @Option(name: .long, help: "Context positions of the KV cache (default: the model's, capped to fit in memory).")
+    @Option(name: [.customShort("c"), .customLong("ctx")], help: "Context positions of the KV cache (default: the model's, capped to fit in memory; llama.cpp's -c).")
     var ctx: Int?
 
     @Option(name: .long, help: ArgumentHelp("How the integer kernels see activations: block32 (int8, a scale per 32 values, as llama.cpp) or residual (a second int8 pass over what the first rounds away: about 15 bits, 0.6x the speed; quantized weights then compute what their f32 dequantization computes).", valueName: "activations"))

@@ -4,7 +4,7 @@ import Foundation
 
 /// Sampling options shared by `generate` and `chat`.
 struct SamplingOptions: ParsableArguments {
-    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    @Option(name: .long, parsing: .unconditional, help: "Sampling temperature; 0 is greedy.")
     var temperature: Float = 0.8
 
     @Option(name: .long, help: "Keep the k most likely tokens (0: off).")
@@ -22,8 +22,14 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: .long, help: "Tokens the repetition penalty looks back over.")
     var repeatWindow: Int = 64
 
-    @Option(name: .long, help: "Random seed (default: from the clock).")
-    var seed: UInt64?
+    @Option(name: .long, parsing: .unconditional, help: "Random seed; -1 or none: from the clock.")
+    var seed: Int64?
+
+    @Option(name: .long, parsing: .unconditional, help: "Subtract this from the logits of tokens in the repetition window (OpenAI's presence penalty, in [-2, 2]).")
+    var presencePenalty: Float = 0
+
+    @Option(name: .long, parsing: .unconditional, help: "Subtract this per occurrence in the repetition window (OpenAI's frequency penalty, in [-2, 2]).")
+    var frequencyPenalty: Float = 0
 
     /// These options as library sampling parameters (seed from the clock when not given).
     var parameters: SamplingParameters {
@@ -34,7 +40,9 @@ struct SamplingOptions: ParsableArguments {
         p.minP = minP
         p.repetitionPenalty = repeatPenalty
         p.repetitionWindow = repeatWindow
-        p.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1e6)
+        p.presencePenalty = presencePenalty
+        p.frequencyPenalty = frequencyPenalty
+        p.seed = seed.flatMap { $0 >= 0 ? UInt64($0) : nil } ?? UInt64(Date().timeIntervalSince1970 * 1e6)
         return p
     }
 }

@@ -8,6 +8,8 @@ public final class ChatSession: @unchecked Sendable {
     public let template: ChatTemplate
     /// The conversation so far.
     public private(set) var messages: [ChatMessage]
+    /// Messages the last `respond` dropped from the start of the conversation to fit the context.
+    public private(set) var droppedMessages = 0
     private let system: String?
 
     /// A chat with `template`, or the one recognised from the model file's chat template; fails naming
@@ -50,10 +52,21 @@ public final class ChatSession: @unchecked Sendable {
 
     /// Adds the user's `text`, generates the reply (stopping at EOS or the template's end of turn, plus
     /// `parameters.stop`), calls `onText` with each piece (return false to stop), and records the reply.
+    /// When the conversation outgrows the context, the oldest messages (never the system message, never the new
+    /// user message) are dropped until the prompt leaves room for a reply of `min(maxTokens, context / 4)` tokens;
+    /// `droppedMessages` says how many went this turn. The cache still holds the system prompt's tokens.
     public func respond(to text: String, parameters: GenerateParameters, onText: (String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
         var turn = messages
         turn.append(ChatMessage(role: "user", content: text))
-        let prompt = try ChatSession.promptTokens(turn, template: template, model: model)
+        var prompt = try ChatSession.promptTokens(turn, template: template, model: model)
+        let context = model.session.contextLength
+        let room = min(parameters.maxTokens, context / 4)
+        droppedMessages = 0
+        while prompt.count + room > context, let first = turn.firstIndex(where: { $0.role != "system" }), first < turn.count - 1 {
+            turn.remove(at: first)
+            droppedMessages += 1
+            prompt = try ChatSession.promptTokens(turn, template: template, model: model)
+        }
         var params = parameters
         params.stop += template.stopStrings
         var reply = ""
