@@ -78,6 +78,13 @@ struct CompletionReply {
     /// `usage` of the whole request.
     var usage: [String: Int] { ["prompt_tokens": promptTokens, "completion_tokens": completionTokens, "total_tokens": promptTokens + completionTokens] }
 
+    /// The stream's closing chunk with `usage` and no choices (`stream_options.include_usage`).
+    func usageChunk() -> [String: Any] {
+        var chunk = wrap([])
+        chunk["usage"] = usage
+        return chunk
+    }
+
     /// The non-streamed reply.
     func body() -> [String: Any] {
         let choices: [[String: Any]] = texts.indices.map { i in

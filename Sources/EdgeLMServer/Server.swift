@@ -14,6 +14,8 @@ public struct ServerOptions: Sendable {
     public var queueLimit = 64
     /// When set, requests must send `Authorization: Bearer KEY`.
     public var apiKey: String?
+    /// Answer browsers from this origin (`*`: any): CORS headers on every response and `OPTIONS` preflights.
+    public var cors: String?
     /// Largest request body accepted.
     public var maxBodyBytes = 1 << 20
     /// The model id `/v1/models` lists and responses carry.
@@ -37,7 +39,8 @@ public final class OpenAIServer: Sendable {
     let options: ServerOptions
     let scheduler: Scheduler
     let metrics = ServerMetrics()
-    private let ids = IDCounter()
+    /// When the server started (Unix seconds): the model's `created`.
+    let started = Int(Date().timeIntervalSince1970)
 
     /// Prepares `options.slots` sessions over `model` (fails before listening if they do not fit).
     public init(model: LanguageModel, options: ServerOptions) throws(EdgeLMError) {
@@ -54,12 +57,15 @@ public final class OpenAIServer: Sendable {
         scheduler.start()
         defer { scheduler.stop() }
         let router = Router()
-        router.add(middleware: Gate(apiKey: options.apiKey, metrics: metrics))
-        router.get("/health") { _, _ in self.json(200, ["status": "ok", "slots": self.options.slots]) }
-        router.get("/v1/models") { _, _ in
-            self.json(200, ["object": "list", "data": [["id": self.options.modelName, "object": "model", "created": 0, "owned_by": "edgelm"]]])
+        router.add(middleware: Gate(apiKey: options.apiKey, cors: options.cors, metrics: metrics))
+        // GET routes answer HEAD too (Gate drops the body).
+        for method in [HTTPRequest.Method.get, .head] {
+            router.on("/health", method: method) { _, _ in self.json(200, ["status": "ok", "slots": self.options.slots]) }
+            router.on("/v1/models", method: method) { _, _ in
+                self.json(200, ["object": "list", "data": [["id": self.options.modelName, "object": "model", "created": self.started, "owned_by": "edgelm"]]])
+            }
+            router.on("/metrics", method: method) { _, _ in self.metricsResponse() }
         }
-        router.get("/metrics") { _, _ in self.metricsResponse() }
         router.post("/v1/chat/completions") { request, _ in try await self.complete(request, kind: .chat) }
         router.post("/v1/completions") { request, _ in try await self.complete(request, kind: .completion) }
         router.post("/v1/embeddings") { request, _ in try await self.embeddings(request) }
@@ -153,7 +159,7 @@ public final class OpenAIServer: Sendable {
         }
         metrics.add("edgelm_requests_total")
         let events = CompletionReply.merge(streams)
-        var reply = CompletionReply(id: (kind == .chat ? "chatcmpl-" : "cmpl-") + String(ids.next()), created: Int(Date().timeIntervalSince1970),
+        var reply = CompletionReply(id: randomID(kind == .chat ? "chatcmpl-" : "cmpl-"), created: Int(Date().timeIntervalSince1970),
                                     kind: kind, model: options.modelName, tokenizer: model.tokenizer, logprobs: parsed.logprobs != nil, choices: parsed.n)
         reply.tools = toolFormat.map { ($0, parsed.tools) }
         if parsed.stream {
@@ -170,10 +176,8 @@ public final class OpenAIServer: Sendable {
                         break
                     }
                     var chunks = reply.add(i, event)
-                    if reply.isComplete, include, var last = chunks.popLast() {
-                        last["usage"] = reply.usage
-                        chunks.append(last)
-                    }
+                    // OpenAI sends usage as a chunk of its own, with no choices, after the last one.
+                    if reply.isComplete, include { chunks.append(reply.usageChunk()) }
                     for chunk in chunks { try await writer.write(self.event(chunk)) }
                     if reply.isComplete {
                         self.log(path, 200, started, "prompt \(reply.promptTokens) (evaluated \(reply.evaluated)), completion \(reply.completionTokens), stream")
@@ -272,34 +276,69 @@ public final class OpenAIServer: Sendable {
 struct Gate: RouterMiddleware {
     typealias Context = BasicRequestContext
     let apiKey: String?
+    let cors: String?
     let metrics: ServerMetrics
 
+    /// Every route and its methods (HEAD answers like GET without a body).
+    static let routes: [String: [HTTPRequest.Method]] = [
+        "/health": [.get], "/v1/models": [.get], "/metrics": [.get],
+        "/v1/chat/completions": [.post], "/v1/completions": [.post], "/v1/embeddings": [.post],
+    ]
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if let apiKey, request.uri.path.hasPrefix("/v1/") {
+        let path = request.uri.path
+        let allowed = Self.routes[path]
+        if let allowed, request.method == .options, cors != nil {
+            // A browser's preflight: no API key is sent with it.
+            var response = Response(status: .noContent)
+            response.headers[.accessControlAllowMethods] = (allowed + [.options]).map(\.rawValue).joined(separator: ", ")
+            response.headers[.accessControlAllowHeaders] = "Authorization, Content-Type"
+            response.headers[.accessControlMaxAge] = "600"
+            return withCORS(response, request)
+        }
+        if let allowed, !allowed.contains(request.method), !(request.method == .head && allowed.contains(.get)) {
+            var response = OpenAIServer.errorResponse(APIError(405, "\(path) takes \(allowed.map(\.rawValue).joined(separator: ", ")), not \(request.method)"))
+            response.headers[.allow] = (allowed + (allowed.contains(.get) ? [.head] : [])).map(\.rawValue).joined(separator: ", ")
+            FileHandle.standardError.write(Data("\(request.method) \(path) 405\n".utf8))
+            return withCORS(response, request)
+        }
+        if let apiKey, path.hasPrefix("/v1/") {
             guard request.headers[.authorization] == "Bearer \(apiKey)" else {
                 metrics.add("edgelm_errors_total")
-                FileHandle.standardError.write(Data("\(request.method) \(request.uri.path) 401: bad or missing API key\n".utf8))
-                return OpenAIServer.errorResponse(APIError(401, "invalid or missing API key (send Authorization: Bearer KEY)",
-                                                           type: "authentication_error"))
+                FileHandle.standardError.write(Data("\(request.method) \(path) 401: bad or missing API key\n".utf8))
+                return withCORS(OpenAIServer.errorResponse(APIError(401, "invalid or missing API key (send Authorization: Bearer KEY)",
+                                                                    type: "authentication_error")), request)
             }
         }
-        let response: Response
+        var response: Response
         do {
             response = try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound || error.status == .methodNotAllowed {
-            response = OpenAIServer.errorResponse(APIError(Int(error.status.code), "no route for \(request.method) \(request.uri.path)"))
+            response = OpenAIServer.errorResponse(APIError(Int(error.status.code), "no route for \(request.method) \(path)"))
         }
+        if request.method == .head { response.body = ResponseBody() }
         // Completions log themselves, with their token counts.
-        if !request.uri.path.hasSuffix("completions") {
-            FileHandle.standardError.write(Data("\(request.method) \(request.uri.path) \(response.status.code)\n".utf8))
+        if !path.hasSuffix("completions") {
+            FileHandle.standardError.write(Data("\(request.method) \(path) \(response.status.code)\n".utf8))
         }
-        return response
+        return withCORS(response, request)
+    }
+
+    /// `response` with the CORS headers when the request comes from an allowed origin.
+    private func withCORS(_ response: Response, _ request: Request) -> Response {
+        guard let cors, let origin = request.headers[.origin], cors == "*" || cors == origin else { return response }
+        var out = response
+        out.headers[.accessControlAllowOrigin] = cors == "*" ? "*" : origin
+        if cors != "*" { out.headers[.vary] = "Origin" }
+        return out
     }
 }
 
-/// Response ids.
-final class IDCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func next() -> Int { lock.withLock { value += 1; return value } }
+/// A response id: `prefix` and 24 random hexadecimal digits (unique across restarts, as OpenAI's are).
+func randomID(_ prefix: String) -> String {
+    prefix + (0..<3).map { _ in String(UInt32.random(in: 0...UInt32.max), radix: 16).leftPadded(to: 8) }.joined()
+}
+
+private extension String {
+    func leftPadded(to n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }

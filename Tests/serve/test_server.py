@@ -126,7 +126,43 @@ def chat_stream_equals_non_stream():
     assert chunks[0].choices[0].delta.role == "assistant"
     streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert streamed == msg.content, (streamed, msg.content)
-    assert chunks[-1].choices[0].finish_reason == full.choices[0].finish_reason
+    # include_usage: a last chunk of its own with no choices; finish_reason on the one before.
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == full.usage.completion_tokens, chunks[-1]
+    assert chunks[-2].choices[0].finish_reason == full.choices[0].finish_reason
+    assert chunks[0].id.startswith("chatcmpl-") and len(chunks[0].id) == 33 and full.id != chunks[0].id
+    assert abs(full.created - time.time()) < 60, full.created
+
+
+@test
+def http_as_clients_expect():
+    # 405 with Allow for a wrong method, HEAD on GET routes, CORS preflight and headers with --cors.
+    status, _ = server.raw("GET", "/v1/chat/completions")
+    h = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    h.request("DELETE", "/health")
+    r = h.getresponse(); r.read()
+    assert r.status == 405 and r.getheader("Allow") == "GET, HEAD", (r.status, r.getheaders())
+    h.request("HEAD", "/v1/models")
+    r = h.getresponse(); r.read()
+    assert r.status == 200 and status == 405, (r.status, status)
+    h.close()
+    web = Server("--slots", "1", "--cors", "http://app.example", "--api-key", "k")
+    try:
+        h = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
+        h.request("OPTIONS", "/v1/chat/completions", headers={"Origin": "http://app.example", "Access-Control-Request-Method": "POST",
+                                                                "Access-Control-Request-Headers": "authorization, content-type"})
+        r = h.getresponse(); r.read()
+        assert r.status == 204 and r.getheader("Access-Control-Allow-Origin") == "http://app.example", r.getheaders()
+        assert "POST" in r.getheader("Access-Control-Allow-Methods") and "Authorization" in r.getheader("Access-Control-Allow-Headers")
+        h.request("POST", "/v1/completions", body=json.dumps({"prompt": "Once", "max_tokens": 2}),
+                  headers={"Origin": "http://app.example", "Authorization": "Bearer k", "Content-Type": "application/json"})
+        r = h.getresponse(); r.read()
+        assert r.status == 200 and r.getheader("Access-Control-Allow-Origin") == "http://app.example", r.getheaders()
+        h.request("GET", "/health", headers={"Origin": "http://evil.example"})
+        r = h.getresponse(); r.read()
+        assert r.getheader("Access-Control-Allow-Origin") is None
+        h.close()
+    finally:
+        assert web.stop(), "the server died"
 
 
 @test

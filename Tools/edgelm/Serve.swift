@@ -24,6 +24,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Require `Authorization: Bearer KEY` on /v1/ requests.")
     var apiKey: String?
 
+    @Option(name: .long, help: ArgumentHelp("Allow browser apps from this origin (* for any): CORS headers and OPTIONS preflights.", valueName: "origin"))
+    var cors: String?
+
     @Option(name: .long, help: "Chat format, overriding the model's template (\(ChatTemplate.names)).")
     var chatTemplate: ChatTemplate?
 
@@ -44,6 +47,7 @@ struct Serve: AsyncParsableCommand {
             server.slots = slots
             server.queueLimit = queue
             server.apiKey = apiKey
+            server.cors = cors
             server.maxBodyBytes = maxBody
             server.keyType = lm.session.keyType
             server.valueType = lm.session.valueType
