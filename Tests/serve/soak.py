@@ -68,7 +68,7 @@ def client(seed):
                 with lock:
                     counts["disconnected"] += 1
             elif kind < 0.2:  # malformed or unsupported
-                bad = rng.choice([b"{", json.dumps({**body, "n": 3}).encode(), json.dumps({**body, "max_tokens": "x"}).encode(), b"\xff\xfe"])
+                bad = rng.choice([b"{", json.dumps({**body, "n": 99}).encode(), json.dumps({**body, "max_tokens": "x"}).encode(), b"\xff\xfe"])
                 status, _ = request("POST", path, bad)
                 with lock:
                     counts["rejected" if status == 400 else "unexpected"] += 1
