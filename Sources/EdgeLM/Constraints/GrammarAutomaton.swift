@@ -6,7 +6,8 @@
 final class GrammarAutomaton {
     /// A configuration from which no byte is accepted (the input so far does not continue any valid output).
     static let dead: Int32 = -1
-    private static let unknown: Int32 = -2
+    /// A transition not computed yet.
+    static let unknown: Int32 = -2
     /// In a configuration's stacks: the root rule has been completed.
     private static let accepted = Int32.max
 
@@ -18,7 +19,7 @@ final class GrammarAutomaton {
     private var stateIndex: [[Int32]: Int32] = [:]
     /// state * 256 + byte -> next state (`unknown` until computed), `capacity` states long. A raw buffer: the
     /// mask walk reads it once per trie node.
-    private var transitions: UnsafeMutablePointer<Int32>
+    private(set) var transitions: UnsafeMutablePointer<Int32>
     private var capacity = 64
     /// The configuration before any byte.
     private(set) var initial: Int32 = 0

@@ -104,6 +104,14 @@ public final class TokenConstraint: @unchecked Sendable {
         }
     }
 
+    private let prefetcher = DispatchQueue(label: "edgelm.constraint-mask")
+
+    /// Starts computing the mask of `state` on a background thread, so that it is ready (or nearly) when the
+    /// forward pass of the token that led there ends; `mask` waits for it through the lock.
+    public func prefetch(_ state: State) {
+        prefetcher.async { _ = self.mask(state) }
+    }
+
     /// The state after `token`, nil when the token may not come next.
     public func advance(_ state: State, token: Int) -> State? {
         guard tokenBytes.indices.contains(token) else { return nil }
@@ -195,28 +203,46 @@ final class TokenTrie: Sendable {
     func walk(from start: Int32, automaton: GrammarAutomaton, skippingFirstSpace: Bool) -> [UInt64] {
         var bits = [UInt64](repeating: 0, count: (vocabSize + 63) / 64)
         var states = [Int32](repeating: 0, count: maxDepth + 1)
-        states[0] = start
         let n = byte.count
-        byte.withUnsafeBufferPointer { byte in
-            depth.withUnsafeBufferPointer { depth in
-                subtreeEnd.withUnsafeBufferPointer { subtreeEnd in
-                    tokenStart.withUnsafeBufferPointer { tokenStart in
-                        tokens.withUnsafeBufferPointer { tokens in
-                            var i = 1
-                            while i < n {
-                                let d = Int(depth[i])
-                                let parent = states[d - 1]
-                                let t = skippingFirstSpace && d == 1 && byte[i] == 0x20 ? parent : automaton.next(parent, byte[i])
-                                if t < 0 {
-                                    i = Int(subtreeEnd[i])
-                                    continue
+        bits.withUnsafeMutableBufferPointer { bits in
+            states.withUnsafeMutableBufferPointer { states in
+                byte.withUnsafeBufferPointer { byte in
+                    depth.withUnsafeBufferPointer { depth in
+                        subtreeEnd.withUnsafeBufferPointer { subtreeEnd in
+                            tokenStart.withUnsafeBufferPointer { tokenStart in
+                                tokens.withUnsafeBufferPointer { tokens in
+                                    states[0] = start
+                                    // The transition table, read directly; computing a missing entry may move it.
+                                    var table = automaton.transitions
+                                    var i = 1
+                                    while i < n {
+                                        let d = Int(depth[i])
+                                        let parent = states[d - 1], b = byte[i]
+                                        var t: Int32
+                                        if skippingFirstSpace, d == 1, b == 0x20 {
+                                            t = parent
+                                        } else {
+                                            t = table[Int(parent) &* 256 &+ Int(b)]
+                                            if t == GrammarAutomaton.unknown {
+                                                t = automaton.next(parent, b)
+                                                table = automaton.transitions
+                                            }
+                                        }
+                                        if t < 0 {
+                                            i = Int(subtreeEnd[i])
+                                            continue
+                                        }
+                                        states[d] = t
+                                        var k = Int(tokenStart[i])
+                                        let end = Int(tokenStart[i + 1])
+                                        while k < end {
+                                            let id = Int(tokens[k])
+                                            bits[id >> 6] |= 1 << UInt64(id & 63)
+                                            k += 1
+                                        }
+                                        i += 1
+                                    }
                                 }
-                                states[d] = t
-                                for k in Int(tokenStart[i])..<Int(tokenStart[i + 1]) {
-                                    let id = Int(tokens[k])
-                                    bits[id >> 6] |= 1 << UInt64(id & 63)
-                                }
-                                i += 1
                             }
                         }
                     }
