@@ -10,11 +10,7 @@ extension OpenAIServer {
     func embeddings(_ request: Request) async throws -> Response {
         let started = Date()
         let path = request.uri.path
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: options.maxBodyBytes)
-        } catch {
+        guard let body = await body(of: request) else {
             return logged(path, started, error: APIError(413, "the request body exceeds \(options.maxBodyBytes) bytes"))
         }
         let inputs: [[Int]], base64: Bool

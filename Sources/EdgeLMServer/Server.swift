@@ -79,11 +79,7 @@ public final class OpenAIServer: Sendable {
     private func complete(_ request: Request, kind: CompletionRequest.Kind) async throws -> Response {
         let started = Date()
         let path = request.uri.path
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: options.maxBodyBytes)
-        } catch {
+        guard let body = await body(of: request) else {
             return logged(path, started, error: APIError(413, "the request body exceeds \(options.maxBodyBytes) bytes"))
         }
         let parsed: CompletionRequest, prompt: [Int]
@@ -197,6 +193,12 @@ public final class OpenAIServer: Sendable {
         guard reply.isComplete else { return logged(path, started, error: APIError(500, "the generation ended without a result", type: "server_error")) }
         log(path, 200, started, "prompt \(reply.promptTokens) (evaluated \(reply.evaluated)), completion \(reply.completionTokens)")
         return json(200, reply.body())
+    }
+
+    /// The request's body, nil when it exceeds `--max-body`.
+    func body(of request: Request) async -> ByteBuffer? {
+        var request = request
+        return try? await request.collectBody(upTo: options.maxBodyBytes)
     }
 
     private func promptTokens(_ request: CompletionRequest, kind: CompletionRequest.Kind) throws(APIError) -> [Int] {

@@ -96,19 +96,26 @@ extension Bench {
         return prompt
     }
 
+    /// Shows a stage of a mode's runs on the terminal (not with --json).
+    private func showProgress(_ stage: String) {
+        if Terminal.isTTY, !json { Terminal.write("\r\(stage)        ") }
+    }
+
+    /// Clears the progress line; with --json prints `result` as JSON and returns true.
+    private func printedJSON<T: Encodable>(_ result: T) throws -> Bool {
+        if Terminal.isTTY, !json { Terminal.write("\r                          \r") }
+        guard json else { return false }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        return true
+    }
+
     /// The constrained mode: unconstrained and constrained greedy generation from the prompt file, alternating.
     private func runConstrained(_ lm: LanguageModel, _ c: OutputConstraint) throws {
         let prompt = try modePrompt(lm, mode: "constrained")
-        let result = try Benchmark.constrained(lm, prompt: prompt, tokens: n, constraint: c, repetitions: r) { stage in
-            if Terminal.isTTY, !json { Terminal.write("\r\(stage)        ") }
-        }
-        if Terminal.isTTY, !json { Terminal.write("\r                          \r") }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
-            return
-        }
+        let result = try Benchmark.constrained(lm, prompt: prompt, tokens: n, constraint: c, repetitions: r, progress: showProgress)
+        if try printedJSON(result) { return }
         print("| model | vocabulary | threads | test | plain t/s | constrained t/s | ratio | mask p50 | mask p99 | mask max |")
         print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
         print("| \((modelOptions.model as NSString).lastPathComponent) | \(lm.config.vocabSize) | \(lm.session.pool.threadCount) | "
@@ -120,16 +127,8 @@ extension Bench {
 
     private func runSpeculative(_ lm: LanguageModel, _ spec: SpeculationParameters) throws {
         let prompt = try modePrompt(lm, mode: "speculative")
-        let result = try Benchmark.speculative(lm, prompt: prompt, tokens: n, speculation: spec, repetitions: r) { stage in
-            if Terminal.isTTY, !json { Terminal.write("\r\(stage)        ") }
-        }
-        if Terminal.isTTY, !json { Terminal.write("\r                          \r") }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
-            return
-        }
+        let result = try Benchmark.speculative(lm, prompt: prompt, tokens: n, speculation: spec, repetitions: r, progress: showProgress)
+        if try printedJSON(result) { return }
         let drafter = speculation.draft.map { "draft " + ($0 as NSString).lastPathComponent } ?? "lookup"
         print("| model | drafter | threads | test | plain t/s | speculative t/s | ratio | drafted | kept | identical |")
         print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
