@@ -93,7 +93,10 @@ import Testing
         #expect(try ChatTemplate.llama2.format(messages)
                 == "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s><s>[INST] Bye [/INST]")
         #expect(try ChatTemplate.phi3.format([messages[1]]) == "<|user|>\nHi<|end|>\n<|assistant|>\n")
-        #expect(throws: EdgeLMError.self) { try ChatTemplate.chatml.format([ChatMessage(role: "tool", content: "x")]) }
+        #expect(throws: EdgeLMError.self) { try ChatTemplate.chatml.format([ChatMessage(role: "robot", content: "x")]) }
+        // Tool results need a tool-call convention: ChatML has one (Hermes), Gemma does not here.
+        #expect(try ChatTemplate.chatml.format([ChatMessage(role: "tool", content: "x", toolCallID: "c")]).contains("<tool_response>\nx\n</tool_response>"))
+        #expect(throws: EdgeLMError.self) { try ChatTemplate.gemma.format([ChatMessage(role: "tool", content: "x", toolCallID: "c")]) }
     }
 
     /// A stop string split across tokens ends the text before it; a partial match that does not complete is
