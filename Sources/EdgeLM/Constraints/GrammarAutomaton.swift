@@ -32,9 +32,6 @@ final class GrammarAutomaton {
 
     deinit { transitions.deallocate() }
 
-    /// Number of configurations interned so far.
-    var stateCount: Int { stacks.count }
-
     /// True when the bytes so far form a complete output.
     func isAccepting(_ state: Int32) -> Bool { state >= 0 && stacks[Int(state)].last == Self.accepted }
 
