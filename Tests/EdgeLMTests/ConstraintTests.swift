@@ -87,12 +87,18 @@ struct ConstraintTests {
             """
         let g = try Self.schema(person)
         let good = [#"{"name":"Ann","age":30}"#, #"{"name":"Ann","age":30,"tags":["a","b"]}"#,
-                    #"{ "name" : "Bo\"b",\#n  "age": 150, "kind": "person" }"#, #"{"name":"é","age":0,"email":"a.b@c.de"}"#]
-        let bad = [#"{"name":"","age":30}"#, #"{"name":"Annabel","age":30}"#, #"{"age":30,"name":"Ann"}"#, #"{"name":"Ann"}"#,
+                    #"{ "name" : "Bo\"b",\#n  "age": 150, "kind": "person" }"#, #"{"name":"é","age":0,"email":"a.b@c.de"}"#,
+                    #"{"age":30,"name":"Ann"}"#, #"{"kind":"person","tags":[],"age":1,"name":"A"}"#]
+        let bad = [#"{"name":"","age":30}"#, #"{"name":"Annabel","age":30}"#, #"{"age":30,"name":"Ann","age":31}"#, #"{"name":"Ann"}"#,
                    #"{"name":"Ann","age":151}"#, #"{"name":"Ann","age":30,"tags":["a","b","a"]}"#, #"{"name":"Ann","age":30,"x":1}"#,
                    #"{"name":"Ann","age":30,"tags":["c"]}"#, #"{"name":"Ann","age":30,"email":"nope"}"#, #"{"name":"Ann","age":3.5}"#]
         for s in good { #expect(TokenConstraint.matches(g, s), "\(s)") }
         for s in bad { #expect(!TokenConstraint.matches(g, s), "\(s)") }
+        // Past `anyOrderLimit` members, the order of `properties`.
+        let names = (0...JSONSchemaCompiler.anyOrderLimit).map { "m\($0)" }
+        let wide = try Self.schema(#"{"type":"object","properties":{"# + names.map { #""\#($0)":{"type":"integer"}"# }.joined(separator: ",") + "}}")
+        #expect(TokenConstraint.matches(wide, #"{"m0":1,"m2":3}"#))
+        #expect(!TokenConstraint.matches(wide, #"{"m2":3,"m0":1}"#))
 
         let tree = """
             {"$defs":{"node":{"type":"object","properties":{"value":{"type":"number"},"children":{"type":"array","items":{"$ref":"#/$defs/node"}}},

@@ -1,6 +1,7 @@
 /// Lowers a JSON Schema (the keywords of drafts 2020-12 and 07 that describe data shape) into a grammar whose
 /// strings are exactly the JSON texts the schema accepts, within these documented limits:
-/// - object members come in the order of `properties` (required or not), then any additional members;
+/// - object members come in any order when an object declares at most `anyOrderLimit` of them, otherwise in the
+///   order of `properties` (required or not), then any additional members;
 /// - `oneOf` is matched as `anyOf` (exclusivity is not enforced), `allOf` merges its parts when they do not
 ///   conflict, `format` is checked by shape (a date's day is 01-31 whatever the month);
 /// - every keyword outside the supported set is refused by name, never ignored. Annotations (`title`,
@@ -552,6 +553,10 @@ struct JSONSchemaCompiler {
             if let maxProperties, maxProperties < requiredCount { return [.rule(try b.add("never", []))] }
             throw error(path, "'minProperties'/'maxProperties' together with 'properties' is supported only when the bounds follow from them")
         }
+        if members.count <= Self.anyOrderLimit {
+            return GrammarBuilder.literal("{") + ws + (try anyOrder(kvs, required: members.map { required.contains($0.0) },
+                                                                    additionalKV: additionalKV)) + GrammarBuilder.literal("}")
+        }
         // rest[i]: members from i on after one has been written; first[i]: the first member, at i or later.
         var rest: [GrammarSymbol] = []
         var first: [GrammarSymbol] = []
@@ -569,6 +574,37 @@ struct JSONSchemaCompiler {
             first = [.rule(firstRule)]
         }
         return GrammarBuilder.literal("{") + ws + first + GrammarBuilder.literal("}")
+    }
+
+    /// Objects with at most this many declared members accept them in any order (one grammar rule per subset of
+    /// members already written, 2^n rules); larger ones in the order of `properties`.
+    static let anyOrderLimit = 6
+
+    /// The members of an object in any order, each declared one at most once, every required one present, and
+    /// additional members (when allowed) anywhere among them.
+    private mutating func anyOrder(_ kvs: [[GrammarSymbol]], required: [Bool], additionalKV: [GrammarSymbol]?) throws(EdgeLMError) -> [GrammarSymbol] {
+        let comma = GrammarBuilder.literal(",") + (try ws())
+        let requiredMask = required.enumerated().reduce(0) { $0 | ($1.element ? 1 << $1.offset : 0) }
+        var after: [Int: Int] = [:]
+        // The members that may follow once those in `written` (not empty) are out.
+        func rest(_ written: Int, _ c: inout JSONSchemaCompiler) throws(EdgeLMError) -> [GrammarSymbol] {
+            if let id = after[written] { return [.rule(id)] }
+            let id = c.b.declare("members")
+            after[written] = id
+            var alternatives: [[GrammarSymbol]] = []
+            for i in kvs.indices where written & (1 << i) == 0 {
+                alternatives.append(comma + kvs[i] + (try rest(written | 1 << i, &c)))
+            }
+            if let additionalKV { alternatives.append(comma + additionalKV + [.rule(id)]) }
+            if written & requiredMask == requiredMask { alternatives.append([]) }
+            try c.b.define(id, alternatives)
+            return [.rule(id)]
+        }
+        var alternatives: [[GrammarSymbol]] = []
+        for i in kvs.indices { alternatives.append(kvs[i] + (try rest(1 << i, &self))) }
+        if let additionalKV { alternatives.append(additionalKV + (try rest(0, &self))) }
+        if requiredMask == 0 { alternatives.append([]) }
+        return try b.choice(alternatives, name: "first-member")
     }
 
     private mutating func arrayGrammar(_ schema: JSONValue, path: String, depth: Int) throws(EdgeLMError) -> [GrammarSymbol] {
