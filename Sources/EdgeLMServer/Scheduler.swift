@@ -163,15 +163,31 @@ final class Scheduler: @unchecked Sendable {
             }
             metrics.set("edgelm_slots_busy", Double(active.count))
             guard !active.isEmpty else { continue }
+            // Tokens a constraint forces join their slot's batch without a sample; a slot whose forced tokens end
+            // its output needs no forward pass.
+            let budget = (slots[0].maxBatch - active.count) / active.count
+            var forced = [[TokenStream.Step]](repeating: [], count: active.count)
+            for i in active.indices {
+                let s = slots[active[i].slot]
+                forced[i] = active[i].stream.fastForward(limit: min(s.contextLength - s.position - 1, budget))
+                guard let last = forced[i].last, !last.continues else { continue }
+                for step in forced[i] { Self.emit(step, to: active[i].continuation) }
+                metrics.add("edgelm_generated_tokens_total", Double(forced[i].count))
+                finish(active[i], active[i].stream)
+                free.append(active[i].slot)
+            }
+            let ended = Set(active.indices.filter { forced[$0].last.map { !$0.continues } ?? false })
+            active = active.indices.filter { !ended.contains($0) }.map { active[$0] }
+            forced = forced.indices.filter { !ended.contains($0) }.map { forced[$0] }
+            guard !active.isEmpty else { continue }
             let start = DispatchTime.now().uptimeNanoseconds
             let logits: UnsafeBufferPointer<Float>
-            var drafts = [Draft](repeating: Draft(tokens: []), count: active.count)
+            var drafts = forced.map { Draft(tokens: $0.compactMap(\.token)) }
             do {
                 let sessions = active.map { slots[$0.slot] }
-                if active.contains(where: { $0.speculator != nil }) {
-                    // Every slot's drafts share one verification batch.
-                    let budget = (slots[0].maxBatch - active.count) / active.count
-                    for i in active.indices where active[i].speculator != nil {
+                if active.contains(where: { $0.speculator != nil }) || drafts.contains(where: { !$0.tokens.isEmpty }) {
+                    // Every slot's forced or drafted tokens share one verification batch.
+                    for i in active.indices where active[i].speculator != nil && forced[i].isEmpty {
                         let s = sessions[i], a = active[i]
                         let room = min(s.contextLength - s.position - 1, budget, a.job.parameters.maxTokens - a.stream.generated.count - 1)
                         drafts[i] = try active[i].speculator!.draft(after: s.tokens + [a.next], limit: room)
@@ -196,7 +212,10 @@ final class Scheduler: @unchecked Sendable {
                 let draft = drafts[i], rows = UnsafeBufferPointer(rebasing: logits[(row * vocab)..<((row + 1 + draft.tokens.count) * vocab)])
                 row += 1 + draft.tokens.count
                 var steps = [TokenStream.Step]()
-                if draft.tokens.isEmpty {
+                if !forced[i].isEmpty {
+                    steps = forced[i] + [a.stream.next(UnsafeBufferPointer(rebasing: rows[(draft.tokens.count * vocab)...]))]
+                    metrics.add("edgelm_forced_tokens_total", Double(forced[i].count))
+                } else if draft.tokens.isEmpty {
                     steps = [a.stream.next(UnsafeBufferPointer(rebasing: rows[0..<vocab]))]
                 } else {
                     let verified = a.stream.verify(rows, vocab: vocab, draft: draft)

@@ -261,6 +261,7 @@ public final class OpenAIServer: Sendable {
             ("edgelm_decode_tokens_per_second", "gauge", "tokens per second of the last batched decode step, all slots together"),
             ("edgelm_draft_tokens_total", "counter", "tokens drafted for verification (--lookup, --draft)"),
             ("edgelm_draft_tokens_accepted_total", "counter", "drafted tokens the model kept"),
+            ("edgelm_forced_tokens_total", "counter", "tokens a constraint forced, fed without a sample"),
             ("edgelm_step_tokens", "gauge", "tokens of the last decode step, drafts included"),
         ]
         var text = ""

@@ -212,6 +212,34 @@ struct ConstrainedGenerationTests {
         let info = try lm.generate(promptTokens: lm.encode("Once upon a time"), parameters: p) { _, piece in text += piece; return true }
         #expect(info.stopReason == .endOfSequence)
         #expect(text.wholeMatch(of: /[A-Z][a-z]+ (is|was) [0-9]{1,2}/) != nil, "\(text)")
-        #expect(info.maskSeconds.count == info.generatedTokens)
+        #expect(info.maskSeconds.count + info.forcedTokens == info.generatedTokens)
+    }
+
+    /// Tokens the constraint forces are fed in batches without a sample: on SmolLM2's byte-level vocabulary a literal
+    /// leaves exactly one token at some steps. The output is token for token what sampling every step gives
+    /// (`logprobs` turns fast-forward off, since it reports what the sampler saw at each token).
+    @Test func forcedTokensFastForwardToTheSameOutput() throws {
+        guard Fixtures.available(RealModelTests.gguf) else {
+            if Fixtures.isCI { Issue.record("missing \(RealModelTests.gguf)") }
+            return
+        }
+        var keep = ConversionOptions(type: .f32)
+        keep.keepSource = true
+        let lm = try LanguageModel(path: try ConvertedModels.convert(Fixtures.path(RealModelTests.gguf), key: "smollm2-real-keep", keep),
+                                   threads: 2, contextLength: 256)
+        var p = GenerateParameters.greedy(maxTokens: 100)
+        p.constraint = .regex(" [0-9]{4}-[0-9]{2}-[0-9]{2}, rocket number 12345678 named Apollo-XVII-ZZZZ")
+        var runs: [(tokens: [Int], forced: Int, text: String)] = []
+        for logprobs in [nil, 0] as [Int?] {
+            p.logprobs = logprobs
+            var text = ""
+            let info = try lm.generate(promptTokens: lm.encode("The launch date was"), parameters: p) { _, piece in text += piece; return true }
+            #expect(info.stopReason == .endOfSequence)
+            runs.append((info.tokens, info.forcedTokens, text))
+        }
+        #expect(runs[0].forced >= 5, "forced \(runs[0].forced) of \(runs[0].tokens.count)")
+        #expect(runs[1].forced == 0)
+        #expect(runs[0].tokens == runs[1].tokens)
+        #expect(runs[0].text.hasSuffix(", rocket number 12345678 named Apollo-XVII-ZZZZ"), "\(runs[0].text)")
     }
 }

@@ -519,6 +519,21 @@ def structured_output_follows_the_schema():
         yes_no = real.client.completions.create(model="m", prompt="Is the sky blue? Answer:", max_tokens=8, temperature=0,
                                                 extra_body={"grammar": 'root ::= " " ("yes" | "no")'})
         assert yes_no.choices[0].text in (" yes", " no"), yes_no
+        # Tokens the grammar forces are fed without a sample, in two slots at once; the text is what sampling gives.
+        literal, results = 'root ::= " " [0-9] [0-9] ", rocket number 12345678 named Apollo-XVII-ZZZZ"', [None, None]
+        def launch(i):
+            results[i] = real.client.completions.create(model="m", prompt="The launch was on day", max_tokens=60, temperature=0,
+                                                        extra_body={"grammar": literal}).choices[0]
+        forced_before = real.metrics().get("edgelm_forced_tokens_total", 0)
+        threads = [threading.Thread(target=launch, args=(i,)) for i in range(2)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        for r in results:
+            assert r.finish_reason == "stop" and re.fullmatch(r" [0-9]{2}, rocket number 12345678 named Apollo-XVII-ZZZZ", r.text), r
+        assert results[0].text == results[1].text, results
+        forced = real.metrics()["edgelm_forced_tokens_total"] - forced_before
+        assert forced >= 10, forced
+        print(f"  forced tokens: {forced:.0f} in two replies of {results[0].text!r}")
         for body, param, words in [
                 ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "not": {}}}}},
                  "response_format", "keyword 'not' is not supported"),

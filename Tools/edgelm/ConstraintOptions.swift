@@ -36,3 +36,11 @@ struct ConstraintOptions: ParsableArguments {
         return text
     }
 }
+
+/// "constraint: mask p50 X µs, max Y µs; N tokens forced" for a constrained generation; nil for a free one.
+func constraintSummary(_ info: GenerationInfo) -> String? {
+    guard !info.maskSeconds.isEmpty else { return nil }
+    let sorted = info.maskSeconds.sorted()
+    return "constraint: mask p50 \(format(sorted[sorted.count / 2] * 1e6, 0)) µs, max \(format(sorted.last! * 1e6, 0)) µs; "
+        + "\(info.forcedTokens) tokens forced (fed without a sample)"
+}

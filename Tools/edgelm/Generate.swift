@@ -67,7 +67,7 @@ struct Generate: AsyncParsableCommand {
             let mem = MemoryUsage.current()
             Terminal.error("""
                 prompt: \(info.promptTokens) tokens, \(format(info.promptTokensPerSecond, 1)) t/s
-                generated: \(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s (stop: \(info.stopReason.rawValue))\(draftSummary(info).map { "\n\($0)" } ?? "")
+                generated: \(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s (stop: \(info.stopReason.rawValue))\(draftSummary(info).map { "\n\($0)" } ?? "")\(constraintSummary(info).map { "\n\($0)" } ?? "")
                 load: \(format(lm.model.loadSeconds * 1000, 1)) ms\(lm.model.decodedBytes > 0 ? ", \(formatBytes(lm.model.decodedBytes)) decoded to the heap" : ""); \
                 kernels: \(lm.session.level), \(lm.session.pool.threadCount) threads
                 memory: \(mem.map { "anonymous \(formatBytes($0.anonymousBytes)), file-backed \(formatBytes($0.fileBackedBytes))" } ?? "n/a") \

@@ -16,6 +16,9 @@ public struct ByteSet: Hashable, Sendable {
     /// True when `b` is in the set.
     @inline(__always) public func contains(_ b: UInt8) -> Bool { words[Int(b >> 6)] & (1 << UInt64(b & 63)) != 0 }
 
+    /// How many bytes are in the set.
+    public var count: Int { (0..<4).reduce(0) { $0 + words[$1].nonzeroBitCount } }
+
     /// True when no byte is in the set.
     public var isEmpty: Bool { words == .zero }
 

@@ -38,6 +38,16 @@ final class GrammarAutomaton {
     /// True when the output is complete and nothing may follow.
     func isComplete(_ state: Int32) -> Bool { state >= 0 && stacks[Int(state)] == [Self.accepted] }
 
+    /// The bytes that may come next in `state` (from the stacks' tops, without computing any transition).
+    func nextBytes(_ state: Int32) -> ByteSet {
+        guard state >= 0 else { return ByteSet() }
+        var out = ByteSet()
+        for top in stacks[Int(state)] where top != Self.accepted {
+            out = out.union(grammar.sets[Int(grammar.elements[Int(nodePos[Int(top)])])])
+        }
+        return out
+    }
+
     /// The configuration after `byte` (`dead` if the byte cannot come next).
     @inline(__always) func next(_ state: Int32, _ byte: UInt8) -> Int32 {
         let t = transitions[Int(state) &* 256 &+ Int(byte)]

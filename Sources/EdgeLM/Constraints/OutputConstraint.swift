@@ -112,6 +112,18 @@ public final class TokenConstraint: @unchecked Sendable {
         prefetcher.async { _ = self.mask(state) }
     }
 
+    /// The one token that may come next in `state`, when the constraint leaves exactly one and the output may not
+    /// end there (fast-forward: it needs no sample). Only a state with a single possible next byte can force a token,
+    /// so other states are answered without computing their mask.
+    public func forcedToken(_ state: State) -> Int? {
+        let single = lock.withLock { !automaton.isAccepting(state.automaton) && automaton.nextBytes(state.automaton).count == 1 }
+        guard single, !state.atStart else { return nil }
+        let m = mask(state)
+        guard let w = m.bits.firstIndex(where: { $0 != 0 }), m.bits[w].nonzeroBitCount == 1,
+              m.bits[(w + 1)...].allSatisfy({ $0 == 0 }) else { return nil }
+        return w << 6 | m.bits[w].trailingZeroBitCount
+    }
+
     /// The state after `token`, nil when the token may not come next.
     public func advance(_ state: State, token: Int) -> State? {
         guard tokenBytes.indices.contains(token) else { return nil }

@@ -77,6 +77,8 @@ public struct GenerationInfo: Sendable {
     public var acceptedTokens = 0
     /// With a constraint: seconds each step spent computing and applying the token mask.
     public var maskSeconds: [Double] = []
+    /// With a constraint: tokens it forced, fed to the model in batches without a sample (`TokenStream.fastForward`).
+    public var forcedTokens = 0
 
     /// Prompt tokens per second.
     public var promptTokensPerSecond: Double { Double(promptTokensEvaluated) / max(promptSeconds, 1e-9) }

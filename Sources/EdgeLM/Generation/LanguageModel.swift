@@ -86,6 +86,14 @@ public final class LanguageModel: @unchecked Sendable {
                 if !tail.isEmpty { _ = onToken(-1, tail) }
                 break
             }
+            let forced = stream.fastForward(limit: min(context - session.position - 1, session.maxBatch - 1))
+            if !forced.isEmpty {
+                // Tokens the constraint forces go through the model in one batch with `pending`.
+                let tokens = [pending] + forced.compactMap(\.token)
+                steps = forced
+                if forced.last!.continues { steps.append(stream.next(try session.forward(tokens))) }
+                continue
+            }
             // Room for drafts: the context, one verification batch, and the tokens still wanted after `pending`.
             let room = min(context - session.position - 1, session.maxBatch - 1, parameters.maxTokens - stream.generated.count - 1)
             let draft = try speculator?.draft(after: session.tokens + [pending], limit: room) ?? Draft(tokens: [])
@@ -106,6 +114,7 @@ public final class LanguageModel: @unchecked Sendable {
         info.draftedTokens = speculator?.drafted ?? 0
         info.acceptedTokens = speculator?.accepted ?? 0
         info.maskSeconds = stream.maskSeconds
+        info.forcedTokens = stream.forcedTokens
         return info
     }
 

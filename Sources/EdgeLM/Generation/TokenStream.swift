@@ -11,6 +11,8 @@ public struct TokenStream: Sendable {
     public private(set) var finished: StopReason?
     /// Seconds each step spent on the constraint (computing its token mask and applying it).
     public private(set) var maskSeconds: [Double] = []
+    /// Tokens the constraint forced (`fastForward`): accepted without a sample.
+    public private(set) var forcedTokens = 0
 
     private let parameters: GenerateParameters
     private let endTokens: Set<Int>
@@ -55,6 +57,22 @@ public struct TokenStream: Sendable {
         let history = self.history
         let token = masked.map { m in m.withUnsafeBufferPointer { sampler.sample($0, history: history) } } ?? sampler.sample(logits, history: history)
         return withLogprobs(accept(token), masked: masked, logits: logits, history: history)
+    }
+
+    /// Accepts the tokens the constraint forces next — each the only token its step's mask allows, where the output
+    /// may not end — without sampling them, at most `limit`. The caller feeds them after the pending token in one
+    /// batch and calls `next` with the logits after the last (unless the last step does not continue). Their
+    /// probability under the masked distribution is 1, so output is what sampling would give (greedy: the same
+    /// tokens; seeded sampling draws fewer random numbers). None when `parameters.logprobs` asks for what the
+    /// sampler saw at every token.
+    public mutating func fastForward(limit: Int) -> [Step] {
+        guard parameters.logprobs == nil, let constraint else { return [] }
+        var steps: [Step] = []
+        while steps.count < limit, finished == nil, let state = constraintState, let token = constraint.forcedToken(state) {
+            steps.append(accept(token))
+            forcedTokens += 1
+        }
+        return steps
     }
 
     /// `step` with its token's log-probabilities when `parameters.logprobs` asks for them.
