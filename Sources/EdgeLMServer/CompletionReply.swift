@@ -15,6 +15,8 @@ struct CompletionReply {
     /// When the reply may hold tool calls: their format and the functions offered. Text is then held back in a
     /// stream until the choice ends, and sent as content or as `tool_calls` deltas.
     var tools: (format: ToolCallFormat, definitions: [ToolDefinition])?
+    /// Messages context shift dropped from the start of the conversation (reported as `dropped_messages` when > 0).
+    var droppedMessages = 0
 
     private var texts: [String]
     private var entries: [[TokenLogprobs]]
@@ -101,8 +103,10 @@ struct CompletionReply {
             }
             return choice
         }
-        return ["id": id, "object": kind == .chat ? "chat.completion" : "text_completion", "created": created, "model": model,
-                "choices": choices, "usage": usage]
+        var body: [String: Any] = ["id": id, "object": kind == .chat ? "chat.completion" : "text_completion", "created": created,
+                                   "model": model, "choices": choices, "usage": usage]
+        if droppedMessages > 0 { body["dropped_messages"] = droppedMessages }
+        return body
     }
 
     /// A stream chunk of choice `i`, carrying the log-probabilities gathered since the last one.
@@ -116,7 +120,10 @@ struct CompletionReply {
     }
 
     private func wrap(_ choices: [[String: Any]]) -> [String: Any] {
-        ["id": id, "object": kind == .chat ? "chat.completion.chunk" : "text_completion", "created": created, "model": model, "choices": choices]
+        var chunk: [String: Any] = ["id": id, "object": kind == .chat ? "chat.completion.chunk" : "text_completion", "created": created,
+                                    "model": model, "choices": choices]
+        if droppedMessages > 0 { chunk["dropped_messages"] = droppedMessages }
+        return chunk
     }
 
     /// Log-probabilities in the route's format; `text` is the choice's text before them (for `text_offset`).

@@ -56,6 +56,8 @@ struct CompletionRequest {
     var logprobs: Int?
     /// The field `constraint` came from.
     var constraintField: String?
+    /// `context_shift`: drop the oldest messages of a chat that outgrows the context (nil: the server's default).
+    var contextShift: Bool?
 
     /// Parses `body` for `kind`.
     init(json body: Data, kind: Kind) throws(APIError) {
@@ -83,6 +85,7 @@ struct CompletionRequest {
         if maxTokens == nil { maxTokens = try fields.int("max_tokens") }
         if let m = maxTokens, m < 0 { throw APIError(400, "'max_tokens' must be >= 0", param: "max_tokens") }
         stream = try fields.bool("stream") ?? false
+        contextShift = try fields.bool("context_shift")
         if let options = json["stream_options"] as? [String: Any] { includeUsage = options["include_usage"] as? Bool ?? false }
         if let raw = json["stop"], !(raw is NSNull) {
             if let s = raw as? String {

@@ -27,6 +27,10 @@ public struct ServerOptions: Sendable {
     public var valueType: KVCacheType = .q8
     /// Speculative decoding of every request (nil: none); a draft model must be loaded into the model first.
     public var speculation: SpeculationParameters?
+    /// Chat requests that outgrow the context drop their oldest messages (not system ones, not the last) instead of
+    /// being refused, unless a request says `"context_shift": false`; off by default, when a request may ask with
+    /// `"context_shift": true`. Replies say how many went in `dropped_messages`.
+    public var contextShift = false
 
     /// Default options.
     public init() {}
@@ -82,16 +86,17 @@ public final class OpenAIServer: Sendable {
         guard let body = await body(of: request) else {
             return logged(path, started, error: APIError(413, "the request body exceeds \(options.maxBodyBytes) bytes"))
         }
-        let parsed: CompletionRequest, prompt: [Int]
+        let parsed: CompletionRequest, prompt: [Int], dropped: Int
+        let context = scheduler.contextLength
         do {
             parsed = try CompletionRequest(json: Data(buffer: body), kind: kind)
-            prompt = try promptTokens(parsed, kind: kind)
+            (prompt, dropped) = try promptTokens(parsed, kind: kind, context: context)
         } catch {
             return logged(path, started, error: error)
         }
-        let context = scheduler.contextLength
         if prompt.count >= context {
-            return logged(path, started, error: APIError(400, "the prompt is \(prompt.count) tokens; the context is \(context)", param: kind == .chat ? "messages" : "prompt"))
+            let hint = kind == .chat && !(parsed.contextShift ?? options.contextShift) ? " (send \"context_shift\": true to drop the oldest messages)" : ""
+            return logged(path, started, error: APIError(400, "the prompt is \(prompt.count) tokens; the context is \(context)\(hint)", param: kind == .chat ? "messages" : "prompt"))
         }
         if let m = parsed.maxTokens, prompt.count + m > context {
             return logged(path, started, error: APIError(400, "'max_tokens' \(m) plus the prompt's \(prompt.count) tokens exceed the context of \(context)",
@@ -158,6 +163,7 @@ public final class OpenAIServer: Sendable {
         var reply = CompletionReply(id: randomID(kind == .chat ? "chatcmpl-" : "cmpl-"), created: Int(Date().timeIntervalSince1970),
                                     kind: kind, model: options.modelName, tokenizer: model.tokenizer, logprobs: parsed.logprobs != nil, choices: parsed.n)
         reply.tools = toolFormat.map { ($0, parsed.tools) }
+        reply.droppedMessages = dropped
         if parsed.stream {
             let include = parsed.includeUsage
             let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
@@ -201,18 +207,25 @@ public final class OpenAIServer: Sendable {
         return try? await request.collectBody(upTo: options.maxBodyBytes)
     }
 
-    private func promptTokens(_ request: CompletionRequest, kind: CompletionRequest.Kind) throws(APIError) -> [Int] {
+    /// The request's prompt tokens; for a chat with context shift on, after dropping the oldest messages that leave
+    /// no room for `max_tokens` (or a quarter of the context), with how many were dropped.
+    private func promptTokens(_ request: CompletionRequest, kind: CompletionRequest.Kind, context: Int) throws(APIError) -> (prompt: [Int], dropped: Int) {
         switch kind {
         case .completion:
-            return model.encode(request.prompt)
+            return (model.encode(request.prompt), 0)
         case .chat:
             guard let template = options.chatTemplate else {
                 throw APIError(400, "the model has no recognised chat template: start the server with --chat-template "
                                + "(\(ChatTemplate.names)) or use /v1/completions", param: "messages")
             }
+            let tools = request.toolChoice == .none ? [] : request.tools
             do {
-                return try ChatSession.promptTokens(request.messages, template: template, model: model,
-                                                    tools: request.toolChoice == .none ? [] : request.tools)
+                guard request.contextShift ?? options.contextShift else {
+                    return (try ChatSession.promptTokens(request.messages, template: template, model: model, tools: tools), 0)
+                }
+                let fit = try ChatSession.fitting(request.messages, room: request.maxTokens ?? context / 4, context: context,
+                                                  template: template, model: model, tools: tools)
+                return (fit.prompt, fit.dropped)
             } catch {
                 throw APIError(400, "\(error)", param: "messages")
             }

@@ -305,6 +305,33 @@ def second_chat_turn_evaluates_only_the_new_tokens():
 
 
 @test
+def context_shift_drops_the_oldest_messages_when_asked():
+    # A conversation longer than the 512-token context: refused (naming the way out) unless the request, or the
+    # server's --context-shift, asks to drop the oldest messages; the system message stays and the reply says how
+    # many went, streamed or not.
+    long = [{"role": "system", "content": "You tell stories."}]
+    for i in range(12):
+        long += [{"role": "user", "content": f"Tell me part {i} of the story about Tom the cat and his friend."},
+                 {"role": "assistant", "content": "Tom went to the park with his friend and they played with a big red ball all day. " * 2}]
+    long.append({"role": "user", "content": "How does it end?"})
+    status, err = error_of(server.raw("POST", "/v1/chat/completions", json.dumps({"messages": long, "max_tokens": 16})))
+    assert status == 400 and "context_shift" in err["message"], (status, err)
+    status, data = server.raw("POST", "/v1/chat/completions", json.dumps({"messages": long, "max_tokens": 16, "temperature": 0, "context_shift": True}))
+    body = json.loads(data)
+    assert status == 200 and body["dropped_messages"] > 0 and body["usage"]["prompt_tokens"] + 16 <= 512, (status, body)
+    shifted = Server("--context-shift")
+    try:
+        chunks = list(shifted.client.chat.completions.create(model="m", messages=long, max_tokens=16, temperature=0, stream=True))
+        assert all(ch.model_extra["dropped_messages"] == body["dropped_messages"] for ch in chunks), chunks[0]
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == body["choices"][0]["message"]["content"]
+        status, err = error_of(shifted.raw("POST", "/v1/chat/completions", json.dumps({"messages": long, "max_tokens": 16, "context_shift": False})))
+        assert status == 400, (status, err)
+    finally:
+        assert shifted.stop(), "the server died"
+    print(f"  dropped {body['dropped_messages']} of {len(long)} messages; prompt {body['usage']['prompt_tokens']} tokens")
+
+
+@test
 def concurrent_streams_all_complete_and_the_server_returns_to_idle():
     texts, errors = {}, []
 

@@ -36,6 +36,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Largest request body in bytes.")
     var maxBody = 1 << 20
 
+    @Flag(name: .long, help: "Chats that outgrow the context drop their oldest messages instead of failing (a request's \"context_shift\" overrides).")
+    var contextShift = false
+
     @OptionGroup var speculation: SpeculationOptions
 
     func run() async throws {
@@ -49,6 +52,7 @@ struct Serve: AsyncParsableCommand {
             server.apiKey = apiKey
             server.cors = cors
             server.maxBodyBytes = maxBody
+            server.contextShift = contextShift
             server.keyType = lm.session.keyType
             server.valueType = lm.session.valueType
             server.speculation = try speculation.apply(to: lm)

@@ -50,23 +50,34 @@ public final class ChatSession: @unchecked Sendable {
         return model.encode(try template.format(messages, tools: tools), addEOS: false)
     }
 
+    /// The prompt tokens of `messages`, after dropping the oldest messages (never a system message, never the last
+    /// one) until `room` tokens are left for the reply in a context of `context`; with how many were dropped. When
+    /// the last message alone is too long, the prompt returned still does not fit and the caller refuses it.
+    public static func fitting(_ messages: [ChatMessage], room: Int, context: Int, template: ChatTemplate, model: LanguageModel,
+                               tools: [ToolDefinition] = []) throws(EdgeLMError) -> (prompt: [Int], messages: [ChatMessage], dropped: Int) {
+        var kept = messages
+        var prompt = try promptTokens(kept, template: template, model: model, tools: tools)
+        var dropped = 0
+        while prompt.count + room > context, let first = kept.firstIndex(where: { $0.role != "system" }), first < kept.count - 1 {
+            kept.remove(at: first)
+            dropped += 1
+            prompt = try promptTokens(kept, template: template, model: model, tools: tools)
+        }
+        return (prompt, kept, dropped)
+    }
+
     /// Adds the user's `text`, generates the reply (stopping at EOS or the template's end of turn, plus
     /// `parameters.stop`), calls `onText` with each piece (return false to stop), and records the reply.
     /// When the conversation outgrows the context, the oldest messages (never the system message, never the new
     /// user message) are dropped until the prompt leaves room for a reply of `min(maxTokens, context / 4)` tokens;
     /// `droppedMessages` says how many went this turn. The cache still holds the system prompt's tokens.
     public func respond(to text: String, parameters: GenerateParameters, onText: (String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
-        var turn = messages
-        turn.append(ChatMessage(role: "user", content: text))
-        var prompt = try ChatSession.promptTokens(turn, template: template, model: model)
         let context = model.session.contextLength
-        let room = min(parameters.maxTokens, context / 4)
-        droppedMessages = 0
-        while prompt.count + room > context, let first = turn.firstIndex(where: { $0.role != "system" }), first < turn.count - 1 {
-            turn.remove(at: first)
-            droppedMessages += 1
-            prompt = try ChatSession.promptTokens(turn, template: template, model: model)
-        }
+        let fit = try ChatSession.fitting(messages + [ChatMessage(role: "user", content: text)], room: min(parameters.maxTokens, context / 4),
+                                          context: context, template: template, model: model)
+        var turn = fit.messages
+        let prompt = fit.prompt
+        droppedMessages = fit.dropped
         var params = parameters
         params.stop += template.stopStrings
         var reply = ""
