@@ -434,7 +434,7 @@ def chat_session(model, *args, script):
 
 
 @test
-def chat_cli_reuses_the_history_and_stops_on_ctrl_c():
+def chat_cli_reuses_the_history_edits_lines_and_stops_on_ctrl_c():
     def turns(fd):
         os.write(fd, b"Tell me a story about a frog.\n")
         m1, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated")
@@ -447,6 +447,13 @@ def chat_cli_reuses_the_history_and_stops_on_ctrl_c():
         os.write(fd, b"Hello\n")
         m3, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated")
         assert int(m3.group(2)) < p2
+        # Line editing: "/rest", Left, "e" is "/reset"; Up recalls it; Ctrl-D on a line deletes (here the "/" after
+        # Home, typed again), not quits.
+        read_until(fd, r"> ")
+        os.write(fd, b"/rest\x1b[De\r")
+        read_until(fd, r"conversation cleared")
+        os.write(fd, b"\x1b[A\x1b[H\x04/\r")
+        read_until(fd, r"conversation cleared")
         os.write(fd, b"\x03")  # Ctrl-C at the prompt quits
 
     chat_session(MODEL, "-n", "24", "--temperature", "0", "--ctx", "512", script=turns)

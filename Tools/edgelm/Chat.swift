@@ -11,7 +11,8 @@ func resolveChatTemplate(_ override: ChatTemplate?, _ lm: LanguageModel) throws 
 
 struct Chat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Chat with a model in the terminal (/reset clears the conversation, Ctrl-C stops an answer, Ctrl-D quits).")
+        abstract: "Chat with a model in the terminal (/reset clears the conversation, Ctrl-C stops an answer, Ctrl-D quits).",
+        discussion: "On a terminal the input line can be edited (Left/Right, Home/End, Ctrl-A/E/K/U/W, Backspace, Delete) and Up/Down recall earlier messages.")
 
     @OptionGroup var options: ModelOptions
     @OptionGroup var sampling: SamplingOptions
@@ -40,9 +41,14 @@ struct Chat: AsyncParsableCommand {
             Terminal.error("chat format \(chat.template.rawValue); /reset clears the conversation, Ctrl-C stops an answer, Ctrl-D quits")
             let interrupt = InterruptFlag()
             let stdout = FileHandle.standardOutput
+            let reader = LineReader()
             while true {
-                stdout.write(Data("> ".utf8))
-                guard let line = readLine() else { break }
+                let line: String
+                switch reader.read(prompt: "> ") {
+                case .line(let l): line = l
+                case .end: return
+                case .interrupt: Foundation.exit(0)
+                }
                 let text = line.trimmingCharacters(in: .whitespaces)
                 if text.isEmpty { continue }
                 if text == "/reset" {
