@@ -230,6 +230,21 @@ import Testing
         #expect(results.map { $0["test"] as? String } == ["pp16", "tg8"])
         #expect((results.last?["samples"] as? [Double])?.count == 2)
         #expect(results.last?["bandwidth_ratio"] is Double)
+        // llama-bench's lists: one pp test per -p value and one tg test per -n value, for each -t count.
+        let lists = try Self.sh("\"$EDGELM\" bench -m '\(try model())' -p 8,16 -n 4,0 -t 1,2 -r 1 -o json")
+        let runs = try JSONSerialization.jsonObject(with: Data(lists.stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(runs.map { $0["threads"] as? Int } == [1, 2], "\(lists.stderr)")
+        for run in runs { #expect((run["results"] as? [[String: Any]])?.map { $0["test"] as? String } == ["pp8", "pp16", "tg4"]) }
+        let csv = try Self.sh("\"$EDGELM\" bench -m '\(try model())' -p 8 -n 4 -r 1 -o csv")
+        let rows = csv.stdout.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        #expect(rows.first?.first == "model" && rows.count == 3 && rows.allSatisfy { $0.count == 12 }, "\(csv.stdout)")
+        #expect(rows.dropFirst().map { String($0[7]) } == ["pp8", "tg4"])
+        for (args, words) in [("-t 1,2 -p hi", "'hi' is invalid for '-p"), ("-p -1", "must be >= 0"), ("-t 1,x", "-t")] {
+            let bad = try Self.sh("\"$EDGELM\" bench -m '\(try model())' \(args)")
+            #expect(bad.status != 0 && bad.stderr.contains(words), "\(args): \(bad.stderr)")
+        }
+        let single = try Self.sh("\"$EDGELM\" generate -m '\(try model())' -t 1,2 -p hi -n 2")
+        #expect(single.status != 0 && single.stderr.contains("only bench takes a list"), "\(single.stderr)")
     }
 
     /// `EDGELM_KERNELS` forces each level this CPU has (bench names it) and refuses unknown or missing ones.

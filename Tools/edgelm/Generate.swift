@@ -44,7 +44,7 @@ struct Generate: AsyncParsableCommand {
             params.sampling = sampling.parameters
             params.constraint = try constraint.constraint()
             try params.validate()
-            if let threads = options.threads, threads > ProcessInfo.processInfo.activeProcessorCount, !quiet {
+            if let threads = try options.threads, threads > ProcessInfo.processInfo.activeProcessorCount, !quiet {
                 Terminal.error("warning: \(threads) threads on \(ProcessInfo.processInfo.activeProcessorCount) CPUs will oversubscribe them")
             }
             let lm = try options.open(verify: verify)

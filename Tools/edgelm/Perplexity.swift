@@ -33,7 +33,7 @@ struct Perplexity: AsyncParsableCommand {
             guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(file): not valid UTF-8") }
             let lm = try options.open(context: context, quiet: json)
             // The reference is the float truth: its KV cache stays f32.
-            let ref = try reference.map { try LanguageModel(path: try ModelCache.resolve($0) { if !json { Terminal.error($0) } }, threads: options.threads, keyType: .f32, valueType: .f32,
+            let ref = try reference.map { try LanguageModel(path: try ModelCache.resolve($0) { if !json { Terminal.error($0) } }, threads: try options.threads, keyType: .f32, valueType: .f32,
                                                                 contextLength: context) }
             let tokens = lm.tokenizer.encode(text)
             if !json { Terminal.error("\(file): \(data.count) bytes, \(tokens.count) tokens; windows of \(context)") }
