@@ -111,7 +111,7 @@ public final class OpenAIServer: Sendable {
         var toolFormat: ToolCallFormat?
         if !parsed.tools.isEmpty, parsed.toolChoice != .none {
             guard let format = options.chatTemplate?.toolFormat else {
-                return logged(path, started, error: APIError(400, "'tools': the \(options.chatTemplate?.rawValue ?? "missing") chat format has no tool-call convention here (supported: chatml, llama3)", param: "tools"))
+                return logged(path, started, error: APIError(400, "'tools': the \(options.chatTemplate?.rawValue ?? "missing") chat format has no tool-call convention here (supported: \(ToolCallFormat.templates))", param: "tools"))
             }
             toolFormat = format
             let forced: [ToolDefinition]

@@ -26,7 +26,34 @@ struct ToolCallTests {
         #expect(text.hasPrefix("<|start_header_id|>system<|end_header_id|>\n\nYou have access to the following functions."))
         #expect(text.contains("<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\":\"get_weather\",\"parameters\":{\"city\":\"Paris\"}}<|eot_id|>"))
         #expect(text.hasSuffix("<|start_header_id|>ipython<|end_header_id|>\n\n{\"temp\": 18}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"))
-        #expect(throws: EdgeLMError.self) { try ChatTemplate.gemma.format(Self.conversation, tools: [Self.weather]) }
+        // Gemma's and Phi-3's templates define no tool convention: refused by name.
+        for template in [ChatTemplate.gemma, .phi3] {
+            #expect(throws: EdgeLMError.invalidArgument("tools: the \(template.rawValue) chat format has no tool-call convention here (supported: chatml, llama3, mistral)")) {
+                try template.format(Self.conversation, tools: [Self.weather])
+            }
+        }
+    }
+
+    @Test func mistralRendersToolsCallsAndResults() throws {
+        let text = try ChatTemplate.mistral.format([ChatMessage(role: "system", content: "Be brief.")] + Self.conversation
+                                                   + [ChatMessage(role: "assistant", content: "18 degrees."), ChatMessage(role: "user", content: "And Rome?")],
+                                                   tools: [Self.weather])
+        #expect(text == "[INST] Weather in Paris? [/INST]"
+                + #"[TOOL_CALLS] [{"name":"get_weather","arguments":{"city":"Paris"}}]</s>[TOOL_RESULTS] {"content":{"temp":18}}[/TOOL_RESULTS]"#
+                + "18 degrees.</s>"
+                + #"[AVAILABLE_TOOLS] [{"type":"function","function":{"name":"get_weather","description":"Weather in a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}][/AVAILABLE_TOOLS]"#
+                + "[INST] Be brief.\n\nAnd Rome? [/INST]")
+        let reply = #"[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}, {"name": "get_weather", "arguments": {"city": "Rome"}}]"#
+        for text in [reply, String(reply.dropFirst("[TOOL_CALLS] ".count))] {
+            let parsed = ToolCallFormat.mistral.parse(text, tools: [Self.weather])
+            #expect(parsed.calls.map(\.arguments) == [#"{"city":"Oslo"}"#, #"{"city":"Rome"}"#] && parsed.content.isEmpty, "\(text)")
+        }
+        #expect(ToolCallFormat.mistral.parse("[1, 2] are numbers.", tools: [Self.weather]).calls.isEmpty)
+        let one = try ToolCallFormat.mistral.constraint([Self.weather], parallel: false).grammar()
+        let call = #"{"name":"get_weather","arguments":{"city":"A"}}"#
+        #expect(TokenConstraint.matches(one, "[" + call + "]"))
+        #expect(!TokenConstraint.matches(one, "[" + call + "," + call + "]") && !TokenConstraint.matches(one, "[]"))
+        #expect(TokenConstraint.matches(try ToolCallFormat.mistral.constraint([Self.weather], parallel: true).grammar(), "[" + call + ", " + call + "]"))
     }
 
     @Test func repliesParseIntoCalls() {

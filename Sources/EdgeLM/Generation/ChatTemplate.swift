@@ -58,7 +58,7 @@ public enum ChatTemplate: String, CaseIterable, Sendable, Codable {
         let usesTools = !tools.isEmpty || messages.contains { $0.role == "tool" || !$0.toolCalls.isEmpty }
         if usesTools {
             guard let format = toolFormat else {
-                throw .invalidArgument("tools: the \(rawValue) chat format has no tool-call convention here (supported: chatml, llama3)")
+                throw .invalidArgument("tools: the \(rawValue) chat format has no tool-call convention here (supported: \(ToolCallFormat.templates))")
             }
             return try format.render(messages, tools: tools, template: self)
         }

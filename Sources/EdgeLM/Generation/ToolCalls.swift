@@ -46,15 +46,23 @@ public enum ToolCallFormat: Sendable {
     /// Llama 3.1+ JSON tool calling: tools listed in the system message, a call is the reply
     /// `{"name": ..., "parameters": {...}}`, results come back in an `ipython` turn.
     case llama3JSON
+    /// Mistral (v3 tokenizer and later, as its template writes them): `[AVAILABLE_TOOLS] [...][/AVAILABLE_TOOLS]`
+    /// before the last user turn (which also carries the system text), calls as `[TOOL_CALLS] [{"name": ...,
+    /// "arguments": {...}}, ...]`, results as `[TOOL_RESULTS] {"content": ...}[/TOOL_RESULTS]`.
+    case mistral
+
+    /// The chat formats that have a tool convention here, for error messages.
+    public static let templates = "chatml, llama3, mistral"
 
     /// The key of the arguments object in a call.
-    var argumentsKey: String { self == .hermes ? "arguments" : "parameters" }
+    var argumentsKey: String { self == .llama3JSON ? "parameters" : "arguments" }
 
     /// The prompt text of `messages` with `tools` offered.
     func render(_ messages: [ChatMessage], tools: [ToolDefinition], template: ChatTemplate) throws(EdgeLMError) -> String {
         for m in messages where !["system", "user", "assistant", "tool"].contains(m.role) {
             throw .invalidArgument("messages: role '\(m.role)' is not one of system, user, assistant, tool")
         }
+        if self == .mistral { return renderMistral(messages, tools: tools) }
         let listing = tools.map(\.json.serialized).joined(separator: "\n")
         var system = messages.first?.role == "system" ? messages[0].content : nil
         let rest = system == nil ? messages[...] : messages.dropFirst()
@@ -65,7 +73,7 @@ public enum ToolCallFormat: Sendable {
                 instructions = "# Tools\n\nYou may call one or more functions to answer the user. The functions, one JSON signature per line, are "
                     + "inside <tools></tools> tags:\n<tools>\n\(listing)\n</tools>\n\nFor each call, write a JSON object with the function's name and "
                     + "arguments inside <tool_call></tool_call> tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <arguments-object>}\n</tool_call>"
-            case .llama3JSON:
+            case .llama3JSON, .mistral:
                 instructions = "You have access to the following functions. To call one, reply only with JSON of the form "
                     + "{\"name\": function name, \"parameters\": object of argument names and values}. Do not use variables.\n\n\(listing)"
             }
@@ -97,7 +105,7 @@ public enum ToolCallFormat: Sendable {
                 let calls = m.toolCalls.map { call(name: $0.name, arguments: $0.arguments) }
                 switch self {
                 case .hermes: turn("assistant", ([m.content].filter { !$0.isEmpty } + calls.map { "<tool_call>\n\($0)\n</tool_call>" }).joined(separator: "\n"))
-                case .llama3JSON: turn("assistant", calls.joined(separator: "; "))
+                case .llama3JSON, .mistral: turn("assistant", calls.joined(separator: "; "))
                 }
             default: turn(m.role, m.content)
             }
@@ -107,6 +115,32 @@ public enum ToolCallFormat: Sendable {
         case .llama3: return text + "<|start_header_id|>assistant<|end_header_id|>\n\n"
         default: return text + "<|im_start|>assistant\n"
         }
+    }
+
+    /// Mistral's prompt: system text leading the last user turn, tools listed just before it.
+    private func renderMistral(_ messages: [ChatMessage], tools: [ToolDefinition]) -> String {
+        let system = messages.first?.role == "system" ? messages[0].content : nil
+        let rest = system == nil ? messages[...] : messages.dropFirst()
+        let lastUser = rest.lastIndex { $0.role == "user" }
+        var text = ""
+        for (i, m) in zip(rest.indices, rest) {
+            switch m.role {
+            case "user":
+                if i == lastUser, !tools.isEmpty { text += "[AVAILABLE_TOOLS] [" + tools.map(\.json.serialized).joined(separator: ", ") + "][/AVAILABLE_TOOLS]" }
+                text += "[INST] " + (i == lastUser ? system.map { $0 + "\n\n" } ?? "" : "") + m.content + " [/INST]"
+            case "tool":
+                let content = (try? JSONValue.parse(m.content)) ?? .string(m.content)
+                text += "[TOOL_RESULTS] " + JSONValue.object([("content", content)]).serialized + "[/TOOL_RESULTS]"
+            default:
+                if m.toolCalls.isEmpty {
+                    text += m.content + "</s>"
+                } else {
+                    text += "[TOOL_CALLS] [" + m.toolCalls.map { call(name: $0.name, arguments: $0.arguments) }.joined(separator: ", ") + "]</s>"
+                }
+            }
+        }
+        if lastUser == nil, let system { text = "[INST] \(system) [/INST]" + text }
+        return text
     }
 
     /// One call's JSON text in this format.
@@ -141,6 +175,13 @@ public enum ToolCallFormat: Sendable {
             let trimmed = reply.trimmingCharacters(in: .whitespacesAndNewlines)
             let calls = trimmed.split(separator: ";").compactMap { decode($0.trimmingCharacters(in: .whitespaces)[...]) }
             return calls.isEmpty || !trimmed.hasPrefix("{") ? (reply, []) : ("", calls)
+        case .mistral:
+            // `[TOOL_CALLS]` is a control token whose text a decoder may drop: the JSON array alone counts too.
+            var trimmed = reply.trimmingCharacters(in: .whitespacesAndNewlines)[...]
+            if trimmed.hasPrefix("[TOOL_CALLS]") { trimmed = trimmed.dropFirst("[TOOL_CALLS]".count).drop { $0 == " " || $0 == "\n" } }
+            guard trimmed.hasPrefix("["), let list = (try? JSONValue.parse(String(trimmed)))?.arrayValue, !list.isEmpty else { return (reply, []) }
+            let calls = list.compactMap { decode($0.serialized[...]) }
+            return calls.count == list.count ? ("", calls) : (reply, [])
         }
     }
 
@@ -156,6 +197,11 @@ public enum ToolCallFormat: Sendable {
         switch self {
         case .hermes: return .taggedJSON(schema, prefix: "<tool_call>\n", suffix: "\n</tool_call>", repeated: parallel)
         case .llama3JSON: return .jsonSchema(schema)
+        case .mistral:
+            // The JSON array after `[TOOL_CALLS]`, which as a control token has no bytes for a grammar to match.
+            var list: [(String, JSONValue)] = [("type", .string("array")), ("items", schema), ("minItems", .number("1"))]
+            if !parallel { list.append(("maxItems", .number("1"))) }
+            return .jsonSchema(.object(list))
         }
     }
 }
@@ -166,6 +212,7 @@ extension ChatTemplate {
         switch self {
         case .chatml: return .hermes
         case .llama3: return .llama3JSON
+        case .mistral: return .mistral
         default: return nil
         }
     }
