@@ -128,8 +128,7 @@ extension Bench {
     /// The prompt of the speculative and constrained modes (`-f`), checked against `-n` and the context.
     private func modePrompt(_ lm: LanguageModel, mode: String) throws -> [Int] {
         guard let promptFile else { throw EdgeLMError.invalidArgument("\(mode) bench needs a prompt: -f FILE (the text to continue)") }
-        guard let data = FileManager.default.contents(atPath: promptFile) else { throw EdgeLMError.io(path: promptFile, message: "cannot read the prompt file") }
-        guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(promptFile): the prompt file is not valid UTF-8") }
+        let text = try readText(promptFile, what: "the prompt file")
         let n = try modeTokens(mode)
         let prompt = lm.encode(text)
         guard prompt.count + n <= lm.session.contextLength else {

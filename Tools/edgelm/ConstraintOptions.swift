@@ -21,19 +21,13 @@ struct ConstraintOptions: ParsableArguments {
         let given = [jsonSchema != nil, grammar != nil, regex != nil, jsonObject].filter { $0 }.count
         guard given <= 1 else { throw EdgeLMError.invalidArgument("give at most one of --json-schema, --grammar, --regex, --json-object") }
         if let path = jsonSchema {
-            do { return .jsonSchema(try JSONValue.parse(try Self.read(path))) } catch let error as EdgeLMError {
+            do { return .jsonSchema(try JSONValue.parse(try readText(path, what: "the schema file"))) } catch let error as EdgeLMError {
                 throw EdgeLMError.invalidArgument("--json-schema \(path): \(error)")
             }
         }
-        if let path = grammar { return .grammar(try Self.read(path)) }
+        if let path = grammar { return .grammar(try readText(path, what: "the grammar file")) }
         if let regex { return .regex(regex) }
         return jsonObject ? .jsonObject : nil
-    }
-
-    private static func read(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else { throw EdgeLMError.io(path: path, message: "cannot read the file") }
-        guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(path): not valid UTF-8") }
-        return text
     }
 }
 

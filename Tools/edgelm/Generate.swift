@@ -80,11 +80,7 @@ struct Generate: AsyncParsableCommand {
         switch (prompt, promptFile) {
         case (let p?, nil): return p
         case (nil, let path?):
-            guard let data = FileManager.default.contents(atPath: path) else { throw EdgeLMError.io(path: path, message: "cannot read the prompt file") }
-            guard let s = String(validating: data, as: UTF8.self) else {
-                throw EdgeLMError.invalidInput("\(path): the prompt file is not valid UTF-8")
-            }
-            return s
+            return try readText(path, what: "the prompt file")
         case (nil, nil): throw EdgeLMError.invalidArgument("give a prompt with -p TEXT or -f FILE")
         default: throw EdgeLMError.invalidArgument("give either -p or -f, not both")
         }

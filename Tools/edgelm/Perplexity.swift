@@ -29,14 +29,13 @@ struct Perplexity: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             if let chunks, chunks < 1 { throw EdgeLMError.invalidArgument("--chunks \(chunks): must be at least 1") }
-            guard let data = FileManager.default.contents(atPath: file) else { throw EdgeLMError.io(path: file, message: "cannot read the text file") }
-            guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(file): not valid UTF-8") }
+            let text = try readText(file, what: "the text file")
             let lm = try options.open(context: context, quiet: json)
             // The reference is the float truth: its KV cache stays f32.
             let ref = try reference.map { try LanguageModel(path: try ModelCache.resolve($0) { if !json { Terminal.error($0) } }, threads: try options.threads, keyType: .f32, valueType: .f32,
                                                                 contextLength: context) }
             let tokens = lm.tokenizer.encode(text)
-            if !json { Terminal.error("\(file): \(data.count) bytes, \(tokens.count) tokens; windows of \(context)") }
+            if !json { Terminal.error("\(file): \(text.utf8.count) bytes, \(tokens.count) tokens; windows of \(context)") }
             let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: tokens,
                                                      options: PerplexityOptions(context: context, chunks: chunks,
                                                                                 scoreSecondHalf: scoreSecondHalf)) { done, total, seconds in

@@ -45,6 +45,13 @@ extension String {
     }
 }
 
+/// The text of the file at `path` (`what` names it in errors: "the prompt file"); unreadable or not UTF-8 is an error.
+func readText(_ path: String, what: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else { throw EdgeLMError.io(path: path, message: "cannot read \(what)") }
+    guard let text = String(validating: data, as: UTF8.self) else { throw EdgeLMError.invalidInput("\(path): \(what) is not valid UTF-8") }
+    return text
+}
+
 func format(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
 
 func formatBytes(_ n: Int) -> String {
