@@ -345,4 +345,18 @@ extension ByteLevelSplitter {
             }
         }
     }
+
+    /// The family registry is the one list: every family's architectures are accepted by the config reader and by
+    /// `ModelConfig`, and README's family table has its row (name, Hugging Face class, GGUF architecture).
+    @Test func everyFamilyIsRegisteredOnceAndDocumented() throws {
+        let readme = try String(contentsOfFile: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("README.md").path, encoding: .utf8)
+        #expect(Set(ModelFamilies.all.flatMap { $0.architectures }).count == ModelFamilies.all.flatMap { $0.architectures }.count)
+        for family in ModelFamilies.all {
+            #expect(ModelConfig.architectures.contains(family.name))
+            let row = "| \(family.displayName) | `\(family.architectures[0])` | `\(family.ggufArchitecture ?? family.name)` |"
+            #expect(readme.contains(row), "README has no row \(row)")
+            #expect(ModelConfig.familyNames.contains(family.displayName))
+        }
+    }
 }

@@ -6,8 +6,8 @@ struct Quantize: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Convert a checkpoint (Hugging Face folder, GGUF v1-v3 float or quantized, llama2.c .bin) into an EdgeLM model file.",
         discussion: """
-            Families: Llama 2/3.x, SmolLM2, Mistral, Qwen2/2.5, Qwen3, Gemma 2, Gemma 3 (text), Phi-3 from Hugging Face \
-            folders; llama, qwen2, qwen3, gemma2, gemma3 and phi3 GGUF files (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL). \
+            Families: \(ModelConfig.familyNames) from Hugging Face \
+            folders; GGUF files of architecture \(ModelConfig.ggufArchitectures) (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL). \
             Settings EdgeLM does not implement are refused by name. Q8_0 -> q8 and Q4_0 -> q4 keep the GGUF's codes \
             and scales (q8 from an all-Q8_0 file defaults to groups of 32 for that reason). --type keep (the default \
             for a GGUF with quantized tensors) stores each tensor in the scheme that holds it best and prints, per \

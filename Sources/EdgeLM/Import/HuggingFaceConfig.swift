@@ -17,8 +17,7 @@ struct HuggingFaceConfig {
     let eosTokenIds: [Int]
 
     /// The families EdgeLM reads, each with its Hugging Face class names.
-    static let families: [any ModelFamily.Type] = [LlamaFamily.self, MistralFamily.self, Qwen2Family.self, Qwen3Family.self,
-                                                   Gemma2Family.self, Gemma3Family.self, Phi3Family.self]
+    static var families: [any ModelFamily.Type] { ModelFamilies.all }
 
     /// Reads and checks `config.json`.
     static func load(path: String) throws(EdgeLMError) -> HuggingFaceConfig {

@@ -23,35 +23,6 @@ public enum ActivationGranularity: String, Sendable, CaseIterable {
     case residual
 }
 
-/// The input of a group of linear layers, as `ActivationObserver` sees it.
-public enum LinearInput: Sendable, CaseIterable {
-    /// The normed residual entering attn_q, attn_k and attn_v: [tokens, dim].
-    case attention
-    /// The attention output entering attn_output: [tokens, qDim].
-    case attentionOutput
-    /// The normed residual entering ffn_gate and ffn_up: [tokens, dim].
-    case ffn
-    /// The gated hidden state entering ffn_down: [tokens, ffnDim].
-    case ffnDown
-
-    /// The canonical tensors of layer `l` that read this input.
-    public func tensors(layer l: Int) -> [String] {
-        let p = "blk.\(l)."
-        switch self {
-        case .attention: return [p + "attn_q", p + "attn_k", p + "attn_v"]
-        case .attentionOutput: return [p + "attn_output"]
-        case .ffn: return [p + "ffn_gate", p + "ffn_up"]
-        case .ffnDown: return [p + "ffn_down"]
-        }
-    }
-}
-
-/// Sees the input of every linear layer during a forward pass (calibration statistics).
-public protocol ActivationObserver: AnyObject {
-    /// `values` is [tokens, width], row-major, valid only during the call.
-    func observe(layer: Int, input: LinearInput, values: UnsafePointer<Float>, tokens: Int, width: Int)
-}
-
 /// One sequence being evaluated: the KV cache, every scratch buffer (allocated once, here), and the
 /// forward pass. Not thread-safe: one session serves one sequence at a time.
 public final class InferenceSession: @unchecked Sendable {
@@ -66,11 +37,11 @@ public final class InferenceSession: @unchecked Sendable {
     /// Activation quantization granularity.
     public let activationGranularity: ActivationGranularity
     /// Tokens already in the KV cache.
-    public private(set) var position = 0
+    public internal(set) var position = 0
     /// Sees every linear layer's input while set (calibration); nil in normal use.
     public var observer: ActivationObserver?
     /// The ids of those tokens, in order (what `prefill` compares a new prompt with).
-    public private(set) var tokens: [Int] = []
+    public internal(set) var tokens: [Int] = []
     /// Positions the KV cache holds: the model's context unless the session was created with another.
     public let contextLength: Int
     /// How the KV cache stores keys.
@@ -80,35 +51,34 @@ public final class InferenceSession: @unchecked Sendable {
     /// The cache types as `--kv-type` spells them: one name when K and V agree, else `K/V`.
     public var kvTypeName: String { keyType == valueType ? keyType.rawValue : "\(keyType)/\(valueType)" }
 
-    private let c: ModelConfig
-    private let x: UnsafeMutablePointer<Float>  // [maxBatch, dim] residual stream
-    private let xb: UnsafeMutablePointer<Float>  // [maxBatch, dim] normed input of a sublayer
-    private let q: UnsafeMutablePointer<Float>  // [maxBatch, qDim] queries
-    private let k: UnsafeMutablePointer<Float>  // [maxBatch, kvDim] keys of the batch
-    private let v: UnsafeMutablePointer<Float>  // [maxBatch, kvDim] values of the batch
-    private let attnOut: UnsafeMutablePointer<Float>  // [maxBatch, qDim] attention output before wo
-    private let delta: UnsafeMutablePointer<Float>  // [maxBatch, dim] sublayer output added to x
-    private let hb: UnsafeMutablePointer<Float>  // [maxBatch, ffn] gate, then SwiGLU
-    private let hb2: UnsafeMutablePointer<Float>  // [maxBatch, ffn] up
-    private let logitsBuffer: UnsafeMutablePointer<Float>  // [maxBatch, vocab]
+    let c: ModelConfig
+    let x: UnsafeMutablePointer<Float>  // [maxBatch, dim] residual stream
+    let xb: UnsafeMutablePointer<Float>  // [maxBatch, dim] normed input of a sublayer
+    let q: UnsafeMutablePointer<Float>  // [maxBatch, qDim] queries
+    let k: UnsafeMutablePointer<Float>  // [maxBatch, kvDim] keys of the batch
+    let v: UnsafeMutablePointer<Float>  // [maxBatch, kvDim] values of the batch
+    let attnOut: UnsafeMutablePointer<Float>  // [maxBatch, qDim] attention output before wo
+    let delta: UnsafeMutablePointer<Float>  // [maxBatch, dim] sublayer output added to x
+    let hb: UnsafeMutablePointer<Float>  // [maxBatch, ffn] gate, then SwiGLU
+    let hb2: UnsafeMutablePointer<Float>  // [maxBatch, ffn] up
+    let logitsBuffer: UnsafeMutablePointer<Float>  // [maxBatch, vocab]
     // Quantized activations: [tokens, blocks * 32] codes and [tokens, blocks] scales of a batch of `tokens`; with
     // `.residual`, the residuals' codes and scales follow as tokens [tokens, 2 tokens).
-    private let xq: UnsafeMutablePointer<Int8>  // [2 maxBatch, maxBlocks * 32] activation codes
-    private let xs: UnsafeMutablePointer<Float>  // [2 maxBatch, maxBlocks] activation block scales
-    private let residualRows: UnsafeMutablePointer<Float>  // [maxBatch, maxBlocks * 32] what the first codes rounded away
-    private let residualOut: UnsafeMutablePointer<Float>  // [tasks, 2 maxBatch, residualChunk] a task's products of both
-    private let ropeCos: UnsafeMutablePointer<Float>  // [ropeTables, context, headDim / 2]
-    private let ropeSin: UnsafeMutablePointer<Float>  // [ropeTables, context, headDim / 2]
-    private let cache: KVCache  // [layers, kvHeads, context, head] keys and values
-    private let attention: BlockedAttention  // per-worker attention workspaces
-    private let maxBlocks: Int
+    let xq: UnsafeMutablePointer<Int8>  // [2 maxBatch, maxBlocks * 32] activation codes
+    let xs: UnsafeMutablePointer<Float>  // [2 maxBatch, maxBlocks] activation block scales
+    let residualRows: UnsafeMutablePointer<Float>  // [maxBatch, maxBlocks * 32] what the first codes rounded away
+    let residualOut: UnsafeMutablePointer<Float>  // [tasks, 2 maxBatch, residualChunk] a task's products of both
+    let rotary: RotaryTables  // cos and sin, [ropeTables, context, headDim / 2] each
+    let cache: KVCache  // [layers, kvHeads, context, head] keys and values
+    let attention: BlockedAttention  // per-worker attention workspaces
+    let maxBlocks: Int
     /// Rows per second-pass product of `.residual` activations.
-    private static let residualChunk = 1024
+    static let residualChunk = 1024
     private var allocations: [(UnsafeMutableRawPointer, Int)] = []
     /// Set while `verify` runs: products and attention go token by token, as decode steps compute them.
-    private var tokenByToken = false
+    var tokenByToken = false
     /// Bytes of weight rows a task keeps in cache while it runs them for each token of a `verify` batch.
-    private static let tokenByTokenBytes = 32 << 10
+    static let tokenByTokenBytes = 32 << 10
 
     /// Bytes of the KV cache.
     public var kvCacheBytes: Int { cache.bytes }
@@ -198,18 +168,9 @@ public final class InferenceSession: @unchecked Sendable {
         xs = buffer((residual ? 2 : 1) * b * maxBlocks)
         residualRows = buffer(residual ? b * maxBlocks * 32 : 0)
         residualOut = buffer(residual ? self.pool.tasksPerJob * 2 * b * Self.residualChunk : 0)
-        let half = c.headDim / 2, tables = c.resolvedRopeTables
-        ropeCos = buffer(tables.count * context * half)
-        ropeSin = buffer(tables.count * context * half)
-        for (ti, table) in tables.enumerated() {
-            for pos in 0..<context {
-                for i in 0..<half {
-                    let angle = Double(pos) * table.inverseFrequencies[i], o = (ti * context + pos) * half + i
-                    ropeCos[o] = Float(cos(angle) * table.attentionFactor)
-                    ropeSin[o] = Float(sin(angle) * table.attentionFactor)
-                }
-            }
-        }
+        let tables = c.resolvedRopeTables, half = c.headDim / 2
+        rotary = RotaryTables(tables: tables, context: context, headDim: c.headDim, interleaved: c.ropeLayout == .interleaved,
+                              cos: buffer(tables.count * context * half), sin: buffer(tables.count * context * half))
         cache = KVCache(keyType: keyType, valueType: valueType, config: c, context: context, smoothKeys: keySmoothing)
         attention = BlockedAttention(config: c, rowLength: max(cache.keys.rowLength, cache.values.rowLength), workers: self.pool.threadCount)
         self.allocations = allocations
@@ -365,243 +326,6 @@ public final class InferenceSession: @unchecked Sendable {
     private func checkVocabulary(_ tokens: [Int]) throws(EdgeLMError) {
         if let bad = tokens.first(where: { !(0..<c.vocabSize).contains($0) }) {
             throw .invalidInput("token id \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
-        }
-    }
-
-    // MARK: - The forward pass
-
-    /// Consecutive batch tokens [start, start + count) of one sequence: `session`'s cache, from its position.
-    private struct Segment {
-        let session: InferenceSession
-        let start: Int
-        let count: Int
-    }
-
-    /// Runs `tokens` (at most maxBatch) through every layer on this session's buffers, leaving the final
-    /// hidden states in x; each segment's tokens go to its session's KV cache, whose position then advances.
-    private func forwardBatch(_ tokens: [Int], segments: [Segment]) {
-        let n = tokens.count, dim = c.dim, qDim = c.qDim, kvDim = c.kvDim, ffn = c.ffnDim
-        for (t, token) in tokens.enumerated() { model.embedding.row(token, into: x + t * dim) }
-        if let s = c.embeddingScale { for i in 0..<(n * dim) { x[i] *= s } }
-        for (l, layer) in model.layers.enumerated() {
-            // Attention: x -> xb = norm(x) -> q, k, v (+ bias, per-head norm) -> RoPE -> cache -> attnOut
-            //   -> delta = wo attnOut (-> post-norm) -> x += delta
-            let quantizedInput = normedInput(layer.attnNorm, tokens: n, for: layer.wq)
-            observer?.observe(layer: l, input: .attention, values: xb, tokens: n, width: dim)
-            linears([(layer.wq, q), (layer.wk, k), (layer.wv, v)], input: xb, quantized: quantizedInput, tokens: n)
-            addBias(q, layer.qBias, width: qDim, tokens: n)
-            addBias(k, layer.kBias, width: kvDim, tokens: n)
-            addBias(v, layer.vBias, width: kvDim, tokens: n)
-            normRows(q, layer.qNorm, width: c.headDim, count: n * c.heads)
-            normRows(k, layer.kNorm, width: c.headDim, count: n * c.kvHeads)
-            let table = c.ropeTableIndex(layer: l)
-            for seg in segments {
-                let pos0 = seg.session.position, cache = seg.session.cache
-                perToken(seg.count, width: qDim + kvDim) { range in
-                    for t in range.lowerBound + seg.start..<range.upperBound + seg.start {
-                        rope(q + t * qDim, heads: c.heads, position: pos0 + t - seg.start, table: table)
-                        rope(k + t * kvDim, heads: c.kvHeads, position: pos0 + t - seg.start, table: table)
-                    }
-                }
-                if pos0 == 0 {
-                    cache.setKeyTransform(layer: l, keys: k + seg.start * kvDim, queries: q + seg.start * qDim, heads: c.heads, tokens: seg.count)
-                }
-                for t in seg.start..<(seg.start + seg.count) {
-                    cache.store(layer: l, position: pos0 + t - seg.start, keys: k + t * kvDim, values: v + t * kvDim, level: level)
-                }
-                attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
-                              cache: cache, pool: pool, level: level, tokenwise: tokenByToken)
-            }
-            observer?.observe(layer: l, input: .attentionOutput, values: attnOut, tokens: n, width: qDim)
-            linears([(layer.wo, delta)], input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo), tokens: n)
-            addResidual(delta, tokens: n, postNorm: layer.postAttnNorm)
-
-            // FFN: xb = norm(x) -> hb = gate xb, hb2 = up xb -> hb = act(hb) * hb2 -> delta = down hb (-> post-norm) -> x += delta
-            let quantizedFFN = normedInput(layer.ffnNorm, tokens: n, for: layer.gate)
-            observer?.observe(layer: l, input: .ffn, values: xb, tokens: n, width: dim)
-            // Each worker gates the hidden rows it computed of both gate and up, for every token.
-            let activation = c.activation ?? .silu, hb = self.hb, hb2 = self.hb2, level = self.level
-            linears([(layer.gate, hb), (layer.up, hb2)], input: xb, quantized: quantizedFFN, tokens: n) { rows in
-                for t in 0..<n {
-                    let g = hb + t * ffn + rows.lowerBound, u = hb2 + t * ffn + rows.lowerBound
-                    switch activation {
-                    case .silu: edge_swiglu(level.rawValue, g, u, Int64(rows.count))
-                    case .geluTanh: FloatKernels.geglu(g, u, count: rows.count)
-                    }
-                }
-            }
-            observer?.observe(layer: l, input: .ffnDown, values: hb, tokens: n, width: ffn)
-            linears([(layer.down, delta)], input: hb, quantized: quantizeIfNeeded(hb, cols: ffn, tokens: n, for: layer.down), tokens: n)
-            addResidual(delta, tokens: n, postNorm: layer.postFFNNorm)
-        }
-        for seg in segments {
-            seg.session.position += seg.count
-            seg.session.tokens.append(contentsOf: tokens[seg.start..<(seg.start + seg.count)])
-        }
-    }
-
-    /// logits[t] = output · norm(x[first + t]) for `tokens` tokens.
-    private func computeLogits(tokens n: Int, first: Int) {
-        let quantized = normedInput(model.outputNorm, tokens: n, from: first, for: model.output)
-        linears([(model.output, logitsBuffer)], input: xb, quantized: quantized, tokens: n)
-        if let cap = c.finalSoftcap { FloatKernels.softcap(logitsBuffer, count: n * c.vocabSize, cap: cap) }
-    }
-
-    /// buffer[t] += bias for `tokens` rows of `width` values, when the family has the bias.
-    private func addBias(_ buffer: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?, width: Int, tokens n: Int) {
-        guard let bias else { return }
-        for t in 0..<n { FloatKernels.add(buffer + t * width, bias, count: width) }
-    }
-
-    /// RMSNorm in place of each of `count` consecutive vectors of `width` values with `weight`, when the
-    /// family has the norm (per-head q/k norms, post-sublayer norms).
-    private func normRows(_ buffer: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>?, width: Int, count: Int) {
-        guard let weight else { return }
-        for i in 0..<count { FloatKernels.rmsNorm(buffer + i * width, buffer + i * width, weight: weight, count: width, epsilon: c.normEpsilon) }
-    }
-
-    /// x += delta for `tokens` tokens, delta first normed by `postNorm` when the family has one.
-    private func addResidual(_ delta: UnsafeMutablePointer<Float>, tokens n: Int, postNorm: UnsafePointer<Float>?) {
-        let dim = c.dim, x = self.x
-        perToken(n, width: dim) { range in
-            normRows(delta + range.lowerBound * dim, postNorm, width: dim, count: range.count)
-            FloatKernels.add(x + range.lowerBound * dim, delta + range.lowerBound * dim, count: range.count * dim)
-        }
-    }
-
-    /// Runs `body` over ranges of `n` tokens in parallel, or over all of them on this thread when the
-    /// batch is too small (`width` values per token) for waking the workers to pay.
-    private func perToken(_ n: Int, width: Int, _ body: (Range<Int>) -> Void) {
-        pool.parallelFor(n, work: n * width, serialBelow: 1 << 13, body)
-    }
-
-    /// xb = norm(x[first + t]) with `weight` for `tokens` tokens, quantized for `weight`'s kernels when
-    /// it is quantized (whether it is is returned); norms and quantization run per token in parallel.
-    private func normedInput(_ norm: UnsafePointer<Float>, tokens n: Int, from first: Int = 0, for weight: LinearWeight) -> Bool {
-        let dim = c.dim, eps = c.normEpsilon, x = self.x, xb = self.xb, quantized = weight.scheme.isQuantized
-        perToken(n, width: dim) { range in
-            for t in range {
-                FloatKernels.rmsNorm(xb + t * dim, x + (first + t) * dim, weight: norm, count: dim, epsilon: eps)
-                if quantized { quantizeRow(xb, cols: dim, token: t, of: n) }
-            }
-        }
-        return quantized
-    }
-
-    /// Quantizes `tokens` rows of `cols` activations to int8 blocks when `weight` is quantized.
-    private func quantizeIfNeeded(_ input: UnsafeMutablePointer<Float>, cols: Int, tokens: Int, for weight: LinearWeight) -> Bool {
-        guard weight.scheme.isQuantized else { return false }
-        perToken(tokens, width: cols) { range in
-            for t in range { quantizeRow(input, cols: cols, token: t, of: tokens) }
-        }
-        return true
-    }
-
-    /// Quantizes row `t` of `input` ([tokens, cols]) into the activation codes and scales (with `.residual`, also
-    /// its residual, as token `tokens + t`).
-    private func quantizeRow(_ input: UnsafeMutablePointer<Float>, cols: Int, token t: Int, of tokens: Int) {
-        let blocks = (cols + 31) / 32, full = cols / 32, row = input + t * cols
-        IntegerKernels.quantizeQ8Blocks(level, row, nblocks: full, codes: xq + t * blocks * 32, scales: xs + t * blocks)
-        if full < blocks {
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { tail in
-                tail.initialize(repeating: 0)
-                for i in 0..<(cols - full * 32) { tail[i] = row[full * 32 + i] }
-                IntegerKernels.quantizeQ8Blocks(level, tail.baseAddress!, nblocks: 1, codes: xq + t * blocks * 32 + full * 32, scales: xs + t * blocks + full)
-            }
-        }
-        if activationGranularity == .row { requantizePerRow(row, cols: cols, codes: xq + t * blocks * 32, scales: xs + t * blocks) }
-        if activationGranularity == .residual {
-            let codes = xq + t * blocks * 32, scales = xs + t * blocks, r = residualRows + t * blocks * 32
-            for i in 0..<(blocks * 32) { r[i] = (i < cols ? row[i] : 0) - Float(codes[i]) * scales[i / 32] }
-            IntegerKernels.quantizeQ8Blocks(level, r, nblocks: blocks, codes: xq + (tokens + t) * blocks * 32, scales: xs + (tokens + t) * blocks)
-        }
-    }
-
-    /// Replaces per-block codes by codes sharing one scale for the whole row.
-    private func requantizePerRow(_ row: UnsafeMutablePointer<Float>, cols: Int, codes: UnsafeMutablePointer<Int8>,
-                                  scales: UnsafeMutablePointer<Float>) {
-        var amax: Float = 0
-        for i in 0..<cols { amax = max(amax, abs(row[i])) }
-        let d = amax / 127, inverse: Float = d != 0 ? 1 / d : 0
-        for i in 0..<cols { codes[i] = Int8((row[i] * inverse).rounded(.toNearestOrEven)) }
-        for b in 0..<((cols + 31) / 32) { scales[b] = d }
-    }
-
-    /// out[t, r] = weight[r] · input[t] for `tokens` tokens, for every (weight, out) pair, as one parallel
-    /// job of a few tasks per thread: each task takes its share of every matrix's rows (in whole 16-row
-    /// tiles), then runs `epilogue` on its share of the first matrix's rows (for example the gate of those
-    /// FFN rows).
-    private func linears(_ pairs: [(weight: LinearWeight, out: UnsafeMutablePointer<Float>)], input: UnsafeMutablePointer<Float>,
-                         quantized: Bool, tokens: Int, epilogue: ((Range<Int>) -> Void)? = nil) {
-        let parallel = pool.workers(for: pairs.reduce(0) { $0 + $1.weight.rows * $1.weight.cols } * tokens) > 1
-        let tasks = parallel ? max(1, min(pool.tasksPerJob, pairs[0].weight.rows / 16)) : 1
-        pool.run(tasks: tasks) { task, _ in
-            func share(_ rows: Int) -> Range<Int> { ThreadPool.share(rows, worker: task, of: tasks, granule: 16) }
-            for (w, out) in pairs { self.matmul(w, rows: share(w.rows), input: input, quantized: quantized, tokens: tokens, out: out, task: task) }
-            epilogue?(share(pairs[0].weight.rows))
-        }
-    }
-
-    /// Rows `rows` of out = weight · input for `tokens` tokens (out is [tokens, weight.rows]).
-    /// With `.residual` activations, W · residual is added chunk by chunk of `residualChunk` rows.
-    private func matmul(_ w: LinearWeight, rows: Range<Int>, input: UnsafeMutablePointer<Float>, quantized: Bool, tokens: Int,
-                        out: UnsafeMutablePointer<Float>, task: Int) {
-        guard !rows.isEmpty else { return }
-        if tokenByToken, tokens > 1 {
-            let step = max(16, Self.tokenByTokenBytes / max(1, w.byteCount / max(1, w.rows)) / 16 * 16)
-            if w.scheme.isQuantized {
-                IntegerKernels.matmulTokenwise(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                                               blocksPerGroup: w.layout.blocksPerGroup, rows: rows, chunkRows: step, x: xq, xs: xs, tokens: tokens,
-                                               out: out, tokenStride: w.rows)
-                return
-            }
-            for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: step) {
-                for t in 0..<tokens {
-                    FloatKernels.matmul(weights: w.floats, cols: w.cols, rows: r0..<min(rows.upperBound, r0 + step), x: input + t * w.cols, tokens: 1,
-                                        out: out + t * w.rows, rowStride: 1, tokenStride: w.rows)
-                }
-            }
-            return
-        }
-        if w.scheme.isQuantized {
-            precondition(quantized)
-            guard activationGranularity == .residual else {
-                IntegerKernels.matmul(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                                      blocksPerGroup: w.layout.blocksPerGroup, rows: rows, x: xq, xs: xs, tokens: tokens, out: out,
-                                      rowStride: 1, tokenStride: w.rows)
-                return
-            }
-            // The residuals are tokens [tokens, 2 tokens) of the same product: the kernel reads each weight once for both.
-            let both = residualOut + task * 2 * maxBatch * Self.residualChunk  // [2 tokens, residualChunk]
-            for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: Self.residualChunk) {
-                let chunk = r0..<min(rows.upperBound, r0 + Self.residualChunk)
-                IntegerKernels.matmul(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                                      blocksPerGroup: w.layout.blocksPerGroup, rows: chunk, x: xq, xs: xs, tokens: 2 * tokens,
-                                      out: both - chunk.lowerBound, rowStride: 1, tokenStride: Self.residualChunk)
-                for t in 0..<tokens {
-                    let o = out + t * w.rows + chunk.lowerBound
-                    o.update(from: both + t * Self.residualChunk, count: chunk.count)
-                    FloatKernels.add(o, both + (tokens + t) * Self.residualChunk, count: chunk.count)
-                }
-            }
-        } else {
-            FloatKernels.matmul(weights: w.floats, cols: w.cols, rows: rows, x: input, tokens: tokens, out: out, rowStride: 1, tokenStride: w.rows)
-        }
-    }
-
-    /// Rotates `heads` heads of `vec` for `position` with rotary table `table`, in the model's RoPE layout.
-    private func rope(_ vec: UnsafeMutablePointer<Float>, heads: Int, position: Int, table: Int) {
-        let hd = c.headDim, half = hd / 2, row = (table * contextLength + position) * half
-        let cosRow = ropeCos + row, sinRow = ropeSin + row
-        let interleaved = c.ropeLayout == .interleaved
-        for h in 0..<heads {
-            let head = vec + h * hd
-            for i in 0..<half {
-                let (a, b) = interleaved ? (2 * i, 2 * i + 1) : (i, i + half)
-                let x0 = head[a], x1 = head[b]
-                head[a] = x0 * cosRow[i] - x1 * sinRow[i]
-                head[b] = x0 * sinRow[i] + x1 * cosRow[i]
-            }
         }
     }
 }

@@ -97,8 +97,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         return c
     }
 
-    /// The supported architectures.
-    public static let architectures: Set<String> = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"]
+    /// The supported architectures (the families' names).
+    public static let architectures = Set(ModelFamilies.all.map { $0.name })
+    /// The supported families as people name them ("Llama 2/3.x, SmolLM2, Mistral, ...").
+    public static let familyNames = ModelFamilies.all.map { $0.displayName }.joined(separator: ", ")
+    /// The architectures of the GGUF files EdgeLM reads ("llama, qwen2, ...").
+    public static let ggufArchitectures = ModelFamilies.all.compactMap { $0.ggufArchitecture }.joined(separator: ", ")
 
     /// Width of one attention head.
     public var headDim: Int { headDimension ?? dim / heads }

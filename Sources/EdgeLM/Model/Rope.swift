@@ -114,3 +114,48 @@ public struct RopeTable: Codable, Sendable, Equatable {
         return table
     }
 }
+
+/// The cos and sin of every rotary table at every position of a context (filled once), and the rotation of query
+/// and key heads with them.
+struct RotaryTables {
+    let cos: UnsafeMutablePointer<Float>  // [tables, context, headDim / 2]
+    let sin: UnsafeMutablePointer<Float>  // [tables, context, headDim / 2]
+    let context: Int
+    let headDim: Int
+    /// Pairs (2i, 2i + 1) rotate together (GPT-J style); otherwise (i, i + headDim / 2) (NeoX style).
+    let interleaved: Bool
+
+    /// Fills `cos` and `sin` (each `tables.count * context * headDim / 2` floats, owned by the caller).
+    init(tables: [RopeTable], context: Int, headDim: Int, interleaved: Bool, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
+        self.cos = cos
+        self.sin = sin
+        self.context = context
+        self.headDim = headDim
+        self.interleaved = interleaved
+        let half = headDim / 2
+        for (ti, table) in tables.enumerated() {
+            for pos in 0..<context {
+                for i in 0..<half {
+                    let angle = Double(pos) * table.inverseFrequencies[i], o = (ti * context + pos) * half + i
+                    cos[o] = Float(Foundation.cos(angle) * table.attentionFactor)
+                    sin[o] = Float(Foundation.sin(angle) * table.attentionFactor)
+                }
+            }
+        }
+    }
+
+    /// Rotates `heads` heads of `vec` for `position` with table `table`.
+    func rotate(_ vec: UnsafeMutablePointer<Float>, heads: Int, position: Int, table: Int) {
+        let half = headDim / 2, row = (table * context + position) * half
+        let cosRow = cos + row, sinRow = sin + row
+        for h in 0..<heads {
+            let head = vec + h * headDim
+            for i in 0..<half {
+                let (a, b) = interleaved ? (2 * i, 2 * i + 1) : (i, i + half)
+                let x0 = head[a], x1 = head[b]
+                head[a] = x0 * cosRow[i] - x1 * sinRow[i]
+                head[b] = x0 * sinRow[i] + x1 * cosRow[i]
+            }
+        }
+    }
+}

@@ -194,3 +194,32 @@ private final class ActivationMoments: ActivationObserver {
         return out
     }
 }
+
+/// The input of a group of linear layers, as `ActivationObserver` sees it.
+public enum LinearInput: Sendable, CaseIterable {
+    /// The normed residual entering attn_q, attn_k and attn_v: [tokens, dim].
+    case attention
+    /// The attention output entering attn_output: [tokens, qDim].
+    case attentionOutput
+    /// The normed residual entering ffn_gate and ffn_up: [tokens, dim].
+    case ffn
+    /// The gated hidden state entering ffn_down: [tokens, ffnDim].
+    case ffnDown
+
+    /// The canonical tensors of layer `l` that read this input.
+    public func tensors(layer l: Int) -> [String] {
+        let p = "blk.\(l)."
+        switch self {
+        case .attention: return [p + "attn_q", p + "attn_k", p + "attn_v"]
+        case .attentionOutput: return [p + "attn_output"]
+        case .ffn: return [p + "ffn_gate", p + "ffn_up"]
+        case .ffnDown: return [p + "ffn_down"]
+        }
+    }
+}
+
+/// Sees the input of every linear layer during a forward pass (calibration statistics).
+public protocol ActivationObserver: AnyObject {
+    /// `values` is [tokens, width], row-major, valid only during the call.
+    func observe(layer: Int, input: LinearInput, values: UnsafePointer<Float>, tokens: Int, width: Int)
+}

@@ -6,6 +6,7 @@ import Foundation
 /// global ones.
 enum Gemma2Family: ModelFamily {
     static let architectures = ["Gemma2ForCausalLM"]
+    static let displayName = "Gemma 2"
     static let name = "gemma2"
     static let normsAddOne = true
     static let ggufArchitecture: String? = "gemma2"
@@ -73,6 +74,7 @@ enum Gemma2Family: ModelFamily {
 /// tables: the local base for sliding layers, the global one (with its scaling) for full ones.
 enum Gemma3Family: ModelFamily {
     static let architectures = ["Gemma3ForCausalLM"]
+    static let displayName = "Gemma 3 (text)"
     static let name = "gemma3"
     static let normsAddOne = true
     static let ggufArchitecture: String? = "gemma3"

@@ -2,6 +2,7 @@
 /// reading; biases are refused.
 enum LlamaFamily: ModelFamily {
     static let architectures = ["LlamaForCausalLM"]
+    static let displayName = "Llama 2 / 3.x, SmolLM2"
     static let name = "llama"
     static let ggufArchitecture: String? = "llama"
     /// llama.cpp's converter permutes Llama's Q/K rows into Meta's interleaved pairs.
@@ -17,6 +18,7 @@ enum LlamaFamily: ModelFamily {
 /// Mistral (`MistralForCausalLM`): Llama with an optional sliding window over every layer.
 enum MistralFamily: ModelFamily {
     static let architectures = ["MistralForCausalLM"]
+    static let displayName = "Mistral"
     static let name = "llama"
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {

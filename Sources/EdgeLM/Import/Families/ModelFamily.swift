@@ -9,6 +9,8 @@ protocol ModelFamily: Sendable {
     static var architectures: [String] { get }
     /// EdgeLM architecture name stored in the file.
     static var name: String { get }
+    /// The models it covers, as help text and errors name them ("Llama 2/3.x, SmolLM2").
+    static var displayName: String { get }
     /// Norm weights are stored as w for a scale of 1 + w (Gemma); the converter adds the 1.
     static var normsAddOne: Bool { get }
     /// Reads the family's own config keys into `config`.
@@ -33,6 +35,13 @@ extension ModelFamily {
     static func layerTensors(_ module: String, _ t: SourceTensor, config: ModelConfig) -> [(String, SourceTensor)]? {
         llamaModules[module].map { [($0, t)] }
     }
+}
+
+/// The one list of families: Hugging Face configs, GGUF architectures, the architectures a model file may name and
+/// the help text all come from it.
+enum ModelFamilies {
+    static let all: [any ModelFamily.Type] = [LlamaFamily.self, MistralFamily.self, Qwen2Family.self, Qwen3Family.self,
+                                              Gemma2Family.self, Gemma3Family.self, Phi3Family.self]
 }
 
 /// Llama's layer parameters and their canonical names.

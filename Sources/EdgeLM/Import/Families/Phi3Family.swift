@@ -2,6 +2,7 @@
 /// canonical q, k, v and gate, up matrices at conversion (row ranges of the fused matrix, no copy).
 enum Phi3Family: ModelFamily {
     static let architectures = ["Phi3ForCausalLM"]
+    static let displayName = "Phi-3 / Phi-4-mini"
     static let name = "phi3"
     static let ggufArchitecture: String? = "phi3"
 

@@ -1,6 +1,7 @@
 /// Qwen2 / Qwen2.5 (`Qwen2ForCausalLM`): Llama with biases on the q, k and v projections.
 enum Qwen2Family: ModelFamily {
     static let architectures = ["Qwen2ForCausalLM"]
+    static let displayName = "Qwen2 / 2.5"
     static let name = "qwen2"
     static let ggufArchitecture: String? = "qwen2"
 
@@ -24,6 +25,7 @@ enum Qwen2Family: ModelFamily {
 /// width of its own (`head_dim`, read in common).
 enum Qwen3Family: ModelFamily {
     static let architectures = ["Qwen3ForCausalLM"]
+    static let displayName = "Qwen3"
     static let name = "qwen3"
     static let ggufArchitecture: String? = "qwen3"
 
