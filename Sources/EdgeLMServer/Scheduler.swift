@@ -67,16 +67,15 @@ final class Scheduler: @unchecked Sendable {
         var speculator: Speculator?
     }
 
-    /// `slots` sessions of `contextLength` positions over `model` (whose own session serves as the first).
-    init(model: LanguageModel, slots: Int, queueLimit: Int, keyType: KVCacheType, valueType: KVCacheType, metrics: ServerMetrics) throws(EdgeLMError) {
+    /// `slots` sessions over `model`, each set up like the model's own session (which serves as the first): same
+    /// context, cache types, kernel level and activations, sharing its workers.
+    init(model: LanguageModel, slots: Int, queueLimit: Int, metrics: ServerMetrics) throws(EdgeLMError) {
         self.model = model
         self.metrics = metrics
         self.queueLimit = queueLimit
         var sessions = [model.session]
         for _ in 1..<max(1, slots) {
-            sessions.append(try InferenceSession(model: model.model, level: model.session.level, keyType: keyType, valueType: valueType,
-                                                 contextLength: model.session.contextLength,
-                                                 activationGranularity: model.session.activationGranularity, pool: model.session.pool))
+            sessions.append(try InferenceSession(model: model.model, options: model.session.options, pool: model.session.pool))
         }
         self.slots = sessions
         metrics.set("edgelm_slots_total", Double(sessions.count))

@@ -22,9 +22,6 @@ public struct ServerOptions: Sendable {
     public var modelName = "edgelm"
     /// The chat format (nil: chat completions are refused with a message saying how to set one).
     public var chatTemplate: ChatTemplate?
-    /// KV cache types of the slots.
-    public var keyType: KVCacheType = .q8
-    public var valueType: KVCacheType = .q8
     /// Speculative decoding of every request (nil: none); a draft model must be loaded into the model first.
     public var speculation: SpeculationParameters?
     /// Chat requests that outgrow the context drop their oldest messages (not system ones, not the last) instead of
@@ -52,8 +49,7 @@ public final class OpenAIServer: Sendable {
         guard options.queueLimit >= 0 else { throw .invalidArgument("--queue \(options.queueLimit): must be >= 0") }
         self.model = model
         self.options = options
-        scheduler = try Scheduler(model: model, slots: options.slots, queueLimit: options.queueLimit, keyType: options.keyType,
-                                  valueType: options.valueType, metrics: metrics)
+        scheduler = try Scheduler(model: model, slots: options.slots, queueLimit: options.queueLimit, metrics: metrics)
     }
 
     /// Serves until the task is cancelled; `onListening` gets the bound port.

@@ -11,6 +11,28 @@ import Testing
         try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 2, keyType: type, valueType: type)
     }
 
+    /// A session's `options` make another session like it (a server slot, a drafter): same context, cache types,
+    /// level, activations and key smoothing, and so the same logits.
+    @Test func sessionOptionsMakeALikeSession() throws {
+        guard present else { return }
+        let lm = try model()
+        var o = SessionOptions()
+        o.keyType = .q8
+        o.valueType = .f16
+        o.contextLength = 100
+        o.keySmoothing = false
+        o.activationGranularity = .residual
+        o.level = .generic
+        let first = try InferenceSession(model: lm.model, options: o, pool: lm.session.pool)
+        var expected = o
+        expected.threads = lm.session.pool.threadCount
+        #expect(first.options == expected)
+        let second = try InferenceSession(model: lm.model, options: first.options, pool: lm.session.pool)
+        #expect(second.options == first.options)
+        let prompt = lm.encode("Once upon a time")
+        #expect(Array(try first.prefill(prompt).logits) == Array(try second.prefill(prompt).logits))
+    }
+
     /// Three sequences decoded together give the logits each gets decoded alone.
     @Test(arguments: [KVCacheType.f32, .q8])
     func batchedDecodeEqualsDecodingAlone(type: KVCacheType) throws {

@@ -53,8 +53,6 @@ struct Serve: AsyncParsableCommand {
             server.cors = cors
             server.maxBodyBytes = maxBody
             server.contextShift = contextShift
-            server.keyType = lm.session.keyType
-            server.valueType = lm.session.valueType
             server.speculation = try speculation.apply(to: lm)
             server.modelName = modelName ?? ((options.model as NSString).lastPathComponent as NSString).deletingPathExtension
             do {

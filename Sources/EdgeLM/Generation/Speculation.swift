@@ -113,8 +113,7 @@ public final class DraftModel: Drafter, @unchecked Sendable {
     /// cache types, kernel level and workers.
     public init(model: LlamaModel, for target: InferenceSession) throws(EdgeLMError) {
         self.model = model
-        session = try InferenceSession(model: model, level: target.level, keyType: target.keyType, valueType: target.valueType,
-                                       contextLength: target.contextLength, activationGranularity: target.activationGranularity, pool: target.pool)
+        session = try InferenceSession(model: model, options: target.options, pool: target.pool)
     }
 
     public func draft(after history: [Int], count: Int, sampler: inout Sampler) throws(EdgeLMError) -> Draft {

@@ -23,6 +23,29 @@ public enum ActivationGranularity: String, Sendable, CaseIterable {
     case residual
 }
 
+/// How a session is set up. `InferenceSession.init(model:options:pool:)` takes it and `InferenceSession.options`
+/// gives back what a session was made with, so another one (a server slot, a drafter) is made the same way.
+public struct SessionOptions: Sendable, Equatable {
+    /// Worker threads (nil: physical cores); ignored when a pool is shared.
+    public var threads: Int?
+    /// Tokens per forward batch.
+    public var maxBatch = 64
+    /// Integer kernel level (nil: `KernelLevel.selected()`, the CPU's best unless `EDGELM_KERNELS` forces one).
+    public var level: KernelLevel?
+    /// How the KV cache stores keys and values.
+    public var keyType: KVCacheType = .q8
+    public var valueType: KVCacheType = .q8
+    /// KV cache positions (nil: the model's context, capped so that the session fits the memory budget).
+    public var contextLength: Int?
+    /// How activations are quantized for the integer kernels.
+    public var activationGranularity: ActivationGranularity = .block32
+    /// q8 keys stored with their offset and channel scales (see `KVCache`; off only to measure what they buy).
+    public var keySmoothing = true
+
+    /// The defaults.
+    public init() {}
+}
+
 /// One sequence being evaluated: the KV cache, every scratch buffer (allocated once, here), and the
 /// forward pass. Not thread-safe: one session serves one sequence at a time.
 public final class InferenceSession: @unchecked Sendable {
@@ -48,6 +71,20 @@ public final class InferenceSession: @unchecked Sendable {
     public var keyType: KVCacheType { cache.keys.type }
     /// How the KV cache stores values.
     public var valueType: KVCacheType { cache.values.type }
+    /// How this session was set up (its context and level as resolved): `init(model:options:pool:)` with these makes
+    /// another session like it.
+    public var options: SessionOptions {
+        var o = SessionOptions()
+        o.threads = pool.threadCount
+        o.maxBatch = maxBatch
+        o.level = level
+        o.keyType = keyType
+        o.valueType = valueType
+        o.contextLength = contextLength
+        o.activationGranularity = activationGranularity
+        o.keySmoothing = cache.smoothKeys
+        return o
+    }
     /// The cache types as `--kv-type` spells them: one name when K and V agree, else `K/V`.
     public var kvTypeName: String { keyType == valueType ? keyType.rawValue : "\(keyType)/\(valueType)" }
 
@@ -110,20 +147,33 @@ public final class InferenceSession: @unchecked Sendable {
         return lo
     }
 
-    /// Creates a session with `threads` workers (default: physical cores) whose integer kernels run at
-    /// `level` (default: `KernelLevel.selected()`, the CPU's best unless `EDGELM_KERNELS` forces one), with a
-    /// KV cache of `contextLength` positions storing keys as `keyType` and values as `valueType` (default: the model's context, capped so that the session
-    /// fits the memory budget; compare `contextLength` with the model's to tell). A context above the
-    /// model's trained context is allowed (RoPE extends past it; what the model does there is the
-    /// caller's risk to take).
+    /// Creates a session with `threads` workers (default: physical cores); see `init(model:options:pool:)`.
+    public convenience init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8,
+                            valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32,
+                            keySmoothing: Bool = true, pool: ThreadPool? = nil) throws(EdgeLMError) {
+        var o = SessionOptions()
+        o.threads = threads
+        o.maxBatch = maxBatch
+        o.level = level
+        o.keyType = keyType
+        o.valueType = valueType
+        o.contextLength = contextLength
+        o.activationGranularity = activationGranularity
+        o.keySmoothing = keySmoothing
+        try self.init(model: model, options: o, pool: pool)
+    }
+
+    /// Creates a session set up as `options` says: integer kernels at `options.level`, a KV cache of
+    /// `options.contextLength` positions (default: the model's context, capped so that the session fits the memory
+    /// budget; compare `contextLength` with the model's to tell). A context above the model's trained context is
+    /// allowed (RoPE extends past it; what the model does there is the caller's risk to take).
     /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory,
-    /// or when `EDGELM_KERNELS` names a level this CPU cannot run. `keySmoothing: false` stores q8 keys
-    /// without their offset and channel scales (see `KVCache`; kept to measure what they buy). Sessions
-    /// that never run at the same time (the slots of a server) can share one `pool` of workers.
-    public init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8,
-                valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32,
-                keySmoothing: Bool = true, pool: ThreadPool? = nil) throws(EdgeLMError) {
-        if let level {
+    /// or when `EDGELM_KERNELS` names a level this CPU cannot run. Sessions that never run at the same time (the
+    /// slots of a server) can share one `pool` of workers.
+    public init(model: LlamaModel, options: SessionOptions, pool: ThreadPool? = nil) throws(EdgeLMError) {
+        let (threads, maxBatch, keyType, valueType) = (options.threads, options.maxBatch, options.keyType, options.valueType)
+        let (contextLength, activationGranularity, keySmoothing) = (options.contextLength, options.activationGranularity, options.keySmoothing)
+        if let level = options.level {
             self.level = level
         } else {
             self.level = try KernelLevel.selected()

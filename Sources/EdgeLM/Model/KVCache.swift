@@ -119,7 +119,7 @@ final class KVCache {
     static func paddedHeadDim(_ headDim: Int) -> Int { (headDim + 31) / 32 * 32 }
 
     /// Whether q8 keys get their offset and channel scales.
-    private let smoothKeys: Bool
+    let smoothKeys: Bool
 
     init(keyType: KVCacheType, valueType: KVCacheType, config: ModelConfig, context: Int, smoothKeys: Bool = true) {
         self.smoothKeys = smoothKeys
