@@ -82,67 +82,18 @@ public final class OpenAIServer: Sendable {
         guard let body = await body(of: request) else {
             return logged(path, started, error: APIError(413, "the request body exceeds \(options.maxBodyBytes) bytes"))
         }
-        let parsed: CompletionRequest, prompt: [Int], dropped: Int
-        let context = scheduler.contextLength
+        let parsed: CompletionRequest, prompt: [Int], dropped: Int, plan: Plan
         do {
             parsed = try CompletionRequest(json: Data(buffer: body), kind: kind)
-            (prompt, dropped) = try promptTokens(parsed, kind: kind, context: context)
+            (prompt, dropped) = try promptTokens(parsed, kind: kind, context: scheduler.contextLength)
+            plan = try self.plan(parsed, prompt: prompt, kind: kind)
         } catch {
             return logged(path, started, error: error)
         }
-        if prompt.count >= context {
-            let hint = kind == .chat && !(parsed.contextShift ?? options.contextShift) ? " (send \"context_shift\": true to drop the oldest messages)" : ""
-            return logged(path, started, error: APIError(400, "the prompt is \(prompt.count) tokens; the context is \(context)\(hint)", param: kind == .chat ? "messages" : "prompt"))
-        }
-        if let m = parsed.maxTokens, prompt.count + m > context {
-            return logged(path, started, error: APIError(400, "'max_tokens' \(m) plus the prompt's \(prompt.count) tokens exceed the context of \(context)",
-                                                         param: "max_tokens"))
-        }
-        var parameters = GenerateParameters()
-        parameters.maxTokens = parsed.maxTokens ?? (context - prompt.count)
-        parameters.sampling = parsed.sampling
-        parameters.speculation = options.speculation
-        parameters.stop = parsed.stop + (kind == .chat ? options.chatTemplate?.stopStrings ?? [] : [])
-        parameters.constraint = parsed.constraint
-        var toolFormat: ToolCallFormat?
-        if !parsed.tools.isEmpty, parsed.toolChoice != .none {
-            guard let format = options.chatTemplate?.toolFormat else {
-                return logged(path, started, error: APIError(400, "'tools': the \(options.chatTemplate?.rawValue ?? "missing") chat format has no tool-call convention here (supported: \(ToolCallFormat.templates))", param: "tools"))
-            }
-            toolFormat = format
-            let forced: [ToolDefinition]
-            switch parsed.toolChoice {
-            case .required: forced = parsed.tools
-            case .function(let name): forced = parsed.tools.filter { $0.name == name }
-            case .auto, .none: forced = []
-            }
-            if !forced.isEmpty {
-                if let field = parsed.constraintField {
-                    return logged(path, started, error: APIError(400, "give either '\(field)' or a required 'tool_choice', not both", param: "tool_choice"))
-                }
-                parameters.constraint = format.constraint(forced, parallel: parsed.parallelToolCalls)
-            }
-        }
-        var compiled: TokenConstraint?
-        if let constraint = parameters.constraint {
-            do {
-                compiled = try TokenConstraint(constraint, tokenizer: model.tokenizer)
-            } catch {
-                let param = parsed.constraintField ?? "tools"
-                return logged(path, started, error: APIError(400, "'\(param)': \(error)", param: param))
-            }
-        }
-        parameters.logprobs = parsed.logprobs
-        if parsed.n > options.slots {
-            return logged(path, started, error: APIError(400, "'n' \(parsed.n) is more than the server's \(options.slots) slots (--slots)", param: "n"))
-        }
-        if let bad = parameters.sampling.logitBias.keys.first(where: { $0 >= model.config.vocabSize }) {
-            return logged(path, started, error: APIError(400, "'logit_bias': token \(bad) is outside the vocabulary of \(model.config.vocabSize)", param: "logit_bias"))
-        }
         let jobs = (0..<parsed.n).map { i in
-            var p = parameters
-            p.sampling.seed = parameters.sampling.seed &+ UInt64(i)
-            return Job(prompt: prompt, parameters: p, constraint: compiled, cancelled: CancellationFlag())
+            var p = plan.parameters
+            p.sampling.seed = plan.parameters.sampling.seed &+ UInt64(i)
+            return Job(prompt: prompt, parameters: p, constraint: plan.constraint, cancelled: CancellationFlag())
         }
         var streams: [AsyncStream<JobEvent>] = []
         for job in jobs {
@@ -155,36 +106,110 @@ public final class OpenAIServer: Sendable {
             streams.append(events)
         }
         metrics.add("edgelm_requests_total")
-        let events = CompletionReply.merge(streams)
         var reply = CompletionReply(id: randomID(kind == .chat ? "chatcmpl-" : "cmpl-"), created: Int(Date().timeIntervalSince1970),
                                     kind: kind, model: options.modelName, tokenizer: model.tokenizer, logprobs: parsed.logprobs != nil, choices: parsed.n)
-        reply.tools = toolFormat.map { ($0, parsed.tools) }
+        reply.tools = plan.toolFormat.map { ($0, parsed.tools) }
         reply.droppedMessages = dropped
-        if parsed.stream {
-            let include = parsed.includeUsage
-            let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
-            return Response(status: .ok, headers: headers, body: ResponseBody { [reply] writer in
-                var reply = reply
-                defer { for j in jobs { j.cancelled.set() } }
-                for chunk in reply.opening() { try await writer.write(self.event(chunk)) }
-                for await (i, event) in events {
-                    if case .failed(let message) = event {
-                        try await writer.write(self.event(["error": ["message": message, "type": "server_error"]]))
-                        self.log(path, 500, started, message)
-                        break
-                    }
-                    var chunks = reply.add(i, event)
-                    // OpenAI sends usage as a chunk of its own, with no choices, after the last one.
-                    if reply.isComplete, include { chunks.append(reply.usageChunk()) }
-                    for chunk in chunks { try await writer.write(self.event(chunk)) }
-                    if reply.isComplete {
-                        self.log(path, 200, started, "prompt \(reply.promptTokens) (evaluated \(reply.evaluated)), completion \(reply.completionTokens), stream")
-                    }
-                }
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
-            })
+        let events = CompletionReply.merge(streams)
+        if parsed.stream { return streamed(events, reply: reply, jobs: jobs, includeUsage: parsed.includeUsage, path: path, started: started) }
+        return await collected(events, reply: reply, jobs: jobs, path: path, started: started)
+    }
+
+    /// What a request's jobs run with.
+    private struct Plan {
+        var parameters: GenerateParameters
+        /// The constraint compiled for the tokenizer (from the request's format fields, or a required tool call).
+        var constraint: TokenConstraint?
+        /// The chat format's tool convention, when the request offers tools.
+        var toolFormat: ToolCallFormat?
+    }
+
+    /// The generation parameters of a parsed request whose prompt is `prompt`, or the 400 that refuses it (a prompt
+    /// or `max_tokens` beyond the context, tools in a format without a convention, a constraint that cannot be
+    /// compiled, `n` beyond the slots, `logit_bias` outside the vocabulary).
+    private func plan(_ parsed: CompletionRequest, prompt: [Int], kind: CompletionRequest.Kind) throws(APIError) -> Plan {
+        let context = scheduler.contextLength
+        if prompt.count >= context {
+            let hint = kind == .chat && !(parsed.contextShift ?? options.contextShift) ? " (send \"context_shift\": true to drop the oldest messages)" : ""
+            throw APIError(400, "the prompt is \(prompt.count) tokens; the context is \(context)\(hint)", param: kind == .chat ? "messages" : "prompt")
         }
+        if let m = parsed.maxTokens, prompt.count + m > context {
+            throw APIError(400, "'max_tokens' \(m) plus the prompt's \(prompt.count) tokens exceed the context of \(context)", param: "max_tokens")
+        }
+        var parameters = GenerateParameters()
+        parameters.maxTokens = parsed.maxTokens ?? (context - prompt.count)
+        parameters.sampling = parsed.sampling
+        parameters.speculation = options.speculation
+        parameters.stop = parsed.stop + (kind == .chat ? options.chatTemplate?.stopStrings ?? [] : [])
+        parameters.constraint = parsed.constraint
+        parameters.logprobs = parsed.logprobs
+        var toolFormat: ToolCallFormat?
+        if !parsed.tools.isEmpty, parsed.toolChoice != .none {
+            guard let format = options.chatTemplate?.toolFormat else {
+                throw APIError(400, "'tools': the \(options.chatTemplate?.rawValue ?? "missing") chat format has no tool-call convention here (supported: \(ToolCallFormat.templates))", param: "tools")
+            }
+            toolFormat = format
+            let forced: [ToolDefinition]
+            switch parsed.toolChoice {
+            case .required: forced = parsed.tools
+            case .function(let name): forced = parsed.tools.filter { $0.name == name }
+            case .auto, .none: forced = []
+            }
+            if !forced.isEmpty {
+                if let field = parsed.constraintField {
+                    throw APIError(400, "give either '\(field)' or a required 'tool_choice', not both", param: "tool_choice")
+                }
+                parameters.constraint = format.constraint(forced, parallel: parsed.parallelToolCalls)
+            }
+        }
+        var compiled: TokenConstraint?
+        if let constraint = parameters.constraint {
+            do {
+                compiled = try TokenConstraint(constraint, tokenizer: model.tokenizer)
+            } catch {
+                let param = parsed.constraintField ?? "tools"
+                throw APIError(400, "'\(param)': \(error)", param: param)
+            }
+        }
+        if parsed.n > options.slots {
+            throw APIError(400, "'n' \(parsed.n) is more than the server's \(options.slots) slots (--slots)", param: "n")
+        }
+        if let bad = parameters.sampling.logitBias.keys.first(where: { $0 >= model.config.vocabSize }) {
+            throw APIError(400, "'logit_bias': token \(bad) is outside the vocabulary of \(model.config.vocabSize)", param: "logit_bias")
+        }
+        return Plan(parameters: parameters, constraint: compiled, toolFormat: toolFormat)
+    }
+
+    /// The reply as server-sent events while the jobs run, ending in `data: [DONE]`; a client that leaves cancels them.
+    private func streamed(_ events: AsyncStream<(Int, JobEvent)>, reply: CompletionReply, jobs: [Job], includeUsage: Bool,
+                          path: String, started: Date) -> Response {
+        let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        return Response(status: .ok, headers: headers, body: ResponseBody { [reply] writer in
+            var reply = reply
+            defer { for j in jobs { j.cancelled.set() } }
+            for chunk in reply.opening() { try await writer.write(self.event(chunk)) }
+            for await (i, event) in events {
+                if case .failed(let message) = event {
+                    try await writer.write(self.event(["error": ["message": message, "type": "server_error"]]))
+                    self.log(path, 500, started, message)
+                    break
+                }
+                var chunks = reply.add(i, event)
+                // OpenAI sends usage as a chunk of its own, with no choices, after the last one.
+                if reply.isComplete, includeUsage { chunks.append(reply.usageChunk()) }
+                for chunk in chunks { try await writer.write(self.event(chunk)) }
+                if reply.isComplete {
+                    self.log(path, 200, started, "prompt \(reply.promptTokens) (evaluated \(reply.evaluated)), completion \(reply.completionTokens), stream")
+                }
+            }
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        })
+    }
+
+    /// The whole reply once every job has finished.
+    private func collected(_ events: AsyncStream<(Int, JobEvent)>, reply: CompletionReply, jobs: [Job], path: String, started: Date) async -> Response {
+        var reply = reply
         for await (i, event) in events {
             if case .failed(let message) = event {
                 for j in jobs { j.cancelled.set() }

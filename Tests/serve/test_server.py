@@ -445,13 +445,16 @@ def chat_cli_reuses_the_history_edits_lines_and_stops_on_ctrl_c():
         os.write(fd, b"/reset\n")
         read_until(fd, r"conversation cleared")
         os.write(fd, b"Hello\n")
-        m3, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated")
-        assert int(m3.group(2)) < p2
         # Line editing: "/rest", Left, "e" is "/reset"; Up recalls it; Ctrl-D on a line deletes (here the "/" after
         # Home, typed again), not quits.
-        read_until(fd, r"> ")
+        # The editor draws its prompt once the terminal is in raw mode; keys sent before that would meet the
+        # line discipline (which takes Ctrl-D itself), so each edit waits for the prompt.
+        # (read_until drops what follows its match in the same read, so the prompt is part of each pattern.)
+        editing = r"[\s\S]*?\r> \x1b\[K"
+        m3, _ = read_until(fd, r"prompt: (\d+) of (\d+) tokens evaluated" + editing)
+        assert int(m3.group(2)) < p2
         os.write(fd, b"/rest\x1b[De\r")
-        read_until(fd, r"conversation cleared")
+        read_until(fd, r"conversation cleared" + editing)
         os.write(fd, b"\x1b[A\x1b[H\x04/\r")
         read_until(fd, r"conversation cleared")
         os.write(fd, b"\x03")  # Ctrl-C at the prompt quits

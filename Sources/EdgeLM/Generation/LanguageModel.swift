@@ -12,7 +12,7 @@ import Foundation
 /// ```
 public final class LanguageModel: @unchecked Sendable {
     /// The loaded weights.
-    public let model: LlamaModel
+    public let model: TransformerModel
     /// The tokenizer built from the file's vocabulary.
     public let tokenizer: Tokenizer
     /// The forward-pass state (one sequence at a time).
@@ -26,7 +26,7 @@ public final class LanguageModel: @unchecked Sendable {
                 contextLength: Int? = nil,
                 activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true) throws(EdgeLMError) {
         if let threads, threads < 1 { throw .invalidArgument("--threads \(threads): must be at least 1") }
-        model = try LlamaModel(path: path, verify: verify)
+        model = try TransformerModel(path: path, verify: verify)
         tokenizer = try Tokenizer(data: model.tokenizerData)
         session = try InferenceSession(model: model, threads: threads, keyType: keyType, valueType: valueType,
                                        contextLength: contextLength,

@@ -94,13 +94,13 @@ public final class PromptLookup: Drafter {
 /// the sequence between drafts.
 public final class DraftModel: Drafter, @unchecked Sendable {
     /// The draft weights.
-    public let model: LlamaModel
+    public let model: TransformerModel
     /// The draft's sequence state.
     public let session: InferenceSession
 
     /// Opens the draft model at `path` for `target`, refusing one whose vocabulary differs from the target's.
     public convenience init(path: String, for target: LanguageModel) throws(EdgeLMError) {
-        let model = try LlamaModel(path: path)
+        let model = try TransformerModel(path: path)
         let mine = model.tokenizerData, theirs = target.model.tokenizerData
         guard model.config.vocabSize == target.config.vocabSize, mine.pieces == theirs.pieces, mine.kind == theirs.kind else {
             throw .invalidInput("\(path): the draft model's vocabulary (\(model.config.vocabSize) tokens) is not the target's "
@@ -111,7 +111,7 @@ public final class DraftModel: Drafter, @unchecked Sendable {
 
     /// A drafter running `model` (whose vocabulary is the target's) beside the target session `target`: same context,
     /// cache types, kernel level and workers.
-    public init(model: LlamaModel, for target: InferenceSession) throws(EdgeLMError) {
+    public init(model: TransformerModel, for target: InferenceSession) throws(EdgeLMError) {
         self.model = model
         session = try InferenceSession(model: model, options: target.options, pool: target.pool)
     }

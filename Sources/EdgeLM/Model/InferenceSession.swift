@@ -50,7 +50,7 @@ public struct SessionOptions: Sendable, Equatable {
 /// forward pass. Not thread-safe: one session serves one sequence at a time.
 public final class InferenceSession: @unchecked Sendable {
     /// The model.
-    public let model: LlamaModel
+    public let model: TransformerModel
     /// Worker threads.
     public let pool: ThreadPool
     /// Integer kernel level in use.
@@ -148,7 +148,7 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// Creates a session with `threads` workers (default: physical cores); see `init(model:options:pool:)`.
-    public convenience init(model: LlamaModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8,
+    public convenience init(model: TransformerModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8,
                             valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32,
                             keySmoothing: Bool = true, pool: ThreadPool? = nil) throws(EdgeLMError) {
         var o = SessionOptions()
@@ -170,7 +170,7 @@ public final class InferenceSession: @unchecked Sendable {
     /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory,
     /// or when `EDGELM_KERNELS` names a level this CPU cannot run. Sessions that never run at the same time (the
     /// slots of a server) can share one `pool` of workers.
-    public init(model: LlamaModel, options: SessionOptions, pool: ThreadPool? = nil) throws(EdgeLMError) {
+    public init(model: TransformerModel, options: SessionOptions, pool: ThreadPool? = nil) throws(EdgeLMError) {
         let (threads, maxBatch, keyType, valueType) = (options.threads, options.maxBatch, options.keyType, options.valueType)
         let (contextLength, activationGranularity, keySmoothing) = (options.contextLength, options.activationGranularity, options.keySmoothing)
         if let level = options.level {

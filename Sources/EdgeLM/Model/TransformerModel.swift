@@ -16,9 +16,10 @@ struct LayerWeights: @unchecked Sendable {
     let postAttnNorm, postFFNNorm: UnsafePointer<Float>?  // [dim] each (sandwichNorms)
 }
 
-/// A Llama-family model opened from an `.edgelm` file. Raw payloads are used in place from the memory
+/// A model of any supported family (one decoder-only transformer block shape, the families differing in what
+/// `ModelConfig` says) opened from an `.edgelm` file. Raw payloads are used in place from the memory
 /// map (loading costs O(metadata)); zstd payloads are decoded once, and f16 weights widened to f32.
-public final class LlamaModel: @unchecked Sendable {
+public final class TransformerModel: @unchecked Sendable {
     /// The opened file.
     public let file: ModelFile
     /// Hyper-parameters.
