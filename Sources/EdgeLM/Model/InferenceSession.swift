@@ -42,8 +42,18 @@ public struct SessionOptions: Sendable, Equatable {
     /// q8 keys stored with their offset and channel scales (see `KVCache`; off only to measure what they buy).
     public var keySmoothing = true
 
-    /// The defaults.
-    public init() {}
+    /// Options with these values (the defaults when none is given).
+    public init(threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
+                contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true) {
+        self.threads = threads
+        self.maxBatch = maxBatch
+        self.level = level
+        self.keyType = keyType
+        self.valueType = valueType
+        self.contextLength = contextLength
+        self.activationGranularity = activationGranularity
+        self.keySmoothing = keySmoothing
+    }
 }
 
 /// One sequence being evaluated: the KV cache, every scratch buffer (allocated once, here), and the
@@ -74,16 +84,8 @@ public final class InferenceSession: @unchecked Sendable {
     /// How this session was set up (its context and level as resolved): `init(model:options:pool:)` with these makes
     /// another session like it.
     public var options: SessionOptions {
-        var o = SessionOptions()
-        o.threads = pool.threadCount
-        o.maxBatch = maxBatch
-        o.level = level
-        o.keyType = keyType
-        o.valueType = valueType
-        o.contextLength = contextLength
-        o.activationGranularity = activationGranularity
-        o.keySmoothing = cache.smoothKeys
-        return o
+        SessionOptions(threads: pool.threadCount, maxBatch: maxBatch, level: level, keyType: keyType, valueType: valueType,
+                       contextLength: contextLength, activationGranularity: activationGranularity, keySmoothing: cache.smoothKeys)
     }
     /// The cache types as `--kv-type` spells them: one name when K and V agree, else `K/V`.
     public var kvTypeName: String { keyType == valueType ? keyType.rawValue : "\(keyType)/\(valueType)" }
@@ -151,16 +153,9 @@ public final class InferenceSession: @unchecked Sendable {
     public convenience init(model: TransformerModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8,
                             valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32,
                             keySmoothing: Bool = true, pool: ThreadPool? = nil) throws(EdgeLMError) {
-        var o = SessionOptions()
-        o.threads = threads
-        o.maxBatch = maxBatch
-        o.level = level
-        o.keyType = keyType
-        o.valueType = valueType
-        o.contextLength = contextLength
-        o.activationGranularity = activationGranularity
-        o.keySmoothing = keySmoothing
-        try self.init(model: model, options: o, pool: pool)
+        try self.init(model: model, options: SessionOptions(threads: threads, maxBatch: maxBatch, level: level, keyType: keyType, valueType: valueType,
+                                                            contextLength: contextLength, activationGranularity: activationGranularity,
+                                                            keySmoothing: keySmoothing), pool: pool)
     }
 
     /// Creates a session set up as `options` says: integer kernels at `options.level`, a KV cache of
