@@ -103,9 +103,8 @@ struct CompletionReply {
             }
             return choice
         }
-        var body: [String: Any] = ["id": id, "object": kind == .chat ? "chat.completion" : "text_completion", "created": created,
-                                   "model": model, "choices": choices, "usage": usage]
-        if droppedMessages > 0 { body["dropped_messages"] = droppedMessages }
+        var body = envelope(kind == .chat ? "chat.completion" : "text_completion", choices: choices)
+        body["usage"] = usage
         return body
     }
 
@@ -120,10 +119,14 @@ struct CompletionReply {
     }
 
     private func wrap(_ choices: [[String: Any]]) -> [String: Any] {
-        var chunk: [String: Any] = ["id": id, "object": kind == .chat ? "chat.completion.chunk" : "text_completion", "created": created,
-                                    "model": model, "choices": choices]
-        if droppedMessages > 0 { chunk["dropped_messages"] = droppedMessages }
-        return chunk
+        envelope(kind == .chat ? "chat.completion.chunk" : "text_completion", choices: choices)
+    }
+
+    /// The fields every reply object and stream chunk carries.
+    private func envelope(_ object: String, choices: [[String: Any]]) -> [String: Any] {
+        var out: [String: Any] = ["id": id, "object": object, "created": created, "model": model, "choices": choices]
+        if droppedMessages > 0 { out["dropped_messages"] = droppedMessages }
+        return out
     }
 
     /// Log-probabilities in the route's format; `text` is the choice's text before them (for `text_offset`).

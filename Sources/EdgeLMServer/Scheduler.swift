@@ -165,19 +165,22 @@ final class Scheduler: @unchecked Sendable {
             // Tokens a constraint forces join their slot's batch without a sample; a slot whose forced tokens end
             // its output needs no forward pass.
             let budget = (slots[0].maxBatch - active.count) / active.count
-            var forced = [[TokenStream.Step]](repeating: [], count: active.count)
-            for i in active.indices {
-                let s = slots[active[i].slot]
-                forced[i] = active[i].stream.fastForward(limit: min(s.contextLength - s.position - 1, budget))
-                guard let last = forced[i].last, !last.continues else { continue }
-                for step in forced[i] { Self.emit(step, to: active[i].continuation) }
-                metrics.add("edgelm_generated_tokens_total", Double(forced[i].count))
-                finish(active[i], active[i].stream)
-                free.append(active[i].slot)
+            var forced: [[TokenStream.Step]] = [], continuing: [Active] = []
+            for var a in active {
+                let s = slots[a.slot]
+                let steps = a.stream.fastForward(limit: min(s.contextLength - s.position - 1, budget))
+                metrics.add("edgelm_forced_tokens_total", Double(steps.count))
+                if let last = steps.last, !last.continues {
+                    for step in steps { Self.emit(step, to: a.continuation) }
+                    metrics.add("edgelm_generated_tokens_total", Double(steps.count))
+                    finish(a, a.stream)
+                    free.append(a.slot)
+                } else {
+                    continuing.append(a)
+                    forced.append(steps)
+                }
             }
-            let ended = Set(active.indices.filter { forced[$0].last.map { !$0.continues } ?? false })
-            active = active.indices.filter { !ended.contains($0) }.map { active[$0] }
-            forced = forced.indices.filter { !ended.contains($0) }.map { forced[$0] }
+            active = continuing
             guard !active.isEmpty else { continue }
             let start = DispatchTime.now().uptimeNanoseconds
             let logits: UnsafeBufferPointer<Float>
@@ -213,7 +216,6 @@ final class Scheduler: @unchecked Sendable {
                 var steps = [TokenStream.Step]()
                 if !forced[i].isEmpty {
                     steps = forced[i] + [a.stream.next(UnsafeBufferPointer(rebasing: rows[(draft.tokens.count * vocab)...]))]
-                    metrics.add("edgelm_forced_tokens_total", Double(forced[i].count))
                 } else if draft.tokens.isEmpty {
                     steps = [a.stream.next(UnsafeBufferPointer(rebasing: rows[0..<vocab]))]
                 } else {

@@ -43,8 +43,8 @@ struct Bench: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             let lm = try modelOptions.open(threads: modelOptions.threadList?.values.first)
-            let constrained = try constraint.constraint() != nil
-            let modes = speculation.lookup || speculation.draft != nil || constrained
+            let constrained = try constraint.constraint()
+            let modes = speculation.lookup || speculation.draft != nil || constrained != nil
             if modes, let list = modelOptions.threadList, list.values.count > 1 {
                 throw EdgeLMError.invalidArgument("-t \(list): the speculative and constrained benches take one thread count")
             }
@@ -52,7 +52,7 @@ struct Bench: AsyncParsableCommand {
                 try runSpeculative(lm, spec)
                 return
             }
-            if let c = try constraint.constraint() {
+            if let c = constrained {
                 try runConstrained(lm, c)
                 return
             }

@@ -23,12 +23,8 @@ final class LineReader {
     /// The next line after showing `prompt`. The terminal is in raw mode only while the line is edited, so Ctrl-C
     /// during an answer is still a signal.
     func read(prompt: String) -> Input {
-        guard interactive else {
-            FileHandle.standardOutput.write(Data(prompt.utf8))
-            return readLine().map { .line($0) } ?? .end
-        }
         var saved = termios()
-        guard tcgetattr(0, &saved) == 0 else {
+        guard interactive, tcgetattr(0, &saved) == 0 else {
             FileHandle.standardOutput.write(Data(prompt.utf8))
             return readLine().map { .line($0) } ?? .end
         }

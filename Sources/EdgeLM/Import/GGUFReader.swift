@@ -275,7 +275,7 @@ enum GGUFReader {
 
     /// The families read from GGUF, by `general.architecture`.
     static let families: [String: any ModelFamily.Type] = Dictionary(
-        uniqueKeysWithValues: HuggingFaceConfig.families.compactMap { f in f.ggufArchitecture.map { ($0, f) } })
+        uniqueKeysWithValues: ModelFamilies.all.compactMap { f in f.ggufArchitecture.map { ($0, f) } })
 
     /// `<arch>.` keys that never change the computation.
     static let harmlessArchKeys: Set<String> = ["rope.scaling.finetuned", "tensor_data_layout"]

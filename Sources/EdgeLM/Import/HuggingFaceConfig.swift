@@ -16,9 +16,6 @@ struct HuggingFaceConfig {
     /// Every id of `eos_token_id` (a list names several tokens that end generation).
     let eosTokenIds: [Int]
 
-    /// The families EdgeLM reads, each with its Hugging Face class names.
-    static var families: [any ModelFamily.Type] { ModelFamilies.all }
-
     /// Reads and checks `config.json`.
     static func load(path: String) throws(EdgeLMError) -> HuggingFaceConfig {
         guard let data = FileManager.default.contents(atPath: path) else { throw .io(path: path, message: "cannot read config.json") }
@@ -29,8 +26,8 @@ struct HuggingFaceConfig {
     static func parse(_ data: Data, path: String) throws(EdgeLMError) -> HuggingFaceConfig {
         var r = try ConfigReader(data: data, path: path)
         let arch = try r.strings("architectures")?.first ?? "missing"
-        guard let family = families.first(where: { $0.architectures.contains(arch) }) else {
-            let names = families.flatMap { $0.architectures }.sorted().joined(separator: ", ")
+        guard let family = ModelFamilies.all.first(where: { $0.architectures.contains(arch) }) else {
+            let names = ModelFamilies.all.flatMap { $0.architectures }.sorted().joined(separator: ", ")
             throw r.fail("architectures", "'\(arch)' is not supported (\(names))")
         }
         _ = try r.string("model_type")

@@ -99,7 +99,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     /// The supported architectures (the families' names).
     public static let architectures = Set(ModelFamilies.all.map { $0.name })
-    /// The supported families as people name them ("Llama 2/3.x, SmolLM2, Mistral, ...").
+    /// The supported families as people name them ("Llama 2 / 3.x, SmolLM2, Mistral, ...").
     public static let familyNames = ModelFamilies.all.map { $0.displayName }.joined(separator: ", ")
     /// The architectures of the GGUF files EdgeLM reads ("llama, qwen2, ...").
     public static let ggufArchitectures = ModelFamilies.all.compactMap { $0.ggufArchitecture }.joined(separator: ", ")

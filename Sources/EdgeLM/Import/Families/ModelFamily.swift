@@ -9,7 +9,7 @@ protocol ModelFamily: Sendable {
     static var architectures: [String] { get }
     /// EdgeLM architecture name stored in the file.
     static var name: String { get }
-    /// The models it covers, as help text and errors name them ("Llama 2/3.x, SmolLM2").
+    /// The models it covers, as help text and errors name them ("Llama 2 / 3.x, SmolLM2", as README's family table names it).
     static var displayName: String { get }
     /// Norm weights are stored as w for a scale of 1 + w (Gemma); the converter adds the 1.
     static var normsAddOne: Bool { get }
