@@ -6,20 +6,13 @@
 #include <immintrin.h>
 
 __attribute__((target("avx,f16c")))
-static void edge_f16_to_f32_f16c(const uint16_t *src, float *dst, int64_t n) {
+void edge_avx2_f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
     for (; i < n; i++) dst[i] = edge_half_to_float(src[i]);
 }
 #endif
 
-void edge_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI || isa == EDGE_ISA_AVX512_VNNI) {
-        edge_f16_to_f32_f16c(src, dst, n);
-        return;
-    }
-#endif
-    (void)isa;
+void edge_generic_f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = edge_half_to_float(src[i]);
 }

@@ -1,4 +1,5 @@
-// CPU detection, level names, and the public entry points: each calls its level's kernel.
+// CPU detection, level names, each level's kernel table, and the public entry points: each calls its level's
+// kernel. This is the only file that looks at levels: every other file receives a table.
 #include "internal.h"
 
 #if defined(__x86_64__)
@@ -87,7 +88,15 @@ static const char *const edge_names[EDGE_ISA_COUNT] = {
     [EDGE_ISA_I8MM] = "i8mm",
 };
 
+static const char *const edge_titles[EDGE_ISA_COUNT] = {
+    [EDGE_ISA_GENERIC] = "generic C", [EDGE_ISA_AVX2] = "AVX2", [EDGE_ISA_AVX_VNNI] = "AVX-VNNI",
+    [EDGE_ISA_AVX512_VNNI] = "AVX-512 VNNI", [EDGE_ISA_NEON] = "NEON", [EDGE_ISA_DOTPROD] = "NEON dotprod",
+    [EDGE_ISA_I8MM] = "NEON i8mm",
+};
+
 const char *edge_isa_name(int isa) { return isa >= 0 && isa < EDGE_ISA_COUNT ? edge_names[isa] : NULL; }
+
+const char *edge_isa_title(int isa) { return isa >= 0 && isa < EDGE_ISA_COUNT ? edge_titles[isa] : NULL; }
 
 int edge_isa_from_name(const char *name) {
     for (int i = 0; i < EDGE_ISA_COUNT; i++)
@@ -103,118 +112,232 @@ void edge_cpu_relax(void) {
 #endif
 }
 
-void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI || isa == EDGE_ISA_AVX512_VNNI) {
-        edge_avx2_quantize(x, nblocks, codes, scales);
-        return;
+/// Entry indices, in `EDGE_KERNEL_ENTRIES` order.
+enum {
+#define EDGE_KERNEL_INDEX(NAME, RESULT, PARAMETERS, REQUIRED) EDGE_KERNEL_##NAME,
+    EDGE_KERNEL_ENTRIES(EDGE_KERNEL_INDEX)
+#undef EDGE_KERNEL_INDEX
+    EDGE_KERNEL_COUNT
+};
+
+/// Token-wise kernels for a level without multi-token tiles: one call of its row-major kernel per token.
+#define EDGE_PER_TOKEN(PREFIX)                                                                                  \
+    static void PREFIX##_per_token_q8(EDGE_MATMUL_ARGS(int8_t)) {                                               \
+        for (int64_t t = 0; t < ntok; t++)                                                                      \
+            PREFIX##_matmul_q8(w, ws, nblocks, gblocks, r0, r1, x + t * nblocks * 32, xs + t * nblocks, 1, out + t * ots, ors, ots); \
+    }                                                                                                           \
+    static void PREFIX##_per_token_q4(EDGE_MATMUL_ARGS(uint8_t)) {                                              \
+        for (int64_t t = 0; t < ntok; t++)                                                                      \
+            PREFIX##_matmul_q4(w, ws, nblocks, gblocks, r0, r1, x + t * nblocks * 32, xs + t * nblocks, 1, out + t * ots, ors, ots); \
     }
-#elif defined(__aarch64__)
-    if (isa == EDGE_ISA_NEON || isa == EDGE_ISA_DOTPROD || isa == EDGE_ISA_I8MM) {
-        edge_neon_quantize(x, nblocks, codes, scales);
-        return;
-    }
+EDGE_PER_TOKEN(edge_generic)
+#if defined(__aarch64__)
+EDGE_PER_TOKEN(edge_neon)
+EDGE_PER_TOKEN(edge_dotprod)
+EDGE_PER_TOKEN(edge_i8mm)
 #endif
-    edge_generic_quantize(x, nblocks, codes, scales);
+
+static edge_kernels edge_tables[EDGE_ISA_COUNT];
+/// edge_sources[isa][entry]: the level whose code fills the entry (-1: unset).
+static signed char edge_sources[EDGE_ISA_COUNT][EDGE_KERNEL_COUNT];
+
+/// Level `isa`'s entry NAME is the level's own kernel `FUNCTION`.
+#define EDGE_OWN(isa, NAME, FUNCTION) (edge_tables[isa].NAME = (FUNCTION), edge_sources[isa][EDGE_KERNEL_##NAME] = (signed char)(isa))
+
+/// Level `isa` starts from level `lower`'s table: every entry it does not set itself is that level's kernel.
+static void edge_fall_back(int isa, int lower) {
+    edge_tables[isa] = edge_tables[lower];
+    memcpy(edge_sources[isa], edge_sources[lower], sizeof edge_sources[isa]);
 }
 
-// The level's kernel; a level this build has no kernel for (another architecture's) runs generic C.
+/// The generic level: portable C for every required entry.
+static void edge_fill_generic(void) {
+    const int g = EDGE_ISA_GENERIC;
+    EDGE_OWN(g, quantize, edge_generic_quantize);
+    EDGE_OWN(g, matmul_q8, edge_generic_matmul_q8);
+    EDGE_OWN(g, matmul_q4, edge_generic_matmul_q4);
+    EDGE_OWN(g, tokenwise_q8, edge_generic_per_token_q8);
+    EDGE_OWN(g, tokenwise_q4, edge_generic_per_token_q4);
+    EDGE_OWN(g, offsets, edge_generic_offsets);
+    EDGE_OWN(g, decode_levels, edge_generic_decode_levels);
+    EDGE_OWN(g, f16_to_f32, edge_generic_f16_to_f32);
+    EDGE_OWN(g, attn_values_q8, edge_generic_attn_values_q8);
+    EDGE_OWN(g, attn_scores_f16, edge_generic_attn_scores_f16);
+    EDGE_OWN(g, attn_values_f16, edge_generic_attn_values_f16);
+    EDGE_OWN(g, scale_max, edge_generic_scale_max);
+    EDGE_OWN(g, exp_sum, edge_generic_exp_sum);
+    EDGE_OWN(g, swiglu, edge_generic_swiglu);
+    EDGE_OWN(g, fit_q4, edge_generic_fit_q4);
+    EDGE_OWN(g, fit_q4a, edge_generic_fit_q4a);
+    EDGE_OWN(g, dot_f64, edge_generic_dot_f64);
+    EDGE_OWN(g, dots_f64, edge_generic_dots_f64);
+    EDGE_OWN(g, sub_scaled_f64, edge_generic_sub_scaled_f64);
+    EDGE_OWN(g, gram_rows_f32, edge_generic_gram_rows_f32);
+}
+
 #if defined(__x86_64__)
-#define EDGE_DISPATCH(KIND, ...)                                                                          \
-    switch (isa) {                                                                                    \
-    case EDGE_ISA_AVX512_VNNI: edge_avx512_##KIND(__VA_ARGS__); return;                               \
-    case EDGE_ISA_AVX_VNNI: edge_avxvnni_##KIND(__VA_ARGS__); return;                                 \
-    case EDGE_ISA_AVX2: edge_avx2_##KIND(__VA_ARGS__); return;                                        \
-    default: edge_generic_##KIND(__VA_ARGS__); return;                                                \
-    }
+/// The x86 levels: AVX2 has every entry; AVX-VNNI and AVX-512 replace the matrix kernels (AVX-512 also the
+/// fits, GPTQ arithmetic and offset products compiled for 512-bit registers, and the register-built q5o/q6).
+static void edge_fill_levels(void) {
+    const int avx2 = EDGE_ISA_AVX2, vnni = EDGE_ISA_AVX_VNNI, avx512 = EDGE_ISA_AVX512_VNNI;
+    edge_fall_back(avx2, EDGE_ISA_GENERIC);
+    EDGE_OWN(avx2, quantize, edge_avx2_quantize);
+    EDGE_OWN(avx2, matmul_q8, edge_avx2_matmul_q8);
+    EDGE_OWN(avx2, matmul_q4, edge_avx2_matmul_q4);
+    EDGE_OWN(avx2, tokenwise_q8, edge_avx2_tokenwise_q8);
+    EDGE_OWN(avx2, tokenwise_q4, edge_avx2_tokenwise_q4);
+    EDGE_OWN(avx2, offsets, edge_avx2_offsets);
+    EDGE_OWN(avx2, decode_levels, edge_avx2_decode_levels);
+    EDGE_OWN(avx2, f16_to_f32, edge_avx2_f16_to_f32);
+    EDGE_OWN(avx2, attn_values_q8, edge_avx2_attn_values_q8);
+    EDGE_OWN(avx2, attn_scores_f16, edge_avx2_attn_scores_f16);
+    EDGE_OWN(avx2, attn_values_f16, edge_avx2_attn_values_f16);
+    EDGE_OWN(avx2, scale_max, edge_avx2_scale_max);
+    EDGE_OWN(avx2, exp_sum, edge_avx2_exp_sum);
+    EDGE_OWN(avx2, swiglu, edge_avx2_swiglu);
+    EDGE_OWN(avx2, fit_q4, edge_avx2_fit_q4);
+    EDGE_OWN(avx2, fit_q4a, edge_avx2_fit_q4a);
+    EDGE_OWN(avx2, dot_f64, edge_avx2_dot_f64);
+    EDGE_OWN(avx2, dots_f64, edge_avx2_dots_f64);
+    EDGE_OWN(avx2, sub_scaled_f64, edge_avx2_sub_scaled_f64);
+    EDGE_OWN(avx2, gram_rows_f32, edge_avx2_gram_rows_f32);
+
+    edge_fall_back(vnni, avx2);
+    EDGE_OWN(vnni, matmul_q8, edge_avxvnni_matmul_q8);
+    EDGE_OWN(vnni, matmul_q4, edge_avxvnni_matmul_q4);
+    EDGE_OWN(vnni, tokenwise_q8, edge_avxvnni_tokenwise_q8);
+    EDGE_OWN(vnni, tokenwise_q4, edge_avxvnni_tokenwise_q4);
+
+    edge_fall_back(avx512, avx2);  // not AVX-VNNI: an AVX-512 part may lack it
+    EDGE_OWN(avx512, matmul_q8, edge_avx512_matmul_q8);
+    EDGE_OWN(avx512, matmul_q4, edge_avx512_matmul_q4);
+    EDGE_OWN(avx512, tokenwise_q8, edge_avx512_tokenwise_q8);
+    EDGE_OWN(avx512, tokenwise_q4, edge_avx512_tokenwise_q4);
+    EDGE_OWN(avx512, planes_q5o, edge_avx512_planes_q5o);
+    EDGE_OWN(avx512, planes_q6, edge_avx512_planes_q6);
+    EDGE_OWN(avx512, offsets, edge_avx512_offsets);
+    EDGE_OWN(avx512, fit_q4, edge_avx512_fit_q4);
+    EDGE_OWN(avx512, fit_q4a, edge_avx512_fit_q4a);
+    EDGE_OWN(avx512, dot_f64, edge_avx512_dot_f64);
+    EDGE_OWN(avx512, dots_f64, edge_avx512_dots_f64);
+    EDGE_OWN(avx512, sub_scaled_f64, edge_avx512_sub_scaled_f64);
+    EDGE_OWN(avx512, gram_rows_f32, edge_avx512_gram_rows_f32);
+}
 #elif defined(__aarch64__)
-#define EDGE_DISPATCH(KIND, ...)                                                                          \
-    switch (isa) {                                                                                    \
-    case EDGE_ISA_I8MM: edge_i8mm_##KIND(__VA_ARGS__); return;                                        \
-    case EDGE_ISA_DOTPROD: edge_dotprod_##KIND(__VA_ARGS__); return;                                  \
-    case EDGE_ISA_NEON: edge_neon_##KIND(__VA_ARGS__); return;                                        \
-    default: edge_generic_##KIND(__VA_ARGS__); return;                                                \
-    }
+/// The arm64 levels: NEON has the matrix, quantizer, attention and codebook kernels (the rest is the generic C,
+/// which the compiler vectorises for NEON anyway); dotprod and i8mm replace the matrix kernels. None has
+/// token-wise tiles: their token-wise kernels call the row-major one per token.
+static void edge_fill_levels(void) {
+    const int neon = EDGE_ISA_NEON, dotprod = EDGE_ISA_DOTPROD, i8mm = EDGE_ISA_I8MM;
+    edge_fall_back(neon, EDGE_ISA_GENERIC);
+    EDGE_OWN(neon, quantize, edge_neon_quantize);
+    EDGE_OWN(neon, matmul_q8, edge_neon_matmul_q8);
+    EDGE_OWN(neon, matmul_q4, edge_neon_matmul_q4);
+    EDGE_OWN(neon, tokenwise_q8, edge_neon_per_token_q8);
+    EDGE_OWN(neon, tokenwise_q4, edge_neon_per_token_q4);
+    EDGE_OWN(neon, decode_levels, edge_neon_decode_levels);
+    EDGE_OWN(neon, attn_values_q8, edge_neon_attn_values_q8);
+    EDGE_OWN(neon, attn_scores_f16, edge_neon_attn_scores_f16);
+    EDGE_OWN(neon, attn_values_f16, edge_neon_attn_values_f16);
+    EDGE_OWN(neon, scale_max, edge_neon_scale_max);
+    EDGE_OWN(neon, exp_sum, edge_neon_exp_sum);
+    EDGE_OWN(neon, swiglu, edge_neon_swiglu);
+
+    edge_fall_back(dotprod, neon);
+    EDGE_OWN(dotprod, matmul_q8, edge_dotprod_matmul_q8);
+    EDGE_OWN(dotprod, matmul_q4, edge_dotprod_matmul_q4);
+    EDGE_OWN(dotprod, tokenwise_q8, edge_dotprod_per_token_q8);
+    EDGE_OWN(dotprod, tokenwise_q4, edge_dotprod_per_token_q4);
+
+    edge_fall_back(i8mm, dotprod);
+    EDGE_OWN(i8mm, matmul_q8, edge_i8mm_matmul_q8);
+    EDGE_OWN(i8mm, matmul_q4, edge_i8mm_matmul_q4);
+    EDGE_OWN(i8mm, tokenwise_q8, edge_i8mm_per_token_q8);
+    EDGE_OWN(i8mm, tokenwise_q4, edge_i8mm_per_token_q4);
+}
 #else
-#define EDGE_DISPATCH(KIND, ...) (void)isa; edge_generic_##KIND(__VA_ARGS__);
+static void edge_fill_levels(void) {}
 #endif
 
-/// The attention kernels' family: AVX2 for every x86 SIMD level, NEON for every arm64 level. A call of
-/// kernel NAME is one expression (of the kernel's type, void or not): `EDGE_ATTENTION(NAME, args)`.
-#if defined(__x86_64__)
-#define EDGE_SIMD_FAMILY(isa) ((isa) == EDGE_ISA_AVX2 || (isa) == EDGE_ISA_AVX_VNNI || (isa) == EDGE_ISA_AVX512_VNNI)
-#define EDGE_SIMD_KERNEL(NAME) edge_avx2_##NAME
-#elif defined(__aarch64__)
-#define EDGE_SIMD_FAMILY(isa) ((isa) == EDGE_ISA_NEON || (isa) == EDGE_ISA_DOTPROD || (isa) == EDGE_ISA_I8MM)
-#define EDGE_SIMD_KERNEL(NAME) edge_neon_##NAME
-#else
-#define EDGE_SIMD_FAMILY(isa) ((void)(isa), 0)
-#define EDGE_SIMD_KERNEL(NAME) edge_generic_##NAME
-#endif
-#define EDGE_ATTENTION(NAME, ...) (EDGE_SIMD_FAMILY(isa) ? EDGE_SIMD_KERNEL(NAME)(__VA_ARGS__) : edge_generic_##NAME(__VA_ARGS__))
+/// Fills every table before main runs: the generic one, this architecture's levels, and the generic C for the
+/// levels of other architectures (which this build cannot run: `edge_isa_supported` refuses them).
+__attribute__((constructor)) static void edge_fill_tables(void) {
+    for (int isa = 0; isa < EDGE_ISA_COUNT; isa++) memset(edge_sources[isa], -1, sizeof edge_sources[isa]);
+    edge_fill_generic();
+    for (int isa = 1; isa < EDGE_ISA_COUNT; isa++) edge_fall_back(isa, EDGE_ISA_GENERIC);
+    edge_fill_levels();
+}
+
+const edge_kernels *edge_kernels_at(int isa) {
+    return &edge_tables[isa >= 0 && isa < EDGE_ISA_COUNT ? isa : EDGE_ISA_GENERIC];
+}
+
+static const char *const edge_kernel_names[] = {
+#define EDGE_KERNEL_NAME(NAME, RESULT, PARAMETERS, REQUIRED) #NAME,
+    EDGE_KERNEL_ENTRIES(EDGE_KERNEL_NAME)
+#undef EDGE_KERNEL_NAME
+};
+
+static const int edge_kernel_requirements[] = {
+#define EDGE_KERNEL_REQUIRED(NAME, RESULT, PARAMETERS, REQUIRED) REQUIRED,
+    EDGE_KERNEL_ENTRIES(EDGE_KERNEL_REQUIRED)
+#undef EDGE_KERNEL_REQUIRED
+};
+
+int edge_kernel_count(void) { return EDGE_KERNEL_COUNT; }
+
+const char *edge_kernel_name(int entry) { return entry >= 0 && entry < EDGE_KERNEL_COUNT ? edge_kernel_names[entry] : NULL; }
+
+int edge_kernel_required(int entry) { return entry >= 0 && entry < EDGE_KERNEL_COUNT && edge_kernel_requirements[entry]; }
+
+int edge_kernel_source(int isa, int entry) {
+    return isa >= 0 && isa < EDGE_ISA_COUNT && entry >= 0 && entry < EDGE_KERNEL_COUNT ? edge_sources[isa][entry] : -1;
+}
+
+void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales) {
+    edge_kernels_at(isa)->quantize(x, nblocks, codes, scales);
+}
 
 void edge_attn_values_q8(int isa, const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,
                          int64_t npos, int64_t hd, float *out, int64_t ostride) {
-    EDGE_ATTENTION(attn_values_q8, p, pstride, nq, v, vscales, npos, hd, out, ostride);
+    edge_kernels_at(isa)->attn_values_q8(p, pstride, nq, v, vscales, npos, hd, out, ostride);
 }
 
 void edge_attn_scores_f16(int isa, const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out) {
-    EDGE_ATTENTION(attn_scores_f16, q, k, npos, hd, out);
+    edge_kernels_at(isa)->attn_scores_f16(q, k, npos, hd, out);
 }
 
 void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out) {
-    EDGE_ATTENTION(attn_values_f16, p, v, npos, hd, out);
+    edge_kernels_at(isa)->attn_values_f16(p, v, npos, hd, out);
 }
 
-void edge_swiglu(int isa, float *gate, const float *up, int64_t n) {
-    EDGE_ATTENTION(swiglu, gate, up, n);
+void edge_swiglu(int isa, float *gate, const float *up, int64_t n) { edge_kernels_at(isa)->swiglu(gate, up, n); }
+
+float edge_scale_max(int isa, float *row, int64_t n, float scale) { return edge_kernels_at(isa)->scale_max(row, n, scale); }
+
+float edge_exp_sum(int isa, float *row, int64_t n, float max) { return edge_kernels_at(isa)->exp_sum(row, n, max); }
+
+void edge_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n) { edge_kernels_at(isa)->f16_to_f32(src, dst, n); }
+
+uint16_t edge_fit_q4(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    return edge_kernels_at(isa)->fit_q4(x, w, n, codes, truncate);
 }
 
-float edge_scale_max(int isa, float *row, int64_t n, float scale) {
-    return EDGE_ATTENTION(scale_max, row, n, scale);
+uint16_t edge_fit_q4a(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    return edge_kernels_at(isa)->fit_q4a(x, w, n, codes, truncate);
 }
 
-float edge_exp_sum(int isa, float *row, int64_t n, float max) {
-    return EDGE_ATTENTION(exp_sum, row, n, max);
+double edge_dot_f64(int isa, const double *a, const double *b, int64_t n) { return edge_kernels_at(isa)->dot_f64(a, b, n); }
+
+void edge_dots_f64(int isa, const double *a, const double *b, int64_t n, int64_t segment, double *out) {
+    edge_kernels_at(isa)->dots_f64(a, b, n, segment, out);
 }
 
-void edge_matmul_q8(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                    int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t ors, int64_t ots) {
-    EDGE_DISPATCH(matmul_q8, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots)
+void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t n) {
+    edge_kernels_at(isa)->sub_scaled_f64(y, x, a, n);
 }
 
-void edge_matmul_q4(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                    int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                    float *out, int64_t ors, int64_t ots) {
-    EDGE_DISPATCH(matmul_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots)
-}
-
-/// The level's token-wise kernel, or one `edge_matmul_` call per token where the level has none.
-#if defined(__x86_64__)
-#define EDGE_TOKENWISE(KIND)                                                                      \
-    switch (isa) {                                                                                      \
-    case EDGE_ISA_AVX512_VNNI: edge_avx512_tokenwise_##KIND(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; \
-    case EDGE_ISA_AVX_VNNI: edge_avxvnni_tokenwise_##KIND(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; \
-    case EDGE_ISA_AVX2: edge_avx2_tokenwise_##KIND(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); return; \
-    default:                                                                                            \
-        for (int64_t t = 0; t < ntok; t++)                                                              \
-            edge_matmul_##KIND(isa, w, ws, nblocks, gblocks, r0, r1, x + t * nblocks * 32, xs + t * nblocks, 1, out + t * ots, ors, ots); \
-    }
-#else
-#define EDGE_TOKENWISE(KIND)                                                                      \
-    for (int64_t t = 0; t < ntok; t++)                                                                  \
-        edge_matmul_##KIND(isa, w, ws, nblocks, gblocks, r0, r1, x + t * nblocks * 32, xs + t * nblocks, 1, out + t * ots, ors, ots);
-#endif
-
-void edge_matmul_q8_tokenwise(int isa, const int8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                              int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                              float *out, int64_t ors, int64_t ots) {
-    EDGE_TOKENWISE(q8)
-}
-
-void edge_matmul_q4_tokenwise(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                              int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                              float *out, int64_t ors, int64_t ots) {
-    EDGE_TOKENWISE(q4)
+void edge_gram_rows_f32(int isa, const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, int64_t i1,
+                        float *g) {
+    edge_kernels_at(isa)->gram_rows_f32(a, b, tokens, width, i0, i1, g);
 }

@@ -71,59 +71,21 @@ EDGE_INLINE void gram_rows_body(const float *a, const float *b, int64_t tokens, 
     }
 }
 
-#if defined(__x86_64__)
-#define EDGE_LEVEL(SUFFIX, TARGET)                                                                              \
-    __attribute__((target(TARGET))) static double dot_##SUFFIX(const double *a, const double *b, int64_t n) {   \
-        return dot_body(a, b, n);                                                                               \
-    }                                                                                                           \
-    __attribute__((target(TARGET))) static void dots_##SUFFIX(const double *a, const double *b, int64_t n, int64_t segment, \
-                                                              double *out) {                                      \
+/// One vector width's compilation of the bodies (`EDGE_DECLARE_WIDTH`'s GPTQ entries).
+#define EDGE_WIDTH(PREFIX, ATTRIBUTES)                                                                           \
+    ATTRIBUTES double PREFIX##_dot_f64(const double *a, const double *b, int64_t n) { return dot_body(a, b, n); } \
+    ATTRIBUTES void PREFIX##_dots_f64(const double *a, const double *b, int64_t n, int64_t segment, double *out) { \
         dots_body(a, b, n, segment, out);                                                                       \
     }                                                                                                           \
-    __attribute__((target(TARGET))) static void sub_scaled_##SUFFIX(double *y, const double *x, double a, int64_t n) { \
+    ATTRIBUTES void PREFIX##_sub_scaled_f64(double *y, const double *x, double a, int64_t n) {                    \
         sub_scaled_body(y, x, a, n);                                                                            \
     }                                                                                                           \
-    __attribute__((target(TARGET))) static void gram_rows_##SUFFIX(const float *a, const float *b, int64_t tokens, \
-                                                                   int64_t width, int64_t i0, int64_t i1, float *g) { \
+    ATTRIBUTES void PREFIX##_gram_rows_f32(const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, \
+                                           int64_t i1, float *g) {                                              \
         gram_rows_body(a, b, tokens, width, i0, i1, g);                                                         \
     }
-EDGE_LEVEL(avx2, "avx2")
-EDGE_LEVEL(avx512, "avx512f")
-#endif
-
-double edge_dot_f64(int isa, const double *a, const double *b, int64_t n) {
+EDGE_WIDTH(edge_generic, )
 #if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) return dot_avx512(a, b, n);
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return dot_avx2(a, b, n);
+EDGE_WIDTH(edge_avx2, __attribute__((target("avx2"))))
+EDGE_WIDTH(edge_avx512, __attribute__((target("avx512f"))))
 #endif
-    (void)isa;
-    return dot_body(a, b, n);
-}
-
-void edge_dots_f64(int isa, const double *a, const double *b, int64_t n, int64_t segment, double *out) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) { dots_avx512(a, b, n, segment, out); return; }
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) { dots_avx2(a, b, n, segment, out); return; }
-#endif
-    (void)isa;
-    dots_body(a, b, n, segment, out);
-}
-
-void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t n) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) { sub_scaled_avx512(y, x, a, n); return; }
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) { sub_scaled_avx2(y, x, a, n); return; }
-#endif
-    (void)isa;
-    sub_scaled_body(y, x, a, n);
-}
-
-void edge_gram_rows_f32(int isa, const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, int64_t i1,
-                        float *g) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) { gram_rows_avx512(a, b, tokens, width, i0, i1, g); return; }
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) { gram_rows_avx2(a, b, tokens, width, i0, i1, g); return; }
-#endif
-    (void)isa;
-    gram_rows_body(a, b, tokens, width, i0, i1, g);
-}

@@ -15,7 +15,7 @@
     void PREFIX##_matmul_q8(EDGE_MATMUL_ARGS(int8_t));                                                  \
     void PREFIX##_matmul_q4(EDGE_MATMUL_ARGS(uint8_t));
 
-/// Declares one kernel family's token-wise q8 and q4 matrix kernels (see `edge_matmul_q8_tokenwise`).
+/// Declares one kernel family's token-wise q8 and q4 matrix kernels (see `edge_matmul_tokenwise`).
 #define EDGE_DECLARE_TOKENWISE(PREFIX)                                                                  \
     void PREFIX##_tokenwise_q8(EDGE_MATMUL_ARGS(int8_t));                                               \
     void PREFIX##_tokenwise_q4(EDGE_MATMUL_ARGS(uint8_t));
@@ -33,9 +33,26 @@
     float PREFIX##_exp_sum(float *row, int64_t n, float max);                                          \
     void PREFIX##_swiglu(float *gate, const float *up, int64_t n);
 
+/// Declares one vector width's compilation of the level-independent C (fits, GPTQ arithmetic, the offset
+/// products): the same source, vectorised for the width's registers.
+#define EDGE_DECLARE_WIDTH(PREFIX)                                                                      \
+    uint16_t PREFIX##_fit_q4(const float *x, const float *w, int64_t n, int8_t *codes, int truncate);     \
+    uint16_t PREFIX##_fit_q4a(const float *x, const float *w, int64_t n, int8_t *codes, int truncate);    \
+    double PREFIX##_dot_f64(const double *a, const double *b, int64_t n);                                \
+    void PREFIX##_dots_f64(const double *a, const double *b, int64_t n, int64_t segment, double *out);   \
+    void PREFIX##_sub_scaled_f64(double *y, const double *x, double a, int64_t n);                       \
+    void PREFIX##_gram_rows_f32(const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, int64_t i1, \
+                                float *g);                                                               \
+    void PREFIX##_offsets(const struct edge_kernels *k, int kind, int tokenwise, EDGE_MATMUL_ARGS(uint8_t));
+
+struct edge_kernels;
+
 EDGE_DECLARE_MATMUL(edge_generic)
 EDGE_DECLARE_QUANTIZE(edge_generic)
 EDGE_DECLARE_ATTENTION(edge_generic)
+EDGE_DECLARE_WIDTH(edge_generic)
+void edge_generic_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
+void edge_generic_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out);
 #if defined(__x86_64__)
 EDGE_DECLARE_MATMUL(edge_avx2)
 EDGE_DECLARE_MATMUL(edge_avxvnni)
@@ -46,18 +63,78 @@ EDGE_DECLARE_TOKENWISE(edge_avx2)
 EDGE_DECLARE_TOKENWISE(edge_avxvnni)
 EDGE_DECLARE_TOKENWISE(edge_avx512)
 EDGE_DECLARE_TOKENWISE(edge_vnni256)
-/// The AVX2 quantizer and attention kernels serve every x86 SIMD level.
 EDGE_DECLARE_QUANTIZE(edge_avx2)
 EDGE_DECLARE_ATTENTION(edge_avx2)
+EDGE_DECLARE_WIDTH(edge_avx2)
+EDGE_DECLARE_WIDTH(edge_avx512)
+void edge_avx2_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
+void edge_avx2_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out);
+/// q5o and q6 products built in registers (x86/planes512.c), for up to `EDGE_PLANES_FUSED_TOKENS` tokens.
+void edge_avx512_planes_q5o(EDGE_MATMUL_ARGS(uint8_t));
+void edge_avx512_planes_q6(EDGE_MATMUL_ARGS(uint8_t));
 #endif
 #if defined(__aarch64__)
 EDGE_DECLARE_MATMUL(edge_neon)
 EDGE_DECLARE_MATMUL(edge_dotprod)
 EDGE_DECLARE_MATMUL(edge_i8mm)
-/// The NEON quantizer and attention kernels serve every arm64 level.
 EDGE_DECLARE_QUANTIZE(edge_neon)
 EDGE_DECLARE_ATTENTION(edge_neon)
+void edge_neon_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out);
 #endif
+
+// One level's kernel table. `EDGE_KERNEL_ENTRIES(X)` lists every entry as X(name, return type, parameters,
+// required): dispatch.c fills one table per level at start-up, each entry either the level's own kernel or, named
+// explicitly there, a lower level's; `edge_kernel_source` reports which (the C kernel test lists them and fails on
+// an unset required entry). Only dispatch.c looks at levels; every other file receives the table.
+#define EDGE_KERNEL_ENTRIES(X)                                                                                        \
+    X(quantize, void, (const float *x, int64_t nblocks, int8_t *q, float *s), 1)                                       \
+    X(matmul_q8, void, (EDGE_MATMUL_ARGS(int8_t)), 1)                                                                 \
+    X(matmul_q4, void, (EDGE_MATMUL_ARGS(uint8_t)), 1)                                                                \
+    X(tokenwise_q8, void, (EDGE_MATMUL_ARGS(int8_t)), 1)                                                              \
+    X(tokenwise_q4, void, (EDGE_MATMUL_ARGS(uint8_t)), 1)                                                             \
+    X(planes_q5o, void, (EDGE_MATMUL_ARGS(uint8_t)), 0)                                                               \
+    X(planes_q6, void, (EDGE_MATMUL_ARGS(uint8_t)), 0)                                                                \
+    X(offsets, void, (const struct edge_kernels *k, int kind, int tokenwise, EDGE_MATMUL_ARGS(uint8_t)), 1)             \
+    X(decode_levels, void, (const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out), 1)                 \
+    X(f16_to_f32, void, (const uint16_t *src, float *dst, int64_t n), 1)                                             \
+    X(attn_values_q8, void, (const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,    \
+                             int64_t npos, int64_t hd, float *out, int64_t ostride), 1)                               \
+    X(attn_scores_f16, void, (const float *q, const uint16_t *k, int64_t npos, int64_t hd, float *out), 1)            \
+    X(attn_values_f16, void, (const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out), 1)            \
+    X(scale_max, float, (float *row, int64_t n, float scale), 1)                                                      \
+    X(exp_sum, float, (float *row, int64_t n, float max), 1)                                                          \
+    X(swiglu, void, (float *gate, const float *up, int64_t n), 1)                                                     \
+    X(fit_q4, uint16_t, (const float *x, const float *w, int64_t n, int8_t *codes, int truncate), 1)                   \
+    X(fit_q4a, uint16_t, (const float *x, const float *w, int64_t n, int8_t *codes, int truncate), 1)                  \
+    X(dot_f64, double, (const double *a, const double *b, int64_t n), 1)                                              \
+    X(dots_f64, void, (const double *a, const double *b, int64_t n, int64_t segment, double *out), 1)                 \
+    X(sub_scaled_f64, void, (double *y, const double *x, double a, int64_t n), 1)                                     \
+    X(gram_rows_f32, void, (const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, int64_t i1,    \
+                            float *g), 1)
+
+/// A level's kernels (`EDGE_KERNEL_ENTRIES`); the optional `planes_` entries are NULL where a level has none.
+typedef struct edge_kernels {
+#define EDGE_KERNEL_FIELD(NAME, RESULT, PARAMETERS, REQUIRED) RESULT(*NAME) PARAMETERS;
+    EDGE_KERNEL_ENTRIES(EDGE_KERNEL_FIELD)
+#undef EDGE_KERNEL_FIELD
+} edge_kernels;
+
+/// The table of level `isa` (a value outside the levels: the generic table).
+const edge_kernels *edge_kernels_at(int isa);
+
+/// A weight scheme's matrix product over a level's kernels. `tokenwise`: each token computed exactly as a call
+/// with that token alone would compute it (only for schemes whose `edge_scheme_kernel.tokenwise` is set).
+typedef void (*edge_scheme_product)(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(void));
+
+/// One scheme's kernel: its product and whether the product has a token-wise form (the others are called token
+/// by token). Each scheme's file defines its own; schemes.c lists them by `edge_scheme`.
+typedef struct {
+    edge_scheme_product product;
+    int tokenwise;
+} edge_scheme_kernel;
+
+extern const edge_scheme_kernel edge_scheme_q8, edge_scheme_q4, edge_scheme_q4a, edge_scheme_q4o, edge_scheme_q4n,
+    edge_scheme_iq4nl, edge_scheme_q5o, edge_scheme_q6;
 
 /// IEEE half to float, for scalar code (the SIMD files convert with their own instructions).
 static inline float edge_half_to_float(uint16_t h) {
@@ -87,11 +164,6 @@ static inline float edge_half_to_float(uint16_t h) {
 /// slot: the composite kernels' scratch, kept between calls (scratch.c). Never freed by the caller.
 void *edge_scratch(int slot, size_t bytes);
 
-#if defined(__x86_64__)
-/// q5o and q6 products built in registers (x86/planes512.c), for up to `EDGE_PLANES_FUSED_TOKENS` tokens.
-void edge_avx512_matmul_q5o(EDGE_MATMUL_ARGS(uint8_t));
-void edge_avx512_matmul_q6(EDGE_MATMUL_ARGS(uint8_t));
-#endif
 /// Most tokens the register-built q5o and q6 products take (decode, and residual activations' two rows); larger
 /// batches decode rows to q8 blocks for the q8 GEMM tiles.
 enum { EDGE_PLANES_FUSED_TOKENS = 2 };

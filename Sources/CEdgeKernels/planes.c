@@ -77,10 +77,11 @@ static void decode_q6_halves(const uint8_t *w, int64_t nblocks, int8_t *out) {
     }
 }
 
-void edge_matmul_q6(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI && ntok <= EDGE_PLANES_FUSED_TOKENS) return edge_avx512_matmul_q6(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-#endif
+/// The q6 product: the level's register-built kernel for a few tokens where it has one, else rows decoded to q8
+/// half blocks in chunks for its q8 kernel.
+static void q6_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(void)) {
+    (void)tokenwise;
+    if (k->planes_q6 && ntok <= EDGE_PLANES_FUSED_TOKENS) return k->planes_q6(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
     (void)gblocks;  // one group per block: its two halves' scales
     const int64_t wide = 2 * nblocks;
     // doubled [ntok, wide * 32] and doubled_scales [ntok, wide]: each activation block twice; decoded
@@ -95,8 +96,10 @@ void edge_matmul_q6(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
             }
     for (int64_t r = r0; r < r1; r += Q6_CHUNK) {
         const int64_t n = r1 - r < Q6_CHUNK ? r1 - r : Q6_CHUNK;
-        decode_q6_halves(w + r * nblocks * 24, n * nblocks, decoded);
+        decode_q6_halves((const uint8_t *)w + r * nblocks * 24, n * nblocks, decoded);
         // The scale pairs of a row are the doubled row's per-block scales, in order.
-        edge_matmul_q8(isa, decoded, ws + r * wide, wide, 1, 0, n, doubled, doubled_scales, ntok, out + r * ors, ors, ots);
+        k->matmul_q8(decoded, ws + r * wide, wide, 1, 0, n, doubled, doubled_scales, ntok, out + r * ors, ors, ots);
     }
 }
+
+const edge_scheme_kernel edge_scheme_q6 = { q6_product, 0 };

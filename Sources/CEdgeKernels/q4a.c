@@ -41,8 +41,7 @@ enum { Q4A_WORDS = 0, Q4O_PAIRS = 1, Q5O_PAIRS = 2 };
 /// q4a's words, q4o's (scale, offset) half pairs, or q5o's (20-byte blocks, the same pairs).
 /// `tokenwise`: each token computed as a call with it alone computes it (the q8/q4 token-wise kernels, each token's
 /// offsets by the single-token sum), bit for bit.
-EDGE_INLINE void q4a_matmul(int isa, int kind, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                            int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+EDGE_INLINE void q4a_matmul(const edge_kernels *k, int kind, int tokenwise, EDGE_MATMUL_ARGS(uint8_t)) {
     const int offset = kind != Q4A_WORDS, five = kind == Q5O_PAIRS;
     const int64_t ngroups = (nblocks + gblocks - 1) / gblocks, row_bytes = nblocks * (five ? 20 : 16);
     // halves [Q4A_CHUNK, ngroups]: the chunk's f16 scales; offsets [Q4A_CHUNK, ngroups]: s (8 - z);
@@ -68,20 +67,20 @@ EDGE_INLINE void q4a_matmul(int isa, int kind, int tokenwise, const uint8_t *w, 
         if (offset) {
             // transposed holds the chunk's offsets m for a moment.
             for (int64_t k = 0; k < n * ngroups; k++) halves[k] = ws[2 * (r * ngroups + k) + 1];
-            edge_f16_to_f32(isa, halves, transposed, n * ngroups);
+            k->f16_to_f32(halves, transposed, n * ngroups);
             for (int64_t k = 0; k < n * ngroups; k++) halves[k] = ws[2 * (r * ngroups + k)];
-            edge_f16_to_f32(isa, halves, offsets, n * ngroups);
+            k->f16_to_f32(halves, offsets, n * ngroups);
             for (int64_t k = 0; k < n * ngroups; k++) offsets[k] = transposed[k] + (five ? 16 : 8) * offsets[k];
         } else {
             for (int64_t k = 0; k < n * ngroups; k++) halves[k] = q4a_half(ws[r * ngroups + k]);
-            edge_f16_to_f32(isa, halves, offsets, n * ngroups);
+            k->f16_to_f32(halves, offsets, n * ngroups);
             for (int64_t k = 0; k < n * ngroups; k++) offsets[k] *= (float)(8 - (int)(ws[r * ngroups + k] & 15));
         }
         if (five) {
             edge_decode_q5o(w + r * row_bytes, n * nblocks, decoded);
-            (tokenwise ? edge_matmul_q8_tokenwise : edge_matmul_q8)(isa, decoded, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
+            (tokenwise ? k->tokenwise_q8 : k->matmul_q8)(decoded, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
         } else {
-            (tokenwise ? edge_matmul_q4_tokenwise : edge_matmul_q4)(isa, w + r * row_bytes, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
+            (tokenwise ? k->tokenwise_q4 : k->matmul_q4)(w + r * row_bytes, halves, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
         }
         if (ntok == 1 || tokenwise) {
             for (int64_t t = 0; t < ntok; t++)
@@ -107,57 +106,34 @@ EDGE_INLINE void q4a_matmul(int isa, int kind, int tokenwise, const uint8_t *w, 
     }
 }
 
+/// One vector width's compilation of `q4a_matmul` (the table's `offsets` entry).
+#define EDGE_OFFSETS(PREFIX, ATTRIBUTES)                                                                        \
+    ATTRIBUTES void PREFIX##_offsets(const edge_kernels *k, int kind, int tokenwise, EDGE_MATMUL_ARGS(uint8_t)) { \
+        q4a_matmul(k, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);              \
+    }
+EDGE_OFFSETS(edge_generic, )
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
-static void q4a_matmul_avx512(int isa, int kind, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                              int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    q4a_matmul(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-}
-
-__attribute__((target("avx2,fma")))
-static void q4a_matmul_avx2(int isa, int kind, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                            int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    q4a_matmul(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-}
+EDGE_OFFSETS(edge_avx512, __attribute__((target("avx512f,avx512bw,avx512vl,fma"))))
+EDGE_OFFSETS(edge_avx2, __attribute__((target("avx2,fma"))))
 #endif
 
-/// The level's wrapper of `q4a_matmul`.
-static void q4a_matmul_level(int isa, int kind, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                             int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) return q4a_matmul_avx512(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI)
-        return q4a_matmul_avx2(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-#endif
-    q4a_matmul(isa, kind, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+static void q4a_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(void)) {
+    k->offsets(k, Q4A_WORDS, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
-void edge_matmul_q4a(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                     float *out, int64_t ors, int64_t ots) {
-    q4a_matmul_level(isa, Q4A_WORDS, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+static void q4o_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(void)) {
+    k->offsets(k, Q4O_PAIRS, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
-void edge_matmul_q4a_tokenwise(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
-    q4a_matmul_level(isa, Q4A_WORDS, 1, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+/// q5o: the level's register-built kernel for a few tokens where it has one, else the offset product.
+static void q5o_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(void)) {
+    (void)tokenwise;
+    if (k->planes_q5o && ntok <= EDGE_PLANES_FUSED_TOKENS) return k->planes_q5o(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    k->offsets(k, Q5O_PAIRS, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
-void edge_matmul_q4o(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                     float *out, int64_t ors, int64_t ots) {
-    q4a_matmul_level(isa, Q4O_PAIRS, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-}
-
-void edge_matmul_q4o_tokenwise(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
-    q4a_matmul_level(isa, Q4O_PAIRS, 1, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-}
-
-void edge_matmul_q5o(int isa, EDGE_MATMUL_ARGS(uint8_t)) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI && ntok <= EDGE_PLANES_FUSED_TOKENS) return edge_avx512_matmul_q5o(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-#endif
-    q4a_matmul_level(isa, Q5O_PAIRS, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-}
+const edge_scheme_kernel edge_scheme_q4a = { q4a_product, 1 }, edge_scheme_q4o = { q4o_product, 1 },
+                         edge_scheme_q5o = { q5o_product, 0 };
 
 /// v rounded to nearest even (toward zero with `truncate`) and clamped to [-z, 15 - z]. Clamping first (the
 /// bounds are integers, so the order does not matter) keeps |v| small enough for the 1.5 * 2^23 rounding trick,
@@ -324,21 +300,16 @@ uint16_t edge_fit_q4a_reference(const float *x, const float *w, int64_t n, int8_
     return q4a_codes(x, n, best, codes, truncate);
 }
 
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) static uint16_t fit_q4a_avx512(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+uint16_t edge_generic_fit_q4a(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
     return fit_q4a_lanes(x, w, n, codes, truncate);
 }
 
-__attribute__((target("avx2"))) static uint16_t fit_q4a_avx2(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
-    return fit_q4a_lanes(x, w, n, codes, truncate);
-}
-#endif
-
-uint16_t edge_fit_q4a(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
 #if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) return fit_q4a_avx512(x, w, n, codes, truncate);
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return fit_q4a_avx2(x, w, n, codes, truncate);
-#endif
-    (void)isa;
+__attribute__((target("avx512f"))) uint16_t edge_avx512_fit_q4a(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
     return fit_q4a_lanes(x, w, n, codes, truncate);
 }
+
+__attribute__((target("avx2"))) uint16_t edge_avx2_fit_q4a(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    return fit_q4a_lanes(x, w, n, codes, truncate);
+}
+#endif

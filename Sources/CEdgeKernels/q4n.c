@@ -35,7 +35,7 @@ int edge_q4n_index(float v) { return level_index(edge_q4n_levels, v); }
 int edge_iq4nl_index(float v) { return level_index(edge_iq4nl_levels, v); }
 
 /// Decodes `nblocks` blocks of indices (16 bytes each) into q8 blocks of their levels (32 codes each).
-static void decode_scalar(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out) {
+void edge_generic_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out) {
     for (int64_t b = 0; b < nblocks; b++)
         for (int j = 0; j < 16; j++) {
             out[b * 32 + j] = levels[w[b * 16 + j] & 15];
@@ -44,7 +44,7 @@ static void decode_scalar(const int8_t *levels, const uint8_t *w, int64_t nblock
 }
 
 #if defined(__x86_64__)
-__attribute__((target("ssse3"))) static void decode_ssse3(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out) {
+__attribute__((target("ssse3"))) void edge_avx2_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out) {
     const __m128i table = _mm_loadu_si128((const __m128i *)levels), low = _mm_set1_epi8(0x0F);
     for (int64_t b = 0; b < nblocks; b++) {
         const __m128i packed = _mm_loadu_si128((const __m128i *)(w + b * 16));
@@ -53,7 +53,7 @@ __attribute__((target("ssse3"))) static void decode_ssse3(const int8_t *levels, 
     }
 }
 #elif defined(__aarch64__)
-static void decode_neon(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out) {
+void edge_neon_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out) {
     const int8x16_t table = vld1q_s8(levels);
     for (int64_t b = 0; b < nblocks; b++) {
         const uint8x16_t packed = vld1q_u8(w + b * 16);
@@ -63,41 +63,29 @@ static void decode_neon(const int8_t *levels, const uint8_t *w, int64_t nblocks,
 }
 #endif
 
-/// The level's decoder: the generic level keeps to portable C.
-static void decode(int isa, const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out) {
-#if defined(__x86_64__)
-    if (isa != EDGE_ISA_GENERIC) return decode_ssse3(levels, w, nblocks, out);
-#elif defined(__aarch64__)
-    if (isa != EDGE_ISA_GENERIC) return decode_neon(levels, w, nblocks, out);
-#endif
-    decode_scalar(levels, w, nblocks, out);
-}
-
 /// The product of blocks of indices into `levels`: rows decoded to q8 in chunks, the level's q8 kernel on them.
-static void matmul_levels(int isa, const int8_t *levels, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                          int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                          float *out, int64_t ors, int64_t ots) {
+static void matmul_levels(const edge_kernels *k, const int8_t *levels, EDGE_MATMUL_ARGS(uint8_t)) {
     const int64_t ngroups = (nblocks + gblocks - 1) / gblocks;
     // codes [Q4N_CHUNK, nblocks * 32]: the chunk's rows as q8 blocks.
     int8_t *codes = edge_scratch(0, (size_t)(Q4N_CHUNK * nblocks * 32));
     for (int64_t r = r0; r < r1; r += Q4N_CHUNK) {
         const int64_t n = r1 - r < Q4N_CHUNK ? r1 - r : Q4N_CHUNK;
-        decode(isa, levels, w + r * nblocks * 16, n * nblocks, codes);
-        edge_matmul_q8(isa, codes, ws + r * ngroups, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
+        k->decode_levels(levels, w + r * nblocks * 16, n * nblocks, codes);
+        k->matmul_q8(codes, ws + r * ngroups, nblocks, gblocks, 0, n, x, xs, ntok, out + r * ors, ors, ots);
     }
 }
 
-void edge_matmul_q4n(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                     int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                     float *out, int64_t ors, int64_t ots) {
-    matmul_levels(isa, edge_q4n_levels, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+static void q4n_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(void)) {
+    (void)tokenwise;
+    matmul_levels(k, edge_q4n_levels, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
-void edge_matmul_iq4nl(int isa, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
-                       int64_t r0, int64_t r1, const int8_t *x, const float *xs, int64_t ntok,
-                       float *out, int64_t ors, int64_t ots) {
-    matmul_levels(isa, edge_iq4nl_levels, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+static void iq4nl_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(void)) {
+    (void)tokenwise;
+    matmul_levels(k, edge_iq4nl_levels, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
+
+const edge_scheme_kernel edge_scheme_q4n = { q4n_product, 0 }, edge_scheme_iq4nl = { iq4nl_product, 0 };
 
 /// Σ w (x - s c)² for c the level of `levels` nearest x / s.
 static float levels_error(const int8_t *levels, const float *x, const float *w, int64_t n, float s) {

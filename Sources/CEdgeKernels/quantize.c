@@ -397,23 +397,18 @@ uint16_t edge_fit_q4_reference(const float *x, const float *w, int64_t n, int8_t
     return fit_q4(x, w, n, codes, truncate, q4_sums_ref);
 }
 
+uint16_t edge_generic_fit_q4(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+    return fit_q4_lanes(x, w, n, codes, truncate, q4_sums_vec);
+}
+
 #if defined(__x86_64__)
 __attribute__((target("avx512f")))
-static uint16_t fit_q4_avx512(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+uint16_t edge_avx512_fit_q4(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
     return fit_q4_lanes(x, w, n, codes, truncate, q4_sums_avx512);
 }
 
 __attribute__((target("avx2")))
-static uint16_t fit_q4_avx2(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
+uint16_t edge_avx2_fit_q4(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
     return fit_q4_lanes(x, w, n, codes, truncate, q4_sums_avx);
 }
 #endif
-
-uint16_t edge_fit_q4(int isa, const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
-#if defined(__x86_64__)
-    if (isa == EDGE_ISA_AVX512_VNNI) return fit_q4_avx512(x, w, n, codes, truncate);
-    if (isa == EDGE_ISA_AVX2 || isa == EDGE_ISA_AVX_VNNI) return fit_q4_avx2(x, w, n, codes, truncate);
-#endif
-    (void)isa;
-    return fit_q4_lanes(x, w, n, codes, truncate, q4_sums_vec);
-}

@@ -40,7 +40,7 @@ import Testing
     @Test func inverseFactorIsTheCholeskyFactorOfTheDampedInverse() throws {
         let cols = 24, tokens = 200
         let h = Self.gram(Self.activations(tokens: tokens, cols: cols, seed: 3), tokens: tokens, cols: cols)
-        let u = try GPTQ.inverseFactor(GPTQ.damped(h, cols: cols), cols: cols)
+        let u = try GPTQ.inverseFactor(GPTQ.damped(h, cols: cols), cols: cols, level: .detected)
         let mean = (0..<cols).reduce(0.0) { $0 + Double(h[$1 * cols + $1]) } / Double(cols)
         var worst = 0.0
         for i in 0..<cols {
@@ -91,7 +91,7 @@ import Testing
         var scales: [UInt16] = [HalfFloat.fromFloat(0.03), HalfFloat.fromFloat(0.01)]
         codes.withUnsafeBufferPointer { c in
             h.withUnsafeBufferPointer { hp in
-                GPTQ.refitScales(rows: 1, values: w, codes: c.baseAddress!, codeStride: cols, scales: &scales, h: hp.baseAddress!, layout: layout)
+                GPTQ.refitScales(rows: 1, values: w, codes: c.baseAddress!, codeStride: cols, scales: &scales, h: hp.baseAddress!, layout: layout, level: .detected)
             }
         }
         for g in 0..<2 {

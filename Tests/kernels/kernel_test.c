@@ -97,8 +97,7 @@ static int32_t block_abs_dot(int q4, const uint8_t *w, const int8_t *x) {
 
 static void matmul(int isa, int q4, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0,
                    int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    if (q4) edge_matmul_q4(isa, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
-    else edge_matmul_q8(isa, (const int8_t *)w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    edge_matmul(isa, q4 ? EDGE_SCHEME_Q4 : EDGE_SCHEME_Q8, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 /// One shape, every pattern and group size, unit and random scales; out is [rows, ntok] token-major.
@@ -175,18 +174,15 @@ static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
 
 enum { TOKENWISE_Q8, TOKENWISE_Q4, TOKENWISE_Q4A, TOKENWISE_Q4O };
 static const char *const tokenwise_names[] = { "q8", "q4", "q4a", "q4o" };
+static const int tokenwise_schemes[] = { EDGE_SCHEME_Q8, EDGE_SCHEME_Q4, EDGE_SCHEME_Q4A, EDGE_SCHEME_Q4O };
 
 /// The plain (tokenwise 0) or token-wise (1) product of `scheme`.
 static void tokenwise_matmul(int isa, int scheme, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                              int64_t rows, const int8_t *x, const float *xs, int64_t ntok, float *out) {
-    typedef void (*kernel)(int, const uint8_t *, const uint16_t *, int64_t, int64_t, int64_t, int64_t, const int8_t *, const float *, int64_t,
-                           float *, int64_t, int64_t);
-    const kernel plain[] = { NULL, edge_matmul_q4, edge_matmul_q4a, edge_matmul_q4o };
-    const kernel wise[] = { NULL, edge_matmul_q4_tokenwise, edge_matmul_q4a_tokenwise, edge_matmul_q4o_tokenwise };
-    if (scheme == TOKENWISE_Q8)
-        (tokenwise ? edge_matmul_q8_tokenwise : edge_matmul_q8)(isa, (const int8_t *)w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
+    if (tokenwise)
+        edge_matmul_tokenwise(isa, tokenwise_schemes[scheme], 0, w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
     else
-        (tokenwise ? wise : plain)[scheme](isa, w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
+        edge_matmul(isa, tokenwise_schemes[scheme], w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
 }
 
 /// The token-wise products over ntok tokens equal, bit for bit, one plain call per token (what decode computes), for
@@ -261,10 +257,10 @@ static void test_matmul_nibbles(int isa, int scheme, int rows, int nblocks, int 
             decoded[i] = (int8_t)(q4n ? levels[n] : q4o ? n : n - (ws[i / 32 / nblocks * ngroups + i / 32 % nblocks / gblocks] & 15));
         }
         for (int i = 0; i < rows * ntok; i++) got[i] = want[i] = -1.0f;
-        (scheme == IQ4NL ? edge_matmul_iq4nl : q4n ? edge_matmul_q4n : q4o ? edge_matmul_q4o : edge_matmul_q4a)(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        edge_matmul(isa, scheme == IQ4NL ? EDGE_SCHEME_IQ4NL : q4n ? EDGE_SCHEME_Q4N : q4o ? EDGE_SCHEME_Q4O : EDGE_SCHEME_Q4A, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
         int ok = 1;
         if (q4n) {
-            edge_matmul_q8(isa, decoded, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, want, 1, rows);
+            edge_matmul(isa, EDGE_SCHEME_Q8, decoded, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, want, 1, rows);
             ok &= ntok > 1 || memcmp(got, want, sizeof(float) * (size_t)(rows * ntok)) == 0;
         }
         for (int r = 0; r < rows; r++)
@@ -321,7 +317,7 @@ static void test_matmul_planes(int isa, int bits, int rows, int nblocks, int nto
         for (int i = 0; i < 2 * rows * ngroups; i++) ws[i] = (uint16_t)(to_half(uniform() * 0.05f + 1e-3f) | (next_random() & 1) << 15);
         for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
         for (int i = 0; i < rows * ntok; i++) got[i] = -1.0f;
-        (bits == 5 ? edge_matmul_q5o : edge_matmul_q6)(isa, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        edge_matmul(isa, bits == 5 ? EDGE_SCHEME_Q5O : EDGE_SCHEME_Q6, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
         int ok = 1;
         for (int r = 0; r < rows; r++)
             for (int t = 0; t < ntok; t++) {
@@ -748,6 +744,44 @@ static void test_level(int isa) {
     printf("%-8s %s\n", edge_isa_name(isa), failed == before ? "ok" : "FAILED");
 }
 
+/// Every level's kernel table: each required entry set, each entry the level's own kernel or a lower level's that
+/// dispatch.c names, and the entries each level has of its own as expected (so a level that loses a kernel, or
+/// gains an entry it leaves to a fallback, fails here rather than quietly running slower code). Prints the listing.
+static void test_kernel_tables(int print) {
+#define ALL_REQUIRED "quantize matmul_q8 matmul_q4 tokenwise_q8 tokenwise_q4 offsets decode_levels f16_to_f32 attn_values_q8 " \
+                     "attn_scores_f16 attn_values_f16 scale_max exp_sum swiglu fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32"
+#define MATRIX "matmul_q8 matmul_q4 tokenwise_q8 tokenwise_q4"
+    static const char *const own[EDGE_ISA_COUNT] = {
+        [EDGE_ISA_GENERIC] = ALL_REQUIRED,
+#if defined(__x86_64__)
+        [EDGE_ISA_AVX2] = ALL_REQUIRED,
+        [EDGE_ISA_AVX_VNNI] = MATRIX,
+        [EDGE_ISA_AVX512_VNNI] = MATRIX " planes_q5o planes_q6 offsets fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32",
+#elif defined(__aarch64__)
+        [EDGE_ISA_NEON] = "quantize " MATRIX " decode_levels attn_values_q8 attn_scores_f16 attn_values_f16 scale_max exp_sum swiglu",
+        [EDGE_ISA_DOTPROD] = MATRIX,
+        [EDGE_ISA_I8MM] = MATRIX,
+#endif
+    };
+#undef MATRIX
+#undef ALL_REQUIRED
+    for (int isa = 0; isa < EDGE_ISA_COUNT; isa++) {
+        char mine[1024] = "", listing[2048] = "";
+        for (int e = 0; e < edge_kernel_count(); e++) {
+            const int source = edge_kernel_source(isa, e);
+            char detail[160];
+            snprintf(detail, sizeof detail, "entry %s", edge_kernel_name(e));
+            check(source >= 0 || !edge_kernel_required(e), "kernel table: required entry set", isa, detail);
+            check(source <= isa, "kernel table: entries from the level or a lower one", isa, detail);
+            if (source == isa) snprintf(mine + strlen(mine), sizeof mine - strlen(mine), "%s%s", *mine ? " " : "", edge_kernel_name(e));
+            snprintf(listing + strlen(listing), sizeof listing - strlen(listing), " %s=%s", edge_kernel_name(e),
+                     source < 0 ? "none" : source == isa ? "own" : edge_isa_name(source));
+        }
+        check(strcmp(mine, own[isa] ? own[isa] : "") == 0, "kernel table: the level's own entries", isa, mine);
+        if (print) printf("table %s:%s\n", edge_isa_name(isa), listing);
+    }
+}
+
 int main(void) {
     check(edge_isa_from_name("avx2") == EDGE_ISA_AVX2 && edge_isa_from_name("i8mm") == EDGE_ISA_I8MM
               && edge_isa_from_name("sse9") == -1 && edge_isa_name(EDGE_ISA_COUNT) == NULL,
@@ -760,9 +794,11 @@ int main(void) {
         int isa = edge_isa_from_name(forced);
         if (isa < 0) { fprintf(stderr, "EDGELM_KERNELS=%s: no such kernel level\n", forced); return 2; }
         if (!edge_isa_supported(isa)) { fprintf(stderr, "EDGELM_KERNELS=%s: this CPU cannot run it\n", forced); return 3; }
+        test_kernel_tables(0);
         test_level(isa);
     } else {
         printf("detected: %s\n", edge_isa_name(edge_detect_isa()));
+        test_kernel_tables(1);
         for (int isa = 0; isa < EDGE_ISA_COUNT; isa++)
             if (edge_isa_supported(isa)) test_level(isa);
     }

@@ -44,7 +44,7 @@ struct ModelOptions: ParsableArguments {
         if let ctx, ctx < 1 { throw EdgeLMError.invalidArgument("--ctx \(ctx): must be at least 1") }
         let path = try ModelCache.resolve(model) { if !quiet { Terminal.error($0) } }
         let lm = try LanguageModel(path: path, threads: try threads ?? self.threads, verify: verify, keyType: kType ?? kvType, valueType: vType ?? kvType,
-                                   contextLength: ctx ?? context, activationGranularity: activations)
+                                   contextLength: ctx ?? context, activationGranularity: activations, level: try KernelLevel.selected())
         let trained = lm.config.contextLength, used = lm.session.contextLength
         if !quiet, used > trained {
             Terminal.error("warning: a context of \(used) positions is beyond the model's trained context of \(trained)")

@@ -113,6 +113,7 @@ struct Quantize: AsyncParsableCommand {
                 options.keepSource = true
             }
             options = options.adapted(to: checkpoint)
+            options.level = try KernelLevel.selected()
             options.tensorTypes = try tensorType.map { (rule) throws(EdgeLMError) in try TensorTypeRule(parsing: rule) }
             if gptq, calibrate == nil { throw EdgeLMError.invalidArgument("--gptq needs --calibrate: GPTQ rounds with the calibration text's activation statistics") }
             if sequential, !gptq { throw EdgeLMError.invalidArgument("--sequential needs --gptq (and --calibrate): it orders GPTQ's rounding") }
@@ -133,7 +134,7 @@ struct Quantize: AsyncParsableCommand {
                     if !quiet { Terminal.error("sequential GPTQ over \(calibrate) and conversion: \(format(Date().timeIntervalSince(start), 1)) s") }
                     return summarize(report, options)
                 }
-                options.calibration = try Calibration.collect(checkpoint: checkpoint, text: text, maxTokens: calibrationTokens, gptq: gptq) { done, total in
+                options.calibration = try Calibration.collect(checkpoint: checkpoint, text: text, maxTokens: calibrationTokens, level: options.level, gptq: gptq) { done, total in
                     guard !quiet else { return }
                     if Terminal.isTTY { Terminal.progress(done, total, "calibrating") } else if done == total || done % 16 == 0 {
                         Terminal.error("calibration: \(done)/\(total) windows")

@@ -49,6 +49,9 @@ int edge_isa_supported(int isa);
 /// `dotprod`, `i8mm`), or NULL for an unknown value.
 const char *edge_isa_name(int isa);
 
+/// The level's name for people (`generic C`, `AVX2`, `AVX-VNNI`, `AVX-512 VNNI`, `NEON`, ...), or NULL.
+const char *edge_isa_title(int isa);
+
 /// The level named `name` (as `edge_isa_name` spells it), or -1 when no level has that name.
 int edge_isa_from_name(const char *name);
 
@@ -70,66 +73,63 @@ void edge_yield(void);
 /// Rounds to nearest, ties to even; the scale is max|x| / 127. Bit-exact at every level.
 void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales);
 
-/// The signature every quantized matrix kernel shares: out[r * out_row_stride + t * out_tok_stride] for rows
-/// [row_begin, row_end) and tokens [0, ntok), weights of `nblocks` blocks per row with one scale word (or pair) per
-/// `gblocks` blocks, activation t's int8 codes at x + t * nblocks * 32 and its block scales at xs + t * nblocks.
-#define EDGE_MATMUL_PROTOTYPE(NAME, WTYPE)                                                                   \
-    void NAME(int isa, const WTYPE *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t row_begin, \
-              int64_t row_end, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t out_row_stride, \
-              int64_t out_tok_stride)
+/// Weight schemes of the matrix product (the Swift `TensorScheme`'s integer cases). Blocks of 32 weights, row-major,
+/// with 16-bit scale words per group of `gblocks` blocks (two words per group where noted):
+typedef enum {
+    /// 32 int8 codes in [-127, 127]; an IEEE half scale per group.
+    EDGE_SCHEME_Q8 = 0,
+    /// 16 bytes, byte j holding element j in its low nibble and element j + 16 in its high nibble, each stored as
+    /// code + 8 (codes in [-8, 7]); an IEEE half scale per group.
+    EDGE_SCHEME_Q4 = 1,
+    /// q4's bytes holding unsigned nibbles n in [0, 15], weight = s (n - z), one word per group: bits 15-4 are bits
+    /// 14-3 of the scale s as an IEEE half (s >= 0: its exponent and top 7 mantissa bits; `edge_q4a_scale_half`),
+    /// bits 3-0 the zero point z. Runs the level's q4 kernel on the decoded scales and adds
+    /// Σ_groups s (8 - z) Σ xs_b Σ x_b.
+    EDGE_SCHEME_Q4A = 2,
+    /// q4's bytes holding unsigned nibbles n in [0, 15], weight = d n + m, two IEEE halves per group, d then m
+    /// (`ws[2 g]`, `ws[2 g + 1]`): ggml's Q4_1, and Q4_K's sub-blocks with their 6-bit scales and minimums
+    /// multiplied out. Runs the level's q4 kernel on the scales d and adds Σ_groups (m + 8 d) Σ xs_b Σ x_b.
+    EDGE_SCHEME_Q4O = 3,
+    /// q4's bytes holding indices n in [0, 15] into the codebook `edge_q4n_levels`, weight = s levels[n], an IEEE
+    /// half scale s (either sign) per group. Decodes rows to q8 blocks in chunks and runs the level's q8 kernel.
+    EDGE_SCHEME_Q4N = 4,
+    /// q4n's layout over ggml's IQ4_NL codebook `edge_iq4nl_levels` (GGUF IQ4_NL blocks carried over).
+    EDGE_SCHEME_IQ4NL = 5,
+    /// 20-byte blocks: q4's 16 bytes of nibbles (the low 4 bits of weights j and j + 16 in byte j), then bit 4 of
+    /// weight j in bit j of a little-endian uint32; n in [0, 31], weight = d n + m with two halves per group as
+    /// q4o's (ggml's Q5_0 with m = -16 d, Q5_1, and Q5_K's sub-blocks multiplied out).
+    EDGE_SCHEME_Q5O = 6,
+    /// 24-byte blocks: q4's 16 bytes of nibbles, then bits 4-5 of weight j at bits 2 (j / 8) of byte 16 + j % 8;
+    /// n in [0, 63], weight = s (n - 32) with two halves per block (groups of 32 only): s of weights 0-15, then
+    /// s of weights 16-31 (ggml's Q6_K, its 16-weight sub-block scales multiplied out).
+    EDGE_SCHEME_Q6 = 7,
+    EDGE_SCHEME_COUNT = 8,
+} edge_scheme;
 
-/// out[r * out_row_stride + t * out_tok_stride] for rows [row_begin, row_end) and tokens [0, ntok):
-/// dot(weight row r, activation t), where weights are q8 blocks.
-/// Activation t has codes at x + t * nblocks * 32 and scales at xs + t * nblocks.
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q8, int8_t);
+/// out[r * out_row_stride + t * out_tok_stride] = dot(weight row r, activation t) for rows [row_begin, row_end)
+/// and tokens [0, ntok), weights of `scheme` (`nblocks` blocks per row, scale words per `gblocks` blocks),
+/// activation t's int8 codes at x + t * nblocks * 32 and its block scales at xs + t * nblocks.
+void edge_matmul(int isa, int scheme, const void *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+                 int64_t row_begin, int64_t row_end, const int8_t *x, const float *xs, int64_t ntok, float *out,
+                 int64_t out_row_stride, int64_t out_tok_stride);
 
-/// Same as `edge_matmul_q8` for q4 weight blocks (16 bytes per block).
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q4, uint8_t);
+/// `edge_matmul` computing each token exactly as a call with that token alone would, bit for bit (the batch
+/// kernels sum in another order): q8, q4, q4a and q4o run the row-major multi-token tiles where the level has them;
+/// other schemes take the rows `chunk_rows` at a time, each chunk for every token while it is in cache.
+/// Speculative decoding verifies drafts with it.
+void edge_matmul_tokenwise(int isa, int scheme, int64_t chunk_rows, const void *w, const uint16_t *ws, int64_t nblocks,
+                           int64_t gblocks, int64_t row_begin, int64_t row_end, const int8_t *x, const float *xs,
+                           int64_t ntok, float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
-/// `edge_matmul_q8` computing each token exactly as a call with that token alone would, bit for bit (the batch
-/// kernels sum in another order): the row-major kernels with their multi-token tiles where the level has them,
-/// else one call per token. Speculative decoding verifies drafts with it.
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q8_tokenwise, int8_t);
-
-/// `edge_matmul_q8_tokenwise` for q4 weight blocks.
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q4_tokenwise, uint8_t);
-
-/// `edge_matmul_q8_tokenwise` for q4a blocks (`edge_matmul_q4a`).
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q4a_tokenwise, uint8_t);
-
-/// `edge_matmul_q8_tokenwise` for q4o blocks (`edge_matmul_q4o`).
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q4o_tokenwise, uint8_t);
-
-/// The same for q4a weight blocks: q4's 16-byte blocks holding unsigned nibbles n in [0, 15], weight = s (n - z),
-/// with one 16-bit word per group: bits 15-4 are bits 14-3 of the scale s as an IEEE half (s >= 0: its exponent
-/// and top 7 mantissa bits; `edge_q4a_scale_half`), bits 3-0 the zero point z. Runs each level's q4 kernel
-/// on the decoded scales and adds Σ_groups s (8 - z) Σ xs_b Σ x_b.
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q4a, uint8_t);
-
-/// The same for q4o weight blocks: q4's 16-byte blocks holding unsigned nibbles n in [0, 15], weight = d n + m,
-/// with two IEEE halves per group, d then m (`ws[2 g]`, `ws[2 g + 1]`): ggml's Q4_1, and Q4_K's sub-blocks with
-/// their 6-bit scales and minimums multiplied out. Runs each level's q4 kernel on the scales d and adds
-/// Σ_groups (m + 8 d) Σ xs_b Σ x_b.
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q4o, uint8_t);
-
-/// The same for q4n weight blocks: q4's 16-byte blocks holding indices n in [0, 15] into the codebook
-/// `edge_q4n_levels`, weight = s levels[n], with an IEEE half scale s (either sign) per group. Decodes rows to q8
-/// blocks in chunks and runs the level's q8 kernel on them.
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q4n, uint8_t);
-
-/// The same for iq4nl weight blocks: indices into ggml's IQ4_NL codebook `edge_iq4nl_levels` (GGUF IQ4_NL
-/// blocks carried over: the same nibble order and f16 scale per 32 weights).
-EDGE_MATMUL_PROTOTYPE(edge_matmul_iq4nl, uint8_t);
-
-/// The same for q5o weight blocks of 20 bytes: q4's 16 bytes of nibbles (the low 4 bits of weights j and j + 16 in
-/// byte j), then bit 4 of weight j in bit j of a little-endian uint32; n in [0, 31], weight = d n + m with two IEEE
-/// halves per group, d then m, as q4o's (ggml's Q5_0 with m = -16 d, Q5_1, and Q5_K's sub-blocks multiplied out).
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q5o, uint8_t);
-
-/// The same for q6 weight blocks of 24 bytes: q4's 16 bytes of nibbles, then bits 4-5 of weight j at bits
-/// 2 (j / 8) of byte 16 + j % 8; n in [0, 63], weight = s (n - 32) with two IEEE halves per block (groups of 32
-/// only): s of weights 0-15, then s of weights 16-31 (ggml's Q6_K, its 16-weight sub-block scales multiplied out).
-EDGE_MATMUL_PROTOTYPE(edge_matmul_q6, uint8_t);
+/// The number of entries in a level's kernel table (the kernels dispatch.c fills per level).
+int edge_kernel_count(void);
+/// Entry `entry`'s name (`matmul_q8`, `fit_q4`, ...), or NULL outside [0, edge_kernel_count()).
+const char *edge_kernel_name(int entry);
+/// 1 when every level must set entry `entry`; 0 for a kernel only some levels have (the generic path runs without).
+int edge_kernel_required(int entry);
+/// The level whose code fills entry `entry` of level `isa`'s table: `isa` itself for its own kernel, a lower level
+/// for a fallback dispatch.c names, -1 when unset.
+int edge_kernel_source(int isa, int entry);
 
 /// q4n's 16 levels, ascending int8 values in [-127, 113]; level 8 is 0.
 extern const int8_t edge_q4n_levels[16];
@@ -158,7 +158,7 @@ uint16_t edge_q4a_word(float s, int z);
 
 // Attention over a KV cache stored per KV head: `npos` rows of `hd` values, row j at j * hd.
 //  - q8 rows: int8 codes in [-127, 127] with one IEEE half scale per block of 32 (hd a multiple of 32;
-//    shorter heads are zero-padded to 32). Scores of a q8 K cache are `edge_matmul_q8` of the keys with
+//    shorter heads are zero-padded to 32). Scores of a q8 K cache are the q8 `edge_matmul` of the keys with
 //    the quantized queries (group heads x tokens as the tokens).
 //  - f16 rows: IEEE halves.
 

@@ -68,7 +68,7 @@ EDGE_PLANES512 static void planes_avx512(int bits, const uint8_t *w, const uint1
     }
 }
 
-void edge_avx512_matmul_q5o(EDGE_MATMUL_ARGS(uint8_t)) { planes_avx512(5, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); }
+void edge_avx512_planes_q5o(EDGE_MATMUL_ARGS(uint8_t)) { planes_avx512(5, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); }
 
-void edge_avx512_matmul_q6(EDGE_MATMUL_ARGS(uint8_t)) { planes_avx512(6, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); }
+void edge_avx512_planes_q6(EDGE_MATMUL_ARGS(uint8_t)) { planes_avx512(6, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); }
 #endif

@@ -21,14 +21,14 @@ public final class LanguageModel: @unchecked Sendable {
 
     /// Opens `path` with `threads` workers (default: physical cores); `verify` checks checksums first.
     /// The session keeps a KV cache of `contextLength` positions (default: the model's context; see
-    /// `InferenceSession.init`) storing keys as `keyType` and values as `valueType`.
+    /// `InferenceSession.init`) storing keys as `keyType` and values as `valueType`, running kernels at `level`.
     public init(path: String, threads: Int? = nil, verify: Bool = false, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
-                contextLength: Int? = nil,
-                activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true) throws(EdgeLMError) {
+                contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true,
+                level: KernelLevel = .detected) throws(EdgeLMError) {
         if let threads, threads < 1 { throw .invalidArgument("--threads \(threads): must be at least 1") }
         model = try TransformerModel(path: path, verify: verify)
         tokenizer = try Tokenizer(data: model.tokenizerData)
-        session = try InferenceSession(model: model, threads: threads, keyType: keyType, valueType: valueType,
+        session = try InferenceSession(model: model, threads: threads, level: level, keyType: keyType, valueType: valueType,
                                        contextLength: contextLength,
                                        activationGranularity: activationGranularity, keySmoothing: keySmoothing)
     }

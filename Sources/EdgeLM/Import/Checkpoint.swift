@@ -102,6 +102,7 @@ public struct SourceTensor: @unchecked Sendable {
         case .f32:
             UnsafeMutableRawPointer(out + lo).copyMemory(from: bytes.baseAddress! + lo * 4, byteCount: n * 4)
         case .f16:
+            // Exact at every level: the fastest one, whatever level the reader's caller runs its kernels at.
             edge_f16_to_f32(KernelLevel.detected.rawValue, bytes.baseAddress!.assumingMemoryBound(to: UInt16.self) + lo, out + lo, Int64(n))
         case .bf16:
             for i in range {

@@ -1,91 +1,3 @@
-/// A GGUF metadata value.
-enum GGUFValue {
-    case int(Int64)
-    case uint(UInt64)
-    case float(Double)
-    case bool(Bool)
-    case string(String)
-    case array([GGUFValue], elementType: UInt32)
-
-    var asInt: Int? {
-        switch self {
-        case let .int(v): return Int(exactly: v)
-        case let .uint(v): return Int(exactly: v)
-        default: return nil
-        }
-    }
-
-    var asDouble: Double? {
-        switch self {
-        case let .float(v): return v
-        case let .int(v): return Double(v)
-        case let .uint(v): return Double(v)
-        default: return nil
-        }
-    }
-
-    var asString: String? {
-        if case let .string(s) = self { return s }
-        return nil
-    }
-}
-
-/// The `<arch>.` (or `tokenizer.`) metadata keys of a GGUF being read: like `ConfigReader`, every key must be
-/// read or declared harmless, or `finish` refuses it by name.
-struct GGUFKeys {
-    /// The keys' prefix: the architecture name, or `tokenizer`.
-    let prefix: String
-    let kv: [String: GGUFValue]
-    let path: String
-    private var used = Set<String>()
-
-    init(prefix: String, kv: [String: GGUFValue], path: String) {
-        self.prefix = prefix
-        self.kv = kv
-        self.path = path
-    }
-
-    func fail(_ key: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: "\(prefix).\(key)", message: message) }
-
-    /// `<prefix>.key`, marking it read.
-    mutating func value(_ key: String) -> GGUFValue? {
-        used.insert("\(prefix).\(key)")
-        return kv["\(prefix).\(key)"]
-    }
-
-    /// An integer key that may be absent.
-    mutating func optionalInt(_ key: String) throws(EdgeLMError) -> Int? {
-        guard let v = value(key) else { return nil }
-        guard let i = v.asInt else { throw fail(key, "not an integer") }
-        return i
-    }
-
-    /// A boolean key that may be absent.
-    mutating func bool(_ key: String) throws(EdgeLMError) -> Bool? {
-        guard let v = value(key) else { return nil }
-        guard case let .bool(b) = v else { throw fail(key, "not a boolean") }
-        return b
-    }
-
-    mutating func int(_ key: String, default fallback: Int? = nil) throws(EdgeLMError) -> Int {
-        if let i = try optionalInt(key) { return i }
-        guard let fallback else { throw fail(key, "missing") }
-        return fallback
-    }
-
-    mutating func float(_ key: String, default fallback: Double) throws(EdgeLMError) -> Double {
-        guard let v = value(key) else { return fallback }
-        guard let d = v.asDouble else { throw fail(key, "not a number") }
-        return d
-    }
-
-    func finish(harmless: Set<String>) throws(EdgeLMError) {
-        for key in kv.keys.sorted() where key.hasPrefix("\(prefix).") && !used.contains(key) && !harmless.contains(String(key.dropFirst(prefix.count + 1))) {
-            throw .invalidField(path: path, field: key, message: "is a setting EdgeLM does not implement for '\(prefix)' (it may change the computation)")
-        }
-    }
-}
-
 /// Reads GGUF versions 1, 2 and 3 (float and ggml-quantized tensors) into a `Checkpoint`. Every count, length
 /// and offset is checked against the bytes that remain before anything is allocated for it.
 enum GGUFReader {
@@ -108,6 +20,8 @@ enum GGUFReader {
         let path: String
         var c: ByteCursor
         let version: Int
+        /// Tensor infos the header announces.
+        var tensorCount = 0
 
         func fail(_ field: String, _ message: String) -> EdgeLMError {
             .invalidField(path: path, field: field, message: message)
@@ -171,6 +85,25 @@ enum GGUFReader {
 
     static func checkpoint(file: MappedFile) throws(EdgeLMError) -> Checkpoint {
         let path = file.path
+        var (p, kv, alignment) = try header(file: file)
+        let infos = try tensorInfos(&p, file: file, alignment: alignment)
+        let dataStart = (p.c.offset + alignment - 1) / alignment * alignment
+        guard dataStart <= file.bytes.count else {
+            throw .truncated(path: path, field: "tensor data", offset: dataStart, needed: 0, available: 0)
+        }
+        var tensors = try sourceTensors(infos, p: p, file: file, dataStart: dataStart)
+        let config = try makeConfig(kv: kv, tensors: &tensors, path: path)
+        let tokenizer = try makeTokenizer(kv: kv, path: path)
+        try tokenizer.validate(source: path, vocabSize: config.vocabSize)
+        let checkpoint = Checkpoint(path: path, format: "gguf v\(p.version)", config: config, tokenizer: tokenizer,
+                                    tensors: tensors, mappings: [file])
+        try checkpoint.validateTensors()
+        return checkpoint
+    }
+
+    /// The magic, version, counts and metadata; the parser is left at the tensor infos.
+    private static func header(file: MappedFile) throws(EdgeLMError) -> (Parser, [String: GGUFValue], alignment: Int) {
+        let path = file.path
         guard file.bytes.count >= 4, Array(file.bytes[0..<4]) == Array("GGUF".utf8) else {
             throw .badMagic(path: path, found: file.bytes.prefix(4).map { String($0, radix: 16) }.joined(separator: " "))
         }
@@ -181,9 +114,9 @@ enum GGUFReader {
         var p = Parser(path: path, c: c, version: version)
         let tensorCount = try p.count("tensor count")
         guard tensorCount <= Limits.maxTensors else { throw p.fail("tensor count", "\(tensorCount) exceeds \(Limits.maxTensors)") }
+        p.tensorCount = tensorCount
         let kvCount = try p.count("metadata count")
         guard kvCount <= Limits.maxKeyValues else { throw p.fail("metadata count", "\(kvCount) exceeds \(Limits.maxKeyValues)") }
-
         var kv: [String: GGUFValue] = [:]
         for _ in 0..<kvCount {
             let key = try p.string("metadata key")
@@ -197,10 +130,16 @@ enum GGUFReader {
             }
             alignment = v
         }
+        return (p, kv, alignment)
+    }
 
-        struct Info { let name: String; let dims: [Int]; let type: UInt32; let offset: Int }
-        var infos: [Info] = []
-        for i in 0..<tensorCount {
+    /// A tensor as the GGUF header describes it: ggml's dimension order, offset from the data section.
+    private struct TensorInfo { let name: String; let dims: [Int]; let type: UInt32; let offset: Int }
+
+    /// The tensor infos after the metadata, each checked for sane dimensions and an aligned offset inside the file.
+    private static func tensorInfos(_ p: inout Parser, file: MappedFile, alignment: Int) throws(EdgeLMError) -> [TensorInfo] {
+        var infos: [TensorInfo] = []
+        for i in 0..<p.tensorCount {
             let name = try p.string("tensor \(i) name")
             let nd = Int(try p.u32("tensor '\(name)' n_dims"))
             guard (1...Limits.maxDims).contains(nd) else { throw p.fail("tensor '\(name)' n_dims", "\(nd) is outside 1...\(Limits.maxDims)") }
@@ -217,18 +156,19 @@ enum GGUFReader {
             }
             let type = try p.u32("tensor '\(name)' type")
             let offset: UInt64
-            do { offset = try p.c.read(UInt64.self) } catch { throw error.edgeError(path: path, field: "tensor '\(name)' offset") }
+            do { offset = try p.c.read(UInt64.self) } catch { throw error.edgeError(path: file.path, field: "tensor '\(name)' offset") }
             guard offset < UInt64(file.bytes.count), Int(offset) % alignment == 0 else {
                 throw p.fail("tensor '\(name)' offset", "\(offset) is past the end or not \(alignment)-aligned")
             }
-            infos.append(Info(name: name, dims: dims, type: type, offset: Int(offset)))
+            infos.append(TensorInfo(name: name, dims: dims, type: type, offset: Int(offset)))
         }
-        let dataStart = (p.c.offset + alignment - 1) / alignment * alignment
-        guard dataStart <= file.bytes.count else {
-            throw .truncated(path: path, field: "tensor data", offset: dataStart, needed: 0, available: 0)
-        }
-        let dataBytes = file.bytes.count - dataStart
+        return infos
+    }
 
+    /// The tensors by canonical name (no `.weight`), each of a type EdgeLM reads, inside the data section and
+    /// overlapping no other.
+    private static func sourceTensors(_ infos: [TensorInfo], p: Parser, file: MappedFile, dataStart: Int) throws(EdgeLMError) -> [String: SourceTensor] {
+        let path = file.path, dataBytes = file.bytes.count - dataStart
         var tensors: [String: SourceTensor] = [:]
         var ranges: [(Int, Int, String)] = []
         for info in infos {
@@ -263,14 +203,7 @@ enum GGUFReader {
         for (a, b) in zip(ranges, ranges.dropFirst()) where a.0 + a.1 > b.0 {
             throw .tensorsOverlap(path: path, first: a.2, second: b.2)
         }
-
-        let config = try makeConfig(kv: kv, tensors: &tensors, path: path)
-        let tokenizer = try makeTokenizer(kv: kv, path: path)
-        try tokenizer.validate(source: path, vocabSize: config.vocabSize)
-        let checkpoint = Checkpoint(path: path, format: "gguf v\(version)", config: config, tokenizer: tokenizer,
-                                    tensors: tensors, mappings: [file])
-        try checkpoint.validateTensors()
-        return checkpoint
+        return tensors
     }
 
     /// The families read from GGUF, by `general.architecture`.
@@ -368,87 +301,4 @@ enum GGUFReader {
         "ggml.fim_mid_token_id", "ggml.fim_pad_token_id", "ggml.fim_rep_token_id", "ggml.fim_sep_token_id", "ggml.token_type_count",
         "ggml.precompiled_charsmap", "huggingface.json",
     ]
-
-    /// Token texts that end generation in a GGUF vocabulary, as llama.cpp marks them at load (its end-of-turn
-    /// and end-of-text markers of the families EdgeLM reads).
-    static let endOfGenerationPieces: Set<String> = [
-        "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-        "<EOT>", "_<EOT>", "<end_of_utterance>",
-    ]
-
-    private static func makeTokenizer(kv: [String: GGUFValue], path: String) throws(EdgeLMError) -> TokenizerData {
-        var keys = GGUFKeys(prefix: "tokenizer", kv: kv, path: path)
-        func fail(_ key: String, _ message: String) -> EdgeLMError { keys.fail(key, message) }
-        func flag(_ key: String) throws(EdgeLMError) -> Bool? { try keys.bool("ggml.\(key)") }
-        func id(_ key: String) throws(EdgeLMError) -> Int? { try keys.optionalInt("ggml.\(key)") }
-        let model = keys.value("ggml.model")?.asString ?? "missing"
-        guard model == "llama" || model == "gpt2" else {
-            throw fail("ggml.model", "'\(model)' is not supported (the SentencePiece 'llama' and byte-level BPE 'gpt2' vocabularies)")
-        }
-        guard case let .array(tokenValues, 8)? = keys.value("ggml.tokens") else {
-            throw fail("ggml.tokens", "missing or not an array of strings")
-        }
-        let pieces = tokenValues.compactMap(\.asString)
-        var scores = [Float](repeating: 0, count: pieces.count)
-        if let v = keys.value("ggml.scores") {
-            guard case let .array(items, 6) = v, items.count == pieces.count else {
-                throw fail("ggml.scores", "must be an array of \(pieces.count) f32 values")
-            }
-            scores = items.map { Float($0.asDouble ?? 0) }
-        }
-        var types = [TokenType](repeating: .normal, count: pieces.count)
-        if let v = keys.value("ggml.token_type") {
-            guard case let .array(items, et) = v, [4, 5].contains(et), items.count == pieces.count else {
-                throw fail("ggml.token_type", "must be an array of \(pieces.count) int32 values")
-            }
-            for (i, item) in items.enumerated() {
-                guard let raw = item.asInt, let t = TokenType(rawValue: raw) else {
-                    throw fail("ggml.token_type", "token \(i) has unknown type \(item.asInt ?? -1)")
-                }
-                types[i] = t
-            }
-        }
-        let spacePrefix = try flag("add_space_prefix")
-        var data: TokenizerData
-        // llama.cpp's defaults when the file does not say: SentencePiece vocabularies add BOS, byte-level ones
-        // only for the pre-tokenizers of vocabularies that do (Llama 3).
-        var addBOSDefault = true
-        if model == "gpt2" {
-            let pre = keys.value("ggml.pre")?.asString ?? "default"
-            guard var preTokenizer = PreTokenizer.llamaCppPreTokenizers[pre] else {
-                throw fail("ggml.pre", "'\(pre)' is not supported (\(PreTokenizer.llamaCppPreTokenizers.keys.sorted().joined(separator: ", ")))")
-            }
-            preTokenizer.addPrefixSpace = spacePrefix ?? false
-            addBOSDefault = PreTokenizer.llamaCppAddingBOS.contains(pre)
-            guard case let .array(mergeValues, 8)? = keys.value("ggml.merges") else {
-                throw fail("ggml.merges", "a byte-level BPE vocabulary needs its merges (an array of strings)")
-            }
-            data = TokenizerData(kind: .mergesBPE, pieces: pieces, scores: scores, types: types, merges: mergeValues.compactMap(\.asString),
-                                 bos: try id("bos_token_id"), eos: try id("eos_token_id"), unk: try id("unknown_token_id"),
-                                 pad: try id("padding_token_id"), addDummyPrefix: false, removeExtraWhitespaces: false,
-                                 byteFallback: false, preTokenizer: preTokenizer, fuseUnknown: false, matchesSpecialTokens: true)
-            if try flag("remove_extra_whitespaces") == true {
-                throw fail("ggml.remove_extra_whitespaces", "collapsing spaces is not implemented for byte-level vocabularies")
-            }
-        } else {
-            data = TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
-                                 bos: try id("bos_token_id"), eos: try id("eos_token_id"),
-                                 unk: try id("unknown_token_id") ?? types.firstIndex(of: .unknown),
-                                 pad: try id("padding_token_id"), addDummyPrefix: spacePrefix ?? true,
-                                 removeExtraWhitespaces: try flag("remove_extra_whitespaces") ?? false, byteFallback: types.contains(.byte))
-        }
-        data.chatTemplate = keys.value("chat_template")?.asString
-        data.addBOS = try flag("add_bos_token") ?? addBOSDefault
-        data.addEOS = try flag("add_eos_token") ?? false
-        if try flag("add_sep_token") == true {
-            throw fail("ggml.add_sep_token", "appending a separator token is not implemented")
-        }
-        // As llama.cpp loads a GGUF vocabulary: eot and eom, and every token spelled like an end of turn or text.
-        let named = pieces.indices.filter { endOfGenerationPieces.contains(pieces[$0]) }
-        let turnEnds = Set([try id("eot_token_id"), try id("eom_token_id")].compactMap { $0 } + named).subtracting(data.eos.map { [$0] } ?? [])
-        data.endOfGeneration = turnEnds.isEmpty ? nil : turnEnds.sorted()
-        for key in kv.keys where key.hasPrefix("tokenizer.chat_template.") { _ = keys.value(String(key.dropFirst("tokenizer.".count))) }
-        try keys.finish(harmless: harmlessTokenizerKeys)
-        return data
-    }
 }

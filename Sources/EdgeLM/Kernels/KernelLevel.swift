@@ -3,22 +3,37 @@ import Foundation
 
 /// The instruction-set level the integer kernels run at: detected from the CPU, or forced with the
 /// `EDGELM_KERNELS` environment variable (named as `name` spells it) to test and benchmark every level
-/// a machine has.
-public enum KernelLevel: Int32, Sendable, CaseIterable, CustomStringConvertible {
+/// a machine has. The levels, their names and what each runs are defined once, in C (`edge_isa`,
+/// dispatch.c); this type only wraps them.
+public struct KernelLevel: Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// The C `edge_isa` value.
+    public let rawValue: Int32
+
+    private init(_ isa: edge_isa) { rawValue = Int32(isa.rawValue) }
+
+    /// The level with C value `rawValue`, if there is one.
+    public init?(rawValue: Int32) {
+        guard rawValue >= 0, rawValue < Int32(EDGE_ISA_COUNT.rawValue) else { return nil }
+        self.rawValue = rawValue
+    }
+
     /// Portable C.
-    case generic = 0
-    /// x86-64 AVX2 + FMA + F16C (`vpmaddubsw`/`vpmaddwd`).
-    case avx2 = 1
+    public static let generic = KernelLevel(EDGE_ISA_GENERIC)
+    /// x86-64 AVX2 + FMA + F16C.
+    public static let avx2 = KernelLevel(EDGE_ISA_AVX2)
     /// x86-64 AVX-VNNI (VEX `vpdpbusd` on 256-bit registers).
-    case avxVNNI = 2
-    /// x86-64 AVX-512 VNNI (`vpdpbusd` on 512-bit registers).
-    case avx512vnni = 3
-    /// arm64 Advanced SIMD without dot products (`smull`/`sadalp`).
-    case neon = 4
-    /// arm64 FEAT_DotProd (`sdot`).
-    case dotprod = 5
-    /// arm64 FEAT_I8MM (`smmla` for prompt batches).
-    case i8mm = 6
+    public static let avxVNNI = KernelLevel(EDGE_ISA_AVX_VNNI)
+    /// x86-64 AVX-512 VNNI.
+    public static let avx512vnni = KernelLevel(EDGE_ISA_AVX512_VNNI)
+    /// arm64 Advanced SIMD without dot products.
+    public static let neon = KernelLevel(EDGE_ISA_NEON)
+    /// arm64 FEAT_DotProd.
+    public static let dotprod = KernelLevel(EDGE_ISA_DOTPROD)
+    /// arm64 FEAT_I8MM.
+    public static let i8mm = KernelLevel(EDGE_ISA_I8MM)
+
+    /// Every level the kernels know, supported by this CPU or not.
+    public static let allCases = (0..<Int32(EDGE_ISA_COUNT.rawValue)).compactMap(KernelLevel.init(rawValue:))
 
     /// The fastest level this CPU supports.
     public static let detected = KernelLevel(rawValue: edge_detect_isa()) ?? .generic
@@ -35,7 +50,7 @@ public enum KernelLevel: Int32, Sendable, CaseIterable, CustomStringConvertible 
     /// The level named `name`, if this CPU supports it.
     public init(named name: String) throws(EdgeLMError) {
         let raw = edge_isa_from_name(name)
-        guard raw >= 0, let level = KernelLevel(rawValue: raw) else {
+        guard let level = KernelLevel(rawValue: raw) else {
             let names = KernelLevel.allCases.map(\.name).joined(separator: ", ")
             throw .invalidArgument("unknown kernel level '\(name)' (one of: \(names))")
         }
@@ -46,7 +61,8 @@ public enum KernelLevel: Int32, Sendable, CaseIterable, CustomStringConvertible 
         self = level
     }
 
-    /// The level `EDGELM_KERNELS` forces, or the detected one when it is unset or empty.
+    /// The level `EDGELM_KERNELS` forces, or the detected one when it is unset or empty. Programs read it once,
+    /// where they start (the CLI's commands do), and pass the level down in their options.
     public static func selected(environment: [String: String] = ProcessInfo.processInfo.environment) throws(EdgeLMError) -> KernelLevel {
         guard let name = environment["EDGELM_KERNELS"], !name.isEmpty else { return detected }
         do {
@@ -56,15 +72,6 @@ public enum KernelLevel: Int32, Sendable, CaseIterable, CustomStringConvertible 
         }
     }
 
-    public var description: String {
-        switch self {
-        case .generic: return "generic C"
-        case .avx2: return "AVX2"
-        case .avxVNNI: return "AVX-VNNI"
-        case .avx512vnni: return "AVX-512 VNNI"
-        case .neon: return "NEON"
-        case .dotprod: return "NEON dotprod"
-        case .i8mm: return "NEON i8mm"
-        }
-    }
+    /// The level's name for people: generic C, AVX2, AVX-VNNI, AVX-512 VNNI, NEON, NEON dotprod, NEON i8mm.
+    public var description: String { String(cString: edge_isa_title(rawValue)) }
 }

@@ -30,8 +30,8 @@ public struct SessionOptions: Sendable, Equatable {
     public var threads: Int?
     /// Tokens per forward batch.
     public var maxBatch = 64
-    /// Integer kernel level (nil: `KernelLevel.selected()`, the CPU's best unless `EDGELM_KERNELS` forces one).
-    public var level: KernelLevel?
+    /// Integer kernel level (programs pass `KernelLevel.selected()`, read once where they start).
+    public var level = KernelLevel.detected
     /// How the KV cache stores keys and values.
     public var keyType: KVCacheType = .q8
     public var valueType: KVCacheType = .q8
@@ -43,7 +43,7 @@ public struct SessionOptions: Sendable, Equatable {
     public var keySmoothing = true
 
     /// Options with these values (the defaults when none is given).
-    public init(threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
+    public init(threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
                 contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true) {
         self.threads = threads
         self.maxBatch = maxBatch
@@ -150,7 +150,7 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// Creates a session with `threads` workers (default: physical cores); see `init(model:options:pool:)`.
-    public convenience init(model: TransformerModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel? = nil, keyType: KVCacheType = .q8,
+    public convenience init(model: TransformerModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected, keyType: KVCacheType = .q8,
                             valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32,
                             keySmoothing: Bool = true, pool: ThreadPool? = nil) throws(EdgeLMError) {
         try self.init(model: model, options: SessionOptions(threads: threads, maxBatch: maxBatch, level: level, keyType: keyType, valueType: valueType,
@@ -162,17 +162,12 @@ public final class InferenceSession: @unchecked Sendable {
     /// `options.contextLength` positions (default: the model's context, capped so that the session fits the memory
     /// budget; compare `contextLength` with the model's to tell). A context above the model's trained context is
     /// allowed (RoPE extends past it; what the model does there is the caller's risk to take).
-    /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory,
-    /// or when `EDGELM_KERNELS` names a level this CPU cannot run. Sessions that never run at the same time (the
+    /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory. Sessions that never run at the same time (the
     /// slots of a server) can share one `pool` of workers.
     public init(model: TransformerModel, options: SessionOptions, pool: ThreadPool? = nil) throws(EdgeLMError) {
         let (threads, maxBatch, keyType, valueType) = (options.threads, options.maxBatch, options.keyType, options.valueType)
         let (contextLength, activationGranularity, keySmoothing) = (options.contextLength, options.activationGranularity, options.keySmoothing)
-        if let level = options.level {
-            self.level = level
-        } else {
-            self.level = try KernelLevel.selected()
-        }
+        level = options.level
         let c = model.config
         let b = max(1, maxBatch)
         let context = contextLength ?? min(c.contextLength, InferenceSession.fittingContext(c, keyType: keyType, valueType: valueType, maxBatch: b))

@@ -31,14 +31,14 @@ public struct Calibration: Sendable {
     /// checkpoint, removed afterwards. `progress(done, total)` is called after each window.
     /// With `gptq`, also the second moments, refused when they would not fit the memory budget.
     public static func collect(checkpoint: Checkpoint, text: Data, maxTokens: Int, context: Int = 256, threads: Int? = nil,
-                               gptq: Bool = false, progress: (Int, Int) -> Void = { _, _ in }) throws(EdgeLMError) -> Calibration {
+                               level: KernelLevel = .detected, gptq: Bool = false, progress: (Int, Int) -> Void = { _, _ in }) throws(EdgeLMError) -> Calibration {
         if gptq, gramBytes(checkpoint.config) > MemoryUsage.budgetBytes / 2 {
             throw .invalidArgument("--gptq needs \(gramBytes(checkpoint.config) >> 20) MiB of activation second moments for this model, more than half the memory budget (\(MemoryUsage.budgetBytes >> 20) MiB)")
         }
-        let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads)
+        let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads, level: level)
         defer { run.removeScratch() }
         let model = run.float
-        let recorder = ActivationMoments(config: model.config, gram: gptq)
+        let recorder = ActivationMoments(config: model.config, gram: gptq, level: level)
         model.session.observer = recorder
         for w in 0..<run.windows {
             model.session.reset()
@@ -69,7 +69,7 @@ struct CalibrationRun {
     private let prefix: [Int]
     private let textSHA256: String
 
-    init(checkpoint: Checkpoint, text: Data, maxTokens: Int, context: Int, threads: Int?) throws(EdgeLMError) {
+    init(checkpoint: Checkpoint, text: Data, maxTokens: Int, context: Int, threads: Int?, level: KernelLevel) throws(EdgeLMError) {
         guard maxTokens >= 1 else { throw .invalidArgument("--calibration-tokens \(maxTokens): must be at least 1") }
         guard context >= 2 else { throw .invalidArgument("calibration windows need at least 2 tokens") }
         guard let string = String(validating: text, as: UTF8.self) else { throw .invalidInput("the calibration text is not valid UTF-8") }
@@ -80,9 +80,11 @@ struct CalibrationRun {
             throw .io(path: directory, message: "cannot create a scratch folder for the float model: \(error)")
         }
         do throws(EdgeLMError) {
-            _ = try Converter.convert(checkpoint, to: directory + "/float.edgelm", options: ConversionOptions(type: .f32))
+            var floatOptions = ConversionOptions(type: .f32)
+            floatOptions.level = level
+            _ = try Converter.convert(checkpoint, to: directory + "/float.edgelm", options: floatOptions)
             self.context = min(context, checkpoint.config.contextLength)
-            float = try LanguageModel(path: directory + "/float.edgelm", threads: threads, keyType: .f32, valueType: .f32, contextLength: self.context)
+            float = try LanguageModel(path: directory + "/float.edgelm", threads: threads, keyType: .f32, valueType: .f32, contextLength: self.context, level: level)
             prefix = float.tokenizer.data.addsBOS ? [float.tokenizer.bos!] : []
             tokens = Array(float.tokenizer.encode(string).prefix(maxTokens))
             guard !tokens.isEmpty else { throw .invalidInput("the calibration text has no tokens") }
@@ -117,13 +119,15 @@ struct CalibrationRun {
 private final class ActivationMoments: ActivationObserver {
     private let config: ModelConfig
     private let collectsGram: Bool
+    private let level: KernelLevel
     private var sums: [String: [Double]] = [:]
     private var grams: [String: [Float]] = [:]
     private var counts: [String: Int] = [:]
 
-    init(config: ModelConfig, gram: Bool) {
+    init(config: ModelConfig, gram: Bool, level: KernelLevel) {
         self.config = config
         collectsGram = gram
+        self.level = level
     }
 
     func observe(layer: Int, input: LinearInput, values: UnsafePointer<Float>, tokens: Int, width: Int) {
@@ -140,9 +144,9 @@ private final class ActivationMoments: ActivationObserver {
             // stays in cache (token-major order streamed the whole matrix once per token). Rows are
             // independent: chunks of 8 go to every core (the early, longer rows are taken first).
             grams[key, default: [Float](repeating: 0, count: width * width)].withUnsafeMutableBufferPointer { g in
-                let base = UncheckedSendable(g.baseAddress!), input = UncheckedSendable(values), rows = 8
+                let base = UncheckedSendable(g.baseAddress!), input = UncheckedSendable(values), rows = 8, level = level.rawValue
                 DispatchQueue.concurrentPerform(iterations: (width + rows - 1) / rows) { c in
-                    edge_gram_rows_f32(KernelLevel.detected.rawValue, input.value, nil, Int64(tokens), Int64(width),
+                    edge_gram_rows_f32(level, input.value, nil, Int64(tokens), Int64(width),
                                        Int64(c * rows), Int64(min(width, (c + 1) * rows)), base.value)
                 }
             }

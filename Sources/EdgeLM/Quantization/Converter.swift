@@ -25,6 +25,9 @@ public struct ConversionOptions: Sendable {
     /// for a quantized GGUF): no second rounding where such a scheme exists (see `keptPlan`). `type`, `groupSize`
     /// and `embeddingType` are then set from the source by `adapted(to:)`.
     public var keepSource = false
+    /// The kernel level of the fits, GPTQ and calibration (every level writes the same bytes; the CLI passes the one
+    /// `EDGELM_KERNELS` selects).
+    public var level = KernelLevel.detected
     /// The schemes `keepSource` chose, by tensor (filled by `adapted(to:)`).
     var keptPlans: [String: TensorPlan] = [:]
 
@@ -190,7 +193,7 @@ public enum Converter {
     /// nothing is left at `outputPath` (an existing file there is untouched).
     public static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
                                progress: (ConversionProgress) -> Void = { _ in }) throws(EdgeLMError) -> ConversionReport {
-        let level = try KernelLevel.selected()
+        let level = options.level
         let importance = options.calibration?.importance ?? [:], gram = options.calibration?.gram ?? [:]
         return try convert(checkpoint, to: outputPath, options: options, encoder: { (name, values, layout) throws(EdgeLMError) in
             if layout.scheme.isFittable, let h = gram[name], h.count == layout.cols * layout.cols {

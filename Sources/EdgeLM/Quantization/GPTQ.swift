@@ -22,8 +22,8 @@ enum GPTQ {
     static let dampening = 0.01
 
     /// Encodes `values` ([rows, cols] row-major) as `layout` (q4 or q8) with `gram` = E[x xᵀ] ([cols, cols]).
-    /// `level` is the group scales' fit (`Quantizer.encode`); GPTQ's own arithmetic (`gptq.c`) gives the same
-    /// bits at every level and runs at the detected one, as the checkpoint readers' conversions do.
+    /// `level` runs the group scales' fit (`Quantizer.encode`) and GPTQ's own arithmetic (`gptq.c`); every level
+    /// gives the same bits.
     static func encode(_ values: [Float], layout: TensorLayout, gram: [Float], level: KernelLevel) throws(EdgeLMError) -> [UInt8] {
         try values.withUnsafeBufferPointer { (buf) throws(EdgeLMError) in try encode(buf, layout: layout, gram: gram, level: level) }
     }
@@ -40,7 +40,7 @@ enum GPTQ {
         let perm = layout.scheme.isFourBit ? (0..<cols).sorted { (h[$0 * cols + $0], $1) > (h[$1 * cols + $1], $0) } : Array(0..<cols)
         var hp = [Double](repeating: 0, count: cols * cols)
         for i in 0..<cols { for j in 0..<cols { hp[i * cols + j] = h[perm[i] * cols + perm[j]] } }
-        let u = try inverseFactor(hp, cols: cols)
+        let u = try inverseFactor(hp, cols: cols, level: level)
         // The scales are the calibrated quantizer's fit of each group to the original weights (q4 weighted by
         // the importance, q8 max|w| / 127): with act order a group's columns are rounded at scattered times,
         // so its scale cannot wait for the errors of the columns before it. Its codes are replaced below.
@@ -52,7 +52,7 @@ enum GPTQ {
                 let rows = (c * chunk)..<min(layout.rows, (c + 1) * chunk)
                 uu.value.withUnsafeBufferPointer { up in
                     hh.value.withUnsafeBufferPointer { hp in
-                        encodeRows(rows, values: s.value, h: hp.baseAddress!, u: up.baseAddress!, perm: perm, layout: layout, out: d.value)
+                        encodeRows(rows, values: s.value, h: hp.baseAddress!, u: up.baseAddress!, perm: perm, layout: layout, level: level, out: d.value)
                     }
                 }
             }
@@ -73,10 +73,10 @@ enum GPTQ {
     /// The upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U) of a damped H, [cols, cols] row-major: row i of U
     /// carries column i's rounding error to the later columns. With P the order-reversing permutation and
     /// P H P = L Lᵀ, U = P L⁻¹ P: one factorisation and one triangular inverse.
-    static func inverseFactor(_ h: [Double], cols n: Int) throws(EdgeLMError) -> [Double] {
+    static func inverseFactor(_ h: [Double], cols n: Int, level: KernelLevel) throws(EdgeLMError) -> [Double] {
         var reversed = [Double](repeating: 0, count: n * n)
         for i in 0..<n { for j in 0..<n { reversed[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)] } }
-        guard let l = cholesky(reversed, n) else {
+        guard let l = cholesky(reversed, n, level: level) else {
             throw .invalidInput("the calibration activations give a Hessian that is not positive definite even after \(dampening * 100)% dampening")
         }
         var u = [Double](repeating: 0, count: n * n), x = [Double](repeating: 0, count: n)
@@ -87,7 +87,7 @@ enum GPTQ {
                     for j in 0..<n {
                         for i in j..<n {
                             let row = lp.baseAddress! + i * n
-                            let s = (i == j ? 1.0 : 0.0) - dot(row + j, xp.baseAddress! + j, i - j)
+                            let s = (i == j ? 1.0 : 0.0) - dot(row + j, xp.baseAddress! + j, i - j, level: level)
                             xp[i] = s / row[i]
                             up[(n - 1 - i) * n + (n - 1 - j)] = xp[i]
                         }
@@ -98,25 +98,25 @@ enum GPTQ {
         return u
     }
 
-    /// Σ a[k]·b[k] for k < n, in C with the fastest level's vectors (every level gives the same bits).
-    static func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) -> Double {
-        edge_dot_f64(KernelLevel.detected.rawValue, a, b, Int64(n))
+    /// Σ a[k]·b[k] for k < n, in C with the level's vectors (every level gives the same bits).
+    static func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int, level: KernelLevel) -> Double {
+        edge_dot_f64(level.rawValue, a, b, Int64(n))
     }
 
     /// The lower Cholesky factor of a symmetric [n, n] matrix, or nil if it is not positive definite.
-    static func cholesky(_ a: [Double], _ n: Int) -> [Double]? {
+    static func cholesky(_ a: [Double], _ n: Int, level: KernelLevel) -> [Double]? {
         var l = [Double](repeating: 0, count: n * n)
         let ok = l.withUnsafeMutableBufferPointer { lp -> Bool in
             let base = lp.baseAddress!
             for j in 0..<n {
                 let rj = base + j * n
-                let d = a[j * n + j] - dot(rj, rj, j)
+                let d = a[j * n + j] - dot(rj, rj, j, level: level)
                 guard d > 0, d.isFinite else { return false }
                 let ljj = d.squareRoot()
                 rj[j] = ljj
                 for i in (j + 1)..<n {
                     let ri = base + i * n
-                    ri[j] = (a[i * n + j] - dot(ri, rj, j)) / ljj
+                    ri[j] = (a[i * n + j] - dot(ri, rj, j, level: level)) / ljj
                 }
             }
             return true
@@ -131,7 +131,7 @@ enum GPTQ {
     /// Rounds rows `rows` of `out` (a payload holding the fitted scales) with error feedback, refits their
     /// scales and stores both.
     private static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, h: UnsafePointer<Double>, u: UnsafePointer<Double>,
-                                   perm: [Int], layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
+                                   perm: [Int], layout: TensorLayout, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
         let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, groups = layout.groupsPerRow, tile = tileRows
         // [tile, cols]: the tile's rows in rounding order, as updated so far.
         let w = UnsafeMutablePointer<Double>.allocate(capacity: tile * cols)
@@ -162,10 +162,10 @@ enum GPTQ {
                         : min(hi, max(lo, (wt[k] / scale).rounded(.toNearestOrEven)))
                     codes[t * stride + i] = Int8(q)
                     let err = (wt[k] - q * scale) / diagonal
-                    edge_sub_scaled_f64(KernelLevel.detected.rawValue, wt + k + 1, uk + k + 1, err, Int64(cols - k - 1))
+                    edge_sub_scaled_f64(level.rawValue, wt + k + 1, uk + k + 1, err, Int64(cols - k - 1))
                 }
             }
-            refitScales(rows: n, values: values.baseAddress! + first * cols, codes: codes, codeStride: stride, scales: scales, h: h, layout: layout)
+            refitScales(rows: n, values: values.baseAddress! + first * cols, codes: codes, codeStride: stride, scales: scales, h: h, layout: layout, level: level)
             for t in 0..<n {
                 let r = first + t
                 for g in 0..<groups {
@@ -182,7 +182,7 @@ enum GPTQ {
     /// zero keep their scale (it multiplies nothing). Each row of H is read once for all the rows while it is
     /// in cache.
     static func refitScales(rows: Int, values w: UnsafePointer<Float>, codes: UnsafePointer<Int8>, codeStride: Int,
-                            scales: UnsafeMutablePointer<UInt16>, h: UnsafePointer<Double>, layout: TensorLayout) {
+                            scales: UnsafeMutablePointer<UInt16>, h: UnsafePointer<Double>, layout: TensorLayout, level: KernelLevel) {
         let cols = layout.cols, gv = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
         // Per row: the groups with a nonzero code, and each group's place among them (-1: unused).
         var used = [[Int]](repeating: [], count: rows), place = [Int](repeating: -1, count: rows * groups)
@@ -207,27 +207,26 @@ enum GPTQ {
         m.initialize(repeating: 0, count: mAt[rows])
         b.initialize(repeating: 0, count: bAt[rows])
         defer { m.deallocate(); b.deallocate(); segments.deallocate() }
-        let level = KernelLevel.detected.rawValue
         for i in 0..<cols {
             let row = h + i * cols
             for t in 0..<rows where qd[t * cols + i] != 0 {
                 let q = qd[t * cols + i], k = place[t * groups + i / gv], n = used[t].count, mt = m + mAt[t] + k * n
-                b[bAt[t] + k] += q * dot(row, wd + t * cols, cols)
-                edge_dots_f64(level, row, qd + t * cols, Int64(cols), Int64(gv), segments)
+                b[bAt[t] + k] += q * dot(row, wd + t * cols, cols, level: level)
+                edge_dots_f64(level.rawValue, row, qd + t * cols, Int64(cols), Int64(gv), segments)
                 for (l, gl) in used[t].enumerated() { mt[l] += q * segments[gl] }
             }
         }
         for t in 0..<rows where !used[t].isEmpty {
             solveScales(used: used[t], m: Array(UnsafeBufferPointer(start: m + mAt[t], count: mAt[t + 1] - mAt[t])),
                         b: Array(UnsafeBufferPointer(start: b + bAt[t], count: bAt[t + 1] - bAt[t])), scales: scales + t * groups,
-                        scheme: layout.scheme)
+                        scheme: layout.scheme, level: level)
         }
     }
 
     /// Solves m s = b for one row's used groups and keeps the f16-rounded solution when it lowers the error.
-    private static func solveScales(used: [Int], m: [Double], b: [Double], scales: UnsafeMutablePointer<UInt16>, scheme: TensorScheme) {
+    private static func solveScales(used: [Int], m: [Double], b: [Double], scales: UnsafeMutablePointer<UInt16>, scheme: TensorScheme, level: KernelLevel) {
         let n = used.count
-        guard let lower = cholesky(m, n) else { return }
+        guard let lower = cholesky(m, n, level: level) else { return }
         // Forward and back substitution: m s = b.
         var y = [Double](repeating: 0, count: n), s = [Double](repeating: 0, count: n)
         for k in 0..<n {

@@ -42,7 +42,7 @@ public enum SequentialGPTQ {
                         adjust: (inout [Float], inout [Float], Int) -> Void) throws(EdgeLMError) -> ConversionReport {
         guard options.type.isFittable else { throw .invalidArgument("sequential GPTQ rounds q4, q4a, q4n or q8 matrices, not \(options.type.rawValue)") }
         let config = checkpoint.config
-        let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads)
+        let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads, level: options.level)
         defer { run.removeScratch() }
         let partialPath = run.directory + "/partial.edgelm"
         let matrices = Set(config.matrixNames)
@@ -50,7 +50,7 @@ public enum SequentialGPTQ {
         let stages = (0..<config.layers).flatMap { l in LinearInput.allCases.map { (l, $0) } }.filter { layer, input in
             input.tensors(layer: layer).contains { matrices.contains($0) && options.plan(for: $0).scheme.isFittable }
         }
-        let level = try KernelLevel.selected()
+        let level = options.level
         // Payloads of the matrices done so far; every other matrix stays f32 in the partial models.
         var done: [String: [UInt8]] = [:]
         for (step, (layer, input)) in stages.enumerated() {
@@ -66,8 +66,8 @@ public enum SequentialGPTQ {
             _ = try Converter.convert(checkpoint, to: partialPath, options: partial, encoder: { (name, values, layout) in
                 done[name] ?? Quantizer.encode(values, layout: layout, level: level)
             }, progress: { _ in })
-            let quantized = try LanguageModel(path: partialPath, threads: threads, keyType: .f32, valueType: .f32, contextLength: run.context)
-            let moments = CrossMoments(layer: layer, input: input)
+            let quantized = try LanguageModel(path: partialPath, threads: threads, keyType: .f32, valueType: .f32, contextLength: run.context, level: level)
+            let moments = CrossMoments(layer: layer, input: input, level: level)
             for w in 0..<run.windows {
                 let ids = run.window(w)
                 for (model, slot) in [(run.float, 0), (quantized, 1)] {
@@ -82,14 +82,14 @@ public enum SequentialGPTQ {
             var (h, c) = moments.means()
             let width = moments.width
             adjust(&h, &c, width)
-            let map = try compensationMap(c, gram: h, cols: width)
+            let map = try compensationMap(c, gram: h, cols: width, level: level)
             for name in input.tensors(layer: layer) where matrices.contains(name) {
                 guard let source = checkpoint.tensors[name], let shape = config.tensorShapes.first(where: { $0.name == name })?.shape else {
                     throw .missingTensor(path: checkpoint.path, tensor: name)
                 }
                 let (scheme, groupSize) = options.plan(for: name)
                 let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
-                let target = compensated(try source.floats(path: checkpoint.path), rows: layout.rows, cols: width, map: map)
+                let target = compensated(try source.floats(path: checkpoint.path), rows: layout.rows, cols: width, map: map, level: level)
                 done[name] = try GPTQ.encode(target, layout: layout, gram: h, level: level)
             }
             progress(step + 1, stages.count)
@@ -103,7 +103,7 @@ public enum SequentialGPTQ {
 
     /// M = (C + λI)(H + λI)⁻¹ ([cols, cols]), λ from `mapDampening`: row i of M solves (H + λI) mᵢ = cᵢ + λeᵢ
     /// (H is symmetric).
-    static func compensationMap(_ c: [Float], gram: [Float], cols n: Int) throws(EdgeLMError) -> [Double] {
+    static func compensationMap(_ c: [Float], gram: [Float], cols n: Int, level: KernelLevel) throws(EdgeLMError) -> [Double] {
         // Inputs the text never reached get a unit diagonal in both, as GPTQ gives them (their M row is eᵢ).
         var h = gram.map(Double.init), shifted = c.map(Double.init)
         for i in 0..<n where h[i * n + i] <= 0 {
@@ -116,7 +116,7 @@ public enum SequentialGPTQ {
             shifted[i * n + i] += mapDampening * mean
         }
         let target = shifted
-        guard let l = GPTQ.cholesky(h, n) else {
+        guard let l = GPTQ.cholesky(h, n, level: level) else {
             throw .invalidInput("the partly quantized model's input moments are not positive definite even after \(mapDampening * 100)% dampening")
         }
         var m = [Double](repeating: 0, count: n * n)
@@ -128,9 +128,9 @@ public enum SequentialGPTQ {
                     DispatchQueue.concurrentPerform(iterations: n) { i in
                         // L y = cᵢ, then Lᵀ mᵢ = y in place (row a of Lᵀ is column a of L: `upper`).
                         let row = out.value + i * n
-                        for a in 0..<n { row[a] = (target[i * n + a] - GPTQ.dot(lower.value + a * n, row, a)) / lower.value[a * n + a] }
+                        for a in 0..<n { row[a] = (target[i * n + a] - GPTQ.dot(lower.value + a * n, row, a, level: level)) / lower.value[a * n + a] }
                         for a in stride(from: n - 1, through: 0, by: -1) {
-                            row[a] = (row[a] - GPTQ.dot(upper.value + a * n + a + 1, row + a + 1, n - a - 1)) / lower.value[a * n + a]
+                            row[a] = (row[a] - GPTQ.dot(upper.value + a * n + a + 1, row + a + 1, n - a - 1, level: level)) / lower.value[a * n + a]
                         }
                     }
                 }
@@ -140,7 +140,7 @@ public enum SequentialGPTQ {
     }
 
     /// W · M for W [rows, cols] row-major.
-    static func compensated(_ w: [Float], rows: Int, cols n: Int, map m: [Double]) -> [Float] {
+    static func compensated(_ w: [Float], rows: Int, cols n: Int, map m: [Double], level: KernelLevel) -> [Float] {
         var out = [Float](repeating: 0, count: rows * n)
         out.withUnsafeMutableBufferPointer { o in
             let dst = UncheckedSendable(o.baseAddress!)
@@ -150,7 +150,7 @@ public enum SequentialGPTQ {
                     var acc = [Double](repeating: 0, count: n)
                     acc.withUnsafeMutableBufferPointer { a in
                         for k in 0..<n where w[r * n + k] != 0 {
-                            edge_sub_scaled_f64(KernelLevel.detected.rawValue, a.baseAddress!, map.value + k * n, -Double(w[r * n + k]), Int64(n))
+                            edge_sub_scaled_f64(level.rawValue, a.baseAddress!, map.value + k * n, -Double(w[r * n + k]), Int64(n))
                         }
                     }
                     for j in 0..<n { dst.value[r * n + j] = Float(acc[j]) }
@@ -177,9 +177,12 @@ private final class CrossMoments: ActivationObserver {
     private var h: [Double] = []
     private var c: [Double] = []
 
-    init(layer: Int, input: LinearInput) {
+    private let level: KernelLevel
+
+    init(layer: Int, input: LinearInput, level: KernelLevel) {
         self.layer = layer
         self.input = input
+        self.level = level
     }
 
     func observe(layer: Int, input: LinearInput, values: UnsafePointer<Float>, tokens: Int, width: Int) {
@@ -198,7 +201,7 @@ private final class CrossMoments: ActivationObserver {
         }
         windowH = [Float](repeating: 0, count: n * n)
         windowC = windowH
-        let tokens = self.tokens, rows = 8
+        let tokens = self.tokens, rows = 8, level = level.rawValue
         captured[0].withUnsafeBufferPointer { xf in
             captured[1].withUnsafeBufferPointer { xq in
                 windowH.withUnsafeMutableBufferPointer { hp in
@@ -207,8 +210,8 @@ private final class CrossMoments: ActivationObserver {
                         let hb = UncheckedSendable(hp.baseAddress!), cb = UncheckedSendable(cp.baseAddress!)
                         DispatchQueue.concurrentPerform(iterations: (n + rows - 1) / rows) { chunk in
                             let r0 = Int64(chunk * rows), r1 = Int64(min(n, (chunk + 1) * rows))
-                            edge_gram_rows_f32(KernelLevel.detected.rawValue, q.value, nil, Int64(tokens), Int64(n), r0, r1, hb.value)
-                            edge_gram_rows_f32(KernelLevel.detected.rawValue, f.value, q.value, Int64(tokens), Int64(n), r0, r1, cb.value)
+                            edge_gram_rows_f32(level, q.value, nil, Int64(tokens), Int64(n), r0, r1, hb.value)
+                            edge_gram_rows_f32(level, f.value, q.value, Int64(tokens), Int64(n), r0, r1, cb.value)
                         }
                     }
                 }
