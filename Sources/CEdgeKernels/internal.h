@@ -69,6 +69,9 @@ EDGE_DECLARE_WIDTH(edge_avx2)
 EDGE_DECLARE_WIDTH(edge_avx512)
 void edge_avx2_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
 void edge_avx2_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out);
+/// The q4 fit's error sums at 16 candidate scales (x86/q4sums.c; see quantize.c's q4_sums_vec).
+void edge_avx2_q4_sums(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq);
+void edge_avx512_q4_sums(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq);
 /// q5o and q6 products built in registers (x86/planes512.c), for up to `EDGE_PLANES_FUSED_TOKENS` tokens.
 void edge_avx512_planes_q5o(EDGE_MATMUL_ARGS(uint8_t));
 void edge_avx512_planes_q6(EDGE_MATMUL_ARGS(uint8_t));
@@ -171,7 +174,7 @@ enum { EDGE_PLANES_FUSED_TOKENS = 2 };
 /// Decodes `nblocks` q5o blocks (20 bytes each) into q8 blocks of their codes n - 16 (planes.c).
 void edge_decode_q5o(const uint8_t *w, int64_t nblocks, int8_t *out);
 
-/// IEEE float to half bits, round to nearest even; overflow gives infinity (quantize.c).
+/// IEEE float to half bits, round to nearest even; overflow gives infinity (convert.c).
 uint16_t edge_float_to_half(float f);
 
 /// The scale index range of group g: blocks [g * gblocks, min((g + 1) * gblocks, nblocks)).

@@ -25,26 +25,6 @@ static inline v4f vmax(v4f a, v4f b) {
     return (v4f)(((v4i)a & m) | ((v4i)b & ~m));
 }
 
-uint16_t edge_float_to_half(float f) {
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
-    int exp = (int)((bits >> 23) & 0xFF);
-    uint32_t man = bits & 0x7FFFFF;
-    if (exp == 0xFF) return sign | 0x7C00 | (man ? 0x200 : 0);
-    int e = exp - 127 + 15;
-    if (e >= 31) return sign | 0x7C00;
-    if (e <= 0) {
-        if (e < -10) return sign;
-        uint32_t m = man | 0x800000, shift = (uint32_t)(14 - e), half = m >> shift, rem = m & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (half & 1))) half++;
-        return sign | (uint16_t)half;
-    }
-    uint32_t half = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1FFF;
-    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
-    return sign | (uint16_t)half;
-}
-
 /// The f16 value nearest to f, as a float.
 static float round_half_scalar(float f) { return edge_half_to_float(edge_float_to_half(f)); }
 
@@ -110,66 +90,6 @@ static void q4_sums_vec(const float *x, const float *w, int64_t n, const float *
     }
 }
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-
-/// q4_sums_vec with two 8-lane AVX vectors. `vroundps` rounds to nearest even as the reference's
-/// magic-number addition does (it keeps the sign of a zero, which adds nothing to either sum); the body is
-/// inlined into a copy for the common unweighted, rounding case and one for the rest.
-__attribute__((target("avx"), always_inline))
-static inline void q4_sums_avx_body(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
-    const __m256 lo = _mm256_set1_ps(-8), hi = _mm256_set1_ps(7);
-    __m256 inverse[2], sxq[2], sqq[2];
-    for (int v = 0; v < 2; v++) {
-        inverse[v] = _mm256_div_ps(_mm256_set1_ps(1), _mm256_loadu_ps(scales + 8 * v));
-        sxq[v] = sqq[v] = _mm256_setzero_ps();
-    }
-    for (int64_t i = 0; i < n; i++) {
-        // Unweighted (w NULL): w * x * q = x * q and w * q * q = q * q exactly, so one multiply less.
-        const __m256 xi = _mm256_set1_ps(x[i]), wx = w ? _mm256_set1_ps(w[i] * x[i]) : xi, wi = _mm256_set1_ps(w ? w[i] : 1.0f);
-        for (int v = 0; v < 2; v++) {
-            __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xi, inverse[v]), lo), hi);
-            q = truncate ? _mm256_cvtepi32_ps(_mm256_cvttps_epi32(q)) : _mm256_round_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            sxq[v] = _mm256_add_ps(sxq[v], _mm256_mul_ps(wx, q));
-            sqq[v] = _mm256_add_ps(sqq[v], _mm256_mul_ps(w ? _mm256_mul_ps(wi, q) : q, q));
-        }
-    }
-    for (int v = 0; v < 2; v++) {
-        _mm256_storeu_ps(xq + 8 * v, sxq[v]);
-        _mm256_storeu_ps(qq + 8 * v, sqq[v]);
-    }
-}
-
-__attribute__((target("avx")))
-static void q4_sums_avx(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
-    if (!w && !truncate) q4_sums_avx_body(x, NULL, n, scales, 0, xq, qq);
-    else q4_sums_avx_body(x, w, n, scales, truncate, xq, qq);
-}
-
-/// q4_sums_vec with one 16-lane AVX-512 vector; rounding and the two copies as in q4_sums_avx.
-__attribute__((target("avx512f"), always_inline))
-static inline void q4_sums_avx512_body(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
-    const __m512 lo = _mm512_set1_ps(-8), hi = _mm512_set1_ps(7);
-    const __m512 inverse = _mm512_div_ps(_mm512_set1_ps(1), _mm512_loadu_ps(scales));
-    __m512 sxq = _mm512_setzero_ps(), sqq = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i++) {
-        const __m512 xi = _mm512_set1_ps(x[i]), wx = w ? _mm512_set1_ps(w[i] * x[i]) : xi;
-        __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(xi, inverse), lo), hi);
-        q = truncate ? _mm512_cvtepi32_ps(_mm512_cvttps_epi32(q)) : _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        sxq = _mm512_add_ps(sxq, _mm512_mul_ps(wx, q));
-        sqq = _mm512_add_ps(sqq, _mm512_mul_ps(w ? _mm512_mul_ps(_mm512_set1_ps(w[i]), q) : q, q));
-    }
-    _mm512_storeu_ps(xq, sxq);
-    _mm512_storeu_ps(qq, sqq);
-}
-
-__attribute__((target("avx512f")))
-static void q4_sums_avx512(const float *x, const float *w, int64_t n, const float *scales, int truncate, float *xq, float *qq) {
-    if (!w && !truncate) q4_sums_avx512_body(x, NULL, n, scales, 0, xq, qq);
-    else q4_sums_avx512_body(x, w, n, scales, truncate, xq, qq);
-}
-
-#endif
 
 typedef void (*q4_sums_fn)(const float *, const float *, int64_t, const float *, int, float *, float *);
 
@@ -404,11 +324,11 @@ uint16_t edge_generic_fit_q4(const float *x, const float *w, int64_t n, int8_t *
 #if defined(__x86_64__)
 __attribute__((target("avx512f")))
 uint16_t edge_avx512_fit_q4(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
-    return fit_q4_lanes(x, w, n, codes, truncate, q4_sums_avx512);
+    return fit_q4_lanes(x, w, n, codes, truncate, edge_avx512_q4_sums);
 }
 
 __attribute__((target("avx2")))
 uint16_t edge_avx2_fit_q4(const float *x, const float *w, int64_t n, int8_t *codes, int truncate) {
-    return fit_q4_lanes(x, w, n, codes, truncate, q4_sums_avx);
+    return fit_q4_lanes(x, w, n, codes, truncate, edge_avx2_q4_sums);
 }
 #endif

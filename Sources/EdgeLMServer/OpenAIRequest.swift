@@ -97,36 +97,11 @@ struct CompletionRequest {
             }
             if stop.contains("") { throw APIError(400, "'stop' strings must not be empty", param: "stop") }
         }
-        if let t = try fields.double("temperature") { sampling.temperature = Float(t) }
-        if let p = try fields.double("top_p") { sampling.topP = Float(p) }
-        if let k = try fields.int("top_k") { sampling.topK = k }
-        if let p = try fields.double("min_p") { sampling.minP = Float(p) }
-        if let r = try fields.double("repeat_penalty") { sampling.repetitionPenalty = Float(r) }
-        if let seed = try fields.int("seed") { sampling.seed = UInt64(bitPattern: Int64(seed)) } else { sampling.seed = UInt64.random(in: 1...UInt64.max) }
-        guard sampling.temperature >= 0 else { throw APIError(400, "'temperature' must be >= 0", param: "temperature") }
-        guard sampling.topP > 0, sampling.topP <= 1 else { throw APIError(400, "'top_p' must be in (0, 1]", param: "top_p") }
-        guard sampling.topK >= 0 else { throw APIError(400, "'top_k' must be >= 0", param: "top_k") }
-        guard sampling.minP >= 0, sampling.minP < 1 else { throw APIError(400, "'min_p' must be in [0, 1)", param: "min_p") }
-        guard sampling.repetitionPenalty > 0 else { throw APIError(400, "'repeat_penalty' must be > 0", param: "repeat_penalty") }
+        sampling = try Self.sampling(json, fields)
         // Asked for but not implemented: refused by name rather than silently ignored.
         n = try fields.int("n") ?? 1
         guard n >= 1 else { throw APIError(400, "'n' must be at least 1", param: "n") }
         if let best = try fields.int("best_of"), best != 1 { throw APIError(400, "'best_of' is not supported", param: "best_of") }
-        for (key, path) in [("presence_penalty", \SamplingParameters.presencePenalty), ("frequency_penalty", \SamplingParameters.frequencyPenalty)] {
-            guard let v = try fields.double(key) else { continue }
-            guard abs(v) <= 2 else { throw APIError(400, "'\(key)' must be in [-2, 2]", param: key) }
-            sampling[keyPath: path] = Float(v)
-        }
-        if let raw = json["logit_bias"], !(raw is NSNull) {
-            guard let map = raw as? [String: Any] else { throw APIError(400, "'logit_bias' must be an object of token ids to biases", param: "logit_bias") }
-            for (key, value) in map {
-                guard let id = Int(key), id >= 0 else { throw APIError(400, "'logit_bias' key '\(key)' is not a token id", param: "logit_bias") }
-                guard !isBoolean(value), let bias = (value as? NSNumber)?.doubleValue, abs(bias) <= 100 else {
-                    throw APIError(400, "'logit_bias' value for \(key) must be a number in [-100, 100]", param: "logit_bias")
-                }
-                sampling.logitBias[id] = Float(bias)
-            }
-        }
         switch kind {
         case .chat:
             if try fields.bool("logprobs") == true { logprobs = try fields.int("top_logprobs") ?? 0 } else if fields.isSet("top_logprobs") {
@@ -146,6 +121,39 @@ struct CompletionRequest {
             throw APIError(400, "'\(key)' is not supported", param: key)
         }
         (constraintField, constraint) = try Self.constraint(body, json)
+    }
+
+    /// The sampling fields: temperature, top_p, top_k, min_p, repeat_penalty, seed (a random one when absent),
+    /// presence and frequency penalties, logit_bias; each checked against its range.
+    private static func sampling(_ json: [String: Any], _ fields: JSONFields) throws(APIError) -> SamplingParameters {
+        var sampling = SamplingParameters()
+        if let t = try fields.double("temperature") { sampling.temperature = Float(t) }
+        if let p = try fields.double("top_p") { sampling.topP = Float(p) }
+        if let k = try fields.int("top_k") { sampling.topK = k }
+        if let p = try fields.double("min_p") { sampling.minP = Float(p) }
+        if let r = try fields.double("repeat_penalty") { sampling.repetitionPenalty = Float(r) }
+        if let seed = try fields.int("seed") { sampling.seed = UInt64(bitPattern: Int64(seed)) } else { sampling.seed = UInt64.random(in: 1...UInt64.max) }
+        guard sampling.temperature >= 0 else { throw APIError(400, "'temperature' must be >= 0", param: "temperature") }
+        guard sampling.topP > 0, sampling.topP <= 1 else { throw APIError(400, "'top_p' must be in (0, 1]", param: "top_p") }
+        guard sampling.topK >= 0 else { throw APIError(400, "'top_k' must be >= 0", param: "top_k") }
+        guard sampling.minP >= 0, sampling.minP < 1 else { throw APIError(400, "'min_p' must be in [0, 1)", param: "min_p") }
+        guard sampling.repetitionPenalty > 0 else { throw APIError(400, "'repeat_penalty' must be > 0", param: "repeat_penalty") }
+        for (key, path) in [("presence_penalty", \SamplingParameters.presencePenalty), ("frequency_penalty", \SamplingParameters.frequencyPenalty)] {
+            guard let v = try fields.double(key) else { continue }
+            guard abs(v) <= 2 else { throw APIError(400, "'\(key)' must be in [-2, 2]", param: key) }
+            sampling[keyPath: path] = Float(v)
+        }
+        if let raw = json["logit_bias"], !(raw is NSNull) {
+            guard let map = raw as? [String: Any] else { throw APIError(400, "'logit_bias' must be an object of token ids to biases", param: "logit_bias") }
+            for (key, value) in map {
+                guard let id = Int(key), id >= 0 else { throw APIError(400, "'logit_bias' key '\(key)' is not a token id", param: "logit_bias") }
+                guard !isBoolean(value), let bias = (value as? NSNumber)?.doubleValue, abs(bias) <= 100 else {
+                    throw APIError(400, "'logit_bias' value for \(key) must be a number in [-100, 100]", param: "logit_bias")
+                }
+                sampling.logitBias[id] = Float(bias)
+            }
+        }
+        return sampling
     }
 
     /// `tools`, `tool_choice` and `parallel_tool_calls`, with each function's parameter schema in document order.

@@ -123,126 +123,158 @@ final class Scheduler: @unchecked Sendable {
         var active: [Active] = []
         var free = Array(slots.indices)
         while true {
-            // Admit queued jobs into free slots (waiting when there is nothing to do).
-            var admitted: [(Job, AsyncStream<JobEvent>.Continuation, Int)] = []
-            let stop: Bool = condition.withLock {
-                while queue.isEmpty && active.isEmpty && !stopping { condition.wait() }
-                while !free.isEmpty, !queue.isEmpty {
-                    let (job, continuation) = queue.removeFirst()
-                    let best = free.max { sharedPrefix(slots[$0].tokens, job.prompt) < sharedPrefix(slots[$1].tokens, job.prompt) }!
-                    free.removeAll { $0 == best }
-                    admitted.append((job, continuation, best))
-                }
-                metrics.set("edgelm_queue_length", Double(queue.count))
-                // Admitted jobs count as busy from here, before their prompts are evaluated.
-                metrics.set("edgelm_slots_busy", Double(active.count + admitted.count))
-                return stopping
-            }
-            if stop {
-                for a in active { a.continuation.yield(.failed("the server is shutting down")); a.continuation.finish() }
-                condition.withLock {
-                    for (_, c) in queue { c.yield(.failed("the server is shutting down")); c.finish() }
-                    queue.removeAll()
-                }
+            guard let admitted = admit(active: active.count, free: &free) else {
+                shutDown(active)
                 return
             }
             for (job, continuation, slot) in admitted {
                 if let a = prefill(job, continuation, slot: slot) { active.append(a) } else { free.append(slot) }
             }
-            // Jobs whose client left, or whose context is full, end here.
-            active.removeAll { a in
-                let full = slots[a.slot].position >= slots[a.slot].contextLength
-                guard a.job.cancelled.isSet || full else { return false }
-                var s = a.stream
-                let tail = s.finish(full ? .contextFull : .cancelled)
-                if !tail.isEmpty { a.continuation.yield(.text(tail)) }
-                finish(a, s)
-                free.append(a.slot)
-                return true
-            }
+            endStopped(&active, free: &free)
             metrics.set("edgelm_slots_busy", Double(active.count))
             guard !active.isEmpty else { continue }
-            // Tokens a constraint forces join their slot's batch without a sample; a slot whose forced tokens end
-            // its output needs no forward pass.
             let budget = (slots[0].maxBatch - active.count) / active.count
-            var forced: [[TokenStream.Step]] = [], continuing: [Active] = []
-            for var a in active {
-                let s = slots[a.slot]
-                let steps = a.stream.fastForward(limit: min(s.contextLength - s.position - 1, budget))
-                metrics.add("edgelm_forced_tokens_total", Double(steps.count))
-                if let last = steps.last, !last.continues {
-                    for step in steps { Self.emit(step, to: a.continuation) }
-                    metrics.add("edgelm_generated_tokens_total", Double(steps.count))
-                    finish(a, a.stream)
-                    free.append(a.slot)
-                } else {
-                    continuing.append(a)
-                    forced.append(steps)
-                }
-            }
-            active = continuing
+            let forced = fastForward(&active, free: &free, budget: budget)
             guard !active.isEmpty else { continue }
             let start = DispatchTime.now().uptimeNanoseconds
-            let logits: UnsafeBufferPointer<Float>
-            var drafts = forced.map { Draft(tokens: $0.compactMap(\.token)) }
-            do {
-                let sessions = active.map { slots[$0.slot] }
-                if active.contains(where: { $0.speculator != nil }) || drafts.contains(where: { !$0.tokens.isEmpty }) {
-                    // Every slot's forced or drafted tokens share one verification batch.
-                    for i in active.indices where active[i].speculator != nil && forced[i].isEmpty {
-                        let s = sessions[i], a = active[i]
-                        let room = min(s.contextLength - s.position - 1, budget, a.job.parameters.maxTokens - a.stream.generated.count - 1)
-                        drafts[i] = try active[i].speculator!.draft(after: s.tokens + [a.next], limit: room)
-                    }
-                    logits = try sessions[0].verifyStep(sessions, tokens: zip(active, drafts).map { [$0.next] + $1.tokens })
-                } else {
-                    logits = try sessions[0].decodeStep(sessions, tokens: active.map(\.next))
-                }
-            } catch {
-                for a in active {
-                    a.continuation.yield(.failed("\(error)"))
-                    a.continuation.finish()
-                    free.append(a.slot)
-                }
+            guard let (logits, drafts) = evaluate(&active, forced: forced, budget: budget) else {
+                free += active.map(\.slot)
                 active.removeAll()
                 continue
             }
-            let vocab = model.config.vocabSize, batch = active.count + drafts.reduce(0) { $0 + $1.tokens.count }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            var still: [Active] = [], row = 0, generated = 0
-            for (i, var a) in active.enumerated() {
-                let draft = drafts[i], rows = UnsafeBufferPointer(rebasing: logits[(row * vocab)..<((row + 1 + draft.tokens.count) * vocab)])
-                row += 1 + draft.tokens.count
-                var steps = [TokenStream.Step]()
-                if !forced[i].isEmpty {
-                    steps = forced[i] + [a.stream.next(UnsafeBufferPointer(rebasing: rows[(draft.tokens.count * vocab)...]))]
-                } else if draft.tokens.isEmpty {
-                    steps = [a.stream.next(UnsafeBufferPointer(rebasing: rows[0..<vocab]))]
-                } else {
-                    let verified = a.stream.verify(rows, vocab: vocab, draft: draft)
-                    a.speculator?.record(drafted: draft.tokens.count, kept: verified.accepted)
-                    let session = slots[a.slot]
-                    try? session.rewind(to: session.position - (draft.tokens.count - verified.accepted))
-                    steps = verified.steps
-                    metrics.add("edgelm_draft_tokens_total", Double(draft.tokens.count))
-                    metrics.add("edgelm_draft_tokens_accepted_total", Double(verified.accepted))
-                }
-                generated += steps.filter { $0.token != nil }.count
-                for step in steps { Self.emit(step, to: a.continuation) }
-                if let last = steps.last, last.continues, let token = last.token {
-                    a.next = token
-                    still.append(a)
-                } else {
-                    finish(a, a.stream)
-                    free.append(a.slot)
-                }
-            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, batch = active.count + drafts.reduce(0) { $0 + $1.tokens.count }
+            let generated = deliver(logits, drafts: drafts, forced: forced, active: &active, free: &free)
             metrics.add("edgelm_generated_tokens_total", Double(generated))
             metrics.set("edgelm_decode_tokens_per_second", Double(generated) / max(seconds, 1e-9))
             metrics.set("edgelm_step_tokens", Double(batch))
-            active = still
             metrics.set("edgelm_slots_busy", Double(active.count))
         }
+    }
+
+    /// Queued jobs admitted into free slots (the slot sharing the longest prompt prefix first), waiting while there is
+    /// nothing to do; nil when the server is stopping.
+    private func admit(active: Int, free: inout [Int]) -> [(Job, AsyncStream<JobEvent>.Continuation, Int)]? {
+        condition.withLock {
+            while queue.isEmpty && active == 0 && !stopping { condition.wait() }
+            guard !stopping else { return nil }
+            var admitted: [(Job, AsyncStream<JobEvent>.Continuation, Int)] = []
+            while !free.isEmpty, !queue.isEmpty {
+                let (job, continuation) = queue.removeFirst()
+                let best = free.max { sharedPrefix(slots[$0].tokens, job.prompt) < sharedPrefix(slots[$1].tokens, job.prompt) }!
+                free.removeAll { $0 == best }
+                admitted.append((job, continuation, best))
+            }
+            metrics.set("edgelm_queue_length", Double(queue.count))
+            // Admitted jobs count as busy from here, before their prompts are evaluated.
+            metrics.set("edgelm_slots_busy", Double(active + admitted.count))
+            return admitted
+        }
+    }
+
+    /// Fails every running and queued job: the server is shutting down.
+    private func shutDown(_ active: [Active]) {
+        for a in active { a.continuation.yield(.failed("the server is shutting down")); a.continuation.finish() }
+        condition.withLock {
+            for (_, c) in queue { c.yield(.failed("the server is shutting down")); c.finish() }
+            queue.removeAll()
+        }
+    }
+
+    /// Ends the jobs whose client left or whose context is full.
+    private func endStopped(_ active: inout [Active], free: inout [Int]) {
+        active.removeAll { a in
+            let full = slots[a.slot].position >= slots[a.slot].contextLength
+            guard a.job.cancelled.isSet || full else { return false }
+            var s = a.stream
+            let tail = s.finish(full ? .contextFull : .cancelled)
+            if !tail.isEmpty { a.continuation.yield(.text(tail)) }
+            finish(a, s)
+            free.append(a.slot)
+            return true
+        }
+    }
+
+    /// The tokens a constraint forces, per slot: they join the slot's batch without a sample, and a slot whose
+    /// forced tokens end its output is finished here, needing no forward pass.
+    private func fastForward(_ active: inout [Active], free: inout [Int], budget: Int) -> [[TokenStream.Step]] {
+        var forced: [[TokenStream.Step]] = [], continuing: [Active] = []
+        for var a in active {
+            let s = slots[a.slot]
+            let steps = a.stream.fastForward(limit: min(s.contextLength - s.position - 1, budget))
+            metrics.add("edgelm_forced_tokens_total", Double(steps.count))
+            if let last = steps.last, !last.continues {
+                for step in steps { Self.emit(step, to: a.continuation) }
+                metrics.add("edgelm_generated_tokens_total", Double(steps.count))
+                finish(a, a.stream)
+                free.append(a.slot)
+            } else {
+                continuing.append(a)
+                forced.append(steps)
+            }
+        }
+        active = continuing
+        return forced
+    }
+
+    /// One forward pass over every active slot: its next token, then its forced or drafted tokens (one verification
+    /// batch), or one decode step when no slot has any. nil (every job failed and told) when the pass fails.
+    private func evaluate(_ active: inout [Active], forced: [[TokenStream.Step]], budget: Int) -> (UnsafeBufferPointer<Float>, [Draft])? {
+        var drafts = forced.map { Draft(tokens: $0.compactMap(\.token)) }
+        do {
+            let sessions = active.map { slots[$0.slot] }
+            guard active.contains(where: { $0.speculator != nil }) || drafts.contains(where: { !$0.tokens.isEmpty }) else {
+                return (try sessions[0].decodeStep(sessions, tokens: active.map(\.next)), drafts)
+            }
+            for i in active.indices where active[i].speculator != nil && forced[i].isEmpty {
+                let s = sessions[i], a = active[i]
+                let room = min(s.contextLength - s.position - 1, budget, a.job.parameters.maxTokens - a.stream.generated.count - 1)
+                drafts[i] = try active[i].speculator!.draft(after: s.tokens + [a.next], limit: room)
+            }
+            return (try sessions[0].verifyStep(sessions, tokens: zip(active, drafts).map { [$0.next] + $1.tokens }), drafts)
+        } catch {
+            for a in active {
+                a.continuation.yield(.failed("\(error)"))
+                a.continuation.finish()
+            }
+            return nil
+        }
+    }
+
+    /// Samples (or verifies drafts) from each slot's rows of `logits`, sends the tokens, and keeps the slots that
+    /// go on; returns the tokens generated.
+    private func deliver(_ logits: UnsafeBufferPointer<Float>, drafts: [Draft], forced: [[TokenStream.Step]], active: inout [Active],
+                         free: inout [Int]) -> Int {
+        let vocab = model.config.vocabSize
+        var still: [Active] = [], row = 0, generated = 0
+        for (i, var a) in active.enumerated() {
+            let draft = drafts[i], rows = UnsafeBufferPointer(rebasing: logits[(row * vocab)..<((row + 1 + draft.tokens.count) * vocab)])
+            row += 1 + draft.tokens.count
+            var steps = [TokenStream.Step]()
+            if !forced[i].isEmpty {
+                steps = forced[i] + [a.stream.next(UnsafeBufferPointer(rebasing: rows[(draft.tokens.count * vocab)...]))]
+            } else if draft.tokens.isEmpty {
+                steps = [a.stream.next(UnsafeBufferPointer(rebasing: rows[0..<vocab]))]
+            } else {
+                let verified = a.stream.verify(rows, vocab: vocab, draft: draft)
+                a.speculator?.record(drafted: draft.tokens.count, kept: verified.accepted)
+                let session = slots[a.slot]
+                try? session.rewind(to: session.position - (draft.tokens.count - verified.accepted))
+                steps = verified.steps
+                metrics.add("edgelm_draft_tokens_total", Double(draft.tokens.count))
+                metrics.add("edgelm_draft_tokens_accepted_total", Double(verified.accepted))
+            }
+            generated += steps.filter { $0.token != nil }.count
+            for step in steps { Self.emit(step, to: a.continuation) }
+            if let last = steps.last, last.continues, let token = last.token {
+                a.next = token
+                still.append(a)
+            } else {
+                finish(a, a.stream)
+                free.append(a.slot)
+            }
+        }
+        active = still
+        return generated
     }
 
     /// Sends a step's log-probabilities (if any) and text.

@@ -80,23 +80,7 @@ public enum PerplexityEvaluator {
     public static func run(model: LanguageModel, reference: LanguageModel?, tokens: [Int], options: PerplexityOptions,
                            progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws(EdgeLMError) -> PerplexityReport {
         let c = options.context
-        guard c >= 2 else { throw .invalidArgument("--context \(c): must be at least 2") }
-        guard c <= model.session.contextLength else {
-            throw .invalidArgument("--context \(c) exceeds the context length \(model.session.contextLength)")
-        }
-        var prefix: [Int] = []
-        if options.addBOS ?? model.tokenizer.data.addsBOS {
-            guard let bos = model.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start windows with") }
-            prefix = [bos]
-        }
-        if let reference {
-            guard reference.tokenizer.data.pieces == model.tokenizer.data.pieces else {
-                throw .invalidArgument("the reference model has a different vocabulary: KL divergence needs the same tokens")
-            }
-            guard c <= reference.session.contextLength else {
-                throw .invalidArgument("--context \(c) exceeds the reference context length \(reference.session.contextLength)")
-            }
-        }
+        let prefix = try windowPrefix(model: model, reference: reference, options: options)
         let half = options.scoreSecondHalf
         let stride = half ? c : c - prefix.count, firstScored = half ? c / 2 : 0
         let available = half ? (tokens.count + prefix.count) / c : tokens.count / stride
@@ -105,11 +89,7 @@ public enum PerplexityEvaluator {
             throw .invalidInput("the text has \(tokens.count) tokens, fewer than one window of \(c - prefix.count) text tokens")
         }
         let vocab = model.config.vocabSize
-        var nll = RunningStats(), refNLL = RunningStats(), pair = RunningCovariance()
-        var lnRatio = RunningStats(), kld = RunningStats(), deltaP = RunningStats()
-        var kldValues: [Double] = []
-        var deltaPSquares = 0.0
-        var sameTop1 = 0
+        var tally = Tally()
         var perWindow: [Double] = []
         let start = Date()
         for w in 0..<windows {
@@ -126,55 +106,92 @@ public enum PerplexityEvaluator {
                 let logits = try model.session.forward(chunk, logits: .all)
                 let refLogits = try reference?.session.forward(chunk, logits: .all)
                 for i in 0..<chunk.count where offset + i >= firstScored {
-                    let target = window[offset + i + 1]
-                    let row = UnsafeBufferPointer(rebasing: logits[(i * vocab)..<((i + 1) * vocab)])
-                    let q = LogSoftmax(row)
-                    let value = q.logSumExp - Double(row[target])
-                    nll.add(value)
-                    windowNLL.add(value)
-                    guard let refLogits else { continue }
-                    let refRow = UnsafeBufferPointer(rebasing: refLogits[(i * vocab)..<((i + 1) * vocab)])
-                    let r = LogSoftmax(refRow)
-                    let refValue = r.logSumExp - Double(refRow[target])
-                    refNLL.add(refValue)
-                    pair.add(value, refValue)
-                    lnRatio.add(value - refValue)
-                    let k = LogSoftmax.klDivergence(reference: refRow, r, model: row, q)
-                    kld.add(k)
-                    kldValues.append(k)
-                    let dp = exp(-value) - exp(-refValue)
-                    deltaP.add(dp)
-                    deltaPSquares += dp * dp
-                    if q.argmax == r.argmax { sameTop1 += 1 }
+                    let rows = (i * vocab)..<((i + 1) * vocab)
+                    windowNLL.add(tally.add(row: UnsafeBufferPointer(rebasing: logits[rows]), target: window[offset + i + 1],
+                                            reference: refLogits.map { UnsafeBufferPointer(rebasing: $0[rows]) }))
                 }
                 offset = end
             }
             perWindow.append(windowNLL.mean)
             progress(w + 1, windows, Date().timeIntervalSince(start))
         }
-        func pplEstimate(_ s: RunningStats) -> Estimate {
+        return PerplexityReport(tokens: tally.nll.count, windows: windows, context: c,
+                                meanNLL: Estimate(value: tally.nll.mean, uncertainty: tally.nll.standardError), ppl: Tally.perplexity(tally.nll),
+                                perWindowMeanNLL: perWindow, reference: reference == nil ? nil : tally.comparison())
+    }
+
+    /// [BOS] when windows start with it, else nothing; refuses a context outside the models' and a reference with
+    /// another vocabulary.
+    private static func windowPrefix(model: LanguageModel, reference: LanguageModel?, options: PerplexityOptions) throws(EdgeLMError) -> [Int] {
+        let c = options.context
+        guard c >= 2 else { throw .invalidArgument("--context \(c): must be at least 2") }
+        guard c <= model.session.contextLength else {
+            throw .invalidArgument("--context \(c) exceeds the context length \(model.session.contextLength)")
+        }
+        if let reference {
+            guard reference.tokenizer.data.pieces == model.tokenizer.data.pieces else {
+                throw .invalidArgument("the reference model has a different vocabulary: KL divergence needs the same tokens")
+            }
+            guard c <= reference.session.contextLength else {
+                throw .invalidArgument("--context \(c) exceeds the reference context length \(reference.session.contextLength)")
+            }
+        }
+        guard options.addBOS ?? model.tokenizer.data.addsBOS else { return [] }
+        guard let bos = model.tokenizer.bos else { throw .invalidInput("the model has no BOS token to start windows with") }
+        return [bos]
+    }
+
+    /// The running sums of every scored token: the model's NLL and, against a reference, its NLL, their ratio, the KL
+    /// divergence, the change in the target's probability and top-1 agreement.
+    private struct Tally {
+        var nll = RunningStats(), refNLL = RunningStats(), pair = RunningCovariance()
+        var lnRatio = RunningStats(), kld = RunningStats(), deltaP = RunningStats()
+        var kldValues: [Double] = []
+        var deltaPSquares = 0.0
+        var sameTop1 = 0
+
+        /// Scores `target` under one logits row (and the reference's row); returns the model's NLL.
+        mutating func add(row: UnsafeBufferPointer<Float>, target: Int, reference refRow: UnsafeBufferPointer<Float>?) -> Double {
+            let q = LogSoftmax(row)
+            let value = q.logSumExp - Double(row[target])
+            nll.add(value)
+            guard let refRow else { return value }
+            let r = LogSoftmax(refRow)
+            let refValue = r.logSumExp - Double(refRow[target])
+            refNLL.add(refValue)
+            pair.add(value, refValue)
+            lnRatio.add(value - refValue)
+            let k = LogSoftmax.klDivergence(reference: refRow, r, model: row, q)
+            kld.add(k)
+            kldValues.append(k)
+            let dp = exp(-value) - exp(-refValue)
+            deltaP.add(dp)
+            deltaPSquares += dp * dp
+            if q.argmax == r.argmax { sameTop1 += 1 }
+            return value
+        }
+
+        static func perplexity(_ s: RunningStats) -> Estimate {
             let p = exp(s.mean)
             return Estimate(value: p, uncertainty: p * s.standardError)
         }
-        var comparison: PerplexityReport.ReferenceComparison?
-        if reference != nil {
-            kldValues.sort()
+
+        /// The comparison with the reference.
+        func comparison() -> PerplexityReport.ReferenceComparison {
+            let sorted = kldValues.sorted()
             let pq = exp(nll.mean), pr = exp(refNLL.mean), n = Double(nll.count)
             let diffVariance = (pq * pq * nll.variance + pr * pr * refNLL.variance - 2 * pq * pr * pair.covariance) / n
             let ratio = exp(lnRatio.mean)
-            comparison = .init(
-                ppl: pplEstimate(refNLL),
+            return .init(
+                ppl: Self.perplexity(refNLL),
                 pplRatio: Estimate(value: ratio, uncertainty: ratio * lnRatio.standardError),
                 lnPPLRatio: Estimate(value: lnRatio.mean, uncertainty: lnRatio.standardError),
                 pplDifference: Estimate(value: pq - pr, uncertainty: max(0, diffVariance).squareRoot()),
-                kldMean: Estimate(value: kld.mean, uncertainty: kld.standardError), kldMax: kldValues.last ?? 0,
-                kldPercentiles: Dictionary(uniqueKeysWithValues: [99.9, 99, 95, 90, 50, 10, 5, 1].map { (String($0), percentile(kldValues, $0)) }),
+                kldMean: Estimate(value: kld.mean, uncertainty: kld.standardError), kldMax: sorted.last ?? 0,
+                kldPercentiles: Dictionary(uniqueKeysWithValues: [99.9, 99, 95, 90, 50, 10, 5, 1].map { (String($0), percentile(sorted, $0)) }),
                 deltaPMean: Estimate(value: deltaP.mean, uncertainty: deltaP.standardError),
                 deltaPRMS: (deltaPSquares / n).squareRoot(), sameTop1: Double(sameTop1) / n)
         }
-        return PerplexityReport(tokens: nll.count, windows: windows, context: c,
-                                meanNLL: Estimate(value: nll.mean, uncertainty: nll.standardError), ppl: pplEstimate(nll),
-                                perWindowMeanNLL: perWindow, reference: comparison)
     }
 }
 

@@ -88,8 +88,8 @@ final class BlockedAttention {
     private func job(worker: Int, layer l: Int, head h: Int, tokens: Range<Int>, firstPosition pos0: Int,
                      q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, cache: KVCache, level: KernelLevel) {
         let hd = config.headDim, dim = config.qDim, group = config.heads / config.kvHeads, rl = rowLength
-        let krl = cache.keys.rowLength, vrl = cache.values.rowLength
-        let chunk = BlockedAttention.chunk, nq = tokens.count * group, kblocks = krl / 32, vblocks = vrl / 32
+        let krl = cache.keys.rowLength
+        let chunk = BlockedAttention.chunk, nq = tokens.count * group, kblocks = krl / 32
         let scale = config.attentionScale ?? 1 / Float(hd).squareRoot(), softcap = config.attentionSoftcap
         let window = config.window(layer: l)
         let s = scores + worker * maxQueries * chunk
@@ -118,22 +118,8 @@ final class BlockedAttention {
         while c0 <= last {
             let c1 = min(c0 + chunk, last + 1), width = c1 - c0
             // s[i, j] = q_i · k_(c0 + j)
-            let keys = cache.keys
-            switch keys.type {
-            case .f32:
-                let rows = keys.data.assumingMemoryBound(to: Float.self) + (base + c0) * krl
-                for i in 0..<nq {
-                    let qi = query(i)
-                    for j in 0..<width { s[i * chunk + j] = FloatKernels.dot(qi, rows + j * krl, count: hd) }
-                }
-            case .f16:
-                let rows = keys.data.assumingMemoryBound(to: UInt16.self) + (base + c0) * krl
-                for i in 0..<nq { edge_attn_scores_f16(level.rawValue, query(i), rows, Int64(width), Int64(hd), s + i * chunk) }
-            case .q8:
-                IntegerKernels.matmul(level, scheme: .q8, weights: UnsafeRawPointer(keys.data) + (base + c0) * krl, scales: keys.scales + (base + c0) * kblocks,
-                                      blocksPerRow: kblocks, blocksPerGroup: 1, rows: 0..<width, x: qc, xs: qs, tokens: nq,
-                                      out: s, rowStride: 1, tokenStride: chunk)
-            }
+            cache.keys.scores(rows: base + c0, width: width, queries: nq, query: query, codes: qc, codeScales: qs, headDim: hd, out: s,
+                              stride: chunk, level: level)
             // Online softmax: s[i, j] becomes exp(score - running max), zero where the query may not look.
             let values = cache.values
             for i in 0..<nq {
@@ -162,22 +148,13 @@ final class BlockedAttention {
                     m[i] = chunkMax
                 }
                 z[i] += edge_exp_sum(level.rawValue, row + first, Int64(visible - first), m[i])
-                let ai = a + i * rl
-                switch values.type {
-                case .f32:
-                    let rows = values.data.assumingMemoryBound(to: Float.self) + (base + c0) * vrl
-                    for j in first..<visible { FloatKernels.addScaled(ai, rows + j * vrl, row[j], count: hd) }
-                case .f16:
-                    edge_attn_values_f16(level.rawValue, row, values.data.assumingMemoryBound(to: UInt16.self) + (base + c0) * vrl,
-                                         Int64(visible), Int64(hd), ai)
-                case .q8:
-                    break
+                if values.accumulatesPerQuery {
+                    values.accumulate(query: row, rows: base + c0, visible: first..<visible, headDim: hd, into: a + i * rl, level: level)
                 }
             }
             // q8 values: every query of the job at once, so each value row is dequantized once per chunk.
-            if values.type == .q8 {
-                edge_attn_values_q8(level.rawValue, s, Int64(chunk), Int64(nq), values.data.assumingMemoryBound(to: Int8.self) + (base + c0) * vrl,
-                                    values.scales + (base + c0) * vblocks, Int64(width), Int64(vrl), a, Int64(rl))
+            if !values.accumulatesPerQuery {
+                values.accumulate(queries: nq, probabilities: s, stride: chunk, rows: base + c0, width: width, into: a, accStride: rl, level: level)
             }
             c0 = c1
         }

@@ -1,192 +1,5 @@
 import Foundation
 
-/// Options of `edgelm quantize`.
-public struct ConversionOptions: Sendable {
-    /// Scheme of the attention and FFN matrices.
-    public var type: TensorScheme
-    /// Weights per scale group (0: per channel); nil picks the scheme's default (q8: 0, q4: 32).
-    public var groupSize: Int?
-    /// Scheme of the token embedding and output head; nil picks the default (see `defaultEmbeddingType`).
-    public var embeddingType: TensorScheme?
-    /// zstd level, or nil for raw payloads.
-    public var zstdLevel: Int?
-    /// Replace an existing output file.
-    public var overwrite: Bool
-    /// Decode every quantized tensor again to report its error (`TensorReport.error`); costs a second
-    /// pass over the weights, so it is off unless asked for (`edgelm quantize --verbose`).
-    public var measureError: Bool
-    /// Activation statistics from calibration text: q4 scales then minimise the importance-weighted error
-    /// (`Calibration.collect`). Recorded in the file's quantization settings.
-    public var calibration: Calibration?
-    /// Per-tensor exceptions to `type` and `groupSize` for attention and FFN matrices (first match wins);
-    /// recorded in the file's quantization settings.
-    public var tensorTypes: [TensorTypeRule] = []
-    /// Store every tensor in the scheme that holds the source's values (`edgelm quantize --type keep`, the default
-    /// for a quantized GGUF): no second rounding where such a scheme exists (see `keptPlan`). `type`, `groupSize`
-    /// and `embeddingType` are then set from the source by `adapted(to:)`.
-    public var keepSource = false
-    /// The kernel level of the fits, GPTQ and calibration (every level writes the same bytes; the CLI passes the one
-    /// `EDGELM_KERNELS` selects).
-    public var level = KernelLevel.detected
-    /// The schemes `keepSource` chose, by tensor (filled by `adapted(to:)`).
-    var keptPlans: [String: TensorPlan] = [:]
-
-    /// Creates options.
-    public init(type: TensorScheme, groupSize: Int? = nil, embeddingType: TensorScheme? = nil, zstdLevel: Int? = nil,
-                overwrite: Bool = false, measureError: Bool = false) {
-        self.type = type
-        self.groupSize = groupSize
-        self.embeddingType = embeddingType
-        self.zstdLevel = zstdLevel
-        self.overwrite = overwrite
-        self.measureError = measureError
-    }
-
-    /// Default group size of a scheme: per channel for q8, 32 for the 4-, 5- and 6-bit schemes.
-    public static func defaultGroupSize(_ scheme: TensorScheme) -> Int { scheme.isFourBit || scheme.hasHighPlanes ? 32 : 0 }
-
-    /// Default embedding/output scheme: the matrices' scheme, except that q4 files keep the embedding and
-    /// output head at q8 (see docs/QUANTIZATION.md for the measured error behind this choice); so do q4a and q4n files.
-    public static func defaultEmbeddingType(_ scheme: TensorScheme) -> TensorScheme { scheme.isFourBit ? .q8 : scheme }
-
-    /// Resolved group size of the matrices.
-    public var resolvedGroupSize: Int { groupSize ?? Self.defaultGroupSize(type) }
-    /// Resolved embedding scheme.
-    public var resolvedEmbeddingType: TensorScheme { embeddingType ?? Self.defaultEmbeddingType(type) }
-
-    /// A tensor's scheme and group size.
-    public typealias TensorPlan = (scheme: TensorScheme, groupSize: Int)
-
-    /// Scheme and group size of a canonical tensor.
-    public func plan(for name: String) -> TensorPlan {
-        if keepSource, let kept = keptPlans[name] { return kept }
-        switch TensorRole(name: name) {
-        case .norm: return (.f32, 0)
-        case .embedding, .output:
-            // The output head decides every logit: it always gets 32-weight groups when quantized.
-            let s = resolvedEmbeddingType
-            return (s, s.isQuantized ? 32 : 0)
-        case .attention, .ffn:
-            if let rule = tensorTypes.first(where: { $0.matches(name) }) { return (rule.scheme, rule.groupSize) }
-            return (type, resolvedGroupSize)
-        }
-    }
-
-    /// The scheme that holds a source tensor's values: floats as they are (bf16 as f32, which holds it
-    /// exactly), Q8_0 and Q4_0 as q8 and q4 with groups of 32 (codes and scales carried over), and every other
-    /// Q4_1 and Q4_K as q4o, Q5_0, Q5_1 and Q5_K as q5o, Q6_K as q6 (exact, and for the K types to the f16 rounding
-    /// of their sub-block scales and minimums), IQ4_NL as iq4nl (exact).
-    public static func keptPlan(_ dtype: SourceDType) -> TensorPlan {
-        switch dtype {
-        case .f32, .bf16: return (.f32, 0)
-        case .f16: return (.f16, 0)
-        case .ggml(.q4_0): return (.q4, 32)
-        case .ggml(.iq4_nl): return (.iq4nl, 32)
-        case .ggml(.q8_0): return (.q8, 32)
-        case let .ggml(t): return (t.groupScheme!, 32)
-        }
-    }
-
-    /// These options for `checkpoint`: with `keepSource`, each tensor's kept scheme (`type`, `groupSize` and
-    /// `embeddingType` become the most common matrix plan and the embedding's, and matrices with another plan
-    /// are listed as `tensorTypes`, as recorded in the file); a q8 conversion of a GGUF whose matrices are all
-    /// Q8_0 defaults to groups of 32, where every code and scale carries over unchanged (see
-    /// `Converter.carriedPayload`).
-    public func adapted(to checkpoint: Checkpoint) -> ConversionOptions {
-        var o = self
-        let matrices = checkpoint.config.matrixNames
-        if keepSource {
-            for (name, _) in checkpoint.config.tensorShapes where TensorRole(name: name) != .norm {
-                if let dtype = checkpoint.tensors[name]?.dtype { o.keptPlans[name] = Self.keptPlan(dtype) }
-            }
-            var counts: [String: (plan: TensorPlan, count: Int)] = [:]
-            for name in matrices { if let p = o.keptPlans[name] { counts["\(p.scheme):\(p.groupSize)", default: (p, 0)].count += 1 } }
-            if let common = counts.values.max(by: { $0.count < $1.count || ($0.count == $1.count && $0.plan.scheme.rawValue > $1.plan.scheme.rawValue) }) {
-                o.type = common.plan.scheme
-                o.groupSize = common.plan.groupSize
-                o.tensorTypes = matrices.compactMap { name in
-                    guard let p = o.keptPlans[name], p.scheme != common.plan.scheme || p.groupSize != common.plan.groupSize else { return nil }
-                    return try? TensorTypeRule(parsing: "\(name)=\(p.scheme.rawValue):\(p.groupSize)")
-                }
-            }
-            o.embeddingType = o.keptPlans["token_embd"]?.scheme
-            return o
-        }
-        if groupSize == nil, type == .q8, !matrices.isEmpty, matrices.allSatisfy({ checkpoint.tensors[$0]?.dtype == .ggml(.q8_0) }) {
-            o.groupSize = 32
-        }
-        return o
-    }
-
-    /// True for the group sizes a quantized layout takes: 0 (per channel) or a multiple of 32 up to 2^20.
-    static func isValidGroupSize(_ g: Int) -> Bool { g >= 0 && g % TensorLayout.blockSize == 0 && g <= 1 << 20 }
-
-    /// Checks option values.
-    public func validate() throws(EdgeLMError) {
-        let g = resolvedGroupSize
-        guard Self.isValidGroupSize(g) else {
-            throw .invalidArgument("--group-size \(g): must be 0 (per channel) or a multiple of \(TensorLayout.blockSize)")
-        }
-        if let level = zstdLevel, !Zstd.levels.contains(level) {
-            throw .invalidArgument("--zstd-level \(level): must be in \(Zstd.levels.lowerBound)...\(Zstd.levels.upperBound)")
-        }
-    }
-}
-
-/// One converted tensor, as reported to the user.
-public struct TensorReport: Sendable {
-    /// Canonical name.
-    public let name: String
-    /// Shape.
-    public let shape: [Int]
-    /// Stored scheme.
-    public let scheme: TensorScheme
-    /// Decoded payload bytes.
-    public let rawBytes: Int
-    /// Stored bytes (differs from raw when compressed).
-    public let storedBytes: Int
-    /// Error against the source floats (nil for f32 tensors, which are exact, and unless
-    /// `ConversionOptions.measureError` is set).
-    public let error: QuantizationError?
-    /// True when the source's codes and scales were stored as they were (a GGUF Q8_0 or Q4_0 tensor
-    /// written as q8 or q4 with groups of 32), with no second rounding.
-    public let carriedOver: Bool
-    /// The source tensor's type ("F32", "Q4_K", ...).
-    public let sourceType: String
-}
-
-/// Progress events during conversion.
-public struct ConversionProgress: Sendable {
-    /// Index of the tensor just finished (1-based).
-    public let done: Int
-    /// Number of tensors.
-    public let total: Int
-    /// The tensor just finished.
-    public let tensor: TensorReport
-}
-
-/// Summary of a conversion.
-public struct ConversionReport: Sendable {
-    /// Per-tensor results in file order.
-    public let tensors: [TensorReport]
-    /// Parameters written.
-    public let parameters: Int
-    /// Size of the input checkpoint.
-    public let inputBytes: Int
-    /// Size of the output file.
-    public let outputBytes: Int
-    /// Wall time in seconds.
-    public let seconds: Double
-    /// Bits per weight over the attention and FFN matrices (codes + scales).
-    public let matrixBitsPerWeight: Double
-    /// Bits per weight over all tensors, from decoded payload bytes.
-    public let bitsPerWeight: Double
-    /// Decoded payload bytes over stored payload bytes.
-    public let compressionRatio: Double
-    /// True when the source's output head was identical to its embedding and stored once.
-    public let tiedOutput: Bool
-}
-
 /// Converts float checkpoints into `.edgelm` files.
 public enum Converter {
     /// Converts `checkpoint` into `outputPath`. The output appears atomically at the end; on any error
@@ -208,21 +21,7 @@ public enum Converter {
                         encoder: (String, UnsafeBufferPointer<Float>, TensorLayout) throws(EdgeLMError) -> [UInt8],
                         progress: (ConversionProgress) -> Void) throws(EdgeLMError) -> ConversionReport {
         let options = options.adapted(to: checkpoint)
-        try options.validate()
-        let matrixNames = checkpoint.config.matrixNames
-        if let unused = options.tensorTypes.first(where: { rule in !matrixNames.contains(where: rule.matches) }) {
-            throw .invalidArgument("--tensor-type \(unused): '\(unused.pattern)' matches none of the attention and FFN matrices (\(matrixNames.prefix(3).joined(separator: ", ")), ...)")
-        }
-        // The forward pass feeds one input to several matrices at once (q, k and v; gate and up): they must
-        // all take int8 activations or all take floats.
-        let matrixSet = Set(matrixNames)
-        for l in 0..<checkpoint.config.layers {
-            for input in LinearInput.allCases {
-                let names = input.tensors(layer: l).filter(matrixSet.contains)
-                guard let first = names.first, let other = names.first(where: { options.plan(for: $0).scheme.isQuantized != options.plan(for: first).scheme.isQuantized }) else { continue }
-                throw .invalidArgument("--tensor-type: \(first) is \(options.plan(for: first).scheme.rawValue) but \(other) is \(options.plan(for: other).scheme.rawValue); matrices that read one input (q, k and v; gate and up) must all be quantized or all float")
-            }
-        }
+        try check(options, for: checkpoint.config)
         let start = Date()
         // The provenance hash reads the whole input once; it runs beside the conversion, not after it.
         let sourceHash = ConcurrentSlots<String>(count: 1), hashing = DispatchGroup()
@@ -261,17 +60,7 @@ public enum Converter {
                 let carried = carriedPayload(source, layout)
                 let payload: [UInt8]
                 if let carried { payload = carried } else { payload = try encoder(name, values, layout) }
-                if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
-                    throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "element \(bad) (\(values[bad])) does not fit in f16")
-                }
-                if [.q8, .q4, .q4o, .q5o, .q6].contains(scheme),
-                   let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.scaleBytes / 2) }) {
-                    throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows f16: weights too large to quantize")
-                }
-                if scheme == .q4a || scheme == .q4n || scheme == .iq4nl, let bad = payload.withUnsafeBytes({ firstOverflowingGroup($0, values: values, layout: layout) }) {
-                    let what = scheme == .q4a ? "q4a's 12-bit scale" : "f16"
-                    throw .invalidField(path: checkpoint.path, field: "tensor '\(name)'", message: "scale \(bad) overflows \(what): weights too large to quantize")
-                }
+                try checkOverflow(payload, values: values, layout: layout, field: "tensor '\(name)'", path: checkpoint.path)
                 let error = scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: Array(values), layout: layout, payload: payload)
                 try finishPending()
                 let zstd = options.zstdLevel
@@ -292,29 +81,51 @@ public enum Converter {
             let provenance = Provenance(sourceFile: (checkpoint.path as NSString).lastPathComponent, sourceSHA256: sourceHash.values[0]!,
                                         sourceFormat: checkpoint.format, converterVersion: EdgeLMVersion.string,
                                         created: ISO8601DateFormatter().string(from: Date()))
-            var settings = QuantizationSettings(type: options.type, groupSize: options.resolvedGroupSize,
-                                                embeddingType: options.resolvedEmbeddingType,
-                                                compression: options.zstdLevel == nil ? .raw : .zstd, zstdLevel: options.zstdLevel)
-            settings.calibration = options.calibration?.provenance
-            settings.tensorTypes = options.tensorTypes.isEmpty ? nil : options.tensorTypes.map(\.description)
-            try writer.finish(config: checkpoint.config, tokenizer: checkpoint.tokenizer, provenance: provenance, quantization: settings)
+            try writer.finish(config: checkpoint.config, tokenizer: checkpoint.tokenizer, provenance: provenance, quantization: options.settings)
         } catch {
             writing.wait()
             writer.abort()
             throw error
         }
         let outputBytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? 0
-        let matrices = reports.filter { TensorRole(name: $0.name).isMatrix }
-        let matrixParams = matrices.reduce(0) { $0 + $1.shape.reduce(1, *) }
-        let params = reports.reduce(0) { $0 + $1.shape.reduce(1, *) }
-        let raw = reports.reduce(0) { $0 + $1.rawBytes }
-        let stored = reports.reduce(0) { $0 + $1.storedBytes }
-        return ConversionReport(
-            tensors: reports, parameters: params, inputBytes: checkpoint.inputBytes, outputBytes: outputBytes,
-            seconds: Date().timeIntervalSince(start),
-            matrixBitsPerWeight: Double(matrices.reduce(0) { $0 + $1.rawBytes } * 8) / Double(max(1, matrixParams)),
-            bitsPerWeight: Double(raw * 8) / Double(max(1, params)),
-            compressionRatio: Double(raw) / Double(max(1, stored)), tiedOutput: checkpoint.config.tiedOutput)
+        return ConversionReport(tensors: reports, inputBytes: checkpoint.inputBytes, outputBytes: outputBytes,
+                                seconds: Date().timeIntervalSince(start), tiedOutput: checkpoint.config.tiedOutput)
+    }
+
+    /// Refuses options whose `--tensor-type` rules match no matrix, or that quantize some but not all of the matrices
+    /// reading one input: the forward pass feeds one input to several matrices at once (q, k and v; gate and up), as
+    /// int8 activations or as floats.
+    private static func check(_ options: ConversionOptions, for config: ModelConfig) throws(EdgeLMError) {
+        try options.validate()
+        let matrixNames = config.matrixNames
+        if let unused = options.tensorTypes.first(where: { rule in !matrixNames.contains(where: rule.matches) }) {
+            throw .invalidArgument("--tensor-type \(unused): '\(unused.pattern)' matches none of the attention and FFN matrices (\(matrixNames.prefix(3).joined(separator: ", ")), ...)")
+        }
+        let matrixSet = Set(matrixNames)
+        for l in 0..<config.layers {
+            for input in LinearInput.allCases {
+                let names = input.tensors(layer: l).filter(matrixSet.contains)
+                guard let first = names.first, let other = names.first(where: { options.plan(for: $0).scheme.isQuantized != options.plan(for: first).scheme.isQuantized }) else { continue }
+                throw .invalidArgument("--tensor-type: \(first) is \(options.plan(for: first).scheme.rawValue) but \(other) is \(options.plan(for: other).scheme.rawValue); matrices that read one input (q, k and v; gate and up) must all be quantized or all float")
+            }
+        }
+    }
+
+    /// Refuses a payload whose f16 values, f16 scales or q4a scale words overflowed (weights too large for the scheme).
+    private static func checkOverflow(_ payload: [UInt8], values: UnsafeBufferPointer<Float>, layout: TensorLayout, field: String,
+                                      path: String) throws(EdgeLMError) {
+        let scheme = layout.scheme
+        if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
+            throw .invalidField(path: path, field: field, message: "element \(bad) (\(values[bad])) does not fit in f16")
+        }
+        if [.q8, .q4, .q4o, .q5o, .q6].contains(scheme),
+           let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.scaleBytes / 2) }) {
+            throw .invalidField(path: path, field: field, message: "scale \(bad) overflows f16: weights too large to quantize")
+        }
+        if scheme == .q4a || scheme == .q4n || scheme == .iq4nl, let bad = payload.withUnsafeBytes({ firstOverflowingGroup($0, values: values, layout: layout) }) {
+            let what = scheme == .q4a ? "q4a's 12-bit scale" : "f16"
+            throw .invalidField(path: path, field: field, message: "scale \(bad) overflows \(what): weights too large to quantize")
+        }
     }
 
     /// The payload of `source` in `layout` without requantizing, when the GGUF blocks are the layout's own:
