@@ -1,7 +1,8 @@
 // The q4 fit's error sums (quantize.c's q4_sums_vec) in AVX and AVX-512 registers: every lane sums its weights in
-// order, so the results are the scalar reference's bit for bit.
+// order with no fused multiply-add (exact.h), so the results are the scalar reference's bit for bit.
 #if defined(__x86_64__)
 #include "../internal.h"
+#include "../exact.h"
 #include <immintrin.h>
 
 /// q4_sums_vec with two 8-lane AVX vectors. `vroundps` rounds to nearest even as the reference's
