@@ -130,14 +130,18 @@ const edge_kernels *edge_kernels_at(int isa);
 typedef void (*edge_scheme_product)(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(void));
 
 /// One scheme's kernel: its product and whether the product has a token-wise form (the others are called token
-/// by token). Each scheme's file defines its own; schemes.c lists them by `edge_scheme`.
-typedef struct {
+/// by token). Each scheme's file defines its own with `EDGE_SCHEME`.
+struct edge_scheme_kernel {
     edge_scheme_product product;
     int tokenwise;
-} edge_scheme_kernel;
+};
 
-extern const edge_scheme_kernel edge_scheme_q8, edge_scheme_q4, edge_scheme_q4a, edge_scheme_q4o, edge_scheme_q4n,
-    edge_scheme_iq4nl, edge_scheme_q5o, edge_scheme_q6;
+/// Defines `edge_scheme_NAME()`, the scheme's kernel: `PRODUCT`, with a token-wise form when `TOKENWISE`.
+#define EDGE_SCHEME(NAME, PRODUCT, TOKENWISE)                                                           \
+    const edge_scheme_kernel *edge_scheme_##NAME(void) {                                                \
+        static const edge_scheme_kernel kernel = { PRODUCT, TOKENWISE };                                \
+        return &kernel;                                                                                 \
+    }
 
 /// IEEE half to float, for scalar code (the SIMD files convert with their own instructions).
 static inline float edge_half_to_float(uint16_t h) {

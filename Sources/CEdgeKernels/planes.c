@@ -102,4 +102,4 @@ static void q6_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(vo
     }
 }
 
-const edge_scheme_kernel edge_scheme_q6 = { q6_product, 0 };
+EDGE_SCHEME(q6, q6_product, 0)

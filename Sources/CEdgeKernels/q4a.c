@@ -132,8 +132,9 @@ static void q5o_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(v
     k->offsets(k, Q5O_PAIRS, 0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
-const edge_scheme_kernel edge_scheme_q4a = { q4a_product, 1 }, edge_scheme_q4o = { q4o_product, 1 },
-                         edge_scheme_q5o = { q5o_product, 0 };
+EDGE_SCHEME(q4a, q4a_product, 1)
+EDGE_SCHEME(q4o, q4o_product, 1)
+EDGE_SCHEME(q5o, q5o_product, 0)
 
 /// v rounded to nearest even (toward zero with `truncate`) and clamped to [-z, 15 - z]. Clamping first (the
 /// bounds are integers, so the order does not matter) keeps |v| small enough for the 1.5 * 2^23 rounding trick,

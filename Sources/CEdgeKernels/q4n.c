@@ -85,7 +85,8 @@ static void iq4nl_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS
     matmul_levels(k, edge_iq4nl_levels, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
-const edge_scheme_kernel edge_scheme_q4n = { q4n_product, 0 }, edge_scheme_iq4nl = { iq4nl_product, 0 };
+EDGE_SCHEME(q4n, q4n_product, 0)
+EDGE_SCHEME(iq4nl, iq4nl_product, 0)
 
 /// Σ w (x - s c)² for c the level of `levels` nearest x / s.
 static float levels_error(const int8_t *levels, const float *x, const float *w, int64_t n, float s) {

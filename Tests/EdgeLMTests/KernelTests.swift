@@ -92,7 +92,7 @@ import CEdgeKernels
                 for level in KernelLevel.supported {
                     var out = [Float](repeating: .nan, count: shape.rows * tokens)
                     w.withUnsafeBytes { wp in
-                        IntegerKernels.matmul(level, scheme: scheme, weights: wp.baseAddress!, scales: scales, blocksPerRow: shape.blocks,
+                        IntegerKernels.matmul(level, kernel: SchemeKernel(scheme), weights: wp.baseAddress!, scales: scales, blocksPerRow: shape.blocks,
                                               blocksPerGroup: groupBlocks, rows: 0..<shape.rows, x: x, xs: xs, tokens: tokens,
                                               out: &out, rowStride: 1, tokenStride: shape.rows)
                     }
@@ -119,7 +119,7 @@ import CEdgeKernels
                 let first = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks)]), second = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks) + 1])
                 let block = w.withUnsafeBytes { Array($0[((r * blocks + b) * scheme.blockBytes)...].prefix(scheme.blockBytes)) }
                 for i in 0..<32 {
-                    let n = Float(block.withUnsafeBytes { Quantizer.planeCode($0, i, scheme: scheme) })
+                    let n = Float(block.withUnsafeBytes { Quantizer.unsignedCode($0, i, scheme: scheme) })
                     let term = scheme == .q5o ? abs(first) * abs(n - 16) + abs(second + 16 * first) : abs(i < 16 ? first : second) * abs(n - 32)
                     sum += xs[t * blocks + b] * term * abs(Float(x[(t * blocks + b) * 32 + i]))
                 }
@@ -134,14 +134,14 @@ import CEdgeKernels
                 }
                 continue
             }
-            let word = scales[r * groups + b / groupBlocks], s = abs(Quantizer.scaleValue(word, scheme: scheme)) * xs[t * blocks + b]
+            let word = scales[r * groups + b / groupBlocks], s = abs(scheme.traits!.groupCodes!.scale(word)) * xs[t * blocks + b]
             for i in 0..<32 {
                 let xi = abs(Float(x[(t * blocks + b) * 32 + i]))
                 switch scheme {
                 case .q8: sum += s * abs(Float(Int8(bitPattern: w[(r * blocks + b) * 32 + i]))) * xi
                 default:
                     let byte = w[(r * blocks + b) * 16 + i % 16], n = Float(i < 16 ? byte & 0x0F : byte >> 4)
-                    let code = scheme == .q4n || scheme == .iq4nl ? abs(Float(Quantizer.fourBitCode(nibble: Int(n), word: word, scheme: scheme)))
+                    let code = scheme == .q4n || scheme == .iq4nl ? abs(Float(scheme.traits!.groupCodes!.code(Int(n), word)))
                         : abs(n - 8) + (scheme == .q4a ? abs(8 - Float(word & 15)) : 0)
                     sum += s * code * xi
                 }
@@ -182,7 +182,7 @@ import CEdgeKernels
         for level in KernelLevel.supported {
             for group in scheme == .q6 ? [1] : [1, blocks] {
                 var out = [Float](repeating: 0, count: rows * 5)
-                IntegerKernels.matmul(level, scheme: scheme, weights: w.pointer, scales: scales, blocksPerRow: blocks, blocksPerGroup: group,
+                IntegerKernels.matmul(level, kernel: SchemeKernel(scheme), weights: w.pointer, scales: scales, blocksPerRow: blocks, blocksPerGroup: group,
                                       rows: 0..<rows, x: gx.pointer.assumingMemoryBound(to: Int8.self), xs: xs, tokens: 5,
                                       out: &out, rowStride: 1, tokenStride: rows)
                 #expect(out.allSatisfy { $0.isFinite })
@@ -199,7 +199,7 @@ import CEdgeKernels
         for level in KernelLevel.supported {
             var out = [Float](repeating: -1, count: rows)
             w.withUnsafeBytes { wp in
-                IntegerKernels.matmul(level, scheme: .q8, weights: wp.baseAddress!, scales: scales, blocksPerRow: blocks, blocksPerGroup: blocks,
+                IntegerKernels.matmul(level, kernel: SchemeKernel(.q8), weights: wp.baseAddress!, scales: scales, blocksPerRow: blocks, blocksPerGroup: blocks,
                                       rows: 3..<7, x: x, xs: xs, tokens: 1, out: &out, rowStride: 1, tokenStride: rows)
             }
             #expect(out[0..<3].allSatisfy { $0 == -1 } && out[7...].allSatisfy { $0 == -1 } && out[3..<7].allSatisfy { $0 != -1 })

@@ -97,7 +97,7 @@ static int32_t block_abs_dot(int q4, const uint8_t *w, const int8_t *x) {
 
 static void matmul(int isa, int q4, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0,
                    int64_t r1, const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    edge_matmul(isa, q4 ? EDGE_SCHEME_Q4 : EDGE_SCHEME_Q8, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    edge_matmul(isa, q4 ? edge_scheme_q4() : edge_scheme_q8(), w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
 /// One shape, every pattern and group size, unit and random scales; out is [rows, ntok] token-major.
@@ -174,15 +174,15 @@ static void test_row_range(int isa, int q4, int rows, int r0, int r1) {
 
 enum { TOKENWISE_Q8, TOKENWISE_Q4, TOKENWISE_Q4A, TOKENWISE_Q4O };
 static const char *const tokenwise_names[] = { "q8", "q4", "q4a", "q4o" };
-static const int tokenwise_schemes[] = { EDGE_SCHEME_Q8, EDGE_SCHEME_Q4, EDGE_SCHEME_Q4A, EDGE_SCHEME_Q4O };
+static const edge_scheme_kernel *(*const tokenwise_schemes[])(void) = { edge_scheme_q8, edge_scheme_q4, edge_scheme_q4a, edge_scheme_q4o };
 
 /// The plain (tokenwise 0) or token-wise (1) product of `scheme`.
 static void tokenwise_matmul(int isa, int scheme, int tokenwise, const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                              int64_t rows, const int8_t *x, const float *xs, int64_t ntok, float *out) {
     if (tokenwise)
-        edge_matmul_tokenwise(isa, tokenwise_schemes[scheme], 0, w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
+        edge_matmul_tokenwise(isa, tokenwise_schemes[scheme](), 0, w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
     else
-        edge_matmul(isa, tokenwise_schemes[scheme], w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
+        edge_matmul(isa, tokenwise_schemes[scheme](), w, ws, nblocks, gblocks, 0, rows, x, xs, ntok, out, 1, rows);
 }
 
 /// The token-wise products over ntok tokens equal, bit for bit, one plain call per token (what decode computes), for
@@ -257,10 +257,10 @@ static void test_matmul_nibbles(int isa, int scheme, int rows, int nblocks, int 
             decoded[i] = (int8_t)(q4n ? levels[n] : q4o ? n : n - (ws[i / 32 / nblocks * ngroups + i / 32 % nblocks / gblocks] & 15));
         }
         for (int i = 0; i < rows * ntok; i++) got[i] = want[i] = -1.0f;
-        edge_matmul(isa, scheme == IQ4NL ? EDGE_SCHEME_IQ4NL : q4n ? EDGE_SCHEME_Q4N : q4o ? EDGE_SCHEME_Q4O : EDGE_SCHEME_Q4A, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        edge_matmul(isa, scheme == IQ4NL ? edge_scheme_iq4nl() : q4n ? edge_scheme_q4n() : q4o ? edge_scheme_q4o() : edge_scheme_q4a(), gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
         int ok = 1;
         if (q4n) {
-            edge_matmul(isa, EDGE_SCHEME_Q8, decoded, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, want, 1, rows);
+            edge_matmul(isa, edge_scheme_q8(), decoded, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, want, 1, rows);
             ok &= ntok > 1 || memcmp(got, want, sizeof(float) * (size_t)(rows * ntok)) == 0;
         }
         for (int r = 0; r < rows; r++)
@@ -317,7 +317,7 @@ static void test_matmul_planes(int isa, int bits, int rows, int nblocks, int nto
         for (int i = 0; i < 2 * rows * ngroups; i++) ws[i] = (uint16_t)(to_half(uniform() * 0.05f + 1e-3f) | (next_random() & 1) << 15);
         for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
         for (int i = 0; i < rows * ntok; i++) got[i] = -1.0f;
-        edge_matmul(isa, bits == 5 ? EDGE_SCHEME_Q5O : EDGE_SCHEME_Q6, gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
+        edge_matmul(isa, bits == 5 ? edge_scheme_q5o() : edge_scheme_q6(), gw.data, ws, nblocks, gblocks, r0, rows, (const int8_t *)gx.data, xs, ntok, got, 1, rows);
         int ok = 1;
         for (int r = 0; r < rows; r++)
             for (int t = 0; t < ntok; t++) {

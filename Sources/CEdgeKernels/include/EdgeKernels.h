@@ -73,43 +73,41 @@ void edge_yield(void);
 /// Rounds to nearest, ties to even; the scale is max|x| / 127. Bit-exact at every level.
 void edge_quantize_q8_blocks(int isa, const float *x, int64_t nblocks, int8_t *codes, float *scales);
 
-/// Weight schemes of the matrix product (the Swift `TensorScheme`'s integer cases). Blocks of 32 weights, row-major,
-/// with 16-bit scale words per group of `gblocks` blocks (two words per group where noted):
-typedef enum {
-    /// 32 int8 codes in [-127, 127]; an IEEE half scale per group.
-    EDGE_SCHEME_Q8 = 0,
-    /// 16 bytes, byte j holding element j in its low nibble and element j + 16 in its high nibble, each stored as
-    /// code + 8 (codes in [-8, 7]); an IEEE half scale per group.
-    EDGE_SCHEME_Q4 = 1,
-    /// q4's bytes holding unsigned nibbles n in [0, 15], weight = s (n - z), one word per group: bits 15-4 are bits
-    /// 14-3 of the scale s as an IEEE half (s >= 0: its exponent and top 7 mantissa bits; `edge_q4a_scale_half`),
-    /// bits 3-0 the zero point z. Runs the level's q4 kernel on the decoded scales and adds
-    /// Σ_groups s (8 - z) Σ xs_b Σ x_b.
-    EDGE_SCHEME_Q4A = 2,
-    /// q4's bytes holding unsigned nibbles n in [0, 15], weight = d n + m, two IEEE halves per group, d then m
-    /// (`ws[2 g]`, `ws[2 g + 1]`): ggml's Q4_1, and Q4_K's sub-blocks with their 6-bit scales and minimums
-    /// multiplied out. Runs the level's q4 kernel on the scales d and adds Σ_groups (m + 8 d) Σ xs_b Σ x_b.
-    EDGE_SCHEME_Q4O = 3,
-    /// q4's bytes holding indices n in [0, 15] into the codebook `edge_q4n_levels`, weight = s levels[n], an IEEE
-    /// half scale s (either sign) per group. Decodes rows to q8 blocks in chunks and runs the level's q8 kernel.
-    EDGE_SCHEME_Q4N = 4,
-    /// q4n's layout over ggml's IQ4_NL codebook `edge_iq4nl_levels` (GGUF IQ4_NL blocks carried over).
-    EDGE_SCHEME_IQ4NL = 5,
-    /// 20-byte blocks: q4's 16 bytes of nibbles (the low 4 bits of weights j and j + 16 in byte j), then bit 4 of
-    /// weight j in bit j of a little-endian uint32; n in [0, 31], weight = d n + m with two halves per group as
-    /// q4o's (ggml's Q5_0 with m = -16 d, Q5_1, and Q5_K's sub-blocks multiplied out).
-    EDGE_SCHEME_Q5O = 6,
-    /// 24-byte blocks: q4's 16 bytes of nibbles, then bits 4-5 of weight j at bits 2 (j / 8) of byte 16 + j % 8;
-    /// n in [0, 63], weight = s (n - 32) with two halves per block (groups of 32 only): s of weights 0-15, then
-    /// s of weights 16-31 (ggml's Q6_K, its 16-weight sub-block scales multiplied out).
-    EDGE_SCHEME_Q6 = 7,
-    EDGE_SCHEME_COUNT = 8,
-} edge_scheme;
+/// A weight scheme's matrix kernel (opaque): each scheme's file defines one, returned by its `edge_scheme_` function.
+/// Blocks of 32 weights, row-major, with 16-bit scale words per group of `gblocks` blocks (two per group where noted).
+typedef struct edge_scheme_kernel edge_scheme_kernel;
+
+/// q8: 32 int8 codes in [-127, 127]; an IEEE half scale per group.
+const edge_scheme_kernel *edge_scheme_q8(void);
+/// q4: 16 bytes, byte j holding element j in its low nibble and element j + 16 in its high nibble, each stored as
+/// code + 8 (codes in [-8, 7]); an IEEE half scale per group.
+const edge_scheme_kernel *edge_scheme_q4(void);
+/// q4a: q4's bytes holding unsigned nibbles n in [0, 15], weight = s (n - z), one word per group: bits 15-4 are bits
+/// 14-3 of the scale s as an IEEE half (s >= 0: its exponent and top 7 mantissa bits; `edge_q4a_scale_half`), bits
+/// 3-0 the zero point z. Runs the level's q4 kernel on the decoded scales and adds Σ_groups s (8 - z) Σ xs_b Σ x_b.
+const edge_scheme_kernel *edge_scheme_q4a(void);
+/// q4o: q4's bytes holding unsigned nibbles n in [0, 15], weight = d n + m, two IEEE halves per group, d then m
+/// (`ws[2 g]`, `ws[2 g + 1]`): ggml's Q4_1, and Q4_K's sub-blocks with their 6-bit scales and minimums multiplied
+/// out. Runs the level's q4 kernel on the scales d and adds Σ_groups (m + 8 d) Σ xs_b Σ x_b.
+const edge_scheme_kernel *edge_scheme_q4o(void);
+/// q4n: q4's bytes holding indices n in [0, 15] into the codebook `edge_q4n_levels`, weight = s levels[n], an IEEE
+/// half scale s (either sign) per group. Decodes rows to q8 blocks in chunks and runs the level's q8 kernel.
+const edge_scheme_kernel *edge_scheme_q4n(void);
+/// iq4nl: q4n's layout over ggml's IQ4_NL codebook `edge_iq4nl_levels` (GGUF IQ4_NL blocks carried over).
+const edge_scheme_kernel *edge_scheme_iq4nl(void);
+/// q5o: 20-byte blocks: q4's 16 bytes of nibbles (the low 4 bits of weights j and j + 16 in byte j), then bit 4 of
+/// weight j in bit j of a little-endian uint32; n in [0, 31], weight = d n + m with two halves per group as q4o's
+/// (ggml's Q5_0 with m = -16 d, Q5_1, and Q5_K's sub-blocks multiplied out).
+const edge_scheme_kernel *edge_scheme_q5o(void);
+/// q6: 24-byte blocks: q4's 16 bytes of nibbles, then bits 4-5 of weight j at bits 2 (j / 8) of byte 16 + j % 8;
+/// n in [0, 63], weight = s (n - 32) with two halves per block (groups of 32 only): s of weights 0-15, then s of
+/// weights 16-31 (ggml's Q6_K, its 16-weight sub-block scales multiplied out).
+const edge_scheme_kernel *edge_scheme_q6(void);
 
 /// out[r * out_row_stride + t * out_tok_stride] = dot(weight row r, activation t) for rows [row_begin, row_end)
 /// and tokens [0, ntok), weights of `scheme` (`nblocks` blocks per row, scale words per `gblocks` blocks),
 /// activation t's int8 codes at x + t * nblocks * 32 and its block scales at xs + t * nblocks.
-void edge_matmul(int isa, int scheme, const void *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
+void edge_matmul(int isa, const edge_scheme_kernel *scheme, const void *w, const uint16_t *ws, int64_t nblocks, int64_t gblocks,
                  int64_t row_begin, int64_t row_end, const int8_t *x, const float *xs, int64_t ntok, float *out,
                  int64_t out_row_stride, int64_t out_tok_stride);
 
@@ -117,7 +115,7 @@ void edge_matmul(int isa, int scheme, const void *w, const uint16_t *ws, int64_t
 /// kernels sum in another order): q8, q4, q4a and q4o run the row-major multi-token tiles where the level has them;
 /// other schemes take the rows `chunk_rows` at a time, each chunk for every token while it is in cache.
 /// Speculative decoding verifies drafts with it.
-void edge_matmul_tokenwise(int isa, int scheme, int64_t chunk_rows, const void *w, const uint16_t *ws, int64_t nblocks,
+void edge_matmul_tokenwise(int isa, const edge_scheme_kernel *scheme, int64_t chunk_rows, const void *w, const uint16_t *ws, int64_t nblocks,
                            int64_t gblocks, int64_t row_begin, int64_t row_end, const int8_t *x, const float *xs,
                            int64_t ntok, float *out, int64_t out_row_stride, int64_t out_tok_stride);
 

@@ -257,7 +257,7 @@ K256_ATTR void K256_NAME(matmul_q4)(EDGE_MATMUL_ARGS(uint8_t)) {
     if (end < r1) k256_rows_matmul_q4(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
 }
 
-/// The row-major kernels alone (edge_matmul_q8_tokenwise): each token's result is its decode result, bit for bit.
+/// The row-major kernels alone (the q8 edge_matmul_tokenwise): each token's result is its decode result, bit for bit.
 /// Per-channel q8 tiles of several tokens sum in another order than one token's (see k256_tile), so those rows go
 /// one token at a time.
 K256_ATTR void K256_NAME(tokenwise_q8)(EDGE_MATMUL_ARGS(int8_t)) {

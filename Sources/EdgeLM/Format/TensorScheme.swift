@@ -30,20 +30,41 @@ public enum TensorScheme: String, Codable, Sendable, CaseIterable {
     /// rounding of its sub-block scales.
     case q6
 
+    /// The integer scheme's description (nil for f32 and f16); each scheme's is in `Quantization/Schemes/`.
+    public var traits: SchemeTraits? {
+        switch self {
+        case .f32, .f16: nil
+        case .q8: .q8
+        case .q4: .q4
+        case .q4a: .q4a
+        case .q4n: .q4n
+        case .q4o: .q4o
+        case .iq4nl: .iq4nl
+        case .q5o: .q5o
+        case .q6: .q6
+        }
+    }
+
     /// True for the integer schemes.
-    public var isQuantized: Bool { self != .f32 && self != .f16 }
+    public var isQuantized: Bool { traits != nil }
     /// True for the 4-bit schemes (16-byte blocks of nibbles).
-    public var isFourBit: Bool { [.q4, .q4a, .q4n, .q4o, .iq4nl].contains(self) }
+    public var isFourBit: Bool { traits?.isFourBit ?? false }
     /// 16-bit scale words per group: q4o's and q5o's scale and offset, q6's two half-block scales, one word for the
     /// other integer schemes.
-    public var wordsPerGroup: Int { [.q4o, .q5o, .q6].contains(self) ? 2 : 1 }
+    public var wordsPerGroup: Int { traits?.wordsPerGroup ?? 1 }
     /// True for the schemes whose codes calibration and GPTQ can choose (every integer scheme but q4o, iq4nl, q5o
     /// and q6, which hold ggml's groups carried over from a GGUF).
-    public var isFittable: Bool { [.q8, .q4, .q4a, .q4n].contains(self) }
+    public var isFittable: Bool { traits?.isFittable ?? false }
     /// Bytes of one stored block of 32 codes (quantized schemes).
-    public var blockBytes: Int { isFourBit ? 16 : self == .q5o ? 20 : self == .q6 ? 24 : 32 }
+    public var blockBytes: Int { traits?.blockBytes ?? 32 }
     /// True for the schemes with a plane of high bits after the nibbles of each block (q5o, q6).
-    public var hasHighPlanes: Bool { self == .q5o || self == .q6 }
+    public var hasHighPlanes: Bool {
+        switch traits?.codec {
+        case let .offsets(bits)?: bits > 4
+        case .sixBit?: true
+        default: false
+        }
+    }
 }
 
 /// The exact byte layout of one stored tensor, derived from its shape and scheme. Quantized rows are
@@ -80,8 +101,8 @@ public struct TensorLayout: Equatable, Sendable {
                 throw .invalidArgument("group size \(groupSize) must be 0 (per channel) or a positive multiple of \(Self.blockSize)")
             }
             blocksPerGroup = groupSize == 0 ? blocksPerRow : min(blocksPerRow, groupSize / Self.blockSize)
-            guard scheme != .q6 || groupSize == Self.blockSize else {
-                throw .invalidArgument("q6 has scales per 16 weights: its group size must be \(Self.blockSize), not \(groupSize)")
+            guard scheme.traits?.blockGroupsOnly != true || groupSize == Self.blockSize else {
+                throw .invalidArgument("\(scheme.rawValue) has scales per 16 weights: its group size must be \(Self.blockSize), not \(groupSize)")
             }
         } else {
             blocksPerGroup = 0
@@ -101,7 +122,7 @@ public struct TensorLayout: Equatable, Sendable {
         switch scheme {
         case .f32: return count * 4
         case .f16: return count * 2
-        case .q8, .q4, .q4a, .q4n, .q4o, .iq4nl, .q5o, .q6: return rows * blocksPerRow * blockBytes
+        default: return rows * blocksPerRow * blockBytes
         }
     }
     /// Offset of the f16 scale array inside the payload.

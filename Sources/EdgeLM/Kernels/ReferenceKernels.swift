@@ -36,29 +36,29 @@ public enum ReferenceKernels {
                         let block = UnsafeRawBufferPointer(start: wb, count: blockBytes)
                         var dot: Int32 = 0, sum: Int32 = 0, halves: [Int32] = [0, 0]
                         for i in 0..<32 {
-                            let n = scheme == .q4o ? Int32(i < 16 ? block[i] & 0x0F : block[i - 16] >> 4)
-                                : Int32(Quantizer.planeCode(block, i, scheme: scheme))
+                            let n = Int32(Quantizer.unsignedCode(block, i, scheme: scheme))
                             dot += n * Int32(xb[i])
                             sum += Int32(xb[i])
                             halves[i / 16] += (n - 32) * Int32(xb[i])
                         }
-                        let v = scheme == .q6 ? first * Float(halves[0]) + second * Float(halves[1]) : first * Float(dot) + second * Float(sum)
+                        let v = scheme.traits?.blockGroupsOnly == true ? first * Float(halves[0]) + second * Float(halves[1])
+                            : first * Float(dot) + second * Float(sum)
                         acc += v * xs[t * blocksPerRow + b]
                         continue
                     }
-                    let word = scales[r * groups + b / blocksPerGroup]
+                    let word = scales[r * groups + b / blocksPerGroup], codes = scheme.traits!.groupCodes!
                     var dot: Int32 = 0
                     for i in 0..<32 {
                         let w: Int32
                         if scheme.isFourBit {
                             let byte = wb.load(fromByteOffset: i % 16, as: UInt8.self)
-                            w = Int32(Quantizer.fourBitCode(nibble: Int(i < 16 ? byte & 0x0F : byte >> 4), word: word, scheme: scheme))
+                            w = Int32(codes.code(Int(i < 16 ? byte & 0x0F : byte >> 4), word))
                         } else {
                             w = Int32(wb.load(fromByteOffset: i, as: Int8.self))
                         }
                         dot += w * Int32(xb[i])
                     }
-                    let ws = Quantizer.scaleValue(word, scheme: scheme)
+                    let ws = codes.scale(word)
                     acc += Float(dot) * (xs[t * blocksPerRow + b] * ws)
                 }
                 out[r * rowStride + t * tokenStride] = acc

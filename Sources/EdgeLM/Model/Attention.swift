@@ -8,7 +8,7 @@ import Foundation
 /// decode step for the whole group — and no token x position score matrix is ever formed: per worker
 /// only [queries, chunk] scores.
 ///
-/// Scores of a q8 cache are integer matrix products (`edge_matmul_q8`: the chunk's keys as rows, the
+/// Scores of a q8 cache are integer matrix products (the q8 `edge_matmul`: the chunk's keys as rows, the
 /// int8-quantized queries as tokens) on the same SIMD kernels as the linear layers; values are summed by
 /// dequantizing V in registers once per chunk for all the job's queries (`edge_attn_values_q8`). f16
 /// caches convert in registers; f32 is the reference. Scaling, the running maximum and the softmax

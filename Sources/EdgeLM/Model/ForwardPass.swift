@@ -185,7 +185,7 @@ extension InferenceSession {
         if tokenByToken, tokens > 1 {
             let step = max(16, Self.tokenByTokenBytes / max(1, w.byteCount / max(1, w.rows)) / 16 * 16)
             if w.scheme.isQuantized {
-                IntegerKernels.matmulTokenwise(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                IntegerKernels.matmulTokenwise(level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
                                                blocksPerGroup: w.layout.blocksPerGroup, rows: rows, chunkRows: step, x: xq, xs: xs, tokens: tokens,
                                                out: out, tokenStride: w.rows)
                 return
@@ -201,7 +201,7 @@ extension InferenceSession {
         if w.scheme.isQuantized {
             precondition(quantized)
             guard activationGranularity == .residual else {
-                IntegerKernels.matmul(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                IntegerKernels.matmul(level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
                                       blocksPerGroup: w.layout.blocksPerGroup, rows: rows, x: xq, xs: xs, tokens: tokens, out: out,
                                       rowStride: 1, tokenStride: w.rows)
                 return
@@ -210,7 +210,7 @@ extension InferenceSession {
             let both = residualOut + task * 2 * maxBatch * Self.residualChunk  // [2 tokens, residualChunk]
             for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: Self.residualChunk) {
                 let chunk = r0..<min(rows.upperBound, r0 + Self.residualChunk)
-                IntegerKernels.matmul(level, scheme: w.scheme, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                IntegerKernels.matmul(level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
                                       blocksPerGroup: w.layout.blocksPerGroup, rows: chunk, x: xq, xs: xs, tokens: 2 * tokens,
                                       out: both - chunk.lowerBound, rowStride: 1, tokenStride: Self.residualChunk)
                 for t in 0..<tokens {

@@ -3,6 +3,9 @@ import CEdgeKernels
 /// What attention asks of one half of the cache, for the stored type: a chunk's scores against the keys, and a
 /// query's probability-weighted sum of the values. `BlockedAttention` keeps only the online softmax.
 extension KVStore {
+    /// q8's kernel: the keys' scores are q8 matrix products.
+    private static let q8Kernel = SchemeKernel(.q8)
+
     /// s[i * stride + j] = query i · row (first + j) for j < width and i < queries: f32 and f16 rows against the
     /// float queries (`query(i)`), q8 rows against the queries' q8 codes and block scales (`codes`, `codeScales`).
     func scores(rows first: Int, width: Int, queries: Int, query: (Int) -> UnsafeMutablePointer<Float>, codes: UnsafePointer<Int8>,
@@ -19,7 +22,7 @@ extension KVStore {
             for i in 0..<queries { edge_attn_scores_f16(level.rawValue, query(i), rows, Int64(width), Int64(hd), s + i * stride) }
         case .q8:
             let blocks = rowLength / 32
-            IntegerKernels.matmul(level, scheme: .q8, weights: UnsafeRawPointer(data) + first * rowLength, scales: scales + first * blocks,
+            IntegerKernels.matmul(level, kernel: Self.q8Kernel, weights: UnsafeRawPointer(data) + first * rowLength, scales: scales + first * blocks,
                                   blocksPerRow: blocks, blocksPerGroup: 1, rows: 0..<width, x: codes, xs: codeScales, tokens: queries,
                                   out: s, rowStride: 1, tokenStride: stride)
         }

@@ -11,6 +11,8 @@ public struct LinearWeight: @unchecked Sendable {
     public let layout: TensorLayout
     /// Keeps the bytes alive.
     let storage: TensorStorage
+    /// The scheme's C kernel.
+    let kernel: SchemeKernel
 
     /// Wraps a decoded tensor; f16 payloads are widened to an owned f32 buffer.
     init(storage: TensorStorage, layout: TensorLayout) {
@@ -29,6 +31,7 @@ public struct LinearWeight: @unchecked Sendable {
             self.layout = layout
             scheme = layout.scheme
         }
+        kernel = SchemeKernel(scheme)
     }
 
     /// f32 values (scheme f32 only).

@@ -114,17 +114,19 @@ public enum Converter {
     /// Refuses a payload whose f16 values, f16 scales or q4a scale words overflowed (weights too large for the scheme).
     private static func checkOverflow(_ payload: [UInt8], values: UnsafeBufferPointer<Float>, layout: TensorLayout, field: String,
                                       path: String) throws(EdgeLMError) {
-        let scheme = layout.scheme
-        if scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
+        if layout.scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
             throw .invalidField(path: path, field: field, message: "element \(bad) (\(values[bad])) does not fit in f16")
         }
-        if [.q8, .q4, .q4o, .q5o, .q6].contains(scheme),
-           let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.scaleBytes / 2) }) {
-            throw .invalidField(path: path, field: field, message: "scale \(bad) overflows f16: weights too large to quantize")
-        }
-        if scheme == .q4a || scheme == .q4n || scheme == .iq4nl, let bad = payload.withUnsafeBytes({ firstOverflowingGroup($0, values: values, layout: layout) }) {
-            let what = scheme == .q4a ? "q4a's 12-bit scale" : "f16"
-            throw .invalidField(path: path, field: field, message: "scale \(bad) overflows \(what): weights too large to quantize")
+        switch layout.scheme.traits?.overflow {
+        case .halves?:
+            if let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.scaleBytes / 2) }) {
+                throw .invalidField(path: path, field: field, message: "scale \(bad) overflows f16: weights too large to quantize")
+            }
+        case let .zeroWords(what)?:
+            if let bad = payload.withUnsafeBytes({ firstOverflowingGroup($0, values: values, layout: layout) }) {
+                throw .invalidField(path: path, field: field, message: "scale \(bad) overflows \(what): weights too large to quantize")
+            }
+        case nil: break
         }
     }
 

@@ -141,7 +141,7 @@ enum GPTQ {
         codes.initialize(repeating: 0, count: tile * stride)
         let scales = UnsafeMutablePointer<UInt16>.allocate(capacity: tile * groups)  // [tile, groups]
         defer { w.deallocate(); codes.deallocate(); scales.deallocate() }
-        let scheme = layout.scheme, q8 = scheme == .q8, lowest: Double = q8 ? -127 : -8, highest: Double = q8 ? 127 : 7
+        let codec = layout.scheme.traits!.groupCodes!
         for first in Swift.stride(from: rows.lowerBound, to: rows.upperBound, by: tile) {
             let n = min(tile, rows.upperBound - first)
             for t in 0..<n {
@@ -154,12 +154,8 @@ enum GPTQ {
             for k in 0..<cols {
                 let i = perm[k], uk = u + k * cols, diagonal = uk[k]
                 for t in 0..<n {
-                    let word = scales[t * groups + i / groupValues], wt = w + t * cols, scale = Double(Quantizer.scaleValue(word, scheme: scheme))
-                    // q4a: the codes n - z of the group's zero point.
-                    let (lo, hi) = scheme == .q4a ? (-Double(word & 15), 15 - Double(word & 15)) : (lowest, highest)
-                    // q4n: the codebook's level nearest w / s.
-                    let q = scale == 0 ? 0 : scheme == .q4n ? Double(Quantizer.q4nLevels[Int(edge_q4n_index(Float(wt[k] / scale)))])
-                        : min(hi, max(lo, (wt[k] / scale).rounded(.toNearestOrEven)))
+                    let word = scales[t * groups + i / groupValues], wt = w + t * cols, scale = Double(codec.scale(word))
+                    let q = scale == 0 ? 0 : codec.nearestCode(wt[k] / scale, word)
                     codes[t * stride + i] = Int8(q)
                     let err = (wt[k] - q * scale) / diagonal
                     edge_sub_scaled_f64(level.rawValue, wt + k + 1, uk + k + 1, err, Int64(cols - k - 1))
@@ -219,12 +215,12 @@ enum GPTQ {
         for t in 0..<rows where !used[t].isEmpty {
             solveScales(used: used[t], m: Array(UnsafeBufferPointer(start: m + mAt[t], count: mAt[t + 1] - mAt[t])),
                         b: Array(UnsafeBufferPointer(start: b + bAt[t], count: bAt[t + 1] - bAt[t])), scales: scales + t * groups,
-                        scheme: layout.scheme, level: level)
+                        codes: layout.scheme.traits!.groupCodes!, level: level)
         }
     }
 
     /// Solves m s = b for one row's used groups and keeps the f16-rounded solution when it lowers the error.
-    private static func solveScales(used: [Int], m: [Double], b: [Double], scales: UnsafeMutablePointer<UInt16>, scheme: TensorScheme, level: KernelLevel) {
+    private static func solveScales(used: [Int], m: [Double], b: [Double], scales: UnsafeMutablePointer<UInt16>, codes: GroupCodes, level: KernelLevel) {
         let n = used.count
         guard let lower = cholesky(m, n, level: level) else { return }
         // Forward and back substitution: m s = b.
@@ -249,11 +245,12 @@ enum GPTQ {
             return e
         }
         let fitted = used.map { scales[$0] }
-        // q4a keeps each group's zero point (the codes are relative to it): a scale it cannot store is no solution.
-        let solved = zip(s, fitted).map { scheme == .q4a ? edge_q4a_word(Float($0), Int32($1 & 15)) : HalfFloat.fromFloat(Float($0)) }
-        let value = { (bits: [UInt16]) in bits.map { Double(Quantizer.scaleValue($0, scheme: scheme)) } }
-        guard zip(solved, fitted).allSatisfy({ scheme != .q4a || ($0 != 0 && $0 & 15 == $1 & 15) }),
-              value(solved).allSatisfy(\.isFinite), error(value(solved)) < error(value(fitted)) else { return }
+        // A scale a group's word cannot store (q4a's, with its zero point) is no solution.
+        let words = zip(s, fitted).map { codes.refitWord($0, $1) }
+        guard words.allSatisfy({ $0 != nil }) else { return }
+        let solved = words.map { $0! }
+        let value = { (bits: [UInt16]) in bits.map { Double(codes.scale($0)) } }
+        guard value(solved).allSatisfy(\.isFinite), error(value(solved)) < error(value(fitted)) else { return }
         for (k, g) in used.enumerated() { scales[g] = solved[k] }
     }
 }

@@ -71,40 +71,35 @@ public enum Quantizer {
             for i in 0..<cols { out[i] = payload.loadUnaligned(fromByteOffset: (r * cols + i) * 4, as: Float.self) }
         case .f16:
             for i in 0..<cols { out[i] = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: (r * cols + i) * 2, as: UInt16.self)) }
-        case .q4o:
-            let rowBase = r * layout.blocksPerRow * 16, pairs = layout.scalesOffset + r * layout.groupsPerRow * 4
-            for i in 0..<cols {
-                let block = i / 32, j = i % 32, pair = pairs + (block / layout.blocksPerGroup) * 4
-                let byte = payload[rowBase + block * 16 + j % 16]
-                let d = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair, as: UInt16.self))
-                let m = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair + 2, as: UInt16.self))
-                out[i] = d * Float(j < 16 ? byte & 0x0F : byte >> 4) + m
-            }
-        case .q5o, .q6:
-            let rowBase = r * layout.blocksPerRow * layout.blockBytes, pairs = layout.scalesOffset + r * layout.groupsPerRow * 4
-            for i in 0..<cols {
-                let block = i / 32, pair = pairs + (block / layout.blocksPerGroup) * 4
-                let n = planeCode(UnsafeRawBufferPointer(rebasing: payload[(rowBase + block * layout.blockBytes)...]), i % 32, scheme: layout.scheme)
-                let first = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair, as: UInt16.self))
-                let second = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair + 2, as: UInt16.self))
-                out[i] = layout.scheme == .q5o ? first * Float(n) + second : (i % 32 < 16 ? first : second) * Float(n - 32)
-            }
-        case .q8, .q4, .q4a, .q4n, .iq4nl:
+        default:
+            guard let codes = layout.scheme.traits?.groupCodes else { return decodePairRow(r, payload: payload, layout: layout, into: out) }
             let rowBase = r * layout.blocksPerRow * layout.blockBytes
             let scaleBase = layout.scalesOffset + r * layout.groupsPerRow * 2
             for i in 0..<cols {
                 let block = i / 32, j = i % 32
                 let word = payload.loadUnaligned(fromByteOffset: scaleBase + (block / layout.blocksPerGroup) * 2, as: UInt16.self)
-                let scale = scaleValue(word, scheme: layout.scheme)
-                let code: Int
-                if layout.scheme == .q8 {
-                    code = Int(Int8(bitPattern: payload[rowBase + i]))
-                } else {
+                let stored: Int
+                if layout.scheme.isFourBit {
                     let byte = payload[rowBase + block * 16 + j % 16]
-                    code = fourBitCode(nibble: Int(j < 16 ? byte & 0x0F : byte >> 4), word: word, scheme: layout.scheme)
+                    stored = Int(j < 16 ? byte & 0x0F : byte >> 4)
+                } else {
+                    stored = Int(Int8(bitPattern: payload[rowBase + i]))
                 }
-                out[i] = Float(code) * scale
+                out[i] = Float(codes.code(stored, word)) * codes.scale(word)
             }
+        }
+    }
+
+    /// Row r of a scheme with two halves per group: d n + m (q4o, q5o) or s (n - 32) with s per 16 weights (q6).
+    private static func decodePairRow(_ r: Int, payload: UnsafeRawBufferPointer, layout: TensorLayout, into out: UnsafeMutablePointer<Float>) {
+        let rowBase = r * layout.blocksPerRow * layout.blockBytes, pairs = layout.scalesOffset + r * layout.groupsPerRow * 4
+        let sixBit = layout.scheme.traits.map { if case .sixBit = $0.codec { true } else { false } } ?? false
+        for i in 0..<layout.cols {
+            let block = i / 32, pair = pairs + (block / layout.blocksPerGroup) * 4
+            let n = unsignedCode(UnsafeRawBufferPointer(rebasing: payload[(rowBase + block * layout.blockBytes)...]), i % 32, scheme: layout.scheme)
+            let first = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair, as: UInt16.self))
+            let second = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair + 2, as: UInt16.self))
+            out[i] = sixBit ? (i % 32 < 16 ? first : second) * Float(n - 32) : first * Float(n) + second
         }
     }
 
@@ -118,14 +113,17 @@ public enum Quantizer {
             for i in (rows.lowerBound * cols)..<(rows.upperBound * cols) {
                 out.storeBytes(of: HalfFloat.fromFloat(values[i]), toByteOffset: i * 2, as: UInt16.self)
             }
-        case .q4o, .q5o:
-            for r in rows { encodeOffsetRow(r, values: values, layout: layout, out: out) }
-        case .q6:
-            for r in rows { encodeSixBitRow(r, values: values, layout: layout, out: out) }
-        case .q8, .q4, .q4a, .q4n, .iq4nl:
-            let groupValues = layout.blocksPerGroup * 32, truncate: Int32 = rounding == .towardZero ? 1 : 0
-            precondition(rounding == .toNearestOrEven || (rounding == .towardZero && layout.scheme != .q4n),
-                         "codes round to nearest even (or toward zero in tests; q4n and iq4nl to the nearest level)")
+        default:
+            guard let fitted = layout.scheme.traits?.groupCodes else {
+                if case let .offsets(bits)? = layout.scheme.traits?.codec {
+                    for r in rows { encodeOffsetRow(r, bits: bits, values: values, layout: layout, out: out) }
+                } else {
+                    for r in rows { encodeSixBitRow(r, values: values, layout: layout, out: out) }
+                }
+                return
+            }
+            let groupValues = layout.blocksPerGroup * 32, truncate = rounding == .towardZero
+            precondition(rounding == .toNearestOrEven || rounding == .towardZero, "codes round to nearest even (or toward zero in tests)")
             // One group at a time, padded with zeros to whole blocks (zeros cost nothing at any scale).
             let x = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
             let w = UnsafeMutablePointer<Float>.allocate(capacity: groupValues)
@@ -133,7 +131,7 @@ public enum Quantizer {
             defer { x.deallocate(); w.deallocate(); codes.deallocate() }
             // q4n weighs by importance alone (after sequential GPTQ, stories260K: 0.0317 against 0.0345 with the
             // row-variance factor and a refit); the other 4-bit fits by importance times that factor.
-            let calibrated = importance != nil, varianceWeighted = calibrated && layout.scheme != .q4n
+            let calibrated = importance != nil, varianceWeighted = calibrated && fitted.varianceWeighted
             for r in rows {
                 var rowVariance: Float = 0
                 if varianceWeighted {
@@ -152,23 +150,17 @@ public enum Quantizer {
                         if varianceWeighted { for i in 0..<(hi - lo) { w[i] *= (rowVariance + x[i] * x[i]).squareRoot() } }
                         (w + (hi - lo)).initialize(repeating: 1, count: stored - (hi - lo))
                     }
-                    let scale = switch layout.scheme {
-                    case .q8: edge_fit_q8(x, Int64(stored), codes, truncate)
-                    case .q4a: edge_fit_q4a(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
-                    case .q4n: edge_fit_q4n(x, calibrated ? w : nil, Int64(stored), codes)
-                    case .iq4nl: edge_fit_iq4nl(x, calibrated ? w : nil, Int64(stored), codes)
-                    default: edge_fit_q4(level.rawValue, x, calibrated ? w : nil, Int64(stored), codes, truncate)
-                    }
+                    let scale = fitted.fit(x, calibrated ? UnsafePointer(w) : nil, stored, codes, truncate, level)
                     store(codes: codes, scale: scale, row: r, group: g, count: stored, layout: layout, out: out)
                 }
             }
         }
     }
 
-    /// Row r as q4o or q5o: per group, d = (max - min) / (2^bits - 1) and m = min rounded to halves,
+    /// Row r as q4o or q5o (`bits` 4 or 5): per group, d = (max - min) / (2^bits - 1) and m = min rounded to halves,
     /// n = round((w - m) / d). Padding past the last column stores the code nearest 0.
-    static func encodeOffsetRow(_ r: Int, values: UnsafeBufferPointer<Float>, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
-        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, top: Float = layout.scheme == .q5o ? 31 : 15
+    static func encodeOffsetRow(_ r: Int, bits: Int, values: UnsafeBufferPointer<Float>, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
+        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, top = Float((1 << bits) - 1)
         for g in 0..<layout.groupsPerRow {
             let lo = g * groupValues, hi = min(cols, lo + groupValues)
             let group = UnsafeBufferPointer(rebasing: values[(r * cols + lo)..<(r * cols + hi)])
@@ -211,50 +203,37 @@ public enum Quantizer {
     }
 
     /// Stores the unsigned code n of weight `index` of row r in its block: the low nibble (weights j and j + 16 share
-    /// byte j), and for q5o and q6 the high bits in the block's plane (see `planeCode`).
+    /// byte j), and for q5o and q6 the high bits in the block's plane (see `unsignedCode`).
     static func storeCode(_ n: Int, row r: Int, index: Int, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
         let block = (r * layout.blocksPerRow + index / 32) * layout.blockBytes, j = index % 32
         let at = block + j % 16, nibble = UInt8(n & 15)
         out[at] = j < 16 ? (out[at] & 0xF0) | nibble : (out[at] & 0x0F) | nibble << 4
-        switch layout.scheme {
-        case .q5o:
+        switch layout.scheme.traits?.codec {
+        case .offsets(bits: 5)?:
             let byte = block + 16 + j / 8, bit = UInt8(1) << (j % 8)
             out[byte] = n & 16 != 0 ? out[byte] | bit : out[byte] & ~bit
-        case .q6:
+        case .sixBit?:
             let byte = block + 16 + j % 8, shift = UInt8(2 * (j / 8))
             out[byte] = (out[byte] & ~(3 << shift)) | UInt8((n >> 4) & 3) << shift
         default: break
         }
     }
 
-    /// The unsigned code of weight j (0-31) of a q5o or q6 block: its nibble and its high bits from the plane after
-    /// the 16 nibble bytes (q5o: bit j of a little-endian uint32; q6: bits 2 (j / 8) of byte 16 + j % 8).
-    static func planeCode(_ block: UnsafeRawBufferPointer, _ j: Int, scheme: TensorScheme) -> Int {
+    /// The unsigned code of weight j (0-31) of a q4o, q5o or q6 block: its nibble and its high bits from the plane
+    /// after the 16 nibble bytes (q5o: bit j of a little-endian uint32; q6: bits 2 (j / 8) of byte 16 + j % 8).
+    static func unsignedCode(_ block: UnsafeRawBufferPointer, _ j: Int, scheme: TensorScheme) -> Int {
         let nibble = Int(j < 16 ? block[j] & 15 : block[j - 16] >> 4)
-        if scheme == .q5o { return nibble | Int((block[16 + j / 8] >> (j % 8)) & 1) << 4 }
-        return nibble | Int((block[16 + j % 8] >> (2 * (j / 8))) & 3) << 4
+        switch scheme.traits?.codec {
+        case .offsets(bits: 5)?: return nibble | Int((block[16 + j / 8] >> (j % 8)) & 1) << 4
+        case .sixBit?: return nibble | Int((block[16 + j % 8] >> (2 * (j / 8))) & 3) << 4
+        default: return nibble
+        }
     }
 
     /// q4n's codebook (`edge_q4n_levels`), ascending.
     static let q4nLevels: [Int8] = withUnsafeBytes(of: edge_q4n_levels) { Array($0.bindMemory(to: Int8.self)) }
     /// iq4nl's codebook (`edge_iq4nl_levels`, IQ4_NL's), ascending.
     static let iq4nlLevels: [Int8] = withUnsafeBytes(of: edge_iq4nl_levels) { Array($0.bindMemory(to: Int8.self)) }
-
-    /// The code (in units of the group's scale) that nibble n of a 4-bit group with scale word `word` stands for:
-    /// n - 8 (q4), n - z (q4a), the codebook's level n (q4n).
-    static func fourBitCode(nibble n: Int, word: UInt16, scheme: TensorScheme) -> Int {
-        switch scheme {
-        case .q4a: n - Int(word & 15)
-        case .q4n: Int(q4nLevels[n])
-        case .iq4nl: Int(iq4nlLevels[n])
-        default: n - 8
-        }
-    }
-
-    /// The scale a stored scale word stands for: an IEEE half (q8, q4, q4n) or q4a's 12-bit scale.
-    static func scaleValue(_ word: UInt16, scheme: TensorScheme) -> Float {
-        HalfFloat.toFloat(scheme == .q4a ? edge_q4a_scale_half(word) : word)
-    }
 
     /// Stores group g of row r: its scale word and its `count` codes (the group's stored values, padding
     /// included: padding past the last column stores code 0, nibble 8 for q4, z for q4a and the index of level 0
@@ -263,13 +242,11 @@ public enum Quantizer {
                       out: UnsafeMutableRawBufferPointer) {
         let rowBase = r * layout.blocksPerRow * layout.blockBytes, lo = g * layout.blocksPerGroup * 32
         out.storeBytes(of: scale, toByteOffset: layout.scalesOffset + (r * layout.groupsPerRow + g) * 2, as: UInt16.self)
-        if layout.scheme == .q8 {
+        if !layout.scheme.isFourBit {
             for i in 0..<count { out[rowBase + lo + i] = UInt8(bitPattern: codes[i]) }
         } else {
-            let zero = layout.scheme == .q4a ? Int(scale & 15) : 8, scheme = layout.scheme
-            let nibble = { (c: Int8) in
-                UInt8(scheme == .q4n ? Int(edge_q4n_index(Float(c))) : scheme == .iq4nl ? Int(edge_iq4nl_index(Float(c))) : Int(c) + zero)
-            }
+            let encode = layout.scheme.traits!.groupCodes!.nibble
+            let nibble = { (c: Int8) in encode(c, scale) }
             for b in 0..<(count / 32) {
                 let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
                 for j in 0..<16 { out[block + j] = nibble(c[j]) | nibble(c[j + 16]) << 4 }
