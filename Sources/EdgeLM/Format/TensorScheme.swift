@@ -46,7 +46,7 @@ public enum TensorScheme: String, Codable, Sendable, CaseIterable {
     }
 
     /// True for the integer schemes.
-    public var isQuantized: Bool { traits != nil }
+    public var isQuantized: Bool { self != .f32 && self != .f16 }
     /// True for the 4-bit schemes (16-byte blocks of nibbles).
     public var isFourBit: Bool { traits?.isFourBit ?? false }
     /// 16-bit scale words per group: q4o's and q5o's scale and offset, q6's two half-block scales, one word for the
@@ -95,6 +95,7 @@ public struct TensorLayout: Equatable, Sendable {
         rows = shape.count == 2 ? shape[0] : 1
         cols = shape.last!
         self.scheme = scheme
+        blockBytes = scheme.blockBytes
         blocksPerRow = (cols + Self.blockSize - 1) / Self.blockSize
         if scheme.isQuantized {
             guard groupSize >= 0, groupSize % Self.blockSize == 0 else {
@@ -116,7 +117,7 @@ public struct TensorLayout: Equatable, Sendable {
     /// Scale groups per row.
     public var groupsPerRow: Int { blocksPerGroup == 0 ? 0 : (blocksPerRow + blocksPerGroup - 1) / blocksPerGroup }
     /// Bytes of one stored block of 32 codes.
-    public var blockBytes: Int { scheme.blockBytes }
+    public let blockBytes: Int
     /// Bytes of the code array (quantized) or of all values (float).
     public var codeBytes: Int {
         switch scheme {

@@ -73,13 +73,13 @@ public enum Quantizer {
             for i in 0..<cols { out[i] = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: (r * cols + i) * 2, as: UInt16.self)) }
         default:
             guard let codes = layout.scheme.traits?.groupCodes else { return decodePairRow(r, payload: payload, layout: layout, into: out) }
-            let rowBase = r * layout.blocksPerRow * layout.blockBytes
+            let rowBase = r * layout.blocksPerRow * layout.blockBytes, fourBit = layout.scheme.isFourBit
             let scaleBase = layout.scalesOffset + r * layout.groupsPerRow * 2
             for i in 0..<cols {
                 let block = i / 32, j = i % 32
                 let word = payload.loadUnaligned(fromByteOffset: scaleBase + (block / layout.blocksPerGroup) * 2, as: UInt16.self)
                 let stored: Int
-                if layout.scheme.isFourBit {
+                if fourBit {
                     let byte = payload[rowBase + block * 16 + j % 16]
                     stored = Int(j < 16 ? byte & 0x0F : byte >> 4)
                 } else {
@@ -245,11 +245,17 @@ public enum Quantizer {
         if !layout.scheme.isFourBit {
             for i in 0..<count { out[rowBase + lo + i] = UInt8(bitPattern: codes[i]) }
         } else {
-            let encode = layout.scheme.traits!.groupCodes!.nibble
-            let nibble = { (c: Int8) in encode(c, scale) }
+            let group = layout.scheme.traits!.groupCodes!
+            if let offset = group.nibbleOffset?(scale) {
+                for b in 0..<(count / 32) {
+                    let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
+                    for j in 0..<16 { out[block + j] = UInt8(Int(c[j]) + offset) | UInt8(Int(c[j + 16]) + offset) << 4 }
+                }
+                return
+            }
             for b in 0..<(count / 32) {
                 let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
-                for j in 0..<16 { out[block + j] = nibble(c[j]) | nibble(c[j + 16]) << 4 }
+                for j in 0..<16 { out[block + j] = group.nibble(c[j], scale) | group.nibble(c[j + 16], scale) << 4 }
             }
         }
     }

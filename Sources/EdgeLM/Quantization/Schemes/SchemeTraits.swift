@@ -61,12 +61,16 @@ public struct SchemeTraits: Sendable {
     }
 }
 
-/// The codes of a scheme with one scale word per group (q8's are bytes, the others' nibbles).
-struct GroupCodes: Sendable {
+/// The codes of a scheme with one scale word per group (q8's are bytes, the others' nibbles). A class: copying a
+/// scheme's traits then retains one object, not each of these closures.
+final class GroupCodes: Sendable {
     /// The code that stored nibble (or q8 byte) n stands for under scale word `word`.
     let code: @Sendable (_ n: Int, _ word: UInt16) -> Int
     /// The nibble that stores code c under `word` (nibble schemes).
     let nibble: @Sendable (_ c: Int8, _ word: UInt16) -> UInt8
+    /// When nibbles are codes plus an offset (q4: 8, q4a: the word's zero point): that offset, so that storing a group
+    /// needs no call per weight.
+    let nibbleOffset: (@Sendable (_ word: UInt16) -> Int)?
     /// The scale `word` stands for.
     let scale: @Sendable (_ word: UInt16) -> Float
     /// Fits a group of n values (a multiple of 32; importance w, or nil for a plain fit) at a kernel level: returns
@@ -81,11 +85,26 @@ struct GroupCodes: Sendable {
     /// GPTQ's refit: the word that stores scale s with the rest of `fitted` (q4a's zero point), nil when none can.
     let refitWord: @Sendable (_ s: Double, _ fitted: UInt16) -> UInt16?
 
+    init(code: @escaping @Sendable (Int, UInt16) -> Int, nibble: @escaping @Sendable (Int8, UInt16) -> UInt8,
+         nibbleOffset: (@Sendable (UInt16) -> Int)? = nil, scale: @escaping @Sendable (UInt16) -> Float,
+         fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Int8>, Bool, KernelLevel) -> UInt16,
+         varianceWeighted: Bool, nearestCode: @escaping @Sendable (Double, UInt16) -> Double,
+         refitWord: @escaping @Sendable (Double, UInt16) -> UInt16?) {
+        self.code = code
+        self.nibble = nibble
+        self.nibbleOffset = nibbleOffset
+        self.scale = scale
+        self.fit = fit
+        self.varianceWeighted = varianceWeighted
+        self.nearestCode = nearestCode
+        self.refitWord = refitWord
+    }
+
     /// Codes n - offset clamped to [lo, hi] under an IEEE half scale, rounded to nearest even: q8's and q4's.
     static func symmetric(lo: Int, hi: Int, offset: Int,
                           fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Int8>, Bool, KernelLevel) -> UInt16)
         -> GroupCodes {
-        GroupCodes(code: { n, _ in n - offset }, nibble: { c, _ in UInt8(Int(c) + offset) }, scale: HalfFloat.toFloat, fit: fit,
+        GroupCodes(code: { n, _ in n - offset }, nibble: { c, _ in UInt8(Int(c) + offset) }, nibbleOffset: { _ in offset }, scale: HalfFloat.toFloat, fit: fit,
                    varianceWeighted: true, nearestCode: { v, _ in min(Double(hi), max(Double(lo), v.rounded(.toNearestOrEven))) },
                    refitWord: { s, _ in HalfFloat.fromFloat(Float(s)) })
     }
