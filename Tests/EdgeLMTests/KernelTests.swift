@@ -119,7 +119,7 @@ import CEdgeKernels
                 let first = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks)]), second = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks) + 1])
                 let block = w.withUnsafeBytes { Array($0[((r * blocks + b) * scheme.blockBytes)...].prefix(scheme.blockBytes)) }
                 for i in 0..<32 {
-                    let n = Float(block.withUnsafeBytes { Quantizer.unsignedCode($0, i, scheme: scheme) })
+                    let n = Float(block.withUnsafeBytes { Quantizer.unsignedCode($0, i, highBits: scheme.traits!.highBits) })
                     let term = scheme == .q5o ? abs(first) * abs(n - 16) + abs(second + 16 * first) : abs(i < 16 ? first : second) * abs(n - 32)
                     sum += xs[t * blocks + b] * term * abs(Float(x[(t * blocks + b) * 32 + i]))
                 }

@@ -58,13 +58,7 @@ public enum TensorScheme: String, Codable, Sendable, CaseIterable {
     /// Bytes of one stored block of 32 codes (quantized schemes).
     public var blockBytes: Int { traits?.blockBytes ?? 32 }
     /// True for the schemes with a plane of high bits after the nibbles of each block (q5o, q6).
-    public var hasHighPlanes: Bool {
-        switch traits?.codec {
-        case let .offsets(bits)?: bits > 4
-        case .sixBit?: true
-        default: false
-        }
-    }
+    public var hasHighPlanes: Bool { (traits?.highBits ?? 0) > 0 }
 }
 
 /// The exact byte layout of one stored tensor, derived from its shape and scheme. Quantized rows are
@@ -102,7 +96,7 @@ public struct TensorLayout: Equatable, Sendable {
                 throw .invalidArgument("group size \(groupSize) must be 0 (per channel) or a positive multiple of \(Self.blockSize)")
             }
             blocksPerGroup = groupSize == 0 ? blocksPerRow : min(blocksPerRow, groupSize / Self.blockSize)
-            guard scheme.traits?.blockGroupsOnly != true || groupSize == Self.blockSize else {
+            guard scheme.traits?.hasHalfBlockScales != true || groupSize == Self.blockSize else {
                 throw .invalidArgument("\(scheme.rawValue) has scales per 16 weights: its group size must be \(Self.blockSize), not \(groupSize)")
             }
         } else {

@@ -23,30 +23,29 @@ public enum ReferenceKernels {
                                        x: UnsafePointer<Int8>, xs: UnsafePointer<Float>, tokens: Int,
                                        out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int) {
         let groups = (blocksPerRow + blocksPerGroup - 1) / blocksPerGroup
-        let blockBytes = scheme.blockBytes
+        let traits = scheme.traits!, blockBytes = traits.blockBytes, highBits = traits.highBits, halfBlocks = traits.hasHalfBlockScales
         for r in rows {
             for t in 0..<tokens {
                 var acc: Float = 0
                 for b in 0..<blocksPerRow {
                     let wb = weights + (r * blocksPerRow + b) * blockBytes
                     let xb = x + t * blocksPerRow * 32 + b * 32
-                    if scheme.wordsPerGroup == 2 {
+                    if traits.wordsPerGroup == 2 {
                         let first = HalfFloat.toFloat(scales[2 * (r * groups + b / blocksPerGroup)])
                         let second = HalfFloat.toFloat(scales[2 * (r * groups + b / blocksPerGroup) + 1])
                         let block = UnsafeRawBufferPointer(start: wb, count: blockBytes)
                         var dot: Int32 = 0, sum: Int32 = 0, halves: [Int32] = [0, 0]
                         for i in 0..<32 {
-                            let n = Int32(Quantizer.unsignedCode(block, i, scheme: scheme))
+                            let n = Int32(Quantizer.unsignedCode(block, i, highBits: highBits))
                             dot += n * Int32(xb[i])
                             sum += Int32(xb[i])
                             halves[i / 16] += (n - 32) * Int32(xb[i])
                         }
-                        let v = scheme.traits?.blockGroupsOnly == true ? first * Float(halves[0]) + second * Float(halves[1])
-                            : first * Float(dot) + second * Float(sum)
+                        let v = halfBlocks ? first * Float(halves[0]) + second * Float(halves[1]) : first * Float(dot) + second * Float(sum)
                         acc += v * xs[t * blocksPerRow + b]
                         continue
                     }
-                    let word = scales[r * groups + b / blocksPerGroup], codes = scheme.traits!.groupCodes!
+                    let word = scales[r * groups + b / blocksPerGroup], codes = traits.groupCodes!
                     var dot: Int32 = 0
                     for i in 0..<32 {
                         let w: Int32

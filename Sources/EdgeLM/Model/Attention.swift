@@ -148,14 +148,9 @@ final class BlockedAttention {
                     m[i] = chunkMax
                 }
                 z[i] += edge_exp_sum(level.rawValue, row + first, Int64(visible - first), m[i])
-                if values.accumulatesPerQuery {
-                    values.accumulate(query: row, rows: base + c0, visible: first..<visible, headDim: hd, into: a + i * rl, level: level)
-                }
+                values.accumulate(query: row, rows: base + c0, visible: first..<visible, headDim: hd, into: a + i * rl, level: level)
             }
-            // q8 values: every query of the job at once, so each value row is dequantized once per chunk.
-            if !values.accumulatesPerQuery {
-                values.accumulate(queries: nq, probabilities: s, stride: chunk, rows: base + c0, width: width, into: a, accStride: rl, level: level)
-            }
+            values.accumulate(queries: nq, probabilities: s, stride: chunk, rows: base + c0, width: width, into: a, accStride: rl, level: level)
             c0 = c1
         }
         for i in 0..<nq {

@@ -107,8 +107,8 @@ public final class InferenceSession: @unchecked Sendable {
     /// `options.contextLength` positions (default: the model's context, capped so that the session fits the memory
     /// budget; compare `contextLength` with the model's to tell). A context above the model's trained context is
     /// allowed (RoPE extends past it; what the model does there is the caller's risk to take).
-    /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory. Sessions that never run at the same time (the
-    /// slots of a server) can share one `pool` of workers.
+    /// Fails (before allocating) when the KV cache and buffers would need more than 80% of physical memory.
+    /// Sessions that never run at the same time (the slots of a server) can share one `pool` of workers.
     public init(model: TransformerModel, options: SessionOptions, pool: ThreadPool? = nil) throws(EdgeLMError) {
         let (threads, maxBatch, keyType, valueType) = (options.threads, options.maxBatch, options.keyType, options.valueType)
         let (contextLength, activationGranularity, keySmoothing) = (options.contextLength, options.activationGranularity, options.keySmoothing)

@@ -28,11 +28,8 @@ extension KVStore {
         }
     }
 
-    /// True when values are summed query by query (`accumulate(query:)`), false when every query's at once
-    /// (`accumulate(queries:)`, q8: each row dequantized once for all).
-    var accumulatesPerQuery: Bool { type != .q8 }
-
-    /// acc[d] += Σ_j p[j] · row (first + j)[d] over j in visible (p zero before it): one query's value sum.
+    /// acc[d] += Σ_j p[j] · row (first + j)[d] over j in visible (p zero before it): one query's value sum, for f32
+    /// and f16 values; q8 values are summed for every query at once (`accumulate(queries:...)`), so nothing here.
     func accumulate(query p: UnsafePointer<Float>, rows first: Int, visible: Range<Int>, headDim hd: Int, into acc: UnsafeMutablePointer<Float>,
                     level: KernelLevel) {
         switch type {
@@ -43,13 +40,15 @@ extension KVStore {
             edge_attn_values_f16(level.rawValue, p, data.assumingMemoryBound(to: UInt16.self) + first * rowLength, Int64(visible.upperBound),
                                  Int64(hd), acc)
         case .q8:
-            preconditionFailure("q8 values are summed for every query at once")
+            break
         }
     }
 
-    /// acc[i * accStride + d] += Σ_j p[i * stride + j] · row (first + j)[d] for j < width and i < queries (q8).
+    /// acc[i * accStride + d] += Σ_j p[i * stride + j] · row (first + j)[d] for j < width and i < queries, for q8
+    /// values (each row dequantized once for all the queries); f32 and f16 values were summed query by query.
     func accumulate(queries: Int, probabilities p: UnsafePointer<Float>, stride: Int, rows first: Int, width: Int,
                     into acc: UnsafeMutablePointer<Float>, accStride: Int, level: KernelLevel) {
+        guard type == .q8 else { return }
         edge_attn_values_q8(level.rawValue, p, Int64(stride), Int64(queries), data.assumingMemoryBound(to: Int8.self) + first * rowLength,
                             scales + first * (rowLength / 32), Int64(width), Int64(rowLength), acc, Int64(accStride))
     }

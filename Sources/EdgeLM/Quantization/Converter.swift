@@ -158,14 +158,14 @@ public enum Converter {
     private static func carriedGroupPayload(_ source: SourceTensor, _ t: GGMLType, _ layout: TensorLayout) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: layout.byteCount)
         let src = source.bytes, sourceBlocks = layout.rows * layout.cols / t.blockValues
-        var g = 0, finite = true
+        var g = 0, finite = true, highBits = layout.scheme.traits!.highBits
         out.withUnsafeMutableBytes { dst in
             for b in 0..<sourceBlocks {
                 t.codeGroups(UnsafeRawBufferPointer(rebasing: src[(b * t.blockBytes)..<((b + 1) * t.blockBytes)])) { first, second, code in
                     let words = (HalfFloat.fromFloat(first), HalfFloat.fromFloat(second))
                     finite = finite && words.0 & 0x7C00 != 0x7C00 && words.1 & 0x7C00 != 0x7C00
                     let row = g / layout.blocksPerRow, block = g % layout.blocksPerRow
-                    for j in 0..<32 { Quantizer.storeCode(Int(code(j)), row: row, index: block * 32 + j, layout: layout, out: dst) }
+                    for j in 0..<32 { Quantizer.storeCode(Int(code(j)), row: row, index: block * 32 + j, layout: layout, highBits: highBits, out: dst) }
                     Quantizer.storePair(words.0, words.1, row: row, group: block, layout: layout, out: dst)
                     g += 1
                 }

@@ -93,13 +93,13 @@ public enum Quantizer {
     /// Row r of a scheme with two halves per group: d n + m (q4o, q5o) or s (n - 32) with s per 16 weights (q6).
     private static func decodePairRow(_ r: Int, payload: UnsafeRawBufferPointer, layout: TensorLayout, into out: UnsafeMutablePointer<Float>) {
         let rowBase = r * layout.blocksPerRow * layout.blockBytes, pairs = layout.scalesOffset + r * layout.groupsPerRow * 4
-        let sixBit = layout.scheme.traits.map { if case .sixBit = $0.codec { true } else { false } } ?? false
+        let traits = layout.scheme.traits!, highBits = traits.highBits, halves = traits.hasHalfBlockScales
         for i in 0..<layout.cols {
             let block = i / 32, pair = pairs + (block / layout.blocksPerGroup) * 4
-            let n = unsignedCode(UnsafeRawBufferPointer(rebasing: payload[(rowBase + block * layout.blockBytes)...]), i % 32, scheme: layout.scheme)
+            let n = unsignedCode(UnsafeRawBufferPointer(rebasing: payload[(rowBase + block * layout.blockBytes)...]), i % 32, highBits: highBits)
             let first = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair, as: UInt16.self))
             let second = HalfFloat.toFloat(payload.loadUnaligned(fromByteOffset: pair + 2, as: UInt16.self))
-            out[i] = sixBit ? (i % 32 < 16 ? first : second) * Float(n - 32) : first * Float(n) + second
+            out[i] = halves ? (i % 32 < 16 ? first : second) * Float(n - 32) : first * Float(n) + second
         }
     }
 
@@ -160,7 +160,7 @@ public enum Quantizer {
     /// Row r as q4o or q5o (`bits` 4 or 5): per group, d = (max - min) / (2^bits - 1) and m = min rounded to halves,
     /// n = round((w - m) / d). Padding past the last column stores the code nearest 0.
     static func encodeOffsetRow(_ r: Int, bits: Int, values: UnsafeBufferPointer<Float>, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
-        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, top = Float((1 << bits) - 1)
+        let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, top = Float((1 << bits) - 1), highBits = bits - 4
         for g in 0..<layout.groupsPerRow {
             let lo = g * groupValues, hi = min(cols, lo + groupValues)
             let group = UnsafeBufferPointer(rebasing: values[(r * cols + lo)..<(r * cols + hi)])
@@ -171,7 +171,8 @@ public enum Quantizer {
             let stored = min(groupValues, layout.blocksPerRow * 32 - lo)
             for i in 0..<stored {
                 let w = lo + i < hi ? values[r * cols + lo + i] : 0
-                storeCode(Int(max(0, min(top, ((w - m) * inverse).rounded(.toNearestOrEven)))), row: r, index: lo + i, layout: layout, out: out)
+                storeCode(Int(max(0, min(top, ((w - m) * inverse).rounded(.toNearestOrEven)))), row: r, index: lo + i, layout: layout,
+                          highBits: highBits, out: out)
             }
         }
     }
@@ -188,7 +189,8 @@ public enum Quantizer {
                 words.append(word)
                 for i in lo..<(lo + 16) {
                     let w = i < hi ? values[r * cols + i] : 0
-                    storeCode(Int(max(-32, min(31, (w * inverse).rounded(.toNearestOrEven)))) + 32, row: r, index: i, layout: layout, out: out)
+                    storeCode(Int(max(-32, min(31, (w * inverse).rounded(.toNearestOrEven)))) + 32, row: r, index: i, layout: layout,
+                              highBits: 2, out: out)
                 }
             }
             storePair(words[0], words[1], row: r, group: b, layout: layout, out: out)
@@ -203,29 +205,29 @@ public enum Quantizer {
     }
 
     /// Stores the unsigned code n of weight `index` of row r in its block: the low nibble (weights j and j + 16 share
-    /// byte j), and for q5o and q6 the high bits in the block's plane (see `unsignedCode`).
-    static func storeCode(_ n: Int, row r: Int, index: Int, layout: TensorLayout, out: UnsafeMutableRawBufferPointer) {
+    /// byte j), and its `highBits` (`SchemeTraits.highBits`: 1 for q5o, 2 for q6) in the block's plane (see `unsignedCode`).
+    static func storeCode(_ n: Int, row r: Int, index: Int, layout: TensorLayout, highBits: Int, out: UnsafeMutableRawBufferPointer) {
         let block = (r * layout.blocksPerRow + index / 32) * layout.blockBytes, j = index % 32
         let at = block + j % 16, nibble = UInt8(n & 15)
         out[at] = j < 16 ? (out[at] & 0xF0) | nibble : (out[at] & 0x0F) | nibble << 4
-        switch layout.scheme.traits?.codec {
-        case .offsets(bits: 5)?:
+        switch highBits {
+        case 1:
             let byte = block + 16 + j / 8, bit = UInt8(1) << (j % 8)
             out[byte] = n & 16 != 0 ? out[byte] | bit : out[byte] & ~bit
-        case .sixBit?:
+        case 2:
             let byte = block + 16 + j % 8, shift = UInt8(2 * (j / 8))
             out[byte] = (out[byte] & ~(3 << shift)) | UInt8((n >> 4) & 3) << shift
         default: break
         }
     }
 
-    /// The unsigned code of weight j (0-31) of a q4o, q5o or q6 block: its nibble and its high bits from the plane
-    /// after the 16 nibble bytes (q5o: bit j of a little-endian uint32; q6: bits 2 (j / 8) of byte 16 + j % 8).
-    static func unsignedCode(_ block: UnsafeRawBufferPointer, _ j: Int, scheme: TensorScheme) -> Int {
+    /// The unsigned code of weight j (0-31) of a q4o, q5o or q6 block: its nibble and its `highBits` from the plane
+    /// after the 16 nibble bytes (1, q5o: bit j of a little-endian uint32; 2, q6: bits 2 (j / 8) of byte 16 + j % 8).
+    static func unsignedCode(_ block: UnsafeRawBufferPointer, _ j: Int, highBits: Int) -> Int {
         let nibble = Int(j < 16 ? block[j] & 15 : block[j - 16] >> 4)
-        switch scheme.traits?.codec {
-        case .offsets(bits: 5)?: return nibble | Int((block[16 + j / 8] >> (j % 8)) & 1) << 4
-        case .sixBit?: return nibble | Int((block[16 + j % 8] >> (2 * (j / 8))) & 3) << 4
+        switch highBits {
+        case 1: return nibble | Int((block[16 + j / 8] >> (j % 8)) & 1) << 4
+        case 2: return nibble | Int((block[16 + j % 8] >> (2 * (j / 8))) & 3) << 4
         default: return nibble
         }
     }
@@ -245,17 +247,17 @@ public enum Quantizer {
         if !layout.scheme.isFourBit {
             for i in 0..<count { out[rowBase + lo + i] = UInt8(bitPattern: codes[i]) }
         } else {
-            let group = layout.scheme.traits!.groupCodes!
-            if let offset = group.nibbleOffset?(scale) {
-                for b in 0..<(count / 32) {
-                    let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
-                    for j in 0..<16 { out[block + j] = UInt8(Int(c[j]) + offset) | UInt8(Int(c[j + 16]) + offset) << 4 }
-                }
-                return
+            let nibble: (Int8) -> UInt8
+            switch layout.scheme.traits!.groupCodes!.storage {
+            case let .offset(offset):
+                let zero = offset(scale)
+                nibble = { UInt8(Int($0) + zero) }
+            case let .codebook(_, index):
+                nibble = { UInt8(index(Float($0))) }
             }
             for b in 0..<(count / 32) {
                 let block = rowBase + (lo / 32 + b) * 16, c = codes + b * 32
-                for j in 0..<16 { out[block + j] = group.nibble(c[j], scale) | group.nibble(c[j + 16], scale) << 4 }
+                for j in 0..<16 { out[block + j] = nibble(c[j]) | nibble(c[j + 16]) << 4 }
             }
         }
     }

@@ -5,7 +5,7 @@ extension SchemeTraits {
     static let q4a = SchemeTraits(
         blockBytes: 16, isFourBit: true, isFittable: true, kernel: { edge_scheme_q4a() },
         codec: .groups(GroupCodes(
-            code: { n, word in n - Int(word & 15) }, nibble: { c, word in UInt8(Int(c) + Int(word & 15)) }, nibbleOffset: { Int($0 & 15) },
+            storage: .offset { Int($0 & 15) },
             scale: { HalfFloat.toFloat(edge_q4a_scale_half($0)) },
             fit: { x, w, n, codes, truncate, level in edge_fit_q4a(level.rawValue, x, w, Int64(n), codes, truncate ? 1 : 0) },
             varianceWeighted: true,

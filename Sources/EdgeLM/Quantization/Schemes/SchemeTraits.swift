@@ -13,8 +13,6 @@ public struct SchemeTraits: Sendable {
     public let isFourBit: Bool
     /// Codes calibration and GPTQ may choose (the others hold ggml's groups carried over from a GGUF).
     public let isFittable: Bool
-    /// Groups of exactly one block only.
-    let blockGroupsOnly: Bool
     /// The C kernel (an `edge_scheme_` function's result).
     let kernel: @Sendable () -> OpaquePointer?
     /// How payloads are written and read.
@@ -42,13 +40,12 @@ public struct SchemeTraits: Sendable {
         case zeroWords(String)
     }
 
-    init(blockBytes: Int, wordsPerGroup: Int = 1, isFourBit: Bool, isFittable: Bool = false, blockGroupsOnly: Bool = false,
+    init(blockBytes: Int, wordsPerGroup: Int = 1, isFourBit: Bool, isFittable: Bool = false,
          kernel: @escaping @Sendable () -> OpaquePointer?, codec: Codec, overflow: Overflow = .halves) {
         self.blockBytes = blockBytes
         self.wordsPerGroup = wordsPerGroup
         self.isFourBit = isFourBit
         self.isFittable = isFittable
-        self.blockGroupsOnly = blockGroupsOnly
         self.kernel = kernel
         self.codec = codec
         self.overflow = overflow
@@ -59,18 +56,37 @@ public struct SchemeTraits: Sendable {
         if case let .groups(codes) = codec { return codes }
         return nil
     }
+
+    /// Two scales per block, one per 16 weights (q6): groups are exactly one block.
+    var hasHalfBlockScales: Bool {
+        if case .sixBit = codec { return true }
+        return false
+    }
+
+    /// Bits of each code held in the plane past a block's 16 nibble bytes: 0, 1 (q5o: bit j of a little-endian
+    /// uint32) or 2 (q6: bits 2 (j / 8) of byte 16 + j % 8).
+    var highBits: Int {
+        switch codec {
+        case .groups: 0
+        case let .offsets(bits): bits - 4
+        case .sixBit: 2
+        }
+    }
 }
 
 /// The codes of a scheme with one scale word per group (q8's are bytes, the others' nibbles). A class: copying a
 /// scheme's traits then retains one object, not each of these closures.
 final class GroupCodes: Sendable {
-    /// The code that stored nibble (or q8 byte) n stands for under scale word `word`.
-    let code: @Sendable (_ n: Int, _ word: UInt16) -> Int
-    /// The nibble that stores code c under `word` (nibble schemes).
-    let nibble: @Sendable (_ c: Int8, _ word: UInt16) -> UInt8
-    /// When nibbles are codes plus an offset (q4: 8, q4a: the word's zero point): that offset, so that storing a group
-    /// needs no call per weight.
-    let nibbleOffset: (@Sendable (_ word: UInt16) -> Int)?
+    /// How a code is stored in its nibble (or q8 byte).
+    enum Storage: Sendable {
+        /// The code plus an offset the word gives (q8: 0, q4: 8, q4a: its zero point).
+        case offset(@Sendable (_ word: UInt16) -> Int)
+        /// The index of the code among a 16-entry codebook's ascending `levels`; `index` finds a level's.
+        case codebook([Int8], index: @Sendable (Float) -> Int32)
+    }
+
+    /// How codes are stored.
+    let storage: Storage
     /// The scale `word` stands for.
     let scale: @Sendable (_ word: UInt16) -> Float
     /// Fits a group of n values (a multiple of 32; importance w, or nil for a plain fit) at a kernel level: returns
@@ -85,14 +101,11 @@ final class GroupCodes: Sendable {
     /// GPTQ's refit: the word that stores scale s with the rest of `fitted` (q4a's zero point), nil when none can.
     let refitWord: @Sendable (_ s: Double, _ fitted: UInt16) -> UInt16?
 
-    init(code: @escaping @Sendable (Int, UInt16) -> Int, nibble: @escaping @Sendable (Int8, UInt16) -> UInt8,
-         nibbleOffset: (@Sendable (UInt16) -> Int)? = nil, scale: @escaping @Sendable (UInt16) -> Float,
+    init(storage: Storage, scale: @escaping @Sendable (UInt16) -> Float,
          fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Int8>, Bool, KernelLevel) -> UInt16,
          varianceWeighted: Bool, nearestCode: @escaping @Sendable (Double, UInt16) -> Double,
          refitWord: @escaping @Sendable (Double, UInt16) -> UInt16?) {
-        self.code = code
-        self.nibble = nibble
-        self.nibbleOffset = nibbleOffset
+        self.storage = storage
         self.scale = scale
         self.fit = fit
         self.varianceWeighted = varianceWeighted
@@ -100,11 +113,19 @@ final class GroupCodes: Sendable {
         self.refitWord = refitWord
     }
 
+    /// The code that stored nibble (or q8 byte) n stands for under scale word `word`.
+    func code(_ n: Int, _ word: UInt16) -> Int {
+        switch storage {
+        case let .offset(offset): n - offset(word)
+        case let .codebook(levels, _): Int(levels[n])
+        }
+    }
+
     /// Codes n - offset clamped to [lo, hi] under an IEEE half scale, rounded to nearest even: q8's and q4's.
     static func symmetric(lo: Int, hi: Int, offset: Int,
                           fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Int8>, Bool, KernelLevel) -> UInt16)
         -> GroupCodes {
-        GroupCodes(code: { n, _ in n - offset }, nibble: { c, _ in UInt8(Int(c) + offset) }, nibbleOffset: { _ in offset }, scale: HalfFloat.toFloat, fit: fit,
+        GroupCodes(storage: .offset { _ in offset }, scale: HalfFloat.toFloat, fit: fit,
                    varianceWeighted: true, nearestCode: { v, _ in min(Double(hi), max(Double(lo), v.rounded(.toNearestOrEven))) },
                    refitWord: { s, _ in HalfFloat.fromFloat(Float(s)) })
     }
@@ -112,7 +133,7 @@ final class GroupCodes: Sendable {
     /// Codes that are the levels of a 16-entry codebook under a signed IEEE half scale: q4n's and iq4nl's.
     static func codebook(_ levels: [Int8], index: @escaping @Sendable (Float) -> Int32,
                          fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Int8>) -> UInt16) -> GroupCodes {
-        GroupCodes(code: { n, _ in Int(levels[n]) }, nibble: { c, _ in UInt8(index(Float(c))) }, scale: HalfFloat.toFloat,
+        GroupCodes(storage: .codebook(levels, index: index), scale: HalfFloat.toFloat,
                    fit: { x, w, n, codes, truncate, _ in
                        precondition(!truncate, "codebook codes are the nearest level; they cannot round toward zero")
                        return fit(x, w, Int64(n), codes)
