@@ -218,13 +218,13 @@ import Testing
         try JSONSerialization.data(withJSONObject: ["architectures": ["LlamaForCausalLM"]]).write(to: URL(fileURLWithPath: missing + "/config.json"))
         expectError(missing) { if case .invalidField(_, _, "missing") = $0 { true } else { false } }
         missing = try folder("mistral-ok", config: ["architectures": ["MistralForCausalLM"], "sliding_window": NSNull()])
-        #expect(try Checkpoint.open(path: missing, tokenizerPath: nil).config.slidingWindow == nil)
+        #expect(try Checkpoint.open(path: missing, tokenizerPath: nil).config.attention.slidingWindow == nil)
         let window = try Checkpoint.open(path: try folder("window", config: ["architectures": ["MistralForCausalLM"], "sliding_window": 4096]),
                                          tokenizerPath: nil).config
-        #expect(window.slidingWindow == 4096 && window.window(layer: 0) == 4096)
+        #expect(window.attention.slidingWindow == 4096 && window.window(layer: 0) == 4096)
         let linear = try Checkpoint.open(path: try folder("linear", config: ["rope_scaling": ["type": "linear", "factor": 2.0]]), tokenizerPath: nil).config
-        #expect(linear.ropeTables?.first?.kind == .linear)
-        #expect(linear.ropeTables?.first?.inverseFrequencies == RopeTable.standard(theta: 10000, dims: 16).inverseFrequencies.map { $0 / 2 })
+        #expect(linear.rotary.tables?.first?.kind == .linear)
+        #expect(linear.rotary.tables?.first?.inverseFrequencies == RopeTable.standard(theta: 10000, dims: 16).inverseFrequencies.map { $0 / 2 })
     }
 
     @Test func rejectsMalformedSafetensors() throws {

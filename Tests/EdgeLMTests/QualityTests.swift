@@ -9,10 +9,10 @@ enum Quality {
 }
 
 @Suite struct QualityTests {
-    /// Sequential GPTQ with error compensation on the same split (`SequentialGPTQ`). Measured with the CLI:
-    /// q4 0.0432 (GPTQ from the float model's moments 0.0539), q4a 0.0397 (its limit sits below its plain GPTQ, 0.0464:
-    /// sequential results move by a few percent with small numerical differences), q4n 0.0365 (plain GPTQ 0.0462), q8 per channel 0.00089; cross moments whose
-    /// float channels are shuffled (the map then sends each input to the wrong one) must do far worse.
+    /// Sequential GPTQ with error compensation on the same split (`SequentialGPTQ`). Measured: q4 0.0413 (GPTQ from
+    /// the float model's moments 0.0539), q4a 0.0373 (plain GPTQ 0.0464), q4n 0.0343 (plain GPTQ 0.0462), q8 per channel
+    /// 0.00085; sequential results move by a few percent with small numerical differences, so the bounds leave 5%.
+    /// Cross moments whose float channels are shuffled (the map then sends each input to the wrong one) must do far worse.
     @Test(.enabled(if: Quality.enabled, "scripts/quality runs it")) func sequentialGPTQCompensatesAndBrokenCrossMomentsDoNot() throws {
         guard Fixtures.available(Fixtures.stories + "stories260K.gguf"), Fixtures.available("text/tinystories-dev.txt") else { return }
         let halves = try #require(CalibrationTests.halves)
@@ -35,10 +35,10 @@ enum Quality {
         }
         let q4 = try kld(.q4, key: "q4"), q4a = try kld(.q4a, key: "q4a"), q4n = try kld(.q4n, key: "q4n"), q8 = try kld(.q8, key: "q8")
         print("sequential gptq: q4 \(q4), q4a \(q4a), q4n \(q4n), q8 \(q8)")
-        #expect(q4 <= 0.0475)
-        #expect(q4a <= 0.046)
-        #expect(q4n <= 0.042)
-        #expect(q8 <= 0.00092)
+        #expect(q4 <= 0.0435)
+        #expect(q4a <= 0.0392)
+        #expect(q4n <= 0.036)
+        #expect(q8 <= 0.0009)
         var rng = TestRandom(seed: 29)
         let broken = try kld(.q4, key: "shuffled") { _, c, n in
             var p = Array(0..<n)

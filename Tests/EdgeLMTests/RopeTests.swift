@@ -47,7 +47,7 @@ import Testing
         #expect { try open("yarn") } throws: { e in
             if case let .invalidField(_, "llama.rope.scaling.type", message) = e as! EdgeLMError { message.contains("YaRN") } else { false }
         }
-        let linear = try open("linear").config.ropeTables![0]
+        let linear = try open("linear").config.rotary.tables![0]
         #expect(linear.kind == .linear && linear.inverseFrequencies[1] == RopeTable.standard(theta: 10000, dims: 16).inverseFrequencies[1] / 4)
     }
 

@@ -175,7 +175,7 @@ struct ZooFixture {
         config["rope_parameters"] = rope
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir.file("config.json")))
         let ggufCheckpoint = try Checkpoint.open(path: Fixtures.path(gguf), tokenizerPath: nil)
-        #expect(ggufCheckpoint.config.ropeTables?.first?.kind == .factors)
+        #expect(ggufCheckpoint.config.rotary.tables?.first?.kind == .factors)
         _ = try Converter.convert(ggufCheckpoint, to: dir.file("gguf.edgelm"), options: ConversionOptions(type: .f32))
         _ = try Converter.convert(try Checkpoint.open(path: dir.path, tokenizerPath: nil), to: dir.file("hf8192.edgelm"), options: ConversionOptions(type: .f32))
         let fixture = try ZooFixture(family)
@@ -487,7 +487,7 @@ struct ZooFixture {
         }
         try w.write(to: dir.file("default.gguf"))
         let c = try Checkpoint.open(path: dir.file("default.gguf"), tokenizerPath: nil).config
-        #expect(c.slidingLayers == [true, true] && c.layerRopeTable == [1, 1] && c.ropeTables?[1] == .standard(theta: 10000, dims: 16))
+        #expect(c.attention.slidingLayers == [true, true] && c.rotary.layerTable == [1, 1] && c.rotary.tables?[1] == .standard(theta: 10000, dims: 16))
     }
 
     /// A gemma2 GGUF stores neither its query scale nor its layer pattern; llama.cpp implies them from the
@@ -515,8 +515,8 @@ struct ZooFixture {
         let sized = try gguf(layers: 26)
         defer { try? FileManager.default.removeItem(atPath: sized) }
         let c = try Checkpoint.open(path: sized, tokenizerPath: nil).config
-        #expect(c.attentionScale == 1 / Float(16).squareRoot() && c.attentionSoftcap == 50 && c.finalSoftcap == 30)
-        #expect(c.slidingWindow == 16 && c.slidingLayers == (0..<26).map { $0 % 2 == 0 } && c.sandwichNorms == true && c.activation == .geluTanh)
-        #expect(c.embeddingScale == Float(32).squareRoot())
+        #expect(c.attention.scale == 1 / Float(16).squareRoot() && c.attention.softcap == 50 && c.block.finalSoftcap == 30)
+        #expect(c.attention.slidingWindow == 16 && c.attention.slidingLayers == (0..<26).map { $0 % 2 == 0 } && c.block.sandwichNorms == true && c.block.activation == .geluTanh)
+        #expect(c.block.embeddingScale == Float(32).squareRoot())
     }
 }

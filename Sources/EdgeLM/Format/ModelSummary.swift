@@ -157,7 +157,7 @@ public struct ModelSummary: Codable, Sendable {
             let extra = params.isEmpty ? "" : " (\(params.joined(separator: ", ")))"
             return "\(t.kind.rawValue) theta \(fixed(t.theta, 0))\(extra)\(t.attentionFactor == 1 ? "" : " attention factor \(fixed(t.attentionFactor, 4))")"
         }
-        guard tables.count > 1, let map = config.layerRopeTable else { return tables.joined(separator: "; ") }
+        guard tables.count > 1, let map = config.rotary.layerTable else { return tables.joined(separator: "; ") }
         return tables.enumerated().map { i, t in "\(t) for layers \(map.indices.filter { map[$0] == i }.map(String.init).joined(separator: ","))" }
             .joined(separator: "; ")
     }
@@ -167,15 +167,15 @@ public struct ModelSummary: Codable, Sendable {
         let c = config
         var f: [String] = []
         if c.headDimension != nil { f.append("head dim \(c.headDim) (q width \(c.qDim))") }
-        if c.qkvBias == true { f.append("q/k/v biases") }
-        if c.qkNorm == true { f.append("q/k RMSNorm") }
-        if c.sandwichNorms == true { f.append("post-attention and post-FFN norms") }
-        if let a = c.activation, a != .silu { f.append(a == .geluTanh ? "GeGLU (tanh GELU)" : a.rawValue) }
-        if let e = c.embeddingScale { f.append("embeddings x \(fixed(Double(e), 4))") }
-        if let a = c.attentionScale { f.append("attention scale \(fixed(Double(a), 4))") }
-        if let s = c.attentionSoftcap { f.append("attention soft-cap \(fixed(Double(s), 1))") }
-        if let s = c.finalSoftcap { f.append("logit soft-cap \(fixed(Double(s), 1))") }
-        if let w = c.slidingWindow, let layers = c.slidingLayers {
+        if c.attention.qkvBias == true { f.append("q/k/v biases") }
+        if c.attention.qkNorm == true { f.append("q/k RMSNorm") }
+        if c.block.sandwichNorms == true { f.append("post-attention and post-FFN norms") }
+        if let a = c.block.activation, a != .silu { f.append(a == .geluTanh ? "GeGLU (tanh GELU)" : a.rawValue) }
+        if let e = c.block.embeddingScale { f.append("embeddings x \(fixed(Double(e), 4))") }
+        if let a = c.attention.scale { f.append("attention scale \(fixed(Double(a), 4))") }
+        if let s = c.attention.softcap { f.append("attention soft-cap \(fixed(Double(s), 1))") }
+        if let s = c.block.finalSoftcap { f.append("logit soft-cap \(fixed(Double(s), 1))") }
+        if let w = c.attention.slidingWindow, let layers = c.attention.slidingLayers {
             f.append("sliding window \(w) on layers \(layers.indices.filter { layers[$0] }.map(String.init).joined(separator: ","))")
         }
         return f

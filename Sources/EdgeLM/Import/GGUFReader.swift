@@ -254,7 +254,7 @@ enum GGUFReader {
         guard (1...ModelConfig.Limits.maxLayers).contains(config.layers) else {
             throw keys.fail("block_count", "\(config.layers) is outside 1...\(ModelConfig.Limits.maxLayers)")
         }
-        config.ropeTables = [try ropeTable(config: config, keys: &keys, tensors: &tensors)]
+        config.rotary.tables = [try ropeTable(config: config, keys: &keys, tensors: &tensors)]
         try family.configureGGUF(&config, &keys, tensors: &tensors)
         try keys.finish(harmless: harmlessArchKeys)
         config = config.normalized()

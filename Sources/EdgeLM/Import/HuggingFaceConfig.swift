@@ -50,8 +50,8 @@ struct HuggingFaceConfig {
         let bos = try tokenIds(&r, "bos_token_id").first, eosIds = try tokenIds(&r, "eos_token_id")
         let rope = try RopeSettings(&r, dims: config.headDim, contextLength: config.contextLength)
         try family.configure(&config, &r, rope: rope)
-        if config.ropeTables == nil { config.ropeTables = [try rope.single(r)] }
-        config.ropeTheta = Float(config.ropeTables![0].theta)
+        if config.rotary.tables == nil { config.rotary.tables = [try rope.single(r)] }
+        config.ropeTheta = Float(config.rotary.tables![0].theta)
         try r.finish()
         return HuggingFaceConfig(config: config.normalized(), family: family, tieWordEmbeddings: tie, bosTokenId: bos, eosTokenId: eosIds.first,
                                  eosTokenIds: eosIds)

@@ -27,8 +27,8 @@ public enum SyntheticCheckpoint {
                 var c = ModelConfig(architecture: "gemma3", dim: 640, layers: 18, heads: 4, kvHeads: 1, ffnDim: 2048, vocabSize: 262_144,
                                     contextLength: 32768, ropeTheta: 1_000_000, ropeLayout: .halves, normEpsilon: 1e-6, tiedOutput: true)
                 c.headDimension = 256
-                c.qkNorm = true
-                c.sandwichNorms = true
+                c.attention.qkNorm = true
+                c.block.sandwichNorms = true
                 return c
             }
         }

@@ -90,7 +90,7 @@ final class BlockedAttention {
         let hd = config.headDim, dim = config.qDim, group = config.heads / config.kvHeads, rl = rowLength
         let krl = cache.keys.rowLength
         let chunk = BlockedAttention.chunk, nq = tokens.count * group, kblocks = krl / 32
-        let scale = config.attentionScale ?? 1 / Float(hd).squareRoot(), softcap = config.attentionSoftcap
+        let scale = config.attention.scale ?? 1 / Float(hd).squareRoot(), softcap = config.attention.softcap
         let window = config.window(layer: l)
         let s = scores + worker * maxQueries * chunk
         let a = acc + worker * maxQueries * rl

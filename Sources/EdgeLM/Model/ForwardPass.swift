@@ -12,13 +12,13 @@ extension InferenceSession {
         let count: Int
     }
 
-    /// Runs `tokens` (at most maxBatch) through every layer on this session's buffers, leaving the final
-    /// hidden states in x; each segment's tokens go to its session's KV cache, whose position then advances.
-    func forwardBatch(_ tokens: [Int], segments: [Segment]) {
+    /// Runs `tokens` (at most maxBatch) through every layer (or the first `layers`) on this session's buffers,
+    /// leaving the hidden states in x; each segment's tokens go to its session's KV cache, whose position then advances.
+    func forwardBatch(_ tokens: [Int], segments: [Segment], layers: Int? = nil) {
         let n = tokens.count, dim = c.dim, qDim = c.qDim, kvDim = c.kvDim, ffn = c.ffnDim
         for (t, token) in tokens.enumerated() { model.embedding.row(token, into: x + t * dim) }
-        if let s = c.embeddingScale { for i in 0..<(n * dim) { x[i] *= s } }
-        for (l, layer) in model.layers.enumerated() {
+        if let s = c.block.embeddingScale { for i in 0..<(n * dim) { x[i] *= s } }
+        for (l, layer) in model.layers.prefix(layers ?? model.layers.count).enumerated() {
             // Attention: x -> xb = norm(x) -> q, k, v (+ bias, per-head norm) -> RoPE -> cache -> attnOut
             //   -> delta = wo attnOut (-> post-norm) -> x += delta
             let quantizedInput = normedInput(layer.attnNorm, tokens: n, for: layer.wq)
@@ -55,7 +55,7 @@ extension InferenceSession {
             let quantizedFFN = normedInput(layer.ffnNorm, tokens: n, for: layer.gate)
             observer?.observe(layer: l, input: .ffn, values: xb, tokens: n, width: dim)
             // Each worker gates the hidden rows it computed of both gate and up, for every token.
-            let activation = c.activation ?? .silu, hb = self.hb, hb2 = self.hb2, level = self.level
+            let activation = c.block.activation ?? .silu, hb = self.hb, hb2 = self.hb2, level = self.level
             linears([(layer.gate, hb), (layer.up, hb2)], input: xb, quantized: quantizedFFN, tokens: n) { rows in
                 for t in 0..<n {
                     let g = hb + t * ffn + rows.lowerBound, u = hb2 + t * ffn + rows.lowerBound
@@ -79,7 +79,7 @@ extension InferenceSession {
     func computeLogits(tokens n: Int, first: Int) {
         let quantized = normedInput(model.outputNorm, tokens: n, from: first, for: model.output)
         linears([(model.output, logitsBuffer)], input: xb, quantized: quantized, tokens: n)
-        if let cap = c.finalSoftcap { FloatKernels.softcap(logitsBuffer, count: n * c.vocabSize, cap: cap) }
+        if let cap = c.block.finalSoftcap { FloatKernels.softcap(logitsBuffer, count: n * c.vocabSize, cap: cap) }
     }
 
     /// buffer[t] += bias for `tokens` rows of `width` values, when the family has the bias.

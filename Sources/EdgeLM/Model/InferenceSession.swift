@@ -230,12 +230,7 @@ public final class InferenceSession: @unchecked Sendable {
         if selection == .all, tokens.count > maxBatch {
             throw .invalidInput("logits for every token need batches of at most \(maxBatch) tokens, got \(tokens.count)")
         }
-        var start = 0
-        while start < tokens.count {
-            let n = min(maxBatch, tokens.count - start)
-            forwardBatch(Array(tokens[start..<(start + n)]), segments: [Segment(session: self, start: 0, count: n)])
-            start += n
-        }
+        feed(tokens)
         let n = tokens.count - (tokens.count - 1) / maxBatch * maxBatch
         if selection == .all {
             computeLogits(tokens: n, first: 0)
@@ -243,6 +238,28 @@ public final class InferenceSession: @unchecked Sendable {
         }
         computeLogits(tokens: 1, first: n - 1)
         return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
+    }
+
+    /// Runs `tokens` from an empty cache through the first `layers` layers only, for the `observer` (calibration
+    /// statistics of those layers' inputs): no logits, no later layer. The cache is left empty.
+    func observe(_ tokens: [Int], layers: Int) throws(EdgeLMError) {
+        guard !tokens.isEmpty, tokens.count <= contextLength else {
+            throw .invalidInput("a calibration window of \(tokens.count) tokens does not fit the context of \(contextLength)")
+        }
+        try checkVocabulary(tokens)
+        reset()
+        feed(tokens, layers: layers)
+        reset()
+    }
+
+    /// Runs `tokens` in batches of at most maxBatch through every layer (or the first `layers`), from the current position.
+    private func feed(_ tokens: [Int], layers: Int? = nil) {
+        var start = 0
+        while start < tokens.count {
+            let n = min(maxBatch, tokens.count - start)
+            forwardBatch(Array(tokens[start..<(start + n)]), segments: [Segment(session: self, start: 0, count: n)], layers: layers)
+            start += n
+        }
     }
 
     /// Feeds `tokens` (at most `maxBatch`) at the current position and returns the logits after each of them

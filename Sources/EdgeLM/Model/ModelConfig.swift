@@ -14,8 +14,9 @@ public enum FFNActivation: String, Codable, Sendable {
     case geluTanh
 }
 
-/// Hyper-parameters of a Llama-family transformer. The optional fields describe what a family adds to the
-/// Llama block (nil: the Llama behaviour); files written before they existed decode with all of them nil.
+/// Hyper-parameters of a Llama-family transformer. The variants (`rotary`, `attention`, `block`) group what a
+/// family changes in the Llama block (nil fields: the Llama behaviour); files written before a field existed
+/// decode with it nil.
 public struct ModelConfig: Codable, Sendable, Equatable {
     /// Architecture (family) name: one of `ModelConfig.architectures`.
     public var architecture: String
@@ -43,30 +44,60 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var tiedOutput: Bool
     /// Width of one attention head when it is not dim / heads (Qwen3, Gemma).
     public var headDimension: Int?
-    /// Rotary frequency tables (nil: one standard table from `ropeTheta`).
-    public var ropeTables: [RopeTable]?
-    /// Index into `ropeTables` for each layer (nil: table 0 everywhere).
-    public var layerRopeTable: [Int]?
-    /// Q, K and V projections have biases (Qwen2).
-    public var qkvBias: Bool?
-    /// Per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3).
-    public var qkNorm: Bool?
-    /// Norms applied to each sublayer's output before the residual add (Gemma 2/3).
-    public var sandwichNorms: Bool?
-    /// Feed-forward non-linearity (nil: SwiGLU).
-    public var activation: FFNActivation?
-    /// Factor applied to token embeddings (Gemma: sqrt(dim)).
-    public var embeddingScale: Float?
-    /// Attention score scale (nil: 1 / sqrt(headDim); Gemma: query_pre_attn_scalar^-1/2).
-    public var attentionScale: Float?
-    /// Attention scores pass through cap * tanh(score / cap) (Gemma 2).
-    public var attentionSoftcap: Float?
-    /// Logits pass through cap * tanh(logit / cap) (Gemma 2).
-    public var finalSoftcap: Float?
-    /// Positions a query sees in the layers marked by `slidingLayers` (itself included).
-    public var slidingWindow: Int?
-    /// For each layer, true when it attends over the sliding window only.
-    public var slidingLayers: [Bool]?
+    /// What the family changes in the rotary embedding.
+    public var rotary = RotaryVariant()
+    /// What the family changes in attention.
+    public var attention = AttentionVariant()
+    /// What the family changes around attention and the feed-forward network.
+    public var block = BlockVariant()
+
+    /// The fields a file stores besides the family variants (which it stores flat beside them).
+    private enum CodingKeys: String, CodingKey {
+        case architecture, dim, layers, heads, kvHeads, ffnDim, vocabSize, contextLength, ropeTheta, ropeLayout, normEpsilon
+        case tiedOutput, headDimension
+    }
+
+    /// Decodes a configuration as files store it: one flat object (files written before a field existed lack it).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        architecture = try c.decode(String.self, forKey: .architecture)
+        dim = try c.decode(Int.self, forKey: .dim)
+        layers = try c.decode(Int.self, forKey: .layers)
+        heads = try c.decode(Int.self, forKey: .heads)
+        kvHeads = try c.decode(Int.self, forKey: .kvHeads)
+        ffnDim = try c.decode(Int.self, forKey: .ffnDim)
+        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        contextLength = try c.decode(Int.self, forKey: .contextLength)
+        ropeTheta = try c.decode(Float.self, forKey: .ropeTheta)
+        ropeLayout = try c.decode(RopeLayout.self, forKey: .ropeLayout)
+        normEpsilon = try c.decode(Float.self, forKey: .normEpsilon)
+        tiedOutput = try c.decode(Bool.self, forKey: .tiedOutput)
+        headDimension = try c.decodeIfPresent(Int.self, forKey: .headDimension)
+        rotary = try RotaryVariant(from: decoder)
+        attention = try AttentionVariant(from: decoder)
+        block = try BlockVariant(from: decoder)
+    }
+
+    /// Encodes the configuration as one flat object, the variants' fields beside the others.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(architecture, forKey: .architecture)
+        try c.encode(dim, forKey: .dim)
+        try c.encode(layers, forKey: .layers)
+        try c.encode(heads, forKey: .heads)
+        try c.encode(kvHeads, forKey: .kvHeads)
+        try c.encode(ffnDim, forKey: .ffnDim)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(contextLength, forKey: .contextLength)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encode(ropeLayout, forKey: .ropeLayout)
+        try c.encode(normEpsilon, forKey: .normEpsilon)
+        try c.encode(tiedOutput, forKey: .tiedOutput)
+        try c.encodeIfPresent(headDimension, forKey: .headDimension)
+        try rotary.encode(to: encoder)
+        try attention.encode(to: encoder)
+        try block.encode(to: encoder)
+    }
 
     /// Creates a configuration.
     public init(architecture: String = "llama", dim: Int, layers: Int, heads: Int, kvHeads: Int, ffnDim: Int,
@@ -90,9 +121,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// equal models compare equal whichever reader produced them.
     public func normalized() -> ModelConfig {
         var c = self
-        if c.activation == .silu { c.activation = nil }
-        if let t = c.ropeTables, t.count == 1, c.layerRopeTable == nil, t[0] == .standard(theta: Double(ropeTheta), dims: headDim) {
-            c.ropeTables = nil
+        if c.block.activation == .silu { c.block.activation = nil }
+        if let t = c.rotary.tables, t.count == 1, c.rotary.layerTable == nil, t[0] == .standard(theta: Double(ropeTheta), dims: headDim) {
+            c.rotary.tables = nil
         }
         return c
     }
@@ -111,17 +142,17 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// Width of all key (or value) heads together.
     public var kvDim: Int { headDim * kvHeads }
     /// The rotary tables, the standard one when the file stores none.
-    public var resolvedRopeTables: [RopeTable] { ropeTables ?? [.standard(theta: Double(ropeTheta), dims: headDim)] }
+    public var resolvedRopeTables: [RopeTable] { rotary.tables ?? [.standard(theta: Double(ropeTheta), dims: headDim)] }
     /// The rotary table of layer `l`.
-    public func ropeTableIndex(layer l: Int) -> Int { layerRopeTable?[l] ?? 0 }
+    public func ropeTableIndex(layer l: Int) -> Int { rotary.layerTable?[l] ?? 0 }
     /// Makes every layer attend over a sliding window of `window` positions (Mistral, Phi-3).
     mutating func slideEveryLayer(window: Int) {
-        slidingWindow = window
-        slidingLayers = Array(repeating: true, count: layers)
+        attention.slidingWindow = window
+        attention.slidingLayers = Array(repeating: true, count: layers)
     }
 
     /// The attention window of layer `l` (nil: every earlier position).
-    public func window(layer l: Int) -> Int? { slidingLayers?[l] == true ? slidingWindow : nil }
+    public func window(layer l: Int) -> Int? { attention.slidingLayers?[l] == true ? attention.slidingWindow : nil }
 
     /// Upper bounds on hyper-parameters; anything larger is rejected before allocation.
     public enum Limits {
@@ -175,17 +206,17 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             }
             guard t.attentionFactor.isFinite, t.attentionFactor > 0 else { throw bad("ropeTables[\(i)]", "attention factor \(t.attentionFactor)") }
         }
-        if let map = layerRopeTable {
+        if let map = rotary.layerTable {
             guard map.count == layers, map.allSatisfy({ (0..<tables.count).contains($0) }) else {
                 throw bad("layerRopeTable", "needs one table index per layer, each below \(tables.count)")
             }
         }
-        if let s = slidingLayers {
+        if let s = attention.slidingLayers {
             guard s.count == layers else { throw bad("slidingLayers", "\(s.count) entries for \(layers) layers") }
-            guard let w = slidingWindow, w >= 1 else { throw bad("slidingWindow", "sliding layers need a window >= 1") }
+            guard let w = attention.slidingWindow, w >= 1 else { throw bad("slidingWindow", "sliding layers need a window >= 1") }
         }
-        for (field, v) in [("embeddingScale", embeddingScale), ("attentionScale", attentionScale), ("attentionSoftcap", attentionSoftcap),
-                           ("finalSoftcap", finalSoftcap)] {
+        for (field, v) in [("embeddingScale", block.embeddingScale), ("attentionScale", attention.scale), ("attentionSoftcap", attention.softcap),
+                           ("finalSoftcap", block.finalSoftcap)] {
             if let v { guard v.isFinite, v > 0 else { throw bad(field, "\(v) must be a positive finite number") } }
         }
     }
@@ -206,9 +237,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
                 (p + "ffn_up", [ffnDim, dim]),
                 (p + "ffn_down", [dim, ffnDim]),
             ]
-            if qkvBias == true { list += [(p + "attn_q.bias", [qDim]), (p + "attn_k.bias", [kvDim]), (p + "attn_v.bias", [kvDim])] }
-            if qkNorm == true { list += [(p + "attn_q_norm", [headDim]), (p + "attn_k_norm", [headDim])] }
-            if sandwichNorms == true { list += [(p + "post_attention_norm", [dim]), (p + "post_ffw_norm", [dim])] }
+            if attention.qkvBias == true { list += [(p + "attn_q.bias", [qDim]), (p + "attn_k.bias", [kvDim]), (p + "attn_v.bias", [kvDim])] }
+            if attention.qkNorm == true { list += [(p + "attn_q_norm", [headDim]), (p + "attn_k_norm", [headDim])] }
+            if block.sandwichNorms == true { list += [(p + "post_attention_norm", [dim]), (p + "post_ffw_norm", [dim])] }
         }
         list.append(("output_norm", [dim]))
         if !tiedOutput { list.append(("output", [vocabSize, dim])) }

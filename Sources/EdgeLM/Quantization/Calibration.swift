@@ -41,8 +41,7 @@ public struct Calibration: Sendable {
         let recorder = ActivationMoments(config: model.config, gram: gptq, level: level)
         model.session.observer = recorder
         for w in 0..<run.windows {
-            model.session.reset()
-            _ = try model.session.forward(run.window(w))
+            try model.session.observe(run.window(w), layers: model.config.layers)
             progress(w + 1, run.windows)
         }
         model.session.observer = nil

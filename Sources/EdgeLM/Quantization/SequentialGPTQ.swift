@@ -12,16 +12,16 @@ import Foundation
 /// and W* is rounded by GPTQ with H. Without the ridge ‖W x_f − Ŵ x_q‖² = ‖(W* − Ŵ) x_q‖² + const, so each matrix's rounding
 /// also makes up for the error its inputs already carry. The layout is the ordinary q4, q4a, q4n or q8 one.
 ///
-/// Measured on stories260K q4 (second-half KLD, 16,384 calibration tokens): 0.0432 against 0.0539 for
-/// GPTQ from the float model's moments; forward order without the compensation (W* = W) 0.0565. Cost: two
-/// forward passes of the calibration text per stage (four stages per layer) and one conversion of the
-/// model per stage, so it is meant for small models.
+/// Measured on stories260K q4 (second-half KLD, 16,384 calibration tokens): 0.0413 against 0.0539 for
+/// GPTQ from the float model's moments. Cost: per
+/// layer one pass of the float model over the calibration text, and per stage (four per layer) one conversion
+/// of the model and one pass of it, each pass only as far as the layer; so it is meant for small models.
 public enum SequentialGPTQ {
     /// Ridge λ, as a fraction of H's mean diagonal, of the map M = (C + λI)(H + λI)⁻¹: the least-squares map
     /// pulled toward the identity (no compensation) rather than toward zero, so that a stage whose inputs
-    /// carry no error (C = H) gets M = I and plain GPTQ. Measured on stories260K q4 (16,384 / 65,536
-    /// calibration tokens): toward the identity with 1% 0.0432 / 0.0394, with 0.1% 0.0443 / 0.0411; toward
-    /// zero (C (H + λI)⁻¹) with 1% 0.0450 / 0.0419, with 0.1% 0.0469 / 0.0390.
+    /// carry no error (C = H) gets M = I and plain GPTQ. Chosen on stories260K q4 (16,384 / 65,536 calibration
+    /// tokens, when the moments saw the last batch of each window only): toward the identity with 1% 0.0432 / 0.0394,
+    /// with 0.1% 0.0443 / 0.0411; toward zero (C (H + λI)⁻¹) with 1% 0.0450 / 0.0419, with 0.1% 0.0469 / 0.0390.
     static let mapDampening = 0.01
 
     /// Converts `checkpoint` as `Converter.convert` does, with every attention and FFN matrix rounded by
@@ -53,32 +53,17 @@ public enum SequentialGPTQ {
         let level = options.level
         // Payloads of the matrices done so far; every other matrix stays f32 in the partial models.
         var done: [String: [UInt8]] = [:]
+        var float = InputCapture(layer: -1, inputs: [])
         for (step, (layer, input)) in stages.enumerated() {
-            // The partial models are scratch files: raw payloads, no error report, no calibration record.
-            var partial = options
-            partial.overwrite = true
-            partial.calibration = nil
-            partial.zstdLevel = nil
-            partial.measureError = false
-            partial.tensorTypes = try matrices.filter { done[$0] == nil }.sorted().map { (name) throws(EdgeLMError) in
-                try TensorTypeRule(pattern: name, scheme: .f32)
-            } + options.tensorTypes
-            _ = try Converter.convert(checkpoint, to: partialPath, options: partial, encoder: { (name, values, layout) in
-                done[name] ?? Quantizer.encode(values, layout: layout, level: level)
-            }, progress: { _ in })
-            let quantized = try LanguageModel(path: partialPath, threads: threads, keyType: .f32, valueType: .f32, contextLength: run.context, level: level)
-            let moments = CrossMoments(layer: layer, input: input, level: level)
-            for w in 0..<run.windows {
-                let ids = run.window(w)
-                for (model, slot) in [(run.float, 0), (quantized, 1)] {
-                    moments.slot = slot
-                    model.session.reset()
-                    model.session.observer = moments
-                    defer { model.session.observer = nil }
-                    _ = try model.session.forward(ids)
-                }
-                moments.accumulate()
+            if float.layer != layer {
+                // The float model's inputs of this layer's matrices, every window, in one pass as far as the layer.
+                float = InputCapture(layer: layer, inputs: Set(LinearInput.allCases))
+                try float.run(run.float, run: run)
             }
+            let quantized = try partialModel(checkpoint, done: done, options: options, path: partialPath, threads: threads, context: run.context)
+            let moments = CrossMoments(float: float, input: input, level: level)
+            let capture = InputCapture(layer: layer, inputs: [input])
+            try capture.run(quantized, run: run) { w in moments.accumulate(window: w, quantized: capture) }
             var (h, c) = moments.means()
             let width = moments.width
             adjust(&h, &c, width)
@@ -99,6 +84,25 @@ public enum SequentialGPTQ {
         return try Converter.convert(checkpoint, to: outputPath, options: final, encoder: { (name, values, layout) in
             done[name] ?? Quantizer.encode(values, layout: layout, level: level)
         }, progress: conversionProgress)
+    }
+
+    /// A model of `checkpoint` whose matrices in `done` carry those payloads, the others f32 (a scratch file at `path`:
+    /// raw payloads, no error report, no calibration record).
+    private static func partialModel(_ checkpoint: Checkpoint, done: [String: [UInt8]], options: ConversionOptions, path: String,
+                                     threads: Int?, context: Int) throws(EdgeLMError) -> LanguageModel {
+        var partial = options
+        partial.overwrite = true
+        partial.calibration = nil
+        partial.zstdLevel = nil
+        partial.measureError = false
+        partial.tensorTypes = try checkpoint.config.matrixNames.filter { done[$0] == nil }.sorted().map { (name) throws(EdgeLMError) in
+            try TensorTypeRule(pattern: name, scheme: .f32)
+        } + options.tensorTypes
+        let level = options.level
+        _ = try Converter.convert(checkpoint, to: path, options: partial, encoder: { (name, values, layout) in
+            done[name] ?? Quantizer.encode(values, layout: layout, level: level)
+        }, progress: { _ in })
+        return try LanguageModel(path: path, threads: threads, keyType: .f32, valueType: .f32, contextLength: context, level: level)
     }
 
     /// M = (C + λI)(H + λI)⁻¹ ([cols, cols]), λ from `mapDampening`: row i of M solves (H + λI) mᵢ = cᵢ + λeᵢ
@@ -161,49 +165,74 @@ public enum SequentialGPTQ {
     }
 }
 
-/// The moments of one layer input between the float model (slot 0) and the partly quantized one (slot 1):
-/// Σ x_q x_qᵀ and Σ x_f x_qᵀ over the windows, from copies of each window's inputs.
-private final class CrossMoments: ActivationObserver {
+/// Copies of some inputs of one layer's matrices, per calibration window, as a model's forward pass (stopped after
+/// that layer) sees them: every batch of a window in order.
+private final class InputCapture: ActivationObserver {
     let layer: Int
-    let input: LinearInput
-    var slot = 0
-    private(set) var width = 0
-    private var captured: [[Float]] = [[], []]
-    private var tokens = 0
+    private let inputs: Set<LinearInput>
+    /// [tokens, width] per input and window (only the current window when `run` is given a consumer).
+    private(set) var values: [LinearInput: [Int: [Float]]] = [:]
+    private(set) var widths: [LinearInput: Int] = [:]
+    private var window = 0
+
+    init(layer: Int, inputs: Set<LinearInput>) {
+        self.layer = layer
+        self.inputs = inputs
+    }
+
+    /// Captures every window of `run` through `model`; with `consume`, each window is handed over and then dropped.
+    func run(_ model: LanguageModel, run: CalibrationRun, consume: ((Int) -> Void)? = nil) throws(EdgeLMError) {
+        model.session.observer = self
+        defer { model.session.observer = nil }
+        for w in 0..<run.windows {
+            window = w
+            try model.session.observe(run.window(w), layers: layer + 1)
+            if let consume {
+                consume(w)
+                for input in inputs { values[input]?[w] = nil }
+            }
+        }
+    }
+
+    func observe(layer: Int, input: LinearInput, values: UnsafePointer<Float>, tokens: Int, width: Int) {
+        guard layer == self.layer, inputs.contains(input) else { return }
+        widths[input] = width
+        self.values[input, default: [:]][window, default: []].append(contentsOf: UnsafeBufferPointer(start: values, count: tokens * width))
+    }
+}
+
+/// The moments of one layer input between the float model and the partly quantized one: Σ x_q x_qᵀ and
+/// Σ x_f x_qᵀ over the windows.
+private final class CrossMoments {
+    private let float: InputCapture
+    private let input: LinearInput
+    let width: Int
     private var count = 0
     /// One window's sums (f32, as the kernel adds them), then the running totals in double.
     private var windowH: [Float] = []
     private var windowC: [Float] = []
-    private var h: [Double] = []
-    private var c: [Double] = []
-
+    private var h: [Double]
+    private var c: [Double]
     private let level: KernelLevel
 
-    init(layer: Int, input: LinearInput, level: KernelLevel) {
-        self.layer = layer
+    init(float: InputCapture, input: LinearInput, level: KernelLevel) {
+        self.float = float
         self.input = input
         self.level = level
+        width = float.widths[input] ?? 0
+        h = [Double](repeating: 0, count: width * width)
+        c = h
     }
 
-    func observe(layer: Int, input: LinearInput, values: UnsafePointer<Float>, tokens: Int, width: Int) {
-        guard layer == self.layer, input == self.input else { return }
-        captured[slot] = Array(UnsafeBufferPointer(start: values, count: tokens * width))
-        self.tokens = tokens
-        self.width = width
-    }
-
-    /// Adds the window just captured by both models.
-    func accumulate() {
-        let n = width
-        if h.isEmpty {
-            h = [Double](repeating: 0, count: n * n)
-            c = h
-        }
+    /// Adds window `w`, as the float model saw it and as `quantized` captured it.
+    func accumulate(window w: Int, quantized: InputCapture) {
+        let n = width, xfWindow = float.values[input]?[w] ?? [], xqWindow = quantized.values[input]?[w] ?? []
+        precondition(xqWindow.count == xfWindow.count, "both models see the same windows")
         windowH = [Float](repeating: 0, count: n * n)
         windowC = windowH
-        let tokens = self.tokens, rows = 8, level = level.rawValue
-        captured[0].withUnsafeBufferPointer { xf in
-            captured[1].withUnsafeBufferPointer { xq in
+        let tokens = xqWindow.count / n, rows = 8, level = level.rawValue
+        xfWindow.withUnsafeBufferPointer { xf in
+            xqWindow.withUnsafeBufferPointer { xq in
                 windowH.withUnsafeMutableBufferPointer { hp in
                     windowC.withUnsafeMutableBufferPointer { cp in
                         let f = UncheckedSendable(xf.baseAddress!), q = UncheckedSendable(xq.baseAddress!)

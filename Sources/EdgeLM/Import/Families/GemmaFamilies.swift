@@ -17,19 +17,19 @@ enum Gemma2Family: ModelFamily {
     /// other size loads). EdgeLM applies the same rules and refuses other sizes by name.
     static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) {
         switch config.layers {
-        case 26, 42: config.attentionScale = 1 / Float(config.headDim).squareRoot()
-        case 46: config.attentionScale = 1 / Float(config.dim / config.heads).squareRoot()
+        case 26, 42: config.attention.scale = 1 / Float(config.headDim).squareRoot()
+        case 46: config.attention.scale = 1 / Float(config.dim / config.heads).squareRoot()
         default:
             throw keys.fail("block_count", "\(config.layers) layers: a gemma2 GGUF does not store its query scale, which llama.cpp implies "
                             + "only for 26, 42 and 46 layers; convert this model from its Hugging Face folder")
         }
-        config.activation = .geluTanh
-        config.sandwichNorms = true
-        config.embeddingScale = Float(Double(config.dim).squareRoot())
-        config.slidingWindow = try keys.int("attention.sliding_window", default: 4096)
-        config.slidingLayers = (0..<config.layers).map { $0 % 2 == 0 }
-        config.attentionSoftcap = Float(try keys.float("attn_logit_softcapping", default: 50))
-        config.finalSoftcap = Float(try keys.float("final_logit_softcapping", default: 30))
+        config.block.activation = .geluTanh
+        config.block.sandwichNorms = true
+        config.block.embeddingScale = Float(Double(config.dim).squareRoot())
+        config.attention.slidingWindow = try keys.int("attention.sliding_window", default: 4096)
+        config.attention.slidingLayers = (0..<config.layers).map { $0 % 2 == 0 }
+        config.attention.softcap = Float(try keys.float("attn_logit_softcapping", default: 50))
+        config.block.finalSoftcap = Float(try keys.float("final_logit_softcapping", default: 30))
     }
 
     /// Gemma's layer parameters: its four norms are named differently from Llama's.
@@ -41,25 +41,25 @@ enum Gemma2Family: ModelFamily {
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
         try configureGemma(&config, &r, defaultSliding: { $0 % 2 == 0 })
-        config.attentionSoftcap = try r.double("attn_logit_softcapping").map(Float.init)
+        config.attention.softcap = try r.double("attn_logit_softcapping").map(Float.init)
     }
 
     /// What Gemma 2 and 3 share; `defaultSliding` decides the sliding layers of a config without `layer_types`.
     static func configureGemma(_ config: inout ModelConfig, _ r: inout ConfigReader, defaultSliding: (Int) -> Bool) throws(EdgeLMError) {
-        config.activation = try FamilyKeys.activation(&r, ["gelu_pytorch_tanh": .geluTanh], default: .geluTanh)
-        config.sandwichNorms = true
-        config.embeddingScale = Float(Double(config.dim).squareRoot())
+        config.block.activation = try FamilyKeys.activation(&r, ["gelu_pytorch_tanh": .geluTanh], default: .geluTanh)
+        config.block.sandwichNorms = true
+        config.block.embeddingScale = Float(Double(config.dim).squareRoot())
         try r.refuseTrue("attention_bias", "biases on the attention projections are not supported for Gemma")
         try r.refuseTrue("use_bidirectional_attention", "bidirectional attention is not supported")
         let scalar = try r.double("query_pre_attn_scalar") ?? Double(config.headDim)
         guard scalar > 0 else { throw r.fail("query_pre_attn_scalar", "\(scalar) must be > 0") }
-        config.attentionScale = Float(1 / scalar.squareRoot())
-        config.finalSoftcap = try r.double("final_logit_softcapping").map(Float.init)
+        config.attention.scale = Float(1 / scalar.squareRoot())
+        config.block.finalSoftcap = try r.double("final_logit_softcapping").map(Float.init)
         let sliding = try FamilyKeys.slidingLayers(&r, layers: config.layers) ?? (0..<config.layers).map(defaultSliding)
         if sliding.contains(true) {
             guard let w = try r.int("sliding_window"), w >= 1 else { throw r.fail("sliding_window", "sliding layers need a window >= 1") }
-            config.slidingWindow = w
-            config.slidingLayers = sliding
+            config.attention.slidingWindow = w
+            config.attention.slidingLayers = sliding
         } else {
             r.harmless(["sliding_window"])
         }
@@ -86,14 +86,14 @@ enum Gemma3Family: ModelFamily {
     /// the converter leaves it out), their RoPE table unscaled at the local base (10000 when absent); queries
     /// scaled by head_dim^-1/2, or (hidden / heads)^-1/2 for the 62-layer model; no attention soft-cap.
     static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) {
-        config.activation = .geluTanh
-        config.sandwichNorms = true
-        config.qkNorm = true
-        config.embeddingScale = Float(Double(config.dim).squareRoot())
-        config.attentionScale = 1 / Float(config.layers == 62 ? config.dim / config.heads : config.headDim).squareRoot()
+        config.block.activation = .geluTanh
+        config.block.sandwichNorms = true
+        config.attention.qkNorm = true
+        config.block.embeddingScale = Float(Double(config.dim).squareRoot())
+        config.attention.scale = 1 / Float(config.layers == 62 ? config.dim / config.heads : config.headDim).squareRoot()
         if let cap = keys.value("final_logit_softcapping") {
             guard let c = cap.asDouble, c > 0 else { throw keys.fail("final_logit_softcapping", "must be a number > 0") }
-            config.finalSoftcap = Float(c)
+            config.block.finalSoftcap = Float(c)
         }
         let window = try keys.int("attention.sliding_window", default: 0)
         let pattern = keys.value("attention.sliding_window_pattern")
@@ -111,10 +111,10 @@ enum Gemma3Family: ModelFamily {
             sliding = (0..<config.layers).map { $0 % n < n - 1 }
         }
         guard sliding.contains(true) else { return }
-        config.slidingWindow = window
-        config.slidingLayers = sliding
-        config.ropeTables = [config.ropeTables![0], .standard(theta: local, dims: config.headDim)]
-        config.layerRopeTable = sliding.map { $0 ? 1 : 0 }
+        config.attention.slidingWindow = window
+        config.attention.slidingLayers = sliding
+        config.rotary.tables = [config.rotary.tables![0], .standard(theta: local, dims: config.headDim)]
+        config.rotary.layerTable = sliding.map { $0 ? 1 : 0 }
     }
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
@@ -122,8 +122,8 @@ enum Gemma3Family: ModelFamily {
         r.harmless(["_sliding_window_pattern"])
         guard pattern >= 1 else { throw r.fail("sliding_window_pattern", "\(pattern) must be >= 1") }
         try Gemma2Family.configureGemma(&config, &r, defaultSliding: { ($0 + 1) % pattern != 0 })
-        config.qkNorm = true
-        config.attentionSoftcap = try r.double("attn_logit_softcapping").map(Float.init)
+        config.attention.qkNorm = true
+        config.attention.softcap = try r.double("attn_logit_softcapping").map(Float.init)
         let global: RopeTable, local: RopeTable
         if let g = rope.tables["full_attention"], let l = rope.tables["sliding_attention"] {
             (global, local) = (g, l)
@@ -132,8 +132,8 @@ enum Gemma3Family: ModelFamily {
             global = try rope.single(r)
             local = .standard(theta: try r.double("rope_local_base_freq") ?? 10000, dims: config.headDim)
         }
-        config.ropeTables = [global, local]
-        config.layerRopeTable = (0..<config.layers).map { config.slidingLayers?[$0] == true ? 1 : 0 }
+        config.rotary.tables = [global, local]
+        config.rotary.layerTable = (0..<config.layers).map { config.attention.slidingLayers?[$0] == true ? 1 : 0 }
     }
 
     static func layerTensors(_ module: String, _ t: SourceTensor, config: ModelConfig) -> [(String, SourceTensor)]? {

@@ -11,7 +11,7 @@ enum LlamaFamily: ModelFamily {
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
         try r.refuseTrue("attention_bias", "biases on the attention projections (q, k, v and o) are not supported for Llama")
         try r.refuseTrue("mlp_bias", "MLP biases are not supported")
-        config.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
+        config.block.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
     }
 }
 

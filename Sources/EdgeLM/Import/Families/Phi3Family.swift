@@ -33,7 +33,7 @@ enum Phi3Family: ModelFamily {
     }
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
-        config.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
+        config.block.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
         // Only LongRoPE (refused by its rope_type) reads the original context.
         r.harmless(["original_max_position_embeddings"])
         try FamilyKeys.everyLayerWindow(&config, &r)

@@ -6,12 +6,12 @@ enum Qwen2Family: ModelFamily {
     static let ggufArchitecture: String? = "qwen2"
 
     static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) {
-        config.qkvBias = true
+        config.attention.qkvBias = true
     }
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
-        config.qkvBias = true
-        config.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
+        config.attention.qkvBias = true
+        config.block.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
         try FamilyKeys.qwenWindow(&r, layers: config.layers)
     }
 
@@ -32,13 +32,13 @@ enum Qwen3Family: ModelFamily {
     /// llama.cpp's converter writes the head width as `attention.key_length` (read in common) and the norms
     /// as `attn_q_norm` / `attn_k_norm`; queries and keys keep the Hugging Face (rotate-half) layout.
     static func configureGGUF(_ config: inout ModelConfig, _ keys: inout GGUFKeys, tensors: inout [String: SourceTensor]) throws(EdgeLMError) {
-        config.qkNorm = true
+        config.attention.qkNorm = true
     }
 
     static func configure(_ config: inout ModelConfig, _ r: inout ConfigReader, rope: RopeSettings) throws(EdgeLMError) {
-        config.qkNorm = true
+        config.attention.qkNorm = true
         try r.refuseTrue("attention_bias", "biases on the attention projections are not supported for Qwen3")
-        config.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
+        config.block.activation = try FamilyKeys.activation(&r, ["silu": .silu], default: .silu)
         try FamilyKeys.qwenWindow(&r, layers: config.layers)
     }
 
