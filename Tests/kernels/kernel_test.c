@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -782,7 +783,11 @@ static void test_kernel_tables(int print) {
     }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--detect") == 0) {
+        printf("detected: %s\n", edge_isa_name(edge_detect_isa()));
+        return 0;
+    }
     check(edge_isa_from_name("avx2") == EDGE_ISA_AVX2 && edge_isa_from_name("i8mm") == EDGE_ISA_I8MM
               && edge_isa_from_name("sse9") == -1 && edge_isa_name(EDGE_ISA_COUNT) == NULL,
           "level names", EDGE_ISA_GENERIC, "round trip");
