@@ -222,11 +222,7 @@ public final class InferenceSession: @unchecked Sendable {
     /// Feeds `tokens` at the current position and returns their logits: [vocab] for `.last`, or
     /// [tokens.count, vocab] for `.all`. The buffer is valid until the next call.
     public func forward(_ tokens: [Int], logits selection: LogitsSelection = .last) throws(EdgeLMError) -> UnsafeBufferPointer<Float> {
-        guard !tokens.isEmpty else { throw .invalidInput("forward needs at least one token") }
-        guard position + tokens.count <= contextLength else {
-            throw .invalidInput("\(position + tokens.count) tokens exceed the context length \(contextLength)")
-        }
-        try checkVocabulary(tokens)
+        try checkFits(tokens)
         if selection == .all, tokens.count > maxBatch {
             throw .invalidInput("logits for every token need batches of at most \(maxBatch) tokens, got \(tokens.count)")
         }
@@ -243,13 +239,19 @@ public final class InferenceSession: @unchecked Sendable {
     /// Runs `tokens` from an empty cache through the first `layers` layers only, for the `observer` (calibration
     /// statistics of those layers' inputs): no logits, no later layer. The cache is left empty.
     func observe(_ tokens: [Int], layers: Int) throws(EdgeLMError) {
-        guard !tokens.isEmpty, tokens.count <= contextLength else {
-            throw .invalidInput("a calibration window of \(tokens.count) tokens does not fit the context of \(contextLength)")
-        }
-        try checkVocabulary(tokens)
         reset()
+        try checkFits(tokens)
         feed(tokens, layers: layers)
         reset()
+    }
+
+    /// Refuses an empty run of tokens, one past the context from the current position, or an id outside the vocabulary.
+    private func checkFits(_ tokens: [Int]) throws(EdgeLMError) {
+        guard !tokens.isEmpty else { throw .invalidInput("forward needs at least one token") }
+        guard position + tokens.count <= contextLength else {
+            throw .invalidInput("\(position + tokens.count) tokens exceed the context length \(contextLength)")
+        }
+        try checkVocabulary(tokens)
     }
 
     /// Runs `tokens` in batches of at most maxBatch through every layer (or the first `layers`), from the current position.

@@ -13,9 +13,9 @@ import Foundation
 /// also makes up for the error its inputs already carry. The layout is the ordinary q4, q4a, q4n or q8 one.
 ///
 /// Measured on stories260K q4 (second-half KLD, 16,384 calibration tokens): 0.0413 against 0.0539 for
-/// GPTQ from the float model's moments. Cost: per
-/// layer one pass of the float model over the calibration text, and per stage (four per layer) one conversion
-/// of the model and one pass of it, each pass only as far as the layer; so it is meant for small models.
+/// GPTQ from the float model's moments. Cost: per layer one pass of the float model over the calibration text,
+/// and per stage (four per layer) one conversion of the model and one pass of it, each pass only as far as the
+/// layer; so it is meant for small models.
 public enum SequentialGPTQ {
     /// Ridge λ, as a fraction of H's mean diagonal, of the map M = (C + λI)(H + λI)⁻¹: the least-squares map
     /// pulled toward the identity (no compensation) rather than toward zero, so that a stage whose inputs
@@ -208,9 +208,10 @@ private final class CrossMoments {
     private let input: LinearInput
     let width: Int
     private var count = 0
-    /// One window's sums (f32, as the kernel adds them), then the running totals in double.
-    private var windowH: [Float] = []
-    private var windowC: [Float] = []
+    /// One window's sums (f32, as the kernel adds them; allocated once, cleared per window), then the running
+    /// totals in double.
+    private var windowH: [Float]
+    private var windowC: [Float]
     private var h: [Double]
     private var c: [Double]
     private let level: KernelLevel
@@ -222,14 +223,16 @@ private final class CrossMoments {
         width = float.widths[input] ?? 0
         h = [Double](repeating: 0, count: width * width)
         c = h
+        windowH = [Float](repeating: 0, count: width * width)
+        windowC = windowH
     }
 
     /// Adds window `w`, as the float model saw it and as `quantized` captured it.
     func accumulate(window w: Int, quantized: InputCapture) {
         let n = width, xfWindow = float.values[input]?[w] ?? [], xqWindow = quantized.values[input]?[w] ?? []
         precondition(xqWindow.count == xfWindow.count, "both models see the same windows")
-        windowH = [Float](repeating: 0, count: n * n)
-        windowC = windowH
+        windowH.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        windowC.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         let tokens = xqWindow.count / n, rows = 8, level = level.rawValue
         xfWindow.withUnsafeBufferPointer { xf in
             xqWindow.withUnsafeBufferPointer { xq in
