@@ -90,14 +90,18 @@ struct CompletionReply {
     /// The non-streamed reply.
     func body() -> [String: Any] {
         let choices: [[String: Any]] = texts.indices.map { i in
-            var choice: [String: Any] = ["index": i, "finish_reason": finish[i] ?? "length",
-                                         "logprobs": logprobs ? logprobsJSON(entries[i], text: "") : NSNull()]
+            var choice: [String: Any] = [
+                "index": i, "finish_reason": finish[i] ?? "length",
+                "logprobs": logprobs ? logprobsJSON(entries[i], text: "") : NSNull(),
+            ]
             if kind == .chat { choice["message"] = ["role": "assistant", "content": texts[i]] } else { choice["text"] = texts[i] }
             if let tools {
                 let (content, calls) = tools.format.parse(texts[i], tools: tools.definitions)
                 if !calls.isEmpty {
-                    choice["message"] = ["role": "assistant", "content": content.isEmpty ? NSNull() as Any : content as Any,
-                                         "tool_calls": calls.map { ["id": $0.id, "type": "function", "function": ["name": $0.name, "arguments": $0.arguments]] }]
+                    choice["message"] = [
+                        "role": "assistant", "content": content.isEmpty ? NSNull() as Any : content as Any,
+                        "tool_calls": calls.map { ["id": $0.id, "type": "function", "function": ["name": $0.name, "arguments": $0.arguments]] },
+                    ]
                     choice["finish_reason"] = "tool_calls"
                 }
             }
@@ -112,7 +116,8 @@ struct CompletionReply {
     private mutating func chunk(_ i: Int, delta: [String: Any], finish: String?, text: String) -> [String: Any] {
         let l: Any = logprobs && !pending[i].isEmpty ? logprobsJSON(pending[i], text: texts[i]) : NSNull()
         pending[i] = []
-        let choice: [String: Any] = kind == .chat
+        let choice: [String: Any] =
+            kind == .chat
             ? ["index": i, "delta": delta, "finish_reason": finish ?? NSNull(), "logprobs": l]
             : ["index": i, "text": delta["content"] as? String ?? "", "logprobs": l, "finish_reason": finish ?? NSNull()]
         return wrap([choice])
@@ -136,14 +141,18 @@ struct CompletionReply {
             return (String(decoding: bytes, as: UTF8.self), bytes.map(Int.init))
         }
         if kind == .chat {
-            return ["content": list.map { l -> [String: Any] in
-                let (token, bytes) = piece(l.token)
-                return ["token": token, "logprob": l.logprob, "bytes": bytes,
+            return [
+                "content": list.map { l -> [String: Any] in
+                    let (token, bytes) = piece(l.token)
+                    return [
+                        "token": token, "logprob": l.logprob, "bytes": bytes,
                         "top_logprobs": l.top.map { t -> [String: Any] in
                             let (alt, altBytes) = piece(t.token)
                             return ["token": alt, "logprob": t.logprob, "bytes": altBytes]
-                        }]
-            }]
+                        },
+                    ]
+                }
+            ]
         }
         var offset = text.utf8.count
         var offsets: [Int] = []
@@ -151,8 +160,10 @@ struct CompletionReply {
             offsets.append(offset)
             offset += tokenizer.bytes(of: l.token).count
         }
-        return ["tokens": list.map { piece($0.token).0 }, "token_logprobs": list.map(\.logprob), "text_offset": offsets,
-                "top_logprobs": list.map { l in Dictionary(l.top.map { (piece($0.token).0, $0.logprob) }, uniquingKeysWith: { a, _ in a }) }]
+        return [
+            "tokens": list.map { piece($0.token).0 }, "token_logprobs": list.map(\.logprob), "text_offset": offsets,
+            "top_logprobs": list.map { l in Dictionary(l.top.map { (piece($0.token).0, $0.logprob) }, uniquingKeysWith: { a, _ in a }) },
+        ]
     }
 
     static func finishReason(_ reason: StopReason) -> String {

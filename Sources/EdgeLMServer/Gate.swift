@@ -36,8 +36,11 @@ struct Gate: RouterMiddleware {
             guard request.headers[.authorization] == "Bearer \(apiKey)" else {
                 metrics.add("edgelm_errors_total")
                 FileHandle.standardError.write(Data("\(request.method) \(path) 401: bad or missing API key\n".utf8))
-                return withCORS(OpenAIServer.errorResponse(APIError(401, "invalid or missing API key (send Authorization: Bearer KEY)",
-                                                                    type: "authentication_error")), request)
+                return withCORS(
+                    OpenAIServer.errorResponse(
+                        APIError(
+                            401, "invalid or missing API key (send Authorization: Bearer KEY)",
+                            type: "authentication_error")), request)
             }
         }
         var response: Response

@@ -48,7 +48,10 @@ struct CompletionRequest {
     /// Whether a reply may make several calls.
     var parallelToolCalls = true
 
-    enum ToolChoice: Equatable { case auto, none, required, function(String) }
+    enum ToolChoice: Equatable {
+        case auto, none, required
+        case function(String)
+    }
 
     /// Choices to generate (each a job of its own, seeds `seed`, `seed + 1`, ...).
     var n = 1
@@ -104,7 +107,9 @@ struct CompletionRequest {
         if let best = try fields.int("best_of"), best != 1 { throw APIError(400, "'best_of' is not supported", param: "best_of") }
         switch kind {
         case .chat:
-            if try fields.bool("logprobs") == true { logprobs = try fields.int("top_logprobs") ?? 0 } else if fields.isSet("top_logprobs") {
+            if try fields.bool("logprobs") == true {
+                logprobs = try fields.int("top_logprobs") ?? 0
+            } else if fields.isSet("top_logprobs") {
                 throw APIError(400, "'top_logprobs' needs 'logprobs': true", param: "top_logprobs")
             }
         case .completion:
@@ -165,11 +170,14 @@ struct CompletionRequest {
             }
             for (i, item) in list.enumerated() {
                 guard item["type"]?.stringValue == "function", let f = item["function"], let name = f["name"]?.stringValue,
-                      !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+                    !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
+                else {
                     throw APIError(400, "'tools[\(i)]' must be {\"type\": \"function\", \"function\": {\"name\": [A-Za-z0-9_-]{1,64}, ...}}", param: "tools")
                 }
                 let parameters = f["parameters"] ?? .object([("type", .string("object")), ("properties", .object([]))])
-                guard parameters.objectValue != nil else { throw APIError(400, "'tools[\(i)].function.parameters' must be a JSON Schema object", param: "tools") }
+                guard parameters.objectValue != nil else {
+                    throw APIError(400, "'tools[\(i)].function.parameters' must be a JSON Schema object", param: "tools")
+                }
                 tools.append(ToolDefinition(name: name, description: f["description"]?.stringValue, parameters: parameters))
             }
             guard Set(tools.map(\.name)).count == tools.count else { throw APIError(400, "'tools': function names must be unique", param: "tools") }
@@ -184,10 +192,13 @@ struct CompletionRequest {
                 default: throw APIError(400, "'tool_choice' must be auto, none, required or a function", param: "tool_choice")
                 }
             } else if let o = raw as? [String: Any], let f = o["function"] as? [String: Any], let name = f["name"] as? String {
-                guard tools.contains(where: { $0.name == name }) else { throw APIError(400, "'tool_choice' names '\(name)', which is not among 'tools'", param: "tool_choice") }
+                guard tools.contains(where: { $0.name == name }) else {
+                    throw APIError(400, "'tool_choice' names '\(name)', which is not among 'tools'", param: "tool_choice")
+                }
                 choice = .function(name)
             } else {
-                throw APIError(400, "'tool_choice' must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", param: "tool_choice")
+                throw APIError(
+                    400, "'tool_choice' must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", param: "tool_choice")
             }
             if choice != .auto, choice != .none, tools.isEmpty { throw APIError(400, "'tool_choice' needs 'tools'", param: "tool_choice") }
         }
@@ -199,7 +210,9 @@ struct CompletionRequest {
     private static func constraint(_ body: Data, _ json: [String: Any]) throws(APIError) -> (String?, OutputConstraint?) {
         var found: [(String, OutputConstraint)] = []
         let ordered = { () throws(APIError) -> JSONValue in
-            do { return try JSONValue.parse(String(decoding: body, as: UTF8.self)) } catch { throw APIError(400, "the request body is not valid JSON: \(error)") }
+            do { return try JSONValue.parse(String(decoding: body, as: UTF8.self)) } catch {
+                throw APIError(400, "the request body is not valid JSON: \(error)")
+            }
         }
         if let raw = json["response_format"], !(raw is NSNull) {
             guard let format = raw as? [String: Any], let type = format["type"] as? String else {
@@ -208,7 +221,9 @@ struct CompletionRequest {
             switch type {
             case "text": break
             case "json_object":
-                if let schema = try ordered()["response_format"]?["schema"] { found.append(("response_format", .jsonSchema(schema))) } else {
+                if let schema = try ordered()["response_format"]?["schema"] {
+                    found.append(("response_format", .jsonSchema(schema)))
+                } else {
                     found.append(("response_format", .jsonObject))
                 }
             case "json_schema":
@@ -231,7 +246,8 @@ struct CompletionRequest {
             if !text.isEmpty { found.append(("grammar", .grammar(text))) }
         }
         guard found.count <= 1 else {
-            throw APIError(400, "give at most one of 'response_format', 'json_schema' and 'grammar' (got \(found.map(\.0).joined(separator: ", ")))", param: found[1].0)
+            throw APIError(
+                400, "give at most one of 'response_format', 'json_schema' and 'grammar' (got \(found.map(\.0).joined(separator: ", ")))", param: found[1].0)
         }
         return (found.first?.0, found.first?.1)
     }
@@ -263,16 +279,20 @@ struct CompletionRequest {
             }
             for (k, item) in list.enumerated() {
                 guard let c = item as? [String: Any], let f = c["function"] as? [String: Any], let name = f["name"] as? String,
-                      let arguments = f["arguments"] as? String else {
-                    throw APIError(400, "'\(param).tool_calls[\(k)]' must have function.name and function.arguments (a JSON string)",
-                                   param: param + ".tool_calls")
+                    let arguments = f["arguments"] as? String
+                else {
+                    throw APIError(
+                        400, "'\(param).tool_calls[\(k)]' must have function.name and function.arguments (a JSON string)",
+                        param: param + ".tool_calls")
                 }
                 calls.append(ToolCall(id: c["id"] as? String ?? "call_\(i)_\(k)", name: name, arguments: arguments))
             }
         }
         var callID: String?
         if role == "tool" {
-            guard let id = m["tool_call_id"] as? String else { throw APIError(400, "'\(param).tool_call_id' is required for a tool message", param: param + ".tool_call_id") }
+            guard let id = m["tool_call_id"] as? String else {
+                throw APIError(400, "'\(param).tool_call_id' is required for a tool message", param: param + ".tool_call_id")
+            }
             callID = id
         }
         return ChatMessage(role: role == "developer" ? "system" : role, content: content, toolCalls: calls, toolCallID: callID)
@@ -294,7 +314,8 @@ struct JSONFields {
     func int(_ key: String) throws(APIError) -> Int? {
         guard let v = json[key], !(v is NSNull) else { return nil }
         guard !isBoolean(v), let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded(),
-              abs(n.doubleValue) < 9e15 else {
+            abs(n.doubleValue) < 9e15
+        else {
             throw APIError(400, "'\(key)' must be an integer", param: key)
         }
         return n.intValue

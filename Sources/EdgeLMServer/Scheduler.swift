@@ -27,17 +27,6 @@ enum JobEvent: Sendable {
     case failed(String)
 }
 
-/// Counters for `/metrics`, updated by the scheduler and the HTTP handlers.
-final class ServerMetrics: @unchecked Sendable {
-    private let lock = NSLock()
-    private var counters: [String: Double] = [:]
-
-    func add(_ name: String, _ value: Double = 1) { lock.withLock { counters[name, default: 0] += value } }
-    func set(_ name: String, _ value: Double) { lock.withLock { counters[name] = value } }
-    func value(_ name: String) -> Double { lock.withLock { counters[name] ?? 0 } }
-    var snapshot: [String: Double] { lock.withLock { counters } }
-}
-
 /// Runs every forward pass of the server on one thread: `slots` sessions share the memory-mapped model
 /// and one worker pool, each with its own KV cache; requests beyond the slots wait in a bounded queue.
 /// A new request takes the free slot whose cache shares the longest prefix with its prompt and evaluates
@@ -242,8 +231,10 @@ final class Scheduler: @unchecked Sendable {
 
     /// Samples (or verifies drafts) from each slot's rows of `logits`, sends the tokens, and keeps the slots that
     /// go on; returns the tokens generated.
-    private func deliver(_ logits: UnsafeBufferPointer<Float>, drafts: [Draft], forced: [[TokenStream.Step]], active: inout [Active],
-                         free: inout [Int]) -> Int {
+    private func deliver(
+        _ logits: UnsafeBufferPointer<Float>, drafts: [Draft], forced: [[TokenStream.Step]], active: inout [Active],
+        free: inout [Int]
+    ) -> Int {
         let vocab = model.config.vocabSize
         var still: [Active] = [], row = 0, generated = 0
         for (i, var a) in active.enumerated() {
@@ -306,8 +297,9 @@ final class Scheduler: @unchecked Sendable {
             let speculator = try job.parameters.speculation.map { spec throws(EdgeLMError) in
                 Speculator(drafter: try drafter(spec, slot: slot), parameters: spec, sampling: job.parameters.sampling)
             }
-            let a = Active(slot: slot, job: job, continuation: continuation, stream: stream, next: step.token ?? 0, evaluated: evaluated,
-                           speculator: speculator)
+            let a = Active(
+                slot: slot, job: job, continuation: continuation, stream: stream, next: step.token ?? 0, evaluated: evaluated,
+                speculator: speculator)
             guard step.continues else {
                 if step.token != nil { metrics.add("edgelm_generated_tokens_total") }
                 finish(a, stream)
@@ -336,8 +328,10 @@ final class Scheduler: @unchecked Sendable {
     }
 
     private func finish(_ a: Active, _ stream: TokenStream) {
-        a.continuation.yield(.done(reason: stream.finished ?? .maxTokens, promptTokens: a.job.prompt.count, evaluated: a.evaluated,
-                                   completionTokens: stream.generated.count))
+        a.continuation.yield(
+            .done(
+                reason: stream.finished ?? .maxTokens, promptTokens: a.job.prompt.count, evaluated: a.evaluated,
+                completionTokens: stream.generated.count))
         a.continuation.finish()
     }
 }

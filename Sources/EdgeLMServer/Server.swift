@@ -69,8 +69,9 @@ public final class OpenAIServer: Sendable {
         router.post("/v1/chat/completions") { request, _ in try await self.complete(request, kind: .chat) }
         router.post("/v1/completions") { request, _ in try await self.complete(request, kind: .completion) }
         router.post("/v1/embeddings") { request, _ in try await self.embeddings(request) }
-        let app = Application(router: router, configuration: .init(address: .hostname(options.host, port: options.port), serverName: "edgelm"),
-                              onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) })
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(options.host, port: options.port), serverName: "edgelm"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) })
         try await app.runService()
     }
 
@@ -100,14 +101,18 @@ public final class OpenAIServer: Sendable {
             guard let events = scheduler.submit(job) else {
                 for j in jobs { j.cancelled.set() }
                 metrics.add("edgelm_rejected_busy_total")
-                return logged(path, started, error: APIError(503, "all \(options.slots) slots are busy and \(options.queueLimit) requests are waiting; retry later",
-                                                             type: "server_busy"))
+                return logged(
+                    path, started,
+                    error: APIError(
+                        503, "all \(options.slots) slots are busy and \(options.queueLimit) requests are waiting; retry later",
+                        type: "server_busy"))
             }
             streams.append(events)
         }
         metrics.add("edgelm_requests_total")
-        var reply = CompletionReply(id: randomID(kind == .chat ? "chatcmpl-" : "cmpl-"), created: Int(Date().timeIntervalSince1970),
-                                    kind: kind, model: options.modelName, tokenizer: model.tokenizer, logprobs: parsed.logprobs != nil, choices: parsed.n)
+        var reply = CompletionReply(
+            id: randomID(kind == .chat ? "chatcmpl-" : "cmpl-"), created: Int(Date().timeIntervalSince1970),
+            kind: kind, model: options.modelName, tokenizer: model.tokenizer, logprobs: parsed.logprobs != nil, choices: parsed.n)
         reply.tools = plan.toolFormat.map { ($0, parsed.tools) }
         reply.droppedMessages = dropped
         let events = CompletionReply.merge(streams)
@@ -146,7 +151,10 @@ public final class OpenAIServer: Sendable {
         var toolFormat: ToolCallFormat?
         if !parsed.tools.isEmpty, parsed.toolChoice != .none {
             guard let format = options.chatTemplate?.toolFormat else {
-                throw APIError(400, "'tools': the \(options.chatTemplate?.rawValue ?? "missing") chat format has no tool-call convention here (supported: \(ToolCallFormat.templates))", param: "tools")
+                throw APIError(
+                    400,
+                    "'tools': the \(options.chatTemplate?.rawValue ?? "missing") chat format has no tool-call convention here (supported: \(ToolCallFormat.templates))",
+                    param: "tools")
             }
             toolFormat = format
             let forced: [ToolDefinition]
@@ -181,30 +189,35 @@ public final class OpenAIServer: Sendable {
     }
 
     /// The reply as server-sent events while the jobs run, ending in `data: [DONE]`; a client that leaves cancels them.
-    private func streamed(_ events: AsyncStream<(Int, JobEvent)>, reply: CompletionReply, jobs: [Job], includeUsage: Bool,
-                          path: String, started: Date) -> Response {
+    private func streamed(
+        _ events: AsyncStream<(Int, JobEvent)>, reply: CompletionReply, jobs: [Job], includeUsage: Bool,
+        path: String, started: Date
+    ) -> Response {
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
-        return Response(status: .ok, headers: headers, body: ResponseBody { [reply] writer in
-            var reply = reply
-            defer { for j in jobs { j.cancelled.set() } }
-            for chunk in reply.opening() { try await writer.write(self.event(chunk)) }
-            for await (i, event) in events {
-                if case .failed(let message) = event {
-                    try await writer.write(self.event(["error": ["message": message, "type": "server_error"]]))
-                    self.log(path, 500, started, message)
-                    break
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { [reply] writer in
+                var reply = reply
+                defer { for j in jobs { j.cancelled.set() } }
+                for chunk in reply.opening() { try await writer.write(self.event(chunk)) }
+                for await (i, event) in events {
+                    if case .failed(let message) = event {
+                        try await writer.write(self.event(["error": ["message": message, "type": "server_error"]]))
+                        self.log(path, 500, started, message)
+                        break
+                    }
+                    var chunks = reply.add(i, event)
+                    // OpenAI sends usage as a chunk of its own, with no choices, after the last one.
+                    if reply.isComplete, includeUsage { chunks.append(reply.usageChunk()) }
+                    for chunk in chunks { try await writer.write(self.event(chunk)) }
+                    if reply.isComplete {
+                        self.log(
+                            path, 200, started, "prompt \(reply.promptTokens) (evaluated \(reply.evaluated)), completion \(reply.completionTokens), stream")
+                    }
                 }
-                var chunks = reply.add(i, event)
-                // OpenAI sends usage as a chunk of its own, with no choices, after the last one.
-                if reply.isComplete, includeUsage { chunks.append(reply.usageChunk()) }
-                for chunk in chunks { try await writer.write(self.event(chunk)) }
-                if reply.isComplete {
-                    self.log(path, 200, started, "prompt \(reply.promptTokens) (evaluated \(reply.evaluated)), completion \(reply.completionTokens), stream")
-                }
-            }
-            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-            try await writer.finish(nil)
-        })
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            })
     }
 
     /// The whole reply once every job has finished.
@@ -236,16 +249,19 @@ public final class OpenAIServer: Sendable {
             return (model.encode(request.prompt), 0)
         case .chat:
             guard let template = options.chatTemplate else {
-                throw APIError(400, "the model has no recognised chat template: start the server with --chat-template "
-                               + "(\(ChatTemplate.names)) or use /v1/completions", param: "messages")
+                throw APIError(
+                    400,
+                    "the model has no recognised chat template: start the server with --chat-template "
+                        + "(\(ChatTemplate.names)) or use /v1/completions", param: "messages")
             }
             let tools = request.toolChoice == .none ? [] : request.tools
             do {
                 guard request.contextShift ?? options.contextShift else {
                     return (try ChatSession.promptTokens(request.messages, template: template, model: model, tools: tools), 0)
                 }
-                let fit = try ChatSession.fitting(request.messages, room: request.maxTokens ?? context / 4, context: context,
-                                                  template: template, model: model, tools: tools)
+                let fit = try ChatSession.fitting(
+                    request.messages, room: request.maxTokens ?? context / 4, context: context,
+                    template: template, model: model, tools: tools)
                 return (fit.prompt, fit.dropped)
             } catch {
                 throw APIError(400, "\(error)", param: "messages")
@@ -313,6 +329,6 @@ func randomID(_ prefix: String) -> String {
     prefix + (0..<3).map { _ in String(UInt32.random(in: 0...UInt32.max), radix: 16).leftPadded(to: 8) }.joined()
 }
 
-private extension String {
-    func leftPadded(to n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
+extension String {
+    fileprivate func leftPadded(to n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }

@@ -47,7 +47,8 @@ import Testing
         let dir = TemporaryDirectory()
         try SyntheticCheckpoint.write(.s15m, type: .f16, to: dir.file("s15m.gguf"))
         try Data("previous".utf8).write(to: URL(fileURLWithPath: dir.file("out.edgelm")))
-        let r = try Self.sh("""
+        let r = try Self.sh(
+            """
             cd '\(dir.path)'
             "$EDGELM" quantize s15m.gguf -o out.edgelm --type q4 --force --quiet & pid=$!
             for i in $(seq 1 4000); do
@@ -66,7 +67,8 @@ import Testing
         // Under ThreadSanitizer the sanitizer runtime itself dies on RLIMIT_FSIZE before edgelm writes.
         guard available, !Fixtures.underSanitizer else { return }
         let dir = TemporaryDirectory()
-        let r = try Self.sh("""
+        let r = try Self.sh(
+            """
             cd '\(dir.path)'
             trap '' XFSZ; ulimit -f 100
             "$EDGELM" quantize '\(Fixtures.storiesGGUF)' -o out.edgelm --type f32
@@ -99,11 +101,15 @@ import Testing
         let f16 = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type f16 --calibrate '\(text)' --gptq")
         #expect(f16.status != 0 && f16.stderr.contains("f32 and f16 are not rounded"))
         #expect(!FileManager.default.fileExists(atPath: out))
-        let ok = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --calibration-tokens 2048 --gptq --quiet && \"$EDGELM\" inspect '\(out)'")
+        let ok = try Self.sh(
+            "\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --calibration-tokens 2048 --gptq --quiet && \"$EDGELM\" inspect '\(out)'"
+        )
         #expect(ok.status == 0 && ok.stdout.contains("q4 scales and codes calibrated (GPTQ) on 2048 tokens"), "\(ok.stderr)")
         let unordered = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --sequential --force")
         #expect(unordered.status != 0 && unordered.stderr.contains("--sequential needs --gptq"))
-        let sequential = try Self.sh("\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --calibration-tokens 1024 --gptq --sequential --force 2>&1 && \"$EDGELM\" inspect '\(out)'")
+        let sequential = try Self.sh(
+            "\"$EDGELM\" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type q4 --calibrate '\(text)' --calibration-tokens 1024 --gptq --sequential --force 2>&1 && \"$EDGELM\" inspect '\(out)'"
+        )
         #expect(sequential.status == 0 && sequential.stdout.contains("sequential GPTQ: 20/20 matrix groups"), "\(sequential.stdout)")
         #expect(sequential.stdout.contains("(sequential GPTQ with error compensation) on 1024 tokens"), "\(sequential.stdout)")
     }
@@ -112,7 +118,8 @@ import Testing
     @Test(arguments: ["q4a", "q4n"]) func fourBitVariantsConvertInspectAndGenerate(type: String) throws {
         guard available, Fixtures.available("text/tinystories-dev.txt") else { return }
         let dir = TemporaryDirectory(), out = dir.file("a.edgelm"), text = Fixtures.path("text/tinystories-dev.txt")
-        let r = try Self.sh("""
+        let r = try Self.sh(
+            """
             "$EDGELM" quantize '\(Fixtures.storiesGGUF)' -o '\(out)' --type \(type) --calibrate '\(text)' --calibration-tokens 1024 --gptq --quiet \
               && "$EDGELM" inspect '\(out)' && "$EDGELM" generate -m '\(out)' -p 'Once upon a time' -n 16 --temperature 0 --quiet
             """)
@@ -143,7 +150,8 @@ import Testing
             #expect(r.status != 0 && r.stderr.contains(expected), "\(args): \(r.stderr)")
         }
         #expect(!FileManager.default.fileExists(atPath: out))
-        let mixed = try Self.sh("""
+        let mixed = try Self.sh(
+            """
             "$EDGELM" quantize '\(src)' -o '\(out)' --type q4 --tensor-type 'blk.0.*=q8' --tensor-type '*.ffn_down=q4:64' \
               --tensor-type '*.ffn_down=q8' --quiet && "$EDGELM" inspect '\(out)'
             """)
@@ -158,7 +166,8 @@ import Testing
         #expect(try plan("blk.1.ffn_down") == "q4:64" && plan("blk.1.attn_q") == "q4:32" && plan("token_embd") == "q8:32")
         let f32 = try ConvertedModels.stories("f32", ConversionOptions(type: .f32))
         func kld(_ path: String) throws -> Double {
-            let p = try Self.sh("\"$EDGELM\" perplexity -m '\(path)' --kv-type f32 --reference '\(f32)' -f '\(Fixtures.path("text/tinystories-dev.txt"))' --chunks 8 --json")
+            let p = try Self.sh(
+                "\"$EDGELM\" perplexity -m '\(path)' --kv-type f32 --reference '\(f32)' -f '\(Fixtures.path("text/tinystories-dev.txt"))' --chunks 8 --json")
             let j = try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any]
             return try #require(j?["kld_mean"] as? Double, "\(p.stderr)")
         }
@@ -220,7 +229,8 @@ import Testing
     @Test func perplexityAndBenchJSON() throws {
         guard available, Fixtures.available("text/tinystories-dev.txt") else { return }
         let f32 = try ConvertedModels.stories("f32", ConversionOptions(type: .f32))
-        let p = try Self.sh("\"$EDGELM\" perplexity -m '\(try model())' --reference '\(f32)' -f '\(Fixtures.path("text/tinystories-dev.txt"))' --chunks 2 --json")
+        let p = try Self.sh(
+            "\"$EDGELM\" perplexity -m '\(try model())' --reference '\(f32)' -f '\(Fixtures.path("text/tinystories-dev.txt"))' --chunks 2 --json")
         let j = try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any]
         #expect(j?["tokens"] as? Int == 510)
         for key in ["ppl", "reference_ppl", "kld_mean", "kld_p99", "same_top1"] { #expect(j?[key] is Double, "\(key)") }

@@ -20,8 +20,9 @@ import Testing
         _ = try Converter.convert(source, to: dir.file("\(key).edgelm"), options: options)
         let lm = try LanguageModel(path: dir.file("\(key).edgelm"), keyType: .f32, valueType: .f32)
         let reference = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
-        let report = try PerplexityEvaluator.run(model: lm, reference: reference, tokens: lm.tokenizer.encode(Self.halves!.evaluation),
-                                                 options: PerplexityOptions(context: 256, chunks: 40, scoreSecondHalf: true))
+        let report = try PerplexityEvaluator.run(
+            model: lm, reference: reference, tokens: lm.tokenizer.encode(Self.halves!.evaluation),
+            options: PerplexityOptions(context: 256, chunks: 40, scoreSecondHalf: true))
         if let c = calibration {
             #expect(try ModelFile(path: dir.file("\(key).edgelm")).metadata.quantization.calibration == c.provenance)
         }
@@ -78,8 +79,9 @@ import Testing
             shuffledGram[name] = (0..<(n * n)).map { h[p[$0 / n] * n + p[$0 % n]] }
         }
         let shuffled = Calibration(provenance: calibration.provenance, importance: calibration.importance, gram: shuffledGram)
-        let zero = Calibration(provenance: calibration.provenance, importance: calibration.importance,
-                               gram: calibration.gram.mapValues { [Float](repeating: 0, count: $0.count) })
+        let zero = Calibration(
+            provenance: calibration.provenance, importance: calibration.importance,
+            gram: calibration.gram.mapValues { [Float](repeating: 0, count: $0.count) })
         for (name, value) in [("shuffled moments", try kld(shuffled, key: "gptq-shuffled")), ("zero moments", try kld(zero, key: "gptq-zero"))] {
             print("gptq: \(name) \(value)")
             #expect(value > gptq + 0.01, "\(name): \(value)")
@@ -99,9 +101,10 @@ import Testing
             let path = dir.file("\(key).edgelm")
             if let adjust {
                 var stages = 0
-                _ = try SequentialGPTQ.convert(source, to: path, options: ConversionOptions(type: .q4), text: Data(halves.calibration.utf8),
-                                               maxTokens: 6_144, context: 256, threads: nil, progress: { _, total in stages = total },
-                                               conversionProgress: { _ in }, adjust: adjust)
+                _ = try SequentialGPTQ.convert(
+                    source, to: path, options: ConversionOptions(type: .q4), text: Data(halves.calibration.utf8),
+                    maxTokens: 6_144, context: 256, threads: nil, progress: { _, total in stages = total },
+                    conversionProgress: { _ in }, adjust: adjust)
                 #expect(stages == 4 * 5)
                 let calibration = try #require(try ModelFile(path: path).metadata.quantization.calibration)
                 #expect(calibration.method == .sequentialGPTQ && calibration.tokens == 6_144)
@@ -109,8 +112,9 @@ import Testing
                 _ = try Converter.convert(source, to: path, options: ConversionOptions(type: .q4))
             }
             let lm = try LanguageModel(path: path, keyType: .f32, valueType: .f32)
-            let report = try PerplexityEvaluator.run(model: lm, reference: reference, tokens: lm.tokenizer.encode(halves.evaluation),
-                                                     options: PerplexityOptions(context: 256, chunks: 10, scoreSecondHalf: true))
+            let report = try PerplexityEvaluator.run(
+                model: lm, reference: reference, tokens: lm.tokenizer.encode(halves.evaluation),
+                options: PerplexityOptions(context: 256, chunks: 10, scoreSecondHalf: true))
             return try #require(report.reference).kldMean.value
         }
         let plain = try kld("plain", adjust: nil), q4 = try kld("q4") { _, _, _ in }

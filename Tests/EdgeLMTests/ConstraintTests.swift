@@ -27,9 +27,11 @@ struct ConstraintTests {
     }
 
     @Test func unsupportedRegularExpressionsAreRefusedByName() {
-        let cases = [("(a)\\1", "backreferences"), ("(?=a)", "lookaround"), ("\\bword", "word boundaries"),
-                     ("\\p{L}", "Unicode property"), ("a{3,1}", "below the minimum"), ("a{99999}", "above 10000"),
-                     ("(ab", "missing ')'"), ("a)", "unbalanced"), ("*a", "nothing to repeat"), ("a^b", "'^'")]
+        let cases = [
+            ("(a)\\1", "backreferences"), ("(?=a)", "lookaround"), ("\\bword", "word boundaries"),
+            ("\\p{L}", "Unicode property"), ("a{3,1}", "below the minimum"), ("a{99999}", "above 10000"),
+            ("(ab", "missing ')'"), ("a)", "unbalanced"), ("*a", "nothing to repeat"), ("a^b", "'^'"),
+        ]
         for (pattern, words) in cases {
             #expect(throws: EdgeLMError.self, "\(pattern)") { try Self.grammar(.regex(pattern)) }
             do { _ = try Self.grammar(.regex(pattern)) } catch { #expect("\(error)".contains(words), "\(pattern): \(error)") }
@@ -50,9 +52,11 @@ struct ConstraintTests {
         let classes = try Self.grammar(.grammar(#"root ::= [^"\\]+ "\n" . "\x41" [\u00e0-\u00ff]"#))
         #expect(TokenConstraint.matches(classes, "ab\n!Aé"))
         #expect(!TokenConstraint.matches(classes, "a\"b\n!Aé"))
-        let failures = [("root ::= root \"a\" | \"b\"", "left-recursive"), ("root ::= x? root \"a\" | \"b\"\nx ::= \"y\"", "left-recursive"),
-                        ("root ::= missing", "never defined"), ("start ::= \"a\"", "no 'root'"), ("root ::= \"a\"\nroot ::= \"b\"", "defined twice"),
-                        ("root ::= \"a\" root", "cannot be satisfied"), ("root ::= [z-a]", "out of order")]
+        let failures = [
+            ("root ::= root \"a\" | \"b\"", "left-recursive"), ("root ::= x? root \"a\" | \"b\"\nx ::= \"y\"", "left-recursive"),
+            ("root ::= missing", "never defined"), ("start ::= \"a\"", "no 'root'"), ("root ::= \"a\"\nroot ::= \"b\"", "defined twice"),
+            ("root ::= \"a\" root", "cannot be satisfied"), ("root ::= [z-a]", "out of order"),
+        ]
         for (text, words) in failures {
             do {
                 _ = try Self.grammar(.grammar(text))
@@ -86,12 +90,16 @@ struct ConstraintTests {
              "required":["name","age"],"additionalProperties":false}
             """
         let g = try Self.schema(person)
-        let good = [#"{"name":"Ann","age":30}"#, #"{"name":"Ann","age":30,"tags":["a","b"]}"#,
-                    #"{ "name" : "Bo\"b",\#n  "age": 150, "kind": "person" }"#, #"{"name":"é","age":0,"email":"a.b@c.de"}"#,
-                    #"{"age":30,"name":"Ann"}"#, #"{"kind":"person","tags":[],"age":1,"name":"A"}"#]
-        let bad = [#"{"name":"","age":30}"#, #"{"name":"Annabel","age":30}"#, #"{"age":30,"name":"Ann","age":31}"#, #"{"name":"Ann"}"#,
-                   #"{"name":"Ann","age":151}"#, #"{"name":"Ann","age":30,"tags":["a","b","a"]}"#, #"{"name":"Ann","age":30,"x":1}"#,
-                   #"{"name":"Ann","age":30,"tags":["c"]}"#, #"{"name":"Ann","age":30,"email":"nope"}"#, #"{"name":"Ann","age":3.5}"#]
+        let good = [
+            #"{"name":"Ann","age":30}"#, #"{"name":"Ann","age":30,"tags":["a","b"]}"#,
+            #"{ "name" : "Bo\"b",\#n  "age": 150, "kind": "person" }"#, #"{"name":"é","age":0,"email":"a.b@c.de"}"#,
+            #"{"age":30,"name":"Ann"}"#, #"{"kind":"person","tags":[],"age":1,"name":"A"}"#,
+        ]
+        let bad = [
+            #"{"name":"","age":30}"#, #"{"name":"Annabel","age":30}"#, #"{"age":30,"name":"Ann","age":31}"#, #"{"name":"Ann"}"#,
+            #"{"name":"Ann","age":151}"#, #"{"name":"Ann","age":30,"tags":["a","b","a"]}"#, #"{"name":"Ann","age":30,"x":1}"#,
+            #"{"name":"Ann","age":30,"tags":["c"]}"#, #"{"name":"Ann","age":30,"email":"nope"}"#, #"{"name":"Ann","age":3.5}"#,
+        ]
         for s in good { #expect(TokenConstraint.matches(g, s), "\(s)") }
         for s in bad { #expect(!TokenConstraint.matches(g, s), "\(s)") }
         // Past `anyOrderLimit` members, the order of `properties`.
@@ -108,7 +116,8 @@ struct ConstraintTests {
         #expect(TokenConstraint.matches(t, #"{"value":1,"children":[{"value":-2.5e3,"children":[]},{"value":0}]}"#))
         #expect(!TokenConstraint.matches(t, #"{"value":1,"children":[{"children":[]}]}"#))
 
-        let mixed = try Self.schema(#"{"anyOf":[{"type":"string","pattern":"^[A-Z]{2}[0-9]+$"},{"type":"null"},{"type":"array","prefixItems":[{"type":"boolean"}],"items":false}]}"#)
+        let mixed = try Self.schema(
+            #"{"anyOf":[{"type":"string","pattern":"^[A-Z]{2}[0-9]+$"},{"type":"null"},{"type":"array","prefixItems":[{"type":"boolean"}],"items":false}]}"#)
         for s in [#""AB12""#, "null", "[true]", "[]"] { #expect(TokenConstraint.matches(mixed, s), "\(s)") }
         for s in [#""Ab12""#, #""AB""#, "[true,false]", "1"] { #expect(!TokenConstraint.matches(mixed, s), "\(s)") }
 
@@ -122,16 +131,18 @@ struct ConstraintTests {
     }
 
     @Test func schemaErrorsNameTheProblem() {
-        let cases = [(#"{"type":"string","not":{}}"#, "keyword 'not' is not supported"),
-                     (#"{"type":"integer","minimum":5,"maximum":3}"#, "cannot be satisfied"),
-                     (#"{"enum":[]}"#, "cannot be satisfied"),
-                     (#"{"type":"strin"}"#, "unknown type 'strin'"),
-                     (##"{"$ref":"#/$defs/missing"}"##, "points to nothing"),
-                     (#"{"$ref":"https://example.com/s.json"}"#, "references outside the schema are not supported"),
-                     (#"{"type":"string","format":"hostname"}"#, "format 'hostname' is not supported"),
-                     (#"{"type":"number","maximum":1.5}"#, "'maximum' on a number"),
-                     (##"{"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"}"##, "cannot be satisfied"),
-                     (#"{"type":"array","uniqueItems":true}"#, "'uniqueItems' is not supported")]
+        let cases = [
+            (#"{"type":"string","not":{}}"#, "keyword 'not' is not supported"),
+            (#"{"type":"integer","minimum":5,"maximum":3}"#, "cannot be satisfied"),
+            (#"{"enum":[]}"#, "cannot be satisfied"),
+            (#"{"type":"strin"}"#, "unknown type 'strin'"),
+            (##"{"$ref":"#/$defs/missing"}"##, "points to nothing"),
+            (#"{"$ref":"https://example.com/s.json"}"#, "references outside the schema are not supported"),
+            (#"{"type":"string","format":"hostname"}"#, "format 'hostname' is not supported"),
+            (#"{"type":"number","maximum":1.5}"#, "'maximum' on a number"),
+            (##"{"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"}"##, "cannot be satisfied"),
+            (#"{"type":"array","uniqueItems":true}"#, "'uniqueItems' is not supported"),
+        ]
         for (schema, words) in cases {
             do {
                 _ = try Self.schema(schema)
@@ -160,7 +171,8 @@ struct ConstraintTests {
     @Test func masksAgreeWithTheAutomaton() throws {
         guard Fixtures.available(RealModelTests.gguf) else { return }
         let tokenizer = try Tokenizer(data: try Checkpoint.open(path: Fixtures.path(RealModelTests.gguf), tokenizerPath: nil).tokenizer)
-        let schema = #"{"type":"object","properties":{"n":{"type":"integer","maximum":99},"s":{"type":"string","maxLength":3}},"required":["n","s"],"additionalProperties":false}"#
+        let schema =
+            #"{"type":"object","properties":{"n":{"type":"integer","maximum":99},"s":{"type":"string","maxLength":3}},"required":["n","s"],"additionalProperties":false}"#
         let c = try TokenConstraint(.jsonSchema(JSONValue.parse(schema)), tokenizer: tokenizer)
         let output = #"{"n": 42, "s": "a\"é"}"#
         let ids = tokenizer.encode(output)
@@ -197,7 +209,9 @@ struct ConstrainedGenerationTests {
 
     @Test func typedValuesDecodeFromSchemaConstrainedOutput() throws {
         let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 2)
-        let schema = try JSONValue.parse(#"{"type":"object","properties":{"name":{"type":"string","maxLength":8},"age":{"type":"integer","minimum":1,"maximum":12},"kind":{"enum":["cat","dog"]}},"required":["name","age","kind"],"additionalProperties":false}"#)
+        let schema = try JSONValue.parse(
+            #"{"type":"object","properties":{"name":{"type":"string","maxLength":8},"age":{"type":"integer","minimum":1,"maximum":12},"kind":{"enum":["cat","dog"]}},"required":["name","age","kind"],"additionalProperties":false}"#
+        )
         for seed: UInt64 in [1, 2, 3] {
             var p = GenerateParameters.greedy(maxTokens: 200)
             p.sampling.temperature = 1
@@ -209,7 +223,9 @@ struct ConstrainedGenerationTests {
         var p = GenerateParameters.greedy(maxTokens: 200)
         p.constraint = .regex("[A-Z][a-z]+ (is|was) [0-9]{1,2}")
         var text = ""
-        let info = try lm.generate(promptTokens: lm.encode("Once upon a time"), parameters: p) { _, piece in text += piece; return true }
+        let info = try lm.generate(promptTokens: lm.encode("Once upon a time"), parameters: p) { _, piece in
+            text += piece; return true
+        }
         #expect(info.stopReason == .endOfSequence)
         #expect(text.wholeMatch(of: /[A-Z][a-z]+ (is|was) [0-9]{1,2}/) != nil, "\(text)")
         #expect(info.maskSeconds.count + info.forcedTokens == info.generatedTokens)
@@ -225,15 +241,18 @@ struct ConstrainedGenerationTests {
         }
         var keep = ConversionOptions(type: .f32)
         keep.keepSource = true
-        let lm = try LanguageModel(path: try ConvertedModels.convert(Fixtures.path(RealModelTests.gguf), key: "smollm2-real-keep", keep),
-                                   threads: 2, contextLength: 256)
+        let lm = try LanguageModel(
+            path: try ConvertedModels.convert(Fixtures.path(RealModelTests.gguf), key: "smollm2-real-keep", keep),
+            threads: 2, contextLength: 256)
         var p = GenerateParameters.greedy(maxTokens: 100)
         p.constraint = .regex(" [0-9]{4}-[0-9]{2}-[0-9]{2}, rocket number 12345678 named Apollo-XVII-ZZZZ")
         var runs: [(tokens: [Int], forced: Int, text: String)] = []
         for logprobs in [nil, 0] as [Int?] {
             p.logprobs = logprobs
             var text = ""
-            let info = try lm.generate(promptTokens: lm.encode("The launch date was"), parameters: p) { _, piece in text += piece; return true }
+            let info = try lm.generate(promptTokens: lm.encode("The launch date was"), parameters: p) { _, piece in
+                text += piece; return true
+            }
             #expect(info.stopReason == .endOfSequence)
             runs.append((info.tokens, info.forcedTokens, text))
         }

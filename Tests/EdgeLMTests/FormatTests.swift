@@ -137,8 +137,9 @@ import Testing
         let src = dir.file("tiny.gguf")
         try TinyModel.gguf().write(to: src)
         let path = dir.file("valid-\(zstd ?? 0).edgelm")
-        _ = try Converter.convert(try Checkpoint.open(path: src, tokenizerPath: nil), to: path,
-                                  options: ConversionOptions(type: .q8, zstdLevel: zstd))
+        _ = try Converter.convert(
+            try Checkpoint.open(path: src, tokenizerPath: nil), to: path,
+            options: ConversionOptions(type: .q8, zstdLevel: zstd))
         return (path, Array(try Data(contentsOf: URL(fileURLWithPath: path))))
     }
 
@@ -182,7 +183,9 @@ import Testing
 
     @Test func truncatedHeader() throws {
         let b = Array(try validFile().bytes.prefix(40))
-        #expect { try ModelFile(path: try write(b, "t")) } throws: { ($0 as? EdgeLMError).map { if case .truncated(_, "header", _, _, _) = $0 { true } else { false } } ?? false }
+        #expect { try ModelFile(path: try write(b, "t")) } throws: {
+            ($0 as? EdgeLMError).map { if case .truncated(_, "header", _, _, _) = $0 { true } else { false } } ?? false
+        }
     }
 
     @Test func truncatedFile() throws {

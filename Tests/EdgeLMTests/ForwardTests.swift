@@ -67,7 +67,9 @@ import Testing
         bad.sampling.topP = 0
         #expect(throws: EdgeLMError.self) { try lm.generate(promptTokens: [1], parameters: bad) { _, _ in true } }
         #expect(throws: EdgeLMError.self) { try LanguageModel(path: "/nonexistent.edgelm", keyType: .f32, valueType: .f32) }
-        #expect(throws: EdgeLMError.self) { try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 0, keyType: .f32, valueType: .f32) }
+        #expect(throws: EdgeLMError.self) {
+            try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 0, keyType: .f32, valueType: .f32)
+        }
     }
 
     @Test func stopsAtContextAndAtZeroTokens() throws {

@@ -91,7 +91,8 @@ import Testing
         var scales: [UInt16] = [HalfFloat.fromFloat(0.03), HalfFloat.fromFloat(0.01)]
         codes.withUnsafeBufferPointer { c in
             h.withUnsafeBufferPointer { hp in
-                GPTQ.refitScales(rows: 1, values: w, codes: c.baseAddress!, codeStride: cols, scales: &scales, h: hp.baseAddress!, layout: layout, level: .detected)
+                GPTQ.refitScales(
+                    rows: 1, values: w, codes: c.baseAddress!, codeStride: cols, scales: &scales, h: hp.baseAddress!, layout: layout, level: .detected)
             }
         }
         for g in 0..<2 {

@@ -13,8 +13,11 @@ import Testing
     @Test func readsConfigAndTensors() throws {
         guard present else { return }
         let c = try Checkpoint.open(path: Fixtures.path(Fixtures.tiny656k), tokenizerPath: nil)
-        #expect(c.config == ModelConfig(dim: 128, layers: 2, heads: 8, kvHeads: 4, ffnDim: 384, vocabSize: 2048, contextLength: 512,
-                                        ropeTheta: 10000, ropeLayout: .halves, normEpsilon: 1e-6, tiedOutput: true))
+        #expect(
+            c.config
+                == ModelConfig(
+                    dim: 128, layers: 2, heads: 8, kvHeads: 4, ffnDim: 384, vocabSize: 2048, contextLength: 512,
+                    ropeTheta: 10000, ropeLayout: .halves, normEpsilon: 1e-6, tiedOutput: true))
         #expect(c.tensors["output"] == nil && c.tensors["token_embd"]?.shape == [2048, 128])
         #expect(c.tokenizer.kind == .mergesBPE && c.tokenizer.merges?.count == 1967)
         #expect(c.tokenizer.bos == 1 && c.tokenizer.eos == 2 && c.tokenizer.unk == 0)
@@ -107,7 +110,8 @@ import Testing
         let meta = try Checkpoint.open(path: dir.file("meta.gguf"), tokenizerPath: nil)
         #expect(meta.config.ropeLayout == .interleaved)
         _ = try Converter.convert(meta, to: dir.file("meta.edgelm"), options: ConversionOptions(type: .f32))
-        let a = try LanguageModel(path: dir.file("meta.edgelm"), keyType: .f32, valueType: .f32), b = try LanguageModel(path: try ConvertedModels.tiny656k("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
+        let a = try LanguageModel(path: dir.file("meta.edgelm"), keyType: .f32, valueType: .f32),
+            b = try LanguageModel(path: try ConvertedModels.tiny656k("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
         let tokens = [1, 80, 147, 201, 282, 57, 9, 80, 64]
         let la = Array(try a.session.forward(tokens, logits: .all)), lb = Array(try b.session.forward(tokens, logits: .all))
         let scale = lb.map(abs).max()!
@@ -120,8 +124,10 @@ import Testing
     let dir = TemporaryDirectory()
 
     /// A valid 1-layer folder with `overrides` applied to config.json.
-    func folder(_ name: String, config overrides: [String: Any] = [:], header: [String: Any]? = nil,
-                rawSafetensors: [UInt8]? = nil, tokenizer: [String: Any]? = nil) throws -> String {
+    func folder(
+        _ name: String, config overrides: [String: Any] = [:], header: [String: Any]? = nil,
+        rawSafetensors: [UInt8]? = nil, tokenizer: [String: Any]? = nil
+    ) throws -> String {
         let path = dir.file(name)
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         var config: [String: Any] = [
@@ -131,13 +137,21 @@ import Testing
         ]
         for (k, v) in overrides { config[k] = v }
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: path + "/config.json"))
-        let tok = tokenizer ?? [
-            "model": ["type": "BPE", "vocab": ["<unk>": 0, "<s>": 1, "</s>": 2, "\u{2581}": 3, "a": 4, "b": 5, "\u{2581}a": 6, "ab": 7],
-                      "merges": ["\u{2581} a", "a b"], "unk_token": "<unk>", "fuse_unk": true],
-            "normalizer": ["type": "Sequence", "normalizers": [["type": "Prepend", "prepend": "\u{2581}"],
-                                                               ["type": "Replace", "pattern": ["String": " "], "content": "\u{2581}"]]],
-            "added_tokens": [["id": 1, "content": "<s>", "special": true], ["id": 2, "content": "</s>", "special": true]],
-        ]
+        let tok =
+            tokenizer ?? [
+                "model": [
+                    "type": "BPE", "vocab": ["<unk>": 0, "<s>": 1, "</s>": 2, "\u{2581}": 3, "a": 4, "b": 5, "\u{2581}a": 6, "ab": 7],
+                    "merges": ["\u{2581} a", "a b"], "unk_token": "<unk>", "fuse_unk": true,
+                ],
+                "normalizer": [
+                    "type": "Sequence",
+                    "normalizers": [
+                        ["type": "Prepend", "prepend": "\u{2581}"],
+                        ["type": "Replace", "pattern": ["String": " "], "content": "\u{2581}"],
+                    ],
+                ],
+                "added_tokens": [["id": 1, "content": "<s>", "special": true], ["id": 2, "content": "</s>", "special": true]],
+            ]
         try JSONSerialization.data(withJSONObject: tok).write(to: URL(fileURLWithPath: path + "/tokenizer.json"))
         let bytes = rawSafetensors ?? safetensors(header: header, vocab: config["vocab_size"] as! Int)
         try Data(bytes).write(to: URL(fileURLWithPath: path + "/model.safetensors"))
@@ -186,19 +200,34 @@ import Testing
         let gemma: [String: Any] = ["architectures": ["Gemma2ForCausalLM"]], qwen: [String: Any] = ["architectures": ["Qwen2ForCausalLM"]]
         let cases: [(String, [String: Any], String)] = [
             ("dynamic", ["rope_scaling": ["type": "dynamic", "factor": 2.0]], "rope_scaling.rope_type"),
-            ("longrope", ["architectures": ["Phi3ForCausalLM"], "rope_scaling": ["type": "longrope", "short_factor": [1.0], "long_factor": [2.0]]],
-             "rope_scaling.rope_type"),
-            ("longrope5", ["architectures": ["Phi3ForCausalLM"], "rope_parameters": ["rope_type": "longrope", "rope_theta": 10000.0]],
-             "rope_parameters.rope_type"),
-            ("llama3-nofactor", ["rope_scaling": ["rope_type": "llama3", "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                                  "original_max_position_embeddings": 8192]], "rope_scaling.factor"),
+            (
+                "longrope", ["architectures": ["Phi3ForCausalLM"], "rope_scaling": ["type": "longrope", "short_factor": [1.0], "long_factor": [2.0]]],
+                "rope_scaling.rope_type"
+            ),
+            (
+                "longrope5", ["architectures": ["Phi3ForCausalLM"], "rope_parameters": ["rope_type": "longrope", "rope_theta": 10000.0]],
+                "rope_parameters.rope_type"
+            ),
+            (
+                "llama3-nofactor",
+                [
+                    "rope_scaling": [
+                        "rope_type": "llama3", "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                        "original_max_position_embeddings": 8192,
+                    ]
+                ], "rope_scaling.factor"
+            ),
             ("linear-extra", ["rope_scaling": ["rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0]], "rope_scaling.low_freq_factor"),
             // YaRN's correction range without rounding (transformers 5's `truncate: false`).
-            ("yarn-untruncated", ["rope_parameters": ["rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "truncate": false]],
-             "rope_parameters.truncate"),
+            (
+                "yarn-untruncated", ["rope_parameters": ["rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "truncate": false]],
+                "rope_parameters.truncate"
+            ),
             ("partial", ["partial_rotary_factor": 0.75], "partial_rotary_factor"),
-            ("partial5", ["rope_parameters": ["rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5]],
-             "rope_parameters.partial_rotary_factor"),
+            (
+                "partial5", ["rope_parameters": ["rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5]],
+                "rope_parameters.partial_rotary_factor"
+            ),
             ("bias", ["attention_bias": true], "attention_bias"),
             ("mlpbias", ["mlp_bias": true], "mlp_bias"),
             ("arch", ["architectures": ["GPT2LMHeadModel"]], "architectures"),
@@ -219,8 +248,10 @@ import Testing
         expectError(missing) { if case .invalidField(_, _, "missing") = $0 { true } else { false } }
         missing = try folder("mistral-ok", config: ["architectures": ["MistralForCausalLM"], "sliding_window": NSNull()])
         #expect(try Checkpoint.open(path: missing, tokenizerPath: nil).config.attention.slidingWindow == nil)
-        let window = try Checkpoint.open(path: try folder("window", config: ["architectures": ["MistralForCausalLM"], "sliding_window": 4096]),
-                                         tokenizerPath: nil).config
+        let window = try Checkpoint.open(
+            path: try folder("window", config: ["architectures": ["MistralForCausalLM"], "sliding_window": 4096]),
+            tokenizerPath: nil
+        ).config
         #expect(window.attention.slidingWindow == 4096 && window.window(layer: 0) == 4096)
         let linear = try Checkpoint.open(path: try folder("linear", config: ["rope_scaling": ["type": "linear", "factor": 2.0]]), tokenizerPath: nil).config
         #expect(linear.rotary.tables?.first?.kind == .linear)
@@ -314,11 +345,14 @@ extension ByteLevelSplitter {
             "normalizer": ["type": "Replace", "pattern": ["String": " "], "content": "\u{2581}"],
             "pre_tokenizer": NSNull(),
             "model": ["type": "BPE", "vocab": vocab, "merges": ["\u{2581} b"], "unk_token": "<unk>", "byte_fallback": true],
-            "added_tokens": [["id": 0, "content": "<pad>", "special": true], ["id": 1, "content": "<eos>", "special": true],
-                             ["id": 2, "content": "<bos>", "special": true], ["id": 3, "content": "<unk>", "special": true]],
+            "added_tokens": [
+                ["id": 0, "content": "<pad>", "special": true], ["id": 1, "content": "<eos>", "special": true],
+                ["id": 2, "content": "<bos>", "special": true], ["id": 3, "content": "<unk>", "special": true],
+            ],
         ]
-        let data = try HuggingFaceTokenizer.parse(try JSONSerialization.data(withJSONObject: json), path: "tokenizer.json",
-                                                  tokenizerConfig: nil, vocabSize: 264, bosId: 2, eosId: 1)
+        let data = try HuggingFaceTokenizer.parse(
+            try JSONSerialization.data(withJSONObject: json), path: "tokenizer.json",
+            tokenizerConfig: nil, vocabSize: 264, bosId: 2, eosId: 1)
         #expect(!data.addDummyPrefix && data.byteFallback)
         let tok = try Tokenizer(data: data)
         // No dummy prefix: "a" stays unprefixed; "é" (C3 A9) falls back to its bytes.
@@ -332,11 +366,15 @@ extension ByteLevelSplitter {
 /// Absurd shapes in config.json are errors before anything is computed from them.
 @Suite struct ConfigShapeTests {
     @Test func absurdShapesAreRefused() {
-        let base: [String: Any] = ["architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
-                                   "intermediate_size": 128, "vocab_size": 16]
-        for (key, value, field) in [("num_attention_heads", 0, "num_attention_heads"), ("head_dim", 1 << 40, "head_dim"),
-                                    ("hidden_size", -3, "hidden_size"), ("head_dim", 3, "head_dim"),
-                                    ("num_hidden_layers", 1 << 40, "num_hidden_layers")] as [(String, Int, String)] {
+        let base: [String: Any] = [
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+            "intermediate_size": 128, "vocab_size": 16,
+        ]
+        for (key, value, field) in [
+            ("num_attention_heads", 0, "num_attention_heads"), ("head_dim", 1 << 40, "head_dim"),
+            ("hidden_size", -3, "hidden_size"), ("head_dim", 3, "head_dim"),
+            ("num_hidden_layers", 1 << 40, "num_hidden_layers"),
+        ] as [(String, Int, String)] {
             var config = base
             config[key] = value
             let data = try! JSONSerialization.data(withJSONObject: config)
@@ -349,8 +387,9 @@ extension ByteLevelSplitter {
     /// The family registry is the one list: every family's architectures are accepted by the config reader and by
     /// `ModelConfig`, and README's family table has its row (name, Hugging Face class, GGUF architecture).
     @Test func everyFamilyIsRegisteredOnceAndDocumented() throws {
-        let readme = try String(contentsOfFile: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("README.md").path, encoding: .utf8)
+        let readme = try String(
+            contentsOfFile: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("README.md").path, encoding: .utf8)
         #expect(Set(ModelFamilies.all.flatMap { $0.architectures }).count == ModelFamilies.all.flatMap { $0.architectures }.count)
         for family in ModelFamilies.all {
             #expect(ModelConfig.architectures.contains(family.name))

@@ -5,14 +5,17 @@ import Testing
 @Suite struct ImportTests {
     @Test func storiesParsesIdenticallyFromGGUFv1v3AndLlama2C() throws {
         guard Fixtures.available(Fixtures.stories + "stories260K-v1.gguf"), Fixtures.available(Fixtures.stories + "stories260K.bin"),
-              Fixtures.available(Fixtures.stories + "tok512.bin") else { return }
+            Fixtures.available(Fixtures.stories + "tok512.bin")
+        else { return }
         let v3 = try Checkpoint.open(path: Fixtures.storiesGGUF, tokenizerPath: nil)
         let v1 = try Checkpoint.open(path: Fixtures.path(Fixtures.stories + "stories260K-v1.gguf"), tokenizerPath: nil)
-        let bin = try Checkpoint.open(path: Fixtures.path(Fixtures.stories + "stories260K.bin"),
-                                      tokenizerPath: Fixtures.path(Fixtures.stories + "tok512.bin"))
+        let bin = try Checkpoint.open(
+            path: Fixtures.path(Fixtures.stories + "stories260K.bin"),
+            tokenizerPath: Fixtures.path(Fixtures.stories + "tok512.bin"))
         #expect(v3.format == "gguf v3" && v1.format == "gguf v1" && bin.format == "llama2.c")
-        let expected = ModelConfig(dim: 64, layers: 5, heads: 8, kvHeads: 4, ffnDim: 172, vocabSize: 512, contextLength: 512,
-                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: true)
+        let expected = ModelConfig(
+            dim: 64, layers: 5, heads: 8, kvHeads: 4, ffnDim: 172, vocabSize: 512, contextLength: 512,
+            ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: true)
         for c in [v3, v1, bin] {
             #expect(c.config == expected, "\(c.format)")
             #expect(Set(c.tensors.keys) == Set(expected.tensorShapes.map(\.name)))

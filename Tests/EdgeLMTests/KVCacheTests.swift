@@ -14,8 +14,9 @@ import Testing
     /// Mean KLD of the f32 model with `key`/`value` caches against the same model with an f32 cache,
     /// over 40 windows of 256 tokens of the dev text.
     func kvDrift(_ model: Model, key: KVCacheType, value: KVCacheType, smoothing: Bool = true) throws -> PerplexityReport.ReferenceComparison {
-        let lm = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)), keyType: key, valueType: value,
-                                   keySmoothing: smoothing)
+        let lm = try LanguageModel(
+            path: try model.converted("f32", ConversionOptions(type: .f32)), keyType: key, valueType: value,
+            keySmoothing: smoothing)
         return try PerplexityTests().compare(lm, with: model, windows: 40)
     }
 
@@ -56,14 +57,16 @@ import Testing
     }
 
     @Test func cacheBytesFollowTheType() {
-        let c = ModelConfig(dim: 2048, layers: 22, heads: 32, kvHeads: 4, ffnDim: 5632, vocabSize: 32000, contextLength: 2048,
-                                ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+        let c = ModelConfig(
+            dim: 2048, layers: 22, heads: 32, kvHeads: 4, ffnDim: 5632, vocabSize: 32000, contextLength: 2048,
+            ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
         #expect(KVCacheType.f32.bytes(c, positions: 2048) == 2 * 22 * 4 * 2048 * 64 * 4)
         #expect(KVCacheType.f16.bytes(c, positions: 2048) == 2 * 22 * 4 * 2048 * 64 * 2)
         #expect(KVCacheType.q8.bytes(c, positions: 2048) == 2 * 22 * 4 * 2048 * (64 + 2 * 2))
         // Heads shorter than 32 are padded to one block.
-        let tiny = ModelConfig(dim: 64, layers: 5, heads: 8, kvHeads: 4, ffnDim: 172, vocabSize: 512, contextLength: 512,
-                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+        let tiny = ModelConfig(
+            dim: 64, layers: 5, heads: 8, kvHeads: 4, ffnDim: 172, vocabSize: 512, contextLength: 512,
+            ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
         #expect(KVCacheType.q8.bytes(tiny, positions: 512) == 2 * 5 * 4 * 512 * (32 + 2))
     }
 

@@ -73,7 +73,9 @@ import CEdgeKernels
         }
     }
 
-    @Test(arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o, .iq4nl, .q5o, .q6], [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
+    @Test(
+        arguments: [TensorScheme.q8, .q4, .q4a, .q4n, .q4o, .iq4nl, .q5o, .q6],
+        [(1, 1, 1), (7, 3, 1), (13, 6, 2), (33, 64, 5), (5, 9, 0), (6, 7, 13), (70, 5, 3)])
     func matmulMatchesReference(scheme: TensorScheme, shape: (rows: Int, blocks: Int, tokens: Int)) throws {
         var rng = TestRandom(seed: UInt64(shape.rows * 131 + shape.blocks))
         let tokens = max(1, shape.tokens)
@@ -85,21 +87,25 @@ import CEdgeKernels
                 let (x, xs) = activations(tokens: tokens, blocks: shape.blocks, pattern: pattern, rng: &rng)
                 var expected = [Float](repeating: 0, count: shape.rows * tokens)
                 w.withUnsafeBytes { wp in
-                    ReferenceKernels.matmulQuantized(scheme: scheme, weights: wp.baseAddress!, scales: scales, blocksPerRow: shape.blocks,
-                                                     blocksPerGroup: groupBlocks, rows: 0..<shape.rows, x: x, xs: xs, tokens: tokens,
-                                                     out: &expected, rowStride: 1, tokenStride: shape.rows)
+                    ReferenceKernels.matmulQuantized(
+                        scheme: scheme, weights: wp.baseAddress!, scales: scales, blocksPerRow: shape.blocks,
+                        blocksPerGroup: groupBlocks, rows: 0..<shape.rows, x: x, xs: xs, tokens: tokens,
+                        out: &expected, rowStride: 1, tokenStride: shape.rows)
                 }
                 for level in KernelLevel.supported {
                     var out = [Float](repeating: .nan, count: shape.rows * tokens)
                     w.withUnsafeBytes { wp in
-                        IntegerKernels.matmul(level, kernel: SchemeKernel(scheme), weights: wp.baseAddress!, scales: scales, blocksPerRow: shape.blocks,
-                                              blocksPerGroup: groupBlocks, rows: 0..<shape.rows, x: x, xs: xs, tokens: tokens,
-                                              out: &out, rowStride: 1, tokenStride: shape.rows)
+                        IntegerKernels.matmul(
+                            level, kernel: SchemeKernel(scheme), weights: wp.baseAddress!, scales: scales, blocksPerRow: shape.blocks,
+                            blocksPerGroup: groupBlocks, rows: 0..<shape.rows, x: x, xs: xs, tokens: tokens,
+                            out: &out, rowStride: 1, tokenStride: shape.rows)
                     }
                     for i in 0..<out.count {
                         // Only the order of float additions differs: allow a few ulps of the magnitude summed.
-                        let tolerance = max(1e-5 * max(1, abs(expected[i])) * Float(shape.blocks),
-                                            4 * Float(shape.blocks + 8) * 1.2e-7 * magnitude(scheme, w, scales, x, xs, shape.blocks, groupBlocks, row: i % shape.rows, token: i / shape.rows))
+                        let tolerance = max(
+                            1e-5 * max(1, abs(expected[i])) * Float(shape.blocks),
+                            4 * Float(shape.blocks + 8) * 1.2e-7
+                                * magnitude(scheme, w, scales, x, xs, shape.blocks, groupBlocks, row: i % shape.rows, token: i / shape.rows))
                         #expect(abs(out[i] - expected[i]) <= tolerance, "\(level) \(pattern) group \(groupBlocks) element \(i)")
                     }
                 }
@@ -109,14 +115,17 @@ import CEdgeKernels
 
     /// Σ |terms| of one output: |code x| times both scales per element (q4n: |level x|), plus for q4a the
     /// |8 - z| |x| its zero point adds to the q4 kernel's sum; what bounds the float rounding, whatever the order of additions.
-    func magnitude(_ scheme: TensorScheme, _ w: [UInt8], _ scales: [UInt16], _ x: [Int8], _ xs: [Float], _ blocks: Int, _ groupBlocks: Int,
-                   row r: Int, token t: Int) -> Float {
+    func magnitude(
+        _ scheme: TensorScheme, _ w: [UInt8], _ scales: [UInt16], _ x: [Int8], _ xs: [Float], _ blocks: Int, _ groupBlocks: Int,
+        row r: Int, token t: Int
+    ) -> Float {
         let groups = (blocks + groupBlocks - 1) / groupBlocks
         var sum: Float = 0
         for b in 0..<blocks {
             if scheme.hasHighPlanes {
                 // q5o: d |c| and the offset's |m + 16 d| add up separately; q6: |s_h c|.
-                let first = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks)]), second = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks) + 1])
+                let first = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks)]),
+                    second = HalfFloat.toFloat(scales[2 * (r * groups + b / groupBlocks) + 1])
                 let block = w.withUnsafeBytes { Array($0[((r * blocks + b) * scheme.blockBytes)...].prefix(scheme.blockBytes)) }
                 for i in 0..<32 {
                     let n = Float(block.withUnsafeBytes { Quantizer.unsignedCode($0, i, highBits: scheme.traits!.highBits) })
@@ -141,7 +150,9 @@ import CEdgeKernels
                 case .q8: sum += s * abs(Float(Int8(bitPattern: w[(r * blocks + b) * 32 + i]))) * xi
                 default:
                     let byte = w[(r * blocks + b) * 16 + i % 16], n = Float(i < 16 ? byte & 0x0F : byte >> 4)
-                    let code = scheme == .q4n || scheme == .iq4nl ? abs(Float(scheme.traits!.groupCodes!.code(Int(n), word)))
+                    let code =
+                        scheme == .q4n || scheme == .iq4nl
+                        ? abs(Float(scheme.traits!.groupCodes!.code(Int(n), word)))
                         : abs(n - 8) + (scheme == .q4a ? abs(8 - Float(word & 15)) : 0)
                     sum += s * code * xi
                 }
@@ -182,9 +193,10 @@ import CEdgeKernels
         for level in KernelLevel.supported {
             for group in scheme == .q6 ? [1] : [1, blocks] {
                 var out = [Float](repeating: 0, count: rows * 5)
-                IntegerKernels.matmul(level, kernel: SchemeKernel(scheme), weights: w.pointer, scales: scales, blocksPerRow: blocks, blocksPerGroup: group,
-                                      rows: 0..<rows, x: gx.pointer.assumingMemoryBound(to: Int8.self), xs: xs, tokens: 5,
-                                      out: &out, rowStride: 1, tokenStride: rows)
+                IntegerKernels.matmul(
+                    level, kernel: SchemeKernel(scheme), weights: w.pointer, scales: scales, blocksPerRow: blocks, blocksPerGroup: group,
+                    rows: 0..<rows, x: gx.pointer.assumingMemoryBound(to: Int8.self), xs: xs, tokens: 5,
+                    out: &out, rowStride: 1, tokenStride: rows)
                 #expect(out.allSatisfy { $0.isFinite })
             }
         }
@@ -199,8 +211,9 @@ import CEdgeKernels
         for level in KernelLevel.supported {
             var out = [Float](repeating: -1, count: rows)
             w.withUnsafeBytes { wp in
-                IntegerKernels.matmul(level, kernel: SchemeKernel(.q8), weights: wp.baseAddress!, scales: scales, blocksPerRow: blocks, blocksPerGroup: blocks,
-                                      rows: 3..<7, x: x, xs: xs, tokens: 1, out: &out, rowStride: 1, tokenStride: rows)
+                IntegerKernels.matmul(
+                    level, kernel: SchemeKernel(.q8), weights: wp.baseAddress!, scales: scales, blocksPerRow: blocks, blocksPerGroup: blocks,
+                    rows: 3..<7, x: x, xs: xs, tokens: 1, out: &out, rowStride: 1, tokenStride: rows)
             }
             #expect(out[0..<3].allSatisfy { $0 == -1 } && out[7...].allSatisfy { $0 == -1 } && out[3..<7].allSatisfy { $0 != -1 })
         }
@@ -242,20 +255,21 @@ import CEdgeKernels
 
     @Test func detectsTheBestLevelOfThisMachine() {
         #if arch(x86_64)
-        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let has = { (flag: String) in flags.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).contains { $0 == flag } }
-        let avx2 = has("avx2") && has("fma") && has("f16c")
-        let avx512 = avx2 && has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512_vnni")
-        let avxVNNI = avx2 && has("avx_vnni")
-        #expect(KernelLevel.detected == (avx512 ? .avx512vnni : avxVNNI ? .avxVNNI : avx2 ? .avx2 : .generic))
-        #expect(KernelLevel.avx2.isSupported == avx2 && KernelLevel.avxVNNI.isSupported == avxVNNI
-                && KernelLevel.avx512vnni.isSupported == avx512)
-        #expect(!KernelLevel.neon.isSupported && !KernelLevel.dotprod.isSupported && !KernelLevel.i8mm.isSupported)
+            let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+            let has = { (flag: String) in flags.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).contains { $0 == flag } }
+            let avx2 = has("avx2") && has("fma") && has("f16c")
+            let avx512 = avx2 && has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512_vnni")
+            let avxVNNI = avx2 && has("avx_vnni")
+            #expect(KernelLevel.detected == (avx512 ? .avx512vnni : avxVNNI ? .avxVNNI : avx2 ? .avx2 : .generic))
+            #expect(
+                KernelLevel.avx2.isSupported == avx2 && KernelLevel.avxVNNI.isSupported == avxVNNI
+                    && KernelLevel.avx512vnni.isSupported == avx512)
+            #expect(!KernelLevel.neon.isSupported && !KernelLevel.dotprod.isSupported && !KernelLevel.i8mm.isSupported)
         #elseif arch(arm64)
-        #expect(KernelLevel.neon.isSupported && [.neon, .dotprod, .i8mm].contains(KernelLevel.detected))
-        #expect(!KernelLevel.avx2.isSupported)
+            #expect(KernelLevel.neon.isSupported && [.neon, .dotprod, .i8mm].contains(KernelLevel.detected))
+            #expect(!KernelLevel.avx2.isSupported)
         #else
-        #expect(KernelLevel.detected == .generic)
+            #expect(KernelLevel.detected == .generic)
         #endif
     }
 
@@ -265,7 +279,9 @@ import CEdgeKernels
         for level in KernelLevel.supported {
             #expect(try KernelLevel.selected(environment: ["EDGELM_KERNELS": level.name]) == level)
         }
-        #expect(throws: EdgeLMError.invalidArgument("EDGELM_KERNELS: unknown kernel level 'sse9' (one of: generic, avx2, avx-vnni, avx512, neon, dotprod, i8mm)")) {
+        #expect(
+            throws: EdgeLMError.invalidArgument("EDGELM_KERNELS: unknown kernel level 'sse9' (one of: generic, avx2, avx-vnni, avx512, neon, dotprod, i8mm)")
+        ) {
             try KernelLevel.selected(environment: ["EDGELM_KERNELS": "sse9"])
         }
         let missing = try #require(KernelLevel.allCases.first { !$0.isSupported })

@@ -20,8 +20,9 @@ import Testing
         let lm = try LanguageModel(path: try ConvertedModels.stories("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
         let tokens = try textTokens(lm)
         let c = 64
-        let report = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: tokens,
-                                                 options: PerplexityOptions(context: c, chunks: 3, scoreSecondHalf: true))
+        let report = try PerplexityEvaluator.run(
+            model: lm, reference: nil, tokens: tokens,
+            options: PerplexityOptions(context: c, chunks: 3, scoreSecondHalf: true))
         #expect(report.tokens == 3 * (c / 2 - 1) && report.windows == 3)
         var total = 0.0
         for w in 0..<3 {
@@ -64,8 +65,10 @@ import Testing
     }
 
     /// Drift of a converted model from the f32 file of the same checkpoint over the first `windows` windows of 256.
-    func drift(_ model: Model, _ key: String, _ options: ConversionOptions, encoder: ((String, UnsafeBufferPointer<Float>, TensorLayout) -> [UInt8])? = nil,
-               windows: Int = 10) throws -> PerplexityReport.ReferenceComparison {
+    func drift(
+        _ model: Model, _ key: String, _ options: ConversionOptions, encoder: ((String, UnsafeBufferPointer<Float>, TensorLayout) -> [UInt8])? = nil,
+        windows: Int = 10
+    ) throws -> PerplexityReport.ReferenceComparison {
         let dir = TemporaryDirectory()
         var path = dir.file("\(key).edgelm")
         if let encoder {
@@ -80,8 +83,9 @@ import Testing
     /// `lm` against the f32 file of `model` (with an f32 KV cache) over the first `windows` windows of 256.
     func compare(_ lm: LanguageModel, with model: Model, windows: Int) throws -> PerplexityReport.ReferenceComparison {
         let ref = try LanguageModel(path: try model.converted("f32", ConversionOptions(type: .f32)), keyType: .f32, valueType: .f32)
-        let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: try textTokens(lm),
-                                                 options: PerplexityOptions(context: 256, chunks: windows))
+        let report = try PerplexityEvaluator.run(
+            model: lm, reference: ref, tokens: try textTokens(lm),
+            options: PerplexityOptions(context: 256, chunks: windows))
         return report.reference!
     }
 

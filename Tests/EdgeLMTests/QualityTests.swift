@@ -22,15 +22,17 @@ enum Quality {
         func kld(_ type: TensorScheme, key: String, adjust: (inout [Float], inout [Float], Int) -> Void = { _, _, _ in }) throws -> Double {
             let path = dir.file("\(key).edgelm")
             var stages = 0
-            _ = try SequentialGPTQ.convert(source, to: path, options: ConversionOptions(type: type), text: Data(halves.calibration.utf8),
-                                           maxTokens: 16_384, context: 256, threads: nil, progress: { _, total in stages = total },
-                                           conversionProgress: { _ in }, adjust: adjust)
+            _ = try SequentialGPTQ.convert(
+                source, to: path, options: ConversionOptions(type: type), text: Data(halves.calibration.utf8),
+                maxTokens: 16_384, context: 256, threads: nil, progress: { _, total in stages = total },
+                conversionProgress: { _ in }, adjust: adjust)
             #expect(stages == 4 * 5)
             let calibration = try #require(try ModelFile(path: path).metadata.quantization.calibration)
             #expect(calibration.method == .sequentialGPTQ && calibration.tokens == 16_384)
             let lm = try LanguageModel(path: path, keyType: .f32, valueType: .f32)
-            let report = try PerplexityEvaluator.run(model: lm, reference: reference, tokens: lm.tokenizer.encode(halves.evaluation),
-                                                     options: PerplexityOptions(context: 256, chunks: 40, scoreSecondHalf: true))
+            let report = try PerplexityEvaluator.run(
+                model: lm, reference: reference, tokens: lm.tokenizer.encode(halves.evaluation),
+                options: PerplexityOptions(context: 256, chunks: 40, scoreSecondHalf: true))
             return try #require(report.reference).kldMean.value
         }
         let q4 = try kld(.q4, key: "q4"), q4a = try kld(.q4a, key: "q4a"), q4n = try kld(.q4n, key: "q4n"), q8 = try kld(.q8, key: "q8")

@@ -77,8 +77,10 @@ import Testing
     @Test func vectorQ4FitMatchesReference() {
         var rng = TestRandom(seed: 9)
         var groups: [[Float]] = (0..<3000).map { i in rng.normals([32, 64, 8, 256][i % 4]) }
-        groups += [[Float](repeating: 0.5, count: 32), [1, -1] + [Float](repeating: 0, count: 30), rng.normals(32).map { $0 * 1e-7 },
-                   rng.normals(32).map { $0 * 3e4 }, Array(rng.normals(20)) + [Float](repeating: 0, count: 12)]
+        groups += [
+            [Float](repeating: 0.5, count: 32), [1, -1] + [Float](repeating: 0, count: 30), rng.normals(32).map { $0 * 1e-7 },
+            rng.normals(32).map { $0 * 3e4 }, Array(rng.normals(20)) + [Float](repeating: 0, count: 12),
+        ]
         for group in groups {
             for truncate: Int32 in [0, 1] {
                 var b = [Int8](repeating: 0, count: group.count)
@@ -104,7 +106,9 @@ import Testing
         let rows = 64, cols = 256
         let centred = rng.normals(rows * cols), shifted = rng.normals(rows * cols).map { $0 + 0.5 }
         let q4 = try TensorLayout(shape: [rows, cols], scheme: .q4, groupSize: 32), q4a = try TensorLayout(shape: [rows, cols], scheme: .q4a, groupSize: 32)
-        func error(_ v: [Float], _ layout: TensorLayout) -> Double { Quantizer.error(of: v, layout: layout, payload: Quantizer.encode(v, layout: layout)).relativeRMS }
+        func error(_ v: [Float], _ layout: TensorLayout) -> Double {
+            Quantizer.error(of: v, layout: layout, payload: Quantizer.encode(v, layout: layout)).relativeRMS
+        }
         let shiftedQ4 = error(shifted, q4), shiftedQ4a = error(shifted, q4a), centredQ4 = error(centred, q4), centredQ4a = error(centred, q4a)
         print("q4a vs q4 relative RMS: shifted \(shiftedQ4a) vs \(shiftedQ4), centred \(centredQ4a) vs \(centredQ4)")
         #expect(shiftedQ4a < 0.9 * shiftedQ4)
@@ -187,8 +191,10 @@ import Testing
         guard Fixtures.available(Fixtures.stories + "stories260K.gguf") else { return }
         let c = try Checkpoint.open(path: Fixtures.storiesGGUF, tokenizerPath: nil)
         // Measured: q8 per-channel 0.00714, q8 g32 0.00617, q4 g32 0.0918, q4 per-channel 0.1070, q4a g32 0.0855; ceilings 10% above.
-        let ceilings: [(TensorScheme, Int, Double)] = [(.q8, 0, 0.0079), (.q8, 32, 0.0068), (.q4, 32, 0.101), (.q4, 0, 0.118), (.q4a, 32, 0.094),
-                                                       (.q4n, 32, 0.094)]
+        let ceilings: [(TensorScheme, Int, Double)] = [
+            (.q8, 0, 0.0079), (.q8, 32, 0.0068), (.q4, 32, 0.101), (.q4, 0, 0.118), (.q4a, 32, 0.094),
+            (.q4n, 32, 0.094),
+        ]
         for (scheme, group, ceiling) in ceilings {
             var worst = 0.0
             for (name, t) in c.tensors where [.attention, .ffn].contains(TensorRole(name: name)) {

@@ -166,8 +166,9 @@ import Testing
         let step = logits.withUnsafeBufferPointer { stream.next($0) }
         #expect(step.token == nil && !step.continues && stream.finished == .endOfSequence)
         // Without the key, token 13 (a newline) is text.
-        var plain = TokenStream(tokenizer: try Tokenizer(data: try Checkpoint.open(path: Fixtures.storiesGGUF, tokenizerPath: nil).tokenizer),
-                                prompt: [1], parameters: .greedy(maxTokens: 8))
+        var plain = TokenStream(
+            tokenizer: try Tokenizer(data: try Checkpoint.open(path: Fixtures.storiesGGUF, tokenizerPath: nil).tokenizer),
+            prompt: [1], parameters: .greedy(maxTokens: 8))
         #expect(logits.withUnsafeBufferPointer { plain.next($0) }.token == 13)
     }
 

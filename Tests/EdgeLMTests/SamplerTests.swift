@@ -35,11 +35,20 @@ import Testing
     }
 
     @Test func topKOneIsGreedy() {
-        #expect(sample(logits, { $0.topK = 1; $0.temperature = 5 }) == [1: 2000])
+        #expect(
+            sample(
+                logits,
+                {
+                    $0.topK = 1; $0.temperature = 5
+                }) == [1: 2000])
     }
 
     @Test func topKRestrictsTheSupport() {
-        let counts = sample(logits, { $0.topK = 2; $0.topP = 1; $0.minP = 0; $0.temperature = 1 })
+        let counts = sample(
+            logits,
+            {
+                $0.topK = 2; $0.topP = 1; $0.minP = 0; $0.temperature = 1
+            })
         #expect(Set(counts.keys) == [1, 2])
         // p(1) / p(2) = e^0.1 = 1.105
         let ratio = Double(counts[1]!) / Double(counts[2]!)
@@ -48,37 +57,90 @@ import Testing
 
     @Test func topPKeepsTheSmallestNucleus() {
         // Softmax at T=1: [0.063, 0.467, 0.423, 0.009, 0.038]; 0.467 + 0.423 = 0.890 >= 0.85, + 0.063 = 0.953 >= 0.95.
-        let counts = sample(logits, { $0.topK = 0; $0.minP = 0; $0.topP = 0.85; $0.temperature = 1 })
+        let counts = sample(
+            logits,
+            {
+                $0.topK = 0; $0.minP = 0; $0.topP = 0.85; $0.temperature = 1
+            })
         #expect(Set(counts.keys) == [1, 2])
-        let wider = sample(logits, { $0.topK = 0; $0.minP = 0; $0.topP = 0.95; $0.temperature = 1 })
+        let wider = sample(
+            logits,
+            {
+                $0.topK = 0; $0.minP = 0; $0.topP = 0.95; $0.temperature = 1
+            })
         #expect(Set(wider.keys) == [0, 1, 2])
     }
 
     @Test func minPDropsUnlikelyTokens() {
         // p(0)/p(1) = e^-2 = 0.135: kept at min-p 0.1, dropped at 0.2.
-        #expect(Set(sample(logits, { $0.topK = 0; $0.topP = 1; $0.minP = 0.1; $0.temperature = 1 }).keys) == [0, 1, 2])
-        #expect(Set(sample(logits, { $0.topK = 0; $0.topP = 1; $0.minP = 0.2; $0.temperature = 1 }).keys) == [1, 2])
+        #expect(
+            Set(
+                sample(
+                    logits,
+                    {
+                        $0.topK = 0; $0.topP = 1; $0.minP = 0.1; $0.temperature = 1
+                    }
+                ).keys) == [0, 1, 2])
+        #expect(
+            Set(
+                sample(
+                    logits,
+                    {
+                        $0.topK = 0; $0.topP = 1; $0.minP = 0.2; $0.temperature = 1
+                    }
+                ).keys) == [1, 2])
     }
 
     @Test func temperatureSharpens() {
         // At T = 0.05, p(1) = 1 / (1 + e^-2 + ...) = 0.881; at T = 1 it is 0.467.
-        let cold = sample(logits, { $0.topK = 0; $0.topP = 1; $0.minP = 0; $0.temperature = 0.05 })
+        let cold = sample(
+            logits,
+            {
+                $0.topK = 0; $0.topP = 1; $0.minP = 0; $0.temperature = 0.05
+            })
         #expect(cold[1, default: 0] > 1700 && cold[1, default: 0] < 1830)
-        let warm = sample(logits, { $0.topK = 0; $0.topP = 1; $0.minP = 0; $0.temperature = 1 })
+        let warm = sample(
+            logits,
+            {
+                $0.topK = 0; $0.topP = 1; $0.minP = 0; $0.temperature = 1
+            })
         #expect(warm[1, default: 0] > 850 && warm[1, default: 0] < 1020)
     }
 
     @Test func repetitionPenaltyDemotesRecentTokens() {
-        #expect(sample(logits, { $0.temperature = 0; $0.repetitionPenalty = 1.5 }, history: [1]) == [2: 2000])
+        #expect(
+            sample(
+                logits,
+                {
+                    $0.temperature = 0; $0.repetitionPenalty = 1.5
+                }, history: [1]) == [2: 2000])
         // Outside the window the penalty no longer applies.
-        #expect(sample(logits, { $0.temperature = 0; $0.repetitionPenalty = 1.5; $0.repetitionWindow = 2 }, history: [1, 0, 0]) == [1: 2000])
+        #expect(
+            sample(
+                logits,
+                {
+                    $0.temperature = 0; $0.repetitionPenalty = 1.5; $0.repetitionWindow = 2
+                }, history: [1, 0, 0]) == [1: 2000])
         // Negative logits are pushed further down, not up.
-        #expect(sample([-1, -2], { $0.temperature = 0; $0.repetitionPenalty = 3 }, history: [0]) == [1: 2000])
+        #expect(
+            sample(
+                [-1, -2],
+                {
+                    $0.temperature = 0; $0.repetitionPenalty = 3
+                }, history: [0]) == [1: 2000])
     }
 
     @Test func seedMakesRunsReproducible() {
-        let a = sample(logits, { $0.temperature = 1; $0.seed = 7 }, draws: 50)
-        let b = sample(logits, { $0.temperature = 1; $0.seed = 7 }, draws: 50)
+        let a = sample(
+            logits,
+            {
+                $0.temperature = 1; $0.seed = 7
+            }, draws: 50)
+        let b = sample(
+            logits,
+            {
+                $0.temperature = 1; $0.seed = 7
+            }, draws: 50)
         #expect(a == b)
     }
 
@@ -126,7 +188,9 @@ struct LogprobsTests {
     }
 
     @Test func badSamplingSettingsAreRefused() {
-        for change in [{ (p: inout SamplingParameters) in p.presencePenalty = 3 }, { $0.frequencyPenalty = .nan }, { $0.logitBias = [5: 101] }, { $0.logitBias = [-1: 1] }] {
+        for change in [
+            { (p: inout SamplingParameters) in p.presencePenalty = 3 }, { $0.frequencyPenalty = .nan }, { $0.logitBias = [5: 101] }, { $0.logitBias = [-1: 1] },
+        ] {
             var p = SamplingParameters()
             change(&p)
             #expect(throws: EdgeLMError.self) { try p.validate() }

@@ -45,7 +45,9 @@ struct SchemaSuiteTests {
             for t in group["tests"]?.arrayValue ?? [] {
                 let valid = t["valid"] == .bool(true)
                 let matched = TokenConstraint.matches(grammar, t["data"]!.serialized)
-                if matched == valid { if valid { outcome.accepted += 1 } else { outcome.rejected += 1 } } else {
+                if matched == valid {
+                    if valid { outcome.accepted += 1 } else { outcome.rejected += 1 }
+                } else {
                     outcome.wrong.append("\(file): \(description): \(t["description"]?.stringValue ?? "?") \(t["data"]!.serialized) valid=\(valid)")
                 }
             }
@@ -53,9 +55,11 @@ struct SchemaSuiteTests {
         return outcome
     }
 
-    static let files = ["additionalProperties", "allOf", "anyOf", "boolean_schema", "const", "defs", "enum", "exclusiveMaximum",
-                        "exclusiveMinimum", "items", "maxItems", "maxLength", "maxProperties", "maximum", "minItems", "minLength",
-                        "minProperties", "minimum", "oneOf", "pattern", "prefixItems", "properties", "ref", "required", "type"]
+    static let files = [
+        "additionalProperties", "allOf", "anyOf", "boolean_schema", "const", "defs", "enum", "exclusiveMaximum",
+        "exclusiveMinimum", "items", "maxItems", "maxLength", "maxProperties", "maximum", "minItems", "minLength",
+        "minProperties", "minimum", "oneOf", "pattern", "prefixItems", "properties", "ref", "required", "type",
+    ]
 
     @Test func suite() throws {
         guard FileManager.default.fileExists(atPath: Self.directory) else {

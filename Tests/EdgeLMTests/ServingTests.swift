@@ -101,18 +101,24 @@ import Testing
         ]
         for (text, expected) in cases { #expect(ChatTemplate.recognise(text) == expected, "\(expected)") }
         #expect(ChatTemplate.recognise("{{ messages | tojson }}") == nil)
-        let messages = [ChatMessage(role: "system", content: "Be brief."), ChatMessage(role: "user", content: "Hi"),
-                        ChatMessage(role: "assistant", content: "Hello."), ChatMessage(role: "user", content: "Bye")]
-        #expect(try ChatTemplate.chatml.format(messages)
+        let messages = [
+            ChatMessage(role: "system", content: "Be brief."), ChatMessage(role: "user", content: "Hi"),
+            ChatMessage(role: "assistant", content: "Hello."), ChatMessage(role: "user", content: "Bye"),
+        ]
+        #expect(
+            try ChatTemplate.chatml.format(messages)
                 == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n"
                 + "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n")
-        #expect(try ChatTemplate.llama3.format(Array(messages.prefix(2)))
+        #expect(
+            try ChatTemplate.llama3.format(Array(messages.prefix(2)))
                 == "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
                 + "<|start_header_id|>assistant<|end_header_id|>\n\n")
-        #expect(try ChatTemplate.gemma.format(Array(messages.prefix(3)))
+        #expect(
+            try ChatTemplate.gemma.format(Array(messages.prefix(3)))
                 == "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>model\n")
         #expect(try ChatTemplate.mistral.format(messages) == "[INST] Be brief.\n\nHi [/INST]Hello.</s>[INST] Bye [/INST]")
-        #expect(try ChatTemplate.llama2.format(messages)
+        #expect(
+            try ChatTemplate.llama2.format(messages)
                 == "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s><s>[INST] Bye [/INST]")
         #expect(try ChatTemplate.phi3.format([messages[1]]) == "<|user|>\nHi<|end|>\n<|assistant|>\n")
         #expect(throws: EdgeLMError.self) { try ChatTemplate.chatml.format([ChatMessage(role: "robot", content: "x")]) }

@@ -7,8 +7,10 @@ import Testing
     /// lookup has matches to draft from.
     static let repetitive = String(repeating: "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ", count: 3)
 
-    func generate(_ lm: LanguageModel, _ prompt: String, tokens: Int, speculation: SpeculationParameters?,
-                  sampling: SamplingParameters? = nil) throws -> GenerationInfo {
+    func generate(
+        _ lm: LanguageModel, _ prompt: String, tokens: Int, speculation: SpeculationParameters?,
+        sampling: SamplingParameters? = nil
+    ) throws -> GenerationInfo {
         var p = GenerateParameters.greedy(maxTokens: tokens)
         if let sampling { p.sampling = sampling }
         p.stopAtEOS = false
@@ -99,7 +101,8 @@ import Testing
         for a in 0..<vocab {
             for b in 0..<vocab {
                 for c in 0..<vocab {
-                    exact[(a * vocab + b) * vocab + c] = Double(candidates(target, after: 0, probe).probability(of: a))
+                    exact[(a * vocab + b) * vocab + c] =
+                        Double(candidates(target, after: 0, probe).probability(of: a))
                         * Double(candidates(target, after: a, probe).probability(of: b)) * Double(candidates(target, after: b, probe).probability(of: c))
                 }
             }

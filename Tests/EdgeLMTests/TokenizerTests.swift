@@ -74,7 +74,8 @@ import Testing
 
     @Test func wholeTextMatchesPerplexityFixtureTokens() throws {
         guard Fixtures.available("fixtures/perplexity-stories260K.json"), Fixtures.available("text/tinystories-dev.txt"),
-              Fixtures.available(Fixtures.stories + "stories260K.gguf") else { return }
+            Fixtures.available(Fixtures.stories + "stories260K.gguf")
+        else { return }
         let fixture = try Fixtures.json("fixtures/perplexity-stories260K.json") as! [String: Any]
         let scored = fixture["scored_text_token_ids"] as! [Int]
         let text = try String(contentsOfFile: Fixtures.path("text/tinystories-dev.txt"), encoding: .utf8)

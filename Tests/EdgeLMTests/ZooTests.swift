@@ -76,8 +76,9 @@ struct ZooFixture {
             let lse = m + log(row.reduce(0) { $0 + exp($1 - m) })
             lseWorst = max(lseWorst, abs(lse - p.logsumexp) / abs(p.logsumexp))
         }
-        let report = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: Array(windowIds.dropFirst()),
-                                                 options: PerplexityOptions(context: windowIds.count, chunks: 1, addBOS: true))
+        let report = try PerplexityEvaluator.run(
+            model: lm, reference: nil, tokens: Array(windowIds.dropFirst()),
+            options: PerplexityOptions(context: windowIds.count, chunks: 1, addBOS: true))
         return Result(promptIds: ids, greedy: info.tokens, logitError: worst, logsumexpError: lseWorst, meanNLL: report.meanNLL.value)
     }
 }
@@ -109,8 +110,9 @@ struct ZooFixture {
         guard available(family) else { return }
         let fixture = try ZooFixture(family)
         let out = Self.converted.file("\(family)-hf.edgelm")
-        _ = try Converter.convert(try Checkpoint.open(path: Fixtures.path(ZooFixture.folder(family)), tokenizerPath: nil), to: out,
-                                  options: ConversionOptions(type: .f32, overwrite: true))
+        _ = try Converter.convert(
+            try Checkpoint.open(path: Fixtures.path(ZooFixture.folder(family)), tokenizerPath: nil), to: out,
+            options: ConversionOptions(type: .f32, overwrite: true))
         #expect(try ModelFile(path: out).metadata.config.architecture == ["llama3": "llama", "smollm2": "llama", "llama-k": "llama"][family, default: family])
         try check(fixture, path: out, label: "\(family) (HF)")
     }
@@ -120,8 +122,9 @@ struct ZooFixture {
         let gguf = ZooFixture.folder(family) + "/\(family)-f32.gguf"
         guard available(family), Fixtures.available(gguf) else { return }
         let out = Self.converted.file("\(family)-gguf.edgelm")
-        _ = try Converter.convert(try Checkpoint.open(path: Fixtures.path(gguf), tokenizerPath: nil), to: out,
-                                  options: ConversionOptions(type: .f32, overwrite: true))
+        _ = try Converter.convert(
+            try Checkpoint.open(path: Fixtures.path(gguf), tokenizerPath: nil), to: out,
+            options: ConversionOptions(type: .f32, overwrite: true))
         try check(try ZooFixture(family), path: out, label: "\(family) (GGUF)")
     }
 
@@ -145,15 +148,23 @@ struct ZooFixture {
         guard family == "gemma3" else { return try check(fixture, path: out, label: "\(family) (current converter's GGUF)") }
         let folder = TemporaryDirectory()
         try ZooFixture.linkFolder(family, into: folder, config: nil)
-        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path(ZooFixture.folder(family)) + "/config.json"))) as! [String: Any]
+        var config =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path(ZooFixture.folder(family)) + "/config.json")))
+            as! [String: Any]
         config["layer_types"] = ["sliding_attention", "sliding_attention"]
         config["sliding_window_pattern"] = 6
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: folder.file("config.json")))
-        _ = try Converter.convert(try Checkpoint.open(path: folder.path, tokenizerPath: nil), to: folder.file("sliding.edgelm"), options: ConversionOptions(type: .f32))
+        _ = try Converter.convert(
+            try Checkpoint.open(path: folder.path, tokenizerPath: nil), to: folder.file("sliding.edgelm"), options: ConversionOptions(type: .f32))
         let tokens = Array((fixture.promptIds + fixture.greedy + fixture.windowIds).prefix(200))
-        let a = try LanguageModel(path: out, keyType: .f32, valueType: .f32), b = try LanguageModel(path: folder.file("sliding.edgelm"), keyType: .f32, valueType: .f32)
-        let la = Array(try a.session.forward(Array(tokens.prefix(64)), logits: .all)) + Array(try a.session.forward(Array(tokens.dropFirst(64).prefix(64)), logits: .all))
-        let lb = Array(try b.session.forward(Array(tokens.prefix(64)), logits: .all)) + Array(try b.session.forward(Array(tokens.dropFirst(64).prefix(64)), logits: .all))
+        let a = try LanguageModel(path: out, keyType: .f32, valueType: .f32),
+            b = try LanguageModel(path: folder.file("sliding.edgelm"), keyType: .f32, valueType: .f32)
+        let la =
+            Array(try a.session.forward(Array(tokens.prefix(64)), logits: .all))
+            + Array(try a.session.forward(Array(tokens.dropFirst(64).prefix(64)), logits: .all))
+        let lb =
+            Array(try b.session.forward(Array(tokens.prefix(64)), logits: .all))
+            + Array(try b.session.forward(Array(tokens.dropFirst(64).prefix(64)), logits: .all))
         #expect(zip(la, lb).map { abs($0 - $1) }.max()! <= 1e-5 * lb.map(abs).max()!, "gemma3 GGUF against the folder with both layers sliding")
         #expect(try fixture.measure(out).logitError > 1e-3, "the alternating folder is another model")
     }
@@ -177,7 +188,8 @@ struct ZooFixture {
         let ggufCheckpoint = try Checkpoint.open(path: Fixtures.path(gguf), tokenizerPath: nil)
         #expect(ggufCheckpoint.config.rotary.tables?.first?.kind == .factors)
         _ = try Converter.convert(ggufCheckpoint, to: dir.file("gguf.edgelm"), options: ConversionOptions(type: .f32))
-        _ = try Converter.convert(try Checkpoint.open(path: dir.path, tokenizerPath: nil), to: dir.file("hf8192.edgelm"), options: ConversionOptions(type: .f32))
+        _ = try Converter.convert(
+            try Checkpoint.open(path: dir.path, tokenizerPath: nil), to: dir.file("hf8192.edgelm"), options: ConversionOptions(type: .f32))
         let fixture = try ZooFixture(family)
         let tokens = Array((fixture.promptIds + fixture.greedy).prefix(40))
         let a = try LanguageModel(path: dir.file("gguf.edgelm"), keyType: .f32, valueType: .f32)
@@ -261,8 +273,9 @@ struct ZooFixture {
         }
         let window = try ZooFixture("llama-k").windowIds
         let lm = try LanguageModel(path: dir.file("f32.edgelm"), keyType: .f32, valueType: .f32)
-        let report = try PerplexityEvaluator.run(model: lm, reference: nil, tokens: Array(window.dropFirst()),
-                                                 options: PerplexityOptions(context: window.count, chunks: 1, addBOS: true))
+        let report = try PerplexityEvaluator.run(
+            model: lm, reference: nil, tokens: Array(window.dropFirst()),
+            options: PerplexityOptions(context: window.count, chunks: 1, addBOS: true))
         let golden = entry["ppl"] as! Double
         print("llama-k \(type): ppl \(report.ppl.value) vs \(golden)")
         #expect(abs(report.ppl.value / golden - 1) <= 1e-4, "\(type) ppl \(report.ppl.value) vs \(golden)")
@@ -299,8 +312,10 @@ struct ZooFixture {
         options.keepSource = true
         let report = try Converter.convert(checkpoint, to: dir.file("keep.edgelm"), options: options)
         _ = try Converter.convert(checkpoint, to: dir.file("f32.edgelm"), options: ConversionOptions(type: .f32))
-        let expected: TensorScheme = ["Q8_0": .q8, "Q4_0": .q4, "Q4_1": .q4o, "Q4_K": .q4o, "IQ4_NL": .iq4nl, "Q5_0": .q5o, "Q5_1": .q5o,
-                                      "Q5_K": .q5o, "Q6_K": .q6][type]!
+        let expected: TensorScheme = [
+            "Q8_0": .q8, "Q4_0": .q4, "Q4_1": .q4o, "Q4_K": .q4o, "IQ4_NL": .iq4nl, "Q5_0": .q5o, "Q5_1": .q5o,
+            "Q5_K": .q5o, "Q6_K": .q6,
+        ][type]!
         let ggml = try #require(GGMLType.allCases.first { $0.name == type })
         let ggufBits = Double(ggml.blockBytes * 8) / Double(ggml.blockValues)
         #expect(report.matrixBitsPerWeight <= ggufBits + 0.6, "\(type): \(report.matrixBitsPerWeight) bits against the GGUF's \(ggufBits)")
@@ -320,8 +335,9 @@ struct ZooFixture {
         let reference = try LanguageModel(path: dir.file("f32.edgelm"), keyType: .f32, valueType: .f32)
         let text = try String(contentsOfFile: Fixtures.path("text/tinystories-dev.txt"), encoding: .utf8)
         let tokens = Array(reference.tokenizer.encode(String(text.prefix(60_000))).prefix(40 * 256))
-        let drift = try PerplexityEvaluator.run(model: lm, reference: reference, tokens: tokens,
-                                                options: PerplexityOptions(context: 256, chunks: 40, scoreSecondHalf: true))
+        let drift = try PerplexityEvaluator.run(
+            model: lm, reference: reference, tokens: tokens,
+            options: PerplexityOptions(context: 256, chunks: 40, scoreSecondHalf: true))
         print("llama-k \(type) keep: \(report.matrixBitsPerWeight) bits/weight, mean KLD \(drift.reference!.kldMean.value)")
         #expect(drift.reference!.kldMean.value <= 0.0005, "\(type) keep: mean KLD \(drift.reference!.kldMean.value)")
     }
@@ -334,8 +350,9 @@ struct ZooFixture {
     func batchesAndSingleTokensAgree(kv: KVCacheType) throws {
         guard Fixtures.available(ZooFixture.folder("gemma2") + "/model.safetensors") else { return }
         let dir = TemporaryDirectory()
-        _ = try Converter.convert(try Checkpoint.open(path: Fixtures.path(ZooFixture.folder("gemma2")), tokenizerPath: nil),
-                                  to: dir.file("g.edgelm"), options: ConversionOptions(type: .f32))
+        _ = try Converter.convert(
+            try Checkpoint.open(path: Fixtures.path(ZooFixture.folder("gemma2")), tokenizerPath: nil),
+            to: dir.file("g.edgelm"), options: ConversionOptions(type: .f32))
         let lm = try LanguageModel(path: dir.file("g.edgelm"), keyType: kv, valueType: kv)
         let text = try String(contentsOfFile: Fixtures.path("text/tinystories-dev.txt"), encoding: .utf8)
         let tokens = Array(lm.encode(String(text.prefix(2000))).prefix(150))
@@ -393,9 +410,11 @@ struct ZooFixture {
             if canonical == nil {
                 let parts = name.split(separator: ".")
                 let module = parts[3...].joined(separator: ".")
-                let map = ["input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "ffn_norm",
-                           "self_attn.qkv_proj.weight": "attn_qkv", "self_attn.o_proj.weight": "attn_output",
-                           "mlp.gate_up_proj.weight": "ffn_up", "mlp.down_proj.weight": "ffn_down"]
+                let map = [
+                    "input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "ffn_norm",
+                    "self_attn.qkv_proj.weight": "attn_qkv", "self_attn.o_proj.weight": "attn_output",
+                    "mlp.gate_up_proj.weight": "ffn_up", "mlp.down_proj.weight": "ffn_down",
+                ]
                 canonical = "blk.\(parts[2]).\(map[module]!)"
             }
             w.addTensor(canonical! + ".weight", shape: t.shape, type: .f32, values: try t.floats(path: ""))
@@ -413,8 +432,10 @@ struct ZooFixture {
 
     /// The zoo folder of `family` written as a GGUF the way llama.cpp's converter (b11312) writes it: `keys`
     /// besides the common ones, Hugging Face modules renamed by `modules`, norms shifted by `normShift`.
-    func zooGGUF(_ family: String, keys: [(String, GGUFWriter.Value)], modules: [String: String], normShift: Float,
-                 pre: String, dir: TemporaryDirectory) throws -> (hf: Checkpoint, gguf: Checkpoint)? {
+    func zooGGUF(
+        _ family: String, keys: [(String, GGUFWriter.Value)], modules: [String: String], normShift: Float,
+        pre: String, dir: TemporaryDirectory
+    ) throws -> (hf: Checkpoint, gguf: Checkpoint)? {
         let folder = ZooFixture.folder(family)
         guard Fixtures.available(folder + "/model.safetensors") else { return nil }
         let hf = try Checkpoint.open(path: Fixtures.path(folder), tokenizerPath: nil)
@@ -450,11 +471,13 @@ struct ZooFixture {
         #expect(abs(result.meanNLL - golden) <= 1e-4 * golden, "\(family) GGUF window NLL \(result.meanNLL) vs \(golden)")
     }
 
-    static let llamaModules = ["input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "ffn_norm",
-                               "self_attn.q_proj.weight": "attn_q", "self_attn.k_proj.weight": "attn_k", "self_attn.v_proj.weight": "attn_v",
-                               "self_attn.o_proj.weight": "attn_output", "self_attn.q_norm.weight": "attn_q_norm",
-                               "self_attn.k_norm.weight": "attn_k_norm", "mlp.gate_proj.weight": "ffn_gate", "mlp.up_proj.weight": "ffn_up",
-                               "mlp.down_proj.weight": "ffn_down"]
+    static let llamaModules = [
+        "input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "ffn_norm",
+        "self_attn.q_proj.weight": "attn_q", "self_attn.k_proj.weight": "attn_k", "self_attn.v_proj.weight": "attn_v",
+        "self_attn.o_proj.weight": "attn_output", "self_attn.q_norm.weight": "attn_q_norm",
+        "self_attn.k_norm.weight": "attn_k_norm", "mlp.gate_proj.weight": "ffn_gate", "mlp.up_proj.weight": "ffn_up",
+        "mlp.down_proj.weight": "ffn_down",
+    ]
 
     /// Qwen3 as llama.cpp's converter writes it (conversion/qwen.py: Qwen2's keys plus the head width as
     /// `attention.key_length`, q/k norms as `attn_q_norm` / `attn_k_norm`, no permutation) reads as the folder does.
@@ -470,11 +493,15 @@ struct ZooFixture {
     /// 2, so this file states it as llama.cpp's `attention.sliding_window_pattern` flags.
     @Test func gemma3GGUFGivesTheFolder() throws {
         let dir = TemporaryDirectory()
-        let modules = Self.llamaModules.merging(["post_attention_layernorm.weight": "post_attention_norm",
-                                                 "pre_feedforward_layernorm.weight": "ffn_norm",
-                                                 "post_feedforward_layernorm.weight": "post_ffw_norm"]) { $1 }
-        let keys: [(String, GGUFWriter.Value)] = [("gemma3.rope.freq_base_swa", .f32(10000)), ("gemma3.attention.sliding_window", .u32(64)),
-                                                  ("gemma3.attention.sliding_window_pattern", .bools([true, false]))]
+        let modules = Self.llamaModules.merging([
+            "post_attention_layernorm.weight": "post_attention_norm",
+            "pre_feedforward_layernorm.weight": "ffn_norm",
+            "post_feedforward_layernorm.weight": "post_ffw_norm",
+        ]) { $1 }
+        let keys: [(String, GGUFWriter.Value)] = [
+            ("gemma3.rope.freq_base_swa", .f32(10000)), ("gemma3.attention.sliding_window", .u32(64)),
+            ("gemma3.attention.sliding_window_pattern", .bools([true, false])),
+        ]
         guard let pair = try zooGGUF("gemma3", keys: keys, modules: modules, normShift: 1, pre: "gpt-2", dir: dir) else { return }
         try expectSameModel("gemma3", pair, dir: dir)
         // Without the pattern, llama.cpp's default: every 6th layer global, so both of these layers slide.
@@ -493,8 +520,9 @@ struct ZooFixture {
     /// A gemma2 GGUF stores neither its query scale nor its layer pattern; llama.cpp implies them from the
     /// size (26, 42 or 46 layers), and so does EdgeLM. Other sizes are refused by name.
     @Test func gemma2ScaleComesFromItsSize() throws {
-        var config = ModelConfig(architecture: "gemma2", dim: 32, layers: 2, heads: 2, kvHeads: 1, ffnDim: 64, vocabSize: 300,
-                                 contextLength: 64, ropeLayout: .halves, normEpsilon: 1e-6, tiedOutput: true)
+        var config = ModelConfig(
+            architecture: "gemma2", dim: 32, layers: 2, heads: 2, kvHeads: 1, ffnDim: 64, vocabSize: 300,
+            contextLength: 64, ropeLayout: .halves, normEpsilon: 1e-6, tiedOutput: true)
         func gguf(layers: Int) throws -> String {
             config.layers = layers
             var w = GGUFWriter()
@@ -516,7 +544,9 @@ struct ZooFixture {
         defer { try? FileManager.default.removeItem(atPath: sized) }
         let c = try Checkpoint.open(path: sized, tokenizerPath: nil).config
         #expect(c.attention.scale == 1 / Float(16).squareRoot() && c.attention.softcap == 50 && c.block.finalSoftcap == 30)
-        #expect(c.attention.slidingWindow == 16 && c.attention.slidingLayers == (0..<26).map { $0 % 2 == 0 } && c.block.sandwichNorms == true && c.block.activation == .geluTanh)
+        #expect(
+            c.attention.slidingWindow == 16 && c.attention.slidingLayers == (0..<26).map { $0 % 2 == 0 } && c.block.sandwichNorms == true
+                && c.block.activation == .geluTanh)
         #expect(c.block.embeddingScale == Float(32).squareRoot())
     }
 }

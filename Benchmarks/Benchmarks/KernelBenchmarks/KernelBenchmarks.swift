@@ -43,8 +43,9 @@ final class QuantizedProblem: @unchecked Sendable {
     func run(_ pool: ThreadPool) {
         let level = KernelLevel.detected
         pool.parallelFor(rows) { range in
-            IntegerKernels.matmul(level, kernel: SchemeKernel(scheme), weights: weights, scales: scales, blocksPerRow: blocks, blocksPerGroup: groupBlocks,
-                                  rows: range, x: x, xs: xs, tokens: tokens, out: out, rowStride: 1, tokenStride: rows)
+            IntegerKernels.matmul(
+                level, kernel: SchemeKernel(scheme), weights: weights, scales: scales, blocksPerRow: blocks, blocksPerGroup: groupBlocks,
+                rows: range, x: x, xs: xs, tokens: tokens, out: out, rowStride: 1, tokenStride: rows)
         }
     }
 }

@@ -103,7 +103,12 @@ struct GBNFParser {
                 while true {
                     guard let d = peek else { throw error("unterminated string") }
                     if d == 0x22 { at += 1; break }
-                    let v = d == 0x5C ? try escape() : { at += 1; return d }()
+                    let v =
+                        d == 0x5C
+                        ? try escape()
+                        : {
+                            at += 1; return d
+                        }()
                     item += GrammarBuilder.literal(String(Character(Unicode.Scalar(v)!)))
                 }
             case 0x5B:
@@ -171,12 +176,22 @@ struct GBNFParser {
         while true {
             guard let c = peek else { throw error("missing ']'") }
             if c == 0x5D { at += 1; break }
-            let lo = c == 0x5C ? try escape() : { at += 1; return c }()
+            let lo =
+                c == 0x5C
+                ? try escape()
+                : {
+                    at += 1; return c
+                }()
             var hi = lo
             if peek == 0x2D, at + 1 < scalars.count, scalars[at + 1] != 0x5D {
                 at += 1
                 let h = scalars[at]
-                hi = h == 0x5C ? try escape() : { at += 1; return h }()
+                hi =
+                    h == 0x5C
+                    ? try escape()
+                    : {
+                        at += 1; return h
+                    }()
                 guard lo <= hi else { throw error("a range out of order") }
             }
             ranges.append(lo...hi)

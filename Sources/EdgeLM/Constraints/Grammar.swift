@@ -154,7 +154,8 @@ public struct GrammarBuilder: Sendable {
     static func normalize(_ ranges: [ClosedRange<UInt32>]) -> [ClosedRange<UInt32>] {
         var out: [ClosedRange<UInt32>] = []
         for r in ranges.filter({ $0.lowerBound <= 0x10FFFF }).map({ $0.lowerBound...Swift.min($0.upperBound, 0x10FFFF) })
-            .sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            .sorted(by: { $0.lowerBound < $1.lowerBound })
+        {
             if let last = out.last, r.lowerBound <= last.upperBound &+ 1 {
                 out[out.count - 1] = last.lowerBound...Swift.max(last.upperBound, r.upperBound)
             } else {
@@ -214,7 +215,9 @@ public struct GrammarBuilder: Sendable {
                 for s in alt {
                     switch s {
                     case let .bytes(b):
-                        if let i = setIndex[b] { elements.append(i) } else {
+                        if let i = setIndex[b] {
+                            elements.append(i)
+                        } else {
                             setIndex[b] = Int32(sets.count)
                             elements.append(Int32(sets.count))
                             sets.append(b)
@@ -236,7 +239,11 @@ public struct GrammarBuilder: Sendable {
         while changed {
             changed = false
             for (r, alts) in rules.enumerated() where !nullable[r] {
-                if alts.contains(where: { $0.allSatisfy { if case let .rule(x) = $0 { return nullable[x] }; return false } }) {
+                if alts.contains(where: {
+                    $0.allSatisfy {
+                        if case let .rule(x) = $0 { return nullable[x] }; return false
+                    }
+                }) {
                     nullable[r] = true
                     changed = true
                 }

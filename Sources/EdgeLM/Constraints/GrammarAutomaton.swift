@@ -88,7 +88,9 @@ final class GrammarAutomaton {
         seen.append(key)
         let e = grammar.elements[Int(pos)]
         if e == Grammar.end {
-            if parent < 0 { out.append(Self.accepted) } else {
+            if parent < 0 {
+                out.append(Self.accepted)
+            } else {
                 expand(nodePos[Int(parent)], parent: nodeParent[Int(parent)], into: &out, seen: &seen)
             }
         } else if e >= 0 {

@@ -9,14 +9,18 @@
 /// Whitespace between tokens is one space, or a newline and up to 20 characters of indentation, so a model may
 /// pretty-print; none after the value, so the output is complete at its last character.
 struct JSONSchemaCompiler {
-    static let annotations: Set<String> = ["title", "description", "default", "examples", "$schema", "$id", "$comment",
-                                           "deprecated", "readOnly", "writeOnly", "$anchor", "contentMediaType",
-                                           "contentEncoding", "strict", "discriminator", "nullable"]
-    static let supported: Set<String> = ["type", "properties", "required", "additionalProperties", "items", "prefixItems",
-                                         "additionalItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs",
-                                         "definitions", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format",
-                                         "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minProperties",
-                                         "maxProperties"]
+    static let annotations: Set<String> = [
+        "title", "description", "default", "examples", "$schema", "$id", "$comment",
+        "deprecated", "readOnly", "writeOnly", "$anchor", "contentMediaType",
+        "contentEncoding", "strict", "discriminator", "nullable",
+    ]
+    static let supported: Set<String> = [
+        "type", "properties", "required", "additionalProperties", "items", "prefixItems",
+        "additionalItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs",
+        "definitions", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format",
+        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minProperties",
+        "maxProperties",
+    ]
     static let maxDepth = 64
 
     var b = GrammarBuilder()
@@ -74,12 +78,13 @@ struct JSONSchemaCompiler {
     /// JSON requires one (`"`, `\`, control characters); `\/` and `\uXXXX` forms too when `anyEscape`.
     mutating func stringChar(_ ranges: [ClosedRange<UInt32>]) throws(EdgeLMError) -> [GrammarSymbol] {
         let normal = GrammarBuilder.normalize(ranges)
-        let raw = GrammarBuilder.normalize(normal.flatMap { r -> [ClosedRange<UInt32>] in
-            GrammarBuilder.complement([0...0x1F, 0x22...0x22, 0x5C...0x5C]).compactMap { c in
-                let lo = max(r.lowerBound, c.lowerBound), hi = min(r.upperBound, c.upperBound)
-                return lo <= hi ? lo...hi : nil
-            }
-        })
+        let raw = GrammarBuilder.normalize(
+            normal.flatMap { r -> [ClosedRange<UInt32>] in
+                GrammarBuilder.complement([0...0x1F, 0x22...0x22, 0x5C...0x5C]).compactMap { c in
+                    let lo = max(r.lowerBound, c.lowerBound), hi = min(r.upperBound, c.upperBound)
+                    return lo <= hi ? lo...hi : nil
+                }
+            })
         var alternatives: [[GrammarSymbol]] = raw.isEmpty ? [] : [try b.scalar(in: raw)]
         func contains(_ v: UInt32) -> Bool { normal.contains { $0.contains(v) } }
         let short: [(UInt32, String)] = [(0x22, "\\\""), (0x5C, "\\\\"), (0x0A, "\\n"), (0x0D, "\\r"), (0x09, "\\t"), (0x08, "\\b"), (0x0C, "\\f")]
@@ -141,8 +146,9 @@ struct JSONSchemaCompiler {
             let fraction = try c.b.repeated(GrammarBuilder.literal(".") + (try c.digits(min: 1)), min: 0, max: 1, name: "fraction")
             var e = ByteSet(0x45...0x45); e.insert(0x65)
             var sign = ByteSet(0x2B...0x2B); sign.insert(0x2D)
-            let exponent = try c.b.repeated([.bytes(e)] + (try c.b.repeated([.bytes(sign)], min: 0, max: 1)) + (try c.digits(min: 1)),
-                                            min: 0, max: 1, name: "exponent")
+            let exponent = try c.b.repeated(
+                [.bytes(e)] + (try c.b.repeated([.bytes(sign)], min: 0, max: 1)) + (try c.digits(min: 1)),
+                min: 0, max: 1, name: "exponent")
             return (try c.integerBody(negative: negative)) + fraction + exponent
         }
     }
@@ -154,15 +160,21 @@ struct JSONSchemaCompiler {
         let ws = try ws()
         let value: [GrammarSymbol] = [.rule(id)]
         let member = (try anyString()) + ws + GrammarBuilder.literal(":") + ws + value + ws
-        let object = GrammarBuilder.literal("{") + ws
+        let object =
+            GrammarBuilder.literal("{") + ws
             + (try b.repeated(member + (try b.repeated(GrammarBuilder.literal(",") + ws + member, min: 0, max: nil)), min: 0, max: 1))
             + GrammarBuilder.literal("}")
         let element = value + ws
-        let array = GrammarBuilder.literal("[") + ws
+        let array =
+            GrammarBuilder.literal("[") + ws
             + (try b.repeated(element + (try b.repeated(GrammarBuilder.literal(",") + ws + element, min: 0, max: nil)), min: 0, max: 1))
             + GrammarBuilder.literal("]")
-        try b.define(id, [object, array, try anyString(), try anyNumber(), GrammarBuilder.literal("true"),
-                          GrammarBuilder.literal("false"), GrammarBuilder.literal("null")])
+        try b.define(
+            id,
+            [
+                object, array, try anyString(), try anyNumber(), GrammarBuilder.literal("true"),
+                GrammarBuilder.literal("false"), GrammarBuilder.literal("null"),
+            ])
         return value
     }
 
@@ -209,7 +221,10 @@ struct JSONSchemaCompiler {
                 for i in branches.indices {
                     for j in branches.indices where j > i {
                         guard !(try disjoint(branches[i], branches[j], path: path)) else { continue }
-                        throw error(path, "'oneOf' branches \(i) and \(j) may both match; exactly-one matching is not supported (it is supported when the branches differ in type, in const/enum values, or in a required property's const/enum values; use 'anyOf' if either may match)")
+                        throw error(
+                            path,
+                            "'oneOf' branches \(i) and \(j) may both match; exactly-one matching is not supported (it is supported when the branches differ in type, in const/enum values, or in a required property's const/enum values; use 'anyOf' if either may match)"
+                        )
                     }
                 }
             }
@@ -245,10 +260,12 @@ struct JSONSchemaCompiler {
             throw error(path, "'type' must be a string or a non-empty array of strings")
         }
         if schema["const"] != nil || schema["enum"] != nil { return [] }
-        let implied: [(String, [String])] = [("object", ["properties", "required", "additionalProperties", "minProperties", "maxProperties"]),
-                                             ("array", ["items", "prefixItems", "additionalItems", "minItems", "maxItems"]),
-                                             ("string", ["minLength", "maxLength", "pattern", "format"]),
-                                             ("number", ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"])]
+        let implied: [(String, [String])] = [
+            ("object", ["properties", "required", "additionalProperties", "minProperties", "maxProperties"]),
+            ("array", ["items", "prefixItems", "additionalItems", "minItems", "maxItems"]),
+            ("string", ["minLength", "maxLength", "pattern", "format"]),
+            ("number", ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]),
+        ]
         let found = implied.filter { entry in entry.1.contains { schema[$0] != nil } }.map(\.0)
         if !found.isEmpty {
             // Keywords constrain only values of their type; other types stay valid.

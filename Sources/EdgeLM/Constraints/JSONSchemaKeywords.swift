@@ -8,10 +8,13 @@ extension JSONSchemaCompiler {
         let x = try resolved(a, path: path), y = try resolved(b, path: path)
         if let tx = kinds(x), let ty = kinds(y), tx.isDisjoint(with: ty) { return true }
         if let vx = values(x), let vy = values(y), !vx.contains(where: { v in vy.contains(v) }) { return true }
-        let required = Set((x["required"]?.arrayValue ?? []).compactMap(\.stringValue)).intersection((y["required"]?.arrayValue ?? []).compactMap(\.stringValue))
+        let required = Set((x["required"]?.arrayValue ?? []).compactMap(\.stringValue)).intersection(
+            (y["required"]?.arrayValue ?? []).compactMap(\.stringValue))
         for name in required {
             guard let px = x["properties"]?[name], let py = y["properties"]?[name] else { continue }
-            if let vx = values(try resolved(px, path: path)), let vy = values(try resolved(py, path: path)), !vx.contains(where: { v in vy.contains(v) }) { return true }
+            if let vx = values(try resolved(px, path: path)), let vy = values(try resolved(py, path: path)), !vx.contains(where: { v in vy.contains(v) }) {
+                return true
+            }
         }
         return false
     }
@@ -48,13 +51,14 @@ extension JSONSchemaCompiler {
     /// `const` / `enum` values (of the allowed types, when `type` is given) as literal JSON texts.
     mutating func literalChoice(_ values: [JSONValue], types: [String], path: String, keyword: String) throws(EdgeLMError) -> [GrammarSymbol] {
         let allowed = values.filter { v in
-            types.isEmpty || types.contains { t in
-                switch (t, v) {
-                case ("string", .string), ("boolean", .bool), ("null", .null), ("object", .object), ("array", .array), ("number", .number): return true
-                case let ("integer", .number(n)): return Double(n).map { $0 == $0.rounded() } ?? false
-                default: return false
+            types.isEmpty
+                || types.contains { t in
+                    switch (t, v) {
+                    case ("string", .string), ("boolean", .bool), ("null", .null), ("object", .object), ("array", .array), ("number", .number): return true
+                    case let ("integer", .number(n)): return Double(n).map { $0 == $0.rounded() } ?? false
+                    default: return false
+                    }
                 }
-            }
         }
         var alternatives: [[GrammarSymbol]] = []
         for v in allowed { alternatives.append(try constant(v)) }
@@ -132,7 +136,9 @@ extension JSONSchemaCompiler {
         if case .bool(true) = b { return a }
         guard var out = a.objectValue, let other = b.objectValue else { throw error(path, "'allOf' with a false or non-object schema is not supported") }
         if (a["additionalProperties"] != nil && b["properties"] != nil) || (b["additionalProperties"] != nil && a["properties"] != nil) {
-            throw error(path, "'allOf' combining 'properties' with 'additionalProperties' is not supported (each part's additionalProperties sees only its own properties)")
+            throw error(
+                path,
+                "'allOf' combining 'properties' with 'additionalProperties' is not supported (each part's additionalProperties sees only its own properties)")
         }
         for (key, value) in other {
             guard let i = out.firstIndex(where: { $0.0 == key }) else { out.append((key, value)); continue }
@@ -140,7 +146,11 @@ extension JSONSchemaCompiler {
             case "properties":
                 var props = out[i].1.objectValue ?? []
                 for (name, schema) in value.objectValue ?? [] {
-                    if let j = props.firstIndex(where: { $0.0 == name }) { props[j].1 = try merge(props[j].1, schema, path: "\(path)/properties/\(name)") } else { props.append((name, schema)) }
+                    if let j = props.firstIndex(where: { $0.0 == name }) {
+                        props[j].1 = try merge(props[j].1, schema, path: "\(path)/properties/\(name)")
+                    } else {
+                        props.append((name, schema))
+                    }
                 }
                 out[i].1 = .object(props)
             case "required":

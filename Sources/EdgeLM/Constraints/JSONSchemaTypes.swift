@@ -7,9 +7,13 @@ extension JSONSchemaCompiler {
         if let maxLength, maxLength < minLength { return [.rule(try b.add("never", []))] }
         let quote = GrammarBuilder.literal("\"")
         if let format = schema["format"] {
-            guard schema["pattern"] == nil, minLength == 0, maxLength == nil else { throw error(path, "'format' together with 'pattern' or a length bound is not supported") }
+            guard schema["pattern"] == nil, minLength == 0, maxLength == nil else {
+                throw error(path, "'format' together with 'pattern' or a length bound is not supported")
+            }
             guard let name = format.stringValue, let regex = Self.formats[name] else {
-                throw error(path, "format '\(format.stringValue ?? format.serialized)' is not supported (supported: \(Self.formats.keys.sorted().joined(separator: ", ")))")
+                throw error(
+                    path,
+                    "format '\(format.stringValue ?? format.serialized)' is not supported (supported: \(Self.formats.keys.sorted().joined(separator: ", ")))")
             }
             return quote + (try lowerPattern(regex, fullMatch: true)) + quote
         }
@@ -39,9 +43,11 @@ extension JSONSchemaCompiler {
     static let formats: [String: String] = [
         "date": #"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"#,
         "time": #"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"#,
-        "date-time": #"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"#,
+        "date-time":
+            #"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"#,
         "uuid": #"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"#,
-        "email": #"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"#,
+        "email":
+            #"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"#,
         "uri": #"[A-Za-z][A-Za-z0-9+.-]*:[^\s"<>\\^`{|}]*"#,
         "ipv4": #"((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"#,
     ]
@@ -79,7 +85,9 @@ extension JSONSchemaCompiler {
         // Negative part: "-" and a magnitude in [max(1, -high), -low].
         if (low ?? -1) < 0 {
             let magLo = UInt64(max(1, -(min(high ?? -1, -1))))
-            for alt in try IntegerRange.alternatives(lo: magLo, hi: low.map { UInt64(-$0) }, into: &b) { alternatives.append(GrammarBuilder.literal("-") + alt) }
+            for alt in try IntegerRange.alternatives(lo: magLo, hi: low.map { UInt64(-$0) }, into: &b) {
+                alternatives.append(GrammarBuilder.literal("-") + alt)
+            }
         }
         if (high ?? 0) >= 0 {
             alternatives += try IntegerRange.alternatives(lo: UInt64(max(low ?? 0, 0)), hi: high.map { UInt64($0) }, into: &b)
@@ -120,8 +128,10 @@ extension JSONSchemaCompiler {
             let v = try value(sub, path: "\(path)/properties/\(name)", depth: depth + 1)
             kvs.append(GrammarBuilder.literal(JSONValue.quote(name)) + ws + GrammarBuilder.literal(":") + ws + v + ws)
         }
-        let additionalKV: [GrammarSymbol]? = allowsAdditional
-            ? (try string(excluding: declared.map(\.0))) + ws + GrammarBuilder.literal(":") + ws + (try value(additional, path: "\(path)/additionalProperties", depth: depth + 1)) + ws
+        let additionalKV: [GrammarSymbol]? =
+            allowsAdditional
+            ? (try string(excluding: declared.map(\.0))) + ws + GrammarBuilder.literal(":") + ws
+                + (try value(additional, path: "\(path)/additionalProperties", depth: depth + 1)) + ws
             : nil
         let comma = GrammarBuilder.literal(",") + ws
         if members.isEmpty {
@@ -138,8 +148,10 @@ extension JSONSchemaCompiler {
             throw error(path, "'minProperties'/'maxProperties' together with 'properties' is supported only when the bounds follow from them")
         }
         if members.count <= Self.anyOrderLimit {
-            return GrammarBuilder.literal("{") + ws + (try anyOrder(kvs, required: members.map { required.contains($0.0) },
-                                                                    additionalKV: additionalKV)) + GrammarBuilder.literal("}")
+            return GrammarBuilder.literal("{") + ws
+                + (try anyOrder(
+                    kvs, required: members.map { required.contains($0.0) },
+                    additionalKV: additionalKV)) + GrammarBuilder.literal("}")
         }
         // rest[i]: members from i on after one has been written; first[i]: the first member, at i or later.
         var rest: [GrammarSymbol] = []
@@ -253,8 +265,9 @@ enum IntegerRange {
         }
         if hi == nil {
             // Every number with more digits than `lo`.
-            out.append([.bytes(ByteSet(0x31...0x39))] + Array(repeating: .bytes(ByteSet(0x30...0x39)), count: loDigits)
-                       + (try b.repeated([.bytes(ByteSet(0x30...0x39))], min: 0, max: nil, name: "digits")))
+            out.append(
+                [.bytes(ByteSet(0x31...0x39))] + Array(repeating: .bytes(ByteSet(0x30...0x39)), count: loDigits)
+                    + (try b.repeated([.bytes(ByteSet(0x30...0x39))], min: 0, max: nil, name: "digits")))
         }
         return out
     }

@@ -20,7 +20,8 @@ public enum OutputConstraint: Sendable, Equatable {
     public func grammar() throws(EdgeLMError) -> Grammar {
         switch self {
         case let .jsonSchema(schema): return try JSONSchemaCompiler.compile(schema)
-        case let .taggedJSON(schema, prefix, suffix, repeated): return try JSONSchemaCompiler.compile(schema, prefix: prefix, suffix: suffix, repeated: repeated)
+        case let .taggedJSON(schema, prefix, suffix, repeated):
+            return try JSONSchemaCompiler.compile(schema, prefix: prefix, suffix: suffix, repeated: repeated)
         case .jsonObject: return try JSONSchemaCompiler.anyObject()
         case let .grammar(text): return try GBNFParser.parse(text)
         case let .regex(pattern):
@@ -96,8 +97,9 @@ public final class TokenConstraint: @unchecked Sendable {
         lock.withLock {
             let key = Int64(state.automaton) << 1 | (state.atStart ? 1 : 0)
             if let m = masks[key] { return m }
-            let m = Mask(bits: trie.walk(from: state.automaton, automaton: automaton, skippingFirstSpace: state.atStart),
-                         allowsEnd: automaton.isAccepting(state.automaton))
+            let m = Mask(
+                bits: trie.walk(from: state.automaton, automaton: automaton, skippingFirstSpace: state.atStart),
+                allowsEnd: automaton.isAccepting(state.automaton))
             if masks.count >= Self.maxCachedMasks { masks.removeAll(keepingCapacity: true) }
             masks[key] = m
             return m
@@ -120,7 +122,8 @@ public final class TokenConstraint: @unchecked Sendable {
         guard single, !state.atStart else { return nil }
         let m = mask(state)
         guard let w = m.bits.firstIndex(where: { $0 != 0 }), m.bits[w].nonzeroBitCount == 1,
-              m.bits[(w + 1)...].allSatisfy({ $0 == 0 }) else { return nil }
+            m.bits[(w + 1)...].allSatisfy({ $0 == 0 })
+        else { return nil }
         return w << 6 | m.bits[w].trailingZeroBitCount
     }
 

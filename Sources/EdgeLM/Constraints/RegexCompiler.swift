@@ -54,8 +54,10 @@ struct RegexCompiler {
     /// Lowers `pattern` into grammar symbols matching whole strings (`fullMatch`) or, as JSON Schema's `pattern`
     /// means, strings that contain a match (unanchored ends accept any text there). `char` turns a set of code
     /// points into symbols (plain UTF-8, or JSON string characters with escapes).
-    static func lower(_ pattern: String, fullMatch: Bool, into b: inout GrammarBuilder,
-                      char: (inout GrammarBuilder, [ClosedRange<UInt32>]) throws(EdgeLMError) -> [GrammarSymbol]) throws(EdgeLMError) -> [GrammarSymbol] {
+    static func lower(
+        _ pattern: String, fullMatch: Bool, into b: inout GrammarBuilder,
+        char: (inout GrammarBuilder, [ClosedRange<UInt32>]) throws(EdgeLMError) -> [GrammarSymbol]
+    ) throws(EdgeLMError) -> [GrammarSymbol] {
         let branches = try parse(pattern)
         var alternatives: [[GrammarSymbol]] = []
         for branch in branches {
@@ -70,8 +72,10 @@ struct RegexCompiler {
         return try b.choice(alternatives, name: "pattern")
     }
 
-    private static func lower(_ node: Node, into b: inout GrammarBuilder,
-                              char: (inout GrammarBuilder, [ClosedRange<UInt32>]) throws(EdgeLMError) -> [GrammarSymbol]) throws(EdgeLMError) -> [GrammarSymbol] {
+    private static func lower(
+        _ node: Node, into b: inout GrammarBuilder,
+        char: (inout GrammarBuilder, [ClosedRange<UInt32>]) throws(EdgeLMError) -> [GrammarSymbol]
+    ) throws(EdgeLMError) -> [GrammarSymbol] {
         switch node {
         case let .chars(ranges): return try char(&b, ranges)
         case let .sequence(items):
@@ -222,8 +226,10 @@ struct RegexCompiler {
         return negated ? GrammarBuilder.complement(ranges) : GrammarBuilder.normalize(ranges)
     }
 
-    static let space: [ClosedRange<UInt32>] = [0x09...0x0D, 0x20...0x20, 0xA0...0xA0, 0x1680...0x1680, 0x2000...0x200A,
-                                               0x2028...0x2029, 0x202F...0x202F, 0x205F...0x205F, 0x3000...0x3000, 0xFEFF...0xFEFF]
+    static let space: [ClosedRange<UInt32>] = [
+        0x09...0x0D, 0x20...0x20, 0xA0...0xA0, 0x1680...0x1680, 0x2000...0x200A,
+        0x2028...0x2029, 0x202F...0x202F, 0x205F...0x205F, 0x3000...0x3000, 0xFEFF...0xFEFF,
+    ]
     static let word: [ClosedRange<UInt32>] = [0x30...0x39, 0x41...0x5A, 0x5F...0x5F, 0x61...0x7A]
 
     /// After a backslash: the code points the escape stands for.

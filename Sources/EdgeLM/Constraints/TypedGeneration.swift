@@ -5,8 +5,10 @@ extension LanguageModel {
     /// Swift value. The output is complete when it ends (the constraint stops generation there); a value cut off by
     /// `parameters.maxTokens` or the context is an error saying so, as is JSON that does not decode as `T` (a schema
     /// that describes another shape).
-    public func generateValue<T: Decodable>(_ type: T.Type, prompt: String, schema: JSONValue,
-                                            parameters: GenerateParameters = .greedy(maxTokens: 512)) throws(EdgeLMError) -> T {
+    public func generateValue<T: Decodable>(
+        _ type: T.Type, prompt: String, schema: JSONValue,
+        parameters: GenerateParameters = .greedy(maxTokens: 512)
+    ) throws(EdgeLMError) -> T {
         var p = parameters
         p.constraint = .jsonSchema(schema)
         var text = ""

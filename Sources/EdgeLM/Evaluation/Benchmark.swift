@@ -33,7 +33,10 @@ public struct BenchResult: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case test, samples
-        case tpsMean = "tps_mean", tpsStddev = "tps_stddev", weightGBps = "weight_gbps", bandwidthRatio = "bandwidth_ratio"
+        case tpsMean = "tps_mean"
+        case tpsStddev = "tps_stddev"
+        case weightGBps = "weight_gbps"
+        case bandwidthRatio = "bandwidth_ratio"
     }
 }
 
@@ -42,16 +45,19 @@ public struct BenchResult: Codable, Sendable {
 /// decode speed can be read as a fraction of what the machine can stream.
 public enum Benchmark {
     /// Runs the tests on `lm`'s session. `bandwidthGBps` is the probe result to relate tg to.
-    public static func run(_ lm: LanguageModel, options: BenchOptions, bandwidthGBps: Double,
-                           progress: (String) -> Void = { _ in }) throws(EdgeLMError) -> [BenchResult] {
+    public static func run(
+        _ lm: LanguageModel, options: BenchOptions, bandwidthGBps: Double,
+        progress: (String) -> Void = { _ in }
+    ) throws(EdgeLMError) -> [BenchResult] {
         guard options.repetitions >= 1 else { throw .invalidArgument("-r \(options.repetitions): must be at least 1") }
         guard options.promptTokens >= 0, options.generatedTokens >= 0, options.depth >= 0 else {
             throw .invalidArgument("-p, -n and --depth must be >= 0")
         }
         let context = lm.session.contextLength, longest = options.depth + max(options.promptTokens, options.generatedTokens)
         guard longest <= context else {
-            throw .invalidArgument("--depth \(options.depth) plus the longest test needs \(longest) positions, more than the context of \(context) "
-                                   + "(set --ctx \(longest))")
+            throw .invalidArgument(
+                "--depth \(options.depth) plus the longest test needs \(longest) positions, more than the context of \(context) "
+                    + "(set --ctx \(longest))")
         }
         let session = lm.session
         var rng = SplitMix64(seed: 7)
@@ -86,14 +92,18 @@ public enum Benchmark {
                 for t in tokens { _ = try session.forward([t]) }
                 return Double(tokens.count)
             }
-            results.append(result("tg\(options.generatedTokens)\(suffix)", samples, bytesPerToken: lm.model.weightBytesPerToken,
-                                  bandwidth: bandwidthGBps))
+            results.append(
+                result(
+                    "tg\(options.generatedTokens)\(suffix)", samples, bytesPerToken: lm.model.weightBytesPerToken,
+                    bandwidth: bandwidthGBps))
         }
         return results
     }
 
-    private static func measure(_ repetitions: Int, progress: (String) -> Void,
-                                _ body: () throws(EdgeLMError) -> Double) throws(EdgeLMError) -> [Double] {
+    private static func measure(
+        _ repetitions: Int, progress: (String) -> Void,
+        _ body: () throws(EdgeLMError) -> Double
+    ) throws(EdgeLMError) -> [Double] {
         _ = try body()
         var samples: [Double] = []
         for r in 0..<repetitions {
@@ -109,8 +119,9 @@ public enum Benchmark {
         var stats = RunningStats()
         samples.forEach { stats.add($0) }
         let gbps = bytesPerToken.map { Double($0) * stats.mean / 1e9 }
-        return BenchResult(test: test, samples: samples, tpsMean: stats.mean, tpsStddev: stats.variance.squareRoot(), weightGBps: gbps,
-                           bandwidthRatio: gbps.map { $0 / bandwidth })
+        return BenchResult(
+            test: test, samples: samples, tpsMean: stats.mean, tpsStddev: stats.variance.squareRoot(), weightGBps: gbps,
+            bandwidthRatio: gbps.map { $0 / bandwidth })
     }
 
     /// Streaming-read bandwidth of this machine in GB/s: the pool's threads summing a 1 GiB buffer (median
@@ -181,8 +192,10 @@ public struct SpeculativeBenchResult: Codable, Sendable {
 extension Benchmark {
     /// Generates up to `tokens` tokens greedily from `prompt`, plainly and with `speculation`, alternately after a
     /// warm-up of each, `repetitions` times; the prompt is evaluated once per run (not timed: generation only).
-    public static func speculative(_ lm: LanguageModel, prompt: [Int], tokens: Int, speculation: SpeculationParameters, repetitions: Int,
-                                   progress: (String) -> Void = { _ in }) throws(EdgeLMError) -> SpeculativeBenchResult {
+    public static func speculative(
+        _ lm: LanguageModel, prompt: [Int], tokens: Int, speculation: SpeculationParameters, repetitions: Int,
+        progress: (String) -> Void = { _ in }
+    ) throws(EdgeLMError) -> SpeculativeBenchResult {
         guard repetitions >= 1 else { throw .invalidArgument("-r \(repetitions): must be at least 1") }
         var plainParameters = GenerateParameters.greedy(maxTokens: tokens)
         plainParameters.stopAtEOS = false
@@ -202,8 +215,9 @@ extension Benchmark {
             speculative.append(b.tokensPerSecond)
             (drafted, accepted, generated) = (b.draftedTokens, b.acceptedTokens, b.generatedTokens)
         }
-        return SpeculativeBenchResult(plain: plain, speculative: speculative, tokens: generated, drafted: drafted, accepted: accepted,
-                                      identical: identical)
+        return SpeculativeBenchResult(
+            plain: plain, speculative: speculative, tokens: generated, drafted: drafted, accepted: accepted,
+            identical: identical)
     }
 }
 
@@ -234,8 +248,10 @@ extension Benchmark {
     /// Generates up to `tokens` tokens greedily from `prompt` without and with `constraint`, alternately after a
     /// warm-up of each, `repetitions` times (the unconstrained run ignores EOS; the constrained one ends when its
     /// output is complete).
-    public static func constrained(_ lm: LanguageModel, prompt: [Int], tokens: Int, constraint: OutputConstraint, repetitions: Int,
-                                   progress: (String) -> Void = { _ in }) throws(EdgeLMError) -> ConstrainedBenchResult {
+    public static func constrained(
+        _ lm: LanguageModel, prompt: [Int], tokens: Int, constraint: OutputConstraint, repetitions: Int,
+        progress: (String) -> Void = { _ in }
+    ) throws(EdgeLMError) -> ConstrainedBenchResult {
         guard repetitions >= 1 else { throw .invalidArgument("-r \(repetitions): must be at least 1") }
         var plainParameters = GenerateParameters.greedy(maxTokens: tokens)
         plainParameters.stopAtEOS = false
@@ -249,7 +265,9 @@ extension Benchmark {
             let a = try lm.generate(promptTokens: prompt, parameters: plainParameters) { _, _ in true }
             lm.session.reset()
             var text = ""
-            let b = try lm.generate(promptTokens: prompt, parameters: constrainedParameters) { _, piece in text += piece; return true }
+            let b = try lm.generate(promptTokens: prompt, parameters: constrainedParameters) { _, piece in
+                text += piece; return true
+            }
             guard run > 0 else { continue }
             plain.append(a.tokensPerSecond)
             constrained.append(b.tokensPerSecond)

@@ -77,8 +77,10 @@ public struct PerplexityReport: Codable, Sendable {
 /// Logits are consumed batch by batch, so memory does not grow with the text.
 public enum PerplexityEvaluator {
     /// Runs the evaluation. `progress(done, total)` is called after each window.
-    public static func run(model: LanguageModel, reference: LanguageModel?, tokens: [Int], options: PerplexityOptions,
-                           progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws(EdgeLMError) -> PerplexityReport {
+    public static func run(
+        model: LanguageModel, reference: LanguageModel?, tokens: [Int], options: PerplexityOptions,
+        progress: (Int, Int, Double) -> Void = { _, _, _ in }
+    ) throws(EdgeLMError) -> PerplexityReport {
         let c = options.context
         let prefix = try windowPrefix(model: model, reference: reference, options: options)
         let half = options.scoreSecondHalf
@@ -107,17 +109,20 @@ public enum PerplexityEvaluator {
                 let refLogits = try reference?.session.forward(chunk, logits: .all)
                 for i in 0..<chunk.count where offset + i >= firstScored {
                     let rows = (i * vocab)..<((i + 1) * vocab)
-                    windowNLL.add(tally.add(row: UnsafeBufferPointer(rebasing: logits[rows]), target: window[offset + i + 1],
-                                            reference: refLogits.map { UnsafeBufferPointer(rebasing: $0[rows]) }))
+                    windowNLL.add(
+                        tally.add(
+                            row: UnsafeBufferPointer(rebasing: logits[rows]), target: window[offset + i + 1],
+                            reference: refLogits.map { UnsafeBufferPointer(rebasing: $0[rows]) }))
                 }
                 offset = end
             }
             perWindow.append(windowNLL.mean)
             progress(w + 1, windows, Date().timeIntervalSince(start))
         }
-        return PerplexityReport(tokens: tally.nll.count, windows: windows, context: c,
-                                meanNLL: Estimate(value: tally.nll.mean, uncertainty: tally.nll.standardError), ppl: Tally.perplexity(tally.nll),
-                                perWindowMeanNLL: perWindow, reference: reference == nil ? nil : tally.comparison())
+        return PerplexityReport(
+            tokens: tally.nll.count, windows: windows, context: c,
+            meanNLL: Estimate(value: tally.nll.mean, uncertainty: tally.nll.standardError), ppl: Tally.perplexity(tally.nll),
+            perWindowMeanNLL: perWindow, reference: reference == nil ? nil : tally.comparison())
     }
 
     /// [BOS] when windows start with it, else nothing; refuses a context outside the models' and a reference with
@@ -214,8 +219,10 @@ struct LogSoftmax {
     }
 
     /// KL(reference || model) = Σ p_ref (log p_ref - log p_model).
-    static func klDivergence(reference: UnsafeBufferPointer<Float>, _ r: LogSoftmax, model: UnsafeBufferPointer<Float>,
-                             _ q: LogSoftmax) -> Double {
+    static func klDivergence(
+        reference: UnsafeBufferPointer<Float>, _ r: LogSoftmax, model: UnsafeBufferPointer<Float>,
+        _ q: LogSoftmax
+    ) -> Double {
         var sum = 0.0
         for i in 0..<reference.count {
             let lr = Double(reference[i]) - r.logSumExp

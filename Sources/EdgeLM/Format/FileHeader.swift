@@ -79,15 +79,17 @@ public struct FileHeader: Equatable, Sendable {
             let stored = try c.read(UInt64.self)
             let computed = XXH64.hash(UnsafeRawBufferPointer(rebasing: file[0..<56]))
             guard stored == computed else {
-                throw EdgeLMError.checksumMismatch(path: path, tensor: "<header>", expected: String(stored, radix: 16),
-                                                   actual: String(computed, radix: 16))
+                throw EdgeLMError.checksumMismatch(
+                    path: path, tensor: "<header>", expected: String(stored, radix: 16),
+                    actual: String(computed, radix: 16))
             }
             let limit = UInt64(Int.max / 2)
             guard fields[0..<4].allSatisfy({ $0 < limit }) else {
                 throw EdgeLMError.invalidField(path: path, field: "header offsets", message: "values beyond any file size")
             }
-            let h = FileHeader(version: version, dataOffset: Int(fields[0]), dataLength: Int(fields[1]),
-                               metadataOffset: Int(fields[2]), metadataLength: Int(fields[3]), metadataChecksum: fields[4])
+            let h = FileHeader(
+                version: version, dataOffset: Int(fields[0]), dataLength: Int(fields[1]),
+                metadataOffset: Int(fields[2]), metadataLength: Int(fields[3]), metadataChecksum: fields[4])
             try h.validate(fileSize: file.count, path: path)
             return h
         }
@@ -98,8 +100,9 @@ public struct FileHeader: Equatable, Sendable {
             throw .invalidField(path: path, field: "data offset", message: "\(dataOffset) is not a multiple of \(Self.dataAlignment) after the header")
         }
         guard dataOffset + dataLength <= fileSize else {
-            throw .truncated(path: path, field: "data section", offset: dataOffset, needed: dataLength,
-                             available: max(0, fileSize - dataOffset))
+            throw .truncated(
+                path: path, field: "data section", offset: dataOffset, needed: dataLength,
+                available: max(0, fileSize - dataOffset))
         }
         guard metadataLength <= Self.maxMetadataBytes else {
             throw .invalidField(path: path, field: "metadata length", message: "\(metadataLength) bytes exceeds the limit of \(Self.maxMetadataBytes)")
@@ -108,8 +111,9 @@ public struct FileHeader: Equatable, Sendable {
             throw .invalidField(path: path, field: "metadata offset", message: "\(metadataOffset) overlaps the data section")
         }
         guard metadataOffset + metadataLength <= fileSize else {
-            throw .truncated(path: path, field: "metadata", offset: metadataOffset, needed: metadataLength,
-                             available: max(0, fileSize - metadataOffset))
+            throw .truncated(
+                path: path, field: "metadata", offset: metadataOffset, needed: metadataLength,
+                available: max(0, fileSize - metadataOffset))
         }
     }
 }

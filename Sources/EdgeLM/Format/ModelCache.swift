@@ -19,7 +19,9 @@ public enum ModelCache {
     public static func resolve(_ path: String, note: (String) -> Void = { _ in }) throws(EdgeLMError) -> String {
         guard isGGUF(path) else { return path }
         let attributes: [FileAttributeKey: Any]
-        do { attributes = try FileManager.default.attributesOfItem(atPath: path) } catch { throw .io(path: path, message: "cannot read its size and time: \(error)") }
+        do { attributes = try FileManager.default.attributesOfItem(atPath: path) } catch {
+            throw .io(path: path, message: "cannot read its size and time: \(error)")
+        }
         let size = (attributes[.size] as? Int) ?? 0
         let mtime = Int(((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0) * 1e6)
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path

@@ -70,16 +70,20 @@ public final class ModelFile: @unchecked Sendable {
         let metaBytes = UnsafeRawBufferPointer(rebasing: file[header.metadataOffset..<(header.metadataOffset + header.metadataLength)])
         let computed = XXH64.hash(metaBytes)
         guard computed == header.metadataChecksum else {
-            throw .checksumMismatch(path: path, tensor: "<metadata>", expected: String(header.metadataChecksum, radix: 16),
-                                    actual: String(computed, radix: 16))
+            throw .checksumMismatch(
+                path: path, tensor: "<metadata>", expected: String(header.metadataChecksum, radix: 16),
+                actual: String(computed, radix: 16))
         }
         do {
             metadata = try JSONDecoder().decode(ModelMetadata.self, from: Data(metaBytes))
         } catch let DecodingError.keyNotFound(key, context) {
-            throw .invalidField(path: path, field: "metadata", message: "missing key '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
+            throw .invalidField(
+                path: path, field: "metadata", message: "missing key '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
-                let DecodingError.dataCorrupted(context) {
-            throw .invalidField(path: path, field: "metadata", message: "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
+            let DecodingError.dataCorrupted(context)
+        {
+            throw .invalidField(
+                path: path, field: "metadata", message: "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
         } catch {
             throw .invalidField(path: path, field: "metadata", message: "\(error)")
         }
@@ -206,8 +210,9 @@ public final class ModelFile: @unchecked Sendable {
             throw .invalidField(path: path, field: "tensor '\(t.name)' layout", message: error.description)
         }
         guard t.offset >= 0, t.length >= 0, t.offset <= header.dataLength, t.length <= header.dataLength - t.offset else {
-            throw .tensorOutOfBounds(path: path, tensor: t.name, offset: header.dataOffset + t.offset, length: t.length,
-                                     fileSize: header.dataOffset + header.dataLength)
+            throw .tensorOutOfBounds(
+                path: path, tensor: t.name, offset: header.dataOffset + t.offset, length: t.length,
+                fileSize: header.dataOffset + header.dataLength)
         }
         guard t.checksum.count == 16, t.checksum.allSatisfy(\.isHexDigit) else {
             throw .invalidField(path: path, field: "tensor '\(t.name)' checksum", message: "'\(t.checksum.prefix(32))' is not 16 hex digits")
@@ -222,18 +227,22 @@ public final class ModelFile: @unchecked Sendable {
             }
         case .zstd:
             guard let chunkBytes = t.chunkBytes, let chunks = t.chunks, chunkBytes >= Limits.minChunkBytes,
-                  chunkBytes <= 1 << 30 else {
-                throw .invalidField(path: path, field: "tensor '\(t.name)' chunks", message: "zstd payload needs chunkBytes >= \(Limits.minChunkBytes) and a chunk list")
+                chunkBytes <= 1 << 30
+            else {
+                throw .invalidField(
+                    path: path, field: "tensor '\(t.name)' chunks", message: "zstd payload needs chunkBytes >= \(Limits.minChunkBytes) and a chunk list")
             }
             let needed = (layout.byteCount + chunkBytes - 1) / chunkBytes
             guard chunks.count == needed else {
-                throw .invalidField(path: path, field: "tensor '\(t.name)' chunks",
-                                    message: "\(chunks.count) frames, \(layout.byteCount) bytes in chunks of \(chunkBytes) need \(needed)")
+                throw .invalidField(
+                    path: path, field: "tensor '\(t.name)' chunks",
+                    message: "\(chunks.count) frames, \(layout.byteCount) bytes in chunks of \(chunkBytes) need \(needed)")
             }
             var total = 0
             for c in chunks {
                 guard c > 0, c <= t.length - total else {
-                    throw .invalidField(path: path, field: "tensor '\(t.name)' chunks", message: "frame lengths do not add up to the payload length \(t.length)")
+                    throw .invalidField(
+                        path: path, field: "tensor '\(t.name)' chunks", message: "frame lengths do not add up to the payload length \(t.length)")
                 }
                 total += c
             }

@@ -18,7 +18,9 @@ public struct ModelSummary: Codable, Sendable {
 
         enum CodingKeys: String, CodingKey {
             case name, shape, scheme, bytes, encoding, checksum
-            case groupSize = "group_size", storedBytes = "stored_bytes", compressionRatio = "compression_ratio"
+            case groupSize = "group_size"
+            case storedBytes = "stored_bytes"
+            case compressionRatio = "compression_ratio"
             case bitsPerWeight = "bits_per_weight"
         }
     }
@@ -64,8 +66,11 @@ public struct ModelSummary: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case path, config, tokenizer, provenance, quantization, tensors, parameters
-        case formatVersion = "format_version", fileBytes = "file_bytes", bitsPerWeight = "bits_per_weight"
-        case overallBitsPerWeight = "overall_bits_per_weight", checksumsVerified = "checksums_verified"
+        case formatVersion = "format_version"
+        case fileBytes = "file_bytes"
+        case bitsPerWeight = "bits_per_weight"
+        case overallBitsPerWeight = "overall_bits_per_weight"
+        case checksumsVerified = "checksums_verified"
     }
 
     /// Summarises an opened file.
@@ -75,12 +80,13 @@ public struct ModelSummary: Codable, Sendable {
         formatVersion = file.header.version
         config = meta.config
         let t = meta.tokenizer
-        tokenizer = TokenizerSummary(kind: t.kind, vocabSize: t.pieces.count, byteTokens: t.types.filter { $0 == .byte }.count,
-                                     controlTokens: t.types.filter { $0 == .control }.count, merges: t.merges?.count ?? 0,
-                                     bos: t.bos, eos: t.eos, unk: t.unk, addDummyPrefix: t.addDummyPrefix,
-                                     removeExtraWhitespaces: t.removeExtraWhitespaces, addBOS: t.addsBOS, addEOS: t.addsEOS,
-                                     endOfGeneration: t.endOfGenerationIDs,
-                                     chatTemplate: t.chatTemplate.map { ChatTemplate.recognise($0)?.rawValue ?? "unrecognised" })
+        tokenizer = TokenizerSummary(
+            kind: t.kind, vocabSize: t.pieces.count, byteTokens: t.types.filter { $0 == .byte }.count,
+            controlTokens: t.types.filter { $0 == .control }.count, merges: t.merges?.count ?? 0,
+            bos: t.bos, eos: t.eos, unk: t.unk, addDummyPrefix: t.addDummyPrefix,
+            removeExtraWhitespaces: t.removeExtraWhitespaces, addBOS: t.addsBOS, addEOS: t.addsEOS,
+            endOfGeneration: t.endOfGenerationIDs,
+            chatTemplate: t.chatTemplate.map { ChatTemplate.recognise($0)?.rawValue ?? "unrecognised" })
         provenance = meta.provenance
         quantization = meta.quantization
         var rows: [Tensor] = []
@@ -89,10 +95,12 @@ public struct ModelSummary: Codable, Sendable {
             let layout = (try? e.layout())
             let raw = layout?.byteCount ?? e.length
             let n = e.shape.reduce(1, *)
-            rows.append(Tensor(name: e.name, shape: e.shape, scheme: e.scheme, groupSize: e.groupSize, bytes: raw,
-                               storedBytes: e.length, encoding: e.encoding,
-                               compressionRatio: Double(raw) / Double(max(1, e.length)),
-                               bitsPerWeight: layout?.bitsPerWeight ?? 0, checksum: e.checksum))
+            rows.append(
+                Tensor(
+                    name: e.name, shape: e.shape, scheme: e.scheme, groupSize: e.groupSize, bytes: raw,
+                    storedBytes: e.length, encoding: e.encoding,
+                    compressionRatio: Double(raw) / Double(max(1, e.length)),
+                    bitsPerWeight: layout?.bitsPerWeight ?? 0, checksum: e.checksum))
             allBytes += raw
             allParams += n
             if TensorRole(name: e.name).isMatrix {
@@ -114,7 +122,8 @@ public struct ModelSummary: Codable, Sendable {
         let c = config
         s += "config: \(c.architecture) dim \(c.dim), \(c.layers) layers, \(c.heads) heads / \(c.kvHeads) kv heads (head dim \(c.headDim)), "
         s += "FFN \(c.ffnDim), vocab \(c.vocabSize), context \(c.contextLength)\n"
-        s += "        RoPE \(c.ropeLayout.rawValue) \(ropeDescription), RMSNorm eps \(c.normEpsilon), output head \(c.tiedOutput ? "tied to embedding" : "separate")\n"
+        s +=
+            "        RoPE \(c.ropeLayout.rawValue) \(ropeDescription), RMSNorm eps \(c.normEpsilon), output head \(c.tiedOutput ? "tied to embedding" : "separate")\n"
         let features = familyFeatures
         if !features.isEmpty { s += "        \(c.architecture): \(features.joined(separator: ", "))\n" }
         let t = tokenizer
@@ -122,16 +131,18 @@ public struct ModelSummary: Codable, Sendable {
         s += t.merges > 0 ? ", \(t.merges) merges" : ""
         s += ", bos \(t.bos.map(String.init) ?? "-") eos \(t.eos.map(String.init) ?? "-") unk \(t.unk.map(String.init) ?? "-")"
         s += ", dummy prefix \(t.addDummyPrefix), collapse spaces \(t.removeExtraWhitespaces), chat template \(t.chatTemplate ?? "none")\n"
-        s += "           prompts: \(t.addBOS ? "BOS first" : "no BOS")\(t.addEOS ? ", EOS last" : ""); generation ends at \(t.endOfGeneration.map(String.init).joined(separator: ", "))\n"
+        s +=
+            "           prompts: \(t.addBOS ? "BOS first" : "no BOS")\(t.addEOS ? ", EOS last" : ""); generation ends at \(t.endOfGeneration.map(String.init).joined(separator: ", "))\n"
         let q = quantization
         s += "quantization: \(q.type.rawValue), group \(q.groupSize == 0 ? "per channel" : String(q.groupSize)), embedding/output \(q.embeddingType.rawValue)"
         s += q.compression == .zstd ? ", zstd level \(q.zstdLevel ?? 0)" : ", raw payloads"
         if let c = q.calibration {
-            let how = switch c.method {
-            case .gptq: "scales and codes calibrated (GPTQ)"
-            case .sequentialGPTQ: "scales and codes calibrated (sequential GPTQ with error compensation)"
-            case .importance, nil: "scales calibrated"
-            }
+            let how =
+                switch c.method {
+                case .gptq: "scales and codes calibrated (GPTQ)"
+                case .sequentialGPTQ: "scales and codes calibrated (sequential GPTQ with error compensation)"
+                case .importance, nil: "scales calibrated"
+                }
             s += ", \(q.type.rawValue) \(how) on \(c.tokens) tokens"
             s += " (\(c.windows) windows of \(c.context); text sha256 \(c.textSHA256))"
         }
@@ -142,8 +153,12 @@ public struct ModelSummary: Codable, Sendable {
         s += "name                 shape          scheme  group   bytes      stored     ratio  bits/w\n"
         for r in tensors {
             let shape = r.shape.map(String.init).joined(separator: "x")
-            s += pad(r.name, 20) + " " + pad(shape, 14) + " " + pad(r.scheme.rawValue, 7) + " " + pad(r.scheme.isQuantized ? (r.groupSize == 0 ? "row" : String(r.groupSize)) : "-", 7)
-            s += " " + pad(String(r.bytes), 10) + " " + pad(String(r.storedBytes), 10) + " " + pad(fixed(r.compressionRatio, 2), 6) + " " + fixed(r.bitsPerWeight, 3) + "\n"
+            s +=
+                pad(r.name, 20) + " " + pad(shape, 14) + " " + pad(r.scheme.rawValue, 7) + " "
+                + pad(r.scheme.isQuantized ? (r.groupSize == 0 ? "row" : String(r.groupSize)) : "-", 7)
+            s +=
+                " " + pad(String(r.bytes), 10) + " " + pad(String(r.storedBytes), 10) + " " + pad(fixed(r.compressionRatio, 2), 6) + " "
+                + fixed(r.bitsPerWeight, 3) + "\n"
         }
         s += "\ntotal: \(parameters) parameters, \(fixed(bitsPerWeight, 3)) bits/weight in attention+FFN matrices, \(fixed(overallBitsPerWeight, 3)) overall"
         s += checksumsVerified ? "\nchecksums: all \(tensors.count) verified" : ""

@@ -1,8 +1,8 @@
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Writes a `.edgelm` file atomically: everything goes to a temporary file in the target directory,
@@ -48,14 +48,17 @@ public final class ModelWriter {
 
     /// Appends a tensor payload (its decoded layout bytes), encoding it as requested, and returns its entry.
     @discardableResult
-    public func append(name: String, shape: [Int], scheme: TensorScheme, groupSize: Int,
-                       payload: UnsafeRawBufferPointer, zstdLevel: Int?) throws(EdgeLMError) -> TensorEntry {
+    public func append(
+        name: String, shape: [Int], scheme: TensorScheme, groupSize: Int,
+        payload: UnsafeRawBufferPointer, zstdLevel: Int?
+    ) throws(EdgeLMError) -> TensorEntry {
         let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
         precondition(payload.count == layout.byteCount, "payload of \(name) does not match its layout")
         let offset = (dataLength + TensorLayout.alignment - 1) / TensorLayout.alignment * TensorLayout.alignment
-        var entry = TensorEntry(name: name, shape: shape, scheme: scheme, groupSize: scheme.isQuantized ? groupSize : 0,
-                                offset: offset, length: 0, encoding: .raw, chunkBytes: nil, chunks: nil,
-                                checksum: "", rawChecksum: nil)
+        var entry = TensorEntry(
+            name: name, shape: shape, scheme: scheme, groupSize: scheme.isQuantized ? groupSize : 0,
+            offset: offset, length: 0, encoding: .raw, chunkBytes: nil, chunks: nil,
+            checksum: "", rawChecksum: nil)
         if let level = zstdLevel {
             let chunkBytes = Self.defaultChunkBytes
             let starts = Array(stride(from: 0, to: payload.count, by: chunkBytes))
@@ -78,8 +81,10 @@ public final class ModelWriter {
         return entry
     }
 
-    private static func compressChunks(_ payload: UnsafeRawBufferPointer, starts: [Int], chunkBytes: Int,
-                                       level: Int) throws(EdgeLMError) -> [[UInt8]] {
+    private static func compressChunks(
+        _ payload: UnsafeRawBufferPointer, starts: [Int], chunkBytes: Int,
+        level: Int
+    ) throws(EdgeLMError) -> [[UInt8]] {
         let results = ConcurrentSlots<Result<[UInt8], EdgeLMError>>(count: starts.count)
         let source = UncheckedSendable(payload)
         DispatchQueue.concurrentPerform(iterations: starts.count) { i in
@@ -92,19 +97,23 @@ public final class ModelWriter {
     }
 
     /// Writes the metadata (with the tensor directory) and header, syncs and renames into place.
-    public func finish(config: ModelConfig, tokenizer: TokenizerData, provenance: Provenance,
-                       quantization: QuantizationSettings) throws(EdgeLMError) {
-        let metadata = ModelMetadata(config: config, tokenizer: tokenizer, provenance: provenance,
-                                     quantization: quantization, tensors: entries)
+    public func finish(
+        config: ModelConfig, tokenizer: TokenizerData, provenance: Provenance,
+        quantization: QuantizationSettings
+    ) throws(EdgeLMError) {
+        let metadata = ModelMetadata(
+            config: config, tokenizer: tokenizer, provenance: provenance,
+            quantization: quantization, tensors: entries)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json: Data
         do { json = try encoder.encode(metadata) } catch { throw EdgeLMError.invalidArgument("cannot encode metadata: \(error)") }
         let metadataOffset = FileHeader.dataAlignment + dataLength
         try withBytes(of: json) { (buf) throws(EdgeLMError) in try writeAbsolute(buf, at: metadataOffset) }
-        let header = FileHeader(version: FileHeader.currentVersion, dataOffset: FileHeader.dataAlignment, dataLength: dataLength,
-                                metadataOffset: metadataOffset, metadataLength: json.count,
-                                metadataChecksum: json.withUnsafeBytes { XXH64.hash($0) })
+        let header = FileHeader(
+            version: FileHeader.currentVersion, dataOffset: FileHeader.dataAlignment, dataLength: dataLength,
+            metadataOffset: metadataOffset, metadataLength: json.count,
+            metadataChecksum: json.withUnsafeBytes { XXH64.hash($0) })
         try withBytes(of: header.encoded()) { (buf) throws(EdgeLMError) in try writeAbsolute(buf, at: 0) }
         guard fsync(fd) == 0 else { throw .io(path: temporaryPath, message: "fsync failed: \(Errno.describe(errno))") }
         guard close(fd) == 0 else { fd = -1; throw .io(path: temporaryPath, message: "close failed: \(Errno.describe(errno))") }

@@ -6,13 +6,15 @@ public enum Unpacker {
         let writer = try ModelWriter(path: outputPath, overwrite: overwrite)
         for entry in file.metadata.tensors {
             let storage = try file.tensor(entry.name)
-            try writer.append(name: entry.name, shape: entry.shape, scheme: entry.scheme, groupSize: entry.groupSize,
-                              payload: storage.bytes, zstdLevel: nil)
+            try writer.append(
+                name: entry.name, shape: entry.shape, scheme: entry.scheme, groupSize: entry.groupSize,
+                payload: storage.bytes, zstdLevel: nil)
         }
         var settings = file.metadata.quantization
         settings.compression = .raw
         settings.zstdLevel = nil
-        try writer.finish(config: file.metadata.config, tokenizer: file.metadata.tokenizer, provenance: file.metadata.provenance,
-                          quantization: settings)
+        try writer.finish(
+            config: file.metadata.config, tokenizer: file.metadata.tokenizer, provenance: file.metadata.provenance,
+            quantization: settings)
     }
 }

@@ -20,12 +20,14 @@ public final class ChatSession: @unchecked Sendable {
             self.template = template
         } else {
             guard let text = model.tokenizer.data.chatTemplate else {
-                throw .invalidArgument("the model file has no chat template: choose one with --chat-template "
-                                       + "(\(ChatTemplate.names))")
+                throw .invalidArgument(
+                    "the model file has no chat template: choose one with --chat-template "
+                        + "(\(ChatTemplate.names))")
             }
             guard let recognised = ChatTemplate.recognise(text) else {
-                throw .invalidArgument("the model's chat template is not one EdgeLM recognises: choose one with --chat-template "
-                                       + "(\(ChatTemplate.names))")
+                throw .invalidArgument(
+                    "the model's chat template is not one EdgeLM recognises: choose one with --chat-template "
+                        + "(\(ChatTemplate.names))")
             }
             self.template = recognised
         }
@@ -40,11 +42,14 @@ public final class ChatSession: @unchecked Sendable {
 
     /// The prompt tokens of `messages` in this chat's format. A conversation without a system message gets the
     /// one the model's own template writes in that case (`ChatTemplate.defaultSystem`), as the template would.
-    public static func promptTokens(_ messages: [ChatMessage], template: ChatTemplate, model: LanguageModel,
-                                    tools: [ToolDefinition] = []) throws(EdgeLMError) -> [Int] {
+    public static func promptTokens(
+        _ messages: [ChatMessage], template: ChatTemplate, model: LanguageModel,
+        tools: [ToolDefinition] = []
+    ) throws(EdgeLMError) -> [Int] {
         var messages = messages
         if messages.first?.role != "system", template == .chatml,
-           let system = model.tokenizer.data.chatTemplate.flatMap(ChatTemplate.defaultSystem) {
+            let system = model.tokenizer.data.chatTemplate.flatMap(ChatTemplate.defaultSystem)
+        {
             messages.insert(ChatMessage(role: "system", content: system), at: 0)
         }
         return model.encode(try template.format(messages, tools: tools), addEOS: false)
@@ -53,8 +58,10 @@ public final class ChatSession: @unchecked Sendable {
     /// The prompt tokens of `messages`, after dropping the oldest messages (never a system message, never the last
     /// one) until `room` tokens are left for the reply in a context of `context`; with how many were dropped. When
     /// the last message alone is too long, the prompt returned still does not fit and the caller refuses it.
-    public static func fitting(_ messages: [ChatMessage], room: Int, context: Int, template: ChatTemplate, model: LanguageModel,
-                               tools: [ToolDefinition] = []) throws(EdgeLMError) -> (prompt: [Int], messages: [ChatMessage], dropped: Int) {
+    public static func fitting(
+        _ messages: [ChatMessage], room: Int, context: Int, template: ChatTemplate, model: LanguageModel,
+        tools: [ToolDefinition] = []
+    ) throws(EdgeLMError) -> (prompt: [Int], messages: [ChatMessage], dropped: Int) {
         var kept = messages
         var prompt = try promptTokens(kept, template: template, model: model, tools: tools)
         var dropped = 0
@@ -73,8 +80,9 @@ public final class ChatSession: @unchecked Sendable {
     /// `droppedMessages` says how many went this turn. The cache still holds the system prompt's tokens.
     public func respond(to text: String, parameters: GenerateParameters, onText: (String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
         let context = model.session.contextLength
-        let fit = try ChatSession.fitting(messages + [ChatMessage(role: "user", content: text)], room: min(parameters.maxTokens, context / 4),
-                                          context: context, template: template, model: model)
+        let fit = try ChatSession.fitting(
+            messages + [ChatMessage(role: "user", content: text)], room: min(parameters.maxTokens, context / 4),
+            context: context, template: template, model: model)
         var turn = fit.messages
         let prompt = fit.prompt
         droppedMessages = fit.dropped

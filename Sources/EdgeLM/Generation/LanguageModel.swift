@@ -22,15 +22,18 @@ public final class LanguageModel: @unchecked Sendable {
     /// Opens `path` with `threads` workers (default: physical cores); `verify` checks checksums first.
     /// The session keeps a KV cache of `contextLength` positions (default: the model's context; see
     /// `InferenceSession.init`) storing keys as `keyType` and values as `valueType`, running kernels at `level`.
-    public init(path: String, threads: Int? = nil, verify: Bool = false, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
-                contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true,
-                level: KernelLevel = .detected) throws(EdgeLMError) {
+    public init(
+        path: String, threads: Int? = nil, verify: Bool = false, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
+        contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true,
+        level: KernelLevel = .detected
+    ) throws(EdgeLMError) {
         if let threads, threads < 1 { throw .invalidArgument("--threads \(threads): must be at least 1") }
         model = try TransformerModel(path: path, verify: verify)
         tokenizer = try Tokenizer(data: model.tokenizerData)
-        session = try InferenceSession(model: model, threads: threads, level: level, keyType: keyType, valueType: valueType,
-                                       contextLength: contextLength,
-                                       activationGranularity: activationGranularity, keySmoothing: keySmoothing)
+        session = try InferenceSession(
+            model: model, threads: threads, level: level, keyType: keyType, valueType: valueType,
+            contextLength: contextLength,
+            activationGranularity: activationGranularity, keySmoothing: keySmoothing)
     }
 
     /// Hyper-parameters.
@@ -53,8 +56,10 @@ public final class LanguageModel: @unchecked Sendable {
     /// comes with no new token at the end); return false to stop. The prompt's longest prefix already in
     /// the KV cache (from the previous call) is not evaluated again. With `parameters.speculation`, drafted tokens
     /// are verified several per forward pass (see `SpeculationParameters`); `onToken` still sees one token at a time.
-    public func generate(promptTokens: [Int], parameters: GenerateParameters,
-                         onToken: (Int, String) -> Bool) throws(EdgeLMError) -> GenerationInfo {
+    public func generate(
+        promptTokens: [Int], parameters: GenerateParameters,
+        onToken: (Int, String) -> Bool
+    ) throws(EdgeLMError) -> GenerationInfo {
         try parameters.validate()
         let context = session.contextLength
         guard !promptTokens.isEmpty else { throw .invalidInput("the prompt is empty (this model starts prompts without a BOS token)") }
@@ -108,9 +113,10 @@ public final class LanguageModel: @unchecked Sendable {
             try session.rewind(to: base + 1 + verified.accepted)
             steps = verified.steps
         }
-        var info = GenerationInfo(promptTokens: promptTokens.count, promptTokensEvaluated: evaluated, promptSeconds: promptSeconds,
-                                  generatedTokens: stream.generated.count, generateSeconds: Date().timeIntervalSince(genStart),
-                                  stopReason: stream.finished ?? .maxTokens, tokens: stream.generated)
+        var info = GenerationInfo(
+            promptTokens: promptTokens.count, promptTokensEvaluated: evaluated, promptSeconds: promptSeconds,
+            generatedTokens: stream.generated.count, generateSeconds: Date().timeIntervalSince(genStart),
+            stopReason: stream.finished ?? .maxTokens, tokens: stream.generated)
         info.draftedTokens = speculator?.drafted ?? 0
         info.acceptedTokens = speculator?.accepted ?? 0
         info.maskSeconds = stream.maskSeconds

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Options for choosing the next token, as `GenerateParameters` carries them.
@@ -41,7 +41,9 @@ public struct SamplingParameters: Sendable, Equatable {
         }
         guard repetitionWindow >= 0 else { throw .invalidArgument("--repeat-window \(repetitionWindow): must be >= 0") }
         guard presencePenalty.isFinite, abs(presencePenalty) <= 2 else { throw .invalidArgument("--presence-penalty \(presencePenalty): must be in [-2, 2]") }
-        guard frequencyPenalty.isFinite, abs(frequencyPenalty) <= 2 else { throw .invalidArgument("--frequency-penalty \(frequencyPenalty): must be in [-2, 2]") }
+        guard frequencyPenalty.isFinite, abs(frequencyPenalty) <= 2 else {
+            throw .invalidArgument("--frequency-penalty \(frequencyPenalty): must be in [-2, 2]")
+        }
         for (id, bias) in logitBias where !(bias.isFinite && abs(bias) <= 100) || id < 0 {
             throw .invalidArgument("logit bias \(bias) for token \(id): the token must be >= 0 and the bias in [-100, 100]")
         }
@@ -122,8 +124,9 @@ public struct Sampler: Sendable {
         for v in values where v > -.infinity { sum += exp(Double(v - m)) }
         let lse = Double(m) + log(sum)
         let best = top > 0 ? topK(values, min(top, values.count)) : []
-        return TokenLogprobs(token: token, logprob: Double(values[token]) - lse,
-                             top: best.map { ($0, Double(values[$0]) - lse) })
+        return TokenLogprobs(
+            token: token, logprob: Double(values[token]) - lse,
+            top: best.map { ($0, Double(values[$0]) - lse) })
     }
 
     /// Draws one token of `candidates` by their probabilities.

@@ -103,8 +103,9 @@ public final class DraftModel: Drafter, @unchecked Sendable {
         let model = try TransformerModel(path: path)
         let mine = model.tokenizerData, theirs = target.model.tokenizerData
         guard model.config.vocabSize == target.config.vocabSize, mine.pieces == theirs.pieces, mine.kind == theirs.kind else {
-            throw .invalidInput("\(path): the draft model's vocabulary (\(model.config.vocabSize) tokens) is not the target's "
-                                + "(\(target.config.vocabSize) tokens): drafts must use the same token ids")
+            throw .invalidInput(
+                "\(path): the draft model's vocabulary (\(model.config.vocabSize) tokens) is not the target's "
+                    + "(\(target.config.vocabSize) tokens): drafts must use the same token ids")
         }
         try self.init(model: model, for: target.session)
     }

@@ -130,7 +130,8 @@ public struct TokenStream: Sendable {
             }
             let masked = constrained(row)
             let (current, history) = (sampler, self.history)
-            let candidates = masked.map { m in m.withUnsafeBufferPointer { current.candidates($0, history: history) } }
+            let candidates =
+                masked.map { m in m.withUnsafeBufferPointer { current.candidates($0, history: history) } }
                 ?? current.candidates(row, history: history)
             let token = sampler.verify(draft: draft.tokens[i], candidates: candidates, proposal: draft.proposals?[i])
             let step = withLogprobs(accept(token), masked: masked, logits: row, history: history)

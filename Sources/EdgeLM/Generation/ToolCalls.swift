@@ -70,11 +70,13 @@ public enum ToolCallFormat: Sendable {
             let instructions: String
             switch self {
             case .hermes:
-                instructions = "# Tools\n\nYou may call one or more functions to answer the user. The functions, one JSON signature per line, are "
+                instructions =
+                    "# Tools\n\nYou may call one or more functions to answer the user. The functions, one JSON signature per line, are "
                     + "inside <tools></tools> tags:\n<tools>\n\(listing)\n</tools>\n\nFor each call, write a JSON object with the function's name and "
                     + "arguments inside <tool_call></tool_call> tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <arguments-object>}\n</tool_call>"
             case .llama3JSON, .mistral:
-                instructions = "You have access to the following functions. To call one, reply only with JSON of the form "
+                instructions =
+                    "You have access to the following functions. To call one, reply only with JSON of the form "
                     + "{\"name\": function name, \"parameters\": object of argument names and values}. Do not use variables.\n\n\(listing)"
             }
             system = system.map { $0 + "\n\n" + instructions } ?? instructions
@@ -126,7 +128,9 @@ public enum ToolCallFormat: Sendable {
         for (i, m) in zip(rest.indices, rest) {
             switch m.role {
             case "user":
-                if i == lastUser, !tools.isEmpty { text += "[AVAILABLE_TOOLS] [" + tools.map(\.json.serialized).joined(separator: ", ") + "][/AVAILABLE_TOOLS]" }
+                if i == lastUser, !tools.isEmpty {
+                    text += "[AVAILABLE_TOOLS] [" + tools.map(\.json.serialized).joined(separator: ", ") + "][/AVAILABLE_TOOLS]"
+                }
                 text += "[INST] " + (i == lastUser ? system.map { $0 + "\n\n" } ?? "" : "") + m.content + " [/INST]"
             case "tool":
                 let content = (try? JSONValue.parse(m.content)) ?? .string(m.content)
@@ -154,8 +158,10 @@ public enum ToolCallFormat: Sendable {
         let names = Set(tools.map(\.name))
         func decode(_ text: Substring) -> ToolCall? {
             guard let v = try? JSONValue.parse(String(text)), let name = v["name"]?.stringValue, names.contains(name),
-                  let args = v[argumentsKey] ?? v["arguments"] ?? v["parameters"], args.objectValue != nil else { return nil }
-            return ToolCall(id: "call_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(24).lowercased(), name: name, arguments: args.serialized)
+                let args = v[argumentsKey] ?? v["arguments"] ?? v["parameters"], args.objectValue != nil
+            else { return nil }
+            return ToolCall(
+                id: "call_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(24).lowercased(), name: name, arguments: args.serialized)
         }
         switch self {
         case .hermes:
@@ -166,7 +172,11 @@ public enum ToolCallFormat: Sendable {
                 let body = rest[open.upperBound...]
                 let close = body.range(of: "</tool_call>")
                 let inner = close.map { body[..<$0.lowerBound] } ?? body
-                if let c = decode(inner.trimmingCharacters(in: .whitespacesAndNewlines)[...]) { calls.append(c) } else { content += rest[open.lowerBound..<(close?.upperBound ?? rest.endIndex)] }
+                if let c = decode(inner.trimmingCharacters(in: .whitespacesAndNewlines)[...]) {
+                    calls.append(c)
+                } else {
+                    content += rest[open.lowerBound..<(close?.upperBound ?? rest.endIndex)]
+                }
                 rest = close.map { body[$0.upperBound...] } ?? body[body.endIndex...]
             }
             content += rest
@@ -189,9 +199,11 @@ public enum ToolCallFormat: Sendable {
     /// arguments valid against the function's parameter schema.
     public func constraint(_ tools: [ToolDefinition], parallel: Bool) -> OutputConstraint {
         let options: [JSONValue] = tools.map { tool in
-            .object([("type", .string("object")),
-                     ("properties", .object([("name", .object([("const", .string(tool.name))])), (argumentsKey, tool.parameters)])),
-                     ("required", .array([.string("name"), .string(argumentsKey)])), ("additionalProperties", .bool(false))])
+            .object([
+                ("type", .string("object")),
+                ("properties", .object([("name", .object([("const", .string(tool.name))])), (argumentsKey, tool.parameters)])),
+                ("required", .array([.string("name"), .string(argumentsKey)])), ("additionalProperties", .bool(false)),
+            ])
         }
         let schema: JSONValue = options.count == 1 ? options[0] : .object([("anyOf", .array(options))])
         switch self {

@@ -64,8 +64,9 @@ public struct SourceTensor: @unchecked Sendable {
     /// Rows `rows` of a matrix as a tensor of its own (a fused projection split at conversion).
     func rows(_ rows: Range<Int>, name: String) -> SourceTensor {
         let rowBytes = dtype.bytes(shape[1])
-        return SourceTensor(name: name, shape: [rows.count, shape[1]], dtype: dtype,
-                            bytes: UnsafeRawBufferPointer(rebasing: bytes[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)]))
+        return SourceTensor(
+            name: name, shape: [rows.count, shape[1]], dtype: dtype,
+            bytes: UnsafeRawBufferPointer(rebasing: bytes[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)]))
     }
 
     /// Converts the elements to f32 (in parallel chunks), rejecting NaN and infinities.

@@ -96,14 +96,19 @@ struct ConfigReader {
     func finish() throws(EdgeLMError) {
         let left = Set(values.keys).subtracting(consumed).subtracting(Self.harmlessKeys).sorted()
         if let key = left.first {
-            throw fail(key, "\(describe(values[key]!)) is a setting EdgeLM does not implement (it may change the computation; "
-                       + "\(left.count == 1 ? "no other key is" : "also unknown: \(left.dropFirst().joined(separator: ", "))"))")
+            throw fail(
+                key,
+                "\(describe(values[key]!)) is a setting EdgeLM does not implement (it may change the computation; "
+                    + "\(left.count == 1 ? "no other key is" : "also unknown: \(left.dropFirst().joined(separator: ", "))"))")
         }
     }
 
     private func describe(_ v: Any) -> String {
         if let data = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys]),
-           let s = String(data: data, encoding: .utf8) { return s.count > 80 ? String(s.prefix(77)) + "..." : s }
+            let s = String(data: data, encoding: .utf8)
+        {
+            return s.count > 80 ? String(s.prefix(77)) + "..." : s
+        }
         return "\(v)"
     }
 }

@@ -1,7 +1,15 @@
 /// ggml's quantized block formats that EdgeLM reads from GGUF files, with reference dequantizers that
 /// compute exactly what ggml (and gguf-py) compute: the same f32 operations in the same order.
 public enum GGMLType: UInt32, Sendable, CaseIterable {
-    case q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, iq4_nl = 20
+    case q4_0 = 2
+    case q4_1 = 3
+    case q5_0 = 6
+    case q5_1 = 7
+    case q8_0 = 8
+    case q4_K = 12
+    case q5_K = 13
+    case q6_K = 14
+    case iq4_nl = 20
 
     /// ggml's name of the type.
     public var name: String {

@@ -95,8 +95,9 @@ enum GGUFReader {
         let config = try makeConfig(kv: kv, tensors: &tensors, path: path)
         let tokenizer = try makeTokenizer(kv: kv, path: path)
         try tokenizer.validate(source: path, vocabSize: config.vocabSize)
-        let checkpoint = Checkpoint(path: path, format: "gguf v\(p.version)", config: config, tokenizer: tokenizer,
-                                    tensors: tensors, mappings: [file])
+        let checkpoint = Checkpoint(
+            path: path, format: "gguf v\(p.version)", config: config, tokenizer: tokenizer,
+            tensors: tensors, mappings: [file])
         try checkpoint.validateTensors()
         return checkpoint
     }
@@ -180,7 +181,8 @@ enum GGUFReader {
             default:
                 guard let t = GGMLType(rawValue: info.type) else {
                     let supported = (["F32", "F16", "BF16"] + GGMLType.allCases.map(\.name)).joined(separator: ", ")
-                    throw .unsupportedTensorType(path: path, tensor: info.name, type: "GGML \(typeNames[info.type] ?? "type \(info.type)") (EdgeLM reads \(supported))")
+                    throw .unsupportedTensorType(
+                        path: path, tensor: info.name, type: "GGML \(typeNames[info.type] ?? "type \(info.type)") (EdgeLM reads \(supported))")
                 }
                 guard info.dims[0] % t.blockValues == 0 else {
                     throw p.fail("tensor '\(info.name)'", "rows of \(info.dims[0]) values are not whole \(t.name) blocks of \(t.blockValues)")
@@ -196,8 +198,9 @@ enum GGUFReader {
             let shape = info.dims.count == 2 ? [info.dims[1], info.dims[0]] : info.dims.reversed()
             let start = dataStart + info.offset
             guard tensors[canonical] == nil else { throw p.fail("tensor '\(info.name)'", "appears twice") }
-            tensors[canonical] = SourceTensor(name: canonical, shape: Array(shape), dtype: dtype,
-                                              bytes: UnsafeRawBufferPointer(rebasing: file.bytes[start..<(start + length)]))
+            tensors[canonical] = SourceTensor(
+                name: canonical, shape: Array(shape), dtype: dtype,
+                bytes: UnsafeRawBufferPointer(rebasing: file.bytes[start..<(start + length)]))
         }
         ranges.sort { $0.0 < $1.0 }
         for (a, b) in zip(ranges, ranges.dropFirst()) where a.0 + a.1 > b.0 {
@@ -213,8 +216,10 @@ enum GGUFReader {
     /// `<arch>.` keys that never change the computation.
     static let harmlessArchKeys: Set<String> = ["rope.scaling.finetuned", "tensor_data_layout"]
 
-    private static func makeConfig(kv: [String: GGUFValue], tensors: inout [String: SourceTensor],
-                                   path: String) throws(EdgeLMError) -> ModelConfig {
+    private static func makeConfig(
+        kv: [String: GGUFValue], tensors: inout [String: SourceTensor],
+        path: String
+    ) throws(EdgeLMError) -> ModelConfig {
         func fail(_ field: String, _ message: String) -> EdgeLMError { .invalidField(path: path, field: field, message: message) }
         guard let arch = kv["general.architecture"]?.asString else { throw fail("general.architecture", "missing") }
         guard let family = families[arch] else {
@@ -226,7 +231,8 @@ enum GGUFReader {
         let dim = try keys.int("embedding_length")
         var tied = tensors["output"] == nil
         if let output = tensors["output"], output.shape == embedding.shape, output.dtype == embedding.dtype,
-           output.bytes.elementsEqual(embedding.bytes) {
+            output.bytes.elementsEqual(embedding.bytes)
+        {
             tied = true
             tensors["output"] = nil
         }
@@ -276,8 +282,9 @@ enum GGUFReader {
         case "none":
             break
         case "linear":
-            table = try RopeTable.compute(kind: .linear, theta: theta, dims: dims, parameters: ["factor": try keys.float("rope.scaling.factor", default: 1)],
-                                          contextLength: config.contextLength, field: "\(keys.prefix).rope.scaling", path: path)
+            table = try RopeTable.compute(
+                kind: .linear, theta: theta, dims: dims, parameters: ["factor": try keys.float("rope.scaling.factor", default: 1)],
+                contextLength: config.contextLength, field: "\(keys.prefix).rope.scaling", path: path)
         default:
             throw keys.fail("rope.scaling.type", "'\(type)' is not supported (none, linear\(type == "yarn" ? RopeKind.yarnRefusal : ""))")
         }
@@ -287,8 +294,9 @@ enum GGUFReader {
             }
             let divisors = try freqs.floats(path: path)
             guard divisors.allSatisfy({ $0 > 0 }) else { throw .invalidField(path: path, field: "tensor 'rope_freqs'", message: "divisors must be > 0") }
-            table = RopeTable(kind: .factors, theta: theta, parameters: [:],
-                              inverseFrequencies: zip(table.inverseFrequencies, divisors).map { $0 / Double($1) }, attentionFactor: 1)
+            table = RopeTable(
+                kind: .factors, theta: theta, parameters: [:],
+                inverseFrequencies: zip(table.inverseFrequencies, divisors).map { $0 / Double($1) }, attentionFactor: 1)
         }
         return table
     }

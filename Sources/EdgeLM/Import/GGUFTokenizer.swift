@@ -55,19 +55,21 @@ extension GGUFReader {
             guard case let .array(mergeValues, 8)? = keys.value("ggml.merges") else {
                 throw fail("ggml.merges", "a byte-level BPE vocabulary needs its merges (an array of strings)")
             }
-            data = TokenizerData(kind: .mergesBPE, pieces: pieces, scores: scores, types: types, merges: mergeValues.compactMap(\.asString),
-                                 bos: try id("bos_token_id"), eos: try id("eos_token_id"), unk: try id("unknown_token_id"),
-                                 pad: try id("padding_token_id"), addDummyPrefix: false, removeExtraWhitespaces: false,
-                                 byteFallback: false, preTokenizer: preTokenizer, fuseUnknown: false, matchesSpecialTokens: true)
+            data = TokenizerData(
+                kind: .mergesBPE, pieces: pieces, scores: scores, types: types, merges: mergeValues.compactMap(\.asString),
+                bos: try id("bos_token_id"), eos: try id("eos_token_id"), unk: try id("unknown_token_id"),
+                pad: try id("padding_token_id"), addDummyPrefix: false, removeExtraWhitespaces: false,
+                byteFallback: false, preTokenizer: preTokenizer, fuseUnknown: false, matchesSpecialTokens: true)
             if try flag("remove_extra_whitespaces") == true {
                 throw fail("ggml.remove_extra_whitespaces", "collapsing spaces is not implemented for byte-level vocabularies")
             }
         } else {
-            data = TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
-                                 bos: try id("bos_token_id"), eos: try id("eos_token_id"),
-                                 unk: try id("unknown_token_id") ?? types.firstIndex(of: .unknown),
-                                 pad: try id("padding_token_id"), addDummyPrefix: spacePrefix ?? true,
-                                 removeExtraWhitespaces: try flag("remove_extra_whitespaces") ?? false, byteFallback: types.contains(.byte))
+            data = TokenizerData(
+                kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
+                bos: try id("bos_token_id"), eos: try id("eos_token_id"),
+                unk: try id("unknown_token_id") ?? types.firstIndex(of: .unknown),
+                pad: try id("padding_token_id"), addDummyPrefix: spacePrefix ?? true,
+                removeExtraWhitespaces: try flag("remove_extra_whitespaces") ?? false, byteFallback: types.contains(.byte))
         }
         data.chatTemplate = keys.value("chat_template")?.asString
         data.addBOS = try flag("add_bos_token") ?? addBOSDefault

@@ -37,7 +37,9 @@ struct HuggingFaceConfig {
             kvHeads: try r.int("num_key_value_heads") ?? heads, ffnDim: try r.requiredInt("intermediate_size"),
             vocabSize: try r.requiredInt("vocab_size"), contextLength: try r.int("max_position_embeddings") ?? 2048, ropeLayout: .halves,
             normEpsilon: Float(try r.double("rms_norm_eps") ?? 1e-6), tiedOutput: false)
-        guard (1...ModelConfig.Limits.maxHeads).contains(heads) else { throw r.fail("num_attention_heads", "\(heads) is outside 1...\(ModelConfig.Limits.maxHeads)") }
+        guard (1...ModelConfig.Limits.maxHeads).contains(heads) else {
+            throw r.fail("num_attention_heads", "\(heads) is outside 1...\(ModelConfig.Limits.maxHeads)")
+        }
         guard (1...ModelConfig.Limits.maxDim).contains(dim) else { throw r.fail("hidden_size", "\(dim) is outside 1...\(ModelConfig.Limits.maxDim)") }
         guard (1...ModelConfig.Limits.maxLayers).contains(config.layers) else {
             throw r.fail("num_hidden_layers", "\(config.layers) is outside 1...\(ModelConfig.Limits.maxLayers)")
@@ -53,8 +55,9 @@ struct HuggingFaceConfig {
         if config.rotary.tables == nil { config.rotary.tables = [try rope.single(r)] }
         config.ropeTheta = Float(config.rotary.tables![0].theta)
         try r.finish()
-        return HuggingFaceConfig(config: config.normalized(), family: family, tieWordEmbeddings: tie, bosTokenId: bos, eosTokenId: eosIds.first,
-                                 eosTokenIds: eosIds)
+        return HuggingFaceConfig(
+            config: config.normalized(), family: family, tieWordEmbeddings: tie, bosTokenId: bos, eosTokenId: eosIds.first,
+            eosTokenIds: eosIds)
     }
 
     /// `bos_token_id` / `eos_token_id`: an integer or a list of them (none when absent or null).
@@ -98,7 +101,10 @@ struct RopeSettings {
         func table(_ p: [String: Any], field: String, theta fallback: Double?) throws(EdgeLMError) -> RopeTable {
             let kindName = (p["rope_type"] as? String) ?? (p["type"] as? String) ?? "default"
             guard let kind = RopeKind(rawValue: kindName), RopeKind.fromCheckpoints.contains(kind) else {
-                throw r.fail("\(field).rope_type", "'\(kindName)' is not supported (\(RopeKind.fromCheckpoints.map(\.rawValue).joined(separator: ", "))\(kindName == "yarn" ? RopeKind.yarnRefusal : ""))")
+                throw r.fail(
+                    "\(field).rope_type",
+                    "'\(kindName)' is not supported (\(RopeKind.fromCheckpoints.map(\.rawValue).joined(separator: ", "))\(kindName == "yarn" ? RopeKind.yarnRefusal : ""))"
+                )
             }
             var numbers: [String: Double] = [:]
             for (key, value) in p where !["rope_type", "type", "rope_theta"].contains(key) {
@@ -113,8 +119,9 @@ struct RopeSettings {
             guard let theta = (p["rope_theta"] as? NSNumber)?.doubleValue ?? fallback, theta.isFinite, theta > 1 else {
                 throw r.fail("\(field).rope_theta", "missing or not a number > 1")
             }
-            return try RopeTable.compute(kind: kind, theta: theta, dims: dims, parameters: numbers, contextLength: contextLength,
-                                         field: field, path: r.path)
+            return try RopeTable.compute(
+                kind: kind, theta: theta, dims: dims, parameters: numbers, contextLength: contextLength,
+                field: field, path: r.path)
         }
         if let params = try r.object("rope_parameters") {
             if !params.isEmpty, params.values.allSatisfy({ $0 is [String: Any] }) {

@@ -6,7 +6,8 @@ enum HuggingFaceReader {
     /// `path` is the folder or its `config.json`.
     static func checkpoint(path: String) throws(EdgeLMError) -> Checkpoint {
         var isDir: ObjCBool = false
-        let folder = FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+        let folder =
+            FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
             ? path : (path as NSString).deletingLastPathComponent
         func file(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
         let hf = try HuggingFaceConfig.load(path: file("config.json"))
@@ -16,8 +17,9 @@ enum HuggingFaceReader {
         let index = file("model.safetensors.index.json")
         if FileManager.default.fileExists(atPath: index) {
             guard let data = FileManager.default.contents(atPath: index),
-                  let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let weightMap = json["weight_map"] as? [String: String] else {
+                let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let weightMap = json["weight_map"] as? [String: String]
+            else {
                 throw .invalidField(path: index, field: "weight_map", message: "missing or not a map of tensor names to files")
             }
             for shard in Set(weightMap.values).sorted() {
@@ -61,14 +63,16 @@ enum HuggingFaceReader {
         config.tiedOutput = tied
         try config.validate(source: file("config.json"))
         let tokenizerConfig = file("tokenizer_config.json")
-        var tokenizer = try HuggingFaceTokenizer.load(path: file("tokenizer.json"),
-                                                      configPath: FileManager.default.fileExists(atPath: tokenizerConfig) ? tokenizerConfig : nil,
-                                                      vocabSize: config.vocabSize, bosId: hf.bosTokenId, eosId: hf.eosTokenId)
+        var tokenizer = try HuggingFaceTokenizer.load(
+            path: file("tokenizer.json"),
+            configPath: FileManager.default.fileExists(atPath: tokenizerConfig) ? tokenizerConfig : nil,
+            vocabSize: config.vocabSize, bosId: hf.bosTokenId, eosId: hf.eosTokenId)
         let stops = Set(hf.eosTokenIds + (try generationEndIds(path: file("generation_config.json")))).subtracting(tokenizer.eos.map { [$0] } ?? [])
         tokenizer.endOfGeneration = stops.isEmpty ? nil : stops.sorted()
         try tokenizer.validate(source: file("tokenizer.json"), vocabSize: config.vocabSize)
-        let checkpoint = Checkpoint(path: folder, format: "safetensors (\(mappings.count) file\(mappings.count == 1 ? "" : "s"))",
-                                    config: config, tokenizer: tokenizer, tensors: tensors, mappings: mappings)
+        let checkpoint = Checkpoint(
+            path: folder, format: "safetensors (\(mappings.count) file\(mappings.count == 1 ? "" : "s"))",
+            config: config, tokenizer: tokenizer, tensors: tensors, mappings: mappings)
         try checkpoint.validateTensors()
         return checkpoint
     }
@@ -87,8 +91,10 @@ enum HuggingFaceReader {
     }
 
     /// Canonical tensors of Hugging Face parameter `name` in `family` (nil: not one of its parameters).
-    static func canonicalTensors(_ name: String, _ t: SourceTensor, family: any ModelFamily.Type,
-                                 config: ModelConfig) -> [(String, SourceTensor)]? {
+    static func canonicalTensors(
+        _ name: String, _ t: SourceTensor, family: any ModelFamily.Type,
+        config: ModelConfig
+    ) -> [(String, SourceTensor)]? {
         switch name {
         case "model.embed_tokens.weight": return [("token_embd", t)]
         case "lm_head.weight": return [("output", t)]
@@ -97,7 +103,8 @@ enum HuggingFaceReader {
         }
         let parts = name.split(separator: ".", maxSplits: 3)
         guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), (0..<config.layers).contains(layer),
-              let mapped = family.layerTensors(String(parts[3]), t, config: config) else { return nil }
+            let mapped = family.layerTensors(String(parts[3]), t, config: config)
+        else { return nil }
         return mapped.map { ("blk.\(layer).\($0.0)", $0.1) }
     }
 }

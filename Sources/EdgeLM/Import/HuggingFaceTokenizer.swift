@@ -12,8 +12,10 @@ enum HuggingFaceTokenizer {
     }
 
     /// Parses tokenizer.json bytes (and tokenizer_config.json bytes, if any); `path` names the file in errors.
-    static func parse(_ data: Data, path: String, tokenizerConfig: Data?, vocabSize: Int, bosId: Int?,
-                      eosId: Int?) throws(EdgeLMError) -> TokenizerData {
+    static func parse(
+        _ data: Data, path: String, tokenizerConfig: Data?, vocabSize: Int, bosId: Int?,
+        eosId: Int?
+    ) throws(EdgeLMError) -> TokenizerData {
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw .invalidField(path: path, field: "tokenizer.json", message: "not a JSON object")
         }
@@ -24,7 +26,9 @@ enum HuggingFaceTokenizer {
         guard let vocab = model["vocab"] as? [String: Int] else { throw bad("model.vocab", "missing or not a map of ids") }
         var pieces = [String?](repeating: nil, count: vocabSize)
         for (piece, id) in vocab {
-            guard (0..<vocabSize).contains(id) else { throw bad("model.vocab", "id \(id) of '\(piece.prefix(32))' is outside the model's vocabulary of \(vocabSize)") }
+            guard (0..<vocabSize).contains(id) else {
+                throw bad("model.vocab", "id \(id) of '\(piece.prefix(32))' is outside the model's vocabulary of \(vocabSize)")
+            }
             pieces[id] = piece
         }
         var types = [TokenType](repeating: .normal, count: vocabSize)
@@ -44,7 +48,11 @@ enum HuggingFaceTokenizer {
         if let unk { types[unk] = .unknown }
         var merges: [String] = []
         for m in model["merges"] as? [Any] ?? [] {
-            if let s = m as? String { merges.append(s) } else if let pair = m as? [String], pair.count == 2 { merges.append(pair.joined(separator: " ")) } else {
+            if let s = m as? String {
+                merges.append(s)
+            } else if let pair = m as? [String], pair.count == 2 {
+                merges.append(pair.joined(separator: " "))
+            } else {
                 throw bad("model.merges", "entries must be \"a b\" strings or [a, b] pairs")
             }
         }
@@ -52,11 +60,12 @@ enum HuggingFaceTokenizer {
         // tokenizer_config.json, parsed once (an unreadable one counts as absent, as before).
         let settings = tokenizerConfig.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
         let special = specialIds(settings, vocab: vocab, pieces: pieces.map { $0! })
-        var data = TokenizerData(kind: .mergesBPE, pieces: pieces.map { $0! }, scores: [Float](repeating: 0, count: vocabSize), types: types,
-                             merges: merges, bos: special.bos ?? bosId, eos: special.eos ?? eosId, unk: unk, pad: nil,
-                             addDummyPrefix: addPrefix, removeExtraWhitespaces: false,
-                             byteFallback: model["byte_fallback"] as? Bool ?? false, preTokenizer: preTokenizer,
-                             fuseUnknown: model["fuse_unk"] as? Bool ?? false, matchesSpecialTokens: true)
+        var data = TokenizerData(
+            kind: .mergesBPE, pieces: pieces.map { $0! }, scores: [Float](repeating: 0, count: vocabSize), types: types,
+            merges: merges, bos: special.bos ?? bosId, eos: special.eos ?? eosId, unk: unk, pad: nil,
+            addDummyPrefix: addPrefix, removeExtraWhitespaces: false,
+            byteFallback: model["byte_fallback"] as? Bool ?? false, preTokenizer: preTokenizer,
+            fuseUnknown: model["fuse_unk"] as? Bool ?? false, matchesSpecialTokens: true)
         data.chatTemplate = chatTemplate(settings)
         let template = templateSpecials(json["post_processor"])
         data.addBOS = settings["add_bos_token"] as? Bool ?? (template.first != nil && template.first == data.bos)
@@ -119,8 +128,9 @@ enum HuggingFaceTokenizer {
                 splitPattern = pattern
             case "ByteLevel":
                 let useRegex = p["use_regex"] as? Bool ?? true
-                byteLevel = PreTokenizer(pattern: useRegex ? PreTokenizer.gpt2Pattern : (splitPattern ?? #"(?s).+"#),
-                                         addPrefixSpace: p["add_prefix_space"] as? Bool ?? false)
+                byteLevel = PreTokenizer(
+                    pattern: useRegex ? PreTokenizer.gpt2Pattern : (splitPattern ?? #"(?s).+"#),
+                    addPrefixSpace: p["add_prefix_space"] as? Bool ?? false)
             default: throw bad("pre_tokenizer", "'\(p["type"] as? String ?? "?")' is not supported")
             }
         }

@@ -7,8 +7,9 @@ enum Llama2CReader {
     static func checkpoint(file: MappedFile, tokenizerPath: String) throws(EdgeLMError) -> Checkpoint {
         let (config, tensors) = try parseModel(file)
         let tokenizer = try readTokenizer(try MappedFile(path: tokenizerPath), vocabSize: config.vocabSize)
-        let checkpoint = Checkpoint(path: file.path, format: "llama2.c", config: config, tokenizer: tokenizer, tensors: tensors,
-                                    mappings: [file])
+        let checkpoint = Checkpoint(
+            path: file.path, format: "llama2.c", config: config, tokenizer: tokenizer, tensors: tensors,
+            mappings: [file])
         try checkpoint.validateTensors()
         return checkpoint
     }
@@ -25,13 +26,16 @@ enum Llama2CReader {
         }
         let (dim, hidden, layers, heads, kvHeads, signedVocab, seqLen) = (h[0], h[1], h[2], h[3], h[4], h[5], h[6])
         let vocab = abs(signedVocab)
-        for (field, v) in [("dim", dim), ("hidden_dim", hidden), ("n_layers", layers), ("n_heads", heads),
-                           ("n_kv_heads", kvHeads), ("vocab_size", vocab), ("seq_len", seqLen)] where v <= 0 {
+        for (field, v) in [
+            ("dim", dim), ("hidden_dim", hidden), ("n_layers", layers), ("n_heads", heads),
+            ("n_kv_heads", kvHeads), ("vocab_size", vocab), ("seq_len", seqLen),
+        ] where v <= 0 {
             throw .invalidField(path: path, field: "llama2.c header \(field)", message: "\(v) must be positive")
         }
-        let config = ModelConfig(dim: dim, layers: layers, heads: heads, kvHeads: kvHeads, ffnDim: hidden,
-                                 vocabSize: vocab, contextLength: seqLen, ropeTheta: 10000, ropeLayout: .interleaved,
-                                 normEpsilon: 1e-5, tiedOutput: signedVocab > 0)
+        let config = ModelConfig(
+            dim: dim, layers: layers, heads: heads, kvHeads: kvHeads, ffnDim: hidden,
+            vocabSize: vocab, contextLength: seqLen, ropeTheta: 10000, ropeLayout: .interleaved,
+            normEpsilon: 1e-5, tiedOutput: signedVocab > 0)
         try config.validate(source: path)
         let headDim = dim / heads, kvDim = headDim * kvHeads
 
@@ -58,8 +62,9 @@ enum Llama2CReader {
             for l in 0..<(perLayer ? layers : 1) {
                 let canonical = perLayer ? "blk.\(l).\(name)" : name
                 if name != "<rope tables>" {
-                    tensors[canonical] = SourceTensor(name: canonical, shape: shape, dtype: .f32,
-                                                      bytes: UnsafeRawBufferPointer(rebasing: file.bytes[offset..<(offset + bytes)]))
+                    tensors[canonical] = SourceTensor(
+                        name: canonical, shape: shape, dtype: .f32,
+                        bytes: UnsafeRawBufferPointer(rebasing: file.bytes[offset..<(offset + bytes)]))
                 }
                 offset += bytes
             }
@@ -90,10 +95,15 @@ enum Llama2CReader {
                 }
                 var piece = text.trimmingNewlines(ifWrapping: "<s>", "</s>")
                 let type: TokenType
-                if i == 0 { type = .unknown }
-                else if piece == "<s>" || piece == "</s>" { type = .control }
-                else if piece.isByteToken { type = .byte }
-                else { type = .normal; piece = piece.replacingOccurrences(of: " ", with: "\u{2581}") }
+                if i == 0 {
+                    type = .unknown
+                } else if piece == "<s>" || piece == "</s>" {
+                    type = .control
+                } else if piece.isByteToken {
+                    type = .byte
+                } else {
+                    type = .normal; piece = piece.replacingOccurrences(of: " ", with: "\u{2581}")
+                }
                 pieces.append(piece)
                 scores.append(score)
                 types.append(type)
@@ -102,15 +112,16 @@ enum Llama2CReader {
         guard c.remaining == 0 else {
             throw .invalidField(path: path, field: "tokenizer", message: "\(c.remaining) bytes after \(vocabSize) tokens: vocabulary size mismatch")
         }
-        return TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
-                             bos: pieces.firstIndex(of: "<s>"), eos: pieces.firstIndex(of: "</s>"), unk: 0, pad: nil,
-                             addDummyPrefix: true, removeExtraWhitespaces: false, byteFallback: types.contains(.byte))
+        return TokenizerData(
+            kind: .sentencePieceBPE, pieces: pieces, scores: scores, types: types,
+            bos: pieces.firstIndex(of: "<s>"), eos: pieces.firstIndex(of: "</s>"), unk: 0, pad: nil,
+            addDummyPrefix: true, removeExtraWhitespaces: false, byteFallback: types.contains(.byte))
     }
 }
 
-private extension String {
+extension String {
     /// "\n<s>\n" -> "<s>" for the given names; other strings unchanged.
-    func trimmingNewlines(ifWrapping names: String...) -> String {
+    fileprivate func trimmingNewlines(ifWrapping names: String...) -> String {
         for n in names where self == "\n\(n)\n" { return n }
         return self
     }

@@ -33,7 +33,8 @@ enum SafeTensors {
         for (name, value) in json where name != "__metadata__" {
             func bad(_ message: String) -> EdgeLMError { .invalidField(path: path, field: "safetensors tensor '\(name)'", message: message) }
             guard let entry = value as? [String: Any], let dtypeName = entry["dtype"] as? String,
-                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
+                let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
+            else {
                 throw bad("needs dtype, shape and two data_offsets")
             }
             let dtype: SourceDType
@@ -58,8 +59,9 @@ enum SafeTensors {
                 throw .tensorSizeMismatch(path: path, tensor: name, expected: count * dtype.size, actual: end - begin)
             }
             if end > begin { ranges.append((begin, end, name)) }
-            tensors[name] = SourceTensor(name: name, shape: shape, dtype: dtype,
-                                         bytes: UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + begin)..<(dataStart + end)]))
+            tensors[name] = SourceTensor(
+                name: name, shape: shape, dtype: dtype,
+                bytes: UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + begin)..<(dataStart + end)]))
         }
         ranges.sort { $0.0 < $1.0 }
         for (a, b) in zip(ranges, ranges.dropFirst()) where a.1 > b.0 {

@@ -12,20 +12,25 @@ public enum SyntheticCheckpoint {
         public var config: ModelConfig {
             switch self {
             case .tiny:
-                return ModelConfig(dim: 64, layers: 2, heads: 4, kvHeads: 2, ffnDim: 96, vocabSize: 384, contextLength: 64,
-                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+                return ModelConfig(
+                    dim: 64, layers: 2, heads: 4, kvHeads: 2, ffnDim: 96, vocabSize: 384, contextLength: 64,
+                    ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
             case .s15m:
-                return ModelConfig(dim: 288, layers: 6, heads: 6, kvHeads: 6, ffnDim: 768, vocabSize: 32000, contextLength: 256,
-                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+                return ModelConfig(
+                    dim: 288, layers: 6, heads: 6, kvHeads: 6, ffnDim: 768, vocabSize: 32000, contextLength: 256,
+                    ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
             case .s110m:
-                return ModelConfig(dim: 768, layers: 12, heads: 12, kvHeads: 12, ffnDim: 2048, vocabSize: 32000, contextLength: 1024,
-                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+                return ModelConfig(
+                    dim: 768, layers: 12, heads: 12, kvHeads: 12, ffnDim: 2048, vocabSize: 32000, contextLength: 1024,
+                    ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
             case .tl1b:
-                return ModelConfig(dim: 2048, layers: 22, heads: 32, kvHeads: 4, ffnDim: 5632, vocabSize: 32000, contextLength: 2048,
-                                   ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
+                return ModelConfig(
+                    dim: 2048, layers: 22, heads: 32, kvHeads: 4, ffnDim: 5632, vocabSize: 32000, contextLength: 2048,
+                    ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: false)
             case .g270m:
-                var c = ModelConfig(architecture: "gemma3", dim: 640, layers: 18, heads: 4, kvHeads: 1, ffnDim: 2048, vocabSize: 262_144,
-                                    contextLength: 32768, ropeTheta: 1_000_000, ropeLayout: .halves, normEpsilon: 1e-6, tiedOutput: true)
+                var c = ModelConfig(
+                    architecture: "gemma3", dim: 640, layers: 18, heads: 4, kvHeads: 1, ffnDim: 2048, vocabSize: 262_144,
+                    contextLength: 32768, ropeTheta: 1_000_000, ropeLayout: .halves, normEpsilon: 1e-6, tiedOutput: true)
                 c.headDimension = 256
                 c.attention.qkNorm = true
                 c.block.sandwichNorms = true
@@ -37,8 +42,10 @@ public enum SyntheticCheckpoint {
         /// local RoPE base).
         var extraKeys: [(String, GGUFWriter.Value)] {
             guard self == .g270m else { return [] }
-            return [("gemma3.attention.key_length", .u32(256)), ("gemma3.attention.value_length", .u32(256)),
-                    ("gemma3.attention.sliding_window", .u32(512)), ("gemma3.rope.freq_base_swa", .f32(10000))]
+            return [
+                ("gemma3.attention.key_length", .u32(256)), ("gemma3.attention.value_length", .u32(256)),
+                ("gemma3.attention.sliding_window", .u32(512)), ("gemma3.rope.freq_base_swa", .f32(10000)),
+            ]
         }
     }
 
@@ -59,8 +66,9 @@ public enum SyntheticCheckpoint {
             types.append(.normal)
             i += 1
         }
-        return TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: (0..<size).map { -Float($0) }, types: types,
-                             bos: 1, eos: 2, unk: 0, pad: nil, addDummyPrefix: true, removeExtraWhitespaces: false, byteFallback: true)
+        return TokenizerData(
+            kind: .sentencePieceBPE, pieces: pieces, scores: (0..<size).map { -Float($0) }, types: types,
+            bos: 1, eos: 2, unk: 0, pad: nil, addDummyPrefix: true, removeExtraWhitespaces: false, byteFallback: true)
     }
 
     /// Writes `shape` as a GGUF file of `type` (f16 or f32) to `path`.

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Float kernels in Swift SIMD: explicit 16-lane accumulators, because float reductions are never
@@ -32,8 +32,10 @@ public enum FloatKernels {
     }
 
     /// Matrix times `tokens` vectors for f32 weights (rows range of a [rows, cols] matrix).
-    public static func matmul(weights: UnsafePointer<Float>, cols: Int, rows: Range<Int>, x: UnsafePointer<Float>,
-                              tokens: Int, out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int) {
+    public static func matmul(
+        weights: UnsafePointer<Float>, cols: Int, rows: Range<Int>, x: UnsafePointer<Float>,
+        tokens: Int, out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int
+    ) {
         for r in rows {
             let w = weights + r * cols
             for t in 0..<tokens { out[r * rowStride + t * tokenStride] = dot(w, x + t * cols, count: cols) }
@@ -41,8 +43,10 @@ public enum FloatKernels {
     }
 
     /// out = x * weight / sqrt(mean(x^2) + eps), over `n` values.
-    public static func rmsNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                               count n: Int, epsilon: Float) {
+    public static func rmsNorm(
+        _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        count n: Int, epsilon: Float
+    ) {
         var ss: Float = 0
         for i in 0..<n { ss += x[i] * x[i] }
         let scale = 1 / (ss / Float(n) + epsilon).squareRoot()

@@ -2,8 +2,10 @@
 /// (C, in `CEdgeKernels`, and Swift SIMD in `FloatKernels`) must reproduce, and the tests compare them.
 public enum ReferenceKernels {
     /// Quantizes `nblocks` blocks of 32 floats to int8: scale = max|x| / 127, code = round-half-even(x / scale).
-    public static func quantizeQ8Blocks(_ x: UnsafePointer<Float>, nblocks: Int, codes: UnsafeMutablePointer<Int8>,
-                                        scales: UnsafeMutablePointer<Float>) {
+    public static func quantizeQ8Blocks(
+        _ x: UnsafePointer<Float>, nblocks: Int, codes: UnsafeMutablePointer<Int8>,
+        scales: UnsafeMutablePointer<Float>
+    ) {
         for b in 0..<nblocks {
             var amax: Float = 0
             for i in 0..<32 { amax = max(amax, abs(x[b * 32 + i])) }
@@ -18,10 +20,12 @@ public enum ReferenceKernels {
     /// or q4n weights (q4a: the codes n - z and the 12-bit scale of each group's word; q4n: the codebook's levels);
     /// for q4o and q5o weights, Σ_blocks (d Σ n x + m Σ x) * xs[t,b] with each group's pair (d, m); for q6 weights,
     /// Σ_blocks (s_0 Σ_{i<16} c x + s_1 Σ_{i>=16} c x) * xs[t,b] with c = n - 32 and each block's pair (s_0, s_1).
-    public static func matmulQuantized(scheme: TensorScheme, weights: UnsafeRawPointer, scales: UnsafePointer<UInt16>,
-                                       blocksPerRow: Int, blocksPerGroup: Int, rows: Range<Int>,
-                                       x: UnsafePointer<Int8>, xs: UnsafePointer<Float>, tokens: Int,
-                                       out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int) {
+    public static func matmulQuantized(
+        scheme: TensorScheme, weights: UnsafeRawPointer, scales: UnsafePointer<UInt16>,
+        blocksPerRow: Int, blocksPerGroup: Int, rows: Range<Int>,
+        x: UnsafePointer<Int8>, xs: UnsafePointer<Float>, tokens: Int,
+        out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int
+    ) {
         let groups = (blocksPerRow + blocksPerGroup - 1) / blocksPerGroup
         let traits = scheme.traits!, blockBytes = traits.blockBytes, highBits = traits.highBits, halfBlocks = traits.hasHalfBlockScales
         for r in rows {
@@ -66,8 +70,10 @@ public enum ReferenceKernels {
     }
 
     /// out[r * rowStride + t * tokenStride] = Σ_i w[r * cols + i] * x[t * cols + i] for f32 weights.
-    public static func matmulFloat(weights: UnsafePointer<Float>, cols: Int, rows: Range<Int>, x: UnsafePointer<Float>,
-                                   tokens: Int, out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int) {
+    public static func matmulFloat(
+        weights: UnsafePointer<Float>, cols: Int, rows: Range<Int>, x: UnsafePointer<Float>,
+        tokens: Int, out: UnsafeMutablePointer<Float>, rowStride: Int, tokenStride: Int
+    ) {
         for r in rows {
             for t in 0..<tokens {
                 var acc: Float = 0

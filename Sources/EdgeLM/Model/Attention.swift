@@ -57,9 +57,11 @@ final class BlockedAttention {
     }
 
     deinit {
-        for p: UnsafeMutableRawPointer in [UnsafeMutableRawPointer(scores), UnsafeMutableRawPointer(acc), UnsafeMutableRawPointer(runningMax),
-                                           UnsafeMutableRawPointer(runningSum), UnsafeMutableRawPointer(queryCodes),
-                                           UnsafeMutableRawPointer(queryScales), UnsafeMutableRawPointer(paddedQuery)] { free(p) }
+        for p: UnsafeMutableRawPointer in [
+            UnsafeMutableRawPointer(scores), UnsafeMutableRawPointer(acc), UnsafeMutableRawPointer(runningMax),
+            UnsafeMutableRawPointer(runningSum), UnsafeMutableRawPointer(queryCodes),
+            UnsafeMutableRawPointer(queryScales), UnsafeMutableRawPointer(paddedQuery),
+        ] { free(p) }
     }
 
     /// out[t, head] = softmax(cap(q[t, head] · K[window of pos0 + t] · scale)) · V for the batch's `n` tokens;
@@ -67,14 +69,17 @@ final class BlockedAttention {
     /// scale is 1/sqrt(headDim) unless the family sets one; cap is the family's soft-cap, if any.
     /// With `tokenwise`, every job takes one token, so that each token's output is, bit for bit, what a batch of that
     /// token alone computes (`InferenceSession.verify`).
-    func run(layer l: Int, tokens n: Int, firstPosition pos0: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
-             cache: KVCache, pool: ThreadPool, level: KernelLevel, tokenwise: Bool = false) {
+    func run(
+        layer l: Int, tokens n: Int, firstPosition pos0: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
+        cache: KVCache, pool: ThreadPool, level: KernelLevel, tokenwise: Bool = false
+    ) {
         let perJob = tokenwise ? 1 : tokensPerJob
         let kvHeads = config.kvHeads, tokenBlocks = (n + perJob - 1) / perJob
         let jobs = kvHeads * tokenBlocks
         let body = { (job: Int, worker: Int) in
-            self.job(worker: worker, layer: l, head: job % kvHeads, tokens: (job / kvHeads) * perJob..<min(n, (job / kvHeads + 1) * perJob),
-                     firstPosition: pos0, q: q, out: out, cache: cache, level: level)
+            self.job(
+                worker: worker, layer: l, head: job % kvHeads, tokens: (job / kvHeads) * perJob..<min(n, (job / kvHeads + 1) * perJob),
+                firstPosition: pos0, q: q, out: out, cache: cache, level: level)
         }
         // Multiply-adds of scores and weighted values; only the smallest stay on this thread (16K, not the
         // 128K of the linear layers: decode on s15m and s110m measured 4-13% faster with this threshold).
@@ -85,8 +90,10 @@ final class BlockedAttention {
         }
     }
 
-    private func job(worker: Int, layer l: Int, head h: Int, tokens: Range<Int>, firstPosition pos0: Int,
-                     q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, cache: KVCache, level: KernelLevel) {
+    private func job(
+        worker: Int, layer l: Int, head h: Int, tokens: Range<Int>, firstPosition pos0: Int,
+        q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, cache: KVCache, level: KernelLevel
+    ) {
         let hd = config.headDim, dim = config.qDim, group = config.heads / config.kvHeads, rl = rowLength
         let krl = cache.keys.rowLength
         let chunk = BlockedAttention.chunk, nq = tokens.count * group, kblocks = krl / 32
@@ -118,8 +125,9 @@ final class BlockedAttention {
         while c0 <= last {
             let c1 = min(c0 + chunk, last + 1), width = c1 - c0
             // s[i, j] = q_i · k_(c0 + j)
-            cache.keys.scores(rows: base + c0, width: width, queries: nq, query: query, codes: qc, codeScales: qs, headDim: hd, out: s,
-                              stride: chunk, level: level)
+            cache.keys.scores(
+                rows: base + c0, width: width, queries: nq, query: query, codes: qc, codeScales: qs, headDim: hd, out: s,
+                stride: chunk, level: level)
             // Online softmax: s[i, j] becomes exp(score - running max), zero where the query may not look.
             let values = cache.values
             for i in 0..<nq {

@@ -44,8 +44,9 @@ extension InferenceSession {
                 for t in seg.start..<(seg.start + seg.count) {
                     cache.store(layer: l, position: pos0 + t - seg.start, keys: k + t * kvDim, values: v + t * kvDim, level: level)
                 }
-                attention.run(layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
-                              cache: cache, pool: pool, level: level, tokenwise: tokenByToken)
+                attention.run(
+                    layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
+                    cache: cache, pool: pool, level: level, tokenwise: tokenByToken)
             }
             observer?.observe(layer: l, input: .attentionOutput, values: attnOut, tokens: n, width: qDim)
             linears([(layer.wo, delta)], input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo), tokens: n)
@@ -153,8 +154,10 @@ extension InferenceSession {
     }
 
     /// Replaces per-block codes by codes sharing one scale for the whole row.
-    private func requantizePerRow(_ row: UnsafeMutablePointer<Float>, cols: Int, codes: UnsafeMutablePointer<Int8>,
-                                  scales: UnsafeMutablePointer<Float>) {
+    private func requantizePerRow(
+        _ row: UnsafeMutablePointer<Float>, cols: Int, codes: UnsafeMutablePointer<Int8>,
+        scales: UnsafeMutablePointer<Float>
+    ) {
         var amax: Float = 0
         for i in 0..<cols { amax = max(amax, abs(row[i])) }
         let d = amax / 127, inverse: Float = d != 0 ? 1 / d : 0
@@ -166,8 +169,10 @@ extension InferenceSession {
     /// job of a few tasks per thread: each task takes its share of every matrix's rows (in whole 16-row
     /// tiles), then runs `epilogue` on its share of the first matrix's rows (for example the gate of those
     /// FFN rows).
-    private func linears(_ pairs: [(weight: LinearWeight, out: UnsafeMutablePointer<Float>)], input: UnsafeMutablePointer<Float>,
-                         quantized: Bool, tokens: Int, epilogue: ((Range<Int>) -> Void)? = nil) {
+    private func linears(
+        _ pairs: [(weight: LinearWeight, out: UnsafeMutablePointer<Float>)], input: UnsafeMutablePointer<Float>,
+        quantized: Bool, tokens: Int, epilogue: ((Range<Int>) -> Void)? = nil
+    ) {
         let parallel = pool.workers(for: pairs.reduce(0) { $0 + $1.weight.rows * $1.weight.cols } * tokens) > 1
         let tasks = parallel ? max(1, min(pool.tasksPerJob, pairs[0].weight.rows / 16)) : 1
         pool.run(tasks: tasks) { task, _ in
@@ -179,21 +184,25 @@ extension InferenceSession {
 
     /// Rows `rows` of out = weight · input for `tokens` tokens (out is [tokens, weight.rows]).
     /// With `.residual` activations, W · residual is added chunk by chunk of `residualChunk` rows.
-    private func matmul(_ w: LinearWeight, rows: Range<Int>, input: UnsafeMutablePointer<Float>, quantized: Bool, tokens: Int,
-                        out: UnsafeMutablePointer<Float>, task: Int) {
+    private func matmul(
+        _ w: LinearWeight, rows: Range<Int>, input: UnsafeMutablePointer<Float>, quantized: Bool, tokens: Int,
+        out: UnsafeMutablePointer<Float>, task: Int
+    ) {
         guard !rows.isEmpty else { return }
         if tokenByToken, tokens > 1 {
             let step = max(16, Self.tokenByTokenBytes / max(1, w.byteCount / max(1, w.rows)) / 16 * 16)
             if w.scheme.isQuantized {
-                IntegerKernels.matmulTokenwise(level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                                               blocksPerGroup: w.layout.blocksPerGroup, rows: rows, chunkRows: step, x: xq, xs: xs, tokens: tokens,
-                                               out: out, tokenStride: w.rows)
+                IntegerKernels.matmulTokenwise(
+                    level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                    blocksPerGroup: w.layout.blocksPerGroup, rows: rows, chunkRows: step, x: xq, xs: xs, tokens: tokens,
+                    out: out, tokenStride: w.rows)
                 return
             }
             for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: step) {
                 for t in 0..<tokens {
-                    FloatKernels.matmul(weights: w.floats, cols: w.cols, rows: r0..<min(rows.upperBound, r0 + step), x: input + t * w.cols, tokens: 1,
-                                        out: out + t * w.rows, rowStride: 1, tokenStride: w.rows)
+                    FloatKernels.matmul(
+                        weights: w.floats, cols: w.cols, rows: r0..<min(rows.upperBound, r0 + step), x: input + t * w.cols, tokens: 1,
+                        out: out + t * w.rows, rowStride: 1, tokenStride: w.rows)
                 }
             }
             return
@@ -201,18 +210,20 @@ extension InferenceSession {
         if w.scheme.isQuantized {
             precondition(quantized)
             guard activationGranularity == .residual else {
-                IntegerKernels.matmul(level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                                      blocksPerGroup: w.layout.blocksPerGroup, rows: rows, x: xq, xs: xs, tokens: tokens, out: out,
-                                      rowStride: 1, tokenStride: w.rows)
+                IntegerKernels.matmul(
+                    level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                    blocksPerGroup: w.layout.blocksPerGroup, rows: rows, x: xq, xs: xs, tokens: tokens, out: out,
+                    rowStride: 1, tokenStride: w.rows)
                 return
             }
             // The residuals are tokens [tokens, 2 tokens) of the same product: the kernel reads each weight once for both.
             let both = residualOut + task * 2 * maxBatch * Self.residualChunk  // [2 tokens, residualChunk]
             for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: Self.residualChunk) {
                 let chunk = r0..<min(rows.upperBound, r0 + Self.residualChunk)
-                IntegerKernels.matmul(level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                                      blocksPerGroup: w.layout.blocksPerGroup, rows: chunk, x: xq, xs: xs, tokens: 2 * tokens,
-                                      out: both - chunk.lowerBound, rowStride: 1, tokenStride: Self.residualChunk)
+                IntegerKernels.matmul(
+                    level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                    blocksPerGroup: w.layout.blocksPerGroup, rows: chunk, x: xq, xs: xs, tokens: 2 * tokens,
+                    out: both - chunk.lowerBound, rowStride: 1, tokenStride: Self.residualChunk)
                 for t in 0..<tokens {
                     let o = out + t * w.rows + chunk.lowerBound
                     o.update(from: both + t * Self.residualChunk, count: chunk.count)

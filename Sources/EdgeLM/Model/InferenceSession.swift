@@ -29,8 +29,9 @@ public final class InferenceSession: @unchecked Sendable {
     /// How this session was set up (its context and level as resolved): `init(model:options:pool:)` with these makes
     /// another session like it.
     public var options: SessionOptions {
-        SessionOptions(threads: pool.threadCount, maxBatch: maxBatch, level: level, keyType: keyType, valueType: valueType,
-                       contextLength: contextLength, activationGranularity: activationGranularity, keySmoothing: cache.smoothKeys)
+        SessionOptions(
+            threads: pool.threadCount, maxBatch: maxBatch, level: level, keyType: keyType, valueType: valueType,
+            contextLength: contextLength, activationGranularity: activationGranularity, keySmoothing: cache.smoothKeys)
     }
     /// The cache types as `--kv-type` spells them: one name when K and V agree, else `K/V`.
     public var kvTypeName: String { keyType == valueType ? keyType.rawValue : "\(keyType)/\(valueType)" }
@@ -74,7 +75,8 @@ public final class InferenceSession: @unchecked Sendable {
     /// and buffers (before the attention workspaces, a few hundred KiB).
     public static func requiredBytes(_ config: ModelConfig, context: Int, keyType: KVCacheType, valueType: KVCacheType, maxBatch: Int = 64) -> Int {
         let b = max(1, maxBatch)
-        let floats = b * (3 * config.dim + 2 * config.qDim + 2 * config.kvDim + 2 * config.ffnDim + config.vocabSize)
+        let floats =
+            b * (3 * config.dim + 2 * config.qDim + 2 * config.kvDim + 2 * config.ffnDim + config.vocabSize)
             + context * config.headDim * config.resolvedRopeTables.count
         let cache = keyType.halfBytes(config, positions: context) + valueType.halfBytes(config, positions: context)
         return cache + floats * 4 + b * (max(config.dim, config.ffnDim, config.qDim) + 32) * 5
@@ -95,12 +97,17 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// Creates a session with `threads` workers (default: physical cores); see `init(model:options:pool:)`.
-    public convenience init(model: TransformerModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected, keyType: KVCacheType = .q8,
-                            valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32,
-                            keySmoothing: Bool = true, pool: ThreadPool? = nil) throws(EdgeLMError) {
-        try self.init(model: model, options: SessionOptions(threads: threads, maxBatch: maxBatch, level: level, keyType: keyType, valueType: valueType,
-                                                            contextLength: contextLength, activationGranularity: activationGranularity,
-                                                            keySmoothing: keySmoothing), pool: pool)
+    public convenience init(
+        model: TransformerModel, threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected, keyType: KVCacheType = .q8,
+        valueType: KVCacheType = .q8, contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32,
+        keySmoothing: Bool = true, pool: ThreadPool? = nil
+    ) throws(EdgeLMError) {
+        try self.init(
+            model: model,
+            options: SessionOptions(
+                threads: threads, maxBatch: maxBatch, level: level, keyType: keyType, valueType: valueType,
+                contextLength: contextLength, activationGranularity: activationGranularity,
+                keySmoothing: keySmoothing), pool: pool)
     }
 
     /// Creates a session set up as `options` says: integer kernels at `options.level`, a KV cache of
@@ -121,8 +128,9 @@ public final class InferenceSession: @unchecked Sendable {
         }
         let needed = InferenceSession.requiredBytes(c, context: context, keyType: keyType, valueType: valueType, maxBatch: b)
         guard needed <= MemoryUsage.budgetBytes else {
-            throw .invalidInput("\(model.file.path): a session needs \(needed >> 20) MiB (\(keyType)/\(valueType) KV cache for \(c.layers) layers x \(context) "
-                                + "positions), more than 80% of this machine's \(ProcessInfo.processInfo.physicalMemory >> 20) MiB")
+            throw .invalidInput(
+                "\(model.file.path): a session needs \(needed >> 20) MiB (\(keyType)/\(valueType) KV cache for \(c.layers) layers x \(context) "
+                    + "positions), more than 80% of this machine's \(ProcessInfo.processInfo.physicalMemory >> 20) MiB")
         }
         self.activationGranularity = activationGranularity
         self.model = model
@@ -154,8 +162,9 @@ public final class InferenceSession: @unchecked Sendable {
         residualRows = buffer(residual ? b * maxBlocks * 32 : 0)
         residualOut = buffer(residual ? self.pool.tasksPerJob * 2 * b * Self.residualChunk : 0)
         let tables = c.resolvedRopeTables, half = c.headDim / 2
-        rotary = RotaryTables(tables: tables, context: context, headDim: c.headDim, interleaved: c.ropeLayout == .interleaved,
-                              cos: buffer(tables.count * context * half), sin: buffer(tables.count * context * half))
+        rotary = RotaryTables(
+            tables: tables, context: context, headDim: c.headDim, interleaved: c.ropeLayout == .interleaved,
+            cos: buffer(tables.count * context * half), sin: buffer(tables.count * context * half))
         cache = KVCache(keyType: keyType, valueType: valueType, config: c, context: context, smoothKeys: keySmoothing)
         attention = BlockedAttention(config: c, rowLength: max(cache.keys.rowLength, cache.values.rowLength), workers: self.pool.threadCount)
         self.allocations = allocations
@@ -200,7 +209,9 @@ public final class InferenceSession: @unchecked Sendable {
             let n = min(maxBatch, tokens.count - start)
             forwardBatch(Array(tokens[start..<(start + n)]), segments: [Segment(session: self, start: 0, count: n)])
             for t in 0..<n {
-                normed.withUnsafeMutableBufferPointer { FloatKernels.rmsNorm($0.baseAddress!, x + t * dim, weight: model.outputNorm, count: dim, epsilon: c.normEpsilon) }
+                normed.withUnsafeMutableBufferPointer {
+                    FloatKernels.rmsNorm($0.baseAddress!, x + t * dim, weight: model.outputNorm, count: dim, epsilon: c.normEpsilon)
+                }
                 for i in 0..<dim { sum[i] += Double(normed[i]) }
             }
             start += n

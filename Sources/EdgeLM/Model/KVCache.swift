@@ -71,8 +71,10 @@ final class KVStore {
 
     /// Writes one head vector of `headDim` floats as row `r`; q8 rows given a `transform` store
     /// (x - offset) / scale, channel by channel.
-    func write(_ src: UnsafePointer<Float>, row r: Int, transform: (offset: UnsafePointer<Float>, scale: UnsafePointer<Float>)? = nil,
-               level: KernelLevel) {
+    func write(
+        _ src: UnsafePointer<Float>, row r: Int, transform: (offset: UnsafePointer<Float>, scale: UnsafePointer<Float>)? = nil,
+        level: KernelLevel
+    ) {
         switch type {
         case .f32:
             (data.assumingMemoryBound(to: Float.self) + r * rowLength).update(from: src, count: headDim)
@@ -87,8 +89,9 @@ final class KVStore {
             }
             for i in headDim..<rowLength { padded[i] = 0 }
             let blocks = rowLength / 32
-            IntegerKernels.quantizeQ8Blocks(level, padded, nblocks: blocks, codes: data.assumingMemoryBound(to: Int8.self) + r * rowLength,
-                                            scales: blockScales)
+            IntegerKernels.quantizeQ8Blocks(
+                level, padded, nblocks: blocks, codes: data.assumingMemoryBound(to: Int8.self) + r * rowLength,
+                scales: blockScales)
             for b in 0..<blocks { scales[r * blocks + b] = HalfFloat.fromFloat(blockScales[b]) }
         }
     }

@@ -100,9 +100,11 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     }
 
     /// Creates a configuration.
-    public init(architecture: String = "llama", dim: Int, layers: Int, heads: Int, kvHeads: Int, ffnDim: Int,
-                vocabSize: Int, contextLength: Int, ropeTheta: Float = 10000, ropeLayout: RopeLayout,
-                normEpsilon: Float, tiedOutput: Bool) {
+    public init(
+        architecture: String = "llama", dim: Int, layers: Int, heads: Int, kvHeads: Int, ffnDim: Int,
+        vocabSize: Int, contextLength: Int, ropeTheta: Float = 10000, ropeLayout: RopeLayout,
+        normEpsilon: Float, tiedOutput: Bool
+    ) {
         self.architecture = architecture
         self.dim = dim
         self.layers = layers
@@ -215,8 +217,10 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             guard s.count == layers else { throw bad("slidingLayers", "\(s.count) entries for \(layers) layers") }
             guard let w = attention.slidingWindow, w >= 1 else { throw bad("slidingWindow", "sliding layers need a window >= 1") }
         }
-        for (field, v) in [("embeddingScale", block.embeddingScale), ("attentionScale", attention.scale), ("attentionSoftcap", attention.softcap),
-                           ("finalSoftcap", block.finalSoftcap)] {
+        for (field, v) in [
+            ("embeddingScale", block.embeddingScale), ("attentionScale", attention.scale), ("attentionSoftcap", attention.softcap),
+            ("finalSoftcap", block.finalSoftcap),
+        ] {
             if let v { guard v.isFinite, v > 0 else { throw bad(field, "\(v) must be a positive finite number") } }
         }
     }
@@ -259,11 +263,17 @@ public enum TensorRole: Sendable {
 
     /// The role of the canonical tensor `name` (biases count as norms: vectors kept in f32).
     public init(name: String) {
-        if name == "token_embd" { self = .embedding }
-        else if name == "output" { self = .output }
-        else if name.hasSuffix("_norm") || name.hasSuffix(".bias") { self = .norm }
-        else if name.contains(".attn_") { self = .attention }
-        else { self = .ffn }
+        if name == "token_embd" {
+            self = .embedding
+        } else if name == "output" {
+            self = .output
+        } else if name.hasSuffix("_norm") || name.hasSuffix(".bias") {
+            self = .norm
+        } else if name.contains(".attn_") {
+            self = .attention
+        } else {
+            self = .ffn
+        }
     }
 
     /// True for the attention and FFN matrices (the ones `--type` and `--tensor-type` apply to).

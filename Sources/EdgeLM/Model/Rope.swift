@@ -19,7 +19,8 @@ public enum RopeKind: String, Codable, Sendable, CaseIterable {
     public static let fromCheckpoints: [RopeKind] = [.default, .linear, .llama3, .yarn]
 
     /// What a refusal of a GGUF's YaRN scaling adds to its message.
-    static let yarnRefusal = "; YaRN from a GGUF (llama.cpp's own formulation) is not checked yet: convert the model from its Hugging Face folder, whose YaRN is checked against transformers"
+    static let yarnRefusal =
+        "; YaRN from a GGUF (llama.cpp's own formulation) is not checked yet: convert the model from its Hugging Face folder, whose YaRN is checked against transformers"
 }
 
 /// One table of rotary frequencies, computed at conversion and stored in the model file: the runtime
@@ -53,8 +54,10 @@ public struct RopeTable: Codable, Sendable, Equatable {
     ///   - contextLength: the model's `max_position_embeddings` (YaRN derives its factor from it when the
     ///     original context is given).
     ///   - field: the setting's name for errors.
-    public static func compute(kind: RopeKind, theta: Double, dims: Int, parameters: [String: Double], contextLength: Int,
-                               field: String, path: String) throws(EdgeLMError) -> RopeTable {
+    public static func compute(
+        kind: RopeKind, theta: Double, dims: Int, parameters: [String: Double], contextLength: Int,
+        field: String, path: String
+    ) throws(EdgeLMError) -> RopeTable {
         func need(_ key: String) throws(EdgeLMError) -> Double {
             guard let v = parameters[key], v.isFinite else {
                 throw .invalidField(path: path, field: "\(field).\(key)", message: "missing for rope_type '\(kind.rawValue)'")
@@ -90,7 +93,9 @@ public struct RopeTable: Codable, Sendable, Equatable {
             // As transformers 5 computes it: the original context defaults to the model's, and the factor to their ratio.
             let original = parameters["original_max_position_embeddings"] ?? Double(contextLength)
             let factor = parameters["factor"] ?? Double(contextLength) / original
-            guard factor >= 1, original > 0 else { throw .invalidField(path: path, field: field, message: "yarn needs factor >= 1 and an original context > 0") }
+            guard factor >= 1, original > 0 else {
+                throw .invalidField(path: path, field: field, message: "yarn needs factor >= 1 and an original context > 0")
+            }
             let betaFast = parameters["beta_fast"] ?? 32, betaSlow = parameters["beta_slow"] ?? 1
             func mscale(_ scale: Double, _ m: Double) -> Double { scale <= 1 ? 1 : 0.1 * m * log(scale) + 1 }
             if let a = parameters["attention_factor"] {

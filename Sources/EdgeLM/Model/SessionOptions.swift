@@ -40,8 +40,10 @@ public struct SessionOptions: Sendable, Equatable {
     public var keySmoothing = true
 
     /// Options with these values (the defaults when none is given).
-    public init(threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
-                contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true) {
+    public init(
+        threads: Int? = nil, maxBatch: Int = 64, level: KernelLevel = .detected, keyType: KVCacheType = .q8, valueType: KVCacheType = .q8,
+        contextLength: Int? = nil, activationGranularity: ActivationGranularity = .block32, keySmoothing: Bool = true
+    ) {
         self.threads = threads
         self.maxBatch = maxBatch
         self.level = level

@@ -69,15 +69,16 @@ public final class TransformerModel: @unchecked Sendable {
         }
         for l in 0..<config.layers {
             let p = "blk.\(l)."
-            layers.append(LayerWeights(
-                attnNorm: try vector(p + "attn_norm"), wq: try linear(p + "attn_q"), wk: try linear(p + "attn_k"),
-                wv: try linear(p + "attn_v"), wo: try linear(p + "attn_output"), ffnNorm: try vector(p + "ffn_norm"),
-                gate: try linear(p + "ffn_gate"), up: try linear(p + "ffn_up"), down: try linear(p + "ffn_down"),
-                qBias: try optional(p + "attn_q.bias", config.attention.qkvBias), kBias: try optional(p + "attn_k.bias", config.attention.qkvBias),
-                vBias: try optional(p + "attn_v.bias", config.attention.qkvBias),
-                qNorm: try optional(p + "attn_q_norm", config.attention.qkNorm), kNorm: try optional(p + "attn_k_norm", config.attention.qkNorm),
-                postAttnNorm: try optional(p + "post_attention_norm", config.block.sandwichNorms),
-                postFFNNorm: try optional(p + "post_ffw_norm", config.block.sandwichNorms)))
+            layers.append(
+                LayerWeights(
+                    attnNorm: try vector(p + "attn_norm"), wq: try linear(p + "attn_q"), wk: try linear(p + "attn_k"),
+                    wv: try linear(p + "attn_v"), wo: try linear(p + "attn_output"), ffnNorm: try vector(p + "ffn_norm"),
+                    gate: try linear(p + "ffn_gate"), up: try linear(p + "ffn_up"), down: try linear(p + "ffn_down"),
+                    qBias: try optional(p + "attn_q.bias", config.attention.qkvBias), kBias: try optional(p + "attn_k.bias", config.attention.qkvBias),
+                    vBias: try optional(p + "attn_v.bias", config.attention.qkvBias),
+                    qNorm: try optional(p + "attn_q_norm", config.attention.qkNorm), kNorm: try optional(p + "attn_k_norm", config.attention.qkNorm),
+                    postAttnNorm: try optional(p + "post_attention_norm", config.block.sandwichNorms),
+                    postFFNNorm: try optional(p + "post_ffw_norm", config.block.sandwichNorms)))
         }
         self.layers = layers
         self.storages = storages

@@ -30,10 +30,14 @@ public struct Calibration: Sendable {
     /// tokens, BOS first) and collects the statistics. The float model is a temporary f32 conversion of the
     /// checkpoint, removed afterwards. `progress(done, total)` is called after each window.
     /// With `gptq`, also the second moments, refused when they would not fit the memory budget.
-    public static func collect(checkpoint: Checkpoint, text: Data, maxTokens: Int, context: Int = 256, threads: Int? = nil,
-                               level: KernelLevel = .detected, gptq: Bool = false, progress: (Int, Int) -> Void = { _, _ in }) throws(EdgeLMError) -> Calibration {
+    public static func collect(
+        checkpoint: Checkpoint, text: Data, maxTokens: Int, context: Int = 256, threads: Int? = nil,
+        level: KernelLevel = .detected, gptq: Bool = false, progress: (Int, Int) -> Void = { _, _ in }
+    ) throws(EdgeLMError) -> Calibration {
         if gptq, gramBytes(checkpoint.config) > MemoryUsage.budgetBytes / 2 {
-            throw .invalidArgument("--gptq needs \(gramBytes(checkpoint.config) >> 20) MiB of activation second moments for this model, more than half the memory budget (\(MemoryUsage.budgetBytes >> 20) MiB)")
+            throw .invalidArgument(
+                "--gptq needs \(gramBytes(checkpoint.config) >> 20) MiB of activation second moments for this model, more than half the memory budget (\(MemoryUsage.budgetBytes >> 20) MiB)"
+            )
         }
         let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads, level: level)
         defer { run.removeScratch() }
@@ -45,8 +49,9 @@ public struct Calibration: Sendable {
             progress(w + 1, run.windows)
         }
         model.session.observer = nil
-        return Calibration(provenance: run.provenance(method: gptq ? .gptq : .importance),
-                           importance: recorder.perTensor(recorder.means()), gram: recorder.perTensor(recorder.takeGramMeans()))
+        return Calibration(
+            provenance: run.provenance(method: gptq ? .gptq : .importance),
+            importance: recorder.perTensor(recorder.means()), gram: recorder.perTensor(recorder.takeGramMeans()))
     }
 }
 
@@ -83,7 +88,8 @@ struct CalibrationRun {
             floatOptions.level = level
             _ = try Converter.convert(checkpoint, to: directory + "/float.edgelm", options: floatOptions)
             self.context = min(context, checkpoint.config.contextLength)
-            float = try LanguageModel(path: directory + "/float.edgelm", threads: threads, keyType: .f32, valueType: .f32, contextLength: self.context, level: level)
+            float = try LanguageModel(
+                path: directory + "/float.edgelm", threads: threads, keyType: .f32, valueType: .f32, contextLength: self.context, level: level)
             prefix = float.tokenizer.data.addsBOS ? [float.tokenizer.bos!] : []
             tokens = Array(float.tokenizer.encode(string).prefix(maxTokens))
             guard !tokens.isEmpty else { throw .invalidInput("the calibration text has no tokens") }
@@ -145,8 +151,9 @@ private final class ActivationMoments: ActivationObserver {
             grams[key, default: [Float](repeating: 0, count: width * width)].withUnsafeMutableBufferPointer { g in
                 let base = UncheckedSendable(g.baseAddress!), input = UncheckedSendable(values), rows = 8, level = level.rawValue
                 DispatchQueue.concurrentPerform(iterations: (width + rows - 1) / rows) { c in
-                    edge_gram_rows_f32(level, input.value, nil, Int64(tokens), Int64(width),
-                                       Int64(c * rows), Int64(min(width, (c + 1) * rows)), base.value)
+                    edge_gram_rows_f32(
+                        level, input.value, nil, Int64(tokens), Int64(width),
+                        Int64(c * rows), Int64(min(width, (c + 1) * rows)), base.value)
                 }
             }
         }

@@ -32,8 +32,10 @@ public struct ConversionOptions: Sendable {
     var keptPlans: [String: TensorPlan] = [:]
 
     /// Creates options.
-    public init(type: TensorScheme, groupSize: Int? = nil, embeddingType: TensorScheme? = nil, zstdLevel: Int? = nil,
-                overwrite: Bool = false, measureError: Bool = false) {
+    public init(
+        type: TensorScheme, groupSize: Int? = nil, embeddingType: TensorScheme? = nil, zstdLevel: Int? = nil,
+        overwrite: Bool = false, measureError: Bool = false
+    ) {
         self.type = type
         self.groupSize = groupSize
         self.embeddingType = embeddingType
@@ -44,8 +46,9 @@ public struct ConversionOptions: Sendable {
 
     /// The settings recorded in the file: scheme, group size, embedding scheme, compression, calibration, rules.
     var settings: QuantizationSettings {
-        var settings = QuantizationSettings(type: type, groupSize: resolvedGroupSize, embeddingType: resolvedEmbeddingType,
-                                            compression: zstdLevel == nil ? .raw : .zstd, zstdLevel: zstdLevel)
+        var settings = QuantizationSettings(
+            type: type, groupSize: resolvedGroupSize, embeddingType: resolvedEmbeddingType,
+            compression: zstdLevel == nil ? .raw : .zstd, zstdLevel: zstdLevel)
         settings.calibration = calibration?.provenance
         settings.tensorTypes = tensorTypes.isEmpty ? nil : tensorTypes.map(\.description)
         return settings

@@ -4,22 +4,28 @@ import Foundation
 public enum Converter {
     /// Converts `checkpoint` into `outputPath`. The output appears atomically at the end; on any error
     /// nothing is left at `outputPath` (an existing file there is untouched).
-    public static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
-                               progress: (ConversionProgress) -> Void = { _ in }) throws(EdgeLMError) -> ConversionReport {
+    public static func convert(
+        _ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
+        progress: (ConversionProgress) -> Void = { _ in }
+    ) throws(EdgeLMError) -> ConversionReport {
         let level = options.level
         let importance = options.calibration?.importance ?? [:], gram = options.calibration?.gram ?? [:]
-        return try convert(checkpoint, to: outputPath, options: options, encoder: { (name, values, layout) throws(EdgeLMError) in
-            if layout.scheme.isFittable, let h = gram[name], h.count == layout.cols * layout.cols {
-                return try GPTQ.encode(values, layout: layout, gram: h, level: level)
-            }
-            return Quantizer.encode(values, layout: layout, importance: importance[name], level: level)
-        }, progress: progress)
+        return try convert(
+            checkpoint, to: outputPath, options: options,
+            encoder: { (name, values, layout) throws(EdgeLMError) in
+                if layout.scheme.isFittable, let h = gram[name], h.count == layout.cols * layout.cols {
+                    return try GPTQ.encode(values, layout: layout, gram: h, level: level)
+                }
+                return Quantizer.encode(values, layout: layout, importance: importance[name], level: level)
+            }, progress: progress)
     }
 
     /// Converts with a given payload encoder (tests substitute deliberately degraded quantizers).
-    static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
-                        encoder: (String, UnsafeBufferPointer<Float>, TensorLayout) throws(EdgeLMError) -> [UInt8],
-                        progress: (ConversionProgress) -> Void) throws(EdgeLMError) -> ConversionReport {
+    static func convert(
+        _ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions,
+        encoder: (String, UnsafeBufferPointer<Float>, TensorLayout) throws(EdgeLMError) -> [UInt8],
+        progress: (ConversionProgress) -> Void
+    ) throws(EdgeLMError) -> ConversionReport {
         let options = options.adapted(to: checkpoint)
         try check(options, for: checkpoint.config)
         let start = Date()
@@ -54,42 +60,66 @@ public enum Converter {
                 guard let source = checkpoint.tensors[name] else { throw .missingTensor(path: checkpoint.path, tensor: name) }
                 let (scheme, groupSize) = options.plan(for: name)
                 let layout = try TensorLayout(shape: shape, scheme: scheme, groupSize: groupSize)
-                // Shapes were checked against the config when the checkpoint was opened (`validateTensors`).
-                try source.floats(path: checkpoint.path, into: scratch)
-                let values = UnsafeBufferPointer(start: scratch, count: layout.count)
-                let carried = carriedPayload(source, layout)
-                let payload: [UInt8]
-                if let carried { payload = carried } else { payload = try encoder(name, values, layout) }
-                try checkOverflow(payload, values: values, layout: layout, field: "tensor '\(name)'", path: checkpoint.path)
-                let error = scheme == .f32 || !options.measureError ? nil : Quantizer.error(of: Array(values), layout: layout, payload: payload)
+                let (payload, carried, error) = try encode(
+                    source, name: name, layout: layout, path: checkpoint.path, scratch: scratch, measureError: options.measureError, encoder: encoder)
                 try finishPending()
                 let zstd = options.zstdLevel
                 writes.async(group: writing) {
-                    written.set(i, Result { () throws(EdgeLMError) in
-                        try withPayload(payload) { (buf) throws(EdgeLMError) in
-                            try out.value.append(name: name, shape: shape, scheme: scheme, groupSize: groupSize, payload: buf, zstdLevel: zstd)
-                        }
-                    })
+                    written.set(
+                        i,
+                        Result { () throws(EdgeLMError) in
+                            try withPayload(payload) { (buf) throws(EdgeLMError) in
+                                try out.value.append(name: name, shape: shape, scheme: scheme, groupSize: groupSize, payload: buf, zstdLevel: zstd)
+                            }
+                        })
                 }
-                pending = (i, { entry in
-                    TensorReport(name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
-                                 error: error, carriedOver: carried != nil, sourceType: source.dtype.name)
-                })
+                pending = (
+                    i,
+                    { entry in
+                        TensorReport(
+                            name: name, shape: shape, scheme: scheme, rawBytes: layout.byteCount, storedBytes: entry.length,
+                            error: error, carriedOver: carried, sourceType: source.dtype.name)
+                    }
+                )
             }
             try finishPending()
             hashing.wait()
-            let provenance = Provenance(sourceFile: (checkpoint.path as NSString).lastPathComponent, sourceSHA256: sourceHash.values[0]!,
-                                        sourceFormat: checkpoint.format, converterVersion: EdgeLMVersion.string,
-                                        created: ISO8601DateFormatter().string(from: Date()))
-            try writer.finish(config: checkpoint.config, tokenizer: checkpoint.tokenizer, provenance: provenance, quantization: options.settings)
+            try writer.finish(
+                config: checkpoint.config, tokenizer: checkpoint.tokenizer, provenance: provenance(of: checkpoint, sha256: sourceHash.values[0]!),
+                quantization: options.settings)
         } catch {
             writing.wait()
             writer.abort()
             throw error
         }
         let outputBytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? 0
-        return ConversionReport(tensors: reports, inputBytes: checkpoint.inputBytes, outputBytes: outputBytes,
-                                seconds: Date().timeIntervalSince(start), tiedOutput: checkpoint.config.tiedOutput)
+        return ConversionReport(
+            tensors: reports, inputBytes: checkpoint.inputBytes, outputBytes: outputBytes,
+            seconds: Date().timeIntervalSince(start), tiedOutput: checkpoint.config.tiedOutput)
+    }
+
+    /// Reads tensor `name` into `scratch` and encodes it: the source's own codes when they carry over (`carried`), else
+    /// `encoder`'s; refuses a payload that overflows; measures its error when asked (never for f32, which is exact).
+    private static func encode(
+        _ source: SourceTensor, name: String, layout: TensorLayout, path: String, scratch: UnsafeMutablePointer<Float>, measureError: Bool,
+        encoder: (String, UnsafeBufferPointer<Float>, TensorLayout) throws(EdgeLMError) -> [UInt8]
+    ) throws(EdgeLMError) -> (payload: [UInt8], carried: Bool, error: QuantizationError?) {
+        // Shapes were checked against the config when the checkpoint was opened (`validateTensors`).
+        try source.floats(path: path, into: scratch)
+        let values = UnsafeBufferPointer(start: scratch, count: layout.count)
+        let carried = carriedPayload(source, layout)
+        let payload: [UInt8]
+        if let carried { payload = carried } else { payload = try encoder(name, values, layout) }
+        try checkOverflow(payload, values: values, layout: layout, field: "tensor '\(name)'", path: path)
+        let error = layout.scheme == .f32 || !measureError ? nil : Quantizer.error(of: Array(values), layout: layout, payload: payload)
+        return (payload, carried != nil, error)
+    }
+
+    /// Where a file came from: the source file's name and hash, its format, this converter's version, the time.
+    private static func provenance(of checkpoint: Checkpoint, sha256: String) -> Provenance {
+        Provenance(
+            sourceFile: (checkpoint.path as NSString).lastPathComponent, sourceSHA256: sha256, sourceFormat: checkpoint.format,
+            converterVersion: EdgeLMVersion.string, created: ISO8601DateFormatter().string(from: Date()))
     }
 
     /// Refuses options whose `--tensor-type` rules match no matrix, or that quantize some but not all of the matrices
@@ -99,27 +129,37 @@ public enum Converter {
         try options.validate()
         let matrixNames = config.matrixNames
         if let unused = options.tensorTypes.first(where: { rule in !matrixNames.contains(where: rule.matches) }) {
-            throw .invalidArgument("--tensor-type \(unused): '\(unused.pattern)' matches none of the attention and FFN matrices (\(matrixNames.prefix(3).joined(separator: ", ")), ...)")
+            throw .invalidArgument(
+                "--tensor-type \(unused): '\(unused.pattern)' matches none of the attention and FFN matrices (\(matrixNames.prefix(3).joined(separator: ", ")), ...)"
+            )
         }
         let matrixSet = Set(matrixNames)
         for l in 0..<config.layers {
             for input in LinearInput.allCases {
                 let names = input.tensors(layer: l).filter(matrixSet.contains)
-                guard let first = names.first, let other = names.first(where: { options.plan(for: $0).scheme.isQuantized != options.plan(for: first).scheme.isQuantized }) else { continue }
-                throw .invalidArgument("--tensor-type: \(first) is \(options.plan(for: first).scheme.rawValue) but \(other) is \(options.plan(for: other).scheme.rawValue); matrices that read one input (q, k and v; gate and up) must all be quantized or all float")
+                guard let first = names.first,
+                    let other = names.first(where: { options.plan(for: $0).scheme.isQuantized != options.plan(for: first).scheme.isQuantized })
+                else { continue }
+                throw .invalidArgument(
+                    "--tensor-type: \(first) is \(options.plan(for: first).scheme.rawValue) but \(other) is \(options.plan(for: other).scheme.rawValue); matrices that read one input (q, k and v; gate and up) must all be quantized or all float"
+                )
             }
         }
     }
 
     /// Refuses a payload whose f16 values, f16 scales or q4a scale words overflowed (weights too large for the scheme).
-    private static func checkOverflow(_ payload: [UInt8], values: UnsafeBufferPointer<Float>, layout: TensorLayout, field: String,
-                                      path: String) throws(EdgeLMError) {
+    private static func checkOverflow(
+        _ payload: [UInt8], values: UnsafeBufferPointer<Float>, layout: TensorLayout, field: String,
+        path: String
+    ) throws(EdgeLMError) {
         if layout.scheme == .f16, let bad = payload.withUnsafeBytes({ firstOverflowingHalf($0, count: layout.count) }) {
             throw .invalidField(path: path, field: field, message: "element \(bad) (\(values[bad])) does not fit in f16")
         }
         switch layout.scheme.traits?.overflow {
         case .halves?:
-            if let bad = payload.withUnsafeBytes({ firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.scaleBytes / 2) }) {
+            if let bad = payload.withUnsafeBytes({
+                firstOverflowingHalf(UnsafeRawBufferPointer(rebasing: $0[layout.scalesOffset...]), count: layout.scaleBytes / 2)
+            }) {
                 throw .invalidField(path: path, field: field, message: "scale \(bad) overflows f16: weights too large to quantize")
             }
         case let .zeroWords(what)?:
@@ -174,7 +214,8 @@ public enum Converter {
         return finite ? out : nil
     }
 
-    private static func withPayload(_ payload: [UInt8], _ body: (UnsafeRawBufferPointer) throws(EdgeLMError) -> TensorEntry) throws(EdgeLMError) -> TensorEntry {
+    private static func withPayload(_ payload: [UInt8], _ body: (UnsafeRawBufferPointer) throws(EdgeLMError) -> TensorEntry) throws(EdgeLMError) -> TensorEntry
+    {
         var entry: TensorEntry?
         try withBytes(of: payload) { (buf) throws(EdgeLMError) in entry = try body(buf) }
         return entry!

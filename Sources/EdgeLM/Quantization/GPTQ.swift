@@ -130,8 +130,10 @@ enum GPTQ {
 
     /// Rounds rows `rows` of `out` (a payload holding the fitted scales) with error feedback, refits their
     /// scales and stores both.
-    private static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, h: UnsafePointer<Double>, u: UnsafePointer<Double>,
-                                   perm: [Int], layout: TensorLayout, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
+    private static func encodeRows(
+        _ rows: Range<Int>, values: UnsafeBufferPointer<Float>, h: UnsafePointer<Double>, u: UnsafePointer<Double>,
+        perm: [Int], layout: TensorLayout, level: KernelLevel, out: UnsafeMutableRawBufferPointer
+    ) {
         let cols = layout.cols, groupValues = layout.blocksPerGroup * 32, groups = layout.groupsPerRow, tile = tileRows
         // [tile, cols]: the tile's rows in rounding order, as updated so far.
         let w = UnsafeMutablePointer<Double>.allocate(capacity: tile * cols)
@@ -161,12 +163,14 @@ enum GPTQ {
                     edge_sub_scaled_f64(level.rawValue, wt + k + 1, uk + k + 1, err, Int64(cols - k - 1))
                 }
             }
-            refitScales(rows: n, values: values.baseAddress! + first * cols, codes: codes, codeStride: stride, scales: scales, h: h, layout: layout, level: level)
+            refitScales(
+                rows: n, values: values.baseAddress! + first * cols, codes: codes, codeStride: stride, scales: scales, h: h, layout: layout, level: level)
             for t in 0..<n {
                 let r = first + t
                 for g in 0..<groups {
-                    Quantizer.store(codes: codes + t * stride + g * groupValues, scale: scales[t * groups + g], row: r, group: g,
-                                    count: min(groupValues, layout.blocksPerRow * 32 - g * groupValues), layout: layout, out: out)
+                    Quantizer.store(
+                        codes: codes + t * stride + g * groupValues, scale: scales[t * groups + g], row: r, group: g,
+                        count: min(groupValues, layout.blocksPerRow * 32 - g * groupValues), layout: layout, out: out)
                 }
             }
         }
@@ -177,8 +181,10 @@ enum GPTQ {
     /// where column j of Q holds group j's codes, when that lowers the row's error; groups whose codes are all
     /// zero keep their scale (it multiplies nothing). Each row of H is read once for all the rows while it is
     /// in cache.
-    static func refitScales(rows: Int, values w: UnsafePointer<Float>, codes: UnsafePointer<Int8>, codeStride: Int,
-                            scales: UnsafeMutablePointer<UInt16>, h: UnsafePointer<Double>, layout: TensorLayout, level: KernelLevel) {
+    static func refitScales(
+        rows: Int, values w: UnsafePointer<Float>, codes: UnsafePointer<Int8>, codeStride: Int,
+        scales: UnsafeMutablePointer<UInt16>, h: UnsafePointer<Double>, layout: TensorLayout, level: KernelLevel
+    ) {
         let cols = layout.cols, gv = layout.blocksPerGroup * 32, groups = layout.groupsPerRow
         // Per row: the groups with a nonzero code, and each group's place among them (-1: unused).
         var used = [[Int]](repeating: [], count: rows), place = [Int](repeating: -1, count: rows * groups)
@@ -213,9 +219,10 @@ enum GPTQ {
             }
         }
         for t in 0..<rows where !used[t].isEmpty {
-            solveScales(used: used[t], m: Array(UnsafeBufferPointer(start: m + mAt[t], count: mAt[t + 1] - mAt[t])),
-                        b: Array(UnsafeBufferPointer(start: b + bAt[t], count: bAt[t + 1] - bAt[t])), scales: scales + t * groups,
-                        codes: layout.scheme.traits!.groupCodes!, level: level)
+            solveScales(
+                used: used[t], m: Array(UnsafeBufferPointer(start: m + mAt[t], count: mAt[t + 1] - mAt[t])),
+                b: Array(UnsafeBufferPointer(start: b + bAt[t], count: bAt[t + 1] - bAt[t])), scales: scales + t * groups,
+                codes: layout.scheme.traits!.groupCodes!, level: level)
         }
     }
 

@@ -29,14 +29,18 @@ public enum Quantizer {
     ///     (calibration's mean squared activation): q4 scales then minimise the importance-weighted error.
     ///     nil weighs every column alike. q8 ignores it (its scale is the group's largest weight).
     ///   - level: the kernel level whose vector code fits q4 groups (every level gives the same bytes).
-    public static func encode(_ values: [Float], layout: TensorLayout, importance: [Float]? = nil,
-                              rounding: FloatingPointRoundingRule = .toNearestOrEven, level: KernelLevel = .detected) -> [UInt8] {
+    public static func encode(
+        _ values: [Float], layout: TensorLayout, importance: [Float]? = nil,
+        rounding: FloatingPointRoundingRule = .toNearestOrEven, level: KernelLevel = .detected
+    ) -> [UInt8] {
         values.withUnsafeBufferPointer { encode($0, layout: layout, importance: importance, rounding: rounding, level: level) }
     }
 
     /// `encode` of values in a buffer (the converter's, reused across tensors).
-    public static func encode(_ values: UnsafeBufferPointer<Float>, layout: TensorLayout, importance: [Float]? = nil,
-                              rounding: FloatingPointRoundingRule = .toNearestOrEven, level: KernelLevel = .detected) -> [UInt8] {
+    public static func encode(
+        _ values: UnsafeBufferPointer<Float>, layout: TensorLayout, importance: [Float]? = nil,
+        rounding: FloatingPointRoundingRule = .toNearestOrEven, level: KernelLevel = .detected
+    ) -> [UInt8] {
         precondition(importance == nil || importance!.count == layout.cols)
         precondition(values.count == layout.count)
         var out = [UInt8](repeating: 0, count: layout.byteCount)
@@ -103,8 +107,10 @@ public enum Quantizer {
         }
     }
 
-    static func encodeRows(_ rows: Range<Int>, values: UnsafeBufferPointer<Float>, importance: [Float]?, layout: TensorLayout,
-                           rounding: FloatingPointRoundingRule, level: KernelLevel, out: UnsafeMutableRawBufferPointer) {
+    static func encodeRows(
+        _ rows: Range<Int>, values: UnsafeBufferPointer<Float>, importance: [Float]?, layout: TensorLayout,
+        rounding: FloatingPointRoundingRule, level: KernelLevel, out: UnsafeMutableRawBufferPointer
+    ) {
         let cols = layout.cols
         switch layout.scheme {
         case .f32:
@@ -171,8 +177,9 @@ public enum Quantizer {
             let stored = min(groupValues, layout.blocksPerRow * 32 - lo)
             for i in 0..<stored {
                 let w = lo + i < hi ? values[r * cols + lo + i] : 0
-                storeCode(Int(max(0, min(top, ((w - m) * inverse).rounded(.toNearestOrEven)))), row: r, index: lo + i, layout: layout,
-                          highBits: highBits, out: out)
+                storeCode(
+                    Int(max(0, min(top, ((w - m) * inverse).rounded(.toNearestOrEven)))), row: r, index: lo + i, layout: layout,
+                    highBits: highBits, out: out)
             }
         }
     }
@@ -189,8 +196,9 @@ public enum Quantizer {
                 words.append(word)
                 for i in lo..<(lo + 16) {
                     let w = i < hi ? values[r * cols + i] : 0
-                    storeCode(Int(max(-32, min(31, (w * inverse).rounded(.toNearestOrEven)))) + 32, row: r, index: i, layout: layout,
-                              highBits: 2, out: out)
+                    storeCode(
+                        Int(max(-32, min(31, (w * inverse).rounded(.toNearestOrEven)))) + 32, row: r, index: i, layout: layout,
+                        highBits: 2, out: out)
                 }
             }
             storePair(words[0], words[1], row: r, group: b, layout: layout, out: out)
@@ -240,8 +248,10 @@ public enum Quantizer {
     /// Stores group g of row r: its scale word and its `count` codes (the group's stored values, padding
     /// included: padding past the last column stores code 0, nibble 8 for q4, z for q4a and the index of level 0
     /// for q4n, like every zero). q4n codes are levels of its codebook.
-    static func store(codes: UnsafePointer<Int8>, scale: UInt16, row r: Int, group g: Int, count: Int, layout: TensorLayout,
-                      out: UnsafeMutableRawBufferPointer) {
+    static func store(
+        codes: UnsafePointer<Int8>, scale: UInt16, row r: Int, group g: Int, count: Int, layout: TensorLayout,
+        out: UnsafeMutableRawBufferPointer
+    ) {
         let rowBase = r * layout.blocksPerRow * layout.blockBytes, lo = g * layout.blocksPerGroup * 32
         out.storeBytes(of: scale, toByteOffset: layout.scalesOffset + (r * layout.groupsPerRow + g) * 2, as: UInt16.self)
         if !layout.scheme.isFourBit {

@@ -27,19 +27,24 @@ public enum SequentialGPTQ {
     /// Converts `checkpoint` as `Converter.convert` does, with every attention and FFN matrix rounded by
     /// compensated sequential GPTQ over the first `maxTokens` tokens of `text` (windows of `context`).
     /// `progress(done, total)` follows the stages; the calibration is recorded with method `.sequentialGPTQ`.
-    public static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions, text: Data,
-                               maxTokens: Int, context: Int = 256, threads: Int? = nil,
-                               progress: (Int, Int) -> Void = { _, _ in },
-                               conversionProgress: (ConversionProgress) -> Void = { _ in }) throws(EdgeLMError) -> ConversionReport {
-        try convert(checkpoint, to: outputPath, options: options, text: text, maxTokens: maxTokens, context: context, threads: threads,
-                    progress: progress, conversionProgress: conversionProgress, adjust: { _, _, _ in })
+    public static func convert(
+        _ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions, text: Data,
+        maxTokens: Int, context: Int = 256, threads: Int? = nil,
+        progress: (Int, Int) -> Void = { _, _ in },
+        conversionProgress: (ConversionProgress) -> Void = { _ in }
+    ) throws(EdgeLMError) -> ConversionReport {
+        try convert(
+            checkpoint, to: outputPath, options: options, text: text, maxTokens: maxTokens, context: context, threads: threads,
+            progress: progress, conversionProgress: conversionProgress, adjust: { _, _, _ in })
     }
 
     /// `convert` with `adjust(h, c, width)` applied to each stage's E[x_q x_qᵀ] and E[x_f x_qᵀ] (tests break them).
-    static func convert(_ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions, text: Data,
-                        maxTokens: Int, context: Int, threads: Int?, progress: (Int, Int) -> Void,
-                        conversionProgress: (ConversionProgress) -> Void,
-                        adjust: (inout [Float], inout [Float], Int) -> Void) throws(EdgeLMError) -> ConversionReport {
+    static func convert(
+        _ checkpoint: Checkpoint, to outputPath: String, options: ConversionOptions, text: Data,
+        maxTokens: Int, context: Int, threads: Int?, progress: (Int, Int) -> Void,
+        conversionProgress: (ConversionProgress) -> Void,
+        adjust: (inout [Float], inout [Float], Int) -> Void
+    ) throws(EdgeLMError) -> ConversionReport {
         guard options.type.isFittable else { throw .invalidArgument("sequential GPTQ rounds q4, q4a, q4n or q8 matrices, not \(options.type.rawValue)") }
         let config = checkpoint.config
         let run = try CalibrationRun(checkpoint: checkpoint, text: text, maxTokens: maxTokens, context: context, threads: threads, level: options.level)
@@ -81,27 +86,34 @@ public enum SequentialGPTQ {
         }
         var final = options
         final.calibration = Calibration(provenance: run.provenance(method: .sequentialGPTQ), importance: [:])
-        return try Converter.convert(checkpoint, to: outputPath, options: final, encoder: { (name, values, layout) in
-            done[name] ?? Quantizer.encode(values, layout: layout, level: level)
-        }, progress: conversionProgress)
+        return try Converter.convert(
+            checkpoint, to: outputPath, options: final,
+            encoder: { (name, values, layout) in
+                done[name] ?? Quantizer.encode(values, layout: layout, level: level)
+            }, progress: conversionProgress)
     }
 
     /// A model of `checkpoint` whose matrices in `done` carry those payloads, the others f32 (a scratch file at `path`:
     /// raw payloads, no error report, no calibration record).
-    private static func partialModel(_ checkpoint: Checkpoint, done: [String: [UInt8]], options: ConversionOptions, path: String,
-                                     threads: Int?, context: Int) throws(EdgeLMError) -> LanguageModel {
+    private static func partialModel(
+        _ checkpoint: Checkpoint, done: [String: [UInt8]], options: ConversionOptions, path: String,
+        threads: Int?, context: Int
+    ) throws(EdgeLMError) -> LanguageModel {
         var partial = options
         partial.overwrite = true
         partial.calibration = nil
         partial.zstdLevel = nil
         partial.measureError = false
-        partial.tensorTypes = try checkpoint.config.matrixNames.filter { done[$0] == nil }.sorted().map { (name) throws(EdgeLMError) in
-            try TensorTypeRule(pattern: name, scheme: .f32)
-        } + options.tensorTypes
+        partial.tensorTypes =
+            try checkpoint.config.matrixNames.filter { done[$0] == nil }.sorted().map { (name) throws(EdgeLMError) in
+                try TensorTypeRule(pattern: name, scheme: .f32)
+            } + options.tensorTypes
         let level = options.level
-        _ = try Converter.convert(checkpoint, to: path, options: partial, encoder: { (name, values, layout) in
-            done[name] ?? Quantizer.encode(values, layout: layout, level: level)
-        }, progress: { _ in })
+        _ = try Converter.convert(
+            checkpoint, to: path, options: partial,
+            encoder: { (name, values, layout) in
+                done[name] ?? Quantizer.encode(values, layout: layout, level: level)
+            }, progress: { _ in })
         return try LanguageModel(path: path, threads: threads, keyType: .f32, valueType: .f32, contextLength: context, level: level)
     }
 

@@ -15,7 +15,8 @@ public struct TensorTypeRule: Sendable, Equatable, CustomStringConvertible {
         guard !pattern.isEmpty else { throw .invalidArgument("--tensor-type: empty name pattern") }
         let g = groupSize ?? ConversionOptions.defaultGroupSize(scheme)
         guard ConversionOptions.isValidGroupSize(g) else {
-            throw .invalidArgument("--tensor-type \(pattern)=\(scheme.rawValue):\(g): the group size must be 0 (per channel) or a multiple of \(TensorLayout.blockSize)")
+            throw .invalidArgument(
+                "--tensor-type \(pattern)=\(scheme.rawValue):\(g): the group size must be 0 (per channel) or a multiple of \(TensorLayout.blockSize)")
         }
         self.pattern = pattern
         self.scheme = scheme
@@ -29,7 +30,9 @@ public struct TensorTypeRule: Sendable, Equatable, CustomStringConvertible {
         }
         let spec = text[text.index(after: eq)...].split(separator: ":", omittingEmptySubsequences: false)
         guard (1...2).contains(spec.count), let scheme = TensorScheme(rawValue: String(spec[0])) else {
-            throw .invalidArgument("--tensor-type '\(text)': the type must be one of \(TensorScheme.allCases.map(\.rawValue).joined(separator: ", ")), optionally followed by :GROUP")
+            throw .invalidArgument(
+                "--tensor-type '\(text)': the type must be one of \(TensorScheme.allCases.map(\.rawValue).joined(separator: ", ")), optionally followed by :GROUP"
+            )
         }
         var group: Int?
         if spec.count == 2 {

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A read-only memory mapping of a whole file. Pages are loaded lazily by the kernel and stay
@@ -53,7 +53,8 @@ public final class MappedFile: @unchecked Sendable {
     /// token reads one row. No effect on a heap copy or outside the mapping.
     public func adviseRandomAccess(_ region: UnsafeRawBufferPointer) {
         guard !isHeapCopy, let base, let start = region.baseAddress,
-              start >= UnsafeRawPointer(base), start + region.count <= UnsafeRawPointer(base) + bytes.count else { return }
+            start >= UnsafeRawPointer(base), start + region.count <= UnsafeRawPointer(base) + bytes.count
+        else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let first = (Int(bitPattern: start) + page - 1) / page * page, end = (Int(bitPattern: start) + region.count) / page * page
         guard end > first, let p = UnsafeMutableRawPointer(bitPattern: first) else { return }

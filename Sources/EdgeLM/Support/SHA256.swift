@@ -34,9 +34,11 @@ public struct SHA256 {
             }
         }
         let whole = (data.count - i) / 64
-        if whole > 0, accelerated, h.withUnsafeMutableBufferPointer({ state in
-            edge_sha256_blocks(state.baseAddress!, data.baseAddress!.assumingMemoryBound(to: UInt8.self) + i, Int64(whole)) == 1
-        }) {
+        if whole > 0, accelerated,
+            h.withUnsafeMutableBufferPointer({ state in
+                edge_sha256_blocks(state.baseAddress!, data.baseAddress!.assumingMemoryBound(to: UInt8.self) + i, Int64(whole)) == 1
+            })
+        {
             i += whole * 64
         }
         while i + 64 <= data.count {

@@ -80,7 +80,9 @@ public final class ThreadPool: @unchecked Sendable {
                 edge_word_bump(jobWord)
                 if sleepers.load(ordering: .sequentiallyConsistent) > 0 { edge_word_wake_all(jobWord) }
                 work(generation: generation, worker: 0)
-                waitUntil { done.load(ordering: .acquiring) == tasks } sleep: {
+                waitUntil {
+                    done.load(ordering: .acquiring) == tasks
+                } sleep: {
                     callerAsleep.store(true, ordering: .sequentiallyConsistent)
                     let seen = edge_word_load(doneWord)
                     if done.load(ordering: .sequentiallyConsistent) != tasks { edge_word_wait(doneWord, seen) }
@@ -198,17 +200,17 @@ public final class ThreadPool: @unchecked Sendable {
     /// Physical cores of this machine (logical CPUs when the topology cannot be read).
     public static var physicalCores: Int {
         #if os(Linux)
-        if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
-            var cores = Set<String>()
-            var physical = "0"
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                guard parts.count == 2 else { continue }
-                if parts[0] == "physical id" { physical = parts[1] }
-                if parts[0] == "core id" { cores.insert(physical + "/" + parts[1]) }
+            if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
+                var cores = Set<String>()
+                var physical = "0"
+                for line in text.split(separator: "\n") {
+                    let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                    guard parts.count == 2 else { continue }
+                    if parts[0] == "physical id" { physical = parts[1] }
+                    if parts[0] == "core id" { cores.insert(physical + "/" + parts[1]) }
+                }
+                if !cores.isEmpty { return min(cores.count, ProcessInfo.processInfo.activeProcessorCount) }
             }
-            if !cores.isEmpty { return min(cores.count, ProcessInfo.processInfo.activeProcessorCount) }
-        }
         #endif
         return ProcessInfo.processInfo.activeProcessorCount
     }

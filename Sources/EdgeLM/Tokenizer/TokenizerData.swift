@@ -1,6 +1,11 @@
 /// SentencePiece token types (the values GGUF's `tokenizer.ggml.token_type` uses).
 public enum TokenType: Int, Codable, Sendable {
-    case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
+    case normal = 1
+    case unknown = 2
+    case control = 3
+    case userDefined = 4
+    case unused = 5
+    case byte = 6
 }
 
 /// Which algorithm encodes text with the vocabulary.
@@ -104,10 +109,12 @@ public struct TokenizerData: Codable, Sendable, Equatable {
     public var endOfGenerationIDs: [Int] { Array(Set((eos.map { [$0] } ?? []) + (endOfGeneration ?? []))).sorted() }
 
     /// Creates tokenizer data.
-    public init(kind: TokenizerKind, pieces: [String], scores: [Float], types: [TokenType], merges: [String]? = nil,
-                bos: Int?, eos: Int?, unk: Int?, pad: Int?, addDummyPrefix: Bool, removeExtraWhitespaces: Bool,
-                byteFallback: Bool, preTokenizer: PreTokenizer? = nil, fuseUnknown: Bool? = nil,
-                matchesSpecialTokens: Bool? = nil) {
+    public init(
+        kind: TokenizerKind, pieces: [String], scores: [Float], types: [TokenType], merges: [String]? = nil,
+        bos: Int?, eos: Int?, unk: Int?, pad: Int?, addDummyPrefix: Bool, removeExtraWhitespaces: Bool,
+        byteFallback: Bool, preTokenizer: PreTokenizer? = nil, fuseUnknown: Bool? = nil,
+        matchesSpecialTokens: Bool? = nil
+    ) {
         self.kind = kind
         self.pieces = pieces
         self.scores = scores

@@ -17,8 +17,10 @@ struct GoldenForward {
         greedy = g["ids"] as! [Int]
         text = g["full_text"] as! String
         positions = (d["positions"] as! [[String: Any]]).map { p in
-            (pos: p["pos"] as! Int, logits: (p["logits"] as! [Double]).map(Float.init), logsumexp: Float(p["logsumexp"] as! Double),
-             top10: (p["top10"] as! [[Double]]).map { Int($0[0]) })
+            (
+                pos: p["pos"] as! Int, logits: (p["logits"] as! [Double]).map(Float.init), logsumexp: Float(p["logsumexp"] as! Double),
+                top10: (p["top10"] as! [[Double]]).map { Int($0[0]) }
+            )
         }
     }
 
@@ -51,7 +53,8 @@ struct GoldenForward {
             lseWorst = max(lseWorst, abs(lse - p.logsumexp) / scale)
             top10 = top10 && Array(row.indices.sorted { row[$0] > row[$1] }.prefix(10)) == p.top10
         }
-        return Measurement(relativeError: worst, agreement: zip(info.tokens, greedy).prefix { $0 == $1 }.count, ids: info.tokens,
-                           logsumexpError: lseWorst, top10Matches: top10)
+        return Measurement(
+            relativeError: worst, agreement: zip(info.tokens, greedy).prefix { $0 == $1 }.count, ids: info.tokens,
+            logsumexpError: lseWorst, top10Matches: top10)
     }
 }

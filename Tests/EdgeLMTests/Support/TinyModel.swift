@@ -2,8 +2,9 @@ import EdgeLM
 
 /// A tiny random Llama checkpoint written as GGUF, for tests that need a model with chosen properties.
 enum TinyModel {
-    static let config = ModelConfig(dim: 64, layers: 2, heads: 4, kvHeads: 2, ffnDim: 96, vocabSize: 300, contextLength: 32,
-                                    ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: true)
+    static let config = ModelConfig(
+        dim: 64, layers: 2, heads: 4, kvHeads: 2, ffnDim: 96, vocabSize: 300, contextLength: 32,
+        ropeLayout: .interleaved, normEpsilon: 1e-5, tiedOutput: true)
 
     static var tokenizer: TokenizerData {
         var pieces = ["<unk>", "<s>", "</s>"]
@@ -19,9 +20,10 @@ enum TinyModel {
             types.append(.normal)
             i += 1
         }
-        var data = TokenizerData(kind: .sentencePieceBPE, pieces: pieces, scores: (0..<pieces.count).map { -Float($0) }, types: types,
-                                 bos: 1, eos: 2, unk: 0, pad: nil, addDummyPrefix: true, removeExtraWhitespaces: false,
-                                 byteFallback: true)
+        var data = TokenizerData(
+            kind: .sentencePieceBPE, pieces: pieces, scores: (0..<pieces.count).map { -Float($0) }, types: types,
+            bos: 1, eos: 2, unk: 0, pad: nil, addDummyPrefix: true, removeExtraWhitespaces: false,
+            byteFallback: true)
         // What a GGUF reader records for a SentencePiece vocabulary that does not say (llama.cpp's defaults).
         data.addBOS = true
         data.addEOS = false

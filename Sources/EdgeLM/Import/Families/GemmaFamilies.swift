@@ -20,8 +20,10 @@ enum Gemma2Family: ModelFamily {
         case 26, 42: config.attention.scale = 1 / Float(config.headDim).squareRoot()
         case 46: config.attention.scale = 1 / Float(config.dim / config.heads).squareRoot()
         default:
-            throw keys.fail("block_count", "\(config.layers) layers: a gemma2 GGUF does not store its query scale, which llama.cpp implies "
-                            + "only for 26, 42 and 46 layers; convert this model from its Hugging Face folder")
+            throw keys.fail(
+                "block_count",
+                "\(config.layers) layers: a gemma2 GGUF does not store its query scale, which llama.cpp implies "
+                    + "only for 26, 42 and 46 layers; convert this model from its Hugging Face folder")
         }
         config.block.activation = .geluTanh
         config.block.sandwichNorms = true

@@ -40,8 +40,10 @@ extension ModelFamily {
 /// The one list of families: Hugging Face configs, GGUF architectures, the architectures a model file may name and
 /// the help text all come from it.
 enum ModelFamilies {
-    static let all: [any ModelFamily.Type] = [LlamaFamily.self, MistralFamily.self, Qwen2Family.self, Qwen3Family.self,
-                                              Gemma2Family.self, Gemma3Family.self, Phi3Family.self]
+    static let all: [any ModelFamily.Type] = [
+        LlamaFamily.self, MistralFamily.self, Qwen2Family.self, Qwen3Family.self,
+        Gemma2Family.self, Gemma3Family.self, Phi3Family.self,
+    ]
 }
 
 /// Llama's layer parameters and their canonical names.

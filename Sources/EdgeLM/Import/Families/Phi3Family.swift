@@ -44,8 +44,10 @@ enum Phi3Family: ModelFamily {
         case "self_attn.qkv_proj.weight":
             guard t.shape.count == 2, t.shape[0] == config.qDim + 2 * config.kvDim else { return [("attn_qkv", t)] }
             let q = config.qDim, kv = config.kvDim
-            return [("attn_q", t.rows(0..<q, name: "attn_q")), ("attn_k", t.rows(q..<(q + kv), name: "attn_k")),
-                    ("attn_v", t.rows((q + kv)..<(q + 2 * kv), name: "attn_v"))]
+            return [
+                ("attn_q", t.rows(0..<q, name: "attn_q")), ("attn_k", t.rows(q..<(q + kv), name: "attn_k")),
+                ("attn_v", t.rows((q + kv)..<(q + 2 * kv), name: "attn_v")),
+            ]
         case "mlp.gate_up_proj.weight":
             guard t.shape.count == 2, t.shape[0] == 2 * config.ffnDim else { return [("ffn_gate_up", t)] }
             let f = config.ffnDim

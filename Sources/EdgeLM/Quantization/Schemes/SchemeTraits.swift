@@ -40,8 +40,10 @@ public struct SchemeTraits: Sendable {
         case zeroWords(String)
     }
 
-    init(blockBytes: Int, wordsPerGroup: Int = 1, isFourBit: Bool, isFittable: Bool = false,
-         kernel: @escaping @Sendable () -> OpaquePointer?, codec: Codec, overflow: Overflow = .halves) {
+    init(
+        blockBytes: Int, wordsPerGroup: Int = 1, isFourBit: Bool, isFittable: Bool = false,
+        kernel: @escaping @Sendable () -> OpaquePointer?, codec: Codec, overflow: Overflow = .halves
+    ) {
         self.blockBytes = blockBytes
         self.wordsPerGroup = wordsPerGroup
         self.isFourBit = isFourBit
@@ -91,8 +93,11 @@ final class GroupCodes: Sendable {
     let scale: @Sendable (_ word: UInt16) -> Float
     /// Fits a group of n values (a multiple of 32; importance w, or nil for a plain fit) at a kernel level: returns
     /// its word and writes its n codes, rounded toward zero when `truncate` (tests only; codebooks refuse it).
-    let fit: @Sendable (_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>?, _ n: Int, _ codes: UnsafeMutablePointer<Int8>,
-                        _ truncate: Bool, _ level: KernelLevel) -> UInt16
+    let fit:
+        @Sendable (
+            _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>?, _ n: Int, _ codes: UnsafeMutablePointer<Int8>,
+            _ truncate: Bool, _ level: KernelLevel
+        ) -> UInt16
     /// Calibrated fits weigh each weight by its column's importance times sqrt(row variance + w²); false: by the
     /// importance alone.
     let varianceWeighted: Bool
@@ -101,10 +106,12 @@ final class GroupCodes: Sendable {
     /// GPTQ's refit: the word that stores scale s with the rest of `fitted` (q4a's zero point), nil when none can.
     let refitWord: @Sendable (_ s: Double, _ fitted: UInt16) -> UInt16?
 
-    init(storage: Storage, scale: @escaping @Sendable (UInt16) -> Float,
-         fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Int8>, Bool, KernelLevel) -> UInt16,
-         varianceWeighted: Bool, nearestCode: @escaping @Sendable (Double, UInt16) -> Double,
-         refitWord: @escaping @Sendable (Double, UInt16) -> UInt16?) {
+    init(
+        storage: Storage, scale: @escaping @Sendable (UInt16) -> Float,
+        fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Int8>, Bool, KernelLevel) -> UInt16,
+        varianceWeighted: Bool, nearestCode: @escaping @Sendable (Double, UInt16) -> Double,
+        refitWord: @escaping @Sendable (Double, UInt16) -> UInt16?
+    ) {
         self.storage = storage
         self.scale = scale
         self.fit = fit
@@ -122,23 +129,30 @@ final class GroupCodes: Sendable {
     }
 
     /// Codes n - offset clamped to [lo, hi] under an IEEE half scale, rounded to nearest even: q8's and q4's.
-    static func symmetric(lo: Int, hi: Int, offset: Int,
-                          fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Int8>, Bool, KernelLevel) -> UInt16)
-        -> GroupCodes {
-        GroupCodes(storage: .offset { _ in offset }, scale: HalfFloat.toFloat, fit: fit,
-                   varianceWeighted: true, nearestCode: { v, _ in min(Double(hi), max(Double(lo), v.rounded(.toNearestOrEven))) },
-                   refitWord: { s, _ in HalfFloat.fromFloat(Float(s)) })
+    static func symmetric(
+        lo: Int, hi: Int, offset: Int,
+        fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Int8>, Bool, KernelLevel) -> UInt16
+    )
+        -> GroupCodes
+    {
+        GroupCodes(
+            storage: .offset { _ in offset }, scale: HalfFloat.toFloat, fit: fit,
+            varianceWeighted: true, nearestCode: { v, _ in min(Double(hi), max(Double(lo), v.rounded(.toNearestOrEven))) },
+            refitWord: { s, _ in HalfFloat.fromFloat(Float(s)) })
     }
 
     /// Codes that are the levels of a 16-entry codebook under a signed IEEE half scale: q4n's and iq4nl's.
-    static func codebook(_ levels: [Int8], index: @escaping @Sendable (Float) -> Int32,
-                         fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Int8>) -> UInt16) -> GroupCodes {
-        GroupCodes(storage: .codebook(levels, index: index), scale: HalfFloat.toFloat,
-                   fit: { x, w, n, codes, truncate, _ in
-                       precondition(!truncate, "codebook codes are the nearest level; they cannot round toward zero")
-                       return fit(x, w, Int64(n), codes)
-                   },
-                   varianceWeighted: false, nearestCode: { v, _ in Double(levels[Int(index(Float(v)))]) },
-                   refitWord: { s, _ in HalfFloat.fromFloat(Float(s)) })
+    static func codebook(
+        _ levels: [Int8], index: @escaping @Sendable (Float) -> Int32,
+        fit: @escaping @Sendable (UnsafePointer<Float>, UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Int8>) -> UInt16
+    ) -> GroupCodes {
+        GroupCodes(
+            storage: .codebook(levels, index: index), scale: HalfFloat.toFloat,
+            fit: { x, w, n, codes, truncate, _ in
+                precondition(!truncate, "codebook codes are the nearest level; they cannot round toward zero")
+                return fit(x, w, Int64(n), codes)
+            },
+            varianceWeighted: false, nearestCode: { v, _ in Double(levels[Int(index(Float(v)))]) },
+            refitWord: { s, _ in HalfFloat.fromFloat(Float(s)) })
     }
 }
