@@ -8,10 +8,14 @@ struct Bench: AsyncParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(name: .short, parsing: .unconditional, help: ArgumentHelp("Prompt tokens processed as one batch: one pp test per value of a list (128,512; 0 skips pp).", valueName: "n"))
+    @Option(
+        name: .short, parsing: .unconditional,
+        help: ArgumentHelp("Prompt tokens processed as one batch: one pp test per value of a list (128,512; 0 skips pp).", valueName: "n"))
     var p = IntList([128])
 
-    @Option(name: .short, parsing: .unconditional, help: ArgumentHelp("Tokens generated one at a time: one tg test per value of a list (32,128; 0 skips tg).", valueName: "n"))
+    @Option(
+        name: .short, parsing: .unconditional,
+        help: ArgumentHelp("Tokens generated one at a time: one tg test per value of a list (32,128; 0 skips tg).", valueName: "n"))
     var n = IntList([64])
 
     @Option(name: .short, help: "Timed repetitions (after one warm-up).")
@@ -37,7 +41,11 @@ struct Bench: AsyncParsableCommand {
 
     @OptionGroup(title: "Constrained mode") var constraint: ConstraintOptions
 
-    @Option(name: [.customShort("f"), .long], help: "Speculative mode (with --lookup or --draft) or constrained mode (with --json-schema, --grammar, --regex or --json-object): the prompt text file to generate up to -n tokens from, greedily, plain and speculative (or constrained) runs alternating.")
+    @Option(
+        name: [.customShort("f"), .long],
+        help:
+            "Speculative mode (with --lookup or --draft) or constrained mode (with --json-schema, --grammar, --regex or --json-object): the prompt text file to generate up to -n tokens from, greedily, plain and speculative (or constrained) runs alternating."
+    )
     var promptFile: String?
 
     func run() async throws {
@@ -56,7 +64,11 @@ struct Bench: AsyncParsableCommand {
                 try runConstrained(lm, c)
                 return
             }
-            if promptFile != nil { throw EdgeLMError.invalidArgument("-f is the prompt of the speculative or constrained mode: give --lookup, --draft MODEL, --json-schema, --grammar, --regex or --json-object too") }
+            if promptFile != nil {
+                throw EdgeLMError.invalidArgument(
+                    "-f is the prompt of the speculative or constrained mode: give --lookup, --draft MODEL, --json-schema, --grammar, --regex or --json-object too"
+                )
+            }
             try runTests(first: lm)
         }
     }
@@ -81,15 +93,18 @@ extension Bench {
                 results += try Benchmark.run(lm, options: options, bandwidthGBps: bandwidth) { showProgress("t\(lm.session.pool.threadCount) \($0)") }
             }
             let summary = ModelSummary(file: lm.model.file, verified: false)
-            runs.append(BenchJSON(model: name, fileBytes: summary.fileBytes, parameters: summary.parameters,
-                                  type: lm.model.file.metadata.quantization.type.rawValue, bitsPerWeight: summary.bitsPerWeight,
-                                  threads: lm.session.pool.threadCount, kernels: lm.session.level.name,
-                                  kvType: lm.session.kvTypeName, kvBytes: lm.session.kvCacheBytes, context: lm.session.contextLength, depth: depth,
-                                  memoryBandwidthGBps: bandwidth, weightBytesPerToken: lm.model.weightBytesPerToken, results: results))
+            runs.append(
+                BenchJSON(
+                    model: name, fileBytes: summary.fileBytes, parameters: summary.parameters,
+                    type: lm.model.file.metadata.quantization.type.rawValue, bitsPerWeight: summary.bitsPerWeight,
+                    threads: lm.session.pool.threadCount, kernels: lm.session.level.name,
+                    kvType: lm.session.kvTypeName, kvBytes: lm.session.kvCacheBytes, context: lm.session.contextLength, depth: depth,
+                    memoryBandwidthGBps: bandwidth, weightBytesPerToken: lm.model.weightBytesPerToken, results: results))
             if output == .md {
-                Terminal.error("memory read bandwidth (probe, \(lm.session.pool.threadCount) threads): \(format(bandwidth, 1)) GB/s; "
-                               + "weights per token \(formatBytes(lm.model.weightBytesPerToken)); kernels \(lm.session.level), \(lm.session.activationGranularity) activations; "
-                               + "KV cache \(lm.session.kvTypeName), \(lm.session.contextLength) positions, \(formatBytes(lm.session.kvCacheBytes))")
+                Terminal.error(
+                    "memory read bandwidth (probe, \(lm.session.pool.threadCount) threads): \(format(bandwidth, 1)) GB/s; "
+                        + "weights per token \(formatBytes(lm.model.weightBytesPerToken)); kernels \(lm.session.level), \(lm.session.activationGranularity) activations; "
+                        + "KV cache \(lm.session.kvTypeName), \(lm.session.contextLength) positions, \(formatBytes(lm.session.kvCacheBytes))")
             }
         }
         if Terminal.isTTY, output != .json { Terminal.write("\r                          \r") }
@@ -100,9 +115,12 @@ extension Bench {
             print("model,size_bytes,params,type,bits_per_weight,kernels,threads,test,tps_mean,tps_stddev,weight_gbps,bandwidth_ratio")
             for run in runs {
                 for res in run.results {
-                    print([run.model, "\(run.fileBytes)", "\(run.parameters)", run.type, format(run.bitsPerWeight, 4), run.kernels, "\(run.threads)",
-                           res.test, format(res.tpsMean, 3), format(res.tpsStddev, 3), res.weightGBps.map { format($0, 3) } ?? "",
-                           res.bandwidthRatio.map { format($0, 4) } ?? ""].map(Self.csvField).joined(separator: ","))
+                    print(
+                        [
+                            run.model, "\(run.fileBytes)", "\(run.parameters)", run.type, format(run.bitsPerWeight, 4), run.kernels, "\(run.threads)",
+                            res.test, format(res.tpsMean, 3), format(res.tpsStddev, 3), res.weightGBps.map { format($0, 3) } ?? "",
+                            res.bandwidthRatio.map { format($0, 4) } ?? "",
+                        ].map(Self.csvField).joined(separator: ","))
                 }
             }
         case .md:
@@ -112,9 +130,10 @@ extension Bench {
                 for res in run.results {
                     let gb = res.weightGBps.map { format($0, 2) } ?? ""
                     let ratio = res.bandwidthRatio.map { format($0 * 100, 1) + "%" } ?? ""
-                    print("| \(run.model) | \(formatBytes(run.fileBytes)) | \(format(Double(run.parameters) / 1e6, 2)) M | "
-                          + "\(run.type) | \(format(run.bitsPerWeight, 2)) | \(run.kernels) | \(run.threads) | \(res.test) | "
-                          + "\(format(res.tpsMean, 2)) ± \(format(res.tpsStddev, 2)) | \(gb) | \(ratio) |")
+                    print(
+                        "| \(run.model) | \(formatBytes(run.fileBytes)) | \(format(Double(run.parameters) / 1e6, 2)) M | "
+                            + "\(run.type) | \(format(run.bitsPerWeight, 2)) | \(run.kernels) | \(run.threads) | \(res.test) | "
+                            + "\(format(res.tpsMean, 2)) ± \(format(res.tpsStddev, 2)) | \(gb) | \(ratio) |")
                 }
             }
         }
@@ -168,24 +187,27 @@ extension Bench {
         if try printedJSON(result) { return }
         print("| model | vocabulary | threads | test | plain t/s | constrained t/s | ratio | mask p50 | mask p99 | mask max |")
         print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
-        print("| \((modelOptions.model as NSString).lastPathComponent) | \(lm.config.vocabSize) | \(lm.session.pool.threadCount) | "
-              + "tg\(result.tokens) after \(prompt.count) | \(format(result.plainMedian, 2)) | \(format(result.constrainedMedian, 2)) | "
-              + "\(format(result.ratio, 2))x | \(format(result.maskPercentile(50) * 1e6, 0)) µs | \(format(result.maskPercentile(99) * 1e6, 0)) µs | "
-              + "\(format(result.maskPercentile(100) * 1e6, 0)) µs |")
+        print(
+            "| \((modelOptions.model as NSString).lastPathComponent) | \(lm.config.vocabSize) | \(lm.session.pool.threadCount) | "
+                + "tg\(result.tokens) after \(prompt.count) | \(format(result.plainMedian, 2)) | \(format(result.constrainedMedian, 2)) | "
+                + "\(format(result.ratio, 2))x | \(format(result.maskPercentile(50) * 1e6, 0)) µs | \(format(result.maskPercentile(99) * 1e6, 0)) µs | "
+                + "\(format(result.maskPercentile(100) * 1e6, 0)) µs |")
         Terminal.error("constrained output (last run): \(result.output)")
     }
 
     /// The speculative mode: plain and speculative greedy generation from the prompt file, alternating.
     private func runSpeculative(_ lm: LanguageModel, _ spec: SpeculationParameters) throws {
         let prompt = try modePrompt(lm, mode: "speculative")
-        let result = try Benchmark.speculative(lm, prompt: prompt, tokens: try modeTokens("speculative"), speculation: spec, repetitions: r, progress: showProgress)
+        let result = try Benchmark.speculative(
+            lm, prompt: prompt, tokens: try modeTokens("speculative"), speculation: spec, repetitions: r, progress: showProgress)
         if try printedJSON(result) { return }
         let drafter = speculation.draft.map { "draft " + ($0 as NSString).lastPathComponent } ?? "lookup"
         print("| model | drafter | threads | test | plain t/s | speculative t/s | ratio | drafted | kept | identical |")
         print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
-        print("| \((modelOptions.model as NSString).lastPathComponent) | \(drafter) | \(lm.session.pool.threadCount) | tg\(result.tokens) after \(prompt.count) | "
-              + "\(format(result.plainMedian, 2)) | \(format(result.speculativeMedian, 2)) | \(format(result.speedup, 2))x | \(result.drafted) | "
-              + "\(result.accepted) (\(format(100 * result.acceptanceRate, 1))%) | \(result.identical ? "yes" : "NO") |")
+        print(
+            "| \((modelOptions.model as NSString).lastPathComponent) | \(drafter) | \(lm.session.pool.threadCount) | tg\(result.tokens) after \(prompt.count) | "
+                + "\(format(result.plainMedian, 2)) | \(format(result.speculativeMedian, 2)) | \(format(result.speedup, 2))x | \(result.drafted) | "
+                + "\(result.accepted) (\(format(100 * result.acceptanceRate, 1))%) | \(result.identical ? "yes" : "NO") |")
     }
 }
 
@@ -207,8 +229,11 @@ struct BenchJSON: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case model, parameters, type, threads, kernels, results, context, depth
-        case kvType = "kv_type", kvBytes = "kv_bytes"
-        case fileBytes = "file_bytes", bitsPerWeight = "bits_per_weight", memoryBandwidthGBps = "memory_bandwidth_gbps"
+        case kvType = "kv_type"
+        case kvBytes = "kv_bytes"
+        case fileBytes = "file_bytes"
+        case bitsPerWeight = "bits_per_weight"
+        case memoryBandwidthGBps = "memory_bandwidth_gbps"
         case weightBytesPerToken = "weight_bytes_per_token"
     }
 }

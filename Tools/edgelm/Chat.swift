@@ -75,9 +75,10 @@ struct Chat: AsyncParsableCommand {
                 if chat.droppedMessages > 0 {
                     Terminal.error("(dropped the \(chat.droppedMessages) oldest messages to fit the context of \(chat.model.session.contextLength) tokens)")
                 }
-                Terminal.error("[\(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s; prompt: \(info.promptTokensEvaluated) "
-                               + "of \(info.promptTokens) tokens evaluated\(draftSummary(info).map { "; \($0)" } ?? "")"
-                               + "\(info.stopReason == .cancelled ? "; stopped" : "")]")
+                Terminal.error(
+                    "[\(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s; prompt: \(info.promptTokensEvaluated) "
+                        + "of \(info.promptTokens) tokens evaluated\(draftSummary(info).map { "; \($0)" } ?? "")"
+                        + "\(info.stopReason == .cancelled ? "; stopped" : "")]")
             }
         }
     }
@@ -106,7 +107,11 @@ final class InterruptFlag: @unchecked Sendable {
         source.resume()
     }
 
-    func arm() { lock.withLock { armed = true; value = false } }
+    func arm() {
+        lock.withLock {
+            armed = true; value = false
+        }
+    }
     func disarm() { lock.withLock { armed = false } }
     var fired: Bool { lock.withLock { value } }
 }

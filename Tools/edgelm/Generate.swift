@@ -51,7 +51,8 @@ struct Generate: AsyncParsableCommand {
             params.speculation = try speculation.apply(to: lm)
             let tokens = lm.encode(text, addBOS: params.addBOS)
             guard tokens.count <= lm.session.contextLength else {
-                throw EdgeLMError.invalidInput("the prompt is \(tokens.count) tokens, longer than the context of \(lm.session.contextLength) (raise it with -c)")
+                throw EdgeLMError.invalidInput(
+                    "the prompt is \(tokens.count) tokens, longer than the context of \(lm.session.contextLength) (raise it with -c)")
             }
             let stdout = FileHandle.standardOutput
             if !quiet, !noDisplayPrompt { stdout.write(Data(text.utf8)) }
@@ -65,7 +66,8 @@ struct Generate: AsyncParsableCommand {
                 Terminal.error("stopped: the context of \(lm.session.contextLength) tokens is full")
             }
             let mem = MemoryUsage.current()
-            Terminal.error("""
+            Terminal.error(
+                """
                 prompt: \(info.promptTokens) tokens, \(format(info.promptTokensPerSecond, 1)) t/s
                 generated: \(info.generatedTokens) tokens, \(format(info.tokensPerSecond, 1)) t/s (stop: \(info.stopReason.rawValue))\(draftSummary(info).map { "\n\($0)" } ?? "")\(constraintSummary(info).map { "\n\($0)" } ?? "")
                 load: \(format(lm.model.loadSeconds * 1000, 1)) ms\(lm.model.decodedBytes > 0 ? ", \(formatBytes(lm.model.decodedBytes)) decoded to the heap" : ""); \

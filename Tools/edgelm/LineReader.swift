@@ -2,9 +2,9 @@ import EdgeLM
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Reads the chat's input lines: on a terminal with `LineEditor` (cursor keys, editing keys, history), otherwise

@@ -32,13 +32,19 @@ struct Perplexity: AsyncParsableCommand {
             let text = try readText(file, what: "the text file")
             let lm = try options.open(context: context, quiet: json)
             // The reference is the float truth: its KV cache stays f32.
-            let ref = try reference.map { try LanguageModel(path: try ModelCache.resolve($0) { if !json { Terminal.error($0) } }, threads: try options.threads, keyType: .f32, valueType: .f32,
-                                                                contextLength: context, level: lm.session.level) }
+            let ref = try reference.map {
+                try LanguageModel(
+                    path: try ModelCache.resolve($0) { if !json { Terminal.error($0) } }, threads: try options.threads, keyType: .f32, valueType: .f32,
+                    contextLength: context, level: lm.session.level)
+            }
             let tokens = lm.tokenizer.encode(text)
             if !json { Terminal.error("\(file): \(text.utf8.count) bytes, \(tokens.count) tokens; windows of \(context)") }
-            let report = try PerplexityEvaluator.run(model: lm, reference: ref, tokens: tokens,
-                                                     options: PerplexityOptions(context: context, chunks: chunks,
-                                                                                scoreSecondHalf: scoreSecondHalf)) { done, total, seconds in
+            let report = try PerplexityEvaluator.run(
+                model: lm, reference: ref, tokens: tokens,
+                options: PerplexityOptions(
+                    context: context, chunks: chunks,
+                    scoreSecondHalf: scoreSecondHalf)
+            ) { done, total, seconds in
                 guard !json, Terminal.isTTY else { return }
                 let eta = seconds / Double(done) * Double(total - done)
                 Terminal.progress(done, total, "ETA \(format(eta, 1)) s")

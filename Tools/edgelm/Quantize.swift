@@ -20,7 +20,11 @@ struct Quantize: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Output .edgelm file.")
     var output: String
 
-    @Option(name: .long, help: "Weight type of the attention and FFN matrices: keep (each tensor as the source stores it, as far as a scheme holds it; the default for a quantized GGUF), f32, f16, q8, q4, q4a (4-bit with a zero point per group), q4n (4-bit non-uniform levels): q4a and q4n drift less at the same size; and the schemes that hold GGUF blocks: q4o (Q4_1, Q4_K), iq4nl (IQ4_NL), q5o (Q5_0, Q5_1, Q5_K), q6 (Q6_K).")
+    @Option(
+        name: .long,
+        help:
+            "Weight type of the attention and FFN matrices: keep (each tensor as the source stores it, as far as a scheme holds it; the default for a quantized GGUF), f32, f16, q8, q4, q4a (4-bit with a zero point per group), q4n (4-bit non-uniform levels): q4a and q4n drift less at the same size; and the schemes that hold GGUF blocks: q4o (Q4_1, Q4_K), iq4nl (IQ4_NL), q5o (Q5_0, Q5_1, Q5_K), q6 (Q6_K)."
+    )
     var type: TypeChoice?
 
     /// `--type`: keep, or a scheme.
@@ -41,13 +45,17 @@ struct Quantize: AsyncParsableCommand {
     @Option(name: .long, help: "Type of the token embedding and output head. Default: same as --type, q8 for 4-bit files.")
     var embeddingType: TensorScheme?
 
-    @Option(name: .long, help: ArgumentHelp("Another type for matching matrices, PATTERN=TYPE[:GROUP] ('blk.0.*=q8', '*.ffn_down=q4:64'); repeatable, first match wins.", valueName: "rule"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Another type for matching matrices, PATTERN=TYPE[:GROUP] ('blk.0.*=q8', '*.ffn_down=q4:64'); repeatable, first match wins.", valueName: "rule"))
     var tensorType: [String] = []
 
     @Option(name: .long, help: "llama2.c tokenizer.bin (needed for llama2.c checkpoints).")
     var tokenizer: String?
 
-    @Option(name: .long, help: "UTF-8 text to calibrate 4-bit scales on: the float model's activations weigh each weight's error. Never the text you evaluate on.")
+    @Option(
+        name: .long, help: "UTF-8 text to calibrate 4-bit scales on: the float model's activations weigh each weight's error. Never the text you evaluate on.")
     var calibrate: String?
 
     @Option(name: .long, help: "Tokens of the calibration text to use (windows of 256).")
@@ -56,7 +64,11 @@ struct Quantize: AsyncParsableCommand {
     @Flag(name: .long, help: "With --calibrate: round q4, q4a, q4n or q8 codes with GPTQ's error feedback (needs each layer input's second moments in memory).")
     var gptq = false
 
-    @Flag(name: .long, help: "With --gptq: quantize the matrices in forward order from the partly quantized model's inputs, each fitted to the float model's outputs (two passes over the text per matrix group; small models).")
+    @Flag(
+        name: .long,
+        help:
+            "With --gptq: quantize the matrices in forward order from the partly quantized model's inputs, each fitted to the float model's outputs (two passes over the text per matrix group; small models)."
+    )
     var sequential = false
 
     @Option(name: .long, help: "Payload compression: none or zstd.")
@@ -90,7 +102,8 @@ struct Quantize: AsyncParsableCommand {
             // Per source type, the schemes its tensors became (norms, always f32, left out).
             var kinds: [String: Set<String>] = [:]
             for t in report.tensors where TensorRole(name: t.name) != .norm {
-                kinds[t.sourceType, default: []].insert(t.scheme.rawValue + (t.scheme.isQuantized ? " g32" : "") + (t.carriedOver ? " (codes and scales carried over)" : ""))
+                kinds[t.sourceType, default: []].insert(
+                    t.scheme.rawValue + (t.scheme.isQuantized ? " g32" : "") + (t.carriedOver ? " (codes and scales carried over)" : ""))
             }
             return "kept: " + kinds.keys.sorted().map { "\($0) -> \(kinds[$0]!.sorted().joined(separator: ", "))" }.joined(separator: "; ")
         }
@@ -103,40 +116,55 @@ struct Quantize: AsyncParsableCommand {
             Terminal.installInterruptCleanup()
             let checkpoint = try Checkpoint.open(path: input, tokenizerPath: tokenizer)
             let choice = try type ?? defaultType(checkpoint)
-            var options = ConversionOptions(type: { if case let .scheme(s) = choice { s } else { .f32 } }(), groupSize: groupSize,
-                                            embeddingType: embeddingType, zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force,
-                                            measureError: verbose)
+            var options = ConversionOptions(
+                type: { if case let .scheme(s) = choice { s } else { .f32 } }(), groupSize: groupSize,
+                embeddingType: embeddingType, zstdLevel: compress == .zstd ? zstdLevel : nil, overwrite: force,
+                measureError: verbose)
             if case .keep = choice {
                 if groupSize != nil || embeddingType != nil || !tensorType.isEmpty || calibrate != nil {
-                    throw EdgeLMError.invalidArgument("--type keep stores each tensor as the source does: it takes no --group-size, --embedding-type, --tensor-type or --calibrate")
+                    throw EdgeLMError.invalidArgument(
+                        "--type keep stores each tensor as the source does: it takes no --group-size, --embedding-type, --tensor-type or --calibrate")
                 }
                 options.keepSource = true
             }
             options = options.adapted(to: checkpoint)
             options.level = try KernelLevel.selected()
             options.tensorTypes = try tensorType.map { (rule) throws(EdgeLMError) in try TensorTypeRule(parsing: rule) }
-            if gptq, calibrate == nil { throw EdgeLMError.invalidArgument("--gptq needs --calibrate: GPTQ rounds with the calibration text's activation statistics") }
+            if gptq, calibrate == nil {
+                throw EdgeLMError.invalidArgument("--gptq needs --calibrate: GPTQ rounds with the calibration text's activation statistics")
+            }
             if sequential, !gptq { throw EdgeLMError.invalidArgument("--sequential needs --gptq (and --calibrate): it orders GPTQ's rounding") }
             if let calibrate {
                 guard options.type.isFittable, options.type.isFourBit || (options.type == .q8 && gptq) else {
-                    throw EdgeLMError.invalidArgument("--calibrate applies to q4, q4a and q4n, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics; f32 and f16 are not rounded at all; q4o holds GGUF Q4_1/Q4_K groups as they are)")
+                    throw EdgeLMError.invalidArgument(
+                        "--calibrate applies to q4, q4a and q4n, or to q8 with --gptq (q8 scales follow each group's largest weight; only GPTQ's rounding uses the statistics; f32 and f16 are not rounded at all; q4o holds GGUF Q4_1/Q4_K groups as they are)"
+                    )
                 }
-                guard let text = FileManager.default.contents(atPath: calibrate) else { throw EdgeLMError.io(path: calibrate, message: "cannot read the calibration text") }
+                guard let text = FileManager.default.contents(atPath: calibrate) else {
+                    throw EdgeLMError.io(path: calibrate, message: "cannot read the calibration text")
+                }
                 let start = Date()
                 if sequential {
-                    let report = try SequentialGPTQ.convert(checkpoint, to: output, options: options, text: text, maxTokens: calibrationTokens,
-                                                            progress: { done, total in
-                        guard !quiet else { return }
-                        if Terminal.isTTY { Terminal.progress(done, total, "sequential GPTQ") } else {
-                            Terminal.error("sequential GPTQ: \(done)/\(total) matrix groups, \(format(Date().timeIntervalSince(start), 1)) s")
-                        }
-                    }, conversionProgress: report)
+                    let report = try SequentialGPTQ.convert(
+                        checkpoint, to: output, options: options, text: text, maxTokens: calibrationTokens,
+                        progress: { done, total in
+                            guard !quiet else { return }
+                            if Terminal.isTTY {
+                                Terminal.progress(done, total, "sequential GPTQ")
+                            } else {
+                                Terminal.error("sequential GPTQ: \(done)/\(total) matrix groups, \(format(Date().timeIntervalSince(start), 1)) s")
+                            }
+                        }, conversionProgress: report)
                     if !quiet { Terminal.error("sequential GPTQ over \(calibrate) and conversion: \(format(Date().timeIntervalSince(start), 1)) s") }
                     return summarize(report, options)
                 }
-                options.calibration = try Calibration.collect(checkpoint: checkpoint, text: text, maxTokens: calibrationTokens, level: options.level, gptq: gptq) { done, total in
+                options.calibration = try Calibration.collect(
+                    checkpoint: checkpoint, text: text, maxTokens: calibrationTokens, level: options.level, gptq: gptq
+                ) { done, total in
                     guard !quiet else { return }
-                    if Terminal.isTTY { Terminal.progress(done, total, "calibrating") } else if done == total || done % 16 == 0 {
+                    if Terminal.isTTY {
+                        Terminal.progress(done, total, "calibrating")
+                    } else if done == total || done % 16 == 0 {
                         Terminal.error("calibration: \(done)/\(total) windows")
                     }
                 }
@@ -173,7 +201,8 @@ struct Quantize: AsyncParsableCommand {
     private func summarize(_ report: ConversionReport, _ options: ConversionOptions) {
         guard !quiet else { return }
         let mbps = Double(report.inputBytes) / 1e6 / max(report.seconds, 1e-9)
-        Terminal.error("""
+        Terminal.error(
+            """
             wrote \(output): \(report.tensors.count) tensors, \(report.parameters) parameters\(report.tiedOutput ? " (tied output head stored once)" : "")\(carried(report))
               \(formatBytes(report.inputBytes)) -> \(formatBytes(report.outputBytes)), \(format(report.bitsPerWeight, 2)) bits/weight overall, \
             \(format(report.matrixBitsPerWeight, 3)) bits/weight in attention+FFN matrices

@@ -25,7 +25,8 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Random seed; -1 or none: from the clock.")
     var seed: Int64?
 
-    @Option(name: .long, parsing: .unconditional, help: "Subtract this from the logits of tokens in the repetition window (OpenAI's presence penalty, in [-2, 2]).")
+    @Option(
+        name: .long, parsing: .unconditional, help: "Subtract this from the logits of tokens in the repetition window (OpenAI's presence penalty, in [-2, 2]).")
     var presencePenalty: Float = 0
 
     @Option(name: .long, parsing: .unconditional, help: "Subtract this per occurrence in the repetition window (OpenAI's frequency penalty, in [-2, 2]).")

@@ -3,10 +3,12 @@ import EdgeLM
 
 /// Speculative decoding options shared by `generate`, `chat`, `serve` and `bench`.
 struct SpeculationOptions: ParsableArguments {
-    @Flag(name: .long, help: "Draft by prompt lookup: propose what followed the last few tokens earlier in the text (strong when the output repeats the input).")
+    @Flag(
+        name: .long, help: "Draft by prompt lookup: propose what followed the last few tokens earlier in the text (strong when the output repeats the input).")
     var lookup = false
 
-    @Option(name: .long, help: "Draft with this model (same vocabulary; for example the same checkpoint at fewer bits), verified several tokens per forward pass.")
+    @Option(
+        name: .long, help: "Draft with this model (same vocabulary; for example the same checkpoint at fewer bits), verified several tokens per forward pass.")
     var draft: String?
 
     @Option(name: .long, help: "Most tokens drafted per verification (the length adapts to the acceptance).")
