@@ -249,7 +249,16 @@ import Testing
         let rows = csv.stdout.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
         #expect(rows.first?.first == "model" && rows.count == 3 && rows.allSatisfy { $0.count == 12 }, "\(csv.stdout)")
         #expect(rows.dropFirst().map { String($0[7]) } == ["pp8", "tg4"])
-        for (args, words) in [("-t 1,2 -p hi", "'hi' is invalid for '-p"), ("-p -1", "must be >= 0"), ("-t 1,x", "-t")] {
+        let breakdown = try Self.sh("\"$EDGELM\" bench -m '\(try model())' --breakdown -n 4 -r 1 -o json")
+        let bd = try JSONSerialization.jsonObject(with: Data(breakdown.stdout.utf8)) as? [String: Any]
+        #expect((bd?["rows"] as? [[String: Any]])?.count == ForwardProfile.Stage.allCases.count + 2, "\(breakdown.stderr)")
+        let table = try Self.sh("\"$EDGELM\" bench -m '\(try model())' --breakdown -n 4 -r 1")
+        #expect(table.status == 0 && table.stdout.contains("| attention | ") && table.stdout.contains("| final norm and output head | "), "\(table.stdout)")
+        for (args, words) in [
+            ("-t 1,2 -p hi", "'hi' is invalid for '-p"), ("-p -1", "must be >= 0"), ("-t 1,x", "-t"),
+            ("--breakdown --lookup", "--breakdown times plain decoding"),
+            ("--breakdown -n 4,8", "one count"),
+        ] {
             let bad = try Self.sh("\"$EDGELM\" bench -m '\(try model())' \(args)")
             #expect(bad.status != 0 && bad.stderr.contains(words), "\(args): \(bad.stderr)")
         }

@@ -30,6 +30,13 @@ struct Bench: AsyncParsableCommand {
     @Flag(name: .long, help: "Same as -o json.")
     var json = false
 
+    @Flag(
+        name: .long,
+        help:
+            "Where a generated token's time goes: -n tokens generated one at a time (one count), each stage of the forward pass, sampling and the rest, in ms per token with the thread-pool jobs each stage ran (a table, or -o json)."
+    )
+    var breakdown = false
+
     enum BenchFormat: String, ExpressibleByArgument, CaseIterable {
         case md, csv, json
     }
@@ -53,8 +60,13 @@ struct Bench: AsyncParsableCommand {
             let lm = try modelOptions.open(threads: modelOptions.threadList?.values.first)
             let constrained = try constraint.constraint()
             let modes = speculation.lookup || speculation.draft != nil || constrained != nil
-            if modes, let list = modelOptions.threadList, list.values.count > 1 {
-                throw EdgeLMError.invalidArgument("-t \(list): the speculative and constrained benches take one thread count")
+            if modes || breakdown, let list = modelOptions.threadList, list.values.count > 1 {
+                throw EdgeLMError.invalidArgument("-t \(list): the speculative, constrained and breakdown benches take one thread count")
+            }
+            if breakdown {
+                if modes { throw EdgeLMError.invalidArgument("--breakdown times plain decoding: it takes no --lookup, --draft or constraint") }
+                try runBreakdown(lm)
+                return
             }
             if let spec = try speculation.apply(to: lm) {
                 try runSpeculative(lm, spec)
@@ -157,7 +169,7 @@ extension Bench {
     }
 
     /// The one -n value of the speculative and constrained modes (lists and -o csv are for the pp/tg tests).
-    private func modeTokens(_ mode: String) throws -> Int {
+    func modeTokens(_ mode: String) throws -> Int {
         guard n.values.count == 1, let tokens = n.values.first, tokens >= 1 else {
             throw EdgeLMError.invalidArgument("-n \(n): the \(mode) bench takes one count of at least one token")
         }
@@ -166,12 +178,12 @@ extension Bench {
     }
 
     /// Shows a stage of a mode's runs on the terminal (not with --json).
-    private func showProgress(_ stage: String) {
+    func showProgress(_ stage: String) {
         if Terminal.isTTY, output != .json { Terminal.write("\r\(stage)        ") }
     }
 
     /// Clears the progress line; with --json prints `result` as JSON and returns true.
-    private func printedJSON<T: Encodable>(_ result: T) throws -> Bool {
+    func printedJSON<T: Encodable>(_ result: T) throws -> Bool {
         if Terminal.isTTY, output != .json { Terminal.write("\r                          \r") }
         guard output == .json else { return false }
         let encoder = JSONEncoder()

@@ -16,12 +16,15 @@ extension InferenceSession {
     /// leaving the hidden states in x; each segment's tokens go to its session's KV cache, whose position then advances.
     func forwardBatch(_ tokens: [Int], segments: [Segment], layers: Int? = nil) {
         let n = tokens.count, dim = c.dim, qDim = c.qDim, kvDim = c.kvDim, ffn = c.ffnDim
+        profile?.start()
         for (t, token) in tokens.enumerated() { model.embedding.row(token, into: x + t * dim) }
         if let s = c.block.embeddingScale { for i in 0..<(n * dim) { x[i] *= s } }
+        profile?.lap(.embedding)
         for (l, layer) in model.layers.prefix(layers ?? model.layers.count).enumerated() {
             // Attention: x -> xb = norm(x) -> q, k, v (+ bias, per-head norm) -> RoPE -> cache -> attnOut
             //   -> delta = wo attnOut (-> post-norm) -> x += delta
             let quantizedInput = normedInput(layer.attnNorm, tokens: n, for: layer.wq)
+            profile?.lap(.norms)
             observer?.observe(layer: l, input: .attention, values: xb, tokens: n, width: dim)
             linears([(layer.wq, q), (layer.wk, k), (layer.wv, v)], input: xb, quantized: quantizedInput, tokens: n)
             addBias(q, layer.qBias, width: qDim, tokens: n)
@@ -29,6 +32,7 @@ extension InferenceSession {
             addBias(v, layer.vBias, width: kvDim, tokens: n)
             normRows(q, layer.qNorm, width: c.headDim, count: n * c.heads)
             normRows(k, layer.kNorm, width: c.headDim, count: n * c.kvHeads)
+            profile?.lap(.projections)
             let table = c.ropeTableIndex(layer: l)
             for seg in segments {
                 let pos0 = seg.session.position, cache = seg.session.cache
@@ -44,16 +48,22 @@ extension InferenceSession {
                 for t in seg.start..<(seg.start + seg.count) {
                     cache.store(layer: l, position: pos0 + t - seg.start, keys: k + t * kvDim, values: v + t * kvDim, level: level)
                 }
+                profile?.lap(.rope)
                 attention.run(
                     layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
                     cache: cache, pool: pool, level: level, tokenwise: tokenByToken)
+                profile?.lap(.attention)
             }
             observer?.observe(layer: l, input: .attentionOutput, values: attnOut, tokens: n, width: qDim)
-            linears([(layer.wo, delta)], input: attnOut, quantized: quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo), tokens: n)
+            let quantizedOutput = quantizeIfNeeded(attnOut, cols: qDim, tokens: n, for: layer.wo)
+            profile?.lap(.norms)
+            linears([(layer.wo, delta)], input: attnOut, quantized: quantizedOutput, tokens: n)
+            profile?.lap(.output)
             addResidual(delta, tokens: n, postNorm: layer.postAttnNorm)
 
             // FFN: xb = norm(x) -> hb = gate xb, hb2 = up xb -> hb = act(hb) * hb2 -> delta = down hb (-> post-norm) -> x += delta
             let quantizedFFN = normedInput(layer.ffnNorm, tokens: n, for: layer.gate)
+            profile?.lap(.norms)
             observer?.observe(layer: l, input: .ffn, values: xb, tokens: n, width: dim)
             // Each worker gates the hidden rows it computed of both gate and up, for every token.
             let activation = c.block.activation ?? .silu, hb = self.hb, hb2 = self.hb2, level = self.level
@@ -66,9 +76,14 @@ extension InferenceSession {
                     }
                 }
             }
+            profile?.lap(.gateUp)
             observer?.observe(layer: l, input: .ffnDown, values: hb, tokens: n, width: ffn)
-            linears([(layer.down, delta)], input: hb, quantized: quantizeIfNeeded(hb, cols: ffn, tokens: n, for: layer.down), tokens: n)
+            let quantizedHidden = quantizeIfNeeded(hb, cols: ffn, tokens: n, for: layer.down)
+            profile?.lap(.norms)
+            linears([(layer.down, delta)], input: hb, quantized: quantizedHidden, tokens: n)
+            profile?.lap(.down)
             addResidual(delta, tokens: n, postNorm: layer.postFFNNorm)
+            profile?.lap(.norms)
         }
         for seg in segments {
             seg.session.position += seg.count
@@ -81,6 +96,7 @@ extension InferenceSession {
         let quantized = normedInput(model.outputNorm, tokens: n, from: first, for: model.output)
         linears([(model.output, logitsBuffer)], input: xb, quantized: quantized, tokens: n)
         if let cap = c.block.finalSoftcap { FloatKernels.softcap(logitsBuffer, count: n * c.vocabSize, cap: cap) }
+        profile?.lap(.head)
     }
 
     /// buffer[t] += bias for `tokens` rows of `width` values, when the family has the bias.

@@ -18,6 +18,8 @@ public final class InferenceSession: @unchecked Sendable {
     public internal(set) var position = 0
     /// Sees every linear layer's input while set (calibration); nil in normal use.
     public var observer: ActivationObserver?
+    /// Times the forward pass stage by stage while set (`Benchmark.breakdown`); nil in normal use.
+    var profile: ForwardProfile?
     /// The ids of those tokens, in order (what `prefill` compares a new prompt with).
     public internal(set) var tokens: [Int] = []
     /// Positions the KV cache holds: the model's context unless the session was created with another.

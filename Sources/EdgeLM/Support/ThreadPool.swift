@@ -29,6 +29,8 @@ public final class ThreadPool: @unchecked Sendable {
     private let doneWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     private var job: UnsafeRawPointer?
     private var generation: UInt64 = 0
+    /// Jobs run across the threads so far (jobs of one task, or on a one-thread pool, run inline and do not count).
+    private(set) var jobsStarted = 0
 
     /// Most tasks of one job.
     public static let maxTasks = 0xFFFF
@@ -70,6 +72,7 @@ public final class ThreadPool: @unchecked Sendable {
             for t in 0..<tasks { body(t, 0) }
             return
         }
+        jobsStarted += 1
         withoutActuallyEscaping(body) { escapable in
             var closure = escapable
             withUnsafePointer(to: &closure) { pointer in
