@@ -20,6 +20,19 @@ import Testing
     @Test func greedyPicksTheArgmax() {
         #expect(sample(logits, { $0.temperature = 0 }) == [1: 2000])
         #expect(Sampler.argmax([2, 5, 5, 1] as [Float]) == 1)
+        // The 16-wide pass finds what a plain scan finds: the first of the largest, NaN never winning, in slices too.
+        var rng = TestRandom(seed: 9)
+        for n in [1, 15, 16, 17, 33, 1000, 262_144] {
+            var values = (0..<n).map { _ in Float(Int(rng.next() % 32)) }
+            if n > 20 { values[n / 2] = .nan }
+            var plain = 0
+            for i in values.indices where values[i] > values[plain] { plain = i }
+            #expect(Sampler.argmax(values) == plain, "n \(n)")
+            let slice = values[(n / 3)...]
+            var slicePlain = slice.startIndex
+            for i in slice.indices where slice[i] > slice[slicePlain] { slicePlain = i }
+            #expect(Sampler.argmax(slice) == slicePlain, "slice of \(n)")
+        }
     }
 
     /// The one-pass top k is the full sort's first k, ties (by index) and repeated values included.

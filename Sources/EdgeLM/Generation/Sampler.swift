@@ -70,7 +70,21 @@ public struct Sampler: Sendable {
     /// The distribution `sample` draws from: the tokens left after the penalty, temperature and the top-k, min-p and
     /// top-p filters, with their probabilities (one token of probability 1 when greedy).
     public func candidates(_ logits: UnsafeBufferPointer<Float>, history: [Int]) -> Candidates {
-        let values = adjusted(logits, history: history)
+        // The logits are copied only when a penalty or bias changes them (a copy of 262,144 logits costs more than
+        // the top-k pass).
+        guard adjusts(history: history) else { return filtered(logits) }
+        return adjusted(logits, history: history).withUnsafeBufferPointer { filtered($0) }
+    }
+
+    /// Whether the penalties or the logit bias change any logit after `history`.
+    private func adjusts(history: [Int]) -> Bool {
+        let p = parameters
+        let penalties = p.repetitionWindow > 0 && !history.isEmpty && (p.repetitionPenalty != 1 || p.presencePenalty != 0 || p.frequencyPenalty != 0)
+        return penalties || !p.logitBias.isEmpty
+    }
+
+    /// `candidates` of logits already adjusted.
+    private func filtered(_ values: UnsafeBufferPointer<Float>) -> Candidates {
         let p = parameters
         if p.temperature == 0 { return Candidates(ids: [Self.argmax(values)], weights: [1], mass: 1) }
         // Candidates sorted by logit, descending (ties by id): the top k by one pass over the vocabulary when k is
@@ -161,39 +175,75 @@ public struct Sampler: Sendable {
     }
 
     /// All indices by value, descending (ties by index).
-    static func sortedIndices(_ values: [Float]) -> [Int] {
+    static func sortedIndices(_ values: UnsafeBufferPointer<Float>) -> [Int] {
         var order = Array(values.indices)
         order.sort { values[$0] != values[$1] ? values[$0] > values[$1] : $0 < $1 }
         return order
     }
 
+    /// `sortedIndices` of an array.
+    static func sortedIndices(_ values: [Float]) -> [Int] { values.withUnsafeBufferPointer { sortedIndices($0) } }
+
     /// The indices of the `k` largest values in `sortedIndices`' order, by one pass that keeps the best k in a
     /// sorted buffer: an index enters only when its value beats the k-th kept so far (a later index never wins a
-    /// tie, as in the full sort).
-    static func topK(_ values: [Float], _ k: Int) -> [Int] {
+    /// tie, as in the full sort). Once k are kept, 16 values at a time are compared with the k-th and skipped
+    /// together when none beats it (nearly all of a large vocabulary).
+    static func topK(_ values: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
         var kept: [Int] = []
         kept.reserveCapacity(k + 1)
-        values.withUnsafeBufferPointer { v in
-            for i in v.indices {
-                let x = v[i]
-                if kept.count == k, !(x > v[kept[k - 1]]) { continue }
-                // First kept position whose value is below x: x goes before it (after its equals).
-                var lo = 0, hi = kept.count
-                while lo < hi {
-                    let mid = (lo + hi) / 2
-                    if v[kept[mid]] >= x { lo = mid + 1 } else { hi = mid }
-                }
-                kept.insert(i, at: lo)
-                if kept.count > k { kept.removeLast() }
+        var floor = -Float.infinity  // the k-th kept value once k are kept
+        func offer(_ i: Int) {
+            let x = values[i]
+            if kept.count == k, !(x > floor) { return }
+            // First kept position whose value is below x: x goes before it (after its equals).
+            var lo = 0, hi = kept.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if values[kept[mid]] >= x { lo = mid + 1 } else { hi = mid }
             }
+            kept.insert(i, at: lo)
+            if kept.count > k { kept.removeLast() }
+            if kept.count == k { floor = values[kept[k - 1]] }
+        }
+        var i = 0
+        if let base = values.baseAddress {
+            while i + 16 <= values.count {
+                let chunk = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self)
+                if kept.count < k || any(chunk .> SIMD16(repeating: floor)) { for j in i..<(i + 16) { offer(j) } }
+                i += 16
+            }
+        }
+        while i < values.count {
+            offer(i)
+            i += 1
         }
         return kept
     }
 
-    /// Index of the largest value (the first on ties).
+    /// `topK` of an array.
+    static func topK(_ values: [Float], _ k: Int) -> [Int] { values.withUnsafeBufferPointer { topK($0, k) } }
+
+    /// Index of the largest value (the first on ties; NaN never wins over a number).
     public static func argmax<C: Collection>(_ values: C) -> Int where C.Element == Float, C.Index == Int {
+        if let index = values.withContiguousStorageIfAvailable({ argmax(buffer: $0) }) { return index + values.startIndex }
         var best = values.startIndex
         for i in values.indices where values[i] > values[best] { best = i }
+        return best
+    }
+
+    /// `argmax` of contiguous values: 16 at a time compared with the best so far, scanned one by one only when one
+    /// beats it.
+    private static func argmax(buffer values: UnsafeBufferPointer<Float>) -> Int {
+        guard let base = values.baseAddress, !values.isEmpty else { return 0 }
+        var best = 0, bestValue = values[0], i = 0
+        while i + 16 <= values.count {
+            let chunk = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self)
+            if any(chunk .> SIMD16(repeating: bestValue)) {
+                for j in i..<(i + 16) where values[j] > bestValue { (best, bestValue) = (j, values[j]) }
+            }
+            i += 16
+        }
+        for j in i..<values.count where values[j] > bestValue { (best, bestValue) = (j, values[j]) }
         return best
     }
 }
