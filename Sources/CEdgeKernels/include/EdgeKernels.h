@@ -216,6 +216,10 @@ int edge_sha256_blocks(uint32_t state[8], const uint8_t *data, int64_t blocks);
 /// SHA-256's 64 round constants.
 const uint32_t *edge_sha256_constants(void);
 
+/// The first i in [start, n) with v[i] > floor (NaN never is), or n: 16 values compared at a time (the sampler's
+/// top-k and argmax passes over the vocabulary). Portable vector code, the same on every level.
+int64_t edge_first_above(const float *v, int64_t start, int64_t n, float floor);
+
 /// dst[i] = the IEEE half src[i] as a float, exactly, for i < n (F16C at the x86 levels, which all have it).
 void edge_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n);
 

@@ -1,3 +1,4 @@
+import CEdgeKernels
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -186,8 +187,7 @@ public struct Sampler: Sendable {
 
     /// The indices of the `k` largest values in `sortedIndices`' order, by one pass that keeps the best k in a
     /// sorted buffer: an index enters only when its value beats the k-th kept so far (a later index never wins a
-    /// tie, as in the full sort). Once k are kept, 16 values at a time are compared with the k-th and skipped
-    /// together when none beats it (nearly all of a large vocabulary).
+    /// tie, as in the full sort).
     static func topK(_ values: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
         var kept: [Int] = []
         kept.reserveCapacity(k + 1)
@@ -205,16 +205,12 @@ public struct Sampler: Sendable {
             if kept.count > k { kept.removeLast() }
             if kept.count == k { floor = values[kept[k - 1]] }
         }
+        guard let base = values.baseAddress else { return [] }
         var i = 0
-        if let base = values.baseAddress {
-            while i + 16 <= values.count {
-                let chunk = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self)
-                if kept.count < k || any(chunk .> SIMD16(repeating: floor)) { for j in i..<(i + 16) { offer(j) } }
-                i += 16
-            }
-        }
         while i < values.count {
-            offer(i)
+            // Once k are kept, only a value above the k-th can enter: the search skips the rest 16 at a time.
+            if kept.count == k { i = Int(edge_first_above(base, Int64(i), Int64(values.count), floor)) }
+            if i < values.count { offer(i) }
             i += 1
         }
         return kept
@@ -231,20 +227,17 @@ public struct Sampler: Sendable {
         return best
     }
 
-    /// `argmax` of contiguous values: 16 at a time compared with the best so far, scanned one by one only when one
-    /// beats it.
+    /// `argmax` of contiguous values: each search for a value above the best so far skips 16 at a time.
     private static func argmax(buffer values: UnsafeBufferPointer<Float>) -> Int {
         guard let base = values.baseAddress, !values.isEmpty else { return 0 }
-        var best = 0, bestValue = values[0], i = 0
-        while i + 16 <= values.count {
-            let chunk = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self)
-            if any(chunk .> SIMD16(repeating: bestValue)) {
-                for j in i..<(i + 16) where values[j] > bestValue { (best, bestValue) = (j, values[j]) }
-            }
-            i += 16
+        var best = 0, i = 1
+        let n = Int64(values.count)
+        while true {
+            i = Int(edge_first_above(base, Int64(i), n, values[best]))
+            if i == values.count { return best }
+            best = i
+            i += 1
         }
-        for j in i..<values.count where values[j] > bestValue { (best, bestValue) = (j, values[j]) }
-        return best
     }
 }
 
