@@ -40,6 +40,17 @@ public struct BenchResult: Codable, Sendable {
     }
 }
 
+/// The token ids the benches feed: random ids from 3 up (past the usual special tokens), the same sequence on every run.
+struct RandomTokens {
+    let vocab: Int
+    private var rng = SplitMix64(seed: 7)
+
+    init(vocab: Int) { self.vocab = vocab }
+
+    /// The next `n` ids.
+    mutating func next(_ n: Int) -> [Int] { (0..<n).map { _ in 3 + Int(rng.next() % UInt64(max(1, vocab - 3))) } }
+}
+
 /// llama-bench style measurements (optionally after `depth` tokens in the cache): prompt processing as one forward batch, generation one token at a time,
 /// tokenization and sampling excluded, each repeated after a warm-up; plus a memory bandwidth probe so the
 /// decode speed can be read as a fraction of what the machine can stream.
@@ -60,10 +71,8 @@ public enum Benchmark {
                     + "(set --ctx \(longest))")
         }
         let session = lm.session
-        var rng = SplitMix64(seed: 7)
-        let vocab = lm.config.vocabSize
-        func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in 3 + Int(rng.next() % UInt64(max(1, vocab - 3))) } }
-        let prefix = randomTokens(options.depth)
+        var random = RandomTokens(vocab: lm.config.vocabSize)
+        let prefix = random.next(options.depth)
         let suffix = options.depth > 0 ? " @ d\(options.depth)" : ""
         /// Fills the cache to the depth once; each repetition then starts from it.
         func fillDepth() throws(EdgeLMError) {
@@ -75,7 +84,7 @@ public enum Benchmark {
         }
         var results: [BenchResult] = []
         if options.promptTokens > 0 {
-            let tokens = randomTokens(options.promptTokens)
+            let tokens = random.next(options.promptTokens)
             try fillDepth()
             let samples = try measure(options.repetitions, progress: { progress("pp\(options.promptTokens) \($0)") }) { () throws(EdgeLMError) in
                 try session.rewind(to: prefix.count)
@@ -85,7 +94,7 @@ public enum Benchmark {
             results.append(result("pp\(options.promptTokens)\(suffix)", samples, bytesPerToken: nil, bandwidth: bandwidthGBps))
         }
         if options.generatedTokens > 0 {
-            let tokens = randomTokens(options.generatedTokens)
+            let tokens = random.next(options.generatedTokens)
             try fillDepth()
             let samples = try measure(options.repetitions, progress: { progress("tg\(options.generatedTokens) \($0)") }) { () throws(EdgeLMError) in
                 try session.rewind(to: prefix.count)

@@ -51,10 +51,8 @@ extension Benchmark {
         guard depth + tokens <= session.contextLength else {
             throw .invalidArgument("--depth \(depth) plus -n \(tokens) exceed the context of \(session.contextLength) (set --ctx \(depth + tokens))")
         }
-        var rng = SplitMix64(seed: 7)
-        let vocab = lm.config.vocabSize
-        func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in 3 + Int(rng.next() % UInt64(max(1, vocab - 3))) } }
-        let prefix = randomTokens(depth), run = randomTokens(tokens)
+        var random = RandomTokens(vocab: lm.config.vocabSize)
+        let prefix = random.next(depth), run = random.next(tokens)
         session.reset()
         if !prefix.isEmpty { _ = try session.forward(prefix) }
         let profile = ForwardProfile(pool: session.pool)
