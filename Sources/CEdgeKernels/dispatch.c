@@ -177,7 +177,7 @@ static void edge_fill_generic(void) {
 
 #if defined(__x86_64__)
 /// The x86 levels: AVX2 has every entry; AVX-VNNI and AVX-512 replace the matrix kernels (AVX-512 also the
-/// fits, GPTQ arithmetic and offset products compiled for 512-bit registers, and the register-built q5o/q6).
+/// fits, GPTQ arithmetic and offset products compiled for 512-bit registers, the register-built q5o/q6 and fused q4o).
 static void edge_fill_levels(void) {
     const int avx2 = EDGE_ISA_AVX2, vnni = EDGE_ISA_AVX_VNNI, avx512 = EDGE_ISA_AVX512_VNNI;
     edge_fall_back(avx2, EDGE_ISA_GENERIC);
@@ -215,6 +215,7 @@ static void edge_fill_levels(void) {
     EDGE_OWN(avx512, tokenwise_q4, edge_avx512_tokenwise_q4);
     EDGE_OWN(avx512, planes_q5o, edge_avx512_planes_q5o);
     EDGE_OWN(avx512, planes_q6, edge_avx512_planes_q6);
+    EDGE_OWN(avx512, fused_q4o, edge_avx512_fused_q4o);
     EDGE_OWN(avx512, offsets, edge_avx512_offsets);
     EDGE_OWN(avx512, fit_q4, edge_avx512_fit_q4);
     EDGE_OWN(avx512, fit_q4a, edge_avx512_fit_q4a);

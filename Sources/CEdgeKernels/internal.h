@@ -75,6 +75,8 @@ void edge_avx512_q4_sums(const float *x, const float *w, int64_t n, const float 
 /// q5o and q6 products built in registers (x86/planes512.c), for up to `EDGE_PLANES_FUSED_TOKENS` tokens.
 void edge_avx512_planes_q5o(EDGE_MATMUL_ARGS(uint8_t));
 void edge_avx512_planes_q6(EDGE_MATMUL_ARGS(uint8_t));
+/// q4o's product with its scales and offsets inside, for blocks with their own pair (x86/q4o512.c): decode and token-wise.
+void edge_avx512_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));
 #endif
 #if defined(__aarch64__)
 EDGE_DECLARE_MATMUL(edge_neon)
@@ -97,6 +99,7 @@ void edge_neon_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nbl
     X(tokenwise_q4, void, (EDGE_MATMUL_ARGS(uint8_t)), 1)                                                             \
     X(planes_q5o, void, (EDGE_MATMUL_ARGS(uint8_t)), 0)                                                               \
     X(planes_q6, void, (EDGE_MATMUL_ARGS(uint8_t)), 0)                                                                \
+    X(fused_q4o, void, (EDGE_MATMUL_ARGS(uint8_t)), 0)                                                                \
     X(offsets, void, (const struct edge_kernels *k, int kind, int tokenwise, EDGE_MATMUL_ARGS(uint8_t)), 1)             \
     X(decode_levels, void, (const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out), 1)                 \
     X(f16_to_f32, void, (const uint16_t *src, float *dst, int64_t n), 1)                                             \
@@ -115,7 +118,7 @@ void edge_neon_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nbl
     X(gram_rows_f32, void, (const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, int64_t i1,    \
                             float *g), 1)
 
-/// A level's kernels (`EDGE_KERNEL_ENTRIES`); the optional `planes_` entries are NULL where a level has none.
+/// A level's kernels (`EDGE_KERNEL_ENTRIES`); the optional `planes_` and `fused_` entries are NULL where a level has none.
 typedef struct edge_kernels {
 #define EDGE_KERNEL_FIELD(NAME, RESULT, PARAMETERS, REQUIRED) RESULT(*NAME) PARAMETERS;
     EDGE_KERNEL_ENTRIES(EDGE_KERNEL_FIELD)

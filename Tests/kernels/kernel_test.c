@@ -719,7 +719,8 @@ static void test_level(int isa) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ntok = 1; ntok <= 13; ntok++)
             for (int q4 = 0; q4 <= 1; q4++) test_matmul(isa, q4, shapes[s][0], shapes[s][1], ntok);
-    for (int ntok = 1; ntok <= 9; ntok += 4) {
+    // 1 and 2 tokens: the fused decode products (q4o, q5o, q6); 5 and 9: the GEMM tiles' paths.
+    for (int ntok = 1; ntok <= 9; ntok += ntok < 2 ? 1 : ntok < 5 ? 3 : 4) {
         for (int scheme = Q4A; scheme <= IQ4NL; scheme++) {
             test_matmul_nibbles(isa, scheme, 5, 3, ntok);
             test_matmul_nibbles(isa, scheme, 70, 9, ntok);
@@ -757,7 +758,7 @@ static void test_kernel_tables(int print) {
 #if defined(__x86_64__)
         [EDGE_ISA_AVX2] = ALL_REQUIRED,
         [EDGE_ISA_AVX_VNNI] = MATRIX,
-        [EDGE_ISA_AVX512_VNNI] = MATRIX " planes_q5o planes_q6 offsets fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32",
+        [EDGE_ISA_AVX512_VNNI] = MATRIX " planes_q5o planes_q6 fused_q4o offsets fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32",
 #elif defined(__aarch64__)
         [EDGE_ISA_NEON] = "quantize " MATRIX " decode_levels attn_values_q8 attn_scores_f16 attn_values_f16 scale_max exp_sum swiglu",
         [EDGE_ISA_DOTPROD] = MATRIX,

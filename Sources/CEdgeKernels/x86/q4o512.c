@@ -1,0 +1,77 @@
+// q4o (4-bit codes n, an f16 scale d and offset m per block: w = d n + m) for a few tokens at the AVX-512 VNNI
+// level, its scale and offset applied inside the product: per row and token Σ_b xs_b (d_b Σ n x + m_b Σ x_b), two
+// blocks per 512-bit `vpdpbusd`. The offset path of q4a.c (the q4 kernel, then Σ (m + 8 d) xs Σ x row by row) spent a
+// third of SmolLM2's q4o decode decoding scale words; here they are one 64-bit load per block pair.
+#if defined(__x86_64__)
+#include "../internal.h"
+#include <immintrin.h>
+
+#define EDGE_Q4O512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/// Rows [r0, r1) times `ntok` tokens, for blocks with their own (d, m) pair (`gblocks` 1). Each (row, token) is summed
+/// in the same order whatever `ntok`, so the product is token-wise. A pair's 32 code bytes split into
+/// [b low nibbles | b1 low | b high | b1 high] without a permute: the activations are reordered to match once per call.
+EDGE_Q4O512 void edge_avx512_fused_q4o(EDGE_MATMUL_ARGS(uint8_t)) {
+    (void)gblocks;  // 1: the caller's condition
+    const int64_t npairs = (nblocks + 1) / 2;
+    // xr [ntok, npairs, 64]: each pair's activations as [b 0-15 | b1 0-15 | b 16-31 | b1 16-31] (a missing b1 as zeros);
+    // sx [ntok, npairs, 4]: (xs_b, xs_b Σ x_b, xs_b1, xs_b1 Σ x_b1) (zeros for a missing b1).
+    int8_t *xr = edge_scratch(0, (size_t)(ntok * npairs * 64));
+    float *sx = edge_scratch(1, (size_t)(ntok * npairs * 4) * sizeof *sx);
+    for (int64_t t = 0; t < ntok; t++)
+        for (int64_t b = 0; b < npairs * 2; b++) {
+            int8_t *to = xr + (t * npairs + b / 2) * 64 + (b & 1) * 16;
+            float *s = sx + (t * npairs + b / 2) * 4 + (b & 1) * 2;
+            if (b >= nblocks) {
+                memset(to, 0, 16);
+                memset(to + 32, 0, 16);
+                s[0] = s[1] = 0;
+                continue;
+            }
+            const int8_t *from = x + (t * nblocks + b) * 32;
+            memcpy(to, from, 16);
+            memcpy(to + 32, from + 16, 16);
+            int32_t sum = 0;
+            for (int i = 0; i < 32; i++) sum += from[i];
+            s[0] = xs[t * nblocks + b];
+            s[1] = s[0] * (float)sum;
+        }
+    // Lanes 0-3 and 8-11 of a pair's dot products are block b's, 4-7 and 12-15 block b1's: the scale products
+    // [d xs, m xs Σx, d1 xs1, m1 xs1 Σx1] spread by this index; lanes 1 and 3 are the offsets' terms.
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    const int64_t full = nblocks / 2;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * nblocks * 16;
+        const uint16_t *pairs = ws + 2 * r * nblocks;
+        for (int64_t t = 0; t < ntok; t++) {
+            const int8_t *xt = xr + t * npairs * 64;
+            const float *st = sx + t * npairs * 4;
+            __m512 acc = _mm512_setzero_ps();
+            __m128 offsets = _mm_setzero_ps();
+            for (int64_t p = 0; p < npairs; p++) {
+                __m256i packed;
+                __m128 dm;
+                if (p < full) {
+                    packed = _mm256_loadu_si256((const __m256i *)(row + p * 32));
+                    dm = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(pairs + 4 * p)));
+                    if (t == 0) _mm_prefetch((const char *)(row + p * 32) + 4096, _MM_HINT_T0);
+                } else {
+                    packed = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(row + p * 32)));
+                    int32_t word;
+                    memcpy(&word, pairs + 4 * p, sizeof word);
+                    dm = _mm_cvtph_ps(_mm_cvtsi32_si128(word));
+                }
+                const __m512i codes = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(packed, low)),
+                                                         _mm256_and_si256(_mm256_srli_epi16(packed, 4), low), 1);
+                const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, _mm512_loadu_si512(xt + p * 64));
+                const __m128 scaled = _mm_mul_ps(dm, _mm_loadu_ps(st + p * 4));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(scaled)), acc);
+                offsets = _mm_mask_add_ps(offsets, 0xA, offsets, scaled);
+            }
+            const __m128 high = _mm_movehl_ps(offsets, offsets);
+            out[r * ors + t * ots] = _mm512_reduce_add_ps(acc) + _mm_cvtss_f32(_mm_add_ss(_mm_movehdup_ps(offsets), _mm_movehdup_ps(high)));
+        }
+    }
+}
+#endif
