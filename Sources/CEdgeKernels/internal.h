@@ -75,7 +75,7 @@ void edge_avx512_q4_sums(const float *x, const float *w, int64_t n, const float 
 /// q5o and q6 products built in registers (x86/planes512.c), for up to `EDGE_PLANES_FUSED_TOKENS` tokens.
 void edge_avx512_planes_q5o(EDGE_MATMUL_ARGS(uint8_t));
 void edge_avx512_planes_q6(EDGE_MATMUL_ARGS(uint8_t));
-/// q4o's product with its scales and offsets inside, for blocks with their own pair (x86/q4o512.c): decode and token-wise.
+/// q4o's product with its scales and offsets inside (x86/fused512.c): decode and token-wise.
 void edge_avx512_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));
 #endif
 #if defined(__aarch64__)
@@ -177,6 +177,13 @@ void *edge_scratch(int slot, size_t bytes);
 /// Most tokens the register-built q5o and q6 products take (decode, and residual activations' two rows); larger
 /// batches decode rows to q8 blocks for the q8 GEMM tiles.
 enum { EDGE_PLANES_FUSED_TOKENS = 2 };
+
+/// Whether the `fused_q4o` product takes groups of `gblocks` blocks: one per block, an even number (a block pair shares
+/// its group), or the whole row. It serves decode (up to `EDGE_PLANES_FUSED_TOKENS` tokens) and token-wise batches,
+/// so that a verified token is computed exactly as its decode step computes it.
+static inline int edge_fused_groups(int64_t gblocks, int64_t nblocks, int64_t ntok, int tokenwise) {
+    return (tokenwise || ntok <= EDGE_PLANES_FUSED_TOKENS) && (gblocks == 1 || gblocks % 2 == 0 || gblocks >= nblocks);
+}
 
 /// Decodes `nblocks` q5o blocks (20 bytes each) into q8 blocks of their codes n - 16 (planes.c).
 void edge_decode_q5o(const uint8_t *w, int64_t nblocks, int8_t *out);

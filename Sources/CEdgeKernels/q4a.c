@@ -129,10 +129,10 @@ static void q4a_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(v
     k->offsets(k, Q4A_WORDS, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
 
-/// q4o: the level's fused product for decode, token-wise batches and the residual pair where it has one (blocks with
-/// their own scale pairs, as GGUF's Q4_1), else the offset product.
+/// q4o: the level's fused product for decode, token-wise batches and the residual pair where it has one, else the
+/// offset product.
 static void q4o_product(const edge_kernels *k, int tokenwise, EDGE_MATMUL_ARGS(void)) {
-    if (k->fused_q4o && gblocks == 1 && (tokenwise || ntok <= EDGE_PLANES_FUSED_TOKENS))
+    if (k->fused_q4o && edge_fused_groups(gblocks, nblocks, ntok, tokenwise))
         return k->fused_q4o(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
     k->offsets(k, Q4O_PAIRS, tokenwise, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
 }
