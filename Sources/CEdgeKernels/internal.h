@@ -75,8 +75,10 @@ void edge_avx512_q4_sums(const float *x, const float *w, int64_t n, const float 
 /// q5o and q6 products built in registers (x86/planes512.c), for up to `EDGE_PLANES_FUSED_TOKENS` tokens.
 void edge_avx512_planes_q5o(EDGE_MATMUL_ARGS(uint8_t));
 void edge_avx512_planes_q6(EDGE_MATMUL_ARGS(uint8_t));
-/// q4o's product with its scales and offsets inside (x86/fused512.c): decode and token-wise.
+/// q4o's product with its scales and offsets inside (x86/fused512.c, x86/kernels256.h): decode and token-wise.
 void edge_avx512_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));
+void edge_avx2_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));
+void edge_avxvnni_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));
 #endif
 #if defined(__aarch64__)
 EDGE_DECLARE_MATMUL(edge_neon)

@@ -270,3 +270,41 @@ K256_ATTR void K256_NAME(tokenwise_q8)(EDGE_MATMUL_ARGS(int8_t)) {
 }
 
 K256_ATTR void K256_NAME(tokenwise_q4)(EDGE_MATMUL_ARGS(uint8_t)) { k256_rows_matmul_q4(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots); }
+
+#ifndef K256_WITHOUT_FUSED_Q4O
+/// q4o for a few tokens and token-wise batches (the level's `fused_q4o`, as x86/fused512.c at 512 bits): per row and
+/// token Σ_b xs_b (d_g Σ n x + m_g Σ x_b), a block per step, Σ x_b taken once per call instead of the offset pass of
+/// q4a.c; each (row, token) summed in one order whatever `ntok`. `single`: each block has its own (d, m) pair.
+K256_INLINE void k256_fused_q4o(int single, EDGE_MATMUL_ARGS(uint8_t)) {
+    const int64_t ngroups = (nblocks + gblocks - 1) / gblocks;
+    float *sums = edge_scratch(1, (size_t)(ntok * nblocks) * sizeof *sums);  // [ntok, nblocks]: xs_b Σ x_b
+    for (int64_t i = 0; i < ntok * nblocks; i++) {
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += x[i * 32 + j];
+        sums[i] = xs[i] * (float)sum;
+    }
+    const __m256i zero = _mm256_setzero_si256();
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * nblocks * 16;
+        const uint16_t *pairs = ws + 2 * r * ngroups;
+        for (int64_t t = 0; t < ntok; t++) {
+            __m256 acc = _mm256_setzero_ps();
+            float offsets = 0;
+            for (int64_t b = 0; b < nblocks; b++) {
+                const uint16_t *pair = pairs + 2 * (single ? b : b / gblocks);
+                if (t == 0 && (b & 3) == 0) _mm_prefetch((const char *)(row + b * 16) + 4096, _MM_HINT_T0);
+                const __m256i xb = _mm256_loadu_si256((const __m256i *)(x + (t * nblocks + b) * 32));
+                const __m256i dot = K256_Q4_WIDEN(K256_Q4_PART(prep_q4(row + b * 16).a, xb, zero));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(_cvtsh_ss(pair[0]) * xs[t * nblocks + b]), acc);
+                offsets += _cvtsh_ss(pair[1]) * sums[t * nblocks + b];
+            }
+            out[r * ors + t * ots] = hsum256(acc) + offsets;
+        }
+    }
+}
+
+K256_ATTR void K256_NAME(fused_q4o)(EDGE_MATMUL_ARGS(uint8_t)) {
+    if (gblocks == 1) return k256_fused_q4o(1, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    k256_fused_q4o(0, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
+#endif

@@ -9,5 +9,6 @@
 #define K256_Q4_PART(n, x, c) K256_DPBUSD((c), (n), (x))
 #define K256_Q4_WIDEN(p) (p)
 #define K256_Q4_PAIR(p0, p1) _mm256_hadd_epi32((p0), (p1))
+#define K256_WITHOUT_FUSED_Q4O  // the AVX-512 level has its own (x86/fused512.c)
 #include "kernels256.h"
 #endif
