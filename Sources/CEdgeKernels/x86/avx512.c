@@ -179,7 +179,7 @@ EDGE_VNNI static inline void load16(const uint8_t *p, int64_t row_bytes, int pre
 }
 
 /// Rows [r, r + 16) times tokens [t, t + nt) (x86/gemm.h). q4: the nibbles times x, from -8 * sum(x).
-/// q8: x + 128 (unsigned) times the codes, from -128 * sum(w), computed once per block for all tokens.
+/// q8: x + 128 (unsigned, biased by edge_gemm) times the codes, from -128 * sum(w), computed once per block for all tokens.
 EDGE_VNNI static inline __attribute__((always_inline)) void gemm16(const int q4, EDGE_GEMM_TILE_ARGS) {
     const int64_t block_bytes = q4 ? 16 : 32, row_bytes = nblocks * block_bytes;
     const uint8_t *rows = w + r * row_bytes;
@@ -216,8 +216,8 @@ EDGE_VNNI static inline __attribute__((always_inline)) void gemm16(const int q4,
                     lo = _mm512_dpbusd_epi32(lo, n[j], x0);
                     hi = _mm512_dpbusd_epi32(hi, n[4 + j], x1);
                 } else {
-                    lo = _mm512_dpbusd_epi32(lo, _mm512_xor_si512(x0, bias), n[j]);
-                    hi = _mm512_dpbusd_epi32(hi, _mm512_xor_si512(x1, bias), n[4 + j]);
+                    lo = _mm512_dpbusd_epi32(lo, x0, n[j]);
+                    hi = _mm512_dpbusd_epi32(hi, x1, n[4 + j]);
                 }
             }
             __m512 scale = _mm512_mul_ps(wscale, _mm512_set1_ps(xs[(t + k) * nblocks + b]));
@@ -231,12 +231,12 @@ EDGE_VNNI static void gemm16_q4(EDGE_GEMM_TILE_ARGS) { gemm16(1, w, ws, nblocks,
 EDGE_VNNI static void gemm16_q8(EDGE_GEMM_TILE_ARGS) { gemm16(0, w, ws, nblocks, gblocks, ngroups, r, x, xs, corr, t, nt, acc); }
 
 EDGE_VNNI void edge_avx512_matmul_q4(EDGE_MATMUL_ARGS(uint8_t)) {
-    int64_t end = edge_gemm(1, 16, gemm16_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    int64_t end = edge_gemm(1, 0, 16, gemm16_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
     if (end < r1) edge_avx512_rows_q4(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
 }
 
 EDGE_VNNI void edge_avx512_matmul_q8(EDGE_MATMUL_ARGS(int8_t)) {
-    int64_t end = edge_gemm(0, 16, gemm16_q8, (const uint8_t *)w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    int64_t end = edge_gemm(0, 1, 16, gemm16_q8, (const uint8_t *)w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
     if (end < r1) edge_avx512_rows_q8(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
 }
 #endif

@@ -93,11 +93,20 @@ GEMM_ATTR static void edge_gemm_scales(const int R, const uint16_t *ws, int64_t 
 /// (decode, where the weight stream is all that matters), for rows shorter than EDGE_GEMM_MIN_BLOCKS
 /// (attention scores over short heads, where a tile's fixed costs do not pay) and for q4 rows so long that
 /// a chunk would hold fewer than two tokens; the rows past the last full tile too.
-GEMM_ATTR static int64_t edge_gemm(const int q4, const int R, edge_gemm_tile tile, const uint8_t *w, const uint16_t *ws,
-                                   int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1, const int8_t *x,
-                                   const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+/// `unsigned_x`: the q8 tile multiplies x + 128 (unsigned bytes, `vpdpbusd`'s first operand) by the codes; the
+/// biased activations are made here once per call (per tile and token they cost as many instructions as the dots).
+GEMM_ATTR static int64_t edge_gemm(const int q4, const int unsigned_x, const int R, edge_gemm_tile tile, const uint8_t *w,
+                                   const uint16_t *ws, int64_t nblocks, int64_t gblocks, int64_t r0, int64_t r1,
+                                   const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
     int64_t chunk = q4 && EDGE_GEMM_CORRECTIONS / nblocks < EDGE_GEMM_TOKENS ? EDGE_GEMM_CORRECTIONS / nblocks : EDGE_GEMM_TOKENS;
     if (ntok < 2 || nblocks < EDGE_GEMM_MIN_BLOCKS || r1 - r0 < R || chunk < 2) return r0;
+    if (!q4 && unsigned_x) {
+        int8_t *biased = edge_scratch(5, (size_t)(ntok * nblocks * 32));
+        const __m256i bias = _mm256_set1_epi8((char)0x80);
+        for (int64_t i = 0; i < ntok * nblocks * 32; i += 32)
+            _mm256_storeu_si256((__m256i *)(biased + i), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + i)), bias));
+        x = biased;
+    }
     int64_t ngroups = (nblocks + gblocks - 1) / gblocks;
     int64_t end = r0 + (r1 - r0) / R * R;
     int32_t corr[EDGE_GEMM_CORRECTIONS];

@@ -151,18 +151,17 @@ K256_INLINE void k256_tile(const int q4, const int R, const int T, const int per
 #include "gemm.h"
 
 /// The eight rows' dots of one block with token x (x86/gemm.h), from start. q4: n are the nibbles. q8:
-/// n are the codes and aw their magnitudes; with `vpdpbusd`, x + 128 (unsigned) times the codes (start
+/// n are the codes and aw their magnitudes; with `vpdpbusd`, x + 128 (unsigned, biased by edge_gemm) times the codes (start
 /// takes off 128 * sum(w)); with `vpmaddubsw`, |w| times x with w's sign, widened per step (a pair can
 /// reach 2 * 127 * 127).
 K256_INLINE __m256i k256_gemm_dot(const int q4, const __m256i *n, const __m256i *aw, const int32_t *xk, __m256i start) {
 #if defined(K256_DPBUSD)
     (void)aw;
-    const __m256i bias = _mm256_set1_epi8((char)0x80);
     __m256i lo = start, hi = _mm256_setzero_si256();
     for (int j = 0; j < 4; j++) {
         __m256i x0 = _mm256_set1_epi32(xk[j]), x1 = _mm256_set1_epi32(xk[4 + j]);
-        lo = q4 ? K256_DPBUSD(lo, n[j], x0) : K256_DPBUSD(lo, _mm256_xor_si256(x0, bias), n[j]);
-        hi = q4 ? K256_DPBUSD(hi, n[4 + j], x1) : K256_DPBUSD(hi, _mm256_xor_si256(x1, bias), n[4 + j]);
+        lo = q4 ? K256_DPBUSD(lo, n[j], x0) : K256_DPBUSD(lo, x0, n[j]);
+        hi = q4 ? K256_DPBUSD(hi, n[4 + j], x1) : K256_DPBUSD(hi, x1, n[4 + j]);
     }
     return _mm256_add_epi32(lo, hi);
 #else
@@ -247,13 +246,19 @@ K256_INLINE void k256_gemm8(const int q4, EDGE_GEMM_TILE_ARGS) {
 static K256_ATTR void k256_gemm8_q4(EDGE_GEMM_TILE_ARGS) { k256_gemm8(1, w, ws, nblocks, gblocks, ngroups, r, x, xs, corr, t, nt, acc); }
 static K256_ATTR void k256_gemm8_q8(EDGE_GEMM_TILE_ARGS) { k256_gemm8(0, w, ws, nblocks, gblocks, ngroups, r, x, xs, corr, t, nt, acc); }
 
+#if defined(K256_DPBUSD)
+#define K256_UNSIGNED_X 1
+#else
+#define K256_UNSIGNED_X 0
+#endif
+
 K256_ATTR void K256_NAME(matmul_q8)(EDGE_MATMUL_ARGS(int8_t)) {
-    int64_t end = edge_gemm(0, 8, k256_gemm8_q8, (const uint8_t *)w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    int64_t end = edge_gemm(0, K256_UNSIGNED_X, 8, k256_gemm8_q8, (const uint8_t *)w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
     if (end < r1) k256_rows_matmul_q8(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
 }
 
 K256_ATTR void K256_NAME(matmul_q4)(EDGE_MATMUL_ARGS(uint8_t)) {
-    int64_t end = edge_gemm(1, 8, k256_gemm8_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
+    int64_t end = edge_gemm(1, 0, 8, k256_gemm8_q4, w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);
     if (end < r1) k256_rows_matmul_q4(w, ws, nblocks, gblocks, end, r1, x, xs, ntok, out, ors, ots);
 }
 
