@@ -167,6 +167,7 @@ static void edge_fill_generic(void) {
     EDGE_OWN(g, scale_max, edge_generic_scale_max);
     EDGE_OWN(g, exp_sum, edge_generic_exp_sum);
     EDGE_OWN(g, swiglu, edge_generic_swiglu);
+    EDGE_OWN(g, geglu, edge_generic_geglu);
     EDGE_OWN(g, fit_q4, edge_generic_fit_q4);
     EDGE_OWN(g, fit_q4a, edge_generic_fit_q4a);
     EDGE_OWN(g, dot_f64, edge_generic_dot_f64);
@@ -196,6 +197,7 @@ static void edge_fill_levels(void) {
     EDGE_OWN(avx2, scale_max, edge_avx2_scale_max);
     EDGE_OWN(avx2, exp_sum, edge_avx2_exp_sum);
     EDGE_OWN(avx2, swiglu, edge_avx2_swiglu);
+    EDGE_OWN(avx2, geglu, edge_avx2_geglu);
     EDGE_OWN(avx2, fit_q4, edge_avx2_fit_q4);
     EDGE_OWN(avx2, fit_q4a, edge_avx2_fit_q4a);
     EDGE_OWN(avx2, dot_f64, edge_avx2_dot_f64);
@@ -245,6 +247,7 @@ static void edge_fill_levels(void) {
     EDGE_OWN(neon, scale_max, edge_neon_scale_max);
     EDGE_OWN(neon, exp_sum, edge_neon_exp_sum);
     EDGE_OWN(neon, swiglu, edge_neon_swiglu);
+    EDGE_OWN(neon, geglu, edge_neon_geglu);
 
     edge_fall_back(dotprod, neon);
     EDGE_OWN(dotprod, matmul_q8, edge_dotprod_matmul_q8);
@@ -315,6 +318,8 @@ void edge_attn_values_f16(int isa, const float *p, const uint16_t *v, int64_t np
 }
 
 void edge_swiglu(int isa, float *gate, const float *up, int64_t n) { edge_kernels_at(isa)->swiglu(gate, up, n); }
+
+void edge_geglu(int isa, float *gate, const float *up, int64_t n) { edge_kernels_at(isa)->geglu(gate, up, n); }
 
 float edge_scale_max(int isa, float *row, int64_t n, float scale) { return edge_kernels_at(isa)->scale_max(row, n, scale); }
 

@@ -93,6 +93,14 @@ void edge_generic_swiglu(float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+void edge_generic_geglu(float *gate, const float *up, int64_t n) {
+    const float c = 0.7978845608028654f;  // sqrt(2 / pi)
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        gate[i] = 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g))) * up[i];
+    }
+}
+
 float edge_generic_exp_sum(float *row, int64_t n, float max) {
     float sum = 0.0f;
     for (int64_t j = 0; j < n; j++) {

@@ -31,7 +31,8 @@
     void PREFIX##_attn_values_f16(const float *p, const uint16_t *v, int64_t npos, int64_t hd, float *out); \
     float PREFIX##_scale_max(float *row, int64_t n, float scale);                                        \
     float PREFIX##_exp_sum(float *row, int64_t n, float max);                                          \
-    void PREFIX##_swiglu(float *gate, const float *up, int64_t n);
+    void PREFIX##_swiglu(float *gate, const float *up, int64_t n);                                        \
+    void PREFIX##_geglu(float *gate, const float *up, int64_t n);
 
 /// Declares one vector width's compilation of the level-independent C (fits, GPTQ arithmetic, the offset
 /// products): the same source, vectorised for the width's registers.
@@ -112,6 +113,7 @@ void edge_neon_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nbl
     X(scale_max, float, (float *row, int64_t n, float scale), 1)                                                      \
     X(exp_sum, float, (float *row, int64_t n, float max), 1)                                                          \
     X(swiglu, void, (float *gate, const float *up, int64_t n), 1)                                                     \
+    X(geglu, void, (float *gate, const float *up, int64_t n), 1)                                                      \
     X(fit_q4, uint16_t, (const float *x, const float *w, int64_t n, int8_t *codes, int truncate), 1)                   \
     X(fit_q4a, uint16_t, (const float *x, const float *w, int64_t n, int8_t *codes, int truncate), 1)                  \
     X(dot_f64, double, (const double *a, const double *b, int64_t n), 1)                                              \

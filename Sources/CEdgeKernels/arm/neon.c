@@ -148,22 +148,28 @@ static inline __attribute__((always_inline)) float32x4_t neon_exp(float32x4_t x)
     return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(out), under));
 }
 
-/// g / (1 + e^-g) * u in four lanes.
-static inline __attribute__((always_inline)) float32x4_t neon_swiglu4(float32x4_t g, float32x4_t u) {
-    return vmulq_f32(vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), neon_exp(vnegq_f32(g)))), u);
+/// g / (1 + e^a) * u in four lanes: SwiGLU with a = -g, GeGLU (tanh GELU) with a = -2 sqrt(2 / pi) (g + 0.044715 g^3).
+static inline __attribute__((always_inline)) float32x4_t neon_gated4(int gelu, float32x4_t g, float32x4_t u) {
+    float32x4_t a = vnegq_f32(g);
+    if (gelu) a = vmulq_f32(vfmaq_f32(vdupq_n_f32(1.0f), vmulq_f32(g, g), vdupq_n_f32(0.044715f)), vmulq_n_f32(g, -1.5957691216057308f));
+    return vmulq_f32(vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), neon_exp(a))), u);
 }
 
-void edge_neon_swiglu(float *gate, const float *up, int64_t n) {
+static inline __attribute__((always_inline)) void neon_gated(int gelu, float *gate, const float *up, int64_t n) {
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(gate + i, neon_swiglu4(vld1q_f32(gate + i), vld1q_f32(up + i)));
+    for (; i + 4 <= n; i += 4) vst1q_f32(gate + i, neon_gated4(gelu, vld1q_f32(gate + i), vld1q_f32(up + i)));
     if (i < n) {
         // The tail from zero-padded copies.
         float g[4], u[4];
         for (int k = 0; k < 4; k++) g[k] = i + k < n ? gate[i + k] : 0.0f, u[k] = i + k < n ? up[i + k] : 0.0f;
-        vst1q_f32(g, neon_swiglu4(vld1q_f32(g), vld1q_f32(u)));
+        vst1q_f32(g, neon_gated4(gelu, vld1q_f32(g), vld1q_f32(u)));
         for (int k = 0; i + k < n; k++) gate[i + k] = g[k];
     }
 }
+
+void edge_neon_swiglu(float *gate, const float *up, int64_t n) { neon_gated(0, gate, up, n); }
+
+void edge_neon_geglu(float *gate, const float *up, int64_t n) { neon_gated(1, gate, up, n); }
 
 float edge_neon_exp_sum(float *row, int64_t n, float max) {
     float32x4_t acc = vdupq_n_f32(0.0f);

@@ -187,6 +187,11 @@ float edge_exp_sum(int isa, float *row, int64_t n, float max);
 /// on the SIMD levels (within 4 ulp of the generic expf loop).
 void edge_swiglu(int isa, float *gate, const float *up, int64_t n);
 
+/// gate[i] = gelu(gate[i]) * up[i] for i < n: GeGLU in place with GELU's tanh approximation, 0.5 g (1 + tanh(u)),
+/// u = sqrt(2 / pi) (g + 0.044715 g^3). The generic level evaluates that formula with tanhf; the SIMD levels its
+/// equal g / (1 + exp(-2u)) with `edge_exp_sum`'s exp (within 2e-6 |g up| of it in double).
+void edge_geglu(int isa, float *gate, const float *up, int64_t n);
+
 /// Fits one q4 group of `n` weights `x` (a multiple of 8; padding zeros cost nothing) with importance `w`
 /// (n values >= 0; NULL for a plain fit, the same as all 1): returns the f16 scale bits and writes n codes in [-8, 7]. The scale
 /// search of EdgeLM's quantizer minimises Σ w (x - s q)²: candidates are the largest-magnitude weight mapped to

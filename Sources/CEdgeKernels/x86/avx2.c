@@ -140,22 +140,29 @@ K256_INLINE __m256 avx2_exp(__m256 x) {
     return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
 }
 
-/// g / (1 + e^-g) * u in eight lanes.
-K256_INLINE __m256 avx2_swiglu8(__m256 g, __m256 u) {
-    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), avx2_exp(_mm256_sub_ps(_mm256_setzero_ps(), g)))), u);
+/// g / (1 + e^a) * u in eight lanes: SwiGLU with a = -g, GeGLU (tanh GELU) with a = -2 sqrt(2 / pi) (g + 0.044715 g^3).
+K256_INLINE __m256 avx2_gated8(int gelu, __m256 g, __m256 u) {
+    __m256 a = _mm256_sub_ps(_mm256_setzero_ps(), g);
+    if (gelu) a = _mm256_mul_ps(_mm256_fmadd_ps(_mm256_mul_ps(g, g), _mm256_set1_ps(0.044715f), _mm256_set1_ps(1.0f)),
+                                _mm256_mul_ps(g, _mm256_set1_ps(-1.5957691216057308f)));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), avx2_exp(a))), u);
 }
 
-K256_ATTR void edge_avx2_swiglu(float *gate, const float *up, int64_t n) {
+K256_INLINE void avx2_gated(int gelu, float *gate, const float *up, int64_t n) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(gate + i, avx2_swiglu8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(gate + i, avx2_gated8(gelu, _mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
     if (i < n) {
         // The tail from zero-padded copies.
         float g[8], u[8];
         for (int k = 0; k < 8; k++) g[k] = i + k < n ? gate[i + k] : 0.0f, u[k] = i + k < n ? up[i + k] : 0.0f;
-        _mm256_storeu_ps(g, avx2_swiglu8(_mm256_loadu_ps(g), _mm256_loadu_ps(u)));
+        _mm256_storeu_ps(g, avx2_gated8(gelu, _mm256_loadu_ps(g), _mm256_loadu_ps(u)));
         for (int k = 0; i + k < n; k++) gate[i + k] = g[k];
     }
 }
+
+K256_ATTR void edge_avx2_swiglu(float *gate, const float *up, int64_t n) { avx2_gated(0, gate, up, n); }
+
+K256_ATTR void edge_avx2_geglu(float *gate, const float *up, int64_t n) { avx2_gated(1, gate, up, n); }
 
 K256_ATTR float edge_avx2_exp_sum(float *row, int64_t n, float max) {
     const __m256 m = _mm256_set1_ps(max);

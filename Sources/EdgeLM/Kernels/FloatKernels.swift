@@ -72,15 +72,6 @@ public enum FloatKernels {
         for i in 0..<n { out[i] += a * x[i] }
     }
 
-    /// GeGLU in place with the tanh approximation of GELU: gate[i] = gelu(gate[i]) * up[i].
-    public static func geglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
-        let c: Float = (2 / Float.pi).squareRoot()
-        for i in 0..<n {
-            let g = gate[i]
-            gate[i] = 0.5 * g * (1 + tanhf(c * (g + 0.044715 * g * g * g))) * up[i]
-        }
-    }
-
     /// out += x over `n` values.
     @inline(__always)
     public static func add(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {

@@ -72,7 +72,7 @@ extension InferenceSession {
                     let g = hb + t * ffn + rows.lowerBound, u = hb2 + t * ffn + rows.lowerBound
                     switch activation {
                     case .silu: edge_swiglu(level.rawValue, g, u, Int64(rows.count))
-                    case .geluTanh: FloatKernels.geglu(g, u, count: rows.count)
+                    case .geluTanh: edge_geglu(level.rawValue, g, u, Int64(rows.count))
                     }
                 }
             }
