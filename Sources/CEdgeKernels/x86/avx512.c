@@ -129,8 +129,11 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
         for (; t < ntok; t++) EDGE_AVX512_ROW_TILE(R, 1, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)         \
     }
 
-// Decode (one token) takes rows one at a time, the weight stream's best pattern; batches take row
-// pairs, sharing each activation load (and q4 correction) between the two rows.
+// Decode (one token) takes rows one at a time, the weight stream's best pattern, unless rows are short
+// (EDGE_SHORT_ROW_BLOCKS blocks or fewer, where the per-row costs dominate); batches take row pairs,
+// sharing each activation load (and q4 correction) between the two rows. Each (row, token) sums in the
+// same order either way. (Four rows at a time for short rows: s15m decode +7-17%, s110m q8 -12-17%.)
+#define EDGE_SHORT_ROW_BLOCKS 32
 #define EDGE_AVX512_MATMUL(NAME, FALLBACK, WTYPE_, BLOCKBYTES, PAIR, PREP, XLOAD, PAIR_DOT)                    \
     EDGE_VNNI void NAME(EDGE_MATMUL_ARGS(WTYPE_)) {                                                      \
         typedef WTYPE_ WTYPE;                                                                            \
@@ -140,7 +143,7 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
             return;                                                                                      \
         }                                                                                                \
         int64_t ngroups = (nblocks + gblocks - 1) / gblocks, r = r0;                                     \
-        if (ntok > 1)                                                                                    \
+        if (ntok > 1 || nblocks <= EDGE_SHORT_ROW_BLOCKS)                                                \
             for (; r + 2 <= r1; r += 2) EDGE_AVX512_ROWS(2, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)    \
         for (; r < r1; r++) EDGE_AVX512_ROWS(1, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)                \
     }
