@@ -341,9 +341,7 @@ void edge_dots_f64(int isa, const double *a, const double *b, int64_t n, int64_t
     edge_kernels_at(isa)->dots_f64(a, b, n, segment, out);
 }
 
-void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t n) {
-    edge_kernels_at(isa)->sub_scaled_f64(y, x, a, n);
-}
+void edge_sub_scaled_f64(int isa, double *y, const double *x, double a, int64_t n) { edge_kernels_at(isa)->sub_scaled_f64(y, x, a, n); }
 
 void edge_gram_rows_f32(int isa, const float *a, const float *b, int64_t tokens, int64_t width, int64_t i0, int64_t i1,
                         float *g) {
