@@ -130,16 +130,21 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
     }
 
 // Decode (one token) takes rows one at a time, the weight stream's best pattern, unless rows are short
-// (EDGE_SHORT_ROW_BLOCKS blocks or fewer, where the per-row costs dominate); batches take row pairs,
-// sharing each activation load (and q4 correction) between the two rows. Each (row, token) sums in the
-// same order either way. (Four rows at a time for short rows: s15m decode +7-17%, s110m q8 -12-17%.)
-#define EDGE_SHORT_ROW_BLOCKS 32
-#define EDGE_AVX512_MATMUL(NAME, FALLBACK, WTYPE_, BLOCKBYTES, PAIR, PREP, XLOAD, PAIR_DOT)                    \
+// (EDGE_SHORT_ROW_BLOCKS blocks or fewer, where the per-row costs dominate): those go to x86/short512.c with one
+// scale per block (token-wise q4 batches too, each token there as in its decode step), else in row pairs.
+// Batches take row pairs, sharing each activation load (and q4 correction) between the two rows. Each (row,
+// token) of q8 sums in the same order either way. (Four rows at a time for short rows: s15m decode +7-17%,
+// s110m q8 -12-17%.)
+#define EDGE_AVX512_MATMUL(NAME, FALLBACK, SHORT, TOKENWISE, WTYPE_, BLOCKBYTES, PAIR, PREP, XLOAD, PAIR_DOT)     \
     EDGE_VNNI void NAME(EDGE_MATMUL_ARGS(WTYPE_)) {                                                      \
         typedef WTYPE_ WTYPE;                                                                            \
         int per_channel = gblocks >= nblocks, single = gblocks == 1 && !per_channel;                     \
         if (!per_channel && !single && (gblocks & 1)) {                                                  \
             FALLBACK(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);                       \
+            return;                                                                                      \
+        }                                                                                                \
+        if (single && nblocks <= EDGE_SHORT_ROW_BLOCKS && (ntok == 1 || TOKENWISE)) {                    \
+            SHORT((const uint8_t *)w, ws, nblocks, r0, r1, x, xs, ntok, out, ors, ots);                  \
             return;                                                                                      \
         }                                                                                                \
         int64_t ngroups = (nblocks + gblocks - 1) / gblocks, r = r0;                                     \
@@ -148,12 +153,12 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
         for (; r < r1; r++) EDGE_AVX512_ROWS(1, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)                \
     }
 
-static EDGE_AVX512_MATMUL(edge_avx512_rows_q8, edge_vnni256_matmul_q8, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
-static EDGE_AVX512_MATMUL(edge_avx512_rows_q4, edge_vnni256_matmul_q4, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
+static EDGE_AVX512_MATMUL(edge_avx512_rows_q8, edge_vnni256_matmul_q8, edge_avx512_short_q8, 0, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
+static EDGE_AVX512_MATMUL(edge_avx512_rows_q4, edge_vnni256_matmul_q4, edge_avx512_short_q4, 1, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
 // Token-wise entries (the q8 and q4 edge_matmul_tokenwise): the row-major kernels alone, whose result for each row and token
 // does not depend on the tile it was computed in, so a batch gives each token's decode result bit for bit.
-EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q8, edge_vnni256_tokenwise_q8, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
-EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q4, edge_vnni256_tokenwise_q4, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
+EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q8, edge_vnni256_tokenwise_q8, edge_avx512_short_q8, 0, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
+EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q4, edge_vnni256_tokenwise_q4, edge_avx512_short_q4, 1, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
 
 // Prompt batches: the 16-row GEMM tiles of x86/gemm.h, one row per 32-bit lane of a zmm register.
 
