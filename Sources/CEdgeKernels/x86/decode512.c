@@ -1,28 +1,30 @@
 // Decode at the AVX-512 VNNI level of q8 and q4 rows with one scale per block (up to EDGE_DECODE_MAX_BLOCKS blocks),
-// and token-wise q4 batches, each token as its decode step computes it. Rows go four at a time, sharing each
-// activation load; the four rows are one stretch of memory, and a prefetch sweeps the stretch some groups ahead in
-// address order (with a prefetch per row instead, four interleaved streams ran at half speed from DRAM). A row's
-// block scales are one f16 load and one multiply by the token's activation scales per 16 blocks, and each block
-// pair's lanes take theirs with one permute. q4 activations are reordered once per token to the nibbles' order
-// (a block pair's 32 packed bytes, broadcast to both halves of a register, are their low nibbles then their high
-// ones), so a pair's weights are one load, one shift and one mask. Against rows one at a time (long rows) and in
-// pairs (short ones), one thread: q4 +33% from DRAM and +40% from L3, q8 equal from DRAM (bandwidth-bound) and +30%
-// from L3; the Gemma 3 shape's 262,144 x 640 q8 head from DRAM 2.3x (its rows in pairs had a prefetch per row).
+// and token-wise q4 batches, each token as its decode step computes it. Rows go four at a time (two, or one, when
+// four would span more than 8 KiB), sharing each activation load; the rows are one stretch of memory, and a
+// prefetch sweeps the stretch some groups ahead in address order (with a prefetch per row instead, four interleaved
+// streams ran at half speed from DRAM). A row's block scales are one f16 load and one multiply by the token's
+// activation scales per 16 blocks, and each block pair's lanes take theirs with one permute. q4 activations are
+// reordered once per token to the nibbles' order (a block pair's 32 packed bytes, broadcast to both halves of a
+// register, are their low nibbles then their high ones), so a pair's weights are one load, one shift and one mask.
+// Against rows one at a time (long rows) and in pairs (short ones), one thread: q4 +33% from DRAM and +40% from L3,
+// q8 equal from DRAM (bandwidth-bound) and +30% from L3; the Gemma 3 shape's 262,144 x 640 q8 head from DRAM 2.3x
+// (its rows in pairs had a prefetch per row).
 #if defined(__x86_64__)
 #include "../internal.h"
 #include <immintrin.h>
 
 #define EDGE_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/// The largest stretch of four rows taken together, in bytes: longer rows go one at a time (four rows of 16 KiB,
-/// q8 rows of 4,096 columns, ran 30-45% slower from DRAM together than one by one; 8 KiB 10% faster).
+/// The largest stretch of rows taken together, in bytes: four rows while they fit, else two, else one (four q8 rows
+/// of 4,096 columns, 16 KiB, ran 30-45% slower from DRAM together than one by one; two q4 rows of 5,632 columns
+/// 17% faster).
 #define DECODE_GROUP_MAX_BYTES 8192
 
 /// The activations and q4 corrections of one token, laid out per block pair (64 bytes, a missing second block zero).
 typedef struct {
     const int8_t *x;
     const float *scales;
-    /// Whether rows go four at a time, and the prefetch distance: a whole number of four-row groups of more than
+    /// How many rows go together (4, 2 or 1), and the prefetch distance: a whole number of such groups of more than
     /// 4 KiB, or 4 KiB for rows one at a time.
     int grouped;
     int64_t ahead;
@@ -37,8 +39,9 @@ EDGE_VNNI static inline __attribute__((always_inline)) void decode_token_prepare
     tok->x = x;
     tok->scales = xs;
     int64_t group = 4 * nblocks * (q4 ? 16 : 32);
-    tok->grouped = group <= DECODE_GROUP_MAX_BYTES;
-    tok->ahead = tok->grouped ? (4096 / group + 1) * group : 4096;
+    tok->grouped = group <= DECODE_GROUP_MAX_BYTES ? 4 : group / 2 <= DECODE_GROUP_MAX_BYTES ? 2 : 1;
+    group = group / 4 * tok->grouped;
+    tok->ahead = tok->grouped > 1 ? (4096 / group + 1) * group : 4096;
     if (!q4) return;
     for (int64_t b = 0; b < nblocks; b += 2) {
         __m512i v = _mm512_maskz_loadu_epi8(b + 2 <= nblocks ? ~0ULL : 0xFFFFFFFFULL, x + b * 32);
@@ -126,7 +129,9 @@ EDGE_VNNI static inline __attribute__((always_inline)) void row_decode(const int
     for (int64_t t = 0; t < ntok; t++) {
         decode_token_prepare(q4, x + t * nblocks * 32, xs + t * nblocks, nblocks, &tok);
         int64_t r = r0;
-        if (tok.grouped) {
+        if (tok.grouped == 2)
+            for (; r + 2 <= r1; r += 2) decode_rows(q4, 2, w, ws, nblocks, r, &tok, out + t * ots, ors);
+        if (tok.grouped == 4) {
             for (; r + 4 <= r1; r += 4) decode_rows(q4, 4, w, ws, nblocks, r, &tok, out + t * ots, ors);
             for (; r + 2 <= r1; r += 2) decode_rows(q4, 2, w, ws, nblocks, r, &tok, out + t * ots, ors);
         }
