@@ -184,7 +184,7 @@ static inline float edge_half_to_float(uint16_t h) {
     return f;
 }
 
-/// A 64-byte aligned buffer of at least `bytes` bytes that belongs to the calling thread and slot (0-5) until its next call with that
+/// A 64-byte aligned buffer of at least `bytes` bytes that belongs to the calling thread and slot (0-6) until its next call with that
 /// slot: the composite kernels' scratch, kept between calls (scratch.c). Never freed by the caller.
 void *edge_scratch(int slot, size_t bytes);
 

@@ -1,10 +1,10 @@
-// Per-thread scratch buffers of the composite kernels (q4a, q4o, q5o, q4n, q6), 64-byte aligned and kept between
-// calls: a matrix product's decoded rows and offsets would otherwise be allocated on every call, and blocks above
-// malloc's mmap threshold (128 KiB) come back as fresh zero pages each time.
+// Per-thread scratch buffers of the composite kernels (q4a, q4o, q5o, q4n, q6) and the AVX-512 row decode, 64-byte
+// aligned and kept between calls: a matrix product's decoded rows and offsets would otherwise be allocated on every
+// call, and blocks above malloc's mmap threshold (128 KiB) come back as fresh zero pages each time.
 #include "internal.h"
 #include <stdlib.h>
 
-enum { EDGE_SCRATCH_SLOTS = 6 };
+enum { EDGE_SCRATCH_SLOTS = 7 };
 
 static _Thread_local struct { void *data; size_t bytes; } scratch[EDGE_SCRATCH_SLOTS];
 

@@ -23,19 +23,23 @@
 /// The activations and q4 corrections of one token, laid out per block pair (64 bytes, a missing second block zero).
 typedef struct {
     const int8_t *x;
+    const __m512i *corrections;
     const float *scales;
     /// How many rows go together (4, 2 or 1), and the prefetch distance: a whole number of such groups of more than
     /// 4 KiB, or 4 KiB for rows one at a time.
     int grouped;
     int64_t ahead;
-    __m512i corrections[EDGE_DECODE_MAX_BLOCKS / 2];
-    int8_t reordered[EDGE_DECODE_MAX_BLOCKS * 32];
 } decode_token;
 
-/// Token `x` (nblocks blocks, scales xs) ready for the rows: q4 activations reordered to
-/// [b.x[0..15], b1.x[0..15], b.x[16..31], b1.x[16..31]] per pair with their corrections -8 * sum(x).
+/// Bytes of scratch a prepared q4 token takes: its reordered activations and one correction vector per block pair.
+static inline int64_t decode_token_bytes(int64_t nblocks) { return (nblocks + 1) / 2 * 128; }
+
+/// Token `x` (nblocks blocks, scales xs) ready for the rows: q4 activations reordered into `buffer`
+/// (decode_token_bytes) to [b.x[0..15], b1.x[0..15], b.x[16..31], b1.x[16..31]] per pair, with their corrections
+/// -8 * sum(x).
 EDGE_VNNI static inline __attribute__((always_inline)) void decode_token_prepare(const int q4, const int8_t *x, const float *xs,
-                                                                                 int64_t nblocks, decode_token *tok) {
+                                                                                 int64_t nblocks, int8_t *buffer,
+                                                                                 decode_token *tok) {
     tok->x = x;
     tok->scales = xs;
     int64_t group = 4 * nblocks * (q4 ? 16 : 32);
@@ -43,30 +47,44 @@ EDGE_VNNI static inline __attribute__((always_inline)) void decode_token_prepare
     group = group / 4 * tok->grouped;
     tok->ahead = tok->grouped > 1 ? (4096 / group + 1) * group : 4096;
     if (!q4) return;
+    __m512i *corrections = (__m512i *)(buffer + (nblocks + 1) / 2 * 64);
     for (int64_t b = 0; b < nblocks; b += 2) {
         __m512i v = _mm512_maskz_loadu_epi8(b + 2 <= nblocks ? ~0ULL : 0xFFFFFFFFULL, x + b * 32);
         v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
-        _mm512_storeu_si512(tok->reordered + b * 32, v);
+        _mm512_store_si512(buffer + b * 32, v);
         __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), v);
-        tok->corrections[b / 2] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
+        corrections[b / 2] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
     }
-    tok->x = tok->reordered;
+    tok->x = buffer;
+    tok->corrections = corrections;
 }
 
-/// One block pair of one row (with `half`, the row's last single block): its per-lane dots with the token.
-EDGE_VNNI static inline __attribute__((always_inline)) __m512i decode_pair_dot(const int q4, const int half, const uint8_t *wb,
-                                                                              const decode_token *tok, int64_t b) {
+/// One row's block pair prepared for any number of tokens: q4 nibbles in the reordered activations' order, or
+/// |w| and w's sign mask for q8.
+typedef struct { __m512i w; __mmask64 negative; } decode_pair;
+
+EDGE_VNNI static inline __attribute__((always_inline)) decode_pair decode_prep(const int q4, const int half, const uint8_t *wb) {
+    decode_pair p;
     if (q4) {
         __m256i packed = half ? _mm256_maskz_loadu_epi8(0xFFFF, wb) : _mm256_loadu_si256((const __m256i *)wb);
         const __m512i shifts = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
-        __m512i n = _mm512_and_si512(_mm512_srlv_epi64(_mm512_broadcast_i64x4(packed), shifts), _mm512_set1_epi8(0x0F));
-        return _mm512_dpbusd_epi32(tok->corrections[b / 2], n, _mm512_loadu_si512(tok->x + b * 32));
+        p.w = _mm512_and_si512(_mm512_srlv_epi64(_mm512_broadcast_i64x4(packed), shifts), _mm512_set1_epi8(0x0F));
+        p.negative = 0;
+        return p;
     }
-    const __mmask64 blocks = half ? 0xFFFFFFFFULL : ~0ULL;
-    __m512i w = half ? _mm512_maskz_loadu_epi8(blocks, wb) : _mm512_loadu_si512(wb);
-    __m512i x = half ? _mm512_maskz_loadu_epi8(blocks, tok->x + b * 32) : _mm512_loadu_si512(tok->x + b * 32);
-    __m512i sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sx);
+    __m512i w = half ? _mm512_maskz_loadu_epi8(0xFFFFFFFFULL, wb) : _mm512_loadu_si512(wb);
+    p.w = _mm512_abs_epi8(w);
+    p.negative = _mm512_movepi8_mask(w);
+    return p;
+}
+
+/// A prepared pair's per-lane dots with one token.
+EDGE_VNNI static inline __attribute__((always_inline)) __m512i decode_dot(const int q4, const int half, decode_pair p,
+                                                                         const decode_token *tok, int64_t b) {
+    if (q4) return _mm512_dpbusd_epi32(tok->corrections[b / 2], p.w, _mm512_loadu_si512(tok->x + b * 32));
+    __m512i x = half ? _mm512_maskz_loadu_epi8(0xFFFFFFFFULL, tok->x + b * 32) : _mm512_loadu_si512(tok->x + b * 32);
+    __m512i sx = _mm512_mask_sub_epi8(x, p.negative, _mm512_setzero_si512(), x);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), p.w, sx);
 }
 
 /// Block pair b (with `half`, the last single block) of R rows starting at `rows`, into their accumulators; the pair's
@@ -82,7 +100,7 @@ EDGE_VNNI static inline __attribute__((always_inline)) void decode_step(const in
         // worth of bytes per row and step.
         if (!half) _mm_prefetch((const char *)rows + tok->ahead + (b / 2 * R + i) * 2 * (q4 ? 16 : 32), _MM_HINT_T0);
         __m512 scales = _mm512_permutexvar_ps(at, c[i][h]);
-        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(decode_pair_dot(q4, half, wb, tok, b)), scales, acc[i]);
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(decode_dot(q4, half, decode_prep(q4, half, wb), tok, b)), scales, acc[i]);
     }
 }
 
@@ -121,21 +139,99 @@ EDGE_VNNI static inline __attribute__((always_inline)) void decode_rows(const in
     for (int i = 0; i < R; i++) out[(r + i) * ors] = _mm512_reduce_add_ps(acc[i]);
 }
 
+/// Block pair b of R rows against T tokens; each (row, token) takes the same dot, scale product (w's scale times x's)
+/// and order as decode_step with that token alone.
+EDGE_VNNI static inline __attribute__((always_inline)) void decode_step_tokens(const int q4, const int half, const int h, const int R,
+                                                                              const int T, const uint8_t *rows, int64_t nblocks,
+                                                                              int64_t b, __m512i second, __m512 cw[][2],
+                                                                              __m512 xsv[][2], const decode_token *tok,
+                                                                              __m512 acc[][4]) {
+    const __m512i at = _mm512_add_epi32(second, _mm512_set1_epi32((int)(b & 15)));
+    __m512 token_scales[4];
+    for (int k = 0; k < T; k++) token_scales[k] = _mm512_permutexvar_ps(at, xsv[k][h]);
+    for (int i = 0; i < R; i++) {
+        const uint8_t *wb = rows + (i * nblocks + b) * (q4 ? 16 : 32);
+        decode_pair p = decode_prep(q4, half, wb);
+        __m512 row_scales = _mm512_permutexvar_ps(at, cw[i][h]);
+        for (int k = 0; k < T; k++) {
+            __m512 scales = _mm512_mul_ps(row_scales, token_scales[k]);
+            acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(decode_dot(q4, half, p, tok + k, b)), scales, acc[i][k]);
+        }
+    }
+}
+
+/// Rows [r, r + R) against tokens tok[0, T): out[(r + i) * ors + k * ots], each (row, token) as decode_rows computes it
+/// for that token alone (token-wise batches: a row pair's weights prepared once for up to four tokens).
+EDGE_VNNI static inline __attribute__((always_inline)) void decode_rows_tokens(const int q4, const int R, const int T, const uint8_t *w,
+                                                                              const uint16_t *ws, int64_t nblocks, int64_t r,
+                                                                              const decode_token *tok, float *out, int64_t ors,
+                                                                              int64_t ots) {
+    const __m512i second = q4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
+                              : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 cw[2][2], xsv[4][2], acc[2][4];
+    for (int i = 0; i < R; i++)
+        for (int k = 0; k < T; k++) acc[i][k] = _mm512_setzero_ps();
+    const uint8_t *rows = w + r * nblocks * (q4 ? 16 : 32);
+    for (int64_t seg = 0; seg < nblocks; seg += 32) {
+        for (int h = 0; h < 2 && seg + 16 * h < nblocks; h++) {
+            int64_t n = nblocks - seg - 16 * h;
+            __mmask16 m = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
+            for (int k = 0; k < T; k++) xsv[k][h] = _mm512_maskz_loadu_ps(m, tok[k].scales + seg + 16 * h);
+            for (int i = 0; i < R; i++) {
+                const uint16_t *p = ws + (r + i) * nblocks + seg + 16 * h;
+                cw[i][h] = _mm512_cvtph_ps(n >= 16 ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(m, p));
+            }
+        }
+        int64_t b = seg, end = seg + 32 < nblocks ? seg + 32 : nblocks, low = seg + 16 < end ? seg + 16 : end;
+        for (; b + 2 <= low; b += 2) decode_step_tokens(q4, 0, 0, R, T, rows, nblocks, b, second, cw, xsv, tok, acc);
+        if (b < low) decode_step_tokens(q4, 1, 0, R, T, rows, nblocks, b++, second, cw, xsv, tok, acc);
+        for (; b + 2 <= end; b += 2) decode_step_tokens(q4, 0, 1, R, T, rows, nblocks, b, second, cw, xsv, tok, acc);
+        if (b < end) decode_step_tokens(q4, 1, 1, R, T, rows, nblocks, b, second, cw, xsv, tok, acc);
+    }
+    for (int i = 0; i < R; i++)
+        for (int k = 0; k < T; k++) out[(r + i) * ors + k * ots] = _mm512_reduce_add_ps(acc[i][k]);
+}
+
+/// Rows [r0, r1) against T prepared tokens, in row pairs.
+EDGE_VNNI static inline __attribute__((always_inline)) void decode_tokens(const int q4, const int T, const uint8_t *w, const uint16_t *ws,
+                                                                         int64_t nblocks, int64_t r0, int64_t r1,
+                                                                         const decode_token *tok, float *out, int64_t ors,
+                                                                         int64_t ots) {
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) decode_rows_tokens(q4, 2, T, w, ws, nblocks, r, tok, out, ors, ots);
+    if (r < r1) decode_rows_tokens(q4, 1, T, w, ws, nblocks, r, tok, out, ors, ots);
+}
+
 EDGE_VNNI static inline __attribute__((always_inline)) void row_decode(const int q4, const uint8_t *w, const uint16_t *ws,
                                                                          int64_t nblocks, int64_t r0, int64_t r1, const int8_t *x,
                                                                          const float *xs, int64_t ntok, float *out, int64_t ors,
                                                                          int64_t ots) {
-    decode_token tok;
-    for (int64_t t = 0; t < ntok; t++) {
-        decode_token_prepare(q4, x + t * nblocks * 32, xs + t * nblocks, nblocks, &tok);
+    const int64_t bytes = decode_token_bytes(nblocks);
+    int8_t *buffer = q4 ? edge_scratch(6, (size_t)((ntok < 4 ? ntok : 4) * bytes)) : NULL;
+    decode_token tok[4];
+    if (ntok == 1) {
+        decode_token_prepare(q4, x, xs, nblocks, buffer, tok);
         int64_t r = r0;
-        if (tok.grouped == 2)
-            for (; r + 2 <= r1; r += 2) decode_rows(q4, 2, w, ws, nblocks, r, &tok, out + t * ots, ors);
-        if (tok.grouped == 4) {
-            for (; r + 4 <= r1; r += 4) decode_rows(q4, 4, w, ws, nblocks, r, &tok, out + t * ots, ors);
-            for (; r + 2 <= r1; r += 2) decode_rows(q4, 2, w, ws, nblocks, r, &tok, out + t * ots, ors);
+        if (tok->grouped == 2)
+            for (; r + 2 <= r1; r += 2) decode_rows(q4, 2, w, ws, nblocks, r, tok, out, ors);
+        if (tok->grouped == 4) {
+            for (; r + 4 <= r1; r += 4) decode_rows(q4, 4, w, ws, nblocks, r, tok, out, ors);
+            for (; r + 2 <= r1; r += 2) decode_rows(q4, 2, w, ws, nblocks, r, tok, out, ors);
         }
-        for (; r < r1; r++) decode_rows(q4, 1, w, ws, nblocks, r, &tok, out + t * ots, ors);
+        for (; r < r1; r++) decode_rows(q4, 1, w, ws, nblocks, r, tok, out, ors);
+        return;
+    }
+    for (int64_t t = 0; t < ntok; t += 4) {
+        const int T = ntok - t < 4 ? (int)(ntok - t) : 4;
+        for (int k = 0; k < T; k++)
+            decode_token_prepare(q4, x + (t + k) * nblocks * 32, xs + (t + k) * nblocks, nblocks, q4 ? buffer + k * bytes : NULL, tok + k);
+        float *o = out + t * ots;
+        switch (T) {
+        case 4: decode_tokens(q4, 4, w, ws, nblocks, r0, r1, tok, o, ors, ots); break;
+        case 3: decode_tokens(q4, 3, w, ws, nblocks, r0, r1, tok, o, ors, ots); break;
+        case 2: decode_tokens(q4, 2, w, ws, nblocks, r0, r1, tok, o, ors, ots); break;
+        default: decode_tokens(q4, 1, w, ws, nblocks, r0, r1, tok, o, ors, ots); break;
+        }
     }
 }
 
