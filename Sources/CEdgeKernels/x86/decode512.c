@@ -107,7 +107,9 @@ EDGE_VNNI static inline __attribute__((always_inline)) void decode_step(const in
 /// Rows [r, r + R) against the token: out[(r + i) * ors].
 EDGE_VNNI static inline __attribute__((always_inline)) void decode_rows(const int q4, const int R, const uint8_t *w,
                                                                        const uint16_t *ws, int64_t nblocks, int64_t r,
-                                                                       const decode_token *tok, float *out, int64_t ors) {
+                                                                       const decode_token *token, float *out, int64_t ors) {
+    // A local copy, whose fields stay in registers (through the pointer they were reloaded every step: -20%).
+    const decode_token copy = *token, *tok = &copy;
     const int64_t block_bytes = q4 ? 16 : 32;
     // Lane l of a pair's dots belongs to its first or second block: q8 lanes 0-7 / 8-15, q4 lanes 0-3 and 8-11 / 4-7 and 12-15.
     const __m512i second = q4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
