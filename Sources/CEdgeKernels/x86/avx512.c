@@ -131,9 +131,10 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
 
 // Decode (one token) of rows with one scale per block goes to x86/decode512.c (token-wise q4 batches too, each
 // token there as in its decode step); other decode takes rows one at a time, the weight stream's best pattern
-// when rows are long, and in row pairs when they are short (32 blocks or fewer). Batches take row pairs, sharing
-// each activation load (and q4 correction) between the two rows. Each (row, token) of q8 sums in the same order
-// every way.
+// when rows are long, and in row pairs when they are short (EDGE_SHORT_ROW_BLOCKS blocks or fewer). Batches take
+// row pairs, sharing each activation load (and q4 correction) between the two rows. Each (row, token) of q8 sums
+// in the same order every way.
+#define EDGE_SHORT_ROW_BLOCKS 32
 #define EDGE_AVX512_MATMUL(NAME, FALLBACK, DECODE, TOKENWISE, WTYPE_, BLOCKBYTES, PAIR, PREP, XLOAD, PAIR_DOT)     \
     EDGE_VNNI void NAME(EDGE_MATMUL_ARGS(WTYPE_)) {                                                      \
         typedef WTYPE_ WTYPE;                                                                            \
@@ -147,7 +148,7 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
             return;                                                                                      \
         }                                                                                                \
         int64_t ngroups = (nblocks + gblocks - 1) / gblocks, r = r0;                                     \
-        if (ntok > 1 || nblocks <= 32)                                                                   \
+        if (ntok > 1 || nblocks <= EDGE_SHORT_ROW_BLOCKS)                                                \
             for (; r + 2 <= r1; r += 2) EDGE_AVX512_ROWS(2, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)    \
         for (; r < r1; r++) EDGE_AVX512_ROWS(1, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)                \
     }

@@ -87,6 +87,19 @@ EDGE_VNNI static inline __attribute__((always_inline)) __m512i decode_dot(const 
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), p.w, sx);
 }
 
+/// Which block of a pair each 32-bit lane of its dots belongs to (0 or 1): q8 lanes 0-7 / 8-15, q4 lanes 0-3 and
+/// 8-11 / 4-7 and 12-15 (the reordered activations' order).
+EDGE_VNNI static inline __m512i decode_second_lanes(const int q4) {
+    return q4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
+              : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+}
+
+/// The n (at most 16 kept, mask m) f16 scale words at p as floats. Plain loads where 16 remain: masked loads do not
+/// train the hardware prefetcher (from DRAM, decode ran at half speed with them).
+EDGE_VNNI static inline __m512 decode_scale_words(const uint16_t *p, int64_t n, __mmask16 m) {
+    return _mm512_cvtph_ps(n >= 16 ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(m, p));
+}
+
 /// Block pair b (with `half`, the last single block) of R rows starting at `rows`, into their accumulators; the pair's
 /// scales are in c[i][h].
 EDGE_VNNI static inline __attribute__((always_inline)) void decode_step(const int q4, const int half, const int h, const int R,
@@ -111,9 +124,7 @@ EDGE_VNNI static inline __attribute__((always_inline)) void decode_rows(const in
     // A local copy, whose fields stay in registers (through the pointer they were reloaded every step: -20%).
     const decode_token copy = *token, *tok = &copy;
     const int64_t block_bytes = q4 ? 16 : 32;
-    // Lane l of a pair's dots belongs to its first or second block: q8 lanes 0-7 / 8-15, q4 lanes 0-3 and 8-11 / 4-7 and 12-15.
-    const __m512i second = q4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
-                              : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i second = decode_second_lanes(q4);
     __m512 c[4][2], acc[4];
     for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
     const uint8_t *rows = w + r * nblocks * block_bytes;
@@ -124,13 +135,8 @@ EDGE_VNNI static inline __attribute__((always_inline)) void decode_rows(const in
             int64_t n = nblocks - seg - 16 * h;
             __mmask16 m = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
             __m512 token_scales = _mm512_maskz_loadu_ps(m, tok->scales + seg + 16 * h);
-            // Plain loads where 16 scales remain: masked loads do not train the hardware prefetcher (from DRAM,
-            // decode ran at half speed with them).
-            for (int i = 0; i < R; i++) {
-                const uint16_t *p = ws + (r + i) * nblocks + seg + 16 * h;
-                __m256i words = n >= 16 ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(m, p);
-                c[i][h] = _mm512_mul_ps(_mm512_cvtph_ps(words), token_scales);
-            }
+            for (int i = 0; i < R; i++)
+                c[i][h] = _mm512_mul_ps(decode_scale_words(ws + (r + i) * nblocks + seg + 16 * h, n, m), token_scales);
         }
         int64_t b = seg, end = seg + 32 < nblocks ? seg + 32 : nblocks, low = seg + 16 < end ? seg + 16 : end;
         for (; b + 2 <= low; b += 2) decode_step(q4, 0, 0, R, rows, nblocks, b, second, c, tok, acc);
@@ -168,8 +174,7 @@ EDGE_VNNI static inline __attribute__((always_inline)) void decode_rows_tokens(c
                                                                               const uint16_t *ws, int64_t nblocks, int64_t r,
                                                                               const decode_token *tok, float *out, int64_t ors,
                                                                               int64_t ots) {
-    const __m512i second = q4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
-                              : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i second = decode_second_lanes(q4);
     __m512 cw[2][2], xsv[4][2], acc[2][4];
     for (int i = 0; i < R; i++)
         for (int k = 0; k < T; k++) acc[i][k] = _mm512_setzero_ps();
@@ -179,10 +184,7 @@ EDGE_VNNI static inline __attribute__((always_inline)) void decode_rows_tokens(c
             int64_t n = nblocks - seg - 16 * h;
             __mmask16 m = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
             for (int k = 0; k < T; k++) xsv[k][h] = _mm512_maskz_loadu_ps(m, tok[k].scales + seg + 16 * h);
-            for (int i = 0; i < R; i++) {
-                const uint16_t *p = ws + (r + i) * nblocks + seg + 16 * h;
-                cw[i][h] = _mm512_cvtph_ps(n >= 16 ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(m, p));
-            }
+            for (int i = 0; i < R; i++) cw[i][h] = decode_scale_words(ws + (r + i) * nblocks + seg + 16 * h, n, m);
         }
         int64_t b = seg, end = seg + 32 < nblocks ? seg + 32 : nblocks, low = seg + 16 < end ? seg + 16 : end;
         for (; b + 2 <= low; b += 2) decode_step_tokens(q4, 0, 0, R, T, rows, nblocks, b, second, cw, xsv, tok, acc);
