@@ -521,9 +521,10 @@ static void test_attention(int isa) {
                 ok &= fabs((double)o[d] - e[d]) <= 4.0 * (npos + 8) * 1.2e-7 * mag + 1e-30;
             }
             check(ok, "attention values f16", isa, detail);
-            // q8 values for 1, 3 and 9 queries (probability rows of npos, outputs of hd), heads of whole blocks only
+            // q8 values for 1 to 9 queries (probability rows of npos, outputs of hd: every tile width and the
+            // mixes of them), heads of whole blocks only
             if (nb > 0 && hd % 32 == 0) {
-                for (int nq = 1; nq <= 9; nq += 4) {
+                for (int nq = 1; nq <= 9; nq++) {
                     float *pq = malloc(sizeof(float) * (size_t)(nq * npos));
                     float *eq = malloc(sizeof(float) * (size_t)(nq * hd)), *oq = malloc(sizeof(float) * (size_t)(nq * hd));
                     for (int i = 0; i < nq * npos; i++) pq[i] = uniform();

@@ -44,29 +44,52 @@ K256_ATTR void edge_avx2_quantize(const float *x, int64_t nblocks, int8_t *q, fl
 // Attention over q8/f16 caches. f16: values in chunks of 64 dimensions kept in eight accumulators
 // across every position; scores eight dimensions per `vcvtph2ps` + `vfmadd`, with a scalar tail.
 
-// Values: for 8 dimensions and up to 8 queries at a time, each position's codes are widened and scaled
-// once (`vpmovsxbd`, `vcvtdq2ps`, one multiply by the row's block scale) and added to every query's
-// accumulator with one FMA by its probability.
+// Values: a tile of QN queries x DN groups of 8 dimensions at a time, its accumulators in registers; each
+// position's codes are widened and scaled once per group (`vpmovsxbd`, `vcvtdq2ps`, one multiply by the row's block
+// scale) and added to every query's accumulator with one FMA by its probability. A query's sums run over the
+// positions in order whatever the tile, so a query's result does not depend on the queries beside it.
+K256_INLINE void values_q8_tile(const int QN, const int DN, const float *p, int64_t pstride, const int8_t *v,
+                                const float *scale, int64_t jn, int64_t hd, int64_t d, float *out, int64_t ostride) {
+    __m256 acc[4][4];
+    for (int i = 0; i < QN; i++)
+        for (int c = 0; c < DN; c++) acc[i][c] = _mm256_loadu_ps(out + i * ostride + d + 8 * c);
+    for (int64_t j = 0; j < jn; j++) {
+        __m256 row[4];
+        const __m256 s = _mm256_set1_ps(scale[j]);
+        for (int c = 0; c < DN; c++)
+            row[c] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + j * hd + d + 8 * c)))), s);
+        for (int i = 0; i < QN; i++) {
+            const __m256 w = _mm256_broadcast_ss(p + i * pstride + j);
+            for (int c = 0; c < DN; c++) acc[i][c] = _mm256_fmadd_ps(row[c], w, acc[i][c]);
+        }
+    }
+    for (int i = 0; i < QN; i++)
+        for (int c = 0; c < DN; c++) _mm256_storeu_ps(out + i * ostride + d + 8 * c, acc[i][c]);
+}
+
 K256_ATTR void edge_avx2_attn_values_q8(const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,
                                         int64_t npos, int64_t hd, float *out, int64_t ostride) {
     int64_t nb = hd / 32;
     float scale[128];
     for (int64_t j0 = 0; j0 < npos; j0 += 128) {
         int64_t jn = npos - j0 < 128 ? npos - j0 : 128;
+        const int8_t *vj = v + j0 * hd;
         for (int64_t b = 0; b < nb; b++) {
             for (int64_t j = 0; j < jn; j++) scale[j] = _cvtsh_ss(vscales[(j0 + j) * nb + b]);
-            for (int64_t d = b * 32; d < b * 32 + 32; d += 8) {
-                for (int64_t q0 = 0; q0 < nq; q0 += 8) {
-                    int qn = (int)(nq - q0 < 8 ? nq - q0 : 8);
-                    __m256 acc[8];
-                    for (int i = 0; i < qn; i++) acc[i] = _mm256_loadu_ps(out + (q0 + i) * ostride + d);
-                    for (int64_t j = 0; j < jn; j++) {
-                        __m256i codes = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + (j0 + j) * hd + d)));
-                        __m256 row = _mm256_mul_ps(_mm256_cvtepi32_ps(codes), _mm256_set1_ps(scale[j]));
-                        for (int i = 0; i < qn; i++)
-                            acc[i] = _mm256_fmadd_ps(row, _mm256_broadcast_ss(p + (q0 + i) * pstride + j0 + j), acc[i]);
-                    }
-                    for (int i = 0; i < qn; i++) _mm256_storeu_ps(out + (q0 + i) * ostride + d, acc[i]);
+            // Up to four queries over 16 dimensions, or one or two over the block's 32: at most 8 accumulators.
+            for (int64_t q = 0; q < nq;) {
+                const float *pq = p + q * pstride + j0;
+                float *oq = out + q * ostride;
+                switch (nq - q) {
+                case 1: values_q8_tile(1, 4, pq, pstride, vj, scale, jn, hd, b * 32, oq, ostride); q += 1; break;
+                case 2: values_q8_tile(2, 4, pq, pstride, vj, scale, jn, hd, b * 32, oq, ostride); q += 2; break;
+                case 3:
+                    for (int64_t d = b * 32; d < b * 32 + 32; d += 16) values_q8_tile(3, 2, pq, pstride, vj, scale, jn, hd, d, oq, ostride);
+                    q += 3;
+                    break;
+                default:
+                    for (int64_t d = b * 32; d < b * 32 + 32; d += 16) values_q8_tile(4, 2, pq, pstride, vj, scale, jn, hd, d, oq, ostride);
+                    q += 4;
                 }
             }
         }
