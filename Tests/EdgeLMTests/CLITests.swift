@@ -257,6 +257,7 @@ import Testing
         for (args, words) in [
             ("-t 1,2 -p hi", "'hi' is invalid for '-p"), ("-p -1", "must be >= 0"), ("-t 1,x", "-t"),
             ("--breakdown --lookup", "--breakdown times plain decoding"),
+            ("--ignore-eos -n 4", "--ignore-eos belongs to the speculative mode"),
             ("--breakdown -n 4,8", "one count"),
         ] {
             let bad = try Self.sh("\"$EDGELM\" bench -m '\(try model())' \(args)")

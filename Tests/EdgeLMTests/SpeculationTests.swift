@@ -33,6 +33,29 @@ import Testing
         #expect(plain.draftedTokens == 0)
     }
 
+    /// The speculative bench times the tokens generation gives: a run ends at the model's end of turn as generation
+    /// does (SmolLM2 answers this question in 7 tokens), or with `ignoreEOS` after every requested token.
+    @Test func speculativeBenchEndsWhereGenerationEnds() throws {
+        guard Fixtures.available(RealModelTests.gguf) else {
+            if Fixtures.isCI { Issue.record("missing \(RealModelTests.gguf)") }
+            return
+        }
+        var keep = ConversionOptions(type: .f32)
+        keep.keepSource = true
+        let lm = try LanguageModel(
+            path: try ConvertedModels.convert(Fixtures.path(RealModelTests.gguf), key: "smollm2-real-keep", keep),
+            threads: 2, contextLength: 256)
+        let prompt = lm.encode("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
+        lm.session.reset()
+        let plain = try lm.generate(promptTokens: prompt, parameters: .greedy(maxTokens: 100)) { _, _ in true }
+        #expect(plain.stopReason == .endOfSequence && plain.generatedTokens < 100)
+        let lookup = SpeculationParameters(source: .lookup)
+        let ended = try Benchmark.speculative(lm, prompt: prompt, tokens: 100, speculation: lookup, repetitions: 1)
+        #expect(ended.tokens == plain.generatedTokens && ended.identical)
+        let all = try Benchmark.speculative(lm, prompt: prompt, tokens: 100, speculation: lookup, repetitions: 1, ignoreEOS: true)
+        #expect(all.tokens == 100 && all.identical && all.drafted > 0)
+    }
+
     /// `verify` returns, bit for bit, the logits one `forward` per token gives, and leaves the cache as they do.
     @Test func verifyEqualsOneForwardPerToken() throws {
         let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 2)

@@ -55,6 +55,12 @@ struct Bench: AsyncParsableCommand {
     )
     var promptFile: String?
 
+    @Flag(
+        name: .long,
+        help: "Speculative mode: generate all -n tokens, past the model's end of text or turn (by default a run ends there, as generation does)."
+    )
+    var ignoreEOS = false
+
     func run() async throws {
         try await runReportingErrors {
             let lm = try modelOptions.open(threads: modelOptions.threadList?.values.first)
@@ -72,6 +78,7 @@ struct Bench: AsyncParsableCommand {
                 try runSpeculative(lm, spec)
                 return
             }
+            if ignoreEOS { throw EdgeLMError.invalidArgument("--ignore-eos belongs to the speculative mode: give --lookup or --draft MODEL too") }
             if let c = constrained {
                 try runConstrained(lm, c)
                 return
@@ -211,7 +218,8 @@ extension Bench {
     private func runSpeculative(_ lm: LanguageModel, _ spec: SpeculationParameters) throws {
         let prompt = try modePrompt(lm, mode: "speculative")
         let result = try Benchmark.speculative(
-            lm, prompt: prompt, tokens: try modeTokens("speculative"), speculation: spec, repetitions: r, progress: showProgress)
+            lm, prompt: prompt, tokens: try modeTokens("speculative"), speculation: spec, repetitions: r, ignoreEOS: ignoreEOS,
+            progress: showProgress)
         if try printedJSON(result) { return }
         let drafter = speculation.draft.map { "draft " + ($0 as NSString).lastPathComponent } ?? "lookup"
         print("| model | drafter | threads | test | plain t/s | speculative t/s | ratio | drafted | kept | identical |")

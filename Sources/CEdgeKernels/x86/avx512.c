@@ -157,7 +157,7 @@ static EDGE_AVX512_MATMUL(edge_avx512_rows_q8, edge_vnni256_matmul_q8, edge_avx5
 static EDGE_AVX512_MATMUL(edge_avx512_rows_q4, edge_vnni256_matmul_q4, edge_avx512_decode_q4, 0, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
 // Token-wise entries (the q8 and q4 edge_matmul_tokenwise): the row-major kernels alone, whose result for each row and token
 // does not depend on the tile it was computed in, so a batch gives each token's decode result bit for bit.
-EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q8, edge_vnni256_tokenwise_q8, edge_avx512_decode_q8, 0, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
+EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q8, edge_vnni256_tokenwise_q8, edge_avx512_decode_q8, 1, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
 EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q4, edge_vnni256_tokenwise_q4, edge_avx512_decode_q4, 1, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
 
 // Prompt batches: the 16-row GEMM tiles of x86/gemm.h, one row per 32-bit lane of a zmm register.

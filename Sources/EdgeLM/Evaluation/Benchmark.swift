@@ -200,14 +200,15 @@ public struct SpeculativeBenchResult: Codable, Sendable {
 
 extension Benchmark {
     /// Generates up to `tokens` tokens greedily from `prompt`, plainly and with `speculation`, alternately after a
-    /// warm-up of each, `repetitions` times; the prompt is evaluated once per run (not timed: generation only).
+    /// warm-up of each, `repetitions` times; the prompt is evaluated once per run (not timed: generation only). A run
+    /// ends at the model's end of text or turn, as generation does, unless `ignoreEOS`.
     public static func speculative(
         _ lm: LanguageModel, prompt: [Int], tokens: Int, speculation: SpeculationParameters, repetitions: Int,
-        progress: (String) -> Void = { _ in }
+        ignoreEOS: Bool = false, progress: (String) -> Void = { _ in }
     ) throws(EdgeLMError) -> SpeculativeBenchResult {
         guard repetitions >= 1 else { throw .invalidArgument("-r \(repetitions): must be at least 1") }
         var plainParameters = GenerateParameters.greedy(maxTokens: tokens)
-        plainParameters.stopAtEOS = false
+        plainParameters.stopAtEOS = !ignoreEOS
         var spec = plainParameters
         spec.speculation = speculation
         var plain: [Double] = [], speculative: [Double] = []
