@@ -80,12 +80,13 @@ void edge_avx512_planes_q6(EDGE_MATMUL_ARGS(uint8_t));
 void edge_avx512_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));
 /// The longest rows, in blocks, that the AVX-512 row decode takes (x86/decode512.c; 16,384 columns).
 #define EDGE_DECODE_MAX_BLOCKS 512
-/// Arguments of a row decode: rows of nblocks <= EDGE_DECODE_MAX_BLOCKS blocks, one f16 scale per block.
+/// Arguments of a row decode: rows of nblocks <= EDGE_DECODE_MAX_BLOCKS blocks, one f16 scale per block (with
+/// per_channel, one per row).
 #define EDGE_DECODE_ARGS                                                                                  \
-    const uint8_t *w, const uint16_t *ws, int64_t nblocks, int64_t r0, int64_t r1, const int8_t *x, const float *xs, \
-        int64_t ntok, float *out, int64_t ors, int64_t ots
-/// Rows of q8 or q4 blocks with one scale per block, each token on its own (decode and token-wise batches;
-/// x86/decode512.c).
+    const uint8_t *w, const uint16_t *ws, int64_t nblocks, int per_channel, int64_t r0, int64_t r1, const int8_t *x, \
+        const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots
+/// Rows of q8 or q4 blocks with one scale per block or per row, each token on its own (decode and token-wise
+/// batches; x86/decode512.c).
 void edge_avx512_decode_q8(EDGE_DECODE_ARGS);
 void edge_avx512_decode_q4(EDGE_DECODE_ARGS);
 void edge_avx2_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));

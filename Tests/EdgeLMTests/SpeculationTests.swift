@@ -34,7 +34,8 @@ import Testing
     }
 
     /// The speculative bench times the tokens generation gives: a run ends at the model's end of turn as generation
-    /// does (SmolLM2 answers this question in 7 tokens), or with `ignoreEOS` after every requested token.
+    /// does (SmolLM2 answers this question in 7 tokens), or with `ignoreEOS` after every requested token; it reports
+    /// the generated text.
     @Test func speculativeBenchEndsWhereGenerationEnds() throws {
         guard Fixtures.available(RealModelTests.gguf) else {
             if Fixtures.isCI { Issue.record("missing \(RealModelTests.gguf)") }
@@ -47,11 +48,15 @@ import Testing
             threads: 2, contextLength: 256)
         let prompt = lm.encode("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
         lm.session.reset()
-        let plain = try lm.generate(promptTokens: prompt, parameters: .greedy(maxTokens: 100)) { _, _ in true }
-        #expect(plain.stopReason == .endOfSequence && plain.generatedTokens < 100)
+        var text = ""
+        let plain = try lm.generate(promptTokens: prompt, parameters: .greedy(maxTokens: 100)) { _, piece in
+            text += piece
+            return true
+        }
+        #expect(plain.stopReason == .endOfSequence && plain.generatedTokens < 100 && text.contains("Paris"))
         let lookup = SpeculationParameters(source: .lookup)
         let ended = try Benchmark.speculative(lm, prompt: prompt, tokens: 100, speculation: lookup, repetitions: 1)
-        #expect(ended.tokens == plain.generatedTokens && ended.identical)
+        #expect(ended.tokens == plain.generatedTokens && ended.identical && ended.output == text)
         let all = try Benchmark.speculative(lm, prompt: prompt, tokens: 100, speculation: lookup, repetitions: 1, ignoreEOS: true)
         #expect(all.tokens == 100 && all.identical && all.drafted > 0)
     }

@@ -129,11 +129,11 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
         for (; t < ntok; t++) EDGE_AVX512_ROW_TILE(R, 1, PAIR, PREP, XLOAD, PAIR_DOT, BLOCKBYTES)         \
     }
 
-// Decode (one token) of rows with one scale per block goes to x86/decode512.c (token-wise q4 batches too, each
-// token there as in its decode step); other decode takes rows one at a time, the weight stream's best pattern
-// when rows are long, and in row pairs when they are short (EDGE_SHORT_ROW_BLOCKS blocks or fewer). Batches take
-// row pairs, sharing each activation load (and q4 correction) between the two rows. Each (row, token) of q8 sums
-// in the same order every way.
+// Decode (one token) of rows with one scale per block or per row goes to x86/decode512.c (token-wise q4 batches
+// too, each token there as in its decode step); other decode takes rows one at a time, the weight stream's best
+// pattern when rows are long, and in row pairs when they are short (EDGE_SHORT_ROW_BLOCKS blocks or fewer). Batches
+// take row pairs, sharing each activation load (and q4 correction) between the two rows. Each (row, token) of q8
+// sums in the same order every way.
 #define EDGE_SHORT_ROW_BLOCKS 32
 #define EDGE_AVX512_MATMUL(NAME, FALLBACK, DECODE, TOKENWISE, WTYPE_, BLOCKBYTES, PAIR, PREP, XLOAD, PAIR_DOT)     \
     EDGE_VNNI void NAME(EDGE_MATMUL_ARGS(WTYPE_)) {                                                      \
@@ -143,8 +143,8 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
             FALLBACK(w, ws, nblocks, gblocks, r0, r1, x, xs, ntok, out, ors, ots);                       \
             return;                                                                                      \
         }                                                                                                \
-        if (single && nblocks <= EDGE_DECODE_MAX_BLOCKS && (ntok == 1 || TOKENWISE)) {                    \
-            DECODE((const uint8_t *)w, ws, nblocks, r0, r1, x, xs, ntok, out, ors, ots);                  \
+        if ((single || per_channel) && nblocks <= EDGE_DECODE_MAX_BLOCKS && (ntok == 1 || TOKENWISE)) {   \
+            DECODE((const uint8_t *)w, ws, nblocks, per_channel, r0, r1, x, xs, ntok, out, ors, ots);     \
             return;                                                                                      \
         }                                                                                                \
         int64_t ngroups = (nblocks + gblocks - 1) / gblocks, r = r0;                                     \
@@ -157,7 +157,7 @@ static EDGE_AVX512_MATMUL(edge_avx512_rows_q8, edge_vnni256_matmul_q8, edge_avx5
 static EDGE_AVX512_MATMUL(edge_avx512_rows_q4, edge_vnni256_matmul_q4, edge_avx512_decode_q4, 0, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
 // Token-wise entries (the q8 and q4 edge_matmul_tokenwise): the row-major kernels alone, whose result for each row and token
 // does not depend on the tile it was computed in, so a batch gives each token's decode result bit for bit.
-EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q8, edge_vnni256_tokenwise_q8, edge_avx512_decode_q8, 1, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
+EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q8, edge_vnni256_tokenwise_q8, edge_avx512_decode_q8, 0, int8_t, 32, q8_pair, prep_pair_q8, load_x_q8, dot_pair_q8)
 EDGE_AVX512_MATMUL(edge_avx512_tokenwise_q4, edge_vnni256_tokenwise_q4, edge_avx512_decode_q4, 1, uint8_t, 16, q4_pair, prep_pair_q4, load_x_q4, dot_pair_q4)
 
 // Prompt batches: the 16-row GEMM tiles of x86/gemm.h, one row per 32-bit lane of a zmm register.

@@ -185,6 +185,8 @@ public struct SpeculativeBenchResult: Codable, Sendable {
     public let accepted: Int
     /// Whether every speculative run produced the plain run's tokens.
     public let identical: Bool
+    /// The text the last run generated (how much of it repeats the prompt is what prompt lookup drafts from).
+    public let output: String
 
     /// Median plain tokens per second.
     public var plainMedian: Double { percentile(plain.sorted(), 50) }
@@ -195,7 +197,7 @@ public struct SpeculativeBenchResult: Codable, Sendable {
     /// Drafted tokens kept.
     public var acceptanceRate: Double { drafted > 0 ? Double(accepted) / Double(drafted) : 0 }
 
-    enum CodingKeys: String, CodingKey { case plain, speculative, tokens, drafted, accepted, identical }
+    enum CodingKeys: String, CodingKey { case plain, speculative, tokens, drafted, accepted, identical, output }
 }
 
 extension Benchmark {
@@ -212,22 +214,26 @@ extension Benchmark {
         var spec = plainParameters
         spec.speculation = speculation
         var plain: [Double] = [], speculative: [Double] = []
-        var identical = true, drafted = 0, accepted = 0, generated = 0
+        var identical = true, drafted = 0, accepted = 0, generated = 0, output = ""
         for run in 0...repetitions {
             progress(run == 0 ? "warm-up" : "run \(run)/\(repetitions)")
             lm.session.reset()
-            let a = try lm.generate(promptTokens: prompt, parameters: plainParameters) { _, _ in true }
+            var text = ""
+            let a = try lm.generate(promptTokens: prompt, parameters: plainParameters) { _, piece in
+                text += piece
+                return true
+            }
             lm.session.reset()
             let b = try lm.generate(promptTokens: prompt, parameters: spec) { _, _ in true }
             identical = identical && a.tokens == b.tokens
             guard run > 0 else { continue }
             plain.append(a.tokensPerSecond)
             speculative.append(b.tokensPerSecond)
-            (drafted, accepted, generated) = (b.draftedTokens, b.acceptedTokens, b.generatedTokens)
+            (drafted, accepted, generated, output) = (b.draftedTokens, b.acceptedTokens, b.generatedTokens, text)
         }
         return SpeculativeBenchResult(
             plain: plain, speculative: speculative, tokens: generated, drafted: drafted, accepted: accepted,
-            identical: identical)
+            identical: identical, output: output)
     }
 }
 
