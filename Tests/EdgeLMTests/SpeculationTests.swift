@@ -25,7 +25,7 @@ import Testing
     func lookupKeepsGreedyOutput(scheme: TensorScheme) throws {
         let lm = try LanguageModel(path: try ConvertedModels.stories("\(scheme)", ConversionOptions(type: scheme)), threads: 2)
         let plain = try generate(lm, Self.repetitive, tokens: 96, speculation: nil)
-        let fast = try generate(lm, Self.repetitive, tokens: 96, speculation: SpeculationParameters(source: .lookup))
+        let fast = try generate(lm, Self.repetitive, tokens: 96, speculation: .always(.lookup))
         #expect(fast.tokens == plain.tokens)
         #expect(fast.tokens.count == 96)
         #expect(fast.draftedTokens > 0)
@@ -54,7 +54,7 @@ import Testing
             return true
         }
         #expect(plain.stopReason == .endOfSequence && plain.generatedTokens < 100 && text.contains("Paris"))
-        let lookup = SpeculationParameters(source: .lookup)
+        let lookup = SpeculationParameters.always(.lookup)
         let ended = try Benchmark.speculative(lm, prompt: prompt, tokens: 100, speculation: lookup, repetitions: 1)
         #expect(ended.tokens == plain.generatedTokens && ended.identical && ended.output == text)
         let all = try Benchmark.speculative(lm, prompt: prompt, tokens: 100, speculation: lookup, repetitions: 1, ignoreEOS: true)
@@ -84,7 +84,7 @@ import Testing
         try lm.loadDraft(path: try ConvertedModels.stories("q4", ConversionOptions(type: .q4)))
         let prompt = "Tom had a red ball. He liked to"
         let plain = try generate(lm, prompt, tokens: 64, speculation: nil)
-        let fast = try generate(lm, prompt, tokens: 64, speculation: SpeculationParameters(source: .model))
+        let fast = try generate(lm, prompt, tokens: 64, speculation: .always(.model))
         #expect(fast.tokens == plain.tokens)
         #expect(fast.draftedTokens > 0)
         #expect(Double(fast.acceptedTokens) > 0.3 * Double(fast.draftedTokens))
@@ -189,6 +189,35 @@ import Testing
     }
 
     /// Prompt lookup proposes what followed the latest earlier occurrence of the longest matching suffix.
+    /// Drafting starts with a plain step, pauses while speculative passes cost more time per token than plain steps
+    /// (4 passes, then 8 while it keeps losing) and goes on while they cost less; not adaptive, it drafts every pass.
+    @Test func draftingPausesWhileItCostsMoreThanPlainSteps() throws {
+        var s = Speculator(drafter: PromptLookup(ngram: 2...2), parameters: SpeculationParameters(source: .lookup), sampling: SamplingParameters())
+        let history = [1, 2, 3, 4, 1, 2]
+        func plainSteps() throws -> Int {
+            var n = 0
+            while try s.draft(after: history, limit: 4).tokens.isEmpty { n += 1 }
+            return n
+        }
+        #expect(try plainSteps() == 1)
+        s.recordPlain(seconds: 1)
+        s.record(drafted: 2, kept: 0, seconds: 3)  // 3 s per token against 1
+        #expect(try plainSteps() == 4)
+        s.record(drafted: 2, kept: 0, seconds: 3)
+        #expect(try plainSteps() == 8)
+        s.record(drafted: 2, kept: 2, seconds: 1.5)  // 0.5 s per token
+        #expect(try plainSteps() == 0)
+        s.record(drafted: 2, kept: 0, seconds: 3)  // smoothed 1.25 s per token: a pause of 4 again
+        #expect(try plainSteps() == 4)
+        #expect(s.drafted == 8 && s.accepted == 2)
+        var always = Speculator(drafter: PromptLookup(ngram: 2...2), parameters: .always(.lookup), sampling: SamplingParameters())
+        always.recordPlain(seconds: 1)
+        for _ in 0..<3 {
+            #expect(try !always.draft(after: history, limit: 4).tokens.isEmpty)
+            always.record(drafted: 4, kept: 0, seconds: 9)
+        }
+    }
+
     @Test func promptLookupFindsTheLatestMatch() {
         var sampler = Sampler(parameters: SamplingParameters())
         let lookup = PromptLookup(ngram: 2...3)
@@ -196,6 +225,15 @@ import Testing
         #expect(lookup.draft(after: [5, 6, 1, 2, 7, 1, 2], count: 2, sampler: &sampler).tokens == [7, 1])
         #expect(lookup.draft(after: [1, 2, 3, 4], count: 4, sampler: &sampler).tokens.isEmpty)
         #expect(lookup.draft(after: [1, 2, 1, 2], count: 0, sampler: &sampler).tokens.isEmpty)
+    }
+}
+
+extension SpeculationParameters {
+    /// Speculation from `source` that drafts every pass (tests of verification, whatever the timings).
+    static func always(_ source: Source) -> SpeculationParameters {
+        var p = SpeculationParameters(source: source)
+        p.adaptive = false
+        return p
     }
 }
 

@@ -95,9 +95,11 @@ EDGE_VNNI static inline __m128 weight_scales(const uint16_t *wsr, int64_t b, int
             const float *sx = xs + (t + k) * nblocks + b;                                                 \
             __m128 s = HALF ? _mm_load_ss(sx) : _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)sx));   \
             x_pair xv = XLOAD(x + (t + k) * nblocks * 32 + b * 32, blocks);                               \
+            /* Rows with one scale take the token's alone (times 1, as wsc holds): one permute for all R. */ \
+            const __m512 token_scales = per_channel ? pair_scales(s) : _mm512_setzero_ps();               \
             for (int i = 0; i < R; i++) {                                                                 \
-                __m512i d = PAIR_DOT(wp[i], xv);                                                          \
-                acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(_mm_mul_ps(s, wsc[i])), acc[i][k]); \
+                __m512 scales = per_channel ? token_scales : pair_scales(_mm_mul_ps(s, wsc[i]));          \
+                acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PAIR_DOT(wp[i], xv)), scales, acc[i][k]);  \
             }                                                                                             \
         }                                                                                                 \
     }

@@ -101,16 +101,18 @@ public final class LanguageModel: @unchecked Sendable {
             }
             // Room for drafts: the context, one verification batch, and the tokens still wanted after `pending`.
             let room = min(context - session.position - 1, session.maxBatch - 1, parameters.maxTokens - stream.generated.count - 1)
+            let passStart = Date()
             let draft = try speculator?.draft(after: session.tokens + [pending], limit: room) ?? Draft(tokens: [])
             if draft.tokens.isEmpty {
                 steps = [stream.next(try session.forward([pending]))]
+                speculator?.recordPlain(seconds: Date().timeIntervalSince(passStart))
                 continue
             }
             let base = session.position
             let rows = try session.verify([pending] + draft.tokens)
             let verified = stream.verify(rows, vocab: config.vocabSize, draft: draft)
-            speculator?.record(drafted: draft.tokens.count, kept: verified.accepted)
             try session.rewind(to: base + 1 + verified.accepted)
+            speculator?.record(drafted: draft.tokens.count, kept: verified.accepted, seconds: Date().timeIntervalSince(passStart))
             steps = verified.steps
         }
         var info = GenerationInfo(

@@ -19,6 +19,10 @@ public struct SpeculationParameters: Sendable, Equatable {
     public var maxDraft: Int = 8
     /// Lengths of the suffix prompt lookup searches for, longest first.
     public var ngram: ClosedRange<Int> = 2...4
+    /// Whether generation (`generate`, `chat`, the Swift API) pauses drafting while speculative passes cost more
+    /// time per generated token than plain decode steps (timed as it runs; `Speculator`). Off: every pass drafts.
+    /// The server's batched slots are not timed one by one: they draft every pass after their first.
+    public var adaptive = true
 
     /// Speculation from `source` with the default lengths.
     public init(source: Source) { self.source = source }
@@ -134,7 +138,10 @@ public final class DraftModel: Drafter, @unchecked Sendable {
 }
 
 /// The drafting side of one generation: its drafter and sampler, the draft length (adapted to the acceptance), and
-/// the counts `GenerationInfo` reports.
+/// the counts `GenerationInfo` reports. Given the time of each pass, it also pauses drafting while speculative passes
+/// cost more time per generated token than plain decode steps (a draft model hardly faster than its target, drafts
+/// rarely kept): plain steps for 4 passes, then 8, 16, ... up to 256 while it keeps losing, probing in between
+/// (`SpeculationParameters.adaptive`).
 public struct Speculator {
     private let drafter: Drafter
     private var sampler: Sampler
@@ -145,6 +152,15 @@ public struct Speculator {
     public private(set) var drafted = 0
     /// Of those, the tokens the target kept.
     public private(set) var accepted = 0
+    /// Seconds per generated token of plain decode steps and of speculative passes (drafting included), smoothed;
+    /// nil until measured (the speculative cost again after each pause).
+    private var plainCost: Double?, speculativeCost: Double?
+    /// Passes still to decode plainly, and the length of the next pause.
+    private var pause: Int, nextPause = Self.shortestPause
+    /// Whether it pauses (`SpeculationParameters.adaptive`).
+    private let adaptive: Bool
+    /// The first pause's length in passes; each pause in a row doubles it, up to `longestPause`.
+    static let shortestPause = 4, longestPause = 256
 
     /// Drafting with `drafter` for a generation sampled with `sampling` (the draft sampler is seeded apart from the
     /// target's).
@@ -155,20 +171,44 @@ public struct Speculator {
         sampler = Sampler(parameters: own)
         maxDraft = parameters.maxDraft
         length = min(4, parameters.maxDraft)
+        adaptive = parameters.adaptive
+        pause = adaptive ? 1 : 0
     }
 
-    /// A draft of at most `limit` tokens (and at most the current length) after `history`.
+    /// A draft of at most `limit` tokens (and at most the current length) after `history`; none while drafting is
+    /// paused (the first pass is a plain step, to measure one).
     public mutating func draft(after history: [Int], limit: Int) throws(EdgeLMError) -> Draft {
+        if pause > 0 {
+            pause -= 1
+            return Draft(tokens: [])
+        }
         let count = min(length, limit)
         guard count > 0 else { return Draft(tokens: []) }
         return try drafter.draft(after: history, count: count, sampler: &sampler)
     }
 
-    /// Records a verification that kept `kept` of `draft.tokens.count` drafts, adapting the length.
-    public mutating func record(drafted count: Int, kept: Int) {
+    /// Records a verification that kept `kept` of `count` drafts, adapting the length; with the pass's `seconds`
+    /// (drafting and verification), pauses drafting when speculative passes cost more per token than plain steps.
+    public mutating func record(drafted count: Int, kept: Int, seconds: Double? = nil) {
         guard count > 0 else { return }
         drafted += count
         accepted += kept
         length = kept == count ? min(maxDraft, length + 2) : max(1, length - 1)
+        guard adaptive, let seconds else { return }
+        speculativeCost = Self.smoothed(speculativeCost, seconds / Double(kept + 1))
+        guard let plain = plainCost, let speculative = speculativeCost else { return }
+        if speculative > plain {
+            pause = nextPause
+            nextPause = min(Self.longestPause, 2 * nextPause)
+            speculativeCost = nil
+        } else {
+            nextPause = Self.shortestPause
+        }
     }
+
+    /// Records a plain decode step of `seconds` (no draft).
+    public mutating func recordPlain(seconds: Double) { plainCost = Self.smoothed(plainCost, seconds) }
+
+    /// An exponential average that follows the cost as the context grows.
+    private static func smoothed(_ average: Double?, _ sample: Double) -> Double { average.map { 0.7 * $0 + 0.3 * sample } ?? sample }
 }
