@@ -235,15 +235,7 @@ struct ConstrainedGenerationTests {
     /// leaves exactly one token at some steps. The output is token for token what sampling every step gives
     /// (`logprobs` turns fast-forward off, since it reports what the sampler saw at each token).
     @Test func forcedTokensFastForwardToTheSameOutput() throws {
-        guard Fixtures.available(RealModelTests.gguf) else {
-            if Fixtures.isCI { Issue.record("missing \(RealModelTests.gguf)") }
-            return
-        }
-        var keep = ConversionOptions(type: .f32)
-        keep.keepSource = true
-        let lm = try LanguageModel(
-            path: try ConvertedModels.convert(Fixtures.path(RealModelTests.gguf), key: "smollm2-real-keep", keep),
-            threads: 2, contextLength: 256)
+        guard let lm = try RealModelTests.keptLanguageModel() else { return }
         var p = GenerateParameters.greedy(maxTokens: 100)
         p.constraint = .regex(" [0-9]{4}-[0-9]{2}-[0-9]{2}, rocket number 12345678 named Apollo-XVII-ZZZZ")
         var runs: [(tokens: [Int], forced: Int, text: String)] = []

@@ -9,6 +9,19 @@ import Testing
     static let gguf = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
     static let fixture = "fixtures/real-smollm2.json"
 
+    /// SmolLM2 with its GGUF's own weights (`keepSource`, converted once per test process), a 256-token context; nil
+    /// when the fixture is missing (an issue recorded in CI).
+    static func keptLanguageModel() throws -> LanguageModel? {
+        guard Fixtures.available(gguf) else {
+            if Fixtures.isCI { Issue.record("missing \(gguf)") }
+            return nil
+        }
+        var keep = ConversionOptions(type: .f32)
+        keep.keepSource = true
+        return try LanguageModel(
+            path: try ConvertedModels.convert(Fixtures.path(gguf), key: "smollm2-real-keep", keep), threads: 2, contextLength: 256)
+    }
+
     /// The f32 conversion of the GGUF, made once per test process.
     static func f32Model() throws -> String? {
         guard Fixtures.available(gguf), Fixtures.available(fixture) else { return nil }

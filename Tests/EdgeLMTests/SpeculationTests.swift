@@ -37,15 +37,7 @@ import Testing
     /// does (SmolLM2 answers this question in 7 tokens), or with `ignoreEOS` after every requested token; it reports
     /// the generated text.
     @Test func speculativeBenchEndsWhereGenerationEnds() throws {
-        guard Fixtures.available(RealModelTests.gguf) else {
-            if Fixtures.isCI { Issue.record("missing \(RealModelTests.gguf)") }
-            return
-        }
-        var keep = ConversionOptions(type: .f32)
-        keep.keepSource = true
-        let lm = try LanguageModel(
-            path: try ConvertedModels.convert(Fixtures.path(RealModelTests.gguf), key: "smollm2-real-keep", keep),
-            threads: 2, contextLength: 256)
+        guard let lm = try RealModelTests.keptLanguageModel() else { return }
         let prompt = lm.encode("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
         lm.session.reset()
         var text = ""
