@@ -185,7 +185,8 @@ public struct SpeculativeBenchResult: Codable, Sendable {
     public let accepted: Int
     /// Whether every speculative run produced the plain run's tokens.
     public let identical: Bool
-    /// The text the last run generated (how much of it repeats the prompt is what prompt lookup drafts from).
+    /// The text the last plain run generated, which the speculative runs' equals when `identical` (how much of it
+    /// repeats the prompt is what prompt lookup drafts from).
     public let output: String
 
     /// Median plain tokens per second.
