@@ -104,14 +104,6 @@ int edge_isa_from_name(const char *name) {
     return -1;
 }
 
-void edge_cpu_relax(void) {
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /// Entry indices, in `EDGE_KERNEL_ENTRIES` order.
 enum {
 #define EDGE_KERNEL_INDEX(NAME, RESULT, PARAMETERS, REQUIRED) EDGE_KERNEL_##NAME,
@@ -159,6 +151,7 @@ static void edge_fill_generic(void) {
     EDGE_OWN(g, tokenwise_q8, edge_generic_per_token_q8);
     EDGE_OWN(g, tokenwise_q4, edge_generic_per_token_q4);
     EDGE_OWN(g, offsets, edge_generic_offsets);
+    EDGE_OWN(g, packed, edge_generic_packed);
     EDGE_OWN(g, decode_levels, edge_generic_decode_levels);
     EDGE_OWN(g, f16_to_f32, edge_generic_f16_to_f32);
     EDGE_OWN(g, attn_values_q8, edge_generic_attn_values_q8);
@@ -221,6 +214,7 @@ static void edge_fill_levels(void) {
     EDGE_OWN(avx512, planes_q6, edge_avx512_planes_q6);
     EDGE_OWN(avx512, fused_q4o, edge_avx512_fused_q4o);
     EDGE_OWN(avx512, offsets, edge_avx512_offsets);
+    EDGE_OWN(avx512, packed, edge_avx512_packed);
     EDGE_OWN(avx512, fit_q4, edge_avx512_fit_q4);
     EDGE_OWN(avx512, fit_q4a, edge_avx512_fit_q4a);
     EDGE_OWN(avx512, dot_f64, edge_avx512_dot_f64);

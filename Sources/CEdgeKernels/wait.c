@@ -1,5 +1,5 @@
-// Blocking waits for the thread pool: a 32-bit word that threads sleep on until it changes (a futex on
-// Linux; a short sleep loop elsewhere), with sequentially consistent loads and increments of it.
+// Waits for the thread pool: a 32-bit word that threads sleep on until it changes (a futex on Linux; a short sleep
+// loop elsewhere), with sequentially consistent loads and increments of it; yielding and the CPU's spin-wait hint.
 #include "EdgeKernels.h"
 #include <sched.h>
 #include <stdint.h>
@@ -34,3 +34,11 @@ void edge_word_wake_all(uint32_t *word) {
 }
 
 void edge_yield(void) { sched_yield(); }
+
+void edge_cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}

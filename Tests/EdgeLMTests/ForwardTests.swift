@@ -1,4 +1,5 @@
 import Foundation
+import CEdgeKernels
 import Testing
 @testable import EdgeLM
 
@@ -107,13 +108,60 @@ import Testing
     }
 
     /// Generating 64 tokens from a raw q8 file grows anonymous memory by no more than the session's
-    /// buffers (KV cache and scratch) plus 4 MiB; the weights stay file-backed.
-    @Test func memoryStaysFileBacked() throws {
+    /// buffers (KV cache and scratch), the packed copies of the matrices (whose mapped pages are released) plus
+    /// 4 MiB; without packing, the weights stay file-backed.
+    @Test(arguments: [true, false])
+    func memoryStaysFileBackedOrPacked(pack: Bool) throws {
         guard fixturesPresent, !Fixtures.underSanitizer, let before = MemoryUsage.current() else { return }
-        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 2, keyType: .f32, valueType: .f32)
-        _ = try lm.generate(promptTokens: [1, 403, 407], parameters: .greedy(maxTokens: 64)) { _, _ in true }
+        let path = try ConvertedModels.stories("q8", ConversionOptions(type: .q8))
+        let model = try TransformerModel(path: path, level: .detected, pack: pack)
+        let session = try InferenceSession(model: model, threads: 2, keyType: .f32, valueType: .f32)
+        _ = try session.forward([1, 403, 407])
+        for token in 0..<64 { _ = try session.forward([token + 300]) }
         let after = MemoryUsage.current()!
-        #expect(lm.model.decodedBytes == 0)
-        #expect(after.anonymousBytes - before.anonymousBytes <= lm.session.allocatedBytes + 4 << 20)
+        #expect(model.decodedBytes == 0)
+        #expect(model.packedBytes == (pack && edge_packed_native(KernelLevel.detected.rawValue) != 0 ? packedSize(model) : 0))
+        #expect(after.anonymousBytes - before.anonymousBytes <= session.allocatedBytes + model.packedBytes + 4 << 20)
+    }
+
+    /// What the packed copies of every product's matrix take (the untied embedding table is not one).
+    private func packedSize(_ model: TransformerModel) -> Int {
+        let layers = model.layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.gate, $0.up, $0.down] }
+        return (layers + [model.output]).reduce(0) { $0 + ($1.packedByteCount(for: .detected) ?? 0) }
+    }
+
+    /// Packed matrices (the AVX-512 level's kernel) compute what the row-major ones do, for q8 per channel, q4 per
+    /// group of 32 and q4 per group of 64, and the packed model decodes token by token what it computes in a prompt batch.
+    /// Each matrix agrees to float rounding (the C kernel test checks that bit for bit against a scalar reference);
+    /// through the model a one-ulp difference can move an activation across a rounding boundary of its int8 code
+    /// (the q4 g64 file's fifth token: 0.13 of 19.5), so the whole model is held to 2% of the largest logit and the
+    /// same greedy token at every position.
+    @Test(arguments: [("q8", ConversionOptions(type: .q8)), ("q4", ConversionOptions(type: .q4)), ("q4g64", ConversionOptions(type: .q4, groupSize: 64))])
+    func packedMatricesComputeWhatRowMajorOnesDo(key: String, options: ConversionOptions) throws {
+        guard fixturesPresent else { return }
+        let level = KernelLevel.detected, vocab = 512
+        let path = try ConvertedModels.stories(key, options)
+        let tokens = [1, 403, 407, 261, 378, 432, 383, 286, 261]
+        var logits: [[Float]] = []
+        for pack in [true, false] {
+            let model = try TransformerModel(path: path, level: level, pack: pack)
+            #expect((model.packedBytes > 0) == (pack && edge_packed_native(level.rawValue) != 0))
+            let session = try InferenceSession(model: model, threads: 2, level: level, keyType: .f32, valueType: .f32)
+            logits.append(Array(try session.forward(tokens, logits: .all)))
+            if pack {
+                let single = try InferenceSession(model: model, threads: 1, level: level, keyType: .f32, valueType: .f32)
+                for (t, token) in tokens.enumerated() {
+                    let row = Array(try single.forward([token])), batched = Array(logits[0][(t * vocab)..<((t + 1) * vocab)])
+                    #expect(zip(row, batched).map { abs($0 - $1) }.max()! <= 1e-4, "token \(t)")
+                }
+            }
+        }
+        let scale = logits[1].map(abs).max()!
+        for t in tokens.indices {
+            let packed = logits[0][(t * vocab)..<((t + 1) * vocab)], rowMajor = logits[1][(t * vocab)..<((t + 1) * vocab)]
+            let difference = zip(packed, rowMajor).map { abs($0 - $1) }.max()!
+            #expect(difference <= 0.02 * scale, "\(key) token \(t): max |Δlogit| \(difference) of \(scale)")
+            #expect(packed.firstIndex(of: packed.max()!) == rowMajor.firstIndex(of: rowMajor.max()!), "\(key) token \(t)")
+        }
     }
 }

@@ -219,6 +219,62 @@ static void test_tokenwise(int isa, int scheme, int rows, int nblocks, int ntok)
     }
 }
 
+/// Rows packed sixteen at a time (edge_pack_rows): the level's packed product equals the scalar reference bit for
+/// bit, each token of a batch equals that token alone, rows outside the range keep their sentinel, and the result
+/// is the row-major product up to float rounding (so the layout means what the matrix means), for every group size.
+static void test_packed(int isa, int q4, int rows, int nblocks, int ntok) {
+    int64_t block_bytes = q4 ? 16 : 32, wbytes = rows * nblocks * block_bytes, xbytes = (int64_t)ntok * nblocks * 32;
+    const int64_t packed_rows = rows / 16 * 16, first = packed_rows > 16 ? 16 : 0;
+    int groups_list[4] = { 1, 2, 3, nblocks };
+    for (int pattern = 0; pattern < PATTERNS; pattern++)
+        for (int gi = 0; gi < 4; gi++) {
+            int gblocks = groups_list[gi], ngroups = (nblocks + gblocks - 1) / gblocks;
+            guarded gw = guarded_alloc((size_t)wbytes), gx = guarded_alloc((size_t)xbytes);
+            guarded gp = guarded_alloc((size_t)edge_packed_bytes(q4, rows, nblocks));
+            fill_weights(gw.data, (size_t)wbytes, q4, pattern);
+            fill_activations((int8_t *)gx.data, (size_t)xbytes, pattern);
+            const int8_t *x = (const int8_t *)gx.data;
+            uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
+            float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks));
+            size_t outs = sizeof(float) * (size_t)(rows * ntok);
+            float *expected = malloc(outs), *got = malloc(outs), *alone = malloc(outs), *rowmajor = malloc(outs);
+            for (int i = 0; i < rows * ngroups; i++) ws[i] = to_half(uniform() * 0.05f + 1e-3f);
+            for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
+            edge_pack_rows(q4, gw.data, ws, rows, nblocks, gblocks, gp.data);
+            for (int i = 0; i < rows * ntok; i++) expected[i] = got[i] = alone[i] = -1.0f;
+            edge_packed_matmul(EDGE_ISA_GENERIC, q4, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, expected, 1, rows);
+            edge_packed_matmul(isa, q4, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, got, 1, rows);
+            for (int t = 0; t < ntok; t++)
+                edge_packed_matmul(isa, q4, gp.data, rows, nblocks, first, packed_rows, x + t * nblocks * 32, xs + t * nblocks, 1,
+                                   alone + t * rows, 1, rows);
+            matmul(EDGE_ISA_GENERIC, q4, gw.data, ws, nblocks, gblocks, 0, rows, x, xs, ntok, rowmajor, 1, rows);
+            int close = 1, untouched = 1;
+            for (int t = 0; t < ntok; t++)
+                for (int r = 0; r < rows; r++) {
+                    const float o = got[t * rows + r], e = rowmajor[t * rows + r];
+                    if (r < first || r >= packed_rows) {
+                        untouched &= o == -1.0f;
+                        continue;
+                    }
+                    double magnitude = 0;
+                    for (int b = 0; b < nblocks; b++) {
+                        int32_t d = block_abs_dot(q4, gw.data + (r * nblocks + b) * block_bytes, x + (t * nblocks + b) * 32);
+                        magnitude += (double)d * xs[t * nblocks + b] * edge_half_to_float(ws[r * ngroups + b / gblocks]);
+                    }
+                    close &= fabs((double)o - (double)e) <= 4.0 * (nblocks + 8) * 1.2e-7 * magnitude + 1e-30;
+                }
+            char detail[160];
+            snprintf(detail, sizeof detail, "%s %s rows %d blocks %d tokens %d group %d", pattern_names[pattern], q4 ? "q4" : "q8", rows,
+                     nblocks, ntok, gblocks);
+            check(memcmp(expected, got, outs) == 0, "packed: against the scalar reference", isa, detail);
+            check(memcmp(alone, got, outs) == 0, "packed: a batch = one token at a time", isa, detail);
+            check(untouched, "packed: rows outside the range untouched", isa, detail);
+            check(close, "packed: against the row-major product", isa, detail);
+            free(ws); free(xs); free(expected); free(got); free(alone); free(rowmajor);
+            guarded_free(gw); guarded_free(gx); guarded_free(gp);
+        }
+}
+
 enum { Q4A = 0, Q4N = 1, Q4O = 2, IQ4NL = 3 };
 
 /// q4a (codes with a zero point), q4n (codebook indices) and q4o (scale and offset) against their definitions
@@ -764,6 +820,15 @@ static void test_level(int isa) {
             test_tokenwise(isa, scheme, 37, 9, ntok);
             test_tokenwise(isa, scheme, 70, 40, ntok);
         }
+    // One group and a tail row, three groups from the second (with a tail); rows of 1-40 blocks; 1-9 tokens.
+    for (int q4 = 0; q4 <= 1; q4++)
+        for (int ntok = 1; ntok <= 9; ntok += 4) {
+            test_packed(isa, q4, 17, 1, ntok);
+            test_packed(isa, q4, 16, 9, ntok);
+            test_packed(isa, q4, 53, 40, ntok);
+            test_packed(isa, q4, 172, 6, ntok);
+            test_packed(isa, q4, 512, 2, ntok);
+        }
     for (int q4 = 0; q4 <= 1; q4++) {
         test_row_range(isa, q4, 11, 3, 8);
         test_row_range(isa, q4, 40, 3, 37);
@@ -779,7 +844,7 @@ static void test_level(int isa) {
 /// dispatch.c names, and the entries each level has of its own as expected (so a level that loses a kernel, or
 /// gains an entry it leaves to a fallback, fails here rather than quietly running slower code). Prints the listing.
 static void test_kernel_tables(int print) {
-#define ALL_REQUIRED "quantize matmul_q8 matmul_q4 tokenwise_q8 tokenwise_q4 offsets decode_levels f16_to_f32 attn_values_q8 " \
+#define ALL_REQUIRED "quantize matmul_q8 matmul_q4 tokenwise_q8 tokenwise_q4 offsets packed decode_levels f16_to_f32 attn_values_q8 " \
                      "attn_scores_f16 attn_values_f16 scale_max exp_sum swiglu geglu fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32"
 #define MATRIX "matmul_q8 matmul_q4 tokenwise_q8 tokenwise_q4"
     static const char *const own[EDGE_ISA_COUNT] = {
@@ -788,7 +853,7 @@ static void test_kernel_tables(int print) {
         [EDGE_ISA_AVX2] = "quantize " MATRIX " fused_q4o offsets decode_levels f16_to_f32 attn_values_q8 attn_scores_f16 attn_values_f16 "
                           "scale_max exp_sum swiglu geglu fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32",
         [EDGE_ISA_AVX_VNNI] = MATRIX " fused_q4o",
-        [EDGE_ISA_AVX512_VNNI] = MATRIX " planes_q5o planes_q6 fused_q4o offsets fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32",
+        [EDGE_ISA_AVX512_VNNI] = MATRIX " planes_q5o planes_q6 fused_q4o offsets packed fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32",
 #elif defined(__aarch64__)
         [EDGE_ISA_NEON] = "quantize " MATRIX " decode_levels attn_values_q8 attn_scores_f16 attn_values_f16 scale_max exp_sum swiglu geglu",
         [EDGE_ISA_DOTPROD] = MATRIX,

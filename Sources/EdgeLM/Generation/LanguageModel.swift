@@ -28,7 +28,7 @@ public final class LanguageModel: @unchecked Sendable {
         level: KernelLevel = .detected
     ) throws(EdgeLMError) {
         if let threads, threads < 1 { throw .invalidArgument("--threads \(threads): must be at least 1") }
-        model = try TransformerModel(path: path, verify: verify)
+        model = try TransformerModel(path: path, verify: verify, level: level)
         tokenizer = try Tokenizer(data: model.tokenizerData)
         session = try InferenceSession(
             model: model, threads: threads, level: level, keyType: keyType, valueType: valueType,

@@ -104,7 +104,7 @@ public final class DraftModel: Drafter, @unchecked Sendable {
 
     /// Opens the draft model at `path` for `target`, refusing one whose vocabulary differs from the target's.
     public convenience init(path: String, for target: LanguageModel) throws(EdgeLMError) {
-        let model = try TransformerModel(path: path)
+        let model = try TransformerModel(path: path, level: target.session.level)
         let mine = model.tokenizerData, theirs = target.model.tokenizerData
         guard model.config.vocabSize == target.config.vocabSize, mine.pieces == theirs.pieces, mine.kind == theirs.kind else {
             throw .invalidInput(

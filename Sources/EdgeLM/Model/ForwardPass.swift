@@ -208,9 +208,11 @@ extension InferenceSession {
         if tokenByToken, tokens > 1 {
             let step = max(16, Self.tokenByTokenBytes / max(1, w.byteCount / max(1, w.rows)) / 16 * 16)
             if w.scheme.isQuantized {
+                let rest = packedProduct(w, rows: rows, tokens: tokens, out: out, tokenStride: w.rows)
+                guard !rest.isEmpty else { return }
                 IntegerKernels.matmulTokenwise(
                     level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                    blocksPerGroup: w.layout.blocksPerGroup, rows: rows, chunkRows: step, x: xq, xs: xs, tokens: tokens,
+                    blocksPerGroup: w.layout.blocksPerGroup, rows: rest, chunkRows: step, x: xq, xs: xs, tokens: tokens,
                     out: out, tokenStride: w.rows)
                 return
             }
@@ -226,9 +228,11 @@ extension InferenceSession {
         if w.scheme.isQuantized {
             precondition(quantized)
             guard activationGranularity == .residual else {
+                let rest = packedProduct(w, rows: rows, tokens: tokens, out: out, tokenStride: w.rows)
+                guard !rest.isEmpty else { return }
                 IntegerKernels.matmul(
                     level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                    blocksPerGroup: w.layout.blocksPerGroup, rows: rows, x: xq, xs: xs, tokens: tokens, out: out,
+                    blocksPerGroup: w.layout.blocksPerGroup, rows: rest, x: xq, xs: xs, tokens: tokens, out: out,
                     rowStride: 1, tokenStride: w.rows)
                 return
             }
@@ -236,10 +240,13 @@ extension InferenceSession {
             let both = residualOut + task * 2 * maxBatch * Self.residualChunk  // [2 tokens, residualChunk]
             for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: Self.residualChunk) {
                 let chunk = r0..<min(rows.upperBound, r0 + Self.residualChunk)
-                IntegerKernels.matmul(
-                    level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
-                    blocksPerGroup: w.layout.blocksPerGroup, rows: chunk, x: xq, xs: xs, tokens: 2 * tokens,
-                    out: both - chunk.lowerBound, rowStride: 1, tokenStride: Self.residualChunk)
+                let rest = packedProduct(w, rows: chunk, tokens: 2 * tokens, out: both - chunk.lowerBound, tokenStride: Self.residualChunk)
+                if !rest.isEmpty {
+                    IntegerKernels.matmul(
+                        level, kernel: w.kernel, weights: w.codes, scales: w.scales, blocksPerRow: w.layout.blocksPerRow,
+                        blocksPerGroup: w.layout.blocksPerGroup, rows: rest, x: xq, xs: xs, tokens: 2 * tokens,
+                        out: both - chunk.lowerBound, rowStride: 1, tokenStride: Self.residualChunk)
+                }
                 for t in 0..<tokens {
                     let o = out + t * w.rows + chunk.lowerBound
                     o.update(from: both + t * Self.residualChunk, count: chunk.count)
@@ -249,5 +256,20 @@ extension InferenceSession {
         } else {
             FloatKernels.matmul(weights: w.floats, cols: w.cols, rows: rows, x: input, tokens: tokens, out: out, rowStride: 1, tokenStride: w.rows)
         }
+    }
+    /// The rows of `rows` that `w`'s packed copy for this level holds (whole 16-row groups from rows' start) times
+    /// `tokens` quantized activations, into out[t * tokenStride + r]; returns the rows left to the row-major kernels
+    /// (all of them without a copy for this level). The packed kernel gives each token the same bits in any batch,
+    /// so it serves decode, prompts and speculative verification alike.
+    private func packedProduct(
+        _ w: LinearWeight, rows: Range<Int>, tokens: Int, out: UnsafeMutablePointer<Float>, tokenStride: Int
+    ) -> Range<Int> {
+        guard let packed = w.packed, packed.level == level, rows.lowerBound % 16 == 0 else { return rows }
+        let end = min(rows.upperBound, packed.rows) / 16 * 16
+        guard end > rows.lowerBound else { return rows }
+        edge_packed_matmul(
+            level.rawValue, packed.q4 ? 1 : 0, packed.storage.bytes.baseAddress!, Int64(w.rows), Int64(w.layout.blocksPerRow),
+            Int64(rows.lowerBound), Int64(end), xq, xs, Int64(tokens), out, 1, Int64(tokenStride))
+        return end..<rows.upperBound
     }
 }

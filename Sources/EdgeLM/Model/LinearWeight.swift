@@ -1,5 +1,8 @@
+import CEdgeKernels
+
 /// A weight matrix [rows, cols] ready for the kernels: f32 values (mapped in place, or converted from f16
-/// at load), or q8/q4 blocks and f16 scales used in place from the mapping.
+/// at load), or q8/q4 blocks and f16 scales used in place from the mapping; for a level with its own packed
+/// kernel, q8/q4 rows also packed sixteen at a time (`PackedRows`), which that level's products then read instead.
 public struct LinearWeight: @unchecked Sendable {
     /// Output dimension.
     public let rows: Int
@@ -13,6 +16,8 @@ public struct LinearWeight: @unchecked Sendable {
     let storage: TensorStorage
     /// The scheme's C kernel.
     let kernel: SchemeKernel
+    /// The whole 16-row groups packed for `packed.level` (see `pack(for:)`), or nil.
+    private(set) var packed: PackedRows?
 
     /// Wraps a decoded tensor; f16 payloads are widened to an owned f32 buffer.
     init(storage: TensorStorage, layout: TensorLayout) {
@@ -47,4 +52,38 @@ public struct LinearWeight: @unchecked Sendable {
     func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         Quantizer.decodeRow(r, payload: storage.bytes, layout: layout, into: out)
     }
+
+    /// Bytes of the packed copy `pack(for:mapping:)` would make for `level`, or nil when it makes none: q8/q4 rows
+    /// (any scale grouping) mapped from the file, 16 rows or more, at a level with its own packed kernel (AVX-512
+    /// VNNI). Rows decoded from zstd payloads are not packed: their heap copy would be held twice.
+    func packedByteCount(for level: KernelLevel) -> Int? {
+        guard scheme == .q8 || scheme == .q4, rows >= 16, storage.isMapped, edge_packed_native(level.rawValue) != 0 else { return nil }
+        return Int(edge_packed_bytes(scheme == .q4 ? 1 : 0, Int64(rows), Int64(layout.blocksPerRow)))
+    }
+
+    /// Packs the rows for `level` (when `packedByteCount(for:)` is not nil): every product at that level then reads
+    /// the copy, whose kernel advances 16 rows per instruction and applies each block's scales in one FMA for all of
+    /// them (decode of short rows 1.7-3.8x, batches 1.0-2x the row-major kernels' speed, one thread). The mapped
+    /// original's pages are released (the file's page cache keeps them for a tied embedding's lookups), so the
+    /// weights stay resident once, not twice.
+    mutating func pack(for level: KernelLevel, mapping: MappedFile) {
+        guard let count = packedByteCount(for: level) else { return }
+        let q4: Int32 = scheme == .q4 ? 1 : 0
+        let (owned, out) = TensorStorage.allocate(count: count)
+        edge_pack_rows(q4, codes, scales, Int64(rows), Int64(layout.blocksPerRow), Int64(layout.blocksPerGroup), out.baseAddress!)
+        packed = PackedRows(storage: owned, rows: rows / 16 * 16, q4: q4 == 1, level: level)
+        mapping.release(storage.bytes)
+    }
+}
+
+/// A matrix's rows [0, rows) in the layout of `edge_pack_rows`, for the kernels of `level`.
+struct PackedRows: @unchecked Sendable {
+    /// The packed bytes (owned).
+    let storage: TensorStorage
+    /// Rows in the copy: the matrix's whole 16-row groups.
+    let rows: Int
+    /// q4 codes (else q8).
+    let q4: Bool
+    /// The level whose products read the copy.
+    let level: KernelLevel
 }

@@ -35,19 +35,38 @@ public final class TransformerModel: @unchecked Sendable {
     public let loadSeconds: Double
     /// Heap bytes holding decoded (zstd) or widened (f16) weights; 0 for a raw quantized or f32 file.
     public let decodedBytes: Int
+    /// Heap bytes holding packed copies of q8/q4 matrices (`LinearWeight.pack(for:mapping:)`; their mapped pages
+    /// are released).
+    public let packedBytes: Int
 
-    /// Opens `path`; `verify` checks every tensor checksum first.
-    public init(path: String, verify: Bool = false) throws(EdgeLMError) {
+    /// Opens `path`; `verify` checks every tensor checksum first. `level`: the kernel level whose sessions find the
+    /// matrices packed for them where it has a packed kernel (`LinearWeight.pack(for:mapping:)`; default: the level
+    /// `EDGELM_KERNELS` selects); sessions at other levels read the row-major matrices. `pack`: whether to pack
+    /// (default: unless `EDGELM_PACK=0`); packing stops where the copies would pass half the physical memory, since
+    /// they are heap memory where the mapped weights could be dropped and read again under memory pressure.
+    public init(path: String, verify: Bool = false, level: KernelLevel? = nil, pack: Bool? = nil) throws(EdgeLMError) {
         let start = Date()
         let file = try ModelFile(path: path, verify: verify)
         self.file = file
         var storages: [TensorStorage] = []
         var decoded = 0
-        func linear(_ name: String) throws(EdgeLMError) -> LinearWeight {
+        let packLevel: KernelLevel
+        if let level { packLevel = level } else { packLevel = try KernelLevel.selected() }
+        let packing: Bool
+        if let pack { packing = pack } else { packing = try Self.packingSelected() }
+        var packBudget = packing ? Self.physicalMemory / 2 : 0, packed = 0
+        /// A matrix of the products (packed for packLevel while the budget lasts) or the untied embedding table
+        /// (looked up by row).
+        func linear(_ name: String, product: Bool = true) throws(EdgeLMError) -> LinearWeight {
             let entry = try file.entry(name)
             let storage = try file.tensor(name)
-            let weight = LinearWeight(storage: storage, layout: try entry.layout())
+            var weight = LinearWeight(storage: storage, layout: try entry.layout())
             if !weight.storage.isMapped { decoded += weight.storage.bytes.count }
+            if product, let bytes = weight.packedByteCount(for: packLevel), bytes <= packBudget {
+                weight.pack(for: packLevel, mapping: file.mapping)
+                packBudget -= bytes
+                packed += bytes
+            }
             return weight
         }
         func vector(_ name: String) throws(EdgeLMError) -> UnsafePointer<Float> {
@@ -57,7 +76,7 @@ public final class TransformerModel: @unchecked Sendable {
             return storage.bytes.baseAddress!.assumingMemoryBound(to: Float.self)
         }
         let config = file.metadata.config
-        let embedding = try linear("token_embd")
+        let embedding = try linear("token_embd", product: config.tiedOutput)
         self.embedding = embedding
         output = config.tiedOutput ? embedding : try linear("output")
         // A token reads one row of an untied table: only the rows used become resident.
@@ -83,6 +102,7 @@ public final class TransformerModel: @unchecked Sendable {
         self.layers = layers
         self.storages = storages
         decodedBytes = decoded
+        packedBytes = packed
         loadSeconds = Date().timeIntervalSince(start)
     }
 
@@ -91,4 +111,16 @@ public final class TransformerModel: @unchecked Sendable {
         let perLayer = layers.first.map { l in [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down].reduce(0) { $0 + $1.byteCount } } ?? 0
         return perLayer * layers.count + output.byteCount + embedding.byteCount / max(1, config.vocabSize)
     }
+
+    /// Whether `EDGELM_PACK` lets models pack their matrices: unset, empty or 1 yes, 0 no.
+    static func packingSelected(environment: [String: String] = ProcessInfo.processInfo.environment) throws(EdgeLMError) -> Bool {
+        switch environment["EDGELM_PACK"] ?? "" {
+        case "", "1": return true
+        case "0": return false
+        case let other: throw .invalidArgument("EDGELM_PACK: expected 0 or 1, got '\(other)'")
+        }
+    }
+
+    /// Bytes of physical memory.
+    static let physicalMemory = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
 }

@@ -51,14 +51,21 @@ public final class MappedFile: @unchecked Sendable {
     /// few bytes at a time: a page fault there then maps that page alone, without the 64 KiB of cached
     /// neighbours Linux maps around a fault or any read-ahead. For the embedding table, of which a
     /// token reads one row. No effect on a heap copy or outside the mapping.
-    public func adviseRandomAccess(_ region: UnsafeRawBufferPointer) {
+    public func adviseRandomAccess(_ region: UnsafeRawBufferPointer) { advise(region, MADV_RANDOM) }
+
+    /// Drops this process's mapping of the whole pages of `region` (the page cache keeps them; a later read maps
+    /// them again): for weights whose kernels read a packed copy instead. No effect on a heap copy or outside the
+    /// mapping.
+    public func release(_ region: UnsafeRawBufferPointer) { advise(region, MADV_DONTNEED) }
+
+    private func advise(_ region: UnsafeRawBufferPointer, _ advice: Int32) {
         guard !isHeapCopy, let base, let start = region.baseAddress,
             start >= UnsafeRawPointer(base), start + region.count <= UnsafeRawPointer(base) + bytes.count
         else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let first = (Int(bitPattern: start) + page - 1) / page * page, end = (Int(bitPattern: start) + region.count) / page * page
         guard end > first, let p = UnsafeMutableRawPointer(bitPattern: first) else { return }
-        _ = madvise(p, end - first, MADV_RANDOM)
+        _ = madvise(p, end - first, advice)
     }
 
     deinit {

@@ -1,0 +1,79 @@
+// Rows packed sixteen at a time for the AVX-512 kernels (x86/packed512.c): a group of 16 rows keeps, per block,
+// its codes as vectors of one 32-bit word per row (vector j holds bytes 4j..4j+3 of every row's block), so one
+// `vpdpbusd` with a broadcast activation word advances all sixteen rows, each row's dot stays in its own lane,
+// and one convert and FMA apply a block's scales to the whole group (the row-major layout spends a convert,
+// FMA and horizontal sum per row). Codes are unsigned: q4 keeps its nibbles (code + 8), q8 stores code + 128,
+// so every block's dot starts from -8 or -128 times the sum of the activation block. Same bytes as the
+// row-major matrix: [groups][nblocks][vectors][64] codes (8 vectors for q8, 4 for q4), then
+// [groups][nblocks][16] f16 scales. Rows past the last whole group stay with the row-major kernels.
+#include "internal.h"
+
+#include <math.h>
+
+static int64_t packed_vectors(int q4) { return q4 ? 4 : 8; }
+
+int64_t edge_packed_bytes(int q4, int64_t nrows, int64_t nblocks) {
+    return nrows / 16 * nblocks * (packed_vectors(q4) * 64 + 32);
+}
+
+void edge_pack_rows(int q4, const void *w, const uint16_t *ws, int64_t nrows, int64_t nblocks, int64_t gblocks, void *packed) {
+    const int64_t vectors = packed_vectors(q4), block_bytes = q4 ? 16 : 32, groups = nrows / 16;
+    const int64_t ngroups = (nblocks + gblocks - 1) / gblocks;
+    const uint32_t flip = q4 ? 0 : 0x80808080u;  // q8 codes + 128
+    const uint8_t *rows = w;
+    uint8_t *codes = packed;
+    uint16_t *scales = (uint16_t *)(codes + groups * nblocks * vectors * 64);
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t b = 0; b < nblocks; b++) {
+            uint8_t *v = codes + (g * nblocks + b) * vectors * 64;
+            for (int i = 0; i < 16; i++) {
+                const int64_t r = 16 * g + i;
+                const uint8_t *block = rows + (r * nblocks + b) * block_bytes;
+                for (int64_t j = 0; j < vectors; j++) {
+                    uint32_t word;
+                    memcpy(&word, block + 4 * j, sizeof word);
+                    word ^= flip;
+                    memcpy(v + j * 64 + 4 * i, &word, sizeof word);
+                }
+                scales[(g * nblocks + b) * 16 + i] = ws[r * ngroups + b / gblocks];
+            }
+        }
+}
+
+/// The reference: each row's blocks in order, acc = fma(dot, scale_w * scale_x, acc) as the vector kernel sums them.
+void edge_generic_packed(int q4, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, const int8_t *x,
+                         const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    const int64_t vectors = packed_vectors(q4), groups = nrows / 16;
+    const uint16_t *scales = (const uint16_t *)(p + groups * nblocks * vectors * 64);
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t g = r / 16, i = r % 16;
+        for (int64_t t = 0; t < ntok; t++) {
+            float acc = 0;
+            for (int64_t b = 0; b < nblocks; b++) {
+                const uint8_t *v = p + (g * nblocks + b) * vectors * 64;
+                const int8_t *xb = x + (t * nblocks + b) * 32;
+                int32_t dot = 0;
+                for (int k = 0; k < 32; k++) {
+                    const int j = k % 16 / 4, byte = 4 * i + k % 4;
+                    const int code = q4 ? (k < 16 ? v[j * 64 + byte] & 15 : v[j * 64 + byte] >> 4) - 8
+                                        : v[(k / 4) * 64 + 4 * i + k % 4] - 128;
+                    dot += code * xb[k];
+                }
+                acc = fmaf((float)dot, edge_half_to_float(scales[(g * nblocks + b) * 16 + i]) * xs[t * nblocks + b], acc);
+            }
+            out[r * ors + t * ots] = acc;
+        }
+    }
+}
+
+int edge_packed_native(int isa) {
+    if (isa <= EDGE_ISA_GENERIC || !edge_isa_supported(isa)) return 0;
+    for (int e = 0; e < edge_kernel_count(); e++)
+        if (strcmp(edge_kernel_name(e), "packed") == 0) return edge_kernel_source(isa, e) == isa;
+    return 0;
+}
+
+void edge_packed_matmul(int isa, int q4, const void *packed, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1,
+                        const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    edge_kernels_at(isa)->packed(q4, packed, nrows, nblocks, r0, r1, x, xs, ntok, out, ors, ots);
+}
