@@ -16,14 +16,15 @@ int64_t edge_packed_bytes(int q4, int64_t nrows, int64_t nblocks) {
     return nrows / 16 * nblocks * (packed_vectors(q4) * 64 + 32);
 }
 
-void edge_pack_rows(int q4, const void *w, const uint16_t *ws, int64_t nrows, int64_t nblocks, int64_t gblocks, void *packed) {
+void edge_pack_rows(int q4, const void *w, const uint16_t *ws, int64_t nrows, int64_t nblocks, int64_t gblocks, int64_t g0,
+                    int64_t g1, void *packed) {
     const int64_t vectors = packed_vectors(q4), block_bytes = q4 ? 16 : 32, groups = nrows / 16;
     const int64_t ngroups = (nblocks + gblocks - 1) / gblocks;
     const uint32_t flip = q4 ? 0 : 0x80808080u;  // q8 codes + 128
     const uint8_t *rows = w;
     uint8_t *codes = packed;
     uint16_t *scales = (uint16_t *)(codes + groups * nblocks * vectors * 64);
-    for (int64_t g = 0; g < groups; g++)
+    for (int64_t g = g0; g < g1 && g < groups; g++)
         for (int64_t b = 0; b < nblocks; b++) {
             uint8_t *v = codes + (g * nblocks + b) * vectors * 64;
             for (int i = 0; i < 16; i++) {

@@ -240,7 +240,9 @@ static void test_packed(int isa, int q4, int rows, int nblocks, int ntok) {
             float *expected = malloc(outs), *got = malloc(outs), *alone = malloc(outs), *rowmajor = malloc(outs);
             for (int i = 0; i < rows * ngroups; i++) ws[i] = to_half(uniform() * 0.05f + 1e-3f);
             for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
-            edge_pack_rows(q4, gw.data, ws, rows, nblocks, gblocks, gp.data);
+            // In two parts, as threads pack a matrix.
+            edge_pack_rows(q4, gw.data, ws, rows, nblocks, gblocks, 0, rows / 32, gp.data);
+            edge_pack_rows(q4, gw.data, ws, rows, nblocks, gblocks, rows / 32, rows, gp.data);
             for (int i = 0; i < rows * ntok; i++) expected[i] = got[i] = alone[i] = -1.0f;
             edge_packed_matmul(EDGE_ISA_GENERIC, q4, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, expected, 1, rows);
             edge_packed_matmul(isa, q4, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, got, 1, rows);

@@ -122,10 +122,12 @@ void edge_matmul_tokenwise(int isa, const edge_scheme_kernel *scheme, int64_t ch
 /// Rows packed sixteen at a time (packed.c): a copy of a q8 or q4 matrix with one scale per block, laid out so that
 /// the AVX-512 kernel advances sixteen rows per `vpdpbusd` and applies a block's scales to them in one FMA. Only
 /// the whole groups are packed (rows [0, nrows / 16 * 16)); the copy has as many bytes as those rows with one scale per block.
-/// `edge_packed_bytes` is its size, `edge_pack_rows` writes it from the row-major matrix (scales per `gblocks` blocks,
-/// repeated for each block of a group in the copy).
+/// `edge_packed_bytes` is its size, `edge_pack_rows` writes groups [g0, g1) of it (rows [16 g0, 16 g1)) from the
+/// row-major matrix (scales per `gblocks` blocks, repeated for each block of a group in the copy), so that threads
+/// can pack parts of one matrix.
 int64_t edge_packed_bytes(int q4, int64_t nrows, int64_t nblocks);
-void edge_pack_rows(int q4, const void *w, const uint16_t *ws, int64_t nrows, int64_t nblocks, int64_t gblocks, void *packed);
+void edge_pack_rows(int q4, const void *w, const uint16_t *ws, int64_t nrows, int64_t nblocks, int64_t gblocks, int64_t g0,
+                    int64_t g1, void *packed);
 
 /// 1 when `isa` has its own packed kernel (AVX-512 VNNI); other levels run the scalar reference.
 int edge_packed_native(int isa);

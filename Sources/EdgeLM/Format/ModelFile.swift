@@ -25,10 +25,10 @@ public final class TensorStorage: @unchecked Sendable {
         keepAlive = nil
     }
 
-    /// Allocates an owned, 64-byte aligned, zero-filled buffer.
-    static func allocate(count: Int) -> (TensorStorage, UnsafeMutableRawBufferPointer) {
+    /// Allocates an owned, 64-byte aligned buffer, zero-filled unless the caller writes every byte (`zeroed` false).
+    static func allocate(count: Int, zeroed: Bool = true) -> (TensorStorage, UnsafeMutableRawBufferPointer) {
         let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: TensorLayout.alignment)
-        p.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+        if zeroed { p.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1)) }
         return (TensorStorage(owning: p, count: count), UnsafeMutableRawBufferPointer(start: p, count: count))
     }
 

@@ -1,4 +1,5 @@
 import CEdgeKernels
+import Foundation
 
 /// A weight matrix [rows, cols] ready for the kernels: f32 values (mapped in place, or converted from f16
 /// at load), or q8/q4 blocks and f16 scales used in place from the mapping; for a level with its own packed
@@ -69,8 +70,15 @@ public struct LinearWeight: @unchecked Sendable {
     mutating func pack(for level: KernelLevel, mapping: MappedFile) {
         guard let count = packedByteCount(for: level) else { return }
         let q4: Int32 = scheme == .q4 ? 1 : 0
-        let (owned, out) = TensorStorage.allocate(count: count)
-        edge_pack_rows(q4, codes, scales, Int64(rows), Int64(layout.blocksPerRow), Int64(layout.blocksPerGroup), out.baseAddress!)
+        let (owned, out) = TensorStorage.allocate(count: count, zeroed: false)
+        // In parts on every core: packing a 1.1 GB q8 file took 0.9 s on one.
+        let groups = rows / 16, parts = max(1, min(ProcessInfo.processInfo.activeProcessorCount, groups / 64))
+        let source = UncheckedSendable((codes, scales, out.baseAddress!))
+        let (matrixRows, blocks, grouping) = (Int64(rows), Int64(layout.blocksPerRow), Int64(layout.blocksPerGroup))
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let (w, ws, packed) = source.value
+            edge_pack_rows(q4, w, ws, matrixRows, blocks, grouping, Int64(groups * part / parts), Int64(groups * (part + 1) / parts), packed)
+        }
         packed = PackedRows(storage: owned, rows: rows / 16 * 16, q4: q4 == 1, level: level)
         mapping.release(storage.bytes)
     }
