@@ -55,7 +55,7 @@ EDGE_DECLARE_WIDTH(edge_generic)
 void edge_generic_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
 /// Rows packed sixteen at a time (packed.c, x86/packed512.c): see `edge_packed_matmul`.
 #define EDGE_DECLARE_PACKED(PREFIX)                                                                     \
-    void PREFIX##_packed(int q4, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, \
+    void PREFIX##_packed(int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, \
                          const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots);
 EDGE_DECLARE_PACKED(edge_generic)
 void edge_generic_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out);
@@ -121,7 +121,7 @@ void edge_neon_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nbl
     X(planes_q6, void, (EDGE_MATMUL_ARGS(uint8_t)), 0)                                                                \
     X(fused_q4o, void, (EDGE_MATMUL_ARGS(uint8_t)), 0)                                                                \
     X(offsets, void, (const struct edge_kernels *k, int kind, int tokenwise, EDGE_MATMUL_ARGS(uint8_t)), 1)             \
-    X(packed, void, (int q4, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, const int8_t *x,   \
+    X(packed, void, (int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, const int8_t *x,   \
                      const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots), 1)                          \
     X(decode_levels, void, (const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out), 1)                 \
     X(f16_to_f32, void, (const uint16_t *src, float *dst, int64_t n), 1)                                             \

@@ -131,12 +131,15 @@ import Testing
     }
 
     /// Packed matrices (the AVX-512 level's kernel) compute what the row-major ones do, for q8 per channel, q4 per
-    /// group of 32 and q4 per group of 64, and the packed model decodes token by token what it computes in a prompt batch.
+    /// group of 32 and of 64, and q4o, and the packed model decodes token by token what it computes in a prompt batch.
     /// Each matrix agrees to float rounding (the C kernel test checks that bit for bit against a scalar reference);
     /// through the model a one-ulp difference can move an activation across a rounding boundary of its int8 code
     /// (the q4 g64 file's fifth token: 0.13 of 19.5), so the whole model is held to 2% of the largest logit and the
     /// same greedy token at every position.
-    @Test(arguments: [("q8", ConversionOptions(type: .q8)), ("q4", ConversionOptions(type: .q4)), ("q4g64", ConversionOptions(type: .q4, groupSize: 64))])
+    @Test(arguments: [
+        ("q8", ConversionOptions(type: .q8)), ("q4", ConversionOptions(type: .q4)), ("q4g64", ConversionOptions(type: .q4, groupSize: 64)),
+        ("q4o", ConversionOptions(type: .q4o)),
+    ])
     func packedMatricesComputeWhatRowMajorOnesDo(key: String, options: ConversionOptions) throws {
         guard fixturesPresent else { return }
         let level = KernelLevel.detected, vocab = 512

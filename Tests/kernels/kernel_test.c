@@ -221,35 +221,41 @@ static void test_tokenwise(int isa, int scheme, int rows, int nblocks, int ntok)
 
 /// Rows packed sixteen at a time (edge_pack_rows): the level's packed product equals the scalar reference bit for
 /// bit, each token of a batch equals that token alone, rows outside the range keep their sentinel, and the result
-/// is the row-major product up to float rounding (so the layout means what the matrix means), for every group size.
-static void test_packed(int isa, int q4, int rows, int nblocks, int ntok) {
-    int64_t block_bytes = q4 ? 16 : 32, wbytes = rows * nblocks * block_bytes, xbytes = (int64_t)ntok * nblocks * 32;
+/// is the row-major product of q8, q4 or q4o up to float rounding (so the layout means what the matrix means), for
+/// every group size.
+static void test_packed(int isa, int kind, int rows, int nblocks, int ntok) {
+    static const char *const names[] = { "q8", "q4", "q4o" };
+    const int words = kind == EDGE_PACKED_Q4O ? 2 : 1;
+    int64_t block_bytes = kind == EDGE_PACKED_Q8 ? 32 : 16, wbytes = rows * nblocks * block_bytes, xbytes = (int64_t)ntok * nblocks * 32;
     const int64_t packed_rows = rows / 16 * 16, first = packed_rows > 16 ? 16 : 0;
+    const edge_scheme_kernel *scheme = kind == EDGE_PACKED_Q8 ? edge_scheme_q8() : kind == EDGE_PACKED_Q4 ? edge_scheme_q4() : edge_scheme_q4o();
     int groups_list[4] = { 1, 2, 3, nblocks };
     for (int pattern = 0; pattern < PATTERNS; pattern++)
         for (int gi = 0; gi < 4; gi++) {
             int gblocks = groups_list[gi], ngroups = (nblocks + gblocks - 1) / gblocks;
             guarded gw = guarded_alloc((size_t)wbytes), gx = guarded_alloc((size_t)xbytes);
-            guarded gp = guarded_alloc((size_t)edge_packed_bytes(q4, rows, nblocks));
-            fill_weights(gw.data, (size_t)wbytes, q4, pattern);
+            guarded gp = guarded_alloc((size_t)edge_packed_bytes(kind, rows, nblocks));
+            fill_weights(gw.data, (size_t)wbytes, kind != EDGE_PACKED_Q8, pattern);
             fill_activations((int8_t *)gx.data, (size_t)xbytes, pattern);
             const int8_t *x = (const int8_t *)gx.data;
-            uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups));
+            uint16_t *ws = malloc(sizeof(uint16_t) * (size_t)(rows * ngroups * words));
             float *xs = malloc(sizeof(float) * (size_t)(ntok * nblocks));
             size_t outs = sizeof(float) * (size_t)(rows * ntok);
             float *expected = malloc(outs), *got = malloc(outs), *alone = malloc(outs), *rowmajor = malloc(outs);
-            for (int i = 0; i < rows * ngroups; i++) ws[i] = to_half(uniform() * 0.05f + 1e-3f);
+            // q4o: (scale, offset of either sign) pairs.
+            for (int i = 0; i < rows * ngroups * words; i++)
+                ws[i] = (uint16_t)(to_half(uniform() * 0.05f + 1e-3f) | (words == 2 && (i & 1) ? (next_random() & 1) << 15 : 0));
             for (int i = 0; i < ntok * nblocks; i++) xs[i] = uniform() * 0.1f + 1e-3f;
             // In two parts, as threads pack a matrix.
-            edge_pack_rows(q4, gw.data, ws, rows, nblocks, gblocks, 0, rows / 32, gp.data);
-            edge_pack_rows(q4, gw.data, ws, rows, nblocks, gblocks, rows / 32, rows, gp.data);
+            edge_pack_rows(kind, gw.data, ws, rows, nblocks, gblocks, 0, rows / 32, gp.data);
+            edge_pack_rows(kind, gw.data, ws, rows, nblocks, gblocks, rows / 32, rows, gp.data);
             for (int i = 0; i < rows * ntok; i++) expected[i] = got[i] = alone[i] = -1.0f;
-            edge_packed_matmul(EDGE_ISA_GENERIC, q4, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, expected, 1, rows);
-            edge_packed_matmul(isa, q4, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, got, 1, rows);
+            edge_packed_matmul(EDGE_ISA_GENERIC, kind, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, expected, 1, rows);
+            edge_packed_matmul(isa, kind, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, got, 1, rows);
             for (int t = 0; t < ntok; t++)
-                edge_packed_matmul(isa, q4, gp.data, rows, nblocks, first, packed_rows, x + t * nblocks * 32, xs + t * nblocks, 1,
+                edge_packed_matmul(isa, kind, gp.data, rows, nblocks, first, packed_rows, x + t * nblocks * 32, xs + t * nblocks, 1,
                                    alone + t * rows, 1, rows);
-            matmul(EDGE_ISA_GENERIC, q4, gw.data, ws, nblocks, gblocks, 0, rows, x, xs, ntok, rowmajor, 1, rows);
+            edge_matmul(EDGE_ISA_GENERIC, scheme, gw.data, ws, nblocks, gblocks, 0, rows, x, xs, ntok, rowmajor, 1, rows);
             int close = 1, untouched = 1;
             for (int t = 0; t < ntok; t++)
                 for (int r = 0; r < rows; r++) {
@@ -260,13 +266,19 @@ static void test_packed(int isa, int q4, int rows, int nblocks, int ntok) {
                     }
                     double magnitude = 0;
                     for (int b = 0; b < nblocks; b++) {
-                        int32_t d = block_abs_dot(q4, gw.data + (r * nblocks + b) * block_bytes, x + (t * nblocks + b) * 32);
-                        magnitude += (double)d * xs[t * nblocks + b] * edge_half_to_float(ws[r * ngroups + b / gblocks]);
+                        const int8_t *xb = x + (t * nblocks + b) * 32;
+                        const int64_t scale = (r * ngroups + b / gblocks) * words;
+                        int32_t d = block_abs_dot(kind != EDGE_PACKED_Q8, gw.data + (r * nblocks + b) * block_bytes, xb), sum = 0;
+                        for (int k = 0; k < 32; k++) sum += abs(xb[k]);
+                        // q4o's codes are n, not n - 8: |n x| <= (|n - 8| + 8) |x|.
+                        if (words == 2) d += 8 * sum;
+                        magnitude += (double)xs[t * nblocks + b]
+                                   * (d * fabs(edge_half_to_float(ws[scale])) + (words == 2 ? sum * fabs(edge_half_to_float(ws[scale + 1])) : 0));
                     }
                     close &= fabs((double)o - (double)e) <= 4.0 * (nblocks + 8) * 1.2e-7 * magnitude + 1e-30;
                 }
             char detail[160];
-            snprintf(detail, sizeof detail, "%s %s rows %d blocks %d tokens %d group %d", pattern_names[pattern], q4 ? "q4" : "q8", rows,
+            snprintf(detail, sizeof detail, "%s %s rows %d blocks %d tokens %d group %d", pattern_names[pattern], names[kind], rows,
                      nblocks, ntok, gblocks);
             check(memcmp(expected, got, outs) == 0, "packed: against the scalar reference", isa, detail);
             check(memcmp(alone, got, outs) == 0, "packed: a batch = one token at a time", isa, detail);
@@ -823,13 +835,12 @@ static void test_level(int isa) {
             test_tokenwise(isa, scheme, 70, 40, ntok);
         }
     // One group and a tail row, three groups from the second (with a tail); rows of 1-40 blocks; 1-9 tokens.
-    for (int q4 = 0; q4 <= 1; q4++)
+    for (int kind = EDGE_PACKED_Q8; kind <= EDGE_PACKED_Q4O; kind++)
         for (int ntok = 1; ntok <= 9; ntok += 4) {
-            test_packed(isa, q4, 17, 1, ntok);
-            test_packed(isa, q4, 16, 9, ntok);
-            test_packed(isa, q4, 53, 40, ntok);
-            test_packed(isa, q4, 172, 6, ntok);
-            test_packed(isa, q4, 512, 2, ntok);
+            test_packed(isa, kind, 17, 1, ntok);
+            test_packed(isa, kind, 16, 9, ntok);
+            test_packed(isa, kind, 53, 40, ntok);
+            test_packed(isa, kind, 172, 6, ntok);
         }
     for (int q4 = 0; q4 <= 1; q4++) {
         test_row_range(isa, q4, 11, 3, 8);

@@ -119,23 +119,25 @@ void edge_matmul_tokenwise(int isa, const edge_scheme_kernel *scheme, int64_t ch
                            int64_t gblocks, int64_t row_begin, int64_t row_end, const int8_t *x, const float *xs,
                            int64_t ntok, float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
-/// Rows packed sixteen at a time (packed.c): a copy of a q8 or q4 matrix with one scale per block, laid out so that
-/// the AVX-512 kernel advances sixteen rows per `vpdpbusd` and applies a block's scales to them in one FMA. Only
-/// the whole groups are packed (rows [0, nrows / 16 * 16)); the copy has as many bytes as those rows with one scale per block.
-/// `edge_packed_bytes` is its size, `edge_pack_rows` writes groups [g0, g1) of it (rows [16 g0, 16 g1)) from the
-/// row-major matrix (scales per `gblocks` blocks, repeated for each block of a group in the copy), so that threads
-/// can pack parts of one matrix.
-int64_t edge_packed_bytes(int q4, int64_t nrows, int64_t nblocks);
-void edge_pack_rows(int q4, const void *w, const uint16_t *ws, int64_t nrows, int64_t nblocks, int64_t gblocks, int64_t g0,
+/// Rows packed sixteen at a time (packed.c): a copy of a q8, q4 or q4o matrix, laid out so that the AVX-512 kernel
+/// advances sixteen rows per `vpdpbusd` and applies a block's scales (and q4o's offsets) to them in one FMA. Only
+/// the whole groups are packed (rows [0, nrows / 16 * 16)); the copy has as many bytes as those rows with one scale
+/// (and offset) per block. `edge_packed_bytes` is its size, `edge_pack_rows` writes groups [g0, g1) of it (rows
+/// [16 g0, 16 g1)) from the row-major matrix (scale words per `gblocks` blocks, repeated for each block of a group
+/// in the copy), so that threads can pack parts of one matrix.
+typedef enum { EDGE_PACKED_Q8 = 0, EDGE_PACKED_Q4 = 1, EDGE_PACKED_Q4O = 2 } edge_packed_kind;
+int64_t edge_packed_bytes(int kind, int64_t nrows, int64_t nblocks);
+void edge_pack_rows(int kind, const void *w, const uint16_t *ws, int64_t nrows, int64_t nblocks, int64_t gblocks, int64_t g0,
                     int64_t g1, void *packed);
 
 /// 1 when `isa` has its own packed kernel (AVX-512 VNNI); other levels run the scalar reference.
 int edge_packed_native(int isa);
 
 /// `edge_matmul` over a packed copy, rows [row_begin, row_end) (multiples of 16 within the packed groups): each
-/// (row, token) sums its blocks in order, acc = fma(dot, weight scale * activation scale, acc), the same bits in a
-/// batch as alone, at every level (so it serves decode, prompt batches and speculative verification alike).
-void edge_packed_matmul(int isa, int q4, const void *packed, int64_t nrows, int64_t nblocks, int64_t row_begin,
+/// (row, token) sums its blocks in order, acc = fma(dot, weight scale * activation scale, acc) (q4o: then
+/// acc = fma(offset, activation scale * sum of the activation block, acc)), the same bits in a batch as alone, at
+/// every level (so it serves decode, prompt batches and speculative verification alike).
+void edge_packed_matmul(int isa, int kind, const void *packed, int64_t nrows, int64_t nblocks, int64_t row_begin,
                         int64_t row_end, const int8_t *x, const float *xs, int64_t ntok, float *out,
                         int64_t out_row_stride, int64_t out_tok_stride);
 

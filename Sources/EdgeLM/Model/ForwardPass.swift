@@ -268,7 +268,7 @@ extension InferenceSession {
         let end = min(rows.upperBound, packed.rows) / 16 * 16
         guard end > rows.lowerBound else { return rows }
         edge_packed_matmul(
-            level.rawValue, packed.q4 ? 1 : 0, packed.storage.bytes.baseAddress!, Int64(w.rows), Int64(w.layout.blocksPerRow),
+            level.rawValue, packed.kind, packed.storage.bytes.baseAddress!, Int64(w.rows), Int64(w.layout.blocksPerRow),
             Int64(rows.lowerBound), Int64(end), xq, xs, Int64(tokens), out, 1, Int64(tokenStride))
         return end..<rows.upperBound
     }

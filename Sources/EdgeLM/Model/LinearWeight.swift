@@ -54,12 +54,22 @@ public struct LinearWeight: @unchecked Sendable {
         Quantizer.decodeRow(r, payload: storage.bytes, layout: layout, into: out)
     }
 
-    /// Bytes of the packed copy `pack(for:mapping:)` would make for `level`, or nil when it makes none: q8/q4 rows
-    /// (any scale grouping) mapped from the file, 16 rows or more, at a level with its own packed kernel (AVX-512
+    /// The packed layout of this matrix's scheme (`edge_packed_kind`: q8, q4, q4o), or nil.
+    private var packedKind: Int32? {
+        switch scheme {
+        case .q8: Int32(EDGE_PACKED_Q8.rawValue)
+        case .q4: Int32(EDGE_PACKED_Q4.rawValue)
+        case .q4o: Int32(EDGE_PACKED_Q4O.rawValue)
+        default: nil
+        }
+    }
+
+    /// Bytes of the packed copy `pack(for:mapping:)` would make for `level`, or nil when it makes none: q8, q4 or q4o
+    /// rows (any scale grouping) mapped from the file, 16 rows or more, at a level with its own packed kernel (AVX-512
     /// VNNI). Rows decoded from zstd payloads are not packed: their heap copy would be held twice.
     func packedByteCount(for level: KernelLevel) -> Int? {
-        guard scheme == .q8 || scheme == .q4, rows >= 16, storage.isMapped, edge_packed_native(level.rawValue) != 0 else { return nil }
-        return Int(edge_packed_bytes(scheme == .q4 ? 1 : 0, Int64(rows), Int64(layout.blocksPerRow)))
+        guard let kind = packedKind, rows >= 16, storage.isMapped, edge_packed_native(level.rawValue) != 0 else { return nil }
+        return Int(edge_packed_bytes(kind, Int64(rows), Int64(layout.blocksPerRow)))
     }
 
     /// Packs the rows for `level` (when `packedByteCount(for:)` is not nil): every product at that level then reads
@@ -68,8 +78,7 @@ public struct LinearWeight: @unchecked Sendable {
     /// original's pages are released (the file's page cache keeps them for a tied embedding's lookups), so the
     /// weights stay resident once, not twice.
     mutating func pack(for level: KernelLevel, mapping: MappedFile) {
-        guard let count = packedByteCount(for: level) else { return }
-        let q4: Int32 = scheme == .q4 ? 1 : 0
+        guard let count = packedByteCount(for: level), let kind = packedKind else { return }
         let (owned, out) = TensorStorage.allocate(count: count, zeroed: false)
         // In parts on every core: packing a 1.1 GB q8 file took 0.9 s on one.
         let groups = rows / 16, parts = max(1, min(ProcessInfo.processInfo.activeProcessorCount, groups / 64))
@@ -77,9 +86,9 @@ public struct LinearWeight: @unchecked Sendable {
         let (matrixRows, blocks, grouping) = (Int64(rows), Int64(layout.blocksPerRow), Int64(layout.blocksPerGroup))
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             let (w, ws, packed) = source.value
-            edge_pack_rows(q4, w, ws, matrixRows, blocks, grouping, Int64(groups * part / parts), Int64(groups * (part + 1) / parts), packed)
+            edge_pack_rows(kind, w, ws, matrixRows, blocks, grouping, Int64(groups * part / parts), Int64(groups * (part + 1) / parts), packed)
         }
-        packed = PackedRows(storage: owned, rows: rows / 16 * 16, q4: q4 == 1, level: level)
+        packed = PackedRows(storage: owned, rows: rows / 16 * 16, kind: kind, level: level)
         mapping.release(storage.bytes)
     }
 }
@@ -90,8 +99,8 @@ struct PackedRows: @unchecked Sendable {
     let storage: TensorStorage
     /// Rows in the copy: the matrix's whole 16-row groups.
     let rows: Int
-    /// q4 codes (else q8).
-    let q4: Bool
+    /// The layout's `edge_packed_kind`.
+    let kind: Int32
     /// The level whose products read the copy.
     let level: KernelLevel
 }
