@@ -64,6 +64,7 @@ public final class InferenceSession: @unchecked Sendable {
     private var allocations: [(UnsafeMutableRawPointer, Int)] = []
     /// Set while `verify` runs: products and attention go token by token, as decode steps compute them.
     var tokenByToken = false
+    var threading = StepThreading()  // single-token steps on the workers or this thread alone (kept across `reset`)
     /// Bytes of weight rows a task keeps in cache while it runs them for each token of a `verify` batch.
     static let tokenByTokenBytes = 32 << 10
 
@@ -239,6 +240,7 @@ public final class InferenceSession: @unchecked Sendable {
         if selection == .all, tokens.count > maxBatch {
             throw .invalidInput("logits for every token need batches of at most \(maxBatch) tokens, got \(tokens.count)")
         }
+        if tokens.count == 1, pool.threadCount > 1 { return timedStep(tokens[0]) }
         feed(tokens)
         let n = tokens.count - (tokens.count - 1) / maxBatch * maxBatch
         if selection == .all {
@@ -268,7 +270,7 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// Runs `tokens` in batches of at most maxBatch through every layer (or the first `layers`), from the current position.
-    private func feed(_ tokens: [Int], layers: Int? = nil) {
+    func feed(_ tokens: [Int], layers: Int? = nil) {
         var start = 0
         while start < tokens.count {
             let n = min(maxBatch, tokens.count - start)

@@ -32,6 +32,10 @@ public final class ThreadPool: @unchecked Sendable {
     /// Jobs run across the threads so far (jobs of one task, or on a one-thread pool, run inline and do not count).
     private(set) var jobsStarted = 0
 
+    /// When set, jobs run all their tasks on the calling thread (the workers stay idle): the same tasks, so the same
+    /// results bit for bit, without waiting for workers whose cores another program holds (`StepThreading`).
+    public var runsAlone = false
+
     /// Most tasks of one job.
     public static let maxTasks = 0xFFFF
 
@@ -68,7 +72,7 @@ public final class ThreadPool: @unchecked Sendable {
     /// thread running it, for per-thread scratch) and returns when all have finished.
     public func run(tasks: Int, _ body: (_ task: Int, _ worker: Int) -> Void) {
         precondition(tasks <= Self.maxTasks)
-        if threadCount == 1 || tasks <= 1 {
+        if threadCount == 1 || tasks <= 1 || runsAlone {
             for t in 0..<tasks { body(t, 0) }
             return
         }
