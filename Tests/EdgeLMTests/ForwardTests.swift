@@ -124,6 +124,16 @@ import Testing
         #expect(after.anonymousBytes - before.anonymousBytes <= session.allocatedBytes + model.packedBytes + 4 << 20)
     }
 
+    /// `EDGELM_PACK`: unset, empty or 1 packs, 0 keeps the mapped layout, anything else is refused by name.
+    @Test func packingSettingIsHonouredOrRefused() throws {
+        #expect(try TransformerModel.packingSelected(environment: [:]))
+        #expect(try TransformerModel.packingSelected(environment: ["EDGELM_PACK": "1"]))
+        #expect(try !TransformerModel.packingSelected(environment: ["EDGELM_PACK": "0"]))
+        #expect(throws: EdgeLMError.invalidArgument("EDGELM_PACK: expected 0 or 1, got 'yes'")) {
+            try TransformerModel.packingSelected(environment: ["EDGELM_PACK": "yes"])
+        }
+    }
+
     /// What the packed copies of every product's matrix take (the untied embedding table is not one).
     private func packedSize(_ model: TransformerModel) -> Int {
         let layers = model.layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.gate, $0.up, $0.down] }
