@@ -240,15 +240,13 @@ public final class InferenceSession: @unchecked Sendable {
         if selection == .all, tokens.count > maxBatch {
             throw .invalidInput("logits for every token need batches of at most \(maxBatch) tokens, got \(tokens.count)")
         }
-        if tokens.count == 1, pool.threadCount > 1 { return timedStep(tokens[0]) }
+        // A decode step is timed, and runs on the workers or this thread alone as the timings say (`StepThreading`).
+        let step = tokens.count == 1 ? beginStep() : nil
+        defer { if let step { endStep(startedAt: step) } }
         feed(tokens)
-        let n = tokens.count - (tokens.count - 1) / maxBatch * maxBatch
-        if selection == .all {
-            computeLogits(tokens: n, first: 0)
-            return UnsafeBufferPointer(start: logitsBuffer, count: n * c.vocabSize)
-        }
-        computeLogits(tokens: 1, first: n - 1)
-        return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
+        let n = tokens.count - (tokens.count - 1) / maxBatch * maxBatch, count = selection == .all ? n : 1
+        computeLogits(tokens: count, first: n - count)
+        return UnsafeBufferPointer(start: logitsBuffer, count: count * c.vocabSize)
     }
 
     /// Runs `tokens` from an empty cache through the first `layers` layers only, for the `observer` (calibration
@@ -270,7 +268,7 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// Runs `tokens` in batches of at most maxBatch through every layer (or the first `layers`), from the current position.
-    func feed(_ tokens: [Int], layers: Int? = nil) {
+    private func feed(_ tokens: [Int], layers: Int? = nil) {
         var start = 0
         while start < tokens.count {
             let n = min(maxBatch, tokens.count - start)

@@ -69,15 +69,17 @@ struct StepThreading {
 }
 
 extension InferenceSession {
-    /// `forward` of one token on a pool of several threads: on the workers or this thread alone, as `threading` says,
-    /// the step timed for it.
-    func timedStep(_ token: Int) -> UnsafeBufferPointer<Float> {
+    /// Starts a single-token step on a pool of several threads, on the workers or this thread alone as `threading`
+    /// says, and returns its start time (nil on a one-thread pool: nothing to choose).
+    func beginStep() -> UInt64? {
+        guard pool.threadCount > 1 else { return nil }
         pool.runsAlone = threading.alone
-        let start = DispatchTime.now().uptimeNanoseconds
-        feed([token])
-        computeLogits(tokens: 1, first: 0)
+        return DispatchTime.now().uptimeNanoseconds
+    }
+
+    /// Ends the step `beginStep` started, timing it for `threading`.
+    func endStep(startedAt start: UInt64) {
         pool.runsAlone = false
         threading.record(seconds: Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-        return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
     }
 }
