@@ -17,8 +17,7 @@ extension InferenceSession {
     func forwardBatch(_ tokens: [Int], segments: [Segment], layers: Int? = nil) {
         let n = tokens.count, dim = c.dim, qDim = c.qDim, kvDim = c.kvDim, ffn = c.ffnDim
         profile?.start()
-        for (t, token) in tokens.enumerated() { model.embedding.row(token, into: x + t * dim) }
-        if let s = c.block.embeddingScale { for i in 0..<(n * dim) { x[i] *= s } }
+        embedRows(tokens)
         profile?.lap(.embedding)
         for (l, layer) in model.layers.prefix(layers ?? model.layers.count).enumerated() {
             // Attention: x -> xb = norm(x) -> q, k, v (+ bias, per-head norm) -> RoPE -> cache -> attnOut
@@ -45,9 +44,7 @@ extension InferenceSession {
                 if pos0 == 0 {
                     cache.setKeyTransform(layer: l, keys: k + seg.start * kvDim, queries: q + seg.start * qDim, heads: c.heads, tokens: seg.count)
                 }
-                for t in seg.start..<(seg.start + seg.count) {
-                    cache.store(layer: l, position: pos0 + t - seg.start, keys: k + t * kvDim, values: v + t * kvDim, level: level)
-                }
+                store(layer: l, tokens: seg.start..<(seg.start + seg.count), from: pos0, in: cache)
                 profile?.lap(.rope)
                 attention.run(
                     layer: l, tokens: seg.count, firstPosition: pos0, q: q + seg.start * qDim, out: attnOut + seg.start * qDim,
@@ -88,6 +85,29 @@ extension InferenceSession {
         for seg in segments {
             seg.session.position += seg.count
             seg.session.tokens.append(contentsOf: tokens[seg.start..<(seg.start + seg.count)])
+        }
+    }
+
+    /// x[t] = the embedding row of tokens[t] (times the family's embedding scale), tokens in parallel.
+    private func embedRows(_ tokens: [Int]) {
+        let dim = c.dim, x = self.x, embedding = model.embedding, scale = c.block.embeddingScale
+        perToken(tokens.count, width: dim) { range in
+            for t in range {
+                embedding.row(tokens[t], into: x + t * dim)
+                if let scale { for i in (t * dim)..<((t + 1) * dim) { x[i] *= scale } }
+            }
+        }
+    }
+
+    /// Writes the keys and values of batch rows `rows` to `cache` at positions `first`, `first + 1`, ..., tokens in
+    /// parallel.
+    private func store(layer l: Int, tokens rows: Range<Int>, from first: Int, in cache: KVCache) {
+        let kvDim = c.kvDim, k = self.k, v = self.v, level = self.level
+        perToken(rows.count, width: 2 * kvDim) { range in
+            for t in range {
+                let row = rows.lowerBound + t
+                cache.store(layer: l, position: first + t, keys: k + row * kvDim, values: v + row * kvDim, level: level)
+            }
         }
     }
 

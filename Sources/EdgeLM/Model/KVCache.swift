@@ -45,9 +45,6 @@ final class KVStore {
     let scales: UnsafeMutablePointer<UInt16>
     private let headDim: Int
     private let rows: Int
-    /// Scratch for quantizing one padded head vector: [rowLength] floats, [rowLength / 32] scales.
-    private let padded: UnsafeMutablePointer<Float>
-    private let blockScales: UnsafeMutablePointer<Float>
 
     init(type: KVCacheType, headDim: Int, rows: Int) {
         self.type = type
@@ -58,19 +55,18 @@ final class KVStore {
         data = calloc(max(1, rows * rowLength), elementBytes)!
         let scaleCount = type == .q8 ? rows * rowLength / 32 : 1
         scales = calloc(scaleCount, 2)!.bindMemory(to: UInt16.self, capacity: scaleCount)
-        padded = calloc(rowLength, 4)!.bindMemory(to: Float.self, capacity: rowLength)
-        blockScales = calloc(max(1, rowLength / 32), 4)!.bindMemory(to: Float.self, capacity: max(1, rowLength / 32))
     }
 
     deinit {
-        for p in [data, UnsafeMutableRawPointer(scales), UnsafeMutableRawPointer(padded), UnsafeMutableRawPointer(blockScales)] { free(p) }
+        free(data)
+        free(scales)
     }
 
     /// Bytes held (codes and scales).
     var bytes: Int { type.storeBytes(headDim: headDim, rows: rows) }
 
     /// Writes one head vector of `headDim` floats as row `r`; q8 rows given a `transform` store
-    /// (x - offset) / scale, channel by channel.
+    /// (x - offset) / scale, channel by channel. Writes of different rows may run concurrently.
     func write(
         _ src: UnsafePointer<Float>, row r: Int, transform: (offset: UnsafePointer<Float>, scale: UnsafePointer<Float>)? = nil,
         level: KernelLevel
@@ -82,17 +78,21 @@ final class KVStore {
             let dst = data.assumingMemoryBound(to: UInt16.self) + r * rowLength
             for i in 0..<headDim { dst[i] = HalfFloat.fromFloat(src[i]) }
         case .q8:
-            if let (offset, scale) = transform {
-                for i in 0..<headDim { padded[i] = (src[i] - offset[i]) / scale[i] }
-            } else {
-                padded.update(from: src, count: headDim)
-            }
-            for i in headDim..<rowLength { padded[i] = 0 }
             let blocks = rowLength / 32
-            IntegerKernels.quantizeQ8Blocks(
-                level, padded, nblocks: blocks, codes: data.assumingMemoryBound(to: Int8.self) + r * rowLength,
-                scales: blockScales)
-            for b in 0..<blocks { scales[r * blocks + b] = HalfFloat.fromFloat(blockScales[b]) }
+            // [rowLength] floats (the head vector, transformed and zero-padded), then [blocks] scales.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: rowLength + blocks) { scratch in
+                let padded = scratch.baseAddress!, blockScales = padded + rowLength
+                if let (offset, scale) = transform {
+                    for i in 0..<headDim { padded[i] = (src[i] - offset[i]) / scale[i] }
+                } else {
+                    padded.update(from: src, count: headDim)
+                }
+                for i in headDim..<rowLength { padded[i] = 0 }
+                IntegerKernels.quantizeQ8Blocks(
+                    level, padded, nblocks: blocks, codes: data.assumingMemoryBound(to: Int8.self) + r * rowLength,
+                    scales: blockScales)
+                for b in 0..<blocks { scales[r * blocks + b] = HalfFloat.fromFloat(blockScales[b]) }
+            }
         }
     }
 }
@@ -156,16 +156,22 @@ final class KVCache {
         }
         let inverse = 1 / Float(n - 1)
         for i in 0..<kvDim { offsets[i] *= inverse }
-        for h in 0..<kvHeads {
-            for d in 0..<headDim {
-                let i = h * headDim + d
-                var kmax: Float = 0, qmax: Float = 0
-                for t in 1..<n {
-                    kmax = max(kmax, abs(k[t * kvDim + i] - offsets[i]))
-                    for g in 0..<group { qmax = max(qmax, abs(q[t * heads * headDim + (h * group + g) * headDim + d])) }
+        // Token by token (rows read in order): kmax[i] = max |k[t, i] - offset[i]|, qmax[i] = max over the query heads
+        // of KV head i / headDim of |q[t, head, i % headDim]|.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * kvDim) { scratch in
+            let kmax = scratch.baseAddress!, qmax = kmax + kvDim
+            kmax.initialize(repeating: 0, count: 2 * kvDim)
+            for t in 1..<n {
+                let kt = k + t * kvDim, qt = q + t * heads * headDim
+                for i in 0..<kvDim { kmax[i] = max(kmax[i], abs(kt[i] - offsets[i])) }
+                for h in 0..<kvHeads {
+                    for g in 0..<group {
+                        let qh = qt + (h * group + g) * headDim, m = qmax + h * headDim
+                        for d in 0..<headDim { m[d] = max(m[d], abs(qh[d])) }
+                    }
                 }
-                if kmax > 0, qmax > 0 { scales[i] = (kmax / qmax).squareRoot() }
             }
+            for i in 0..<kvDim where kmax[i] > 0 && qmax[i] > 0 { scales[i] = (kmax[i] / qmax[i]).squareRoot() }
         }
     }
 

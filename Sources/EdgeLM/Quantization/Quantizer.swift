@@ -79,17 +79,22 @@ public enum Quantizer {
             guard let codes = layout.scheme.traits?.groupCodes else { return decodePairRow(r, payload: payload, layout: layout, into: out) }
             let rowBase = r * layout.blocksPerRow * layout.blockBytes, fourBit = layout.scheme.isFourBit
             let scaleBase = layout.scalesOffset + r * layout.groupsPerRow * 2
-            for i in 0..<cols {
-                let block = i / 32, j = i % 32
+            // Block by block: the scale word's scale and code offset once, then the block's values.
+            for block in 0..<((cols + 31) / 32) {
                 let word = payload.loadUnaligned(fromByteOffset: scaleBase + (block / layout.blocksPerGroup) * 2, as: UInt16.self)
-                let stored: Int
-                if fourBit {
+                let scale = codes.scale(word), first = block * 32
+                @inline(__always) func stored(_ j: Int) -> Int {
+                    guard fourBit else { return Int(Int8(bitPattern: payload[rowBase + first + j])) }
                     let byte = payload[rowBase + block * 16 + j % 16]
-                    stored = Int(j < 16 ? byte & 0x0F : byte >> 4)
-                } else {
-                    stored = Int(Int8(bitPattern: payload[rowBase + i]))
+                    return Int(j < 16 ? byte & 0x0F : byte >> 4)
                 }
-                out[i] = Float(codes.code(stored, word)) * codes.scale(word)
+                switch codes.storage {
+                case let .offset(offset):
+                    let o = offset(word)
+                    for j in 0..<min(32, cols - first) { out[first + j] = Float(stored(j) - o) * scale }
+                case let .codebook(levels, _):
+                    for j in 0..<min(32, cols - first) { out[first + j] = Float(levels[stored(j)]) * scale }
+                }
             }
         }
     }
