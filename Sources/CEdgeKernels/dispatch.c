@@ -181,6 +181,7 @@ static void edge_fill_levels(void) {
     EDGE_OWN(avx2, tokenwise_q8, edge_avx2_tokenwise_q8);
     EDGE_OWN(avx2, tokenwise_q4, edge_avx2_tokenwise_q4);
     EDGE_OWN(avx2, offsets, edge_avx2_offsets);
+    EDGE_OWN(avx2, packed, edge_avx2_packed);
     EDGE_OWN(avx2, fused_q4o, edge_avx2_fused_q4o);
     EDGE_OWN(avx2, decode_levels, edge_avx2_decode_levels);
     EDGE_OWN(avx2, f16_to_f32, edge_avx2_f16_to_f32);
@@ -204,6 +205,7 @@ static void edge_fill_levels(void) {
     EDGE_OWN(vnni, tokenwise_q8, edge_avxvnni_tokenwise_q8);
     EDGE_OWN(vnni, tokenwise_q4, edge_avxvnni_tokenwise_q4);
     EDGE_OWN(vnni, fused_q4o, edge_avxvnni_fused_q4o);
+    EDGE_OWN(vnni, packed, edge_avxvnni_packed);
 
     edge_fall_back(avx512, avx2);  // not AVX-VNNI: an AVX-512 part may lack it
     EDGE_OWN(avx512, matmul_q8, edge_avx512_matmul_q8);

@@ -58,6 +58,11 @@ void edge_generic_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
     void PREFIX##_packed(int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, \
                          const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots);
 EDGE_DECLARE_PACKED(edge_generic)
+/// What each token's activation block adds to a packed product besides its codes (token-major, ntok * nblocks): the
+/// dot's starting value (`q8_factor`, -8 or 0 times the block's sum for q8, q4 and q4o) and the block's scale times its
+/// sum (q4o's offset term). Held in scratch slot 6 until the calling thread's next call.
+typedef struct { const int32_t *start; const float *scaled_sum; } edge_packed_terms;
+edge_packed_terms edge_packed_prepare(int kind, int32_t q8_factor, const int8_t *x, const float *xs, int64_t n);
 void edge_generic_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out);
 #if defined(__x86_64__)
 EDGE_DECLARE_MATMUL(edge_avx2)
@@ -95,6 +100,8 @@ void edge_avx512_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));
 void edge_avx512_decode_q8(EDGE_DECODE_ARGS);
 void edge_avx512_decode_q4(EDGE_DECODE_ARGS);
 EDGE_DECLARE_PACKED(edge_avx512)
+EDGE_DECLARE_PACKED(edge_avx2)
+EDGE_DECLARE_PACKED(edge_avxvnni)
 void edge_avx2_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));
 void edge_avxvnni_fused_q4o(EDGE_MATMUL_ARGS(uint8_t));
 #endif

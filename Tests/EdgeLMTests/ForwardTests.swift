@@ -120,7 +120,8 @@ import Testing
         for token in 0..<64 { _ = try session.forward([token + 300]) }
         let after = MemoryUsage.current()!
         #expect(model.decodedBytes == 0)
-        #expect(model.packedBytes == (pack && edge_packed_native(KernelLevel.detected.rawValue) != 0 ? packedSize(model) : 0))
+        #expect(model.packedBytes == (pack ? packedSize(model) : 0))
+        #expect(!pack || KernelLevel.detected != .avx512vnni || model.packedBytes > 0)
         #expect(after.anonymousBytes - before.anonymousBytes <= session.allocatedBytes + model.packedBytes + 4 << 20)
     }
 
@@ -134,14 +135,15 @@ import Testing
         }
     }
 
-    /// What the packed copies of every product's matrix take (the untied embedding table is not one).
-    private func packedSize(_ model: TransformerModel) -> Int {
+    /// What the packed copies of every product's matrix take at `level` (the untied embedding table is not one).
+    private func packedSize(_ model: TransformerModel, level: KernelLevel = .detected) -> Int {
         let layers = model.layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.gate, $0.up, $0.down] }
-        return (layers + [model.output]).reduce(0) { $0 + ($1.packedByteCount(for: .detected) ?? 0) }
+        return (layers + [model.output]).reduce(0) { $0 + ($1.packedByteCount(for: level) ?? 0) }
     }
 
-    /// Packed matrices (the AVX-512 level's kernel) compute what the row-major ones do, for q8 per channel, q4 per
-    /// group of 32 and of 64, and q4o, and the packed model decodes token by token what it computes in a prompt batch.
+    /// Packed matrices compute what the row-major ones do, for q8 per channel, q4 per group of 32 and of 64, and q4o, at
+    /// every x86 level that packs them (AVX-512 VNNI, AVX-VNNI, AVX2's q4), and the packed model decodes token by token
+    /// what it computes in a prompt batch.
     /// Each matrix agrees to float rounding (the C kernel test checks that bit for bit against a scalar reference);
     /// through the model a one-ulp difference can move an activation across a rounding boundary of its int8 code
     /// (the q4 g64 file's fifth token: 0.13 of 19.5), so the whole model is held to 2% of the largest logit and the
@@ -152,22 +154,28 @@ import Testing
     ])
     func packedMatricesComputeWhatRowMajorOnesDo(key: String, options: ConversionOptions) throws {
         guard fixturesPresent else { return }
-        let level = KernelLevel.detected, vocab = 512
         let path = try ConvertedModels.stories(key, options)
-        let tokens = [1, 403, 407, 261, 378, 432, 383, 286, 261]
+        for level in KernelLevel.supported where level.rawValue > KernelLevel.generic.rawValue {
+            try expectPackedMatchesRowMajor(path: path, key: "\(key) at \(level)", level: level)
+        }
+    }
+
+    private func expectPackedMatchesRowMajor(path: String, key: String, level: KernelLevel) throws {
+        let vocab = 512, tokens = [1, 403, 407, 261, 378, 432, 383, 286, 261]
+        let packedModel = try TransformerModel(path: path, level: level, pack: true)
+        #expect(packedModel.packedBytes == packedSize(packedModel, level: level), "\(key)")
+        guard packedModel.packedBytes > 0 else { return }  // the level keeps these rows row-major
+        let rowMajorModel = try TransformerModel(path: path, level: level, pack: false)
+        #expect(rowMajorModel.packedBytes == 0, "\(key)")
         var logits: [[Float]] = []
-        for pack in [true, false] {
-            let model = try TransformerModel(path: path, level: level, pack: pack)
-            #expect((model.packedBytes > 0) == (pack && edge_packed_native(level.rawValue) != 0))
+        for model in [packedModel, rowMajorModel] {
             let session = try InferenceSession(model: model, threads: 2, level: level, keyType: .f32, valueType: .f32)
             logits.append(Array(try session.forward(tokens, logits: .all)))
-            if pack {
-                let single = try InferenceSession(model: model, threads: 1, level: level, keyType: .f32, valueType: .f32)
-                for (t, token) in tokens.enumerated() {
-                    let row = Array(try single.forward([token])), batched = Array(logits[0][(t * vocab)..<((t + 1) * vocab)])
-                    #expect(zip(row, batched).map { abs($0 - $1) }.max()! <= 1e-4, "token \(t)")
-                }
-            }
+        }
+        let single = try InferenceSession(model: packedModel, threads: 1, level: level, keyType: .f32, valueType: .f32)
+        for (t, token) in tokens.enumerated() {
+            let row = Array(try single.forward([token])), batched = Array(logits[0][(t * vocab)..<((t + 1) * vocab)])
+            #expect(zip(row, batched).map { abs($0 - $1) }.max()! <= 1e-4, "\(key) token \(t)")
         }
         let scale = logits[1].map(abs).max()!
         for t in tokens.indices {

@@ -863,9 +863,9 @@ static void test_kernel_tables(int print) {
     static const char *const own[EDGE_ISA_COUNT] = {
         [EDGE_ISA_GENERIC] = ALL_REQUIRED,
 #if defined(__x86_64__)
-        [EDGE_ISA_AVX2] = "quantize " MATRIX " fused_q4o offsets decode_levels f16_to_f32 attn_values_q8 attn_scores_f16 attn_values_f16 "
+        [EDGE_ISA_AVX2] = "quantize " MATRIX " fused_q4o offsets packed decode_levels f16_to_f32 attn_values_q8 attn_scores_f16 attn_values_f16 "
                           "scale_max exp_sum swiglu geglu fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32",
-        [EDGE_ISA_AVX_VNNI] = MATRIX " fused_q4o",
+        [EDGE_ISA_AVX_VNNI] = MATRIX " fused_q4o packed",
         [EDGE_ISA_AVX512_VNNI] = MATRIX " planes_q5o planes_q6 fused_q4o offsets packed fit_q4 fit_q4a dot_f64 dots_f64 sub_scaled_f64 gram_rows_f32",
 #elif defined(__aarch64__)
         [EDGE_ISA_NEON] = "quantize " MATRIX " decode_levels attn_values_q8 attn_scores_f16 attn_values_f16 scale_max exp_sum swiglu geglu",

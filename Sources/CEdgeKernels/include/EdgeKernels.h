@@ -120,7 +120,8 @@ void edge_matmul_tokenwise(int isa, const edge_scheme_kernel *scheme, int64_t ch
                            int64_t ntok, float *out, int64_t out_row_stride, int64_t out_tok_stride);
 
 /// Rows packed sixteen at a time (packed.c): a copy of a q8, q4 or q4o matrix, laid out so that the AVX-512 kernel
-/// advances sixteen rows per `vpdpbusd` and applies a block's scales (and q4o's offsets) to them in one FMA. Only
+/// advances sixteen rows per `vpdpbusd` (the 256-bit kernels eight per `vpdpbusd` or `vpmaddubsw`) and applies a
+/// block's scales (and q4o's offsets) to them in one FMA. Only
 /// the whole groups are packed (rows [0, nrows / 16 * 16)); the copy has as many bytes as those rows with one scale
 /// (and offset) per block. `edge_packed_bytes` is its size, `edge_pack_rows` writes groups [g0, g1) of it (rows
 /// [16 g0, 16 g1)) from the row-major matrix (scale words per `gblocks` blocks, repeated for each block of a group
@@ -130,8 +131,9 @@ int64_t edge_packed_bytes(int kind, int64_t nrows, int64_t nblocks);
 void edge_pack_rows(int kind, const void *w, const uint16_t *ws, int64_t nrows, int64_t nblocks, int64_t gblocks, int64_t g0,
                     int64_t g1, void *packed);
 
-/// 1 when `isa` has its own packed kernel (AVX-512 VNNI); other levels run the scalar reference.
-int edge_packed_native(int isa);
+/// 1 when `isa` has its own packed kernel for `kind` and it beats the row-major kernels there (AVX-512 VNNI and
+/// AVX-VNNI: every kind; AVX2: q4), so that rows of that kind are worth packing for the level.
+int edge_packed_native(int isa, int kind);
 
 /// `edge_matmul` over a packed copy, rows [row_begin, row_end) (multiples of 16 within the packed groups): each
 /// (row, token) sums its blocks in order, acc = fma(dot, weight scale * activation scale, acc) (q4o: then

@@ -14,6 +14,8 @@
 #define K256_Q4_WIDEN(p) _mm256_madd_epi16((p), _mm256_set1_epi16(1))
 #define K256_Q4_PAIR(p0, p1) _mm256_madd_epi16(_mm256_hadd_epi16((p0), (p1)), _mm256_set1_epi16(1))
 #include "kernels256.h"
+#define P256_VNNI 0
+#include "packed256.h"
 #include <math.h>
 
 K256_ATTR void edge_avx2_quantize(const float *x, int64_t nblocks, int8_t *q, float *s) {

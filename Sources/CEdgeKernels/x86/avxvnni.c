@@ -11,4 +11,6 @@
 #define K256_Q4_WIDEN(p) (p)
 #define K256_Q4_PAIR(p0, p1) _mm256_hadd_epi32((p0), (p1))
 #include "kernels256.h"
+#define P256_VNNI 1
+#include "packed256.h"
 #endif

@@ -20,15 +20,11 @@ PACKED_ATTR static inline void edge_packed_store(__m512 v, float *o, int64_t ors
     for (int i = 0; i < 16; i++) o[i * ors] = lanes[i];
 }
 
-/// What a token's activation block contributes besides its codes: the dot's starting value (-128 or -8 times the
-/// block's sum for q8 and q4, 0 for q4o) and for q4o the block's scale times its sum; token-major.
-typedef struct { const int32_t *start; const float *scaled_sum; } packed_terms;
-
 /// Group g's rows against tokens [t, t + T): acc[k] holds the 16 rows of token t + k.
 PACKED_ATTR static inline __attribute__((always_inline)) void packed_group(const int kind, const int T, const uint8_t *codes,
                                                                            const uint16_t *scales, const uint16_t *offsets,
                                                                            int64_t nblocks, const int8_t *x, const float *xs,
-                                                                           packed_terms terms, int64_t t, __m512 *acc) {
+                                                                           edge_packed_terms terms, int64_t t, __m512 *acc) {
     const int vectors = kind == EDGE_PACKED_Q8 ? 8 : 4;
     const __m512i low = _mm512_set1_epi8(0x0F);
     for (int k = 0; k < T; k++) acc[k] = _mm512_setzero_ps();
@@ -67,7 +63,7 @@ PACKED_ATTR static inline __attribute__((always_inline)) void packed_group(const
 /// Groups [r0 / 16, r1 / 16) against tokens in tiles of four, then one by one.
 PACKED_ATTR static inline __attribute__((always_inline)) void packed_rows(const int kind, const uint8_t *p, int64_t nrows,
                                                                           int64_t nblocks, int64_t r0, int64_t r1,
-                                                                          const int8_t *x, const float *xs, packed_terms terms,
+                                                                          const int8_t *x, const float *xs, edge_packed_terms terms,
                                                                           int64_t ntok, float *out, int64_t ors, int64_t ots) {
     const int64_t vectors = kind == EDGE_PACKED_Q8 ? 8 : 4, groups = nrows / 16;
     const uint16_t *scales = (const uint16_t *)(p + groups * nblocks * vectors * 64), *offsets = scales + groups * nblocks * 16;
@@ -90,17 +86,7 @@ PACKED_ATTR static inline __attribute__((always_inline)) void packed_rows(const 
 
 PACKED_ATTR void edge_avx512_packed(int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1,
                                     const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    int32_t *start = edge_scratch(6, (size_t)(ntok * nblocks) * (sizeof(int32_t) + sizeof(float)));
-    float *scaled_sum = (float *)(start + ntok * nblocks);
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-    const int32_t factor = kind == EDGE_PACKED_Q8 ? -128 : kind == EDGE_PACKED_Q4 ? -8 : 0;
-    for (int64_t i = 0; i < ntok * nblocks; i++) {
-        __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)(x + i * 32))), ones16);
-        const int32_t sum = _mm512_reduce_add_epi32(_mm512_zextsi256_si512(s));
-        start[i] = factor * sum;
-        scaled_sum[i] = xs[i] * (float)sum;
-    }
-    const packed_terms terms = { start, scaled_sum };
+    const edge_packed_terms terms = edge_packed_prepare(kind, -128, x, xs, ntok * nblocks);
     if (kind == EDGE_PACKED_Q8) packed_rows(EDGE_PACKED_Q8, p, nrows, nblocks, r0, r1, x, xs, terms, ntok, out, ors, ots);
     else if (kind == EDGE_PACKED_Q4) packed_rows(EDGE_PACKED_Q4, p, nrows, nblocks, r0, r1, x, xs, terms, ntok, out, ors, ots);
     else packed_rows(EDGE_PACKED_Q4O, p, nrows, nblocks, r0, r1, x, xs, terms, ntok, out, ors, ots);
