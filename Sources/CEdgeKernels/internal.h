@@ -56,13 +56,14 @@ void edge_generic_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
 /// Rows packed sixteen at a time (packed.c, x86/packed512.c): see `edge_packed_matmul`.
 #define EDGE_DECLARE_PACKED(PREFIX)                                                                     \
     void PREFIX##_packed(int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, \
-                         const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots);
+                         const int8_t *x, const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors,    \
+                         int64_t ots);
 EDGE_DECLARE_PACKED(edge_generic)
-/// What each token's activation block adds to a packed product besides its codes (token-major, ntok * nblocks): the
-/// dot's starting value (`q8_factor`, -8 or 0 times the block's sum for q8, q4 and q4o) and the block's scale times its
-/// sum (q4o's offset term). Held in scratch slot 6 until the calling thread's next call.
-typedef struct { const int32_t *start; const float *scaled_sum; } edge_packed_terms;
-edge_packed_terms edge_packed_prepare(int kind, int32_t q8_factor, const int8_t *x, const float *xs, int64_t n);
+/// Where a packed block's dot of stored codes with activations whose sum is `sum` starts, so that it ends at the dot
+/// of the codes the block means: q8 stores code + 128, q4 code + 8, q4o its unsigned codes.
+static inline int32_t edge_packed_start(int kind, int32_t sum) {
+    return kind == EDGE_PACKED_Q8 ? -128 * sum : kind == EDGE_PACKED_Q4 ? -8 * sum : 0;
+}
 void edge_generic_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out);
 #if defined(__x86_64__)
 EDGE_DECLARE_MATMUL(edge_avx2)
@@ -129,7 +130,7 @@ void edge_neon_decode_levels(const int8_t *levels, const uint8_t *w, int64_t nbl
     X(fused_q4o, void, (EDGE_MATMUL_ARGS(uint8_t)), 0)                                                                \
     X(offsets, void, (const struct edge_kernels *k, int kind, int tokenwise, EDGE_MATMUL_ARGS(uint8_t)), 1)             \
     X(packed, void, (int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, const int8_t *x,   \
-                     const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots), 1)                          \
+                     const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors, int64_t ots), 1)     \
     X(decode_levels, void, (const int8_t *levels, const uint8_t *w, int64_t nblocks, int8_t *out), 1)                 \
     X(f16_to_f32, void, (const uint16_t *src, float *dst, int64_t n), 1)                                             \
     X(attn_values_q8, void, (const float *p, int64_t pstride, int64_t nq, const int8_t *v, const uint16_t *vscales,    \

@@ -46,9 +46,10 @@ void edge_pack_rows(int kind, const void *w, const uint16_t *ws, int64_t nrows, 
 }
 
 /// The reference: each row's blocks in order, acc = fma(dot, scale_w * scale_x, acc), for q4o then
-/// acc = fma(offset, scale_x * sum(x), acc), as the vector kernel sums them.
+/// acc = fma(offset, scale_x * sum(x), acc), as the vector kernels sum them (from the codes: `sums` is not read).
 void edge_generic_packed(int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, const int8_t *x,
-                         const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+                         const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    (void)sums;
     const int64_t vectors = packed_vectors(kind), groups = nrows / 16;
     const uint16_t *scales = (const uint16_t *)(p + groups * nblocks * vectors * 64), *offsets = scales + groups * nblocks * 16;
     for (int64_t r = r0; r < r1; r++) {
@@ -76,18 +77,12 @@ void edge_generic_packed(int kind, const uint8_t *p, int64_t nrows, int64_t nblo
     }
 }
 
-edge_packed_terms edge_packed_prepare(int kind, int32_t q8_factor, const int8_t *x, const float *xs, int64_t n) {
-    int32_t *start = edge_scratch(6, (size_t)n * (sizeof(int32_t) + sizeof(float)));
-    float *scaled_sum = (float *)(start + n);
-    const int32_t factor = kind == EDGE_PACKED_Q8 ? q8_factor : kind == EDGE_PACKED_Q4 ? -8 : 0;
-    for (int64_t i = 0; i < n; i++) {
+void edge_block_sums(const int8_t *x, int64_t nblocks, int32_t *sums) {
+    for (int64_t b = 0; b < nblocks; b++) {
         int32_t sum = 0;
-        for (int k = 0; k < 32; k++) sum += x[i * 32 + k];
-        start[i] = factor * sum;
-        scaled_sum[i] = xs[i] * (float)sum;
+        for (int k = 0; k < 32; k++) sum += x[b * 32 + k];
+        sums[b] = sum;
     }
-    const edge_packed_terms terms = { start, scaled_sum };
-    return terms;
 }
 
 int edge_packed_native(int isa, int kind) {
@@ -105,6 +100,6 @@ int edge_packed_native(int isa, int kind) {
 }
 
 void edge_packed_matmul(int isa, int kind, const void *packed, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1,
-                        const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    edge_kernels_at(isa)->packed(kind, packed, nrows, nblocks, r0, r1, x, xs, ntok, out, ors, ots);
+                        const int8_t *x, const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+    edge_kernels_at(isa)->packed(kind, packed, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
 }

@@ -250,11 +250,13 @@ static void test_packed(int isa, int kind, int rows, int nblocks, int ntok) {
             edge_pack_rows(kind, gw.data, ws, rows, nblocks, gblocks, 0, rows / 32, gp.data);
             edge_pack_rows(kind, gw.data, ws, rows, nblocks, gblocks, rows / 32, rows, gp.data);
             for (int i = 0; i < rows * ntok; i++) expected[i] = got[i] = alone[i] = -1.0f;
-            edge_packed_matmul(EDGE_ISA_GENERIC, kind, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, expected, 1, rows);
-            edge_packed_matmul(isa, kind, gp.data, rows, nblocks, first, packed_rows, x, xs, ntok, got, 1, rows);
+            int32_t *sums = malloc(sizeof(int32_t) * (size_t)(ntok * nblocks));
+            edge_block_sums(x, ntok * nblocks, sums);
+            edge_packed_matmul(EDGE_ISA_GENERIC, kind, gp.data, rows, nblocks, first, packed_rows, x, xs, sums, ntok, expected, 1, rows);
+            edge_packed_matmul(isa, kind, gp.data, rows, nblocks, first, packed_rows, x, xs, sums, ntok, got, 1, rows);
             for (int t = 0; t < ntok; t++)
-                edge_packed_matmul(isa, kind, gp.data, rows, nblocks, first, packed_rows, x + t * nblocks * 32, xs + t * nblocks, 1,
-                                   alone + t * rows, 1, rows);
+                edge_packed_matmul(isa, kind, gp.data, rows, nblocks, first, packed_rows, x + t * nblocks * 32, xs + t * nblocks,
+                                   sums + t * nblocks, 1, alone + t * rows, 1, rows);
             edge_matmul(EDGE_ISA_GENERIC, scheme, gw.data, ws, nblocks, gblocks, 0, rows, x, xs, ntok, rowmajor, 1, rows);
             int close = 1, untouched = 1;
             for (int t = 0; t < ntok; t++)
@@ -284,7 +286,7 @@ static void test_packed(int isa, int kind, int rows, int nblocks, int ntok) {
             check(memcmp(alone, got, outs) == 0, "packed: a batch = one token at a time", isa, detail);
             check(untouched, "packed: rows outside the range untouched", isa, detail);
             check(close, "packed: against the row-major product", isa, detail);
-            free(ws); free(xs); free(expected); free(got); free(alone); free(rowmajor);
+            free(ws); free(xs); free(sums); free(expected); free(got); free(alone); free(rowmajor);
             guarded_free(gw); guarded_free(gx); guarded_free(gp);
         }
 }

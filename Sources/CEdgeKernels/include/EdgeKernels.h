@@ -135,12 +135,17 @@ void edge_pack_rows(int kind, const void *w, const uint16_t *ws, int64_t nrows, 
 /// AVX-VNNI: every kind; AVX2: q4), so that rows of that kind are worth packing for the level.
 int edge_packed_native(int isa, int kind);
 
-/// `edge_matmul` over a packed copy, rows [row_begin, row_end) (multiples of 16 within the packed groups): each
+/// sums[b] = x[32 b] + ... + x[32 b + 31] for `nblocks` blocks of activation codes: what the packed products add per
+/// block besides the codes (computed once per quantized input, shared by every matrix that reads it).
+void edge_block_sums(const int8_t *x, int64_t nblocks, int32_t *sums);
+
+/// `edge_matmul` over a packed copy, rows [row_begin, row_end) (multiples of 16 within the packed groups), with the
+/// activation blocks' sums (`edge_block_sums`, token-major like `xs`): each
 /// (row, token) sums its blocks in order, acc = fma(dot, weight scale * activation scale, acc) (q4o: then
 /// acc = fma(offset, activation scale * sum of the activation block, acc)), the same bits in a batch as alone, at
 /// every level (so it serves decode, prompt batches and speculative verification alike).
 void edge_packed_matmul(int isa, int kind, const void *packed, int64_t nrows, int64_t nblocks, int64_t row_begin,
-                        int64_t row_end, const int8_t *x, const float *xs, int64_t ntok, float *out,
+                        int64_t row_end, const int8_t *x, const float *xs, const int32_t *sums, int64_t ntok, float *out,
                         int64_t out_row_stride, int64_t out_tok_stride);
 
 /// The number of entries in a level's kernel table (the kernels dispatch.c fills per level).

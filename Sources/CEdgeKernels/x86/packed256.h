@@ -51,7 +51,7 @@ P256_INLINE __m256i p256_dot(const __m256i *v, const int32_t *xw, int32_t start)
 /// rows of half h0 + i for token t + k. A single token takes both halves per block (each cache line read once).
 P256_INLINE void p256_tile(const int kind, const int H, const int T, const uint8_t *codes, const uint16_t *scales,
                            const uint16_t *offsets, int64_t nblocks, int h0, const int8_t *x, const float *xs,
-                           edge_packed_terms terms, int64_t t, __m256 *acc) {
+                           const int32_t *sums, int64_t t, __m256 *acc) {
     const int vectors = kind == EDGE_PACKED_Q8 ? 8 : 4;
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int k = 0; k < H * T; k++) acc[k] = _mm256_setzero_ps();
@@ -76,11 +76,11 @@ P256_INLINE void p256_tile(const int kind, const int H, const int T, const uint8
                                                            : _mm256_setzero_ps();
             for (int k = 0; k < T; k++) {
                 const int64_t tb = (t + k) * nblocks + b;
-                const __m256i dot = p256_dot(v, (const int32_t *)(x + tb * 32), terms.start[tb]);
+                const __m256i dot = p256_dot(v, (const int32_t *)(x + tb * 32), edge_packed_start(kind, sums[tb]));
                 const __m256 scale = _mm256_mul_ps(wscale, _mm256_set1_ps(xs[tb]));
                 __m256 *r = acc + i * T + k;
                 *r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, *r);
-                if (kind == EDGE_PACKED_Q4O) *r = _mm256_fmadd_ps(woffset, _mm256_set1_ps(terms.scaled_sum[tb]), *r);
+                if (kind == EDGE_PACKED_Q4O) *r = _mm256_fmadd_ps(woffset, _mm256_set1_ps(xs[tb] * (float)sums[tb]), *r);
             }
         }
     }
@@ -89,7 +89,7 @@ P256_INLINE void p256_tile(const int kind, const int H, const int T, const uint8
 /// Groups [r0 / 16, r1 / 16): a single token both halves at once, batches half by half in tiles of four tokens, then
 /// one by one.
 P256_INLINE void p256_rows(const int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1,
-                           const int8_t *x, const float *xs, edge_packed_terms terms, int64_t ntok, float *out, int64_t ors,
+                           const int8_t *x, const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors,
                            int64_t ots) {
     const int64_t vectors = kind == EDGE_PACKED_Q8 ? 8 : 4, groups = nrows / 16;
     const uint16_t *scales = (const uint16_t *)(p + groups * nblocks * vectors * 64), *offsets = scales + groups * nblocks * 16;
@@ -99,7 +99,7 @@ P256_INLINE void p256_rows(const int kind, const uint8_t *p, int64_t nrows, int6
         float *o = out + 16 * g * ors;
         __m256 acc[4];
         if (ntok == 1) {
-            p256_tile(kind, 2, 1, codes, gs, go, nblocks, 0, x, xs, terms, 0, acc);
+            p256_tile(kind, 2, 1, codes, gs, go, nblocks, 0, x, xs, sums, 0, acc);
             p256_store(acc[0], o, ors);
             p256_store(acc[1], o + 8 * ors, ors);
             continue;
@@ -107,11 +107,11 @@ P256_INLINE void p256_rows(const int kind, const uint8_t *p, int64_t nrows, int6
         for (int h = 0; h < 2; h++) {
             int64_t t = 0;
             for (; t + 4 <= ntok; t += 4) {
-                p256_tile(kind, 1, 4, codes, gs, go, nblocks, h, x, xs, terms, t, acc);
+                p256_tile(kind, 1, 4, codes, gs, go, nblocks, h, x, xs, sums, t, acc);
                 for (int k = 0; k < 4; k++) p256_store(acc[k], o + 8 * h * ors + (t + k) * ots, ors);
             }
             for (; t < ntok; t++) {
-                p256_tile(kind, 1, 1, codes, gs, go, nblocks, h, x, xs, terms, t, acc);
+                p256_tile(kind, 1, 1, codes, gs, go, nblocks, h, x, xs, sums, t, acc);
                 p256_store(acc[0], o + 8 * h * ors + t * ots, ors);
             }
         }
@@ -119,13 +119,13 @@ P256_INLINE void p256_rows(const int kind, const uint8_t *p, int64_t nrows, int6
 }
 
 K256_ATTR void K256_NAME(packed)(int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1,
-                                 const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
+                                 const int8_t *x, const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors,
+                                 int64_t ots) {
     if (!P256_VNNI && kind == EDGE_PACKED_Q8) {
-        edge_generic_packed(kind, p, nrows, nblocks, r0, r1, x, xs, ntok, out, ors, ots);
+        edge_generic_packed(kind, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
         return;
     }
-    const edge_packed_terms terms = edge_packed_prepare(kind, -128, x, xs, ntok * nblocks);
-    if (P256_VNNI && kind == EDGE_PACKED_Q8) p256_rows(EDGE_PACKED_Q8, p, nrows, nblocks, r0, r1, x, xs, terms, ntok, out, ors, ots);
-    else if (kind == EDGE_PACKED_Q4) p256_rows(EDGE_PACKED_Q4, p, nrows, nblocks, r0, r1, x, xs, terms, ntok, out, ors, ots);
-    else p256_rows(EDGE_PACKED_Q4O, p, nrows, nblocks, r0, r1, x, xs, terms, ntok, out, ors, ots);
+    if (P256_VNNI && kind == EDGE_PACKED_Q8) p256_rows(EDGE_PACKED_Q8, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
+    else if (kind == EDGE_PACKED_Q4) p256_rows(EDGE_PACKED_Q4, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
+    else p256_rows(EDGE_PACKED_Q4O, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
 }

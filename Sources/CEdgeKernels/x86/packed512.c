@@ -24,7 +24,7 @@ PACKED_ATTR static inline void edge_packed_store(__m512 v, float *o, int64_t ors
 PACKED_ATTR static inline __attribute__((always_inline)) void packed_group(const int kind, const int T, const uint8_t *codes,
                                                                            const uint16_t *scales, const uint16_t *offsets,
                                                                            int64_t nblocks, const int8_t *x, const float *xs,
-                                                                           edge_packed_terms terms, int64_t t, __m512 *acc) {
+                                                                           const int32_t *sums, int64_t t, __m512 *acc) {
     const int vectors = kind == EDGE_PACKED_Q8 ? 8 : 4;
     const __m512i low = _mm512_set1_epi8(0x0F);
     for (int k = 0; k < T; k++) acc[k] = _mm512_setzero_ps();
@@ -48,14 +48,14 @@ PACKED_ATTR static inline __attribute__((always_inline)) void packed_group(const
             const int32_t *xw = (const int32_t *)(x + tb * 32);
             // wv[j] holds elements 4j..4j+3 of every row, wv[4 + j] elements 16+4j..16+4j+3 (q4: the low and high
             // nibbles of vector j; q8: vectors j and 4 + j).
-            __m512i lo = _mm512_set1_epi32(terms.start[tb]), hi = _mm512_setzero_si512();
+            __m512i lo = _mm512_set1_epi32(edge_packed_start(kind, sums[tb])), hi = _mm512_setzero_si512();
             for (int j = 0; j < 4; j++) {
                 lo = _mm512_dpbusd_epi32(lo, wv[j], _mm512_set1_epi32(xw[j]));
                 hi = _mm512_dpbusd_epi32(hi, wv[4 + j], _mm512_set1_epi32(xw[4 + j]));
             }
             const __m512 scale = _mm512_mul_ps(wscale, _mm512_set1_ps(xs[tb]));
             acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), scale, acc[k]);
-            if (kind == EDGE_PACKED_Q4O) acc[k] = _mm512_fmadd_ps(woffset, _mm512_set1_ps(terms.scaled_sum[tb]), acc[k]);
+            if (kind == EDGE_PACKED_Q4O) acc[k] = _mm512_fmadd_ps(woffset, _mm512_set1_ps(xs[tb] * (float)sums[tb]), acc[k]);
         }
     }
 }
@@ -63,7 +63,7 @@ PACKED_ATTR static inline __attribute__((always_inline)) void packed_group(const
 /// Groups [r0 / 16, r1 / 16) against tokens in tiles of four, then one by one.
 PACKED_ATTR static inline __attribute__((always_inline)) void packed_rows(const int kind, const uint8_t *p, int64_t nrows,
                                                                           int64_t nblocks, int64_t r0, int64_t r1,
-                                                                          const int8_t *x, const float *xs, edge_packed_terms terms,
+                                                                          const int8_t *x, const float *xs, const int32_t *sums,
                                                                           int64_t ntok, float *out, int64_t ors, int64_t ots) {
     const int64_t vectors = kind == EDGE_PACKED_Q8 ? 8 : 4, groups = nrows / 16;
     const uint16_t *scales = (const uint16_t *)(p + groups * nblocks * vectors * 64), *offsets = scales + groups * nblocks * 16;
@@ -74,21 +74,21 @@ PACKED_ATTR static inline __attribute__((always_inline)) void packed_rows(const 
         int64_t t = 0;
         __m512 acc[4];
         for (; t + 4 <= ntok; t += 4) {
-            packed_group(kind, 4, codes, gs, go, nblocks, x, xs, terms, t, acc);
+            packed_group(kind, 4, codes, gs, go, nblocks, x, xs, sums, t, acc);
             for (int k = 0; k < 4; k++) edge_packed_store(acc[k], o + (t + k) * ots, ors);
         }
         for (; t < ntok; t++) {
-            packed_group(kind, 1, codes, gs, go, nblocks, x, xs, terms, t, acc);
+            packed_group(kind, 1, codes, gs, go, nblocks, x, xs, sums, t, acc);
             edge_packed_store(acc[0], o + t * ots, ors);
         }
     }
 }
 
 PACKED_ATTR void edge_avx512_packed(int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1,
-                                    const int8_t *x, const float *xs, int64_t ntok, float *out, int64_t ors, int64_t ots) {
-    const edge_packed_terms terms = edge_packed_prepare(kind, -128, x, xs, ntok * nblocks);
-    if (kind == EDGE_PACKED_Q8) packed_rows(EDGE_PACKED_Q8, p, nrows, nblocks, r0, r1, x, xs, terms, ntok, out, ors, ots);
-    else if (kind == EDGE_PACKED_Q4) packed_rows(EDGE_PACKED_Q4, p, nrows, nblocks, r0, r1, x, xs, terms, ntok, out, ors, ots);
-    else packed_rows(EDGE_PACKED_Q4O, p, nrows, nblocks, r0, r1, x, xs, terms, ntok, out, ors, ots);
+                                    const int8_t *x, const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors,
+                                    int64_t ots) {
+    if (kind == EDGE_PACKED_Q8) packed_rows(EDGE_PACKED_Q8, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
+    else if (kind == EDGE_PACKED_Q4) packed_rows(EDGE_PACKED_Q4, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
+    else packed_rows(EDGE_PACKED_Q4O, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
 }
 #endif

@@ -182,10 +182,13 @@ extension InferenceSession {
             }
         }
         if activationGranularity == .row { requantizePerRow(row, cols: cols, codes: xq + t * blocks * 32, scales: xs + t * blocks) }
+        edge_block_sums(xq + t * blocks * 32, Int64(blocks), xsums + t * blocks)
         if activationGranularity == .residual {
             let codes = xq + t * blocks * 32, scales = xs + t * blocks, r = residualRows + t * blocks * 32
             for i in 0..<(blocks * 32) { r[i] = (i < cols ? row[i] : 0) - Float(codes[i]) * scales[i / 32] }
-            IntegerKernels.quantizeQ8Blocks(level, r, nblocks: blocks, codes: xq + (tokens + t) * blocks * 32, scales: xs + (tokens + t) * blocks)
+            let residual = tokens + t
+            IntegerKernels.quantizeQ8Blocks(level, r, nblocks: blocks, codes: xq + residual * blocks * 32, scales: xs + residual * blocks)
+            edge_block_sums(xq + residual * blocks * 32, Int64(blocks), xsums + residual * blocks)
         }
     }
 
@@ -289,7 +292,7 @@ extension InferenceSession {
         guard end > rows.lowerBound else { return rows }
         edge_packed_matmul(
             level.rawValue, packed.kind, packed.storage.bytes.baseAddress!, Int64(w.rows), Int64(w.layout.blocksPerRow),
-            Int64(rows.lowerBound), Int64(end), xq, xs, Int64(tokens), out, 1, Int64(tokenStride))
+            Int64(rows.lowerBound), Int64(end), xq, xs, xsums, Int64(tokens), out, 1, Int64(tokenStride))
         return end..<rows.upperBound
     }
 }

@@ -53,6 +53,7 @@ public final class InferenceSession: @unchecked Sendable {
     // `.residual`, the residuals' codes and scales follow as tokens [tokens, 2 tokens).
     let xq: UnsafeMutablePointer<Int8>  // [2 maxBatch, maxBlocks * 32] activation codes
     let xs: UnsafeMutablePointer<Float>  // [2 maxBatch, maxBlocks] activation block scales
+    let xsums: UnsafeMutablePointer<Int32>  // [2 maxBatch, maxBlocks] activation block sums (the packed products')
     let residualRows: UnsafeMutablePointer<Float>  // [maxBatch, maxBlocks * 32] what the first codes rounded away
     let residualOut: UnsafeMutablePointer<Float>  // [tasks, 2 maxBatch, residualChunk] a task's products of both
     let rotary: RotaryTables  // cos and sin, [ropeTables, context, headDim / 2] each
@@ -162,6 +163,7 @@ public final class InferenceSession: @unchecked Sendable {
         let residual = activationGranularity == .residual
         xq = buffer((residual ? 2 : 1) * b * maxBlocks * 32, Int8.self)
         xs = buffer((residual ? 2 : 1) * b * maxBlocks)
+        xsums = buffer((residual ? 2 : 1) * b * maxBlocks, Int32.self)
         residualRows = buffer(residual ? b * maxBlocks * 32 : 0)
         residualOut = buffer(residual ? self.pool.tasksPerJob * 2 * b * Self.residualChunk : 0)
         let tables = c.resolvedRopeTables, half = c.headDim / 2
