@@ -24,6 +24,23 @@ struct BenchmarkTests {
         #expect(throws: EdgeLMError.self) { _ = try Benchmark.breakdown(lm, tokens: 60, repetitions: 1, depth: 10) }
     }
 
+    /// A prompt batch's breakdown: its rows add up too, every stage of the pass has time, and the session computes
+    /// what it did before.
+    @Test func promptBreakdownTimesOneBatchPerRun() throws {
+        let lm = try LanguageModel(path: try ConvertedModels.stories("q8", ConversionOptions(type: .q8)), threads: 2, contextLength: 64)
+        let plain = Array(try lm.session.forward([1, 300, 20]))
+        let steps = try Benchmark.breakdown(lm, tokens: 12, repetitions: 2)
+        let prompt = try Benchmark.breakdown(lm, tokens: 12, repetitions: 2, promptBatch: true)
+        #expect(prompt.promptBatch && !steps.promptBatch && prompt.tokens == 24)
+        let sum = prompt.rows.reduce(0) { $0 + $1.msPerToken }
+        #expect(abs(sum - prompt.msPerToken) <= 1e-9 * prompt.msPerToken, "rows \(sum) ms, batch \(prompt.msPerToken) ms per token")
+        for stage in [ForwardProfile.Stage.embedding, .projections, .rope, .attention, .gateUp, .down, .head] {
+            #expect(prompt.rows[stage.rawValue].msPerToken > 0, "\(stage.name)")
+        }
+        lm.session.reset()
+        #expect(Array(try lm.session.forward([1, 300, 20])) == plain)
+    }
+
     @Test func profileCountsTheJobsOfEachStage() {
         let pool = ThreadPool(threads: 2)
         let profile = ForwardProfile(pool: pool)

@@ -254,11 +254,13 @@ import Testing
         #expect((bd?["rows"] as? [[String: Any]])?.count == ForwardProfile.Stage.allCases.count + 2, "\(breakdown.stderr)")
         let table = try Self.sh("\"$EDGELM\" bench -m '\(try model())' --breakdown -n 4 -r 1")
         #expect(table.status == 0 && table.stdout.contains("| attention | ") && table.stdout.contains("| final norm and output head | "), "\(table.stdout)")
+        let prompt = try Self.sh("\"$EDGELM\" bench -m '\(try model())' --breakdown -n 0 -p 8 -r 1")
+        #expect(prompt.status == 0 && prompt.stdout.contains(": pp8, ") && prompt.stdout.contains("| attention | "), "\(prompt.stdout)")
         for (args, words) in [
             ("-t 1,2 -p hi", "'hi' is invalid for '-p"), ("-p -1", "must be >= 0"), ("-t 1,x", "-t"),
             ("--breakdown --lookup", "--breakdown times plain decoding"),
             ("--ignore-eos -n 4", "--ignore-eos belongs to the speculative mode"),
-            ("--breakdown -n 4,8", "one count"),
+            ("--breakdown -n 4,8", "one count"), ("--breakdown -n 0 -p 8,16", "one prompt length"),
         ] {
             let bad = try Self.sh("\"$EDGELM\" bench -m '\(try model())' \(args)")
             #expect(bad.status != 0 && bad.stderr.contains(words), "\(args): \(bad.stderr)")

@@ -33,7 +33,7 @@ struct Bench: AsyncParsableCommand {
     @Flag(
         name: .long,
         help:
-            "Where a generated token's time goes: -n tokens generated one at a time (one count), each stage of the forward pass, sampling and the rest, in ms per token with the thread-pool jobs each stage ran (a table, or -o json)."
+            "Where a generated token's time goes: -n tokens generated one at a time (one count), each stage of the forward pass, sampling and the rest, in ms per token with the thread-pool jobs each stage ran (a table, or -o json). With -n 0, where a prompt's goes: -p tokens (one count) as one batch, per prompt token."
     )
     var breakdown = false
 
@@ -181,6 +181,15 @@ extension Bench {
             throw EdgeLMError.invalidArgument("-n \(n): the \(mode) bench takes one count of at least one token")
         }
         if output == .csv { throw EdgeLMError.invalidArgument("-o csv: the \(mode) bench prints a table (md) or json") }
+        return tokens
+    }
+
+    /// The prompt breakdown's length: one -p count of at least one token.
+    func promptTokens() throws -> Int {
+        guard p.values.count == 1, let tokens = p.values.first, tokens >= 1 else {
+            throw EdgeLMError.invalidArgument("-p \(p): the prompt breakdown (--breakdown -n 0) takes one prompt length of at least one token")
+        }
+        if output == .csv { throw EdgeLMError.invalidArgument("-o csv: the breakdown bench prints a table (md) or json") }
         return tokens
     }
 

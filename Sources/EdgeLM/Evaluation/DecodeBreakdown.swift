@@ -1,7 +1,8 @@
 import Foundation
 
 /// Where the time of one generated token goes (`edgelm bench --breakdown`): each stage of the forward pass,
-/// sampling, and the rest of the decode step, per token, with the thread-pool jobs each stage ran.
+/// sampling, and the rest of the decode step, per token, with the thread-pool jobs each stage ran; or, for a prompt
+/// processed as one batch (`--breakdown -n 0 -p N`), the same per prompt token.
 public struct DecodeBreakdown: Codable, Sendable {
     /// One line of the breakdown.
     public struct Row: Codable, Sendable {
@@ -21,6 +22,8 @@ public struct DecodeBreakdown: Codable, Sendable {
 
     /// Tokens timed (repetitions times tokens per run).
     public let tokens: Int
+    /// Whether each run's tokens were one prompt batch (else generated one at a time).
+    public let promptBatch: Bool
     /// The forward pass's stages, then sampling, then the rest of the step.
     public let rows: [Row]
     /// Milliseconds per token of the whole step (the rows' sum).
@@ -30,6 +33,7 @@ public struct DecodeBreakdown: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case tokens, rows
+        case promptBatch = "prompt_batch"
         case msPerToken = "ms_per_token"
         case argmaxMsPerToken = "argmax_ms_per_token"
     }
@@ -44,8 +48,11 @@ extension Benchmark {
 
     /// Generates `tokens` tokens one at a time (random ids, after `depth` random tokens in the cache), `repetitions`
     /// times after a warm-up run, timing every stage of each decode step, the default sampler on its logits, and
-    /// the argmax greedy decoding would take instead.
-    public static func breakdown(_ lm: LanguageModel, tokens: Int, repetitions: Int, depth: Int = 0) throws(EdgeLMError) -> DecodeBreakdown {
+    /// the argmax greedy decoding would take instead. With `promptBatch`, each run's tokens are one batch (a prompt),
+    /// sampled once at its end.
+    public static func breakdown(
+        _ lm: LanguageModel, tokens: Int, repetitions: Int, depth: Int = 0, promptBatch: Bool = false
+    ) throws(EdgeLMError) -> DecodeBreakdown {
         guard tokens >= 1, repetitions >= 1, depth >= 0 else { throw .invalidArgument("--breakdown needs -n >= 1, -r >= 1 and --depth >= 0") }
         let session = lm.session
         guard depth + tokens <= session.contextLength else {
@@ -66,9 +73,9 @@ extension Benchmark {
                 (wall, sampling, argmax) = (0, 0, 0)
                 profile.clear()
             }
-            for t in run {
+            for batch in promptBatch ? [run] : run.map({ [$0] }) {
                 let start = DispatchTime.now().uptimeNanoseconds
-                let logits = try session.forward([t])
+                let logits = try session.forward(batch)
                 let sampled = DispatchTime.now().uptimeNanoseconds
                 sink &+= sampler.sample(logits, history: session.tokens)
                 let end = DispatchTime.now().uptimeNanoseconds
@@ -87,6 +94,7 @@ extension Benchmark {
         let forward = profile.nanoseconds.reduce(0, +)
         rows.append(DecodeBreakdown.Row(stage: samplingStage, msPerToken: ms(sampling), jobsPerToken: 0))
         rows.append(DecodeBreakdown.Row(stage: "rest of the step (checks, bookkeeping)", msPerToken: ms(wall - min(wall, forward + sampling)), jobsPerToken: 0))
-        return DecodeBreakdown(tokens: tokens * repetitions, rows: rows, msPerToken: ms(wall), argmaxMsPerToken: ms(argmax))
+        return DecodeBreakdown(
+            tokens: tokens * repetitions, promptBatch: promptBatch, rows: rows, msPerToken: ms(wall), argmaxMsPerToken: ms(argmax))
     }
 }
