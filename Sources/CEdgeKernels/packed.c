@@ -88,10 +88,10 @@ void edge_block_sums(const int8_t *x, int64_t nblocks, int32_t *sums) {
 int edge_packed_native(int isa, int kind) {
     if (isa <= EDGE_ISA_GENERIC || !edge_isa_supported(isa)) return 0;
 #if defined(__x86_64__)
-    // AVX2 (no `vpdpbusd`), forced on Zen 4, against the row-major kernels: packed q4 decode 1.2-2.7x and prompts 0.9x,
-    // q8 decode 1.1-1.6x and prompts 0.85x (the sign trick per vector and token), q4o decode 1.02x and prompts 0.84x:
-    // q8 and q4 are packed (decode is most of a reply's time), q4o not.
-    if (isa == EDGE_ISA_AVX2 && kind == EDGE_PACKED_Q4O) return 0;
+    // AVX2 (no `vpdpbusd`), forced on Zen 4, against the row-major kernels: packed q4 decode 1.2-2.7x and prompts
+    // 0.9x; q8 decode the same from DRAM (s110m, tl1b) and 1.6x only in cache (s15m), prompts 0.67-0.85x (the sign
+    // trick per vector and token); q4o decode 1.02x, prompts 0.84x. Only q4 is packed.
+    if (isa == EDGE_ISA_AVX2 && kind != EDGE_PACKED_Q4) return 0;
 #else
     (void)kind;
 #endif

@@ -142,7 +142,7 @@ import Testing
     }
 
     /// Packed matrices compute what the row-major ones do, for q8 per channel, q4 per group of 32 and of 64, and q4o, at
-    /// every x86 level that packs them (AVX-512 VNNI, AVX-VNNI, AVX2's q8 and q4), and the packed model decodes token by token
+    /// every x86 level that packs them (AVX-512 VNNI, AVX-VNNI, AVX2's q4), and the packed model decodes token by token
     /// what it computes in a prompt batch.
     /// Each matrix agrees to float rounding (the C kernel test checks that bit for bit against a scalar reference);
     /// through the model a one-ulp difference can move an activation across a rounding boundary of its int8 code

@@ -132,7 +132,7 @@ void edge_pack_rows(int kind, const void *w, const uint16_t *ws, int64_t nrows, 
                     int64_t g1, void *packed);
 
 /// 1 when `isa` has its own packed kernel for `kind` and it beats the row-major kernels there (AVX-512 VNNI and
-/// AVX-VNNI: every kind; AVX2: q8 and q4), so that rows of that kind are worth packing for the level.
+/// AVX-VNNI: every kind; AVX2: q4), so that rows of that kind are worth packing for the level.
 int edge_packed_native(int isa, int kind);
 
 /// sums[b] = x[32 b] + ... + x[32 b + 31] for `nblocks` blocks of activation codes: what the packed products add per

@@ -6,13 +6,14 @@
 // stays in its 32-bit lane, and one convert, multiply and FMA apply the block's scales to all eight.
 //   - AVX-VNNI: `vpdpbusd` of the stored unsigned codes (q8 code + 128, q4 nibbles) with the activation word; the dot
 //     starts from -128 or -8 times the activation block's sum (q4o: 0), as at AVX-512.
-//   - AVX2, q4 and q4o: `vpmaddubsw` of nibbles and activations gives int16 pairs of at most 2 * 15 * 127; the eight
+//   - AVX2 (q4, q4o): `vpmaddubsw` of nibbles and activations gives int16 pairs of at most 2 * 15 * 127; the eight
 //     vectors of a block add up to 16 products per lane (<= 30,480, no saturation) before one `vpmaddwd` widens them.
-//   - AVX2, q8: code + 128 times an activation could saturate `vpmaddubsw`, so the codes are restored (xor 0x80) and
-//     w's sign moved onto x (|w| * sign(x, w): pairs <= 2 * 128 * 127), each vector widened on its own; the dot
-//     starts at 0.
-// A single token prefetches the codes 4 KiB ahead (AVX2 decode from DRAM: q8 0.98x -> 1.15x, q4 1.3x -> 1.44x the
-// row-major kernels, which prefetch as far).
+//     q8 has no AVX2 form here: code + 128 times an activation could saturate `vpmaddubsw`, and with the sign trick
+//     (|w| times sign(x, w), a sign and a widening per vector and token) packed q8 prompts ran at 0.67-0.85x the
+//     row-major tiles while decode gained only where the weights sit in cache (AVX2 packs only q4 rows:
+//     edge_packed_native), so the entry runs the reference for it.
+// A single token prefetches the codes 4 KiB ahead (AVX2 q4 decode from DRAM: 1.3x -> 1.44x the row-major kernels, which
+// prefetch as far).
 // Every (row, token) sums its blocks in order with the reference's operations, so results are edge_generic_packed's
 // bits, and a token's are the same in any batch.
 
@@ -30,12 +31,10 @@ P256_INLINE void p256_store(__m256 v, float *o, int64_t ors) {
 }
 
 /// The exact dot of one half-block (eight rows) with activation words xw, from `start`: v holds the eight prepared code
-/// vectors (`signs`, AVX2's q8: the restored codes w, with a = |w|).
-P256_INLINE __m256i p256_dot(const int signs, const __m256i *v, const __m256i *a, const int32_t *xw, int32_t start) {
+/// vectors.
+P256_INLINE __m256i p256_dot(const __m256i *v, const int32_t *xw, int32_t start) {
     __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
 #if P256_VNNI
-    (void)signs;
-    (void)a;
     lo = _mm256_set1_epi32(start);
     for (int j = 0; j < 4; j++) {
         lo = _mm256_dpbusd_avx_epi32(lo, v[j], _mm256_set1_epi32(xw[j]));
@@ -43,16 +42,6 @@ P256_INLINE __m256i p256_dot(const int signs, const __m256i *v, const __m256i *a
     }
     return _mm256_add_epi32(lo, hi);
 #else
-    if (signs) {
-        const __m256i ones = _mm256_set1_epi16(1);
-        for (int j = 0; j < 4; j++) {
-            const __m256i s0 = _mm256_sign_epi8(_mm256_set1_epi32(xw[j]), v[j]);
-            const __m256i s1 = _mm256_sign_epi8(_mm256_set1_epi32(xw[4 + j]), v[4 + j]);
-            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_maddubs_epi16(a[j], s0), ones));
-            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_maddubs_epi16(a[4 + j], s1), ones));
-        }
-        return _mm256_add_epi32(_mm256_add_epi32(lo, hi), _mm256_set1_epi32(start));
-    }
     for (int j = 0; j < 4; j++) {
         lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(v[j], _mm256_set1_epi32(xw[j])));
         hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(v[4 + j], _mm256_set1_epi32(xw[4 + j])));
@@ -77,15 +66,9 @@ P256_INLINE void p256_tile(const int kind, const int H, const int T, const uint8
             const uint8_t *p = codes + b * vectors * 64 + 32 * h;
             // v[j] holds elements 4j..4j+3 of each row, v[4 + j] elements 16+4j..16+4j+3 (q4: the low and high nibbles
             // of vector j; q8: vectors j and 4 + j).
-            __m256i v[8], a[8];
+            __m256i v[8];
             if (kind == EDGE_PACKED_Q8) {
-                for (int j = 0; j < 8; j++) {
-                    v[j] = _mm256_loadu_si256((const __m256i *)(p + 64 * j));
-#if !P256_VNNI
-                    v[j] = _mm256_xor_si256(v[j], _mm256_set1_epi8((char)0x80));
-                    a[j] = _mm256_sign_epi8(v[j], v[j]);
-#endif
-                }
+                for (int j = 0; j < 8; j++) v[j] = _mm256_loadu_si256((const __m256i *)(p + 64 * j));
             } else {
                 for (int j = 0; j < 4; j++) {
                     const __m256i both = _mm256_loadu_si256((const __m256i *)(p + 64 * j));
@@ -98,8 +81,7 @@ P256_INLINE void p256_tile(const int kind, const int H, const int T, const uint8
                                                            : _mm256_setzero_ps();
             for (int k = 0; k < T; k++) {
                 const int64_t tb = (t + k) * nblocks + b;
-                const int signs = !P256_VNNI && kind == EDGE_PACKED_Q8;
-                const __m256i dot = p256_dot(signs, v, a, (const int32_t *)(x + tb * 32), signs ? 0 : edge_packed_start(kind, sums[tb]));
+                const __m256i dot = p256_dot(v, (const int32_t *)(x + tb * 32), edge_packed_start(kind, sums[tb]));
                 const __m256 scale = _mm256_mul_ps(wscale, _mm256_set1_ps(xs[tb]));
                 __m256 *r = acc + i * T + k;
                 *r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, *r);
@@ -144,7 +126,11 @@ P256_INLINE void p256_rows(const int kind, const uint8_t *p, int64_t nrows, int6
 K256_ATTR void K256_NAME(packed)(int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1,
                                  const int8_t *x, const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors,
                                  int64_t ots) {
-    if (kind == EDGE_PACKED_Q8) p256_rows(EDGE_PACKED_Q8, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
+    if (!P256_VNNI && kind == EDGE_PACKED_Q8) {
+        edge_generic_packed(kind, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
+        return;
+    }
+    if (P256_VNNI && kind == EDGE_PACKED_Q8) p256_rows(EDGE_PACKED_Q8, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
     else if (kind == EDGE_PACKED_Q4) p256_rows(EDGE_PACKED_Q4, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
     else p256_rows(EDGE_PACKED_Q4O, p, nrows, nblocks, r0, r1, x, xs, sums, ntok, out, ors, ots);
 }

@@ -66,7 +66,7 @@ public struct LinearWeight: @unchecked Sendable {
 
     /// Bytes of the packed copy `pack(for:mapping:)` would make for `level`, or nil when it makes none: q8, q4 or q4o
     /// rows (any scale grouping) mapped from the file, 16 rows or more, where the level's own packed kernel is faster
-    /// (`edge_packed_native`: AVX-512 VNNI and AVX-VNNI every kind, AVX2 q8 and q4). Rows decoded from zstd payloads are not
+    /// (`edge_packed_native`: AVX-512 VNNI and AVX-VNNI every kind, AVX2 q4). Rows decoded from zstd payloads are not
     /// packed: their heap copy would be held twice.
     func packedByteCount(for level: KernelLevel) -> Int? {
         guard let kind = packedKind, rows >= 16, storage.isMapped, edge_packed_native(level.rawValue, kind) != 0 else { return nil }
