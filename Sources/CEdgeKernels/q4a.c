@@ -176,7 +176,8 @@ static float q4a_error(const float *x, const float *w, int64_t n, float s, int z
 uint16_t edge_q4a_word(float s, int z) {
     uint32_t half = edge_float_to_half(s);
     uint32_t bits = (half + 4) >> 3;  // exponent and the top 7 mantissa bits, rounded
-    if (half == 0 || half >= 0x7C00 || bits >= 0xF80) return 0;
+    // bits 0 (a scale under 4 half ulps) would be a zero scale with a nonzero word: its codes x / 0 are not numbers.
+    if (bits == 0 || half >= 0x7C00 || bits >= 0xF80) return 0;
     return (uint16_t)(bits << 4 | (uint32_t)z);
 }
 

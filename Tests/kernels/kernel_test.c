@@ -500,6 +500,15 @@ static void test_q4a_fit(void) {
     for (int i = 0; i < N; i++) x[i] = 0;
     ok &= edge_fit_q4a_reference(x, NULL, N, codes, 0) == 0 && codes[0] == 0 && codes[N - 1] == 0;
     check(ok, "q4a fit", EDGE_ISA_GENERIC, "zero-point codes");
+    // A scale that rounds below the 12-bit grid's least step is no word (0), not a zero scale with z in its low bits
+    // (whose codes x / 0 are not numbers): every nonzero word has a positive scale.
+    int words_ok = 1;
+    for (float s = 1e-9f; s < 1e-6f; s *= 1.01f)
+        for (int z = 0; z < 16; z++) {
+            const uint16_t w = edge_q4a_word(s, z);
+            words_ok &= w == 0 || edge_half_to_float(edge_q4a_scale_half(w)) > 0;
+        }
+    check(words_ok, "q4a word", EDGE_ISA_GENERIC, "tiny scales: no word or a positive scale");
 }
 
 /// The level's q4a fit (candidates in lanes) gives the scalar reference's word and codes: random, shifted,
