@@ -59,6 +59,16 @@ void edge_generic_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
                          const int8_t *x, const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors,    \
                          int64_t ots);
 EDGE_DECLARE_PACKED(edge_generic)
+/// Code vectors per block of a packed group: q8 8 of 64 bytes, q4 and q4o 4 (two nibbles a byte).
+static inline int edge_packed_vectors(int kind) { return kind == EDGE_PACKED_Q8 ? 8 : 4; }
+/// The f16 block scales of a packed copy, [groups][nblocks][16] after its codes.
+static inline uint16_t *edge_packed_scales(const void *packed, int kind, int64_t nrows, int64_t nblocks) {
+    return (uint16_t *)((const uint8_t *)packed + nrows / 16 * nblocks * edge_packed_vectors(kind) * 64);
+}
+/// q4o's f16 block offsets, [groups][nblocks][16] after the scales.
+static inline uint16_t *edge_packed_offsets(const void *packed, int kind, int64_t nrows, int64_t nblocks) {
+    return edge_packed_scales(packed, kind, nrows, nblocks) + nrows / 16 * nblocks * 16;
+}
 /// Where a packed block's dot of stored codes with activations whose sum is `sum` starts, so that it ends at the dot
 /// of the codes the block means: q8 stores code + 128, q4 code + 8, q4o its unsigned codes.
 static inline int32_t edge_packed_start(int kind, int32_t sum) {

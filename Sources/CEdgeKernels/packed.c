@@ -12,21 +12,19 @@
 
 #include <math.h>
 
-static int64_t packed_vectors(int kind) { return kind == EDGE_PACKED_Q8 ? 8 : 4; }
-
 /// Bytes of one 16-row group's block: codes, scales and (q4o) offsets.
-static int64_t packed_block_bytes(int kind) { return packed_vectors(kind) * 64 + (kind == EDGE_PACKED_Q4O ? 64 : 32); }
+static int64_t packed_block_bytes(int kind) { return edge_packed_vectors(kind) * 64 + (kind == EDGE_PACKED_Q4O ? 64 : 32); }
 
 int64_t edge_packed_bytes(int kind, int64_t nrows, int64_t nblocks) { return nrows / 16 * nblocks * packed_block_bytes(kind); }
 
 void edge_pack_rows(int kind, const void *w, const uint16_t *ws, int64_t nrows, int64_t nblocks, int64_t gblocks, int64_t g0,
                     int64_t g1, void *packed) {
-    const int64_t vectors = packed_vectors(kind), block_bytes = kind == EDGE_PACKED_Q8 ? 32 : 16, groups = nrows / 16;
+    const int64_t vectors = edge_packed_vectors(kind), block_bytes = kind == EDGE_PACKED_Q8 ? 32 : 16, groups = nrows / 16;
     const int64_t ngroups = (nblocks + gblocks - 1) / gblocks, words = kind == EDGE_PACKED_Q4O ? 2 : 1;
     const uint32_t flip = kind == EDGE_PACKED_Q8 ? 0x80808080u : 0;  // q8 codes + 128
     const uint8_t *rows = w;
     uint8_t *codes = packed;
-    uint16_t *scales = (uint16_t *)(codes + groups * nblocks * vectors * 64), *offsets = scales + groups * nblocks * 16;
+    uint16_t *scales = edge_packed_scales(packed, kind, nrows, nblocks), *offsets = edge_packed_offsets(packed, kind, nrows, nblocks);
     for (int64_t g = g0; g < g1 && g < groups; g++)
         for (int64_t b = 0; b < nblocks; b++) {
             uint8_t *v = codes + (g * nblocks + b) * vectors * 64;
@@ -50,8 +48,8 @@ void edge_pack_rows(int kind, const void *w, const uint16_t *ws, int64_t nrows, 
 void edge_generic_packed(int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1, const int8_t *x,
                          const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors, int64_t ots) {
     (void)sums;
-    const int64_t vectors = packed_vectors(kind), groups = nrows / 16;
-    const uint16_t *scales = (const uint16_t *)(p + groups * nblocks * vectors * 64), *offsets = scales + groups * nblocks * 16;
+    const int64_t vectors = edge_packed_vectors(kind);
+    const uint16_t *scales = edge_packed_scales(p, kind, nrows, nblocks), *offsets = edge_packed_offsets(p, kind, nrows, nblocks);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t g = r / 16, i = r % 16;
         for (int64_t t = 0; t < ntok; t++) {

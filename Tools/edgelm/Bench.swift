@@ -177,19 +177,20 @@ extension Bench {
 
     /// The one -n value of the speculative and constrained modes (lists and -o csv are for the pp/tg tests).
     func modeTokens(_ mode: String) throws -> Int {
-        guard n.values.count == 1, let tokens = n.values.first, tokens >= 1 else {
-            throw EdgeLMError.invalidArgument("-n \(n): the \(mode) bench takes one count of at least one token")
-        }
-        if output == .csv { throw EdgeLMError.invalidArgument("-o csv: the \(mode) bench prints a table (md) or json") }
-        return tokens
+        try singleCount(n, option: "-n", of: "the \(mode) bench", noun: "count", mode: mode)
     }
 
     /// The prompt breakdown's length: one -p count of at least one token.
     func promptTokens() throws -> Int {
-        guard p.values.count == 1, let tokens = p.values.first, tokens >= 1 else {
-            throw EdgeLMError.invalidArgument("-p \(p): the prompt breakdown (--breakdown -n 0) takes one prompt length of at least one token")
+        try singleCount(p, option: "-p", of: "the prompt breakdown (--breakdown -n 0)", noun: "prompt length", mode: "breakdown")
+    }
+
+    /// The one value of `list` (given as `option`) a mode takes, at least one token; modes print md or json, not csv.
+    private func singleCount(_ list: IntList, option: String, of user: String, noun: String, mode: String) throws -> Int {
+        guard list.values.count == 1, let tokens = list.values.first, tokens >= 1 else {
+            throw EdgeLMError.invalidArgument("\(option) \(list): \(user) takes one \(noun) of at least one token")
         }
-        if output == .csv { throw EdgeLMError.invalidArgument("-o csv: the breakdown bench prints a table (md) or json") }
+        if output == .csv { throw EdgeLMError.invalidArgument("-o csv: the \(mode) bench prints a table (md) or json") }
         return tokens
     }
 

@@ -25,5 +25,4 @@ extension Bench {
         print("")
         print("Greedy decoding's argmax instead of sampling: \(format(result.argmaxMsPerToken, 3)) ms per token.")
     }
-
 }

@@ -55,7 +55,7 @@ P256_INLINE __m256i p256_dot(const __m256i *v, const int32_t *xw, int32_t start)
 P256_INLINE void p256_tile(const int kind, const int H, const int T, const uint8_t *codes, const uint16_t *scales,
                            const uint16_t *offsets, int64_t nblocks, int h0, const int8_t *x, const float *xs,
                            const int32_t *sums, int64_t t, __m256 *acc) {
-    const int vectors = kind == EDGE_PACKED_Q8 ? 8 : 4;
+    const int vectors = edge_packed_vectors(kind);
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int k = 0; k < H * T; k++) acc[k] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nblocks; b++) {
@@ -96,8 +96,8 @@ P256_INLINE void p256_tile(const int kind, const int H, const int T, const uint8
 P256_INLINE void p256_rows(const int kind, const uint8_t *p, int64_t nrows, int64_t nblocks, int64_t r0, int64_t r1,
                            const int8_t *x, const float *xs, const int32_t *sums, int64_t ntok, float *out, int64_t ors,
                            int64_t ots) {
-    const int64_t vectors = kind == EDGE_PACKED_Q8 ? 8 : 4, groups = nrows / 16;
-    const uint16_t *scales = (const uint16_t *)(p + groups * nblocks * vectors * 64), *offsets = scales + groups * nblocks * 16;
+    const int64_t vectors = edge_packed_vectors(kind);
+    const uint16_t *scales = edge_packed_scales(p, kind, nrows, nblocks), *offsets = edge_packed_offsets(p, kind, nrows, nblocks);
     for (int64_t g = r0 / 16; g < r1 / 16; g++) {
         const uint8_t *codes = p + g * nblocks * vectors * 64;
         const uint16_t *gs = scales + g * nblocks * 16, *go = offsets + g * nblocks * 16;
